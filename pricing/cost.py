@@ -1,0 +1,48 @@
+"""Cost per million output tokens.
+
+cost per 1M output tokens = ($/h of the instance) / (tokens/s of that instance x 3600) x 1e6
+
+The tokens/s figure matters: a single request's decode speed (the article's batch-1 TPS) and the
+throughput of a loaded server differ by an order of magnitude, so every cost says which it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class TpsBasis(str, Enum):
+    BATCH1 = "batch-1 TPS"  # output tokens / E2EL of one request at a time (the article's TPS)
+    THROUGHPUT = "throughput under load"  # sum of output tokens / duration with concurrent requests
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Cost:
+    usd_per_million: float
+    usd_per_hour: float
+    tokens_per_s: float
+    basis: TpsBasis
+
+    def describe(self) -> str:
+        return (
+            f"${self.usd_per_million:.2f}/1M tokens "
+            f"(${self.usd_per_hour:.2f}/h at {self.tokens_per_s:.1f} tok/s, {self.basis.label})"
+        )
+
+
+def usd_per_million_tokens(usd_per_hour: float, tokens_per_s: float) -> float:
+    """$/h / (tok/s x 3600) x 1e6. Raises ValueError for a non-positive rate or a negative price."""
+    if tokens_per_s is None or not tokens_per_s > 0:
+        raise ValueError(f"tokens per second must be positive, got {tokens_per_s!r}")
+    if usd_per_hour is None or usd_per_hour < 0:
+        raise ValueError(f"price per hour must be zero or more, got {usd_per_hour!r}")
+    return usd_per_hour / (tokens_per_s * 3600.0) * 1e6
+
+
+def cost_per_million(usd_per_hour: float, tokens_per_s: float, basis: TpsBasis) -> Cost:
+    return Cost(usd_per_million_tokens(usd_per_hour, tokens_per_s), usd_per_hour, tokens_per_s, TpsBasis(basis))
