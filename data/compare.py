@@ -89,7 +89,8 @@ def run_speed(store, run: dict[str, Any]) -> tuple[float | None, TpsBasis, float
     ttft = _mean([r.get("ttft_ms") for r in requests])
     if run.get("kind") == "load":
         summary = run.get("summary") or {}
-        cases = summary.values() if isinstance(summary, dict) else []
+        cases_obj = summary.get("cases", summary) if isinstance(summary, dict) else {}
+        cases = cases_obj.values() if isinstance(cases_obj, dict) else []
         throughputs = [c.get("output_throughput") for c in cases if isinstance(c, dict)]
         if isinstance(summary, dict) and isinstance(summary.get("output_throughput"), (int, float)):
             throughputs.append(summary["output_throughput"])

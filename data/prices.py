@@ -213,7 +213,7 @@ def price_board(store, *, now: datetime | None = None, providers: Iterable[str] 
             stored, attempt = cw.rows, {"attempted_at": None, "ok": True, "reason": cw.reason, "rows": len(cw.rows)}
         status = ProviderStatus(provider, OK, attempted_at=attempt and attempt["attempted_at"])
         if attempt is None:
-            status.state, status.reason = STALE, "not fetched yet: refresh to get live prices"
+            status.state, status.reason = STALE, "not fetched yet"
         elif not attempt["ok"]:
             status.state, status.reason = STALE, attempt["reason"] or "fetch failed"
         else:
@@ -224,7 +224,7 @@ def price_board(store, *, now: datetime | None = None, providers: Iterable[str] 
             if rows:
                 status.state = STALE
                 status.reason = "; ".join(
-                    x for x in (status.reason, f"showing bundled snapshot: {snapshot_label(provider)}") if x
+                    x for x in (status.reason, f"showing bundled snapshot ({snapshot_label(provider)})") if x
                 )
         if not rows:
             status.state = FAILED

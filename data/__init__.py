@@ -1,0 +1,1 @@
+"""DuckDB store and bundled assets. Never imports Textual."""

@@ -1,0 +1,32 @@
+"""Where tokentop keeps its files (platformdirs), overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "tokentop"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("TOKENTOP_DATA_DIR") or platformdirs.user_data_dir(APP))
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("TOKENTOP_DB")
+    return Path(env) if env else data_dir() / "tokentop.duckdb"
+
+
+def assets_dir() -> Path:
+    return Path(__file__).resolve().parent / "assets"
+
+
+def bundled_suite_path(name: str) -> Path | None:
+    path = assets_dir() / "suites" / f"{name}.toml"
+    return path if path.is_file() else None
+
+
+def bundled_suite_names() -> list[str]:
+    return sorted(p.stem for p in (assets_dir() / "suites").glob("*.toml"))

@@ -1,0 +1,1 @@
+"""Engines, workloads, metrics and telemetry. Never imports Textual or DuckDB."""

@@ -1,0 +1,71 @@
+"""The interface every engine implements, and the timing wrapper they all share."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from typing import Any, Callable
+
+from engine.types import Chunk, GenerationRequest, RequestRecord
+
+ChunkSink = Callable[[Chunk], None]
+ProgressSink = Callable[[str], None]
+
+
+class Engine(ABC):
+    """An async engine. All methods run on the EngineHost's event loop thread."""
+
+    name: str = "engine"
+
+    @abstractmethod
+    async def start(self, progress: ProgressSink) -> None:
+        """Load/connect; report human-readable steps through `progress`."""
+
+    @abstractmethod
+    async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
+        """Stream one request. Append to record.chunk_ns/chunk_tokens with perf_counter_ns taken
+        as each piece arrives, call on_chunk for each, and fill counts and finish_reason."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release everything (child processes, connections). Safe to call twice."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Model, dtype, engine arguments: what a stored run needs to be reproducible."""
+
+    def healthy(self) -> bool:
+        """False once the engine cannot serve any more (its process died)."""
+        return True
+
+    @property
+    def model_name(self) -> str:
+        return str(self.describe().get("model"))
+
+    async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestRecord:
+        """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending."""
+        record = RequestRecord(request=request)
+        sink = on_chunk or _ignore
+        record.sent_wall = time.time()
+        record.st_ns = time.perf_counter_ns()
+        try:
+            await self._generate(request, record, sink)
+            if record.error is None:
+                # Like vLLM's bench: a request that never produced a chunk has no TTFT and fails.
+                record.success = bool(record.chunk_ns)
+                if not record.success:
+                    record.error = "no output chunk was received"
+        except asyncio.CancelledError:
+            record.aborted = True
+            record.success = False
+            record.error = "aborted"
+            # The record (with the chunks that did arrive) is returned, not lost with the task.
+        except Exception as exc:  # a request failure is data, not a crash
+            record.success = False
+            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        return record
+
+
+def _ignore(_: Chunk) -> None:
+    return None

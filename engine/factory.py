@@ -1,0 +1,88 @@
+"""Choosing an engine and a model from the user's options, and saying why."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.base import Engine
+from engine.embedded_model import EMBEDDED_NAME, embedded_model_dir, is_prepared, prepare
+from engine.types import BadRequestError
+
+ENGINES = ("vllm", "openai")
+ARTICLE_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: Engine
+    model_label: str  # what to show: the embedded model's name, or what the user gave
+    reason: str  # why this model, in one line
+
+
+def _looks_like_path(model: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else with a slash is a path."""
+    return model.startswith(("/", "./", "../", "~", ".")) or model.count("/") > 1
+
+
+def resolve_model(model: str | None, log=lambda _m: None) -> tuple[str, str, str]:
+    """(what vLLM loads, label to show, why)."""
+    if not model or model == "embedded":
+        if not is_prepared():
+            prepare(log=log)
+        return (
+            str(embedded_model_dir()),
+            EMBEDDED_NAME,
+            f"no --model given: the embedded {EMBEDDED_NAME} (offline, runs on CPU); "
+            f"on a GPU try --model {ARTICLE_MODEL} as in the article",
+        )
+    expanded = os.path.expanduser(model)
+    if Path(expanded).exists():
+        if not Path(expanded).is_dir():
+            raise BadRequestError(f"--model {model} is a file; pass a model folder (with config.json) or a hub id")
+        if not (Path(expanded) / "config.json").is_file():
+            raise BadRequestError(f"--model {model} has no config.json: pass a Hugging Face model folder")
+        return str(Path(expanded).resolve()), model, "--model: a local folder"
+    if _looks_like_path(model):
+        raise BadRequestError(f"model path {model} does not exist: pass an existing folder, a hub id, or omit --model")
+    return model, model, "--model: a model id vLLM resolves (hub or cache)"
+
+
+def make_engine(
+    engine: str = "vllm",
+    *,
+    model: str | None = None,
+    endpoint: str | None = None,
+    api: str = "chat",
+    dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
+    extra_args: dict | None = None,
+    log=lambda _m: None,
+) -> EngineChoice:
+    if engine not in ENGINES:
+        raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if engine == "openai":
+        if not endpoint:
+            raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
+        from engine.openai_engine import OpenAIEngine
+
+        eng = OpenAIEngine(endpoint, model, api=api)
+        return EngineChoice(eng, model or "(served model)", f"the model served at {eng.base_url}")
+    if endpoint:
+        raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
+    from engine.vllm_engine import VllmEngine
+
+    path, label, reason = resolve_model(model, log=log)
+    return EngineChoice(
+        VllmEngine(
+            path,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            extra_args=extra_args,
+        ),
+        label,
+        reason,
+    )

@@ -1,0 +1,112 @@
+"""EngineHost: an engine on its own thread with its own event loop.
+
+Timestamps are taken on this thread as tokens arrive; consumers (the CLI, the Textual app)
+only receive finished records and cheap chunk callbacks, so rendering never delays a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Awaitable, Callable, TypeVar
+
+from engine.base import ChunkSink, Engine, ProgressSink
+from engine.types import GenerationRequest, RequestRecord
+
+T = TypeVar("T")
+
+
+class RequestHandle:
+    """A request in flight: wait for its record, or cancel it (the partial record is kept)."""
+
+    def __init__(self, host: "EngineHost", request: GenerationRequest):
+        self.request = request
+        self.future: concurrent.futures.Future[RequestRecord] = concurrent.futures.Future()
+        self._host = host
+        self._task: asyncio.Task | None = None
+
+    def cancel(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            self._host.loop.call_soon_threadsafe(task.cancel)
+
+    def result(self, timeout: float | None = None) -> RequestRecord:
+        return self.future.result(timeout)
+
+    def done(self) -> bool:
+        return self.future.done()
+
+
+class EngineHost:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name=f"tokentop-{engine.name}", daemon=True)
+        self._thread.start()
+        self._handles: set[RequestHandle] = set()
+        self._closed = False
+        self.started = False
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the engine loop (used by load generators and telemetry)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+
+    def start(self, progress: ProgressSink | None = None) -> concurrent.futures.Future[None]:
+        async def _start() -> None:
+            await self.engine.start(progress or (lambda _m: None))
+            self.started = True
+
+        return self.call(_start())
+
+    def submit(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestHandle:
+        handle = RequestHandle(self, request)
+        self._handles.add(handle)
+
+        def _create() -> None:
+            async def _run() -> None:
+                try:
+                    record = await self.engine.generate(request, on_chunk)
+                    handle.future.set_result(record)
+                except BaseException as exc:  # never leave a waiter hanging
+                    if not handle.future.done():
+                        handle.future.set_exception(exc)
+                finally:
+                    self._handles.discard(handle)
+
+            handle._task = self.loop.create_task(_run())
+
+        self.loop.call_soon_threadsafe(_create)
+        return handle
+
+    def cancel_all(self) -> None:
+        for handle in list(self._handles):
+            handle.cancel()
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Cancel requests, close the engine (its child processes), stop the loop. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.cancel_all()
+        if self.loop.is_running():
+            try:
+                self.call(self.engine.close()).result(timeout)
+            except (Exception, concurrent.futures.TimeoutError):
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "EngineHost":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+def run_sync(host: EngineHost, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+    return host.call(fn()).result(timeout)

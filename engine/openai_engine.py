@@ -1,0 +1,219 @@
+"""Any OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp server, Ollama) over httpx
+streaming. Chunks are timestamped as each SSE event is read, exactly where `vllm bench serve`
+takes its timestamps; token counts come from the server's `usage` when it sends one."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+
+from engine.base import ChunkSink, Engine, ProgressSink
+from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
+
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 300.0
+
+
+def normalise_base_url(endpoint: str) -> str:
+    url = endpoint.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise BadRequestError(f"--endpoint must start with http:// or https:// (got {endpoint!r})")
+    for suffix in ("/chat/completions", "/completions", "/models"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+
+    def __init__(
+        self,
+        endpoint: str,
+        model: str | None = None,
+        *,
+        api: str = "chat",
+        api_key: str | None = None,
+        max_connections: int = 256,
+    ):
+        if api not in ("chat", "completions"):
+            raise BadRequestError(f"--api must be chat or completions (got {api!r})")
+        self.base_url = normalise_base_url(endpoint)
+        self.requested_model = model
+        self.model = model
+        self.api = api
+        # The key comes from the environment only, and is never stored or shown.
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
+        self.max_connections = max_connections
+        self.client: httpx.AsyncClient | None = None
+        self.served_models: list[str] = []
+        self.server_info: dict[str, Any] = {}
+        self.continuous_usage = True
+
+    async def start(self, progress: ProgressSink) -> None:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            limits=limits,
+        )
+        progress(f"connecting to {self.base_url}")
+        try:
+            resp = await self.client.get("/models", timeout=CONNECT_TIMEOUT_S * 2)
+        except httpx.ConnectError as exc:
+            await self.close()
+            raise BadRequestError(
+                f"cannot connect to {self.base_url} ({_reason(exc)}): start the server or fix --endpoint"
+            ) from None
+        except httpx.HTTPError as exc:
+            await self.close()
+            raise BadRequestError(f"{self.base_url} did not answer ({_reason(exc)}): check --endpoint") from None
+        if resp.status_code in (401, 403):
+            await self.close()
+            raise BadRequestError(f"{self.base_url} refused the request ({resp.status_code}): set OPENAI_API_KEY")
+        if resp.status_code != 200:
+            await self.close()
+            raise BadRequestError(
+                f"{self.base_url}/models answered HTTP {resp.status_code}: is this an OpenAI-compatible server?"
+            )
+        try:
+            payload = resp.json()
+            self.served_models = [str(m["id"]) for m in payload.get("data", [])]
+            self.server_info = {"models": payload.get("data", [])[:8]}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            await self.close()
+            raise BadRequestError(f"{self.base_url}/models did not return an OpenAI model list: check --endpoint")
+        if self.requested_model:
+            if self.served_models and self.requested_model not in self.served_models:
+                await self.close()
+                raise BadRequestError(
+                    f"the endpoint serves {', '.join(self.served_models)}, not {self.requested_model}: "
+                    f"use --model {self.served_models[0]}"
+                )
+        elif self.served_models:
+            self.model = self.served_models[0]
+        else:
+            await self.close()
+            raise BadRequestError(f"{self.base_url} serves no model; pass --model NAME")
+        progress(f"connected: {self.model}")
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "dtype": None,
+            "engine_args": {"endpoint": self.base_url, "api": self.api},
+            "versions": {},
+            "device_kind": "remote",
+        }
+
+    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.continuous_usage:
+            payload["stream_options"]["continuous_usage_stats"] = True
+        if request.seed is not None:
+            payload["seed"] = request.seed
+        if request.enforce_length:
+            # vLLM's extensions (also accepted by SGLang): generate exactly max_tokens.
+            payload["min_tokens"] = request.max_tokens
+            payload["ignore_eos"] = True
+        prompt = request.prompt
+        if request.input_len is not None:
+            # Synthetic prompt of about input_len tokens; the exact count comes back in usage.
+            prompt = " ".join(["hello"] * max(1, request.input_len - 1))
+        if self.api == "chat":
+            payload["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            payload["prompt"] = prompt
+        return payload
+
+    async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
+        if self.client is None:
+            raise EngineError("the engine is not running")
+        path = "/chat/completions" if self.api == "chat" else "/completions"
+        payload = self._payload(request)
+        parts: list[str] = []
+        last_completion_tokens = 0
+        async with self.client.stream("POST", path, json=payload) as resp:
+            if resp.status_code != 200:
+                body = (await resp.aread())[:300].decode("utf-8", "replace")
+                if resp.status_code in (400, 422) and self.continuous_usage and "usage" in body.lower():
+                    # A server that rejects continuous usage stats: retry once without them.
+                    self.continuous_usage = False
+                    record.st_ns = time.perf_counter_ns()
+                    return await self._generate(request, record, on_chunk)
+                record.error = f"HTTP {resp.status_code}: {_one_line(body)}"
+                return
+            async for line in resp.aiter_lines():
+                if not line or line.startswith(":"):
+                    continue
+                data = line.removeprefix("data:").strip()
+                if data == "[DONE]":
+                    break
+                now = time.perf_counter_ns()
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                if "error" in event and not event.get("choices"):
+                    record.error = _one_line(str(event["error"]))
+                    return
+                usage = event.get("usage") or None
+                choices = event.get("choices")
+                if choices:
+                    choice = choices[0]
+                    if self.api == "chat":
+                        text = (choice.get("delta") or {}).get("content") or ""
+                    else:
+                        text = choice.get("text") or ""
+                    if usage and usage.get("completion_tokens") is not None:
+                        tokens = int(usage["completion_tokens"]) - last_completion_tokens
+                        last_completion_tokens = int(usage["completion_tokens"])
+                    else:
+                        tokens = 1 if text else 0
+                    record.chunk_ns.append(now)
+                    record.chunk_tokens.append(tokens)
+                    if text:
+                        parts.append(text)
+                    on_chunk(Chunk(now, text, tokens))
+                    if choice.get("finish_reason"):
+                        record.finish_reason = choice["finish_reason"]
+                if usage:
+                    if usage.get("completion_tokens") is not None:
+                        record.reported_output_tokens = int(usage["completion_tokens"])
+                    if usage.get("prompt_tokens") is not None:
+                        record.input_tokens = int(usage["prompt_tokens"])
+        record.text = "".join(parts)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "refused" in text.lower() or "errno 111" in text.lower():
+        return "connection refused"
+    return _one_line(text) or type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

@@ -1,0 +1,64 @@
+"""What flows out of an engine: a request, the chunks it streams, and the timed record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    max_tokens: int
+    temperature: float = 0.8
+    top_p: float = 1.0
+    # Enforce the length: generate exactly max_tokens (min_tokens = max_tokens, ignore EOS).
+    enforce_length: bool = False
+    seed: int | None = None
+    case_id: str = "interactive"
+    rep: int = 0
+    # Synthetic load prompts are given as raw token counts; the engine builds a prompt of that size.
+    input_len: int | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One streamed piece of output, timestamped where it arrived (inside engine/)."""
+
+    t_ns: int  # time.perf_counter_ns() on arrival
+    text: str
+    tokens: int  # output tokens this chunk carried (0 for an empty first chunk)
+
+
+@dataclass
+class RequestRecord:
+    """Everything measured for one request. Times are perf_counter_ns; metrics derive from them."""
+
+    request: GenerationRequest
+    st_ns: int = 0  # perf_counter_ns just before sending (vLLM bench: `st`)
+    sent_wall: float = 0.0  # time.time() at sending, for storage
+    chunk_ns: list[int] = field(default_factory=list)
+    chunk_tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    input_tokens: int | None = None
+    # The engine's/server's own count; None when it gave none (then we count chunk tokens).
+    reported_output_tokens: int | None = None
+    finish_reason: str | None = None
+    success: bool = False
+    error: str | None = None
+    aborted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_tokens(self) -> int:
+        if self.reported_output_tokens is not None:
+            return self.reported_output_tokens
+        return sum(self.chunk_tokens)
+
+
+class EngineError(Exception):
+    """The engine cannot start or serve; the message is one line that says what to do."""
+
+
+class BadRequestError(EngineError):
+    """The user's settings are wrong (exit code 2)."""

@@ -1,0 +1,193 @@
+"""vLLM's in-process async engine (AsyncLLM), fed token ids from the model's chat template.
+
+DELTA outputs: each RequestOutput carries only the new tokens, so counts come straight from the
+engine's token ids and timestamps are taken the moment the output reaches this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from typing import Any
+
+from engine.base import ChunkSink, Engine, ProgressSink
+from engine.runtime import prepare_vllm_env
+from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
+
+CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
+CPU_MAX_MODEL_LEN = 4096
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        enforce_eager: bool | None = None,
+        max_model_len: int | None = None,
+        kv_cache_memory_bytes: int | None = None,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        extra_args: dict[str, Any] | None = None,
+        warmup: bool = True,
+    ):
+        self.model = model
+        self.dtype = dtype
+        self.enforce_eager = enforce_eager
+        self.max_model_len = max_model_len
+        self.kv_cache_memory_bytes = kv_cache_memory_bytes
+        self.tensor_parallel_size = tensor_parallel_size
+        self.pipeline_parallel_size = pipeline_parallel_size
+        self.extra_args = dict(extra_args or {})
+        self.warmup = warmup
+        self.llm = None
+        self.tokenizer = None
+        self.engine_args: dict[str, Any] = {}
+        self.versions: dict[str, str] = {}
+        self.resolved_dtype: str | None = None
+        self.is_cpu = True
+
+    # -- lifecycle ------------------------------------------------------------
+    async def start(self, progress: ProgressSink) -> None:
+        prepare_vllm_env()
+        progress("importing vLLM")
+        t0 = time.perf_counter()
+        # Importing vLLM takes seconds; do it off the loop so the loop stays responsive.
+        modules = await asyncio.to_thread(_import_vllm)
+        AsyncEngineArgs, AsyncLLM, current_platform, vllm_version, torch_version = modules
+        self.versions = {"vllm": vllm_version, "torch": torch_version}
+        self.is_cpu = bool(current_platform.is_cpu())
+        enforce_eager = self.enforce_eager if self.enforce_eager is not None else self.is_cpu
+        args: dict[str, Any] = dict(
+            model=self.model,
+            dtype=self.dtype,
+            enforce_eager=enforce_eager,
+            tensor_parallel_size=self.tensor_parallel_size,
+            pipeline_parallel_size=self.pipeline_parallel_size,
+            disable_log_stats=False,
+            enable_prefix_caching=False,
+        )
+        if self.is_cpu:
+            args["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
+            args["max_model_len"] = self.max_model_len or CPU_MAX_MODEL_LEN
+        else:
+            if self.kv_cache_memory_bytes:
+                args["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
+            if self.max_model_len:
+                args["max_model_len"] = self.max_model_len
+        args.update(self.extra_args)
+        self.engine_args = args
+        progress(f"vLLM {vllm_version} imported in {time.perf_counter() - t0:.1f}s; loading {self.model}")
+        try:
+            engine_args = AsyncEngineArgs(**args)
+        except TypeError as exc:
+            raise BadRequestError(f"unknown engine argument: {exc}") from None
+        t1 = time.perf_counter()
+        try:
+            self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
+        except Exception as exc:
+            raise EngineError(f"vLLM could not load {self.model}: {_first_line(exc)}") from None
+        self.resolved_dtype = str(self.llm.vllm_config.model_config.dtype).removeprefix("torch.")
+        self.tokenizer = self.llm.get_tokenizer()
+        progress(f"engine ready in {time.perf_counter() - t1:.1f}s")
+        if self.warmup:
+            progress("warming up")
+            await self.generate(GenerationRequest(prompt="Hi", max_tokens=4, temperature=0.0, case_id="warmup"))
+        progress("ready")
+
+    async def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)
+
+    def healthy(self) -> bool:
+        llm = self.llm
+        return llm is not None and not llm.errored
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "dtype": self.resolved_dtype or self.dtype,
+            "engine_args": self.engine_args,
+            "versions": self.versions,
+            "device_kind": "cpu" if self.is_cpu else "gpu",
+        }
+
+    # -- requests -------------------------------------------------------------
+    def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
+        tok = self.tokenizer
+        if request.input_len is not None:
+            # Synthetic prompt of an exact length, like vLLM's random dataset: ids from the vocab,
+            # seeded so a given request is reproducible.
+            rng = random.Random(request.seed if request.seed is not None else request.input_len)
+            special = set(getattr(tok, "all_special_ids", []) or [])
+            vocab = len(tok)
+            ids: list[int] = []
+            while len(ids) < request.input_len:
+                i = rng.randrange(0, vocab)
+                if i not in special:
+                    ids.append(i)
+            return ids
+        messages = [{"role": "user", "content": request.prompt}]
+        out = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(out, dict) or hasattr(out, "input_ids"):
+            out = out["input_ids"]
+        return list(out)
+
+    async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
+        if self.llm is None:
+            raise EngineError("the engine is not running")
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        params = SamplingParams(
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            min_tokens=request.max_tokens if request.enforce_length else 0,
+            ignore_eos=request.enforce_length,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        ids = self.prompt_token_ids(request)
+        record.input_tokens = len(ids)
+        total = 0
+        parts: list[str] = []
+        request_id = f"tokentop-{uuid.uuid4().hex}"
+        # Tokenising after `st` (taken by Engine.generate) matches `vllm bench serve`, where the
+        # server tokenises after the client's `st`.
+        async for output in self.llm.generate({"prompt_token_ids": ids}, params, request_id):
+            now = time.perf_counter_ns()
+            completion = output.outputs[0]
+            n = len(completion.token_ids)
+            total += n
+            record.chunk_ns.append(now)
+            record.chunk_tokens.append(n)
+            if completion.text:
+                parts.append(completion.text)
+            on_chunk(Chunk(now, completion.text or "", n))
+            if output.finished:
+                record.finish_reason = completion.finish_reason
+        record.text = "".join(parts)
+        record.reported_output_tokens = total
+
+
+def _import_vllm():
+    import torch
+    import vllm
+    from vllm import AsyncEngineArgs
+    from vllm.platforms import current_platform
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncEngineArgs, AsyncLLM, current_platform, vllm.__version__, torch.__version__
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

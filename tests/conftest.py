@@ -1,0 +1,80 @@
+"""Shared fixtures. One real vLLM engine (and at most one real vLLM server) per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def embedded_model_path() -> str:
+    from engine.embedded_model import prepare
+
+    return str(prepare())
+
+
+@pytest.fixture(scope="session")
+def engine_session(embedded_model_path, tmp_path_factory):
+    """The embedded model on the in-process vLLM engine, started once for the whole session."""
+    from data.session import Session
+    from data.store import Store
+
+    store = Store(tmp_path_factory.mktemp("engine-db") / "session.duckdb")
+    session = Session(store, dict(engine="vllm", model=None))
+    session.start_engine()
+    yield session
+    session.shutdown()
+    store.close()
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    return tmp_path / "tokentop.duckdb"
+
+
+@pytest.fixture
+def store(db_path):
+    from data.store import Store
+
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def session(engine_session, store):
+    """A Session on the shared engine that records into this test's own database."""
+    return engine_session.fork(store)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(embedded_model_path):
+    """A real vLLM OpenAI-compatible server on loopback (CPU build), started once."""
+    from engine.managed_server import ManagedVllmServer
+
+    server = ManagedVllmServer(embedded_model_path, served_model_name="smollm2")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tokentop_cmd() -> list[str]:
+    exe = VENV_BIN / "tokentop"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tui.cli"]
+
+
+@pytest.fixture
+def cli_env(tmp_path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TOKENTOP_DATA_DIR"] = str(tmp_path / "data")
+    env.pop("TOKENTOP_DB", None)
+    return env

@@ -1,0 +1,80 @@
+"""`tokentop` — the command line entry point. No subcommand opens the app."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from tui.commands.common import UsageError, add_engine_options, fail
+
+# Each module exposes register(subparsers) and run(args) -> int.
+COMMAND_MODULES = [
+    "tui.commands.bench",
+    "tui.commands.runs",
+    "tui.commands.prices",
+    "tui.commands.compare",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="tokentop",
+        description="Live LLM inference benchmarks: vLLM engine, TPS/TTFT gauges, DuckDB history, "
+        "GPU cloud cost per million tokens. With no command, opens the app.",
+    )
+    parser.add_argument("--db", help="DuckDB file (default: TOKENTOP_DB or the user data dir)")
+    add_engine_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            from tui.app_main import run_app
+
+            return run_app(args)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        return fail(str(exc), 2)
+    except KeyboardInterrupt:
+        print("tokentop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from engine.types import BadRequestError, EngineError
+
+        if isinstance(exc, BadRequestError):
+            return fail(str(exc), 2)
+        if isinstance(exc, EngineError):
+            return fail(str(exc), 1)
+        return fail(f"{type(exc).__name__}: {exc} (details: {_log_traceback()})".replace("\n", " "), 1)
+
+
+def _log_traceback() -> str:
+    """Unexpected errors go to a log file, not the user's screen."""
+    import traceback
+
+    from engine.runtime import log_dir
+
+    path = log_dir() / "tokentop-errors.log"
+    with open(path, "a", encoding="utf-8") as f:
+        traceback.print_exc(file=f)
+    return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`tokentop bench`: run a suite headless, store it, print a table or one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+from tui.commands.common import (
+    UsageError,
+    add_db_option,
+    add_engine_options,
+    engine_kwargs,
+    fail,
+    open_store,
+    positive_int,
+    resolve_suite,
+)
+from tui.format import print_case_table, run_to_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run a suite headless and store it", description="Run a suite at batch 1.")
+    p.add_argument("--suite", default="seed", help="'seed' (the article's suite) or a TOML suite file")
+    p.add_argument("--reps", type=_reps, default=None, help="repetitions per case (default: the suite's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_db_option(p)
+    add_engine_options(p, suppress=True)
+    p.set_defaults(func=run)
+
+
+def _reps(text: str) -> int:
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"--reps {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from data.session import Session
+    from engine.runtime import QuietNativeOutput
+    from engine.types import BadRequestError, EngineError
+
+    suite = resolve_suite(args.suite)  # BadRequestError (exit 2) before anything starts
+    store = open_store(args)
+    options = engine_kwargs(args)
+    _sigterm_as_interrupt()
+    with QuietNativeOutput() as term:
+        err = term.stderr
+        progress = _Progress(err)
+        session = Session(store, options, log=progress.note)
+        run_id = None
+        try:
+            try:
+                session.start_engine(progress.note)
+            except BadRequestError as exc:
+                return fail(str(exc), 2, err)
+            except EngineError as exc:
+                return fail(f"{exc} (log: {term.log_path})", 1, err)
+            except KeyboardInterrupt:
+                print("tokentop: interrupted while starting the engine", file=err)
+                return 130
+            progress.note(f"engine {options['engine']}, model {session.describe().get('model_label')}, "
+                          f"device {session.device}, db {store.path}")
+            reps = args.reps or suite.reps
+            total = len(suite.cases) * reps
+            progress.begin(total)
+            run_id, outcome, runner = session.run_suite(
+                suite, reps, on_start=progress.on_start, on_record=progress.on_record
+            )
+            progress.end()
+        finally:
+            session.shutdown()
+        run = store.get_run(run_id)
+        requests = store.get_requests(run_id)
+        if args.json:
+            print(json.dumps(run_to_json(run, requests), default=str), file=term.stdout)
+        else:
+            print_case_table(run, requests, file=term.stdout)
+        store.close()
+        if runner.interrupted:
+            print(f"tokentop: interrupted: run {run_id} stored as aborted with "
+                  f"{sum(1 for m in outcome.metrics if m.success)} finished requests", file=err)
+            return 130
+        if outcome.status != "completed":
+            return fail(f"run {run_id} {outcome.status}: {outcome.error or 'see tokentop show ' + run_id}", 1, err)
+        return 0
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling main() from a worker)
+        pass
+
+
+class _Progress:
+    """One progress line on stderr: rewritten in place on a terminal, a line per request otherwise."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.t0 = time.monotonic()
+        self.current = ""
+
+    def note(self, message: str) -> None:
+        self._clear()
+        print(f"tokentop: {message}", file=self.stream, flush=True)
+
+    def begin(self, total: int) -> None:
+        self.total, self.done, self.t0 = total, 0, time.monotonic()
+
+    def on_start(self, index: int, total: int, request) -> None:
+        self.current = f"{request.case_id} rep {request.rep + 1}"
+        if self.tty:
+            self._line(f"[{index + 1}/{total}] {self.current} …")
+
+    def on_record(self, index: int, record, metrics) -> None:
+        self.done = index + 1
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
+        if metrics.success:
+            detail = (f"{metrics.output_tokens} tok, TTFT {metrics.ttft_s * 1000:.0f} ms, "
+                      f"TPS {metrics.tps:.1f} tok/s")
+        else:
+            detail = f"failed: {record.error}"
+        self._line(f"[{self.done}/{self.total}] {self.current}: {detail} (ETA {eta:.0f}s)", final=not self.tty)
+
+    def end(self) -> None:
+        if self.tty:
+            print(file=self.stream, flush=True)
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _clear(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K")

@@ -1,0 +1,111 @@
+"""Options and helpers shared by the commands (and the app's start-up)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit 2."""
+
+
+def fail(message: str, code: int = 1, stream=None) -> int:
+    print(f"tokentop: error: {message}", file=stream or sys.stderr)
+    return code
+
+
+def add_db_option(parser: argparse.ArgumentParser, suppress: bool = True) -> None:
+    parser.add_argument(
+        "--db",
+        default=argparse.SUPPRESS if suppress else None,
+        help="DuckDB file (default: TOKENTOP_DB or the user data dir)",
+    )
+
+
+def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """On the top-level parser with defaults; on subcommands suppressed, so either place works."""
+
+    def d(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("engine")
+    g.add_argument("--engine", choices=["vllm", "openai"], default=d("vllm"),
+                   help="vllm: in-process engine (default); openai: an OpenAI-compatible server")
+    g.add_argument("--model", default=d(None),
+                   help="model folder or id (default: the embedded SmolLM2-135M-Instruct)")
+    g.add_argument("--endpoint", default=d(None), help="server URL for --engine openai, e.g. http://127.0.0.1:8000")
+    g.add_argument("--api", choices=["chat", "completions"], default=d("chat"),
+                   help="OpenAI API to call with --engine openai (default: chat)")
+    g.add_argument("--dtype", default=d("auto"), help="vLLM dtype (default: auto)")
+    g.add_argument("--tensor-parallel-size", "-tp", type=positive_int, default=d(1), help="vLLM tensor parallel size")
+    g.add_argument("--pipeline-parallel-size", "-pp", type=positive_int, default=d(1), help="vLLM pipeline parallel size")
+    g.add_argument("--engine-arg", action="append", default=d([]), metavar="KEY=VALUE",
+                   help="extra vLLM engine argument (repeatable), e.g. --engine-arg max_num_seqs=8")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
+    return value
+
+
+def parse_engine_args(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UsageError(f"--engine-arg {pair!r} must be KEY=VALUE")
+        key, value = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        out[key] = _coerce(value.strip())
+    return out
+
+
+def _coerce(value: str) -> Any:
+    low = value.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        engine=args.engine,
+        model=args.model,
+        endpoint=args.endpoint,
+        api=args.api,
+        dtype=args.dtype,
+        tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size,
+        extra_args=parse_engine_args(args.engine_arg),
+    )
+
+
+def resolve_suite(name_or_path: str):
+    """'seed' (or another bundled name) or a TOML file."""
+    from data.paths import bundled_suite_path
+    from engine.suites import load_suite
+
+    bundled = bundled_suite_path(name_or_path)
+    if bundled is not None:
+        return load_suite(bundled)
+    return load_suite(name_or_path)
+
+
+def open_store(args: argparse.Namespace):
+    from data.store import Store, StoreError
+
+    try:
+        return Store(getattr(args, "db", None))
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,0 +1,97 @@
+"""`tokentop prices`: current GPU offers per provider, with each price's source and age."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tui.commands.common import UsageError, add_db_option, open_store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prices",
+        help="GPU prices per provider (stored; --refresh fetches live)",
+        description="GPU prices per provider: RunPod, Vast.ai, Lambda, Vultr (live APIs), CoreWeave (dated "
+        "table). Without --refresh, shows the last stored prices (or the bundled dated snapshot). "
+        "Base URLs: TOKENTOP_RUNPOD_URL, TOKENTOP_VASTAI_URL, TOKENTOP_VULTR_URL, TOKENTOP_LAMBDA_URL; "
+        "keys: LAMBDA_API_KEY (optional RUNPOD_API_KEY, VASTAI_API_KEY).",
+    )
+    p.add_argument("--refresh", action="store_true", help="fetch live prices now and store them")
+    p.add_argument("--gpu", metavar="KEY", help="only this GPU (canonical key like H100-SXM-80, or a name)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_db_option(p)
+    p.set_defaults(func=run)
+
+
+def resolve_gpu(text: str) -> str:
+    from pricing.gpus import GPUS, canonical_gpu
+
+    if text.upper() in GPUS:
+        return text.upper()
+    match = canonical_gpu(text)
+    if match.key is None:
+        raise UsageError(f"unknown GPU {text!r} (known keys: {', '.join(GPUS)})")
+    return match.key
+
+
+def run(args: argparse.Namespace) -> int:
+    from data.prices import price_board, refresh
+
+    gpu = resolve_gpu(args.gpu) if args.gpu else None
+    with open_store(args) as store:
+        if args.refresh:
+            refresh(store)
+        board = price_board(store)
+    rows = board.rows if gpu is None else board.for_gpu(gpu)
+    if args.json:
+        out = board.to_dict()
+        out["gpu"] = gpu
+        out["prices"] = [r.to_dict() for r in rows]
+        print(json.dumps(out))
+        return 0
+    print_board(board, rows, gpu, sys.stdout)
+    return 0
+
+
+def print_board(board, rows, gpu, file) -> None:
+    from data.prices import age_text, source_age
+    from pricing.gpus import gpu_label
+    from pricing.models import provider_label
+
+    console = Console(file=file, highlight=False, soft_wrap=False, width=max(110, Console(file=file).width))
+    status = Table(show_edge=False, pad_edge=False, title=None)
+    for col in ("provider", "status", "source", "fetched", "reason"):
+        status.add_column(col)
+    for s in board.statuses.values():
+        style = {"ok": "green", "stale": "yellow", "failed": "red"}.get(s.state, "")
+        status.add_row(
+            Text(provider_label(s.provider)), Text(s.state, style=style), Text(s.source or "—"),
+            Text(source_age(s, board.now) if s.as_of else "—"), Text(s.reason or ""),
+        )
+    console.print(status)
+    console.print()
+    if not rows:
+        console.print(Text(f"No provider lists a {gpu_label(gpu)} right now." if gpu else "No prices."))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col, justify in (("GPU", "left"), ("provider", "left"), ("type", "left"), ("GPUs", "right"),
+                         ("$/GPU-h", "right"), ("$/h", "right"), ("detail", "left"), ("source", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        name = gpu_label(r.gpu_key) if r.gpu_key else f"unmatched: {r.gpu_raw_name}"
+        if r.approximate and r.gpu_key:
+            name += " ~"
+        detail = " ".join(x for x in (f"{r.stat} of {r.offers}" if r.stat else None, r.note, r.instance_type,
+                                      r.region) if x)
+        table.add_row(
+            Text(name), Text(provider_label(r.provider)), Text(r.pricing_type), str(r.gpu_count),
+            f"{r.usd_per_gpu_hour:.2f}", f"{r.usd_per_hour:.2f}", Text(detail), Text(source_age(r, board.now)),
+        )
+    console.print(table)
+    console.print(Text("~ = the provider does not name the form factor (SXM/PCIe); matched approximately."))

@@ -1,0 +1,47 @@
+"""`tokentop runs` and `tokentop show RUN_ID`: what is stored."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tui.commands.common import add_db_option, fail, open_store
+from tui.format import print_case_table, print_runs_table, run_to_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="list stored runs", description="List stored runs, newest first.")
+    p.add_argument("--json", action="store_true", help="print a JSON list on stdout")
+    p.add_argument("--limit", type=int, default=None, help="show at most N runs")
+    add_db_option(p)
+    p.set_defaults(func=run_list)
+
+    s = sub.add_parser("show", help="show one stored run", description="Show one stored run.")
+    s.add_argument("run_id", metavar="RUN_ID", help="a run id (or a unique prefix of one)")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_db_option(s)
+    s.set_defaults(func=run_show)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        runs = store.list_runs(limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, default=str))
+    else:
+        print_runs_table(runs, sys.stdout)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        run = store.get_run(args.run_id)
+        if run is None:
+            return fail(f"no run {args.run_id!r} in {store.path}: see `tokentop runs`", 2)
+        requests = store.get_requests(run["run_id"])
+    if args.json:
+        print(json.dumps(run_to_json(run, requests), default=str))
+    else:
+        print_case_table(run, requests, sys.stdout)
+    return 0

@@ -1,0 +1,131 @@
+"""Plain-text and JSON renderings of stored runs for the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+CASE_COLUMNS = [
+    # (header, summary key, format)
+    ("req", "completed", "{:.0f}"),
+    ("tokens", "mean_output_tokens", "{:.0f}"),
+    ("TTFT mean", "mean_ttft_ms", "{:.1f}"),
+    ("TTFT p99", "p99_ttft_ms", "{:.1f}"),
+    ("TPOT mean", "mean_tpot_ms", "{:.2f}"),
+    ("ITL p99", "p99_itl_ms", "{:.2f}"),
+    ("E2EL mean", "mean_e2el_ms", "{:.0f}"),
+    ("TPS", "mean_tps", "{:.1f}"),
+    ("decode tok/s", "mean_decode_rate", "{:.1f}"),
+    ("out tok/s", "output_throughput", "{:.1f}"),
+]
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    if value is None:
+        return "–"
+    try:
+        return pattern.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def case_rows(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    summary = run.get("summary") or {}
+    rows = []
+    for case_id, agg in (summary.get("cases") or {}).items():
+        agg = dict(agg)
+        if agg.get("completed"):
+            agg["mean_output_tokens"] = agg.get("total_output_tokens", 0) / agg["completed"]
+        rows.append((case_id, agg))
+    return rows
+
+
+def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) -> None:
+    console = Console(file=file, highlight=False, soft_wrap=False, width=max(100, Console(file=file).width))
+    head = Text(
+        f"run {run['run_id']}  {run['status']}  {run.get('engine')} · {run.get('model')} · {run.get('device')}"
+    )
+    console.print(head)
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("case")
+    table.add_column("target", justify="right")
+    for header, _key, _f in CASE_COLUMNS:
+        table.add_column(header, justify="right")
+    for case_id, agg in case_rows(run):
+        table.add_row(
+            Text(case_id),
+            _fmt(agg.get("target_tokens"), "{:.0f}"),
+            *[_fmt(agg.get(key), f) for _h, key, f in CASE_COLUMNS],
+        )
+    console.print(table)
+    console.print(
+        Text(
+            "ms throughout; TPS = output tokens / E2EL per request (the article's batch-1 TPS); "
+            "decode tok/s = 1000 / TPOT; names and definitions as in `vllm bench serve`."
+        ),
+        style="dim",
+    )
+    failed = [r for r in requests if not r.get("success")]
+    if failed:
+        console.print(Text(f"{len(failed)} request(s) failed or aborted: {failed[0].get('error')}"))
+
+
+def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    summary = run.get("summary") or {}
+    out = {
+        "run_id": run["run_id"],
+        "kind": run.get("kind"),
+        "status": run.get("status"),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "duration_s": run.get("duration_s"),
+        "engine": run.get("engine"),
+        "engine_args": run.get("engine_args"),
+        "model": run.get("model"),
+        "dtype": run.get("dtype"),
+        "device": run.get("device"),
+        "gpu_key": run.get("gpu_key"),
+        "suite": run.get("suite"),
+        "reps": run.get("reps"),
+        "environment": run.get("environment"),
+        "cases": summary.get("cases") or {},
+        "overall": summary.get("overall") or {},
+        "error": run.get("error"),
+    }
+    if requests is not None:
+        out["requests"] = [
+            {k: r.get(k) for k in ("request_index", "case_id", "rep", "input_tokens", "output_tokens",
+                                   "target_tokens", "ttft_ms", "tpot_ms", "e2el_ms", "tps", "success",
+                                   "finish_reason", "error")}
+            for r in requests
+        ]
+    return out
+
+
+def print_runs_table(runs: list[dict[str, Any]], file) -> None:
+    console = Console(file=file, highlight=False, width=max(100, Console(file=file).width))
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("run", "started", "kind", "status", "engine", "model", "device", "suite", "req", "TPS", "TTFT ms"):
+        table.add_column(col, justify="right" if col in ("req", "TPS", "TTFT ms") else "left")
+    for r in runs:
+        started = r.get("started_at")
+        table.add_row(
+            Text(r["run_id"]),
+            started.strftime("%Y-%m-%d %H:%M") if started else "",
+            Text(r.get("kind") or ""),
+            Text(r.get("status") or ""),
+            Text(r.get("engine") or ""),
+            Text(str(r.get("model") or "")),
+            Text(str(r.get("device") or "")),
+            Text(str(r.get("suite") or "")),
+            f"{r.get('completed') or 0}/{r.get('requests') or 0}",
+            _fmt(r.get("mean_tps"), "{:.1f}"),
+            _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
+        )
+    if not runs:
+        console.print("no runs stored yet: run `tokentop bench` or open `tokentop`")
+        return
+    console.print(table)
