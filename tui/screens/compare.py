@@ -1,0 +1,156 @@
+"""The Compare screen: for the chosen runs, TPS, TTFT, $/h and $/1M tokens per provider, side by side;
+sortable (s), cheapest highlighted; bar charts of TPS by GPU and $/1M tokens by provider x GPU."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from data.compare import RunCosts, compare_runs
+from pricing.gpus import gpu_label
+from pricing.models import provider_label
+
+SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_hour"]),
+         ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
+
+
+class CompareScreen(Screen):
+    CSS_PATH = "compare.tcss"
+    BINDINGS = [
+        Binding("s", "cycle_sort", "Sort", id="compare.sort"),
+        Binding("escape", "app.pop_screen", "Back", id="compare.back"),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, results: list[RunCosts]) -> None:
+            super().__init__()
+            self.results = results
+
+    class LoadFailed(Message):
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    def __init__(self, store, run_ids: list[str], *, now: datetime | None = None,
+                 name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.store = store
+        self.run_ids = list(run_ids)
+        self.fixed_now = now
+        self.results: list[RunCosts] = []
+        self.sort_index = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Compare runs — cost per 1M output tokens"), id="compare-title")
+        yield Static(Text("Loading…"), id="compare-note")
+        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="compare-charts"):
+            yield PlotextPlot(id="tps-chart")
+            yield PlotextPlot(id="cost-chart")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#compare-table", DataTable).add_columns(
+            "run", "GPU", "provider", "type", "TPS", "TTFT ms", "$/h", "$/1M", "source")
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
+    def load(self) -> None:
+        try:
+            self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
+        except Exception as exc:
+            self.post_message(self.LoadFailed(str(exc)))
+
+    @on(Loaded)
+    def show(self, message: Loaded) -> None:
+        self.results = message.results
+        notes = []
+        for rc in self.results:
+            basis = f"{rc.tps:.1f} tok/s, {rc.tps_basis}" if rc.tps else "no TPS"
+            notes.append(f"{rc.run_id}: {gpu_label(rc.gpu_key) if rc.gpu_key else rc.device} ({basis}). {rc.note}")
+        self.query_one("#compare-note", Static).update(Text("\n".join(n.strip() for n in notes)))
+        self.fill_table()
+        self.draw_charts()
+
+    @on(LoadFailed)
+    def failed(self, message: LoadFailed) -> None:
+        self.query_one("#compare-note", Static).update(Text(f"Cannot compare: {message.reason}"))
+
+    def rows(self) -> list[dict]:
+        out = []
+        for rc in self.results:
+            for c in rc.costs:
+                out.append(dict(run=rc.run_id, gpu=gpu_label(rc.gpu_key), provider=c.provider,
+                                type=c.pricing_type, tps=c.tps, ttft=c.ttft_ms, usd_per_hour=c.usd_per_hour,
+                                usd_per_million=c.usd_per_million, source=c.source, cheapest=c.cheapest,
+                                approximate=c.approximate))
+            for r in rc.reference:
+                out.append(dict(run=r.label, gpu=r.gpu, provider=r.provider, type="on-demand", tps=r.tps, ttft=None,
+                                usd_per_hour=r.usd_per_hour, usd_per_million=r.usd_per_million, source=r.label,
+                                cheapest=False, approximate=False))
+        return sorted(out, key=SORTS[self.sort_index][1])
+
+    def fill_table(self) -> None:
+        table = self.query_one("#compare-table", DataTable)
+        table.clear()
+        for r in self.rows():
+            style = "bold green" if r["cheapest"] else ("dim" if r["source"].startswith("article") else "")
+            table.add_row(
+                Text(r["run"][-13:], style=style), Text(r["gpu"], style=style),
+                Text(provider_label(r["provider"]) + (" ~" if r["approximate"] else ""), style=style),
+                Text(r["type"], style=style), Text(f"{r['tps']:.1f}", style=style, justify="right"),
+                Text("–" if r["ttft"] is None else f"{r['ttft']:.0f}", style=style, justify="right"),
+                Text(f"{r['usd_per_hour']:.2f}", style=style, justify="right"),
+                Text(f"{r['usd_per_million']:.2f}" + (" ◀" if r["cheapest"] else ""), style=style, justify="right"),
+                Text(r["source"], style=style),
+            )
+        self.query_one("#compare-title", Static).update(
+            Text(f"Compare runs — cost per 1M output tokens · sorted by {SORTS[self.sort_index][0]} (s)"))
+
+    def draw_charts(self) -> None:
+        tps_by_gpu: dict[str, float] = {}
+        for rc in self.results:
+            if rc.tps:
+                tps_by_gpu[f"{(gpu_label(rc.gpu_key) if rc.gpu_key else rc.device or 'CPU')[:10]} (you)"] = rc.tps
+            for r in rc.reference:
+                label = r.gpu.split(" (")[0][:10] + " (art.)"
+                tps_by_gpu[label] = max(tps_by_gpu.get(label, 0), r.tps)
+        chart = self.query_one("#tps-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("TPS by GPU")
+        if tps_by_gpu:
+            plt.bar(list(tps_by_gpu), list(tps_by_gpu.values()), orientation="horizontal", width=0.3)
+        chart.refresh()
+        cost: dict[str, float] = {}
+        for rc in self.results:
+            for c in rc.costs:
+                label = f"{provider_label(c.provider)[:8]} {(rc.gpu_key or '')[:8]}"
+                cost[label] = min(cost.get(label, float("inf")), c.usd_per_million)
+        if not cost:
+            for rc in self.results:
+                for r in rc.reference:
+                    cost[f"{provider_label(r.provider)[:8]} {r.gpu_key[:8]}"] = r.usd_per_million
+        chart = self.query_one("#cost-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("$/1M tokens")
+        if cost:
+            items = sorted(cost.items(), key=lambda kv: kv[1])[:8]
+            plt.bar([k for k, _ in items], [v for _, v in items], orientation="horizontal", width=0.3)
+        chart.refresh()
+
+    def action_cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.fill_table()

@@ -1,0 +1,128 @@
+"""The Prices screen: current GPU offers by GPU, each provider's status (ok / stale / failed, source, age).
+
+All work happens in workers that post typed messages; the screen only displays. Provider text is
+untrusted: every cell is a plain ``Text``, never markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from data.prices import PriceBoard, age_text, price_board, refresh_async, source_age
+from pricing.gpus import gpu_label
+from pricing.models import provider_label
+
+STATE_STYLE = {"ok": "green", "stale": "yellow", "failed": "bold red"}
+
+
+class PricesScreen(Screen):
+    CSS_PATH = "prices.tcss"
+    BINDINGS = [
+        Binding("r", "refresh_prices", "Refresh", id="prices.refresh"),
+        Binding("escape", "app.pop_screen", "Back", id="prices.back"),
+    ]
+
+    class BoardLoaded(Message):
+        def __init__(self, board: PriceBoard) -> None:
+            super().__init__()
+            self.board = board
+
+    class RefreshFailed(Message):
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    def __init__(self, store, *, now: datetime | None = None, env: Mapping[str, str] | None = None,
+                 name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.store = store
+        self.fixed_now = now  # tests and snapshots: a fixed "now" for ages
+        self.env = env
+        self.board: PriceBoard | None = None
+        self.refreshing = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("GPU prices — r: refresh live"), id="prices-title")
+        yield DataTable(id="prices-status", cursor_type="none", zebra_stripes=False)
+        yield DataTable(id="prices-table", cursor_type="row", zebra_stripes=True)
+        yield Static(Text(""), id="prices-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        status = self.query_one("#prices-status", DataTable)
+        status.add_columns("provider", "status", "source", "reason")
+        table = self.query_one("#prices-table", DataTable)
+        table.add_columns("GPU", "provider", "type", "n", "$/GPU-h", "$/h", "source", "detail")
+        self.load_board()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="prices-load")
+    def load_board(self) -> None:
+        self.post_message(self.BoardLoaded(price_board(self.store, now=self.fixed_now)))
+
+    def action_refresh_prices(self) -> None:
+        if self.refreshing:
+            return
+        self.refreshing = True
+        self._message("Fetching live prices…")
+        self.fetch_live()
+
+    @work(exclusive=True, exit_on_error=False, group="prices-fetch")
+    async def fetch_live(self) -> None:
+        try:
+            await refresh_async(self.store, env=self.env, now=self.fixed_now)
+        except Exception as exc:  # the board still shows what is stored
+            self.post_message(self.RefreshFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.load_board()
+
+    @on(BoardLoaded)
+    def show_board(self, message: BoardLoaded) -> None:
+        self.board = board = message.board
+        if self.refreshing:
+            self.refreshing = False
+            states = [s.state for s in board.statuses.values()]
+            self._message(f"Refreshed: {states.count('ok')} ok, {states.count('stale')} stale, "
+                          f"{states.count('failed')} failed")
+        status = self.query_one("#prices-status", DataTable)
+        status.clear()
+        for s in board.statuses.values():
+            status.add_row(
+                Text(provider_label(s.provider)),
+                Text(s.state, style=STATE_STYLE.get(s.state, "")),
+                Text(source_age(s, board.now) if s.as_of else "—"),
+                Text(s.reason or ""),
+            )
+        table = self.query_one("#prices-table", DataTable)
+        table.clear()
+        for r in board.rows:
+            name = gpu_label(r.gpu_key) if r.gpu_key else f"? {r.gpu_raw_name}"
+            if r.approximate and r.gpu_key:
+                name += " ~"
+            detail = " ".join(x for x in (f"{r.stat} of {r.offers}" if r.stat else None, r.note,
+                                          r.instance_type) if x)
+            table.add_row(
+                Text(name, style="" if r.gpu_key else "italic"), Text(provider_label(r.provider)),
+                Text(r.pricing_type), Text(str(r.gpu_count)), Text(f"{r.usd_per_gpu_hour:.2f}", justify="right"),
+                Text(f"{r.usd_per_hour:.2f}", justify="right"), Text(source_age(r, board.now)), Text(detail),
+            )
+
+    @on(RefreshFailed)
+    def show_failure(self, message: RefreshFailed) -> None:
+        self.refreshing = False
+        self._message(f"Refresh failed: {message.reason}")
+        self.notify(Text(message.reason).plain, title="Prices", severity="error")
+
+    def _message(self, text: str) -> None:
+        self.query_one("#prices-message", Static).update(Text(text))
+
+
+__all__ = ["PricesScreen", "age_text"]
