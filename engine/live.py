@@ -1,0 +1,216 @@
+"""Live gauge maths for one streaming request, and a sanitiser for model output shown on a terminal.
+
+`LiveMeter.feed(chunk)` is called on the engine thread for every chunk: it only appends to a
+buffer under a lock (cheap, so the engine's timestamps are never delayed). The UI calls
+`snapshot()` on a timer (4-10 Hz): that drains the buffer and updates running totals
+incrementally, so a snapshot costs O(new chunks), not O(all chunks).
+
+Definitions follow vLLM's (engine/metrics.py): TTFT = first chunk - st; ITL = gaps between
+successive chunks; TPOT = (last chunk - first chunk) / (tokens - 1); the request's TPS is the
+article's batch-1 TPS, tokens / elapsed (E2EL once finished). While a request streams, `st` is the
+moment the UI handed it to the engine (a few microseconds before the engine's own `st`);
+`finish(st_ns=record.st_ns)` switches to the engine's exact `st`, so the final gauges equal the
+stored metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from engine.types import Chunk
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    tokens: int = 0
+    chunks: int = 0
+    elapsed_s: float = 0.0
+    ttft_s: float | None = None
+    tps_now: float = 0.0  # tokens in the last `window_s` / window
+    tps_request: float = 0.0  # tokens / elapsed (article's TPS; E2EL once done)
+    itl_last_s: float | None = None
+    itl_mean_s: float | None = None
+    tpot_s: float | None = None
+    series: tuple[float, ...] = ()  # tok/s per bucket since st, for a sparkline
+    text: str = ""  # output text that arrived since the previous snapshot (raw, unsanitised)
+    done: bool = False
+
+    @property
+    def decode_rate(self) -> float | None:
+        return 1.0 / self.tpot_s if self.tpot_s else None
+
+
+@dataclass
+class _Totals:
+    tokens: int = 0
+    chunks: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    itl_sum_ns: int = 0
+    itl_count: int = 0
+    itl_last_ns: int | None = None
+    buckets: list[int] = field(default_factory=list)  # tokens per bucket since st
+
+
+class LiveMeter:
+    """Thread-safe accumulator of one request's chunks (or a sequence of requests: call begin())."""
+
+    def __init__(self, window_s: float = 1.0, bucket_s: float = 0.25, max_series: int = 240):
+        self.window_ns = int(window_s * NS)
+        self.bucket_ns = int(bucket_s * NS)
+        self.max_series = max_series
+        self._lock = threading.Lock()
+        self._pending: list[Chunk] = []
+        self.begin()
+
+    # -- engine thread --------------------------------------------------------
+    def feed(self, chunk: Chunk) -> None:
+        """Called for every chunk on the engine thread: an append under a lock, nothing else."""
+        with self._lock:
+            self._pending.append(chunk)
+
+    # -- UI thread ------------------------------------------------------------
+    def begin(self, st_ns: int | None = None) -> None:
+        """Start measuring a new request (st = now unless given)."""
+        with self._lock:
+            self._pending = []
+            self._generation = getattr(self, "_generation", 0) + 1
+        self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
+        self.end_ns: int | None = None
+        self.done = False
+        self.active = True
+        self._t = _Totals()
+        self._window: deque[tuple[int, int]] = deque()
+        self._window_tokens = 0
+
+    def finish(self, st_ns: int | None = None, end_ns: int | None = None) -> None:
+        """The request ended: freeze the clock at its last chunk (or now); optionally take the
+        engine's exact `st`."""
+        self._drain()
+        if st_ns:
+            self.st_ns = st_ns
+        self.end_ns = end_ns or self._t.last_ns or time.perf_counter_ns()
+        self.done = True
+
+    def _drain(self) -> str:
+        with self._lock:
+            new, self._pending = self._pending, []
+        if not new:
+            return ""
+        t = self._t
+        texts = []
+        for c in new:
+            texts.append(c.text)
+            if t.first_ns is None:
+                t.first_ns = c.t_ns
+            elif t.last_ns is not None:
+                gap = c.t_ns - t.last_ns
+                t.itl_sum_ns += gap
+                t.itl_count += 1
+                t.itl_last_ns = gap
+            t.last_ns = c.t_ns
+            t.tokens += c.tokens
+            t.chunks += 1
+            b = max(0, (c.t_ns - self.st_ns) // self.bucket_ns)
+            if b >= len(t.buckets):
+                t.buckets.extend([0] * (b + 1 - len(t.buckets)))
+            t.buckets[b] += c.tokens
+            if c.tokens:
+                self._window.append((c.t_ns, c.tokens))
+                self._window_tokens += c.tokens
+        return "".join(texts)
+
+    def snapshot(self, now_ns: int | None = None) -> LiveSnapshot:
+        text = self._drain()
+        t = self._t
+        now = self.end_ns if self.done and self.end_ns else (now_ns or time.perf_counter_ns())
+        elapsed_ns = max(0, now - self.st_ns)
+        # moving window: drop what fell out of (now - window, now]
+        cutoff = now - self.window_ns
+        while self._window and self._window[0][0] <= cutoff:
+            self._window_tokens -= self._window.popleft()[1]
+        span = min(self.window_ns, elapsed_ns)
+        tps_now = self._window_tokens * NS / span if span > 0 else 0.0
+        ttft = (t.first_ns - self.st_ns) / NS if t.first_ns is not None else None
+        tpot = None
+        if t.tokens > 1 and t.first_ns is not None and t.last_ns is not None:
+            tpot = (t.last_ns - t.first_ns) / NS / (t.tokens - 1)
+        # The finished request's elapsed is its E2EL (last chunk - st).
+        tps_request = t.tokens * NS / elapsed_ns if elapsed_ns > 0 else 0.0
+        if self.done:
+            n_full = len(t.buckets)
+        else:  # complete buckets only; a stall shows as zeros
+            n_full = int(elapsed_ns // self.bucket_ns)
+            if n_full > len(t.buckets):
+                t.buckets.extend([0] * (n_full - len(t.buckets)))
+        scale = NS / self.bucket_ns
+        series = tuple(v * scale for v in t.buckets[max(0, n_full - self.max_series):n_full])
+        return LiveSnapshot(
+            tokens=t.tokens,
+            chunks=t.chunks,
+            elapsed_s=elapsed_ns / NS,
+            ttft_s=ttft,
+            tps_now=tps_now,
+            tps_request=tps_request,
+            itl_last_s=t.itl_last_ns / NS if t.itl_last_ns is not None else None,
+            itl_mean_s=t.itl_sum_ns / t.itl_count / NS if t.itl_count else None,
+            tpot_s=tpot,
+            series=series,
+            text=text,
+            done=self.done,
+        )
+
+
+# -- terminal safety ------------------------------------------------------------
+_ESCAPES = re.compile(
+    r"""
+    \x1b\[[0-?]*[ -/]*[@-~]                # CSI ... final byte (colours, cursor moves)
+  | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)      # OSC ... BEL or ST (titles, hyperlinks)
+  | \x1b[PX^_][^\x1b]*\x1b\\               # DCS / SOS / PM / APC ... ST
+  | \x1b[@-Z\\-_]                          # two-byte escapes
+  | \x9b[0-?]*[ -/]*[@-~]                  # 8-bit CSI
+    """,
+    re.VERBOSE,
+)
+# C0 controls except \t and \n, DEL, C1 controls.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_INCOMPLETE_TAIL = re.compile(r"(?:\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*)?|\x9b[0-?]*[ -/]*)$")
+
+
+def clean_text(text: str, tab: str = "    ") -> str:
+    """Model output made safe for a terminal: escape sequences removed, control characters
+    dropped (\\r too: it would overwrite the line), tabs expanded. Markup is not touched here —
+    render the result as plain text (rich.text.Text), never as markup."""
+    if not text:
+        return text
+    text = _ESCAPES.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\t", tab)
+    return _CONTROLS.sub("", text)
+
+
+class StreamSanitizer:
+    """`clean_text` for a stream: an escape sequence split across chunks is held back until it
+    completes (at most `max_hold` characters), so no half of it leaks onto the screen."""
+
+    def __init__(self, max_hold: int = 64):
+        self._hold = ""
+        self.max_hold = max_hold
+
+    def feed(self, text: str) -> str:
+        text = self._hold + text
+        self._hold = ""
+        m = _INCOMPLETE_TAIL.search(text)
+        if m and m.start() < len(text) and len(text) - m.start() <= self.max_hold:
+            self._hold = text[m.start():]
+            text = text[: m.start()]
+        return clean_text(text)
+
+    def flush(self) -> str:
+        text, self._hold = self._hold, ""
+        return clean_text(text)

@@ -1,0 +1,128 @@
+"""engine/live.py: gauge maths on synthetic timestamps, and the output sanitiser."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.live import LiveMeter, StreamSanitizer, clean_text
+from engine.metrics import request_metrics
+from engine.types import Chunk, GenerationRequest, RequestRecord
+
+MS = 1_000_000
+
+
+def feed_steady(meter: LiveMeter, st: int, ttft_ms: int, itl_ms: int, n: int) -> list[int]:
+    times = [st + ttft_ms * MS + i * itl_ms * MS for i in range(n)]
+    for i, t in enumerate(times):
+        meter.feed(Chunk(t, f"t{i} ", 1))
+    return times
+
+
+def test_empty_meter():
+    m = LiveMeter()
+    m.begin(st_ns=0)
+    s = m.snapshot(now_ns=500 * MS)
+    assert s.tokens == 0 and s.ttft_s is None and s.tps_now == 0 and s.tpot_s is None
+    assert s.elapsed_s == pytest.approx(0.5)
+
+
+def test_steady_stream_matches_vllm_definitions():
+    m = LiveMeter(window_s=1.0, bucket_s=0.25)
+    m.begin(st_ns=0)
+    times = feed_steady(m, 0, ttft_ms=100, itl_ms=20, n=101)  # last chunk at 2100 ms
+    s = m.snapshot(now_ns=times[-1])
+    assert s.tokens == 101
+    assert s.ttft_s == pytest.approx(0.1)
+    assert s.itl_last_s == pytest.approx(0.02)
+    assert s.itl_mean_s == pytest.approx(0.02)
+    assert s.tpot_s == pytest.approx(0.02)
+    assert s.decode_rate == pytest.approx(50.0)
+    # 1 s window ending at the last chunk holds 50 chunks (t in (1100, 2100])
+    assert s.tps_now == pytest.approx(50.0)
+    assert s.tps_request == pytest.approx(101 / 2.1)
+    assert "t0 t1" in s.text
+    # compare with the stored-record maths
+    rec = RequestRecord(request=GenerationRequest("x", 101), st_ns=0, chunk_ns=times, chunk_tokens=[1] * 101)
+    rec.success = True
+    rm = request_metrics(rec)
+    m.finish(st_ns=0)
+    f = m.snapshot(now_ns=10 * 1_000_000_000)  # clock frozen once finished
+    assert f.done
+    assert f.ttft_s == pytest.approx(rm.ttft_s)
+    assert f.tpot_s == pytest.approx(rm.tpot_s)
+    assert f.elapsed_s == pytest.approx(rm.e2el_s)
+    assert f.tps_request == pytest.approx(rm.tps)
+    assert f.text == ""  # text is handed out once
+
+
+def test_window_decays_after_a_stall_and_series_buckets():
+    m = LiveMeter(window_s=1.0, bucket_s=0.5)
+    m.begin(st_ns=0)
+    feed_steady(m, 0, ttft_ms=0, itl_ms=10, n=100)  # 100 tokens in [0, 990] ms
+    s = m.snapshot(now_ns=1000 * MS)
+    assert s.tps_now == pytest.approx(99.0)  # t=0 falls out of the window (0, 1000]
+    assert s.series == pytest.approx((100.0, 100.0))  # 50 tokens per 0.5 s bucket
+    s = m.snapshot(now_ns=3000 * MS)
+    assert s.tps_now == 0.0
+    assert s.series == pytest.approx((100.0, 100.0, 0.0, 0.0, 0.0, 0.0))
+
+
+def test_early_window_uses_elapsed_not_full_window():
+    m = LiveMeter(window_s=1.0)
+    m.begin(st_ns=0)
+    feed_steady(m, 0, ttft_ms=50, itl_ms=50, n=4)  # 50..200 ms
+    s = m.snapshot(now_ns=200 * MS)
+    assert s.tps_now == pytest.approx(4 / 0.2)
+
+
+def test_multi_token_chunks_and_empty_first_chunk():
+    m = LiveMeter()
+    m.begin(st_ns=0)
+    m.feed(Chunk(80 * MS, "", 0))  # TTFT counts the first chunk even when empty
+    m.feed(Chunk(100 * MS, "ab", 2))
+    m.feed(Chunk(130 * MS, "cde", 3))
+    s = m.snapshot(now_ns=130 * MS)
+    assert s.ttft_s == pytest.approx(0.08)
+    assert s.tokens == 5 and s.chunks == 3
+    assert s.itl_mean_s == pytest.approx(0.025)
+    assert s.tpot_s == pytest.approx(0.05 / 4)
+
+
+def test_begin_resets_and_feed_is_thread_safe():
+    m = LiveMeter()
+    m.begin(st_ns=0)
+    n_threads, per = 4, 5000
+
+    def produce(k):
+        for i in range(per):
+            m.feed(Chunk(k * per + i + 1, "x", 1))
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    seen = 0
+    while any(t.is_alive() for t in threads):
+        seen += len(m.snapshot(now_ns=10**12).text)
+    for t in threads:
+        t.join()
+    seen += len(m.snapshot(now_ns=10**12).text)
+    assert seen == n_threads * per
+    assert m.snapshot(now_ns=10**12).tokens == n_threads * per
+    m.begin(st_ns=0)
+    assert m.snapshot(now_ns=1).tokens == 0
+
+
+def test_clean_text_strips_escapes_and_controls_keeps_markup_characters():
+    raw = "[bold red]x[/] \x1b[31mred\x1b[0m \x1b]0;title\x07ok\ttab\r\nnext\x00\x07\x9b2J"
+    out = clean_text(raw)
+    assert out == "[bold red]x[/] red ok    tab\nnext"
+    assert "\x1b" not in out
+
+
+def test_stream_sanitizer_holds_split_escape():
+    s = StreamSanitizer()
+    parts = ["hello \x1b[3", "1mred\x1b", "[0m done \x1b]8;;http://x", "\x1b\\link"]
+    out = "".join(s.feed(p) for p in parts) + s.flush()
+    assert out == "hello red done link"
