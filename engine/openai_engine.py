@@ -209,6 +209,14 @@ class OpenAIEngine(Engine):
 
 
 def _reason(exc: BaseException) -> str:
+    seen: BaseException | None = exc
+    while seen is not None:  # httpx wraps the OS error; look down the chain
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        for inner in getattr(seen, "exceptions", ()) or ():  # ExceptionGroup from happy eyeballs
+            if isinstance(inner, ConnectionRefusedError):
+                return "connection refused"
+        seen = seen.__cause__ or seen.__context__
     text = str(exc).strip()
     if "refused" in text.lower() or "errno 111" in text.lower():
         return "connection refused"

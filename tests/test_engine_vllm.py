@@ -1,0 +1,81 @@
+"""The real in-process vLLM engine on the embedded model (shared for the whole session)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.metrics import request_metrics
+from engine.suites import parse_suite
+from engine.types import GenerationRequest
+
+pytestmark = pytest.mark.engine
+
+
+def test_stream_is_timestamped_and_counted_by_the_engine(engine_session):
+    seen = []
+    handle = engine_session.host.submit(
+        GenerationRequest(prompt="Name three colours.", max_tokens=12, enforce_length=True, temperature=0.8),
+        on_chunk=seen.append,
+    )
+    rec = handle.result(timeout=120)
+    assert rec.success, rec.error
+    assert rec.output_tokens == 12  # exact: min_tokens + ignore_eos
+    assert sum(rec.chunk_tokens) == 12 and len(seen) == len(rec.chunk_ns)
+    assert rec.chunk_ns == sorted(rec.chunk_ns) and rec.chunk_ns[0] > rec.st_ns
+    assert rec.input_tokens and rec.input_tokens > 5  # the chat template wrapped the prompt
+    assert rec.finish_reason == "length"
+    m = request_metrics(rec)
+    assert 0 < m.ttft_s < 10 and m.tpot_s > 0 and m.tps > 0
+    assert "".join(c.text for c in seen) == rec.text
+
+
+def test_cancel_keeps_the_partial_record(engine_session):
+    got = threading.Event()
+    handle = engine_session.host.submit(
+        GenerationRequest(prompt="Count slowly.", max_tokens=400, enforce_length=True),
+        on_chunk=lambda c: got.set(),
+    )
+    assert got.wait(60)
+    handle.cancel()
+    rec = handle.result(timeout=30)
+    assert rec.aborted and not rec.success
+    assert 0 < len(rec.chunk_ns) < 400
+
+
+def test_suite_run_is_stored_with_exact_lengths(session, store):
+    suite = parse_suite({
+        "name": "mini", "reps": 2, "temperature": 0.8,
+        "cases": [{"id": "a", "prompt": "Say hello.", "output_tokens": 6},
+                  {"id": "b", "prompt": "Write a haiku.", "output_tokens": 10}],
+    })
+    run_id, outcome, _ = session.run_suite(suite, 2)
+    assert outcome.status == "completed"
+    run = store.get_run(run_id)
+    assert run["status"] == "completed" and run["kind"] == "suite" and run["reps"] == 2
+    assert run["device"] == "CPU" and run["model"] == "SmolLM2-135M-Instruct"
+    env = run["environment"]
+    assert env["versions"]["vllm"] and env["versions"]["torch"] and env["hostname"]
+    assert run["engine_args"]["enforce_eager"] is True  # CPU default
+    rows = store.get_requests(run_id)
+    assert [(r["case_id"], r["output_tokens"]) for r in rows] == [("a", 6), ("a", 6), ("b", 10), ("b", 10)]
+    cases = run["summary"]["cases"]
+    assert cases["a"]["completed"] == 2 and cases["b"]["total_output_tokens"] == 20
+    assert cases["b"]["mean_tpot_ms"] > 0 and cases["b"]["output_throughput"] > 0
+    assert len(store.get_chunks(run_id, 3)) == sum(1 for _ in store.get_chunks(run_id, 3)) > 0
+
+
+def test_stopping_a_suite_stores_it_as_aborted(session, store):
+    suite = parse_suite({"cases": [{"id": "x", "prompt": "Go on.", "output_tokens": 300}], "reps": 3})
+    stop = threading.Event()
+
+    def on_record(index, record, metrics):
+        stop.set()  # stop after the first finished request
+
+    run_id, outcome, _ = session.run_suite(suite, 3, on_record=on_record, stop=stop)
+    assert outcome.status == "aborted"
+    run = store.get_run(run_id)
+    assert run["status"] == "aborted"
+    rows = store.get_requests(run_id)
+    assert rows[0]["success"] and rows[0]["output_tokens"] == 300

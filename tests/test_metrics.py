@@ -1,0 +1,122 @@
+"""Our metrics against vLLM's own benchmark metric code, on the same synthetic timestamps."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from engine.metrics import aggregate, metrics_from_offsets, request_metrics
+from engine.types import GenerationRequest, RequestRecord
+
+
+def _synthetic_records(seed: int = 7, n: int = 12) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    records = []
+    t = 1_000_000_000_000
+    for i in range(n):
+        st = t + rng.randint(0, 50_000_000)
+        tokens = rng.choice([1, 2, 5, 17, 50])
+        # Chunks that sometimes carry several tokens (like a server bundling), as vLLM's bench sees them.
+        chunk_ns, chunk_tokens, now, left = [], [], st + rng.randint(20_000_000, 200_000_000), tokens
+        while left > 0:
+            k = min(left, rng.choice([1, 1, 1, 2, 3]))
+            chunk_ns.append(now)
+            chunk_tokens.append(k)
+            left -= k
+            now += rng.randint(5_000_000, 60_000_000)
+        rec = RequestRecord(request=GenerationRequest(prompt="p", max_tokens=tokens), st_ns=st)
+        rec.chunk_ns, rec.chunk_tokens = chunk_ns, chunk_tokens
+        rec.reported_output_tokens = tokens
+        rec.input_tokens = rng.randint(5, 40)
+        rec.success = i % 7 != 3  # a few failures: excluded from latencies, not from the duration
+        records.append(rec)
+        t = st + 10_000_000
+    return records
+
+
+def _vllm_outputs(records):
+    from vllm.benchmarks.datasets import SampleRequest
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncOutput
+
+    inputs, outputs = [], []
+    for rec in records:
+        inputs.append(SampleRequest(prompt="p", prompt_len=rec.input_tokens, expected_output_len=rec.output_tokens))
+        out = RequestFuncOutput()
+        out.success = rec.success
+        out.prompt_len = rec.input_tokens
+        out.start_time = rec.st_ns / 1e9
+        if rec.success:
+            out.ttft = (rec.chunk_ns[0] - rec.st_ns) / 1e9
+            out.itl = [(b - a) / 1e9 for a, b in zip(rec.chunk_ns, rec.chunk_ns[1:])]
+            out.latency = (rec.chunk_ns[-1] - rec.st_ns) / 1e9
+            out.output_tokens = rec.output_tokens
+        outputs.append(out)
+    return inputs, outputs
+
+
+@pytest.mark.parametrize("seed", [1, 7, 42])
+def test_aggregates_equal_vllm_calculate_metrics(seed):
+    from vllm.benchmarks.serve import calculate_metrics
+
+    records = _synthetic_records(seed)
+    duration = (max(r.chunk_ns[-1] for r in records) - min(r.st_ns for r in records)) / 1e9
+    slo = {"ttft": 120.0, "tpot": 40.0}
+    ours = aggregate([request_metrics(r) for r in records], duration, percentiles=(50, 90, 99), slo_ms=slo)
+    inputs, outputs = _vllm_outputs(records)
+    theirs, _lens = calculate_metrics(inputs, outputs, duration, None, [50, 90, 99], slo)
+
+    assert ours["completed"] == theirs.completed
+    assert ours["failed"] == theirs.failed
+    assert ours["total_output_tokens"] == theirs.total_output
+    assert ours["total_input_tokens"] == theirs.total_input
+    for name in ("request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
+                 "max_output_tokens_per_s", "max_concurrent_requests"):
+        assert ours[name] == pytest.approx(getattr(theirs, name), rel=1e-12), name
+    for metric in ("ttft", "tpot", "itl", "e2el"):
+        for stat in ("mean", "median", "std"):
+            key = f"{stat}_{metric}_ms"
+            assert ours[key] == pytest.approx(getattr(theirs, key), rel=1e-12, abs=1e-12), key
+        for p, value in getattr(theirs, f"percentiles_{metric}_ms"):
+            label = str(int(p)) if float(p).is_integer() else str(p)
+            assert ours[f"p{label}_{metric}_ms"] == pytest.approx(value, rel=1e-12, abs=1e-12)
+    assert ours["request_goodput"] > 0  # the SLOs above do admit some requests, so the check is real
+
+
+def test_request_metrics_definitions():
+    rec = RequestRecord(request=GenerationRequest(prompt="p", max_tokens=4), st_ns=0, success=True)
+    rec.chunk_ns = [100_000_000, 150_000_000, 210_000_000, 300_000_000]
+    rec.chunk_tokens = [1, 1, 1, 1]
+    m = request_metrics(rec)
+    assert m.ttft_s == pytest.approx(0.1)
+    assert m.e2el_s == pytest.approx(0.3)
+    assert m.itl_s == pytest.approx((0.05, 0.06, 0.09))
+    assert m.tpot_s == pytest.approx((0.3 - 0.1) / 3)
+    assert m.tps == pytest.approx(4 / 0.3)  # the article's TPS: output tokens / E2EL
+    assert m.decode_rate == pytest.approx(3 / 0.2)
+
+
+def test_single_token_request_has_no_tpot_and_server_count_wins():
+    rec = RequestRecord(request=GenerationRequest(prompt="p", max_tokens=1), st_ns=0, success=True)
+    rec.chunk_ns, rec.chunk_tokens = [80_000_000], [1]
+    assert request_metrics(rec).tpot_s is None
+    # The server's usage count is used over the number of chunks.
+    rec2 = RequestRecord(request=GenerationRequest(prompt="p", max_tokens=9), st_ns=0, success=True)
+    rec2.chunk_ns, rec2.chunk_tokens, rec2.reported_output_tokens = [10, 20, 30], [1, 1, 1], 9
+    assert request_metrics(rec2).output_tokens == 9
+
+
+def test_recompute_from_stored_offsets_matches():
+    rec = _synthetic_records(3, 1)[0]
+    rec.success = True
+    direct = request_metrics(rec)
+    again = metrics_from_offsets([t - rec.st_ns for t in rec.chunk_ns], rec.output_tokens)
+    assert again.ttft_s == pytest.approx(direct.ttft_s)
+    assert again.tpot_s == pytest.approx(direct.tpot_s)
+    assert np.allclose(again.itl_s, direct.itl_s)
+
+
+def test_empty_aggregate_reports_zeros_like_vllm():
+    out = aggregate([], 1.0)
+    assert out["completed"] == 0 and out["mean_ttft_ms"] == 0.0 and out["output_throughput"] == 0.0
