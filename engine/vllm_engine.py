@@ -51,6 +51,8 @@ class VllmEngine(Engine):
         self.versions: dict[str, str] = {}
         self.resolved_dtype: str | None = None
         self.is_cpu = True
+        # vLLM's stat loggers, read by engine.server_metrics (running/waiting, KV cache, TTFT, ...).
+        self.engine_stats = None
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self, progress: ProgressSink) -> None:
@@ -88,8 +90,11 @@ class VllmEngine(Engine):
         except TypeError as exc:
             raise BadRequestError(f"unknown engine argument: {exc}") from None
         t1 = time.perf_counter()
+        stat_loggers = self._stat_loggers()
         try:
-            self.llm = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
+            self.llm = await asyncio.to_thread(
+                lambda: AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
+            )
         except Exception as exc:
             raise EngineError(f"vLLM could not load {self.model}: {_first_line(exc)}") from None
         self.resolved_dtype = str(self.llm.vllm_config.model_config.dtype).removeprefix("torch.")
@@ -99,6 +104,19 @@ class VllmEngine(Engine):
             progress("warming up")
             await self.generate(GenerationRequest(prompt="Hi", max_tokens=4, temperature=0.0, case_id="warmup"))
         progress("ready")
+
+    def _stat_loggers(self) -> list | None:
+        """One extra stat logger that only keeps numbers (vLLM's default loggers stay on)."""
+        try:
+            from engine.server_metrics import InProcessStats
+
+            stats = InProcessStats()
+            factory = stats.factory()
+        except Exception:  # a vLLM without this interface: run without in-process stats
+            self.engine_stats = None
+            return None
+        self.engine_stats = stats
+        return [factory]
 
     async def close(self) -> None:
         llm, self.llm = self.llm, None

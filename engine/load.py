@@ -1,0 +1,495 @@
+"""Load patterns, driven on the engine's own event loop, timed exactly like `vllm bench serve`.
+
+Patterns (vLLM's option names):
+  * fixed concurrency N: every request is released at once (`--request-rate inf`) and a semaphore
+    lets at most N be in flight (`--max-concurrency N`) — N users, each sending the next request as
+    soon as its previous one finished;
+  * request rate R with Poisson (burstiness 1) or gamma (burstiness B) inter-arrival times,
+    optionally capped by --max-concurrency. Delays are drawn as vLLM's `get_request` draws them
+    (gamma(shape=B, scale=1/(R*B)), cumulated, then rescaled so the last arrival is at N/R);
+  * a sweep over concurrency levels: explicit levels run in full; the automatic sweep doubles
+    1, 2, 4, ... and stops when a level's output throughput is less than SWEEP_MIN_GAIN (10 %)
+    above the best level so far ("throughput stopped rising"), when a level's p99 TTFT is above the
+    TTFT SLO, when a level has failed requests, or at the maximum level.
+
+`st` is taken by Engine.generate just before a request is handed to the engine — after the
+semaphore, as in vLLM's bench — so a request's stored send time is when it really went out.
+Finished records are handed to the caller's thread through a queue: nothing is written to disk on
+the engine loop, so storing never delays another request's timestamps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from engine.host import EngineHost
+from engine.metrics import DEFAULT_PERCENTILES, RequestMetrics, aggregate, request_metrics
+from engine.types import BadRequestError, GenerationRequest, RequestRecord
+
+SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
+SWEEP_MAX_LEVEL = 256
+DEFAULT_TEMPERATURE = 0.8
+
+
+@dataclass(frozen=True)
+class LoadLevel:
+    """One load level: what `vllm bench serve` calls request_rate / burstiness / max_concurrency."""
+
+    request_rate: float = math.inf  # requests/s; inf = all at once
+    burstiness: float = 1.0  # 1 = Poisson; <1 burstier; >1 more regular (gamma)
+    max_concurrency: int | None = None
+    num_prompts: int = 10
+
+    @property
+    def label(self) -> str:
+        if math.isinf(self.request_rate):
+            return f"concurrency {self.max_concurrency}" if self.max_concurrency else "all at once"
+        text = f"rate {self.request_rate:g}/s"
+        if self.burstiness != 1.0:
+            text += f" burstiness {self.burstiness:g}"
+        if self.max_concurrency:
+            text += f" max-concurrency {self.max_concurrency}"
+        return text
+
+    @property
+    def concurrency(self) -> int | None:
+        """The level's x-axis value in a concurrency sweep."""
+        return self.max_concurrency if math.isinf(self.request_rate) else None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["request_rate"] = "inf" if math.isinf(self.request_rate) else self.request_rate
+        return data
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """Synthetic prompts of exact token lengths, or a suite's prompts (cycled)."""
+
+    input_len: int | None = None
+    output_len: int | None = None
+    suite_requests: tuple[GenerationRequest, ...] = ()
+    suite_name: str | None = None
+    temperature: float = DEFAULT_TEMPERATURE
+    seed: int = 0
+
+    def requests(self, n: int, level_index: int = 0) -> list[GenerationRequest]:
+        out = []
+        for i in range(n):
+            seed = self.seed + level_index * 100_003 + i  # distinct prompts per request and level
+            if self.suite_requests:
+                base = self.suite_requests[i % len(self.suite_requests)]
+                out.append(
+                    GenerationRequest(
+                        prompt=base.prompt,
+                        max_tokens=self.output_len or base.max_tokens,
+                        temperature=base.temperature,
+                        top_p=base.top_p,
+                        enforce_length=base.enforce_length,
+                        seed=seed,
+                        case_id=base.case_id,
+                        rep=i,
+                    )
+                )
+            else:
+                out.append(
+                    GenerationRequest(
+                        prompt="",
+                        input_len=self.input_len,
+                        max_tokens=self.output_len or 128,
+                        temperature=self.temperature,
+                        enforce_length=True,
+                        seed=seed,
+                        case_id="load",
+                        rep=i,
+                    )
+                )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        if self.suite_requests:
+            return {"suite": self.suite_name, "output_len": self.output_len, "seed": self.seed}
+        return {"input_len": self.input_len, "output_len": self.output_len,
+                "temperature": self.temperature, "seed": self.seed}
+
+
+def arrival_offsets(n: int, request_rate: float, burstiness: float = 1.0, seed: int = 0) -> list[float]:
+    """Cumulative send offsets (s) as vLLM's get_request computes them (constant rate, no ramp-up)."""
+    if burstiness <= 0:
+        raise BadRequestError(f"burstiness must be above 0 (got {burstiness})")
+    if request_rate <= 0:
+        raise BadRequestError(f"request rate must be above 0 (got {request_rate})")
+    if n <= 0:
+        return []
+    if math.isinf(request_rate):
+        return [0.0] * n
+    if math.isinf(burstiness):
+        delays = np.full(n, 1.0 / request_rate)
+    else:
+        theta = 1.0 / (request_rate * burstiness)
+        delays = np.random.RandomState(seed).gamma(shape=burstiness, scale=theta, size=n)
+    cum = np.cumsum(delays)
+    if cum[-1] != 0:
+        cum = cum * ((n / request_rate) / cum[-1])  # vLLM rescales so all are sent in n/rate seconds
+    return [float(x) for x in cum]
+
+
+def parse_slo(text: str | None) -> dict[str, float]:
+    """'ttft=500,tpot=50' -> {'ttft': 500.0, 'tpot': 50.0} (milliseconds), like vLLM's --goodput."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in text.replace(" ", ",").split(","):
+        if not part:
+            continue
+        if "=" not in part and ":" not in part:
+            raise BadRequestError(f"--slo {part!r} must be NAME=MS, e.g. ttft=500,tpot=50")
+        key, value = part.replace(":", "=").split("=", 1)
+        key = key.strip().lower()
+        if key not in ("ttft", "tpot", "e2el"):
+            raise BadRequestError(f"--slo {key!r} is not one of ttft, tpot, e2el")
+        try:
+            ms = float(value)
+        except ValueError:
+            raise BadRequestError(f"--slo {key}={value!r}: the limit must be a number of milliseconds") from None
+        if not ms > 0 or math.isinf(ms):
+            raise BadRequestError(f"--slo {key}={value}: the limit must be above 0 ms")
+        out[key] = ms
+    return out
+
+
+def goodput_count(metrics: Sequence[RequestMetrics], slo_ms: dict[str, float]) -> int:
+    """Requests that succeeded and met every SLO (vLLM: a 1-token request's TPOT counts as 0)."""
+    good = 0
+    for m in metrics:
+        if not m.success:
+            continue
+        values = {"ttft": m.ttft_s, "tpot": m.tpot_s or 0.0, "e2el": m.e2el_s}
+        if all(values[k] is not None and values[k] * 1000.0 <= limit for k, limit in slo_ms.items()):
+            good += 1
+    return good
+
+
+@dataclass
+class LiveLoad:
+    """Counters the UI polls on a timer (written on the engine loop, read anywhere)."""
+
+    level: str = ""
+    level_index: int = 0
+    levels_total: int = 0
+    sent: int = 0
+    in_flight: int = 0
+    completed: int = 0
+    failed: int = 0
+    output_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    recent_ttft_ms: list[float] = field(default_factory=list)
+
+    def reset(self, label: str, index: int) -> None:
+        self.level, self.level_index = label, index
+        self.sent = self.in_flight = self.completed = self.failed = self.output_tokens = 0
+        self.started = time.perf_counter()
+        self.recent_ttft_ms = []
+
+    def snapshot(self) -> dict[str, Any]:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        ttfts = list(self.recent_ttft_ms)
+        return {
+            "level": self.level,
+            "level_index": self.level_index,
+            "levels_total": self.levels_total,
+            "sent": self.sent,
+            "in_flight": self.in_flight,
+            "completed": self.completed,
+            "failed": self.failed,
+            "elapsed_s": elapsed,
+            "output_throughput": self.output_tokens / elapsed,
+            "ttft_p50_ms": float(np.percentile(ttfts, 50)) if ttfts else None,
+            "ttft_p99_ms": float(np.percentile(ttfts, 99)) if ttfts else None,
+        }
+
+
+@dataclass
+class LevelOutcome:
+    level: LoadLevel
+    status: str  # completed | failed | aborted
+    records: list[RequestRecord] = field(default_factory=list)  # in send (plan) order
+    metrics: list[RequestMetrics] = field(default_factory=list)
+    duration_s: float = 0.0
+    start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
+    result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
+    error: str | None = None
+
+    def send_offsets_s(self) -> list[float]:
+        return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)
+
+
+RecordSink = Callable[[int, RequestRecord, RequestMetrics], None]
+
+
+def summarise_level(
+    level: LoadLevel,
+    metrics: Sequence[RequestMetrics],
+    duration_s: float,
+    slo_ms: dict[str, float] | None,
+    percentiles: Sequence[float] = (50.0, 90.0, 99.0),
+) -> dict[str, Any]:
+    result: dict[str, Any] = dict(aggregate(metrics, duration_s, tuple(percentiles), slo_ms or None))
+    if slo_ms:
+        good = goodput_count(metrics, slo_ms)
+        result["good_requests"] = good
+        result["good_fraction"] = good / len(metrics) if metrics else 0.0
+        result["slo_ms"] = dict(slo_ms)
+    result.update(level.to_json())
+    result["label"] = level.label
+    return result
+
+
+class LoadRunner:
+    """Runs load levels on an EngineHost. Synchronous: call from a worker thread or the main thread;
+    it waits in short slices, so Ctrl-C (KeyboardInterrupt) and stop() are seen promptly."""
+
+    def __init__(
+        self,
+        host: EngineHost,
+        prompts: PromptSource,
+        *,
+        slo_ms: dict[str, float] | None = None,
+        seed: int = 0,
+        on_record: RecordSink | None = None,
+        stop: threading.Event | None = None,
+        live: LiveLoad | None = None,
+    ):
+        self.host = host
+        self.prompts = prompts
+        self.slo_ms = dict(slo_ms or {})
+        self.seed = seed
+        self.on_record = on_record or (lambda *_: None)
+        self.stop_event = stop or threading.Event()
+        self.live = live or LiveLoad()
+        self.interrupted = False
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # -- one level ----------------------------------------------------------------
+    def run_level(self, level: LoadLevel, level_index: int = 0, on_begin: Callable[[int], None] | None = None) -> LevelOutcome:
+        requests = self.prompts.requests(level.num_prompts, level_index)
+        offsets = arrival_offsets(len(requests), level.request_rate, level.burstiness, self.seed + level_index)
+        outcome = LevelOutcome(level=level, status="completed")
+        done_q: queue.Queue = queue.Queue()
+        self.live.reset(level.label, level_index)
+        cancel = threading.Event()
+        future = self.host.call(self._drive(requests, offsets, level.max_concurrency, done_q, outcome, cancel, on_begin))
+        by_index: dict[int, RequestRecord] = {}
+
+        def drain(block: float) -> None:
+            try:
+                item = done_q.get(timeout=block)
+            except queue.Empty:
+                return
+            while True:
+                index, record = item
+                m = request_metrics(record)
+                by_index[index] = record
+                self.on_record(index, record, m)  # stored on this thread, not the engine loop
+                try:
+                    item = done_q.get_nowait()
+                except queue.Empty:
+                    return
+
+        try:
+            while not future.done():
+                if self.stop_event.is_set() and not cancel.is_set():
+                    cancel.set()
+                    outcome.status = "aborted"
+                drain(0.05)
+            future.result()
+        except KeyboardInterrupt:
+            self.interrupted = True
+            outcome.status = "aborted"
+            cancel.set()
+            try:
+                future.result(timeout=10)
+            except Exception:
+                pass
+        except Exception as exc:
+            outcome.status = "failed"
+            outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        drain(0)
+        while not done_q.empty():
+            drain(0)
+        order = sorted(by_index)
+        outcome.records = [by_index[i] for i in order]
+        outcome.metrics = [request_metrics(r) for r in outcome.records]
+        ok = sum(1 for m in outcome.metrics if m.success)
+        if outcome.status == "completed" and ok == 0:
+            outcome.status = "failed"
+            outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
+        outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
+        return outcome
+
+    async def _drive(self, requests, offsets, max_concurrency, done_q, outcome: LevelOutcome, cancel, on_begin) -> None:
+        engine = self.host.engine
+        live = self.live
+        sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        tasks: list[asyncio.Task] = []
+
+        async def one(index: int, request: GenerationRequest) -> None:
+            try:
+                if sem is not None:
+                    async with sem:
+                        record = await self._send(engine, request, live)
+                else:
+                    record = await self._send(engine, request, live)
+            except asyncio.CancelledError:
+                record = RequestRecord(request=request, success=False, error="aborted", aborted=True)
+            if record.success:
+                live.completed += 1
+                live.output_tokens += record.output_tokens
+                if record.chunk_ns:
+                    live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
+            else:
+                live.failed += 1
+            done_q.put((index, record))
+
+        start_ns = time.perf_counter_ns()
+        outcome.start_ns = start_ns
+        if on_begin is not None:
+            on_begin(start_ns)
+        start = start_ns / 1e9
+        try:
+            for index, (request, offset) in enumerate(zip(requests, offsets)):
+                if cancel.is_set():
+                    break
+                delay = start + offset - time.perf_counter()
+                while delay > 0 and not cancel.is_set():
+                    await asyncio.sleep(min(delay, 0.05))
+                    delay = start + offset - time.perf_counter()
+                if cancel.is_set():
+                    break
+                tasks.append(asyncio.create_task(one(index, request)))
+            while tasks and not all(t.done() for t in tasks):
+                if cancel.is_set():
+                    for t in tasks:
+                        t.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    break
+                await asyncio.wait(tasks, timeout=0.05)
+        finally:
+            outcome.duration_s = (time.perf_counter_ns() - start_ns) / 1e9
+
+    @staticmethod
+    async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
+        live.sent += 1
+        live.in_flight += 1
+        try:
+            return await engine.generate(request)  # st taken inside, just before sending
+        finally:
+            live.in_flight -= 1
+
+    # -- several levels -------------------------------------------------------------
+    def run_levels(
+        self,
+        levels: Sequence[LoadLevel],
+        *,
+        auto_stop: bool = False,
+        on_level_start: Callable[[int, LoadLevel], Any] | None = None,
+        on_level_done: Callable[[int, LevelOutcome], Any] | None = None,
+        level_runner: Callable[[int, LoadLevel], LevelOutcome] | None = None,
+    ) -> tuple[list[LevelOutcome], str]:
+        """Run levels in order. Returns (outcomes, why it stopped). With auto_stop, the sweep ends
+        when throughput stops rising or the TTFT SLO breaks (see the module docstring)."""
+        outcomes: list[LevelOutcome] = []
+        self.live.levels_total = len(levels)
+        reason = "all levels ran"
+        best = 0.0
+        for i, level in enumerate(levels):
+            if self.stop_event.is_set():
+                reason = "stopped"
+                break
+            if on_level_start:
+                on_level_start(i, level)
+            outcome = level_runner(i, level) if level_runner else self.run_level(level, i)
+            outcomes.append(outcome)
+            if on_level_done:
+                on_level_done(i, outcome)
+            if outcome.status != "completed" or self.interrupted:
+                reason = f"level {level.label} {outcome.status}"
+                break
+            verdict = sweep_verdict(outcome.result, best, self.slo_ms) if auto_stop else None
+            best = max(best, float(outcome.result.get("output_throughput") or 0.0))
+            if verdict:
+                reason = verdict
+                break
+        return outcomes, reason
+
+
+def sweep_verdict(result: dict[str, Any], best_so_far: float, slo_ms: dict[str, float]) -> str | None:
+    """Why an automatic sweep should stop after this level, or None to go on."""
+    if result.get("failed"):
+        return f"{result['failed']} request(s) failed at {result.get('label')}"
+    ttft_slo = slo_ms.get("ttft")
+    p99 = result.get("p99_ttft_ms")
+    if ttft_slo is not None and p99 is not None and p99 > ttft_slo:
+        return f"p99 TTFT {p99:.0f} ms broke the TTFT SLO of {ttft_slo:g} ms at {result.get('label')}"
+    tput = float(result.get("output_throughput") or 0.0)
+    if best_so_far > 0 and tput < best_so_far * (1 + SWEEP_MIN_GAIN):
+        return (f"throughput stopped rising: {tput:.1f} tok/s at {result.get('label')} is less than "
+                f"{SWEEP_MIN_GAIN:.0%} above the best so far ({best_so_far:.1f} tok/s)")
+    return None
+
+
+def sweep_levels(max_level: int = SWEEP_MAX_LEVEL) -> list[int]:
+    out, c = [], 1
+    while c <= max_level:
+        out.append(c)
+        c *= 2
+    return out
+
+
+def default_num_prompts(concurrency: int | None) -> int:
+    """Per level when the user gives no --num-prompts: enough to keep every user busy a few times."""
+    return max(10, 3 * (concurrency or 1))
+
+
+def poisson_fit(offsets_s: Sequence[float], request_rate: float) -> dict[str, float]:
+    """How well send times fit a Poisson process at `request_rate`: the mean inter-arrival with a
+    95 % interval, and the Kolmogorov–Smirnov distance of the inter-arrivals to Exp(rate) with its
+    asymptotic p-value (no scipy needed)."""
+    t = np.sort(np.asarray(offsets_s, dtype=float))
+    gaps = np.diff(np.concatenate([[0.0], t]))
+    n = len(gaps)
+    if n < 2:
+        return {"n": n}
+    mean = float(gaps.mean())
+    half = 1.96 * float(gaps.std(ddof=1)) / math.sqrt(n)
+    x = np.sort(gaps)
+    cdf = 1.0 - np.exp(-request_rate * x)
+    i = np.arange(1, n + 1)
+    d = float(max(np.max(i / n - cdf), np.max(cdf - (i - 1) / n)))
+    return {"n": n, "mean_gap_s": mean, "ci95_low_s": mean - half, "ci95_high_s": mean + half,
+            "expected_gap_s": 1.0 / request_rate, "ks_d": d, "ks_p": _kolmogorov_p(d, n)}
+
+
+def _kolmogorov_p(d: float, n: int) -> float:
+    """P(D_n > d) by the Kolmogorov distribution with Stephens' small-sample correction."""
+    en = math.sqrt(n)
+    lam = (en + 0.12 + 0.11 / en) * d
+    if lam < 1e-3:
+        return 1.0
+    total = 0.0
+    for k in range(1, 101):
+        term = 2 * (-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam)
+        total += term
+        if abs(term) < 1e-10:
+            break
+    return float(min(1.0, max(0.0, total)))
