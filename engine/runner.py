@@ -100,7 +100,8 @@ class SuiteRunner:
                 outcome.records.append(record)
                 outcome.metrics.append(m)
                 self.on_record(index, record, m)
-                if outcome.status == "aborted":
+                if outcome.status == "aborted" or self.stop_event.is_set():
+                    outcome.status = "aborted"
                     break
                 if not record.success and not self.host.engine.healthy():
                     outcome.status = "failed"

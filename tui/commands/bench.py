@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 
 from tui.commands.common import (
@@ -67,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
             reps = args.reps or suite.reps
             total = len(suite.cases) * reps
             progress.begin(total)
+            stop = threading.Event()
+            interrupted = _stop_on_signals(stop)
             run_id, outcome, runner = session.run_suite(
-                suite, reps, on_start=progress.on_start, on_record=progress.on_record
+                suite, reps, on_start=progress.on_start, on_record=progress.on_record, stop=stop
             )
+            runner.interrupted = runner.interrupted or interrupted.is_set()
             progress.end()
         finally:
             session.shutdown()
@@ -87,6 +91,25 @@ def run(args: argparse.Namespace) -> int:
         if outcome.status != "completed":
             return fail(f"run {run_id} {outcome.status}: {outcome.error or 'see tokentop show ' + run_id}", 1, err)
         return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> threading.Event:
+    """First Ctrl-C (or SIGTERM) stops the run cleanly, keeping what finished; a second one
+    interrupts at once."""
+    interrupted = threading.Event()
+
+    def handler(signum, frame):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        stop.set()
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+    return interrupted
 
 
 def _sigterm_as_interrupt() -> None:
