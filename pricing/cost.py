@@ -15,10 +15,18 @@ from enum import Enum
 class TpsBasis(str, Enum):
     BATCH1 = "batch-1 TPS"  # output tokens / E2EL of one request at a time (the article's TPS)
     THROUGHPUT = "throughput under load"  # sum of output tokens / duration with concurrent requests
+    PER_REQUEST = "per-request TPS under load"  # batch-1's formula, per request, while others run beside it
 
     @property
     def label(self) -> str:
         return self.value
+
+    @property
+    def short(self) -> str:
+        """A column-width label: "batch-1", "load", "per-req"."""
+        return {"batch-1 TPS": "batch-1", "throughput under load": "load", "per-request TPS under load": "per-req"}[
+            self.value
+        ]
 
 
 @dataclass(frozen=True)

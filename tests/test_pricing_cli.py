@@ -102,6 +102,42 @@ def test_compare_cpu_run_says_so_and_shows_the_article_rows(db, capsys):
     assert "article, 2024" in out and "3.86" in out  # H100 RunPod reference row, costed
 
 
+def test_compare_json_on_a_cpu_run_says_no_provider_rents_it(db, capsys):
+    rid = add_run(db, "CPU", None, [30.0, 34.0])
+    with Store(db) as s:
+        run = s.get_run(rid)
+    assert run["device"] == "CPU" and run["gpu_key"] is None
+    assert main(["--db", db, "compare", "--json", rid]) == 0
+    out = json.loads(capsys.readouterr().out)
+    [run] = out["runs"]
+    assert run["run_id"] == rid and run["gpu_key"] is None and run["gpu"] == "CPU"
+    assert run["costs"] == []
+    assert run["note"].startswith("No provider rents this device (CPU)")
+    assert run["tps"] == pytest.approx(32.0) and run["tps_basis"] == "batch-1 TPS"
+    ref = run["reference"]
+    assert len(ref) == 12 and {r["label"] for r in ref} == {"article, 2024"}
+    assert {r["gpu_key"] for r in ref} >= {"H100-SXM-80", "A100-SXM-80", "RTX4090-24"}
+    assert all(r["usd_per_million"] == pytest.approx(r["usd_per_hour"] / (r["tps"] * 3600) * 1e6) for r in ref)
+    assert {p["provider"] for p in out["providers"]} == {"runpod", "vastai", "lambda", "vultr", "coreweave"}
+
+
+def test_compare_json_on_a_load_run_names_both_bases(db, capsys):
+    with Store(db) as s:
+        rid = s.start_run(kind="load", engine="vllm", model="m",
+                          environment={"device": "NVIDIA H100 80GB HBM3", "gpus": [{"key": "H100-SXM-80"}]})
+        for i in range(2):
+            s.add_request(rid, RequestRow(i, "load", i, datetime.now(timezone.utc), 0.0, "p", 10, 200, 200, 40.0,
+                                          5000.0, 4.0, 40.0, True, "length", None, "x"))
+        s.finish_run(rid, "completed", duration_s=1.0, summary={"overall": {"output_throughput": 1800.0}})
+    assert main(["--db", db, "compare", "--json", rid]) == 0
+    [run] = json.loads(capsys.readouterr().out)["runs"]
+    assert [s["tps_basis"] for s in run["speeds"]] == ["throughput under load", "per-request TPS under load"]
+    assert {c["tps_basis"] for c in run["costs"]} == {"throughput under load", "per-request TPS under load"}
+    assert main(["--db", db, "compare", rid]) == 0
+    text = " ".join(capsys.readouterr().out.split())  # the header may wrap
+    assert "1800.0 tok/s (throughput under load)" in text and "40.0 tok/s (per-request TPS under load)" in text
+
+
 def test_compare_errors_are_one_line(db, capsys):
     assert main(["--db", db, "compare"]) == 1
     assert capsys.readouterr().err.startswith("tokentop: error: no completed run")

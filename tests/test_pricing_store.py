@@ -121,3 +121,42 @@ def test_load_runs_are_costed_on_throughput(store):
     rid = add_run(store, kind="load", summary={"cases": {"c8": {"output_throughput": 1800.0}}})
     [rc] = compare_runs(store, [rid], now=T0)
     assert rc.tps == 1800.0 and rc.tps_basis == "throughput under load"
+
+
+def test_load_run_is_costed_on_throughput_and_per_request_tps_both_named(store):
+    # Issue 5: the Compare view shows the cost from throughput under load next to the per-request figure.
+    rid = add_run(store, kind="load", tps=(40.0, 40.0),
+                  summary={"cases": {"load": {"output_throughput": 1500.0}},
+                           "overall": {"output_throughput": 1800.0, "max_concurrency": 8, "request_rate": "inf"}})
+    [rc] = compare_runs(store, [rid], now=T0)
+    assert rc.tps == 1800.0 and rc.tps_basis == "throughput under load"  # overall wins over a case
+    assert rc.speeds == [{"tps": 1800.0, "tps_basis": "throughput under load"},
+                         {"tps": 40.0, "tps_basis": "per-request TPS under load"}]
+    by_basis = {}
+    for c in rc.costs:
+        by_basis.setdefault(c.tps_basis, []).append(c)
+    assert set(by_basis) == {"throughput under load", "per-request TPS under load"}
+    load, single = by_basis["throughput under load"], by_basis["per-request TPS under load"]
+    assert len(load) == len(single) > 0
+    for a, b in zip(load, single):  # the same offer, costed twice
+        assert (a.provider, a.usd_per_hour) == (b.provider, b.usd_per_hour)
+        assert a.usd_per_million == pytest.approx(a.usd_per_hour / (1800.0 * 3600) * 1e6)
+        assert b.usd_per_million == pytest.approx(b.usd_per_hour / (40.0 * 3600) * 1e6)
+    assert sum(c.cheapest for c in load) == 1 and sum(c.cheapest for c in single) == 1  # per basis
+    assert rc.costs[0].tps_basis == "throughput under load" and rc.costs[0].cheapest
+    assert all(k["tps_basis"] for k in rc.to_dict()["costs"])
+
+
+def test_load_level_at_concurrency_one_names_its_per_request_figure_batch_1(store):
+    rid = add_run(store, kind="load", tps=(230.0,),
+                  summary={"overall": {"output_throughput": 228.0, "max_concurrency": 1, "request_rate": "inf"}})
+    [rc] = compare_runs(store, [rid], now=T0)
+    assert [s["tps_basis"] for s in rc.speeds] == ["throughput under load", "batch-1 TPS"]
+
+
+def test_load_run_cases_as_a_list_and_no_requests(store):
+    rid = add_run(store, kind="load", tps=(),
+                  summary={"cases": [{"output_throughput": 900.0}, {"output_throughput": 1200.0}]})
+    [rc] = compare_runs(store, [rid], now=T0)
+    assert rc.speeds == [{"tps": 1200.0, "tps_basis": "throughput under load"}]
+    assert {c.tps_basis for c in rc.costs} == {"throughput under load"}

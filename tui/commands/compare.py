@@ -61,7 +61,8 @@ def print_run(console: Console, rc) -> None:
     from pricing.models import provider_label
 
     device = gpu_label(rc.gpu_key) if rc.gpu_key else (rc.device or "CPU")
-    tps = f"{rc.tps:.1f} tok/s ({rc.tps_basis})" if rc.tps else "no TPS"
+    speeds = rc.speeds or ([{"tps": rc.tps, "tps_basis": rc.tps_basis}] if rc.tps else [])
+    tps = "; ".join(f"{s['tps']:.1f} tok/s ({s['tps_basis']})" for s in speeds) or "no TPS"
     ttft = f", TTFT {rc.ttft_ms:.0f} ms" if rc.ttft_ms is not None else ""
     console.print(Text(f"run {rc.run_id} · {rc.model or '?'} · {device} ×{rc.gpu_count} · {tps}{ttft}", style="bold"))
     if rc.note:
@@ -69,18 +70,19 @@ def print_run(console: Console, rc) -> None:
     if rc.costs:
         table = Table(show_edge=False, pad_edge=False)
         for col, justify in (("provider", "left"), ("type", "left"), ("detail", "left"), ("$/h", "right"),
-                             ("TPS", "right"), ("$/1M tok", "right"), ("source", "left"), ("", "left")):
+                             ("TPS", "right"), ("TPS basis", "left"), ("$/1M tok", "right"), ("source", "left"), ("", "left")):
             table.add_column(col, justify=justify)
         for c in rc.costs:
             style = "bold green" if c.cheapest else ""
             table.add_row(
                 Text(provider_label(c.provider) + (" ~" if c.approximate else ""), style=style),
                 Text(c.pricing_type), Text(c.detail), f"{c.usd_per_hour:.2f}", f"{c.tps:.1f}",
-                Text(f"{c.usd_per_million:.2f}", style=style), Text(c.source),
-                Text("◀ cheapest" if c.cheapest else "", style=style),
+                Text(c.tps_basis), Text(f"{c.usd_per_million:.2f}", style=style), Text(c.source),
+                Text(("◀ cheapest" + (f" ({c.tps_basis})" if len(speeds) > 1 else "")) if c.cheapest else "", style=style),
             )
         console.print(table)
-        console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {rc.tps_basis}."))
+        bases = " or ".join(s["tps_basis"] for s in speeds) or rc.tps_basis
+        console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {bases} (named on each row)."))
     if rc.reference:
         console.print(Text(f"Reference ({rc.reference[0].label}, Llama 3 8B FP16, {rc.reference[0].tps_basis}):"))
         ref = Table(show_edge=False, pad_edge=False)

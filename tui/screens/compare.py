@@ -1,5 +1,8 @@
 """The Compare screen: for the chosen runs, TPS, TTFT, $/h and $/1M tokens per provider, side by side;
-sortable (s), cheapest highlighted; bar charts of TPS by GPU and $/1M tokens by provider x GPU."""
+sortable (s), cheapest highlighted; bar charts of TPS by GPU and $/1M tokens by provider x GPU.
+
+The columns a reader needs (provider, GPU, TPS basis, TPS, TTFT, $/h, $/1M) come first and fit in 80
+columns; price type, source and run id follow and are reached by scrolling the table sideways."""
 
 from __future__ import annotations
 
@@ -16,8 +19,11 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from data.compare import RunCosts, compare_runs
+from pricing.cost import TpsBasis
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
+
+COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
 
 SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_hour"]),
          ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
@@ -59,8 +65,7 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#compare-table", DataTable).add_columns(
-            "run", "GPU", "provider", "type", "TPS", "TTFT ms", "$/h", "$/1M", "source")
+        self.query_one("#compare-table", DataTable).add_columns(*COLUMNS)
         self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
@@ -75,7 +80,8 @@ class CompareScreen(Screen):
         self.results = message.results
         notes = []
         for rc in self.results:
-            basis = f"{rc.tps:.1f} tok/s, {rc.tps_basis}" if rc.tps else "no TPS"
+            speeds = rc.speeds or ([{"tps": rc.tps, "tps_basis": rc.tps_basis}] if rc.tps else [])
+            basis = "; ".join(f"{s['tps']:.1f} tok/s {s['tps_basis']}" for s in speeds) or "no TPS"
             notes.append(f"{rc.run_id}: {gpu_label(rc.gpu_key) if rc.gpu_key else rc.device} ({basis}). {rc.note}")
         self.query_one("#compare-note", Static).update(Text("\n".join(n.strip() for n in notes)))
         self.fill_table()
@@ -89,12 +95,13 @@ class CompareScreen(Screen):
         out = []
         for rc in self.results:
             for c in rc.costs:
-                out.append(dict(run=rc.run_id, gpu=gpu_label(rc.gpu_key), provider=c.provider,
+                out.append(dict(run=rc.run_id, gpu=rc.gpu_key or "", provider=c.provider, basis=c.tps_basis,
                                 type=c.pricing_type, tps=c.tps, ttft=c.ttft_ms, usd_per_hour=c.usd_per_hour,
                                 usd_per_million=c.usd_per_million, source=c.source, cheapest=c.cheapest,
                                 approximate=c.approximate))
             for r in rc.reference:
-                out.append(dict(run=r.label, gpu=r.gpu, provider=r.provider, type="on-demand", tps=r.tps, ttft=None,
+                out.append(dict(run=r.label, gpu=r.gpu_key, provider=r.provider, basis=r.tps_basis, type="on-demand",
+                                tps=r.tps, ttft=None,
                                 usd_per_hour=r.usd_per_hour, usd_per_million=r.usd_per_million, source=r.label,
                                 cheapest=False, approximate=False))
         return sorted(out, key=SORTS[self.sort_index][1])
@@ -105,13 +112,14 @@ class CompareScreen(Screen):
         for r in self.rows():
             style = "bold green" if r["cheapest"] else ("dim" if r["source"].startswith("article") else "")
             table.add_row(
-                Text(r["run"][-13:], style=style), Text(r["gpu"], style=style),
                 Text(provider_label(r["provider"]) + (" ~" if r["approximate"] else ""), style=style),
-                Text(r["type"], style=style), Text(f"{r['tps']:.1f}", style=style, justify="right"),
+                Text(r["gpu"], style=style),
+                Text(TpsBasis(r["basis"]).short, style=style),
+                Text(f"{r['tps']:.1f}", style=style, justify="right"),
                 Text("–" if r["ttft"] is None else f"{r['ttft']:.0f}", style=style, justify="right"),
                 Text(f"{r['usd_per_hour']:.2f}", style=style, justify="right"),
                 Text(f"{r['usd_per_million']:.2f}" + (" ◀" if r["cheapest"] else ""), style=style, justify="right"),
-                Text(r["source"], style=style),
+                Text(r["type"], style=style), Text(r["source"], style=style), Text(r["run"], style=style),
             )
         self.query_one("#compare-title", Static).update(
             Text(f"Compare runs — cost per 1M output tokens · sorted by {SORTS[self.sort_index][0]} (s)"))
@@ -120,7 +128,7 @@ class CompareScreen(Screen):
         tps_by_gpu: dict[str, float] = {}
         for rc in self.results:
             if rc.tps:
-                tps_by_gpu[f"{(gpu_label(rc.gpu_key) if rc.gpu_key else rc.device or 'CPU')[:10]} (you)"] = rc.tps
+                tps_by_gpu[f"{(rc.gpu_key or rc.device or 'CPU')[:11]} (you)"] = rc.tps
             for r in rc.reference:
                 label = r.gpu.split(" (")[0][:10] + " (art.)"
                 tps_by_gpu[label] = max(tps_by_gpu.get(label, 0), r.tps)
@@ -135,6 +143,8 @@ class CompareScreen(Screen):
         cost: dict[str, float] = {}
         for rc in self.results:
             for c in rc.costs:
+                if c.tps_basis != rc.tps_basis:  # chart each run's headline basis only
+                    continue
                 label = f"{provider_label(c.provider)[:8]} {(rc.gpu_key or '')[:8]}"
                 cost[label] = min(cost.get(label, float("inf")), c.usd_per_million)
         if not cost:
