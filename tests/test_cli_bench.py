@@ -32,8 +32,12 @@ def _one_line_error(out: subprocess.CompletedProcess, needle: str) -> None:
 @pytest.mark.engine
 def test_bench_seed_suite_json_then_runs(tokentop_cmd, cli_env, tmp_path):
     db = str(tmp_path / "bench.duckdb")
-    out = _run(tokentop_cmd, cli_env, "bench", "--suite", "seed", "--reps", "1", "--json", "--db", db)
+    user_tmp = tmp_path / "user-tmp"
+    user_tmp.mkdir()
+    env = dict(cli_env, TMPDIR=str(user_tmp))
+    out = _run(tokentop_cmd, env, "bench", "--suite", "seed", "--reps", "1", "--json", "--db", db)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert list(user_tmp.iterdir()) == []  # vLLM's temp files went to tokentop's cache dir, and were removed
     result = json.loads(out.stdout)  # exactly one JSON object on stdout
     assert result["status"] == "completed" and result["model"] == "SmolLM2-135M-Instruct"
     assert result["device"] == "CPU" and result["environment"]["versions"]["vllm"]
