@@ -65,7 +65,8 @@ class LiveMeter:
         self.window_ns = int(window_s * NS)
         self.bucket_ns = int(bucket_s * NS)
         self.max_series = max_series
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the pending buffer (engine thread vs UI)
+        self._state = threading.RLock()  # guards the totals (begin() may come from a worker thread)
         self._pending: list[Chunk] = []
         self.begin()
 
@@ -78,33 +79,34 @@ class LiveMeter:
     # -- UI thread ------------------------------------------------------------
     def begin(self, st_ns: int | None = None) -> None:
         """Start measuring a new request (st = now unless given)."""
-        with self._lock:
-            self._pending = []
-            self._generation = getattr(self, "_generation", 0) + 1
-        self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
-        self.end_ns: int | None = None
-        self.done = False
-        self.active = True
-        self._t = _Totals()
-        self._window: deque[tuple[int, int]] = deque()
-        self._window_tokens = 0
+        with self._state:
+            with self._lock:
+                self._pending = []
+            self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
+            self.end_ns: int | None = None
+            self.done = False
+            self._t = _Totals()
+            self._text: list[str] = []
+            self._window: deque[tuple[int, int]] = deque()
+            self._window_tokens = 0
 
     def finish(self, st_ns: int | None = None, end_ns: int | None = None) -> None:
         """The request ended: freeze the clock at its last chunk (or now); optionally take the
         engine's exact `st`."""
-        self._drain()
-        if st_ns:
-            self.st_ns = st_ns
-        self.end_ns = end_ns or self._t.last_ns or time.perf_counter_ns()
-        self.done = True
+        with self._state:
+            self._drain()
+            if st_ns:
+                self.st_ns = st_ns
+            self.end_ns = end_ns or self._t.last_ns or time.perf_counter_ns()
+            self.done = True
 
-    def _drain(self) -> str:
+    def _drain(self) -> None:
         with self._lock:
             new, self._pending = self._pending, []
         if not new:
-            return ""
+            return
         t = self._t
-        texts = []
+        texts = self._text
         for c in new:
             texts.append(c.text)
             if t.first_ns is None:
@@ -124,10 +126,14 @@ class LiveMeter:
             if c.tokens:
                 self._window.append((c.t_ns, c.tokens))
                 self._window_tokens += c.tokens
-        return "".join(texts)
 
     def snapshot(self, now_ns: int | None = None) -> LiveSnapshot:
-        text = self._drain()
+        with self._state:
+            return self._snapshot(now_ns)
+
+    def _snapshot(self, now_ns: int | None) -> LiveSnapshot:
+        self._drain()
+        text, self._text = "".join(self._text), []
         t = self._t
         now = self.end_ns if self.done and self.end_ns else (now_ns or time.perf_counter_ns())
         elapsed_ns = max(0, now - self.st_ns)

@@ -1,0 +1,254 @@
+"""TokentopApp: the live Textual app (Live, Suite and History screens, plus Prices/Compare/Load).
+
+The engine starts in a thread worker that posts typed messages; the first frame does not wait
+for it. Tests inject a running Session (the shared engine) and a Store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import get_current_worker
+
+from tui.messages import EngineFailed, EngineProgress, EngineReady
+from tui.screens.history import HistoryScreen
+from tui.screens.live import LiveScreen
+from tui.screens.suite import SuiteScreen
+
+
+def _guarded_screen(module: str, name: str):
+    """Screens other engineers own are imported lazily: the app works before they land."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+class TokentopApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tokentop"
+    MODES = {"live": LiveScreen, "suite": SuiteScreen, "history": HistoryScreen}
+    DEFAULT_MODE = "live"
+    BINDINGS = [
+        Binding("q", "quit_app", "Quit", id="app.quit"),
+        Binding("1", "switch_mode('live')", "Live", id="app.live", show=False),
+        Binding("2", "switch_mode('suite')", "Suite", id="app.suite", show=False),
+        Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
+        Binding("p", "prices", "Prices", id="app.prices"),
+        Binding("l", "load", "Load", id="app.load"),
+        Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        *,
+        session: Any = None,
+        store: Any = None,
+        engine_options: dict[str, Any] | None = None,
+        autostart: bool = True,
+        db_label: str | None = None,
+        mode: str = "live",
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.store = store if store is not None else getattr(session, "store", None)
+        self.engine_options = engine_options or {}
+        self.autostart = autostart and session is None
+        self.db_label = db_label
+        self.start_mode = mode
+        self.engine_state = "ready" if session is not None else ("starting" if self.autostart else "off")
+        self.engine_message = "" if session is not None else ("starting the engine" if self.autostart else "engine not started")
+        self.engine_error: str | None = None
+        self._start_t = time.monotonic()
+        self._starting_session: Any = None
+        self.first_frame_s: float | None = None
+        self._created = time.perf_counter()
+
+    # -- lifecycle --------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        self.call_after_refresh(self._first_frame)
+        if self.autostart:
+            self.start_engine()
+
+    def _first_frame(self) -> None:
+        if self.first_frame_s is None:
+            self.first_frame_s = time.perf_counter() - self._created
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    def start_engine(self) -> None:
+        """Blocking engine start on a helper thread; this worker waits so it can be cancelled
+        (q during start-up) without hanging the app's exit."""
+        from data.session import Session
+        from engine.types import BadRequestError
+
+        worker = get_current_worker()
+        session = Session(self.store, self.engine_options)
+        self._starting_session = session
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def progress(text: str) -> None:
+            self.post_message(EngineProgress(text))
+
+        def target() -> None:
+            try:
+                session.start_engine(progress)
+            except BaseException as exc:  # reported to the UI, never raised on this thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name="tokentop-engine-start", daemon=True).start()
+        while not done.wait(0.1):
+            if worker.is_cancelled:
+                return
+        if failure:
+            exc = failure[0]
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, Exception) or type(exc).__module__ != "engine.types":
+                message = f"{type(exc).__name__}: {message}"
+            self.post_message(EngineFailed(message, isinstance(exc, BadRequestError)))
+        else:
+            self.post_message(EngineReady(session))
+
+    @on(EngineProgress)
+    def _engine_progress(self, message: EngineProgress) -> None:
+        self.engine_message = message.text
+        self._refresh_status()
+
+    @on(EngineReady)
+    def _engine_ready(self, message: EngineReady) -> None:
+        self.session = message.session
+        self._starting_session = None
+        self.engine_state = "ready"
+        self._refresh_status()
+        self.notify(f"engine ready: {self.engine_label()}", timeout=3)
+
+    @on(EngineFailed)
+    def _engine_failed(self, message: EngineFailed) -> None:
+        self.engine_state = "failed"
+        self.engine_error = message.message
+        self.engine_message = message.message
+        if message.bad_request:
+            self.exit(return_code=2)
+            return
+        self._refresh_status()
+        self.notify(f"the engine could not start: {message.message}", severity="error", timeout=20)
+
+    def _refresh_status(self) -> None:
+        from tui.widgets.status_bar import StatusBar
+
+        for bar in self.screen.query(StatusBar):
+            bar.refresh_status()
+
+    # -- what the status bar shows ---------------------------------------------
+    def engine_label(self) -> str:
+        if self.session is None:
+            return ""
+        d = self.session.describe()
+        model = d.get("model_label") or d.get("model") or "?"
+        return f"{d.get('engine', '?')} · {model} · {self.session.device}"
+
+    def status_parts(self) -> tuple[str, str, str]:
+        db = self.db_label or (self._short_path(self.store.path) if self.store is not None else "none")
+        if self.engine_state == "ready":
+            return "ready", self.engine_label(), db
+        if self.engine_state == "starting":
+            secs = time.monotonic() - self._start_t
+            return "starting", f"starting engine: {self.engine_message} ({secs:.0f} s)", db
+        if self.engine_state == "failed":
+            return "failed", f"engine failed: {self.engine_message}", db
+        return "off", self.engine_message, db
+
+    @staticmethod
+    def _short_path(path: Path) -> str:
+        try:
+            return "~/" + str(Path(path).resolve().relative_to(Path.home()))
+        except ValueError:
+            return str(path)
+
+    def require_session(self):
+        """The running session, or None after telling the user why not."""
+        if self.session is not None:
+            return self.session
+        if self.engine_state == "starting":
+            self.notify(f"the engine is still starting ({self.engine_message})", severity="warning")
+        else:
+            self.notify(self.engine_message or "no engine", severity="error")
+        return None
+
+    # -- actions ----------------------------------------------------------------
+    def action_quit_app(self) -> None:
+        for screen in (self.screen, *self._all_mode_screens()):
+            stop = getattr(screen, "stop_all", None)
+            if stop:
+                stop()
+        self.exit(return_code=0)
+
+    def _all_mode_screens(self) -> Iterable[Screen]:
+        for stack in self._screen_stacks.values():
+            yield from stack
+
+    def action_prices(self) -> None:
+        screen = _guarded_screen("tui.screens.prices", "PricesScreen")
+        if screen is None:
+            self.notify("the Prices screen is not installed yet", severity="warning")
+            return
+        self.push_screen(screen(self.store))
+
+    def action_load(self) -> None:
+        screen = _guarded_screen("tui.screens.load", "LoadScreen")
+        if screen is None:
+            self.notify("the Load screen is not installed yet", severity="warning")
+            return
+        session = self.require_session()
+        if session is not None:
+            self.push_screen(screen(session))
+
+    def open_costs(self, run_ids: list[str]) -> None:
+        screen = _guarded_screen("tui.screens.compare", "CompareScreen")
+        if screen is None:
+            self.notify("the cost Compare screen is not installed yet", severity="warning")
+            return
+        self.push_screen(screen(self.store, run_ids))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                f"{binding.description} ({binding.key_display or key})",
+                binding.tooltip or f"key {key}",
+                partial(self._run_binding, active.node, binding.action),
+            )
+
+    async def _run_binding(self, node, action: str) -> None:
+        await self.run_action(action, node)
+
+    # -- shutdown ---------------------------------------------------------------
+    def shutdown_engine(self) -> None:
+        """Stop generations and the engine (its child processes). Called after the app exits."""
+        for session in (self.session, self._starting_session):
+            if session is not None:
+                try:
+                    session.shutdown()
+                except Exception:
+                    pass

@@ -1,0 +1,56 @@
+"""`tokentop` with no subcommand: check the options, open the store, run the app, stop the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tui.commands.common import UsageError, engine_kwargs, fail, open_store
+
+
+def validate_engine_options(options: dict) -> None:
+    """Cheap checks before the first frame, so bad input is one line and exit 2 (the engine
+    itself is started later, in a worker)."""
+    from engine.factory import ENGINES, resolve_model
+    from engine.types import BadRequestError
+
+    engine = options.get("engine")
+    if engine not in ENGINES:
+        raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if engine == "openai" and not options.get("endpoint"):
+        raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
+    if engine == "vllm":
+        if options.get("endpoint"):
+            raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
+        model = options.get("model")
+        if model and model != "embedded":
+            resolve_model(model)  # raises for a missing path; never downloads
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from engine.types import BadRequestError
+
+    try:
+        options = engine_kwargs(args)
+        validate_engine_options(options)
+        store = open_store(args)
+    except (UsageError, BadRequestError) as exc:
+        return fail(str(exc), 2)
+    if not sys.stdout.isatty() and not sys.stdin.isatty():
+        store.close()
+        return fail("the app needs a terminal; for scripts use `tokentop bench` (see --help)", 2)
+
+    from engine.runtime import QuietNativeOutput
+    from tui.app import TokentopApp
+
+    with QuietNativeOutput("app-output.log") as term:
+        app = TokentopApp(store=store, engine_options=options)
+        try:
+            app.run()
+        finally:
+            app.shutdown_engine()
+            store.close()
+        code = app.return_code or 0
+        if code and app.engine_error:  # printed after the screen is restored
+            print(f"tokentop: error: {app.engine_error}", file=term.stderr)
+    return code

@@ -1,0 +1,244 @@
+"""History screen: every stored run in a sortable, filterable table. Enter opens a run; space marks
+runs; d shows the marked runs side by side; c opens their costs (the pricing Compare screen)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tui.widgets.status_bar import StatusBar
+
+# (key, header, value from a list_runs() row, sort key)
+COLUMNS: list[tuple[str, str]] = [
+    ("mark", "✓"),
+    ("date", "date"),
+    ("host", "host"),
+    ("gpu", "GPU"),
+    ("engine", "engine"),
+    ("model", "model"),
+    ("suite", "suite"),
+    ("tps", "TPS"),
+    ("ttft", "TTFT ms"),
+    ("status", "status"),
+]
+SORTS = [
+    ("date", lambda r: r.get("started_at") or datetime.min, True),
+    ("TPS", lambda r: r.get("mean_tps") or 0.0, True),
+    ("TTFT", lambda r: r.get("mean_ttft_ms") if r.get("mean_ttft_ms") is not None else float("inf"), False),
+    ("model", lambda r: (r.get("model") or "").lower(), False),
+    ("host", lambda r: (r.get("hostname") or "").lower(), False),
+    ("GPU", lambda r: (r.get("gpu_key") or r.get("device") or "").lower(), False),
+    ("status", lambda r: r.get("status") or "", False),
+]
+SORT_BY_COLUMN = {"date": 0, "tps": 1, "ttft": 2, "model": 3, "host": 4, "gpu": 5, "status": 6}
+
+
+def short(value: Any, width: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fmt_date(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone()
+        return value.strftime("%Y-%m-%d %H:%M")
+    return short(value, 16)
+
+
+def model_name(run: dict) -> str:
+    model = run.get("model") or "?"
+    return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model and model.startswith(("/", "~", ".")) else model
+
+
+def search_text(run: dict) -> str:
+    fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label")
+    return " ".join(str(run.get(k) or "") for k in fields).lower() + " " + fmt_date(run.get("started_at"))
+
+
+STATUS_STYLE = {"completed": "green", "aborted": "yellow", "failed": "red", "running": "cyan"}
+
+
+class HistoryScreen(Screen):
+    AUTO_FOCUS = "#history-table"
+    BINDINGS = [
+        Binding("space", "mark", "Mark", id="history.mark"),
+        Binding("d", "side_by_side", "Diff", id="history.side_by_side"),
+        Binding("c", "costs", "Costs", id="history.costs"),
+        Binding("s", "cycle_sort", "Sort", id="history.sort"),
+        Binding("f", "filter", "Filter", id="history.filter"),
+        Binding("r", "reload", "Reload", id="history.reload", show=False),
+        Binding("escape", "leave_filter", "Table", id="history.table", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="history")
+        self.runs: list[dict] = []
+        self.shown: list[dict] = []
+        self.marked: list[str] = []
+        self.sort_index = 0
+        self.sort_reverse = True
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        flt = Input(placeholder="filter: model, host, GPU, suite, status, date… (f)", id="history-filter")
+        flt.border_title = "filter"
+        yield flt
+        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="history-info")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, header in COLUMNS:
+            table.add_column(header, key=key)
+        self.reload()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    # -- data --------------------------------------------------------------------
+    def reload(self) -> None:
+        """A local DuckDB query (milliseconds), so it runs here rather than in a worker."""
+        store = self.app.store
+        self.runs = store.list_runs() if store is not None else []
+        known = {r["run_id"] for r in self.runs}
+        self.marked = [m for m in self.marked if m in known]
+        self.refresh_table()
+
+    def refresh_table(self) -> None:
+        table = self.query_one(DataTable)
+        query = self.query_one("#history-filter", Input).value.strip().lower()
+        terms = query.split()
+        rows = [r for r in self.runs if all(t in search_text(r) for t in terms)]
+        name, key, default_reverse = SORTS[self.sort_index]
+        rows.sort(key=key, reverse=self.sort_reverse)
+        self.shown = rows
+        cursor_run = self.cursor_run_id()
+        table.clear()
+        for run in rows:
+            table.add_row(*self._cells(run), key=run["run_id"])
+        if cursor_run and cursor_run in {r["run_id"] for r in rows}:
+            table.move_cursor(row=table.get_row_index(cursor_run))
+        arrow = "↓" if self.sort_reverse else "↑"
+        table.border_title = f"runs {len(rows)}/{len(self.runs)} · sort {name} {arrow}"
+        self._update_info()
+
+    def _cells(self, run: dict) -> list:
+        status = run.get("status") or "?"
+        tps, ttft = run.get("mean_tps"), run.get("mean_ttft_ms")
+        return [
+            Text("✓", style="bold green") if run["run_id"] in self.marked else Text(" "),
+            fmt_date(run.get("started_at")),
+            Text(short(run.get("hostname"), 12)),
+            Text(short(run.get("gpu_key") or run.get("device"), 12)),
+            Text(short(run.get("engine"), 7)),
+            Text(short(model_name(run), 22)),
+            Text(short(run.get("suite") or run.get("kind"), 12)),
+            Text("–" if tps is None else f"{tps:.1f}", justify="right"),
+            Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),
+            Text(status, style=STATUS_STYLE.get(status, "")),
+        ]
+
+    def _update_info(self) -> None:
+        if self.marked:
+            info = f"marked {len(self.marked)}: " + ", ".join(self.marked) + " — d side by side, c costs"
+        elif not self.runs:
+            info = "no runs stored yet: generate on the Live screen (1) or run a suite (2)"
+        else:
+            info = f"db {self.app.status_parts()[2]} · enter opens a run · space marks runs"
+        self.query_one("#history-info", Static).update(Text(info, no_wrap=True, overflow="ellipsis"))
+
+    def cursor_run_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        except Exception:
+            return None
+        return row_key.value
+
+    # -- events & actions ---------------------------------------------------------
+    @on(Input.Changed, "#history-filter")
+    def _filter_changed(self) -> None:
+        self.refresh_table()
+
+    @on(Input.Submitted, "#history-filter")
+    def _filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+
+    @on(DataTable.RowSelected, "#history-table")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        from tui.screens.run_detail import RunDetailScreen
+
+        self.app.push_screen(RunDetailScreen(event.row_key.value))
+
+    @on(DataTable.HeaderSelected, "#history-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        index = SORT_BY_COLUMN.get(str(event.column_key.value))
+        if index is None:
+            return
+        if index == self.sort_index:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_index, self.sort_reverse = index, SORTS[index][2]
+        self.refresh_table()
+
+    def action_mark(self) -> None:
+        run_id = self.cursor_run_id()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        table = self.query_one(DataTable)
+        run = next(r for r in self.runs if r["run_id"] == run_id)
+        table.update_cell(run_id, "mark", self._cells(run)[0])
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+        self._update_info()
+
+    def _chosen(self) -> list[str]:
+        if self.marked:
+            return list(self.marked)
+        current = self.cursor_run_id()
+        return [current] if current else []
+
+    def action_side_by_side(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with space, then press d", severity="warning")
+            return
+        from tui.screens.side_by_side import SideBySideScreen
+
+        self.app.push_screen(SideBySideScreen(list(self.marked)))
+
+    def action_costs(self) -> None:
+        chosen = self._chosen()
+        if not chosen:
+            self.notify("no run to price", severity="warning")
+            return
+        self.app.open_costs(chosen)
+
+    def action_cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.sort_reverse = SORTS[self.sort_index][2]
+        self.refresh_table()
+
+    def action_filter(self) -> None:
+        self.query_one("#history-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_reload(self) -> None:
+        self.reload()

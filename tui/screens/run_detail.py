@@ -1,0 +1,187 @@
+"""One stored run: its environment, per-case aggregates, and plotext charts (TPS of each request,
+ITL distribution, tokens over time for one request)."""
+
+from __future__ import annotations
+
+import json
+from itertools import accumulate
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from tui.format import CASE_COLUMNS, case_rows
+from tui.screens.history import fmt_date, model_name
+from tui.widgets.status_bar import StatusBar
+
+ENV_KEYS = ("hostname", "device", "cpu", "cpu_count", "memory_gb", "os", "python", "vllm", "torch",
+            "transformers", "cuda", "driver", "model_path")
+
+
+def _value(v) -> str:
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, default=str, separators=(",", ":"))
+    return str(v)
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
+        Binding("left_square_bracket", "request(-1)", "Prev req", id="detail.prev"),
+        Binding("right_square_bracket", "request(1)", "Next req", id="detail.next"),
+        Binding("c", "costs", "Costs", id="detail.costs"),
+    ]
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: dict = {}
+        self.requests: list[dict] = []
+        self.offsets: dict[int, list[tuple[int, int]]] = {}
+        self.request_pick = 0
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        yield Static("", id="detail-title")
+        with TabbedContent(id="detail-tabs"):
+            with TabPane("Summary", id="tab-summary"):
+                with VerticalScroll():
+                    yield DataTable(id="detail-cases", cursor_type="row", show_cursor=False)
+                    yield Static("", id="detail-env")
+            with TabPane("TPS", id="tab-tps"):
+                yield PlotextPlot(id="chart-tps")
+            with TabPane("ITL", id="tab-itl"):
+                yield PlotextPlot(id="chart-itl")
+            with TabPane("Tokens/time", id="tab-tokens"):
+                yield PlotextPlot(id="chart-tokens")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        store = self.app.store
+        run = store.get_run(self.run_id)
+        if run is None:
+            self.notify(f"run {self.run_id} not found", severity="error")
+            self.app.pop_screen()
+            return
+        self.run = run
+        self.requests = store.get_requests(run["run_id"])
+        for c in store.get_chunks(run["run_id"]):
+            self.offsets.setdefault(c["request_index"], []).append((c["t_ns"], c["tokens"]))
+        ok = [r["request_index"] for r in self.requests if r["success"]]
+        self.request_pick = ok[-1] if ok else 0
+        self._title()
+        self._summary()
+        self._chart_tps()
+        self._chart_itl()
+        self._chart_tokens()
+
+    def _title(self) -> None:
+        r = self.run
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f"{r['run_id']} ", style="bold")
+        t.append(f"{r.get('kind')} · {r.get('status')} · {fmt_date(r.get('started_at'))} · ")
+        t.append(f"{r.get('engine')} · {model_name(r)} · {r.get('device')}")
+        self.query_one("#detail-title", Static).update(t)
+
+    def _summary(self) -> None:
+        table = self.query_one("#detail-cases", DataTable)
+        table.add_column("case", key="case")
+        table.add_column("target", key="target")
+        for header, key, _f in CASE_COLUMNS:
+            table.add_column(header, key=key)
+        for case_id, agg in case_rows(self.run):
+            cells = [Text(str(case_id)), "–" if agg.get("target_tokens") is None else f"{agg['target_tokens']:.0f}"]
+            for _h, key, pattern in CASE_COLUMNS:
+                v = agg.get(key)
+                cells.append(Text("–" if v is None else pattern.format(v), justify="right"))
+            table.add_row(*cells)
+        r = self.run
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+        rows = [
+            ("run", r["run_id"]), ("kind", r.get("kind")), ("status", r.get("status")),
+            ("error", r.get("error")), ("started", fmt_date(r.get("started_at"))),
+            ("duration", None if r.get("duration_s") is None else f"{r['duration_s']:.2f} s"),
+            ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
+            ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
+            ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
+            ("label", r.get("label")),
+        ]
+        env = r.get("environment") or {}
+        rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
+        rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
+        for k, v in rows:
+            if v not in (None, "", {}, []):
+                grid.add_row(k, Text(_value(v)))
+        self.query_one("#detail-env", Static).update(grid)
+
+    def _chart_tps(self) -> None:
+        plot = self.query_one("#chart-tps", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        by_case: dict[str, tuple[list[int], list[float]]] = {}
+        for q in self.requests:
+            if q["success"] and q["tps"] is not None:
+                xs, ys = by_case.setdefault(q["case_id"] or "?", ([], []))
+                xs.append(q["request_index"] + 1)
+                ys.append(q["tps"])
+        for case_id, (xs, ys) in by_case.items():
+            plt.bar(xs, ys, label=case_id, width=0.6)
+        plt.title("TPS of each request (tokens / E2EL)")
+        plt.xlabel("request")
+        plt.ylabel("tok/s")
+        plot.refresh()
+
+    def _chart_itl(self) -> None:
+        plot = self.query_one("#chart-itl", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        itl = []
+        ok = {q["request_index"] for q in self.requests if q["success"]}
+        for idx, chunks in self.offsets.items():
+            if idx in ok:
+                ts = [t for t, _n in chunks]
+                itl += [(b - a) / 1e6 for a, b in zip(ts, ts[1:])]
+        if itl:
+            plt.hist(itl, bins=30)
+        plt.title(f"ITL distribution, {len(itl)} gaps (ms)")
+        plt.xlabel("ms")
+        plt.ylabel("count")
+        plot.refresh()
+
+    def _chart_tokens(self) -> None:
+        plot = self.query_one("#chart-tokens", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        chunks = self.offsets.get(self.request_pick, [])
+        req = next((q for q in self.requests if q["request_index"] == self.request_pick), None)
+        if chunks:
+            xs = [t / 1e9 for t, _n in chunks]
+            ys = list(accumulate(n for _t, n in chunks))
+            plt.plot(xs, ys, marker="braille")
+        label = f"request {self.request_pick + 1}/{len(self.requests)}"
+        if req is not None:
+            label += f" ({req['case_id']} rep {req['rep'] + 1})"
+        plt.title(f"tokens over time, {label} — [ ] other requests")
+        plt.xlabel("s since sent")
+        plt.ylabel("tokens")
+        plot.refresh()
+
+    def action_request(self, step: int) -> None:
+        if not self.requests:
+            return
+        self.request_pick = (self.request_pick + step) % len(self.requests)
+        self._chart_tokens()
+        self.query_one(TabbedContent).active = "tab-tokens"
+
+    def action_costs(self) -> None:
+        self.app.open_costs([self.run_id])

@@ -1,0 +1,151 @@
+"""Two or more runs side by side: settings and per-case figures in columns, differences
+highlighted (≠ on rows whose values differ; best figure green, worst red, Δ% against the first run)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from tui.format import case_rows
+from tui.screens.history import fmt_date, model_name
+from tui.widgets.status_bar import StatusBar
+
+# (label, getter, format, higher is better?) for per-case figures
+CASE_FIGURES: list[tuple[str, str, str, bool]] = [
+    ("TPS", "mean_tps", "{:.1f}", True),
+    ("TTFT mean ms", "mean_ttft_ms", "{:.1f}", False),
+    ("TTFT p99 ms", "p99_ttft_ms", "{:.1f}", False),
+    ("TPOT mean ms", "mean_tpot_ms", "{:.2f}", False),
+    ("ITL p99 ms", "p99_itl_ms", "{:.2f}", False),
+    ("decode tok/s", "mean_decode_rate", "{:.1f}", True),
+    ("tokens", "mean_output_tokens", "{:.0f}", None),
+    ("requests", "completed", "{:.0f}", None),
+]
+
+SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
+    ("started", lambda r: fmt_date(r.get("started_at"))),
+    ("status", lambda r: r.get("status")),
+    ("kind", lambda r: r.get("kind")),
+    ("host", lambda r: r.get("hostname")),
+    ("device", lambda r: r.get("device")),
+    ("GPU key", lambda r: r.get("gpu_key")),
+    ("engine", lambda r: r.get("engine")),
+    ("model", model_name),
+    ("dtype", lambda r: r.get("dtype")),
+    ("suite", lambda r: r.get("suite")),
+    ("reps", lambda r: r.get("reps")),
+    ("engine args", lambda r: json.dumps(r.get("engine_args") or {}, sort_keys=True, default=str)),
+    ("vllm", lambda r: (r.get("environment") or {}).get("vllm")),
+]
+ALWAYS_DIFFERENT = {"started"}  # dates always differ; not worth a highlight
+
+
+def numeric_cells(values: list[float | None], pattern: str, higher_better: bool | None) -> tuple[list[Text], bool]:
+    present = [v for v in values if v is not None]
+    differs = len(set(round(v, 6) for v in present)) > 1 or (present and len(present) != len(values))
+    best = worst = None
+    if higher_better is not None and len(present) > 1 and differs:
+        best = max(present) if higher_better else min(present)
+        worst = min(present) if higher_better else max(present)
+    base = values[0]
+    cells = []
+    for i, v in enumerate(values):
+        if v is None:
+            cells.append(Text("–", justify="right"))
+            continue
+        t = Text(pattern.format(v), justify="right")
+        if i > 0 and base not in (None, 0) and differs:
+            delta = (v - base) / abs(base) * 100
+            t.append(f" {delta:+.1f}%", style="dim")
+        if best is not None and v == best:
+            t.stylize("bold green")
+        elif worst is not None and v == worst:
+            t.stylize("red")
+        cells.append(t)
+    return cells, bool(differs)
+
+
+class SideBySideScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="sidebyside.back"),
+        Binding("c", "costs", "Costs", id="sidebyside.costs"),
+    ]
+
+    def __init__(self, run_ids: list[str]) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+        self.runs: list[dict] = []
+        self.differences: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        yield Static("", id="sbs-title")
+        yield DataTable(id="sbs-table", cursor_type="row", zebra_stripes=True)
+        yield PlotextPlot(id="sbs-chart")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        store = self.app.store
+        self.runs = [r for r in (store.get_run(i) for i in self.run_ids) if r is not None]
+        table = self.query_one(DataTable)
+        table.add_column("", key="label")
+        for i, run in enumerate(self.runs):
+            table.add_column(f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:], key=run["run_id"])
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append("side by side: ", style="bold")
+        title.append("  ".join(f"{chr(65 + i)}={r['run_id']}" for i, r in enumerate(self.runs)))
+        title.append("   ≠ differs · green best · red worst · Δ% vs A", style="dim")
+        self.query_one("#sbs-title", Static).update(title)
+
+        for label, get in SETTINGS:
+            values = ["" if get(r) is None else str(get(r)) for r in self.runs]
+            differs = len(set(values)) > 1 and label not in ALWAYS_DIFFERENT
+            if differs:
+                self.differences.append(label)
+            style = "bold yellow" if differs else ""
+            table.add_row(self._label(label, differs), *[Text(v or "–", style=style) for v in values])
+
+        cases: list[str] = []
+        per_run: list[dict[str, dict]] = []
+        for run in self.runs:
+            rows = dict(case_rows(run))
+            per_run.append(rows)
+            cases += [c for c in rows if c not in cases]
+        for case in cases:
+            for label, key, pattern, higher in CASE_FIGURES:
+                values = [rows.get(case, {}).get(key) for rows in per_run]
+                if all(v is None for v in values):
+                    continue
+                cells, differs = numeric_cells(values, pattern, higher)
+                name = f"{case} {label}"
+                if differs:
+                    self.differences.append(name)
+                table.add_row(self._label(name, differs), *cells)
+        self._chart(cases, per_run)
+        table.focus()
+
+    @staticmethod
+    def _label(label: str, differs: bool) -> Text:
+        return Text(("≠ " if differs else "  ") + label, style="bold" if differs else "dim")
+
+    def _chart(self, cases: list[str], per_run: list[dict[str, dict]]) -> None:
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if cases:
+            series = [[rows.get(c, {}).get("mean_tps") or 0 for c in cases] for rows in per_run]
+            labels = [chr(65 + i) for i in range(len(per_run))]
+            plt.multiple_bar(cases, series, labels=labels)
+        plt.title("TPS by case")
+        plot.refresh()
+
+    def action_costs(self) -> None:
+        self.app.open_costs([r["run_id"] for r in self.runs])

@@ -1,0 +1,73 @@
+"""Big live gauges for one streaming request (fed LiveSnapshot objects on a timer)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Digits, Sparkline, Static
+
+from engine.live import LiveSnapshot
+
+
+def _ms(seconds: float | None, digits: int = 1) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.{digits}f} ms"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if not value else f"{value:.1f}"
+
+
+def stats_table(snap: LiveSnapshot, compact: bool = False) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    rows = []
+    if compact:
+        rows.append(("tok/s now", _rate(snap.tps_now)))
+    rows += [
+        ("TPS (req)", f"{_rate(snap.tps_request)} tok/s"),
+        ("TTFT", _ms(snap.ttft_s, 0)),
+        ("TPOT", _ms(snap.tpot_s)),
+        ("ITL last", _ms(snap.itl_last_s)),
+        ("ITL mean", _ms(snap.itl_mean_s)),
+        ("tokens", f"{snap.tokens}"),
+        ("elapsed", f"{snap.elapsed_s:.1f} s"),
+    ]
+    for label, value in rows:
+        table.add_row(label, Text(value))
+    return table
+
+
+class GaugePanel(Vertical):
+    """tokens/s now as big digits, the other gauges as a table, and a sparkline of tokens/s."""
+
+    DEFAULT_CLASSES = "gauge-panel"
+
+    def __init__(self, *, compact: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.compact = compact
+        self.last: LiveSnapshot = LiveSnapshot()
+        self.peak_tps_now = 0.0  # highest tokens/s-now shown since mount (tests, and a hint for users)
+        if compact:
+            self.add_class("compact")
+
+    def compose(self) -> ComposeResult:
+        if not self.compact:
+            yield Static("tokens/s now (1 s window)", classes="gauge-label")
+            yield Digits("0.0", classes="gauge-digits")
+        yield Static(stats_table(LiveSnapshot(), self.compact), classes="gauge-stats")
+        yield Sparkline([], summary_function=max, classes="gauge-spark")
+        yield Static("TPS = tokens / elapsed; TPOT, ITL as vLLM", classes="gauge-note")
+
+    def show(self, snap: LiveSnapshot) -> None:
+        self.last = snap
+        if not snap.done:
+            self.peak_tps_now = max(self.peak_tps_now, snap.tps_now)
+        if not self.compact:
+            self.query_one(".gauge-digits", Digits).update(f"{snap.tps_now:.1f}")
+        self.query_one(".gauge-stats", Static).update(stats_table(snap, self.compact))
+        spark = self.query_one(".gauge-spark", Sparkline)
+        width = max(8, spark.size.width or 24)
+        spark.data = list(snap.series[-width:])
