@@ -116,18 +116,20 @@ def run_load(
             recorder._t0_ns = start_ns
 
         runner.on_record = _record
+        _bracket(gpu, server)  # a sample just before the level: the baseline for its counters
         t_begin = time.perf_counter()
         try:
             outcome = runner.run_level(level, index, on_begin=_begin)
         except BaseException as exc:
             recorder.finish("failed", error=f"{type(exc).__name__}: {exc}"[:300])
             raise
+        _bracket(gpu, server)  # and one just after it
         t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
         t1 = t0 + outcome.duration_s
         summary = _finite(_summary(outcome, gpu, server, t0, t1))
         run_id = recorder.run_id or ""
-        gpu_rows = gpu.snapshot(since=t0, until=t1 + 0.5)
-        server_rows = server.snapshot(since=t0 - 1.0, until=t1 + 1.0) if server is not None else []
+        gpu_rows = gpu.snapshot(since=t_begin, until=time.perf_counter())
+        server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
         add_gpu_samples(session.store, run_id, gpu_rows, t0)
         add_server_samples(session.store, run_id, server_rows, t0)
         recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=summary, error=outcome.error)
@@ -148,6 +150,13 @@ def run_load(
     return LoadOutcome(results, reason, runner.interrupted, gpu.note, srv_note)
 
 
+def _bracket(gpu: GpuSampler, server: Any) -> None:
+    if gpu.available:
+        gpu.sample_once()
+    if server is not None:
+        server.sample_once()
+
+
 def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float) -> dict[str, Any]:
     result = dict(outcome.result)
     summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
@@ -161,7 +170,7 @@ def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1:
         before = [s for s in samples if s.t_s <= t0]
         during = [s for s in samples if t0 < s.t_s <= t1]
         after = [s for s in samples if s.t_s > t1]
-        window = before[-1:] + during + after[:1]
+        window = before[-1:] + during + after[-1:]  # the last one: taken after the level ended
         summary["server"] = summarise_server(window) if window else {"note": server.note}
     return summary
 

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "tui.commands.runs",
     "tui.commands.prices",
     "tui.commands.compare",
+    "tui.commands.load",
 ]
 
 

@@ -1,0 +1,268 @@
+"""`tokentop load`: throughput under load (vLLM bench's patterns), every level stored as a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from tui.commands.common import (
+    UsageError,
+    add_db_option,
+    add_engine_options,
+    engine_kwargs,
+    fail,
+    open_store,
+    positive_int,
+    resolve_suite,
+)
+
+EPILOG = """\
+patterns (vLLM bench serve's names):
+  --concurrency 1,2,4       N users, each sending its next request when the last one finished
+  --concurrency sweep       1, 2, 4, ... until output throughput rises by less than 10 %%,
+                            p99 TTFT breaks the TTFT SLO, a request fails, or --max-level
+  --request-rate R          Poisson arrivals at R requests/s (several: 1,2,4); --burstiness B
+                            draws gamma inter-arrival times (B<1 burstier, B>1 more regular);
+                            --max-concurrency N caps requests in flight
+goodput counts requests meeting every --slo (ms), e.g. --slo ttft=500,tpot=50.
+Without --num-prompts each level sends max(10, 3 x concurrency) requests (10 per rate level).
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "load",
+        help="throughput under load: concurrency sweeps, Poisson/gamma request rates, goodput",
+        description="Run load levels against the engine, store each level as a run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pat = p.add_mutually_exclusive_group()
+    pat.add_argument("--concurrency", help="levels, e.g. 1,2,4 (default), or 'sweep'")
+    pat.add_argument("--request-rate", help="requests/s (Poisson unless --burstiness); several: 1,2,4; inf = all at once")
+    p.add_argument("--burstiness", type=_positive_float("--burstiness"), default=1.0,
+                   help="gamma shape for --request-rate (1 = Poisson)")
+    p.add_argument("--max-concurrency", type=positive_int, default=None, help="cap on requests in flight (with --request-rate)")
+    p.add_argument("--max-level", type=positive_int, default=64, help="largest concurrency of --concurrency sweep (default 64)")
+    p.add_argument("--input-len", type=positive_int, default=None, help="synthetic prompt length in tokens (default 128)")
+    p.add_argument("--output-len", type=positive_int, default=None, help="output tokens per request (default 128)")
+    p.add_argument("--suite", default=None, help="use a suite's prompts ('seed' or a TOML file) instead of synthetic ones")
+    p.add_argument("--num-prompts", type=positive_int, default=None, help="requests per level")
+    p.add_argument("--slo", default=None, help="SLOs in ms for goodput, e.g. ttft=500,tpot=50 (also e2el)")
+    p.add_argument("--seed", type=int, default=0, help="seed for arrivals and prompts (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_db_option(p)
+    add_engine_options(p, suppress=True)
+    p.set_defaults(func=run)
+
+
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be above 0 (got {text})")
+        return value
+
+    return parse
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"{name} {text!r}: {part!r} is not a whole number (e.g. 1,2,4 or sweep)") from None
+        if value < 1:
+            raise UsageError(f"{name} levels must be 1 or more (got {value})")
+        out.append(value)
+    if not out:
+        raise UsageError(f"{name} needs at least one level, e.g. 1,2,4")
+    return out
+
+
+def _rate_list(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            value = math.inf if part in ("inf", "infinity") else float(part)
+        except ValueError:
+            raise UsageError(f"--request-rate {text!r}: {part!r} is not a number of requests/s") from None
+        if not value > 0:
+            raise UsageError(f"--request-rate must be above 0 (got {part})")
+        out.append(value)
+    if not out:
+        raise UsageError("--request-rate needs a rate, e.g. 2 or 1,2,4")
+    return out
+
+
+def build_spec(args: argparse.Namespace):
+    """Validate everything before the engine starts (bad input: UsageError/BadRequestError, exit 2)."""
+    from data.load_runs import LoadSpec
+    from engine.load import LoadLevel, PromptSource, default_num_prompts, parse_slo, sweep_levels
+
+    slo = parse_slo(args.slo)
+    if args.suite and args.input_len:
+        raise UsageError("--input-len is for synthetic prompts; drop it or drop --suite")
+    if args.request_rate is None and (args.burstiness != 1.0):
+        raise UsageError("--burstiness needs --request-rate")
+    if args.request_rate is None and args.max_concurrency is not None:
+        raise UsageError("--max-concurrency goes with --request-rate; for N users use --concurrency N")
+    if args.suite:
+        suite = resolve_suite(args.suite)
+        prompts = PromptSource(suite_requests=tuple(suite.requests(1)), suite_name=suite.name,
+                               output_len=args.output_len, seed=args.seed)
+    else:
+        prompts = PromptSource(input_len=args.input_len or 128, output_len=args.output_len or 128, seed=args.seed)
+    auto = False
+    if args.request_rate is not None:
+        pattern = "rate"
+        levels = [LoadLevel(request_rate=r, burstiness=args.burstiness, max_concurrency=args.max_concurrency,
+                            num_prompts=args.num_prompts or default_num_prompts(args.max_concurrency if math.isinf(r) else None))
+                  for r in _rate_list(args.request_rate)]
+    else:
+        pattern = "concurrency"
+        text = (args.concurrency or "1,2,4").strip().lower()
+        if text in ("sweep", "auto"):
+            counts, auto = sweep_levels(args.max_level), True
+        else:
+            counts = _int_list(text, "--concurrency")
+        levels = [LoadLevel(max_concurrency=c, num_prompts=args.num_prompts or default_num_prompts(c)) for c in counts]
+    return LoadSpec(levels=levels, prompts=prompts, slo_ms=slo, auto_stop=auto, pattern=pattern, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from data.load_runs import level_rows, roofline_for, run_load
+    from data.session import Session
+    from engine.runtime import QuietNativeOutput
+    from engine.types import BadRequestError, EngineError
+    from tui.commands.bench import _sigterm_as_interrupt
+
+    spec = build_spec(args)
+    store = open_store(args)
+    options = engine_kwargs(args)
+    _sigterm_as_interrupt()
+    with QuietNativeOutput() as term:
+        err = term.stderr
+        note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
+        session = Session(store, options, log=note)
+        try:
+            try:
+                session.start_engine(note)
+            except BadRequestError as exc:
+                return fail(str(exc), 2, err)
+            except EngineError as exc:
+                return fail(f"{exc} (log: {term.log_path})", 1, err)
+            except KeyboardInterrupt:
+                print("tokentop: interrupted while starting the engine", file=err)
+                return 130
+            desc = session.describe()
+            note(f"engine {options['engine']}, model {desc.get('model_label')}, device {session.device}, db {store.path}")
+
+            def level_start(i, level):
+                note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {level.num_prompts} requests")
+
+            def level_done(i, result):
+                note(_level_line(result.summary.get("overall", {}), result.outcome.status))
+
+            try:
+                outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note)
+            except KeyboardInterrupt:
+                print("tokentop: interrupted: finished levels are stored", file=err)
+                return 130
+            env = dict(session.environment)
+            env["model_path"] = (session.choice.engine.describe().get("model") if session.choice else None)
+            roof = roofline_for(env, desc)
+        finally:
+            session.shutdown()
+        rows = level_rows(outcome.levels)
+        if args.json:
+            obj = {"pattern": spec.pattern, "stop_reason": outcome.stop_reason, "slo_ms": spec.slo_ms,
+                   "prompts": spec.prompts.to_json(), "engine": desc.get("engine"), "model": desc.get("model_label"),
+                   "engine_args": desc.get("engine_args"), "device": session.device,
+                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note, "roofline": roof,
+                   "levels": rows}
+            print(json.dumps(_finite(obj), default=str), file=term.stdout)
+        else:
+            _print_table(rows, spec, outcome, roof, term.stdout)
+        store.close()
+        if outcome.interrupted:
+            print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)
+            return 130
+        bad = [r for r in outcome.levels if r.outcome.status != "completed"]
+        if bad:
+            r = bad[0]
+            return fail(f"run {r.run_id} {r.outcome.status}: {r.outcome.error or 'see tokentop show ' + r.run_id}", 1, err)
+        return 0
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return none
+    return fmt.format(value)
+
+
+def _level_line(res: dict, status: str) -> str:
+    line = (f"  {res.get('label')}: {status}, {res.get('completed', 0)} ok / {res.get('failed', 0)} failed, "
+            f"{_f(res.get('request_throughput'), '{:.2f}')} req/s, {_f(res.get('output_throughput'))} tok/s, "
+            f"TTFT p50 {_f(res.get('p50_ttft_ms'), '{:.0f}')} ms p99 {_f(res.get('p99_ttft_ms'), '{:.0f}')} ms")
+    if res.get("request_goodput") is not None:
+        line += f", goodput {_f(res.get('request_goodput'), '{:.2f}')} req/s"
+    return line
+
+
+def _print_table(rows, spec, outcome, roof, out) -> None:
+    cols = ["level", "ok", "fail", "req/s", "out tok/s", "peak tok/s", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99"]
+    if spec.slo_ms:
+        cols.append("goodput")
+    cols += ["J/tok", "run"]
+    table = []
+    for r in rows:
+        line = [r.get("label"), str(r.get("completed", 0)), str(r.get("failed", 0)),
+                _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
+                _f(r.get("max_output_tokens_per_s"), "{:.0f}"), _f(r.get("p50_ttft_ms"), "{:.0f} ms"),
+                _f(r.get("p99_ttft_ms"), "{:.0f} ms"), _f(r.get("mean_tpot_ms"), "{:.1f} ms"),
+                _f(r.get("p99_itl_ms"), "{:.1f} ms")]
+        if spec.slo_ms:
+            line.append(f"{_f(r.get('request_goodput'), '{:.2f}')} ({r.get('good_requests', 0)})")
+        line += [_f(r.get("j_per_output_token"), "{:.3f}"), r.get("run_id")]
+        table.append([str(x) for x in line])
+    widths = [max(len(c), *(len(row[i]) for row in table)) if table else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)), file=out)
+    for row in table:
+        print("  ".join(x.ljust(w) for x, w in zip(row, widths)), file=out)
+    print(f"stopped: {outcome.stop_reason}", file=out)
+    if spec.slo_ms:
+        print("goodput = requests/s meeting every SLO (" +
+              ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items()) + ")", file=out)
+    if outcome.gpu_note:
+        print(outcome.gpu_note, file=out)
+    if roof:
+        print(f"roofline: batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "
+              f"({roof['bandwidth_tb_s']:.2f} TB/s / {roof['bytes_per_token_gb']:.2f} GB per token; "
+              f"weights from {roof['weights_from']})", file=out)
+        first = rows[0] if rows else {}
+        if first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
+            pct = 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]
+            print(f"  concurrency 1 decodes at {first['mean_decode_rate']:.1f} tok/s (1000/TPOT) = {pct:.0f} % of it",
+                  file=out)
