@@ -1,0 +1,256 @@
+"""Load screen: pick a pattern, levels and SLOs; watch throughput, concurrency, TTFT and errors live;
+a chart of throughput and TTFT against concurrency grows as the sweep proceeds.
+
+The load runs in a thread worker (data.load_runs.run_load); the worker only posts typed messages,
+live counters are read from engine.load.LiveLoad on a 4 Hz timer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from textual_plotext import PlotextPlot
+
+from engine.load import LiveLoad
+from tui.widgets.gpu_panel import GpuPanel
+
+COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
+
+
+def _f(value: Any, fmt: str = "{:.1f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+class LoadScreen(Screen):
+    CSS_PATH = "load.tcss"
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start", id="load.start"),
+        Binding("ctrl+x", "stop", "Stop", id="load.stop"),
+        Binding("escape", "app.pop_screen", "Back", id="load.back"),
+    ]
+
+    class LevelStarted(Message):
+        def __init__(self, index: int, total: int, label: str):
+            super().__init__()
+            self.index, self.total, self.label = index, total, label
+
+    class LevelFinished(Message):
+        def __init__(self, index: int, run_id: str, status: str, result: dict[str, Any]):
+            super().__init__()
+            self.index, self.run_id, self.status, self.result = index, run_id, status, result
+
+    class LoadFinished(Message):
+        def __init__(self, stop_reason: str, levels: int, gpu_note: str | None):
+            super().__init__()
+            self.stop_reason, self.levels, self.gpu_note = stop_reason, levels, gpu_note
+
+    class LoadFailed(Message):
+        def __init__(self, error: str):
+            super().__init__()
+            self.error = error
+
+    def __init__(self, session, **kwargs):
+        super().__init__(**kwargs)
+        self.session = session
+        self.live = LiveLoad()
+        self.stop_event = threading.Event()
+        self.running = False
+        self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
+        self.finished: list[dict[str, Any]] = []
+        self.last_message = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="load-form"):
+            yield Select([("concurrency", "concurrency"), ("request rate", "rate")], value="concurrency",
+                         allow_blank=False, id="load-pattern")
+            yield Input("1,2,4", placeholder="levels 1,2,4 | sweep | rates 1,2", id="load-levels")
+            yield Input("1", placeholder="burstiness", id="load-burstiness")
+            yield Input("128", placeholder="input len", id="load-input-len")
+            yield Input("64", placeholder="output len", id="load-output-len")
+            yield Input("", placeholder="prompts/level", id="load-num-prompts")
+            yield Input("", placeholder="SLO ttft=500,tpot=50", id="load-slo")
+            yield Button("Start", id="load-start", variant="success")
+            yield Button("Stop", id="load-stop", variant="error", disabled=True)
+        yield Static("", id="load-live")
+        with Horizontal(id="load-body"):
+            with Vertical(id="load-left"):
+                yield DataTable(id="load-table", cursor_type="row")
+                yield PlotextPlot(id="load-chart")
+            yield GpuPanel(id="load-gpu")
+        yield Label("", id="load-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#load-table", DataTable)
+        table.add_columns(*COLUMNS)
+        self.set_interval(0.25, self.refresh_live)
+        self._draw_chart()
+
+    # -- form -> spec -------------------------------------------------------------------
+    def build_spec(self):
+        from tui.commands.load import build_spec
+
+        def val(widget_id: str) -> str:
+            return self.query_one(widget_id, Input).value.strip()
+
+        pattern = self.query_one("#load-pattern", Select).value
+        levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
+        num = val("#load-num-prompts")
+        args = argparse.Namespace(
+            concurrency=levels if pattern == "concurrency" else None,
+            request_rate=levels if pattern == "rate" else None,
+            burstiness=float(val("#load-burstiness") or 1) if pattern == "rate" else 1.0,
+            max_concurrency=None, max_level=64,
+            input_len=_int(val("#load-input-len"), "input len"),
+            output_len=_int(val("#load-output-len"), "output len"),
+            suite=None, num_prompts=_int(num, "prompts per level") if num else None,
+            slo=val("#load-slo") or None, seed=0,
+        )
+        return build_spec(args)
+
+    # -- actions ------------------------------------------------------------------------
+    @on(Button.Pressed, "#load-start")
+    def action_start(self) -> None:
+        if self.running:
+            return
+        try:
+            spec = self.build_spec()
+        except Exception as exc:  # UsageError / BadRequestError / ValueError: one line
+            self.notify(str(exc), severity="error", title="Load settings")
+            return
+        self.running = True
+        self.stop_event.clear()
+        self.points.clear()
+        self.finished.clear()
+        self.query_one("#load-table", DataTable).clear()
+        self.query_one("#load-start", Button).disabled = True
+        self.query_one("#load-stop", Button).disabled = False
+        self._set_status(f"running {len(spec.levels)} level(s)…")
+        self.run_load_worker(spec)
+
+    @on(Button.Pressed, "#load-stop")
+    def action_stop(self) -> None:
+        if self.running:
+            self.stop_event.set()
+            self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
+    def run_load_worker(self, spec) -> None:
+        from data.load_runs import run_load
+
+        total = len(spec.levels)
+        try:
+            outcome = run_load(
+                self.session, spec, stop=self.stop_event, live=self.live,
+                gpu_sampler=self._shared_gpu_sampler(),
+                on_level_start=lambda i, lv: self.post_message(self.LevelStarted(i, total, lv.label)),
+                on_level_done=lambda i, r: self.post_message(
+                    self.LevelFinished(i, r.run_id, r.outcome.status, dict(r.summary.get("overall", {})))),
+            )
+        except Exception as exc:
+            self.post_message(self.LoadFailed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            return
+        self.post_message(self.LoadFinished(outcome.stop_reason, len(outcome.levels), outcome.gpu_note))
+
+    def _shared_gpu_sampler(self):
+        try:
+            panel = self.query_one("#load-gpu", GpuPanel)
+        except Exception:
+            return None
+        sampler = panel.sampler
+        return sampler if sampler is not None and sampler.available else None
+
+    # -- messages -> state --------------------------------------------------------------
+    @on(LevelStarted)
+    def _level_started(self, msg: LevelStarted) -> None:
+        self._set_status(f"level {msg.index + 1}/{msg.total}: {msg.label}")
+
+    @on(LevelFinished)
+    def _level_finished(self, msg: LevelFinished) -> None:
+        r = msg.result
+        self.finished.append({"run_id": msg.run_id, "status": msg.status, **r})
+        goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
+        self.query_one("#load-table", DataTable).add_row(
+            Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
+            _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
+            _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
+            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(msg.run_id),
+        )
+        x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
+        if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
+            self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))
+            self._draw_chart()
+
+    @on(LoadFinished)
+    def _load_finished(self, msg: LoadFinished) -> None:
+        self._done(f"done: {msg.levels} level(s) stored; {msg.stop_reason}")
+        if msg.gpu_note:
+            self.notify(msg.gpu_note, severity="information", title="GPU telemetry")
+
+    @on(LoadFailed)
+    def _load_failed(self, msg: LoadFailed) -> None:
+        self._done(f"failed: {msg.error}")
+        self.notify(msg.error, severity="error", title="Load run failed")
+
+    def _done(self, text: str) -> None:
+        self.running = False
+        self.query_one("#load-start", Button).disabled = False
+        self.query_one("#load-stop", Button).disabled = True
+        self._set_status(text)
+
+    def _set_status(self, text: str) -> None:
+        self.last_message = text
+        self.query_one("#load-status", Label).update(Text(text))
+
+    # -- rendering ------------------------------------------------------------------------
+    def refresh_live(self) -> None:
+        if not self.running:
+            return
+        s = self.live.snapshot()
+        text = Text()
+        for label, value in (
+            ("level", s["level"]), ("out tok/s", _f(s["output_throughput"])), ("in flight", str(s["in_flight"])),
+            ("sent", str(s["sent"])), ("done", str(s["completed"])), ("errors", str(s["failed"])),
+            ("TTFT p50", _f(s["ttft_p50_ms"], "{:.0f} ms")), ("TTFT p99", _f(s["ttft_p99_ms"], "{:.0f} ms")),
+        ):
+            text.append(f"{label} ", style="dim")
+            text.append(f"{value}   ", style="bold red" if label == "errors" and s["failed"] else "bold")
+        self.query_one("#load-live", Static).update(text)
+
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#load-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("throughput (tok/s) and TTFT p99 (ms) vs load")
+        if self.points:
+            xs = [p[0] for p in self.points]
+            plt.plot(xs, [p[1] for p in self.points], marker="braille", label="out tok/s")
+            ttft = [(p[0], p[2]) for p in self.points if p[2] is not None]
+            if ttft:
+                plt.plot([t[0] for t in ttft], [t[1] for t in ttft], marker="braille", label="TTFT p99 ms",
+                         yside="right")
+            plt.xlabel("concurrency" if self.query_one("#load-pattern", Select).value == "concurrency" else "req/s")
+        chart.refresh()
+
+
+def _int(text: str, name: str) -> int | None:
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"{name} must be 1 or more (got {value})")
+    return value
