@@ -229,9 +229,9 @@ class TokentopApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         seen = set()
-        for key, active in screen.active_bindings.items():
+        for key, active in screen.active_bindings.items():  # ours: every one has an id
             binding = active.binding
-            if not binding.description or binding.action in seen:
+            if not binding.id or not binding.description or binding.action in seen:
                 continue
             seen.add(binding.action)
             yield SystemCommand(

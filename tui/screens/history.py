@@ -19,14 +19,14 @@ from tui.widgets.status_bar import StatusBar
 COLUMNS: list[tuple[str, str]] = [
     ("mark", "✓"),
     ("date", "date"),
-    ("host", "host"),
-    ("gpu", "GPU"),
-    ("engine", "engine"),
-    ("model", "model"),
-    ("suite", "suite"),
     ("tps", "TPS"),
     ("ttft", "TTFT ms"),
     ("status", "status"),
+    ("model", "model"),
+    ("gpu", "GPU"),
+    ("host", "host"),
+    ("engine", "engine"),
+    ("suite", "suite"),
 ]
 SORTS = [
     ("date", lambda r: r.get("started_at") or datetime.min, True),
@@ -138,14 +138,14 @@ class HistoryScreen(Screen):
         return [
             Text("✓", style="bold green") if run["run_id"] in self.marked else Text(" "),
             fmt_date(run.get("started_at")),
-            Text(short(run.get("hostname"), 12)),
-            Text(short(run.get("gpu_key") or run.get("device"), 12)),
-            Text(short(run.get("engine"), 7)),
-            Text(short(model_name(run), 22)),
-            Text(short(run.get("suite") or run.get("kind"), 12)),
             Text("–" if tps is None else f"{tps:.1f}", justify="right"),
             Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),
             Text(status, style=STATUS_STYLE.get(status, "")),
+            Text(short(model_name(run), 22)),
+            Text(short(run.get("gpu_key") or run.get("device"), 12)),
+            Text(short(run.get("hostname"), 12)),
+            Text(short(run.get("engine"), 7)),
+            Text(short(run.get("suite") or run.get("kind"), 12)),
         ]
 
     def _update_info(self) -> None:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from tui.format import case_rows
-from tui.screens.history import fmt_date, model_name
+from tui.screens.history import fmt_date, model_name, short
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
@@ -63,7 +63,7 @@ def numeric_cells(values: list[float | None], pattern: str, higher_better: bool 
         t = Text(pattern.format(v), justify="right")
         if i > 0 and base not in (None, 0) and differs:
             delta = (v - base) / abs(base) * 100
-            t.append(f" {delta:+.1f}%", style="dim")
+            t.append(f" {delta:+.0f}%", style="dim")
         if best is not None and v == best:
             t.stylize("bold green")
         elif worst is not None and v == worst:
@@ -104,14 +104,6 @@ class SideBySideScreen(Screen):
         title.append("   ≠ differs · green best · red worst · Δ% vs A", style="dim")
         self.query_one("#sbs-title", Static).update(title)
 
-        for label, get in SETTINGS:
-            values = ["" if get(r) is None else str(get(r)) for r in self.runs]
-            differs = len(set(values)) > 1 and label not in ALWAYS_DIFFERENT
-            if differs:
-                self.differences.append(label)
-            style = "bold yellow" if differs else ""
-            table.add_row(self._label(label, differs), *[Text(v or "–", style=style) for v in values])
-
         cases: list[str] = []
         per_run: list[dict[str, dict]] = []
         for run in self.runs:
@@ -128,8 +120,20 @@ class SideBySideScreen(Screen):
                 if differs:
                     self.differences.append(name)
                 table.add_row(self._label(name, differs), *cells)
+        for label, get in SETTINGS:
+            full = ["" if get(r) is None else str(get(r)) for r in self.runs]
+            values = [short(v, 20) for v in full]
+            differs = len(set(full)) > 1 and label not in ALWAYS_DIFFERENT
+            if differs:
+                self.differences.append(label)
+            style = "bold yellow" if differs else ""
+            table.add_row(self._label(label, differs), *[Text(v or "–", style=style) for v in values])
+
         self._chart(cases, per_run)
         table.focus()
+
+    def on_resize(self) -> None:
+        self.query_one(PlotextPlot).display = self.size.height >= 30
 
     @staticmethod
     def _label(label: str, differs: bool) -> Text:

@@ -75,7 +75,7 @@ class SuiteScreen(Screen):
             yield reps
             yield Static("", id="suite-desc")
         with Horizontal(id="suite-progress-row"):
-            yield ProgressBar(total=None, show_eta=True, id="suite-progress")
+            yield ProgressBar(total=1, show_eta=True, id="suite-progress")
             yield Static("r runs the suite", id="suite-progress-label")
         with Horizontal(id="suite-live"):
             yield StreamView(id="suite-output", placeholder="The current request's text streams here.")
@@ -121,6 +121,8 @@ class SuiteScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         n = reps or suite.reps
+        # a determinate bar at 0 (an indeterminate one animates for ever)
+        self.query_one(ProgressBar).update(total=len(suite.cases) * n, progress=0)
         for case in suite.cases:
             table.add_row(Text(case.id), str(case.output_tokens), f"0/{n}", *["–"] * (len(COLUMNS) - 3), key=case.id)
 

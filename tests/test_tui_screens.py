@@ -1,0 +1,168 @@
+"""The app without an engine: SVG snapshots of every screen (fixed data, 80x24 and 140x40),
+the default suite, navigation, command palette entries, and markup/ANSI/long-line safety."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from rich.text import Text
+from textual.widgets import DataTable, Input, Static
+
+from engine.types import Chunk
+from tests.tui_support import fixed_store
+from tui.app import TokentopApp
+from tui.widgets.gauges import GaugePanel
+from tui.widgets.stream_view import StreamView
+
+SIZES = [(80, 24), (140, 40)]
+RUN_A, RUN_B, RUN_C = "20250301-120000-aaaaaa", "20250302-090000-bbbbbb", "20250303-180000-cccccc"
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def fixed(tmp_path, utc):
+    store = fixed_store(tmp_path / "fixed.duckdb")
+    yield store
+    store.close()
+
+
+def make_app(store, mode="live") -> TokentopApp:
+    return TokentopApp(store=store, autostart=False, db_label="fixed.duckdb", mode=mode)
+
+
+# -- snapshots -------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_live(snap_compare, fixed, size):
+    assert snap_compare(make_app(fixed, "live"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_suite(snap_compare, fixed, size):
+    assert snap_compare(make_app(fixed, "suite"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_history(snap_compare, fixed, size):
+    assert snap_compare(make_app(fixed, "history"), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("tab", ["summary", "tps", "itl", "tokens"])
+def test_snapshot_run_detail(snap_compare, fixed, size, tab):
+    async def open_detail(pilot):
+        await pilot.press("enter")  # the newest run (C)
+        await pilot.pause()
+        pilot.app.screen.query_one("TabbedContent").active = f"tab-{tab}"
+        await pilot.pause()
+
+    app = make_app(fixed, "history")
+    assert snap_compare(app, terminal_size=size, run_before=open_detail)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_side_by_side(snap_compare, fixed, size):
+    async def open_sbs(pilot):
+        # sorted newest first: C, B, A -> mark B and A
+        await pilot.press("down", "space", "space", "d")
+        await pilot.pause()
+
+    assert snap_compare(make_app(fixed, "history"), terminal_size=size, run_before=open_sbs)
+
+
+# -- behaviour without an engine -------------------------------------------------------
+async def test_seed_suite_is_the_default(fixed):
+    app = make_app(fixed, "suite")
+    async with app.run_test(size=(80, 24)):
+        screen = app.screen
+        assert screen.query_one("#suite-name", Input).value == "seed"
+        assert screen.suite.name == "seed"
+        assert screen.query_one("#suite-reps", Input).placeholder == "10"
+        table = screen.query_one(DataTable)
+        assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == ["short", "medium", "long"]
+
+
+async def test_navigation_and_history_sort_filter(fixed):
+    app = make_app(fixed, "history")
+    async with app.run_test(size=(80, 24)) as pilot:
+        history = app.screen
+        assert [r["run_id"] for r in history.shown] == [RUN_C, RUN_B, RUN_A]
+        await pilot.press("s")  # by TPS, highest first
+        assert [r["run_id"] for r in history.shown] == [RUN_A, RUN_B, RUN_C]
+        await pilot.press("f", *"a100")
+        assert [r["run_id"] for r in history.shown] == [RUN_B]
+        await pilot.press("escape")
+        assert isinstance(app.focused, DataTable)
+        await pilot.press("d")  # fewer than two marked: a warning, no screen change
+        assert app.screen is history
+        await pilot.press("1")
+        assert app.screen.id == "live"
+        await pilot.press("escape", "2")  # leave the prompt box, then switch
+        assert app.screen.id == "suite"
+        await pilot.press("3")
+        assert app.screen is history
+
+
+async def test_every_binding_has_an_id_and_a_palette_entry(fixed):
+    app = make_app(fixed, "history")
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode in ("live", "suite", "history"):
+            await app.switch_mode(mode)
+            await pilot.pause()
+            screen = app.screen
+            titles = [c.title for c in app.get_system_commands(screen)]
+            ours = [*type(screen).BINDINGS, *TokentopApp.BINDINGS]
+            for b in ours:
+                assert b.id and b.description, b
+                if b.key in screen.active_bindings and screen.active_bindings[b.key].binding is b:
+                    assert any(t.startswith(b.description) for t in titles), (mode, b.description)
+
+
+async def test_quit_key_exits_with_zero(fixed):
+    app = make_app(fixed, "history")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+EVIL = (
+    "[bold red]x[/] [link=http://evil]click[/link] :smile: "
+    "\x1b[31mred\x1b[0m \x1b]0;pwned\x07\x1b[2J\x1b[H\rover\x00write "
+    + "A" * 3000 + "\n" + "word " * 400 + "\ttab"
+)
+
+
+async def test_markup_ansi_and_long_lines_are_shown_literally(fixed):
+    app = make_app(fixed, "live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        live = app.screen
+        stream = live.query_one(StreamView)
+        gauges = live.query_one(GaugePanel)
+        before = (stream.region, gauges.region)
+        live.meter.begin()
+        # split the escape sequences across chunks, as a real stream may
+        for i in range(0, len(EVIL), 7):
+            live.meter.feed(Chunk(time.perf_counter_ns(), EVIL[i:i + 7], 1))
+        live.tick()
+        await pilot.pause()
+        shown = stream.text
+        assert shown.startswith("[bold red]x[/] [link=http://evil]click[/link] :smile: red ")
+        assert "\x1b" not in shown and "\r" not in shown and "\x00" not in shown and "\x07" not in shown
+        assert "overwrite" in shown and "A" * 3000 in shown and "    tab" in shown
+        content = stream.query_one(".stream-text", Static).render()
+        assert content.plain == shown and not content.spans  # plain text: no markup was applied
+        # the layout did not move and nothing overflows sideways
+        assert (stream.region, gauges.region) == before
+        assert stream.virtual_size.width <= stream.size.width
+        svg = app.export_screenshot()
+        assert "[bold&#160;red]x[/]" in svg or "[bold red]x[/]" in svg
+        assert "pwned" not in svg
