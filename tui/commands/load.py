@@ -20,7 +20,7 @@ from tui.commands.common import (
 EPILOG = """\
 patterns (vLLM bench serve's names):
   --concurrency 1,2,4       N users, each sending its next request when the last one finished
-  --concurrency sweep       1, 2, 4, ... until output throughput rises by less than 10 %%,
+  --concurrency sweep       1, 2, 4, ... until output throughput rises by less than 10 %,
                             p99 TTFT breaks the TTFT SLO, a request fails, or --max-level
   --request-rate R          Poisson arrivals at R requests/s (several: 1,2,4); --burstiness B
                             draws gamma inter-arrival times (B<1 burstier, B>1 more regular);
