@@ -34,6 +34,18 @@ def _guarded_screen(module: str, name: str):
         return None
 
 
+def _start_resource_tracker() -> None:
+    """vLLM spawns processes; multiprocessing's resource tracker starts on first use and passes
+    sys.stderr.fileno() to its child. While Textual runs, sys.stderr is its capture object whose
+    fileno() is -1 ("bad value(s) in fds_to_keep"), so start the tracker before the app runs."""
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    except Exception:
+        pass
+
+
 class TokentopApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tokentop"
@@ -73,6 +85,8 @@ class TokentopApp(App[int]):
         self._starting_session: Any = None
         self.first_frame_s: float | None = None
         self._created = time.perf_counter()
+        if self.autostart:
+            _start_resource_tracker()
 
     # -- lifecycle --------------------------------------------------------------
     def on_mount(self) -> None:

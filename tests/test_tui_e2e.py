@@ -1,0 +1,73 @@
+"""End to end: the installed `tokentop` in tmux, driven as a person would, then the DuckDB file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+
+def tmux(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["tmux", *args], capture_output=True, text=True, check=check)
+    return out.stdout
+
+
+def capture(name: str) -> str:
+    return tmux("capture-pane", "-p", "-t", name, check=False)
+
+
+def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
+    end = time.monotonic() + timeout
+    screen = ""
+    while time.monotonic() < end:
+        screen = capture(name)
+        if predicate(screen):
+            return screen
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; screen was:\n{screen}")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_path, embedded_model_path):
+    db = tmp_path / "e2e.duckdb"
+    name = f"tokentop-e2e-{uuid.uuid4().hex[:8]}"
+    env = dict(cli_env)
+    env.setdefault("TERM", "xterm-256color")
+    cmd = " ".join([*tokentop_cmd, "--db", str(db)]) + f"; echo EXIT=$? > {tmp_path / 'rc'}"
+    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM")
+           for a in ("-e", f"{k}={v}")],
+         cmd)
+    try:
+        # the first frame comes at once; the engine loads behind it with visible progress
+        wait_screen(name, lambda s: "tokentop" in s and "prompt" in s, 30, "the first frame")
+        wait_screen(name, lambda s: "CPU" in s and "starting engine" not in s, 240, "the engine to be ready")
+        tmux("send-keys", "-t", name, "-l", "Name three colours.")
+        tmux("send-keys", "-t", name, "Enter")
+        screen = wait_screen(name, lambda s: "stored run" in s, 120, "the answer, gauges and the stored run")
+        assert "TTFT" in screen and "TPS (req)" in screen 
+        time.sleep(1.0)  # the run is written by a worker right after the last token
+        tmux("send-keys", "-t", name, "q")
+        wait_screen(name, lambda s: (tmp_path / "rc").exists(), 60, "tokentop to exit")
+        assert (tmp_path / "rc").read_text().strip() == "EXIT=0"
+    finally:
+        tmux("kill-session", "-t", name, check=False)
+
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT r.run_id, r.kind, r.status, q.output_tokens, q.ttft_ms FROM runs r JOIN requests q USING (run_id)"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 1, rows
+    run_id, kind, status, tokens, ttft = rows[0]
+    assert kind == "interactive" and status == "completed" and 0 < tokens <= 128 and ttft > 0
