@@ -113,7 +113,7 @@ def run_load(
 
         def _begin(start_ns: int) -> None:
             # Send offsets are from the level's start, not from the first request to finish.
-            recorder._t0_ns = start_ns
+            recorder.set_origin(start_ns)
 
         runner.on_record = _record
         _bracket(gpu, server)  # a sample just before the level: the baseline for its counters

@@ -62,6 +62,12 @@ class RunRecorder:
         )
         return self.run_id
 
+    def set_origin(self, t0_ns: int) -> None:
+        """perf_counter_ns that send offsets count from (a load level's start); default: the
+        first recorded request's send time."""
+        with self._lock:
+            self._t0_ns = t0_ns
+
     def record(self, index: int | None, record: RequestRecord, metrics: RequestMetrics) -> int:
         assert self.run_id, "start() first"
         with self._lock:
