@@ -44,7 +44,7 @@ def case_rows(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) -> None:
-    console = Console(file=file, highlight=False, soft_wrap=False, width=max(100, Console(file=file).width))
+    console = _console(file)
     head = Text(
         f"run {run['run_id']}  {run['status']}  {run.get('engine')} · {run.get('model')} · {run.get('device')}"
     )
@@ -105,27 +105,35 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
     return out
 
 
+def _console(file) -> Console:
+    # On a terminal use its width; piped output gets room enough not to squeeze ids and names.
+    probe = Console(file=file)
+    return Console(file=file, highlight=False, width=None if probe.is_terminal else 160)
+
+
 def print_runs_table(runs: list[dict[str, Any]], file) -> None:
-    console = Console(file=file, highlight=False, width=max(100, Console(file=file).width))
+    console = _console(file)
+    if not runs:
+        console.print("no runs stored yet: run `tokentop bench` or open `tokentop`")
+        return
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("run", "started", "kind", "status", "engine", "model", "device", "suite", "req", "TPS", "TTFT ms"):
-        table.add_column(col, justify="right" if col in ("req", "TPS", "TTFT ms") else "left")
+    for col in ("run", "started", "status", "what", "engine · model", "device", "req", "TPS", "TTFT ms"):
+        # The run id is what users copy into `tokentop show`: never squeezed or wrapped.
+        table.add_column(col, justify="right" if col in ("req", "TPS", "TTFT ms") else "left",
+                         no_wrap=col in ("run", "started", "status"),
+                         min_width=22 if col == "run" else None)
     for r in runs:
         started = r.get("started_at")
+        what = r.get("suite") if r.get("kind") == "suite" else r.get("kind")
         table.add_row(
             Text(r["run_id"]),
             started.strftime("%Y-%m-%d %H:%M") if started else "",
-            Text(r.get("kind") or ""),
             Text(r.get("status") or ""),
-            Text(r.get("engine") or ""),
-            Text(str(r.get("model") or "")),
+            Text(str(what or "")),
+            Text(f"{r.get('engine') or ''} · {r.get('model') or ''}"),
             Text(str(r.get("device") or "")),
-            Text(str(r.get("suite") or "")),
             f"{r.get('completed') or 0}/{r.get('requests') or 0}",
             _fmt(r.get("mean_tps"), "{:.1f}"),
             _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
         )
-    if not runs:
-        console.print("no runs stored yet: run `tokentop bench` or open `tokentop`")
-        return
     console.print(table)
