@@ -163,6 +163,8 @@ async def test_markup_ansi_and_long_lines_are_shown_literally(fixed):
         # the layout did not move and nothing overflows sideways
         assert (stream.region, gauges.region) == before
         assert stream.virtual_size.width <= stream.size.width
+        stream.scroll_home(animate=False)
+        await pilot.pause()
         svg = app.export_screenshot()
         assert "[bold&#160;red]x[/]" in svg or "[bold red]x[/]" in svg
         assert "pwned" not in svg
