@@ -17,7 +17,7 @@ from data.paths import assets_dir
 from data.session import Session
 from data.telemetry import add_gpu_samples, add_server_samples
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
-from engine.metrics import RequestMetrics
+from engine.metrics import RequestMetrics, json_safe
 from engine.server_metrics import sampler_for_engine, summarise_server
 from engine.telemetry import GpuSampler, summarise_gpu
 from engine.types import RequestRecord
@@ -126,7 +126,7 @@ def run_load(
         _bracket(gpu, server)  # and one just after it
         t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
         t1 = t0 + outcome.duration_s
-        summary = _finite(_summary(outcome, gpu, server, t0, t1))
+        summary = json_safe(_summary(outcome, gpu, server, t0, t1))
         run_id = recorder.run_id or ""
         gpu_rows = gpu.snapshot(since=t_begin, until=time.perf_counter())
         server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
@@ -173,17 +173,6 @@ def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1:
         window = before[-1:] + during + after[-1:]  # the last one: taken after the level ended
         summary["server"] = summarise_server(window) if window else {"note": server.note}
     return summary
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf are not JSON: stored as null (e.g. throughput of a level that never ran)."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # -- roofline for the session's GPU and model ----------------------------------------------------

@@ -14,6 +14,7 @@ The article's "TPS" for one request at batch 1 is output tokens / E2EL; its deco
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -166,3 +167,14 @@ def _peak_rates(ok: Sequence[RequestMetrics]) -> tuple[float, int]:
         for s in range(int(m.start_s - t0), int(m.start_s + (m.e2el_s or 0) - t0) + 1):
             concurrent[s] += 1
     return float(tokens.max()), int(concurrent.max())
+
+
+def json_safe(value):
+    """NaN/inf are not JSON: they become null (e.g. the throughput of a level that never ran)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

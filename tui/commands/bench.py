@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from engine.metrics import json_safe
 from tui.commands.common import (
     UsageError,
     add_db_option,
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         run = store.get_run(run_id)
         requests = store.get_requests(run_id)
         if args.json:
-            print(json.dumps(run_to_json(run, requests), default=str), file=term.stdout)
+            print(json.dumps(json_safe(run_to_json(run, requests)), default=str), file=term.stdout)
         else:
             print_case_table(run, requests, file=term.stdout)
         store.close()

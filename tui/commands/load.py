@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+from engine.metrics import json_safe
 from tui.commands.common import (
     UsageError,
     add_db_option,
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
                    "engine_args": desc.get("engine_args"), "device": session.device,
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note, "roofline": roof,
                    "levels": rows}
-            print(json.dumps(_finite(obj), default=str), file=term.stdout)
+            print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             _print_table(rows, spec, outcome, roof, term.stdout)
         store.close()
@@ -204,16 +205,6 @@ def run(args: argparse.Namespace) -> int:
             r = bad[0]
             return fail(f"run {r.run_id} {r.outcome.status}: {r.outcome.error or 'see tokentop show ' + r.run_id}", 1, err)
         return 0
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from engine.metrics import json_safe
 from tui.commands.common import add_db_option, fail, open_store
 from tui.format import print_case_table, print_runs_table, run_to_json
 
@@ -28,7 +29,7 @@ def run_list(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         runs = store.list_runs(limit=args.limit)
     if args.json:
-        print(json.dumps(runs, default=str))
+        print(json.dumps(json_safe(runs), default=str))
     else:
         print_runs_table(runs, sys.stdout)
     return 0
@@ -41,7 +42,7 @@ def run_show(args: argparse.Namespace) -> int:
             return fail(f"no run {args.run_id!r} in {store.path}: see `tokentop runs`", 2)
         requests = store.get_requests(run["run_id"])
     if args.json:
-        print(json.dumps(run_to_json(run, requests), default=str))
+        print(json.dumps(json_safe(run_to_json(run, requests)), default=str))
     else:
         print_case_table(run, requests, sys.stdout)
     return 0
