@@ -6,10 +6,12 @@ Used by `tokentop bench` and by the app, so both store runs the same way.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 from data.recorder import RunRecorder
 from data.store import Store
+from data.telemetry import add_gpu_samples
 from engine import environment
 from engine.base import ChunkSink
 from engine.factory import EngineChoice, make_engine
@@ -17,6 +19,7 @@ from engine.host import EngineHost
 from engine.metrics import RequestMetrics, request_metrics
 from engine.runner import StartSink, SuiteOutcome, SuiteRunner
 from engine.suites import Suite
+from engine.telemetry import GpuSampler, summarise_gpu
 from engine.types import GenerationRequest, RequestRecord
 
 
@@ -29,12 +32,15 @@ class Session:
         self.host: EngineHost | None = None
         self.environment: dict[str, Any] = {}
         self.owns_host = True
+        # NVML telemetry sampled during every run and stored with it (no GPU: `gpu.note` says why).
+        self.gpu = GpuSampler()
 
     def fork(self, store: Store) -> "Session":
         """The same running engine, recording into another store (tests share one engine)."""
         other = Session(store, self.engine_options, self.log)
         other.choice, other.host, other.environment = self.choice, self.host, self.environment
         other.owns_host = False
+        other.gpu = self.gpu
         return other
 
     # -- engine -----------------------------------------------------------------
@@ -52,6 +58,7 @@ class Session:
             except TimeoutError:
                 continue
         self.environment = environment.collect(self.describe())
+        self.gpu.start()
 
     def describe(self) -> dict[str, Any]:
         if self.choice is None:
@@ -106,6 +113,7 @@ class Session:
                 on_record(index, record, metrics)
 
         runner = SuiteRunner(self.host, suite, reps, on_record=_record, on_start=on_start, on_chunk=on_chunk, stop=stop)
+        t_begin = time.perf_counter()
         try:
             outcome = runner.run()
         except KeyboardInterrupt:
@@ -114,8 +122,20 @@ class Session:
         except BaseException as exc:
             recorder.finish("failed", error=f"{type(exc).__name__}: {exc}"[:300])
             raise
+        tokens = sum(m.output_tokens for m in outcome.metrics if m.success)
+        self._attach_gpu(recorder.run_id, outcome.summary, t_begin, tokens)
         recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=outcome.summary, error=outcome.error)
         return recorder.run_id or "", outcome, runner
+
+    def _attach_gpu(self, run_id: str | None, summary: dict, t_begin: float, tokens: int) -> None:
+        """Store the run's GPU samples and add energy/utilisation figures (J/token) to its summary."""
+        if not self.gpu.available or not run_id:
+            summary["gpu"] = {"note": self.gpu.note or "no GPU telemetry"}
+            return
+        self.gpu.sample_once()  # one sample at the end, so even a short run has its own reading
+        samples = self.gpu.snapshot(since=t_begin, until=time.perf_counter())
+        add_gpu_samples(self.store, run_id, samples, t_begin)
+        summary["gpu"] = summarise_gpu(samples, tokens)
 
     def generate_interactive(self, request: GenerationRequest, on_chunk: ChunkSink | None = None):
         """One request from the prompt box; every one is stored as an 'interactive' run."""
@@ -129,15 +149,15 @@ class Session:
         status = "completed" if metrics.success else ("aborted" if record.aborted else "failed")
         from engine.runner import summarise
 
-        recorder.finish(
-            status,
-            duration_s=metrics.e2el_s,
-            summary=summarise([record.request], [metrics], [record]),
-            error=record.error,
-        )
+        summary = summarise([record.request], [metrics], [record])
+        if record.st_ns:
+            self._attach_gpu(recorder.run_id, summary, record.st_ns / 1e9, metrics.output_tokens if metrics.success else 0)
+        recorder.finish(status, duration_s=metrics.e2el_s, summary=summary, error=record.error)
         return recorder.run_id or ""
 
     def shutdown(self) -> None:
+        if self.owns_host:
+            self.gpu.stop()
         if self.host is not None and self.owns_host:
             self.host.shutdown()
         self.host = None

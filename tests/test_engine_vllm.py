@@ -79,3 +79,27 @@ def test_stopping_a_suite_stores_it_as_aborted(session, store):
     assert run["status"] == "aborted"
     rows = store.get_requests(run_id)
     assert rows[0]["success"] and rows[0]["output_tokens"] == 300
+
+
+def test_suite_runs_carry_gpu_telemetry(session, store):
+    """NVML is sampled during every run and stored with it (NVML's API shape via a test double:
+    CI has no GPU); without a GPU the run says so and carries on."""
+    from data.telemetry import get_gpu_samples
+    from engine.telemetry import GpuSampler
+    from tests.fake_pynvml import FakeNvml
+
+    suite = parse_suite({"cases": [{"id": "g", "prompt": "Hi", "output_tokens": 16}], "reps": 1})
+
+    run_id, _, _ = session.run_suite(suite, 1)  # the real machine: no GPU
+    gpu = store.get_run(run_id)["summary"]["gpu"]
+    assert "no GPU" in gpu["note"] or "NVML" in gpu["note"]
+
+    session.gpu = GpuSampler(0.05, nvml=FakeNvml(power_w=250.0).module()).start()
+    try:
+        run_id, outcome, _ = session.run_suite(suite, 1)
+    finally:
+        session.gpu.stop()
+    samples = get_gpu_samples(store, run_id)
+    assert samples and all(s["power_w"] == 250.0 for s in samples)
+    gpu = store.get_run(run_id)["summary"]["gpu"]
+    assert gpu["j_per_output_token"] > 0 and gpu["max_power_w"] == 250.0

@@ -194,3 +194,15 @@ def test_embedded_model_bytes(embedded_model_path):
     mb = model_bytes(embedded_model_path)
     assert mb.how == "safetensors headers"
     assert 0.9e8 < mb.parameters < 1.6e8  # SmolLM2-135M
+
+
+def test_status_bar_gpu_summary_reads_the_latest_sample():
+    from tui.widgets.status_bar import gpu_summary
+
+    s = GpuSampler(nvml=FakeNvml(power_w=250.0).module())
+    assert gpu_summary(s) == ""  # not opened: nothing to show
+    s.open()
+    s.sample_once()
+    text = gpu_summary(s)
+    assert text.startswith("GPU") and "250W" in text and "G" in text
+    assert gpu_summary(GpuSampler(nvml=FakeNvml(missing=True).module())) == ""
