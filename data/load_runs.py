@@ -207,6 +207,20 @@ def roofline_for(environment: dict[str, Any], engine_description: dict[str, Any]
     return out
 
 
+def roofline_with_share(environment: dict[str, Any], engine_description: dict[str, Any],
+                        summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The batch-1 ceiling plus each case's decode rate (1000/TPOT) as a share of it."""
+    roof = roofline_for(environment, engine_description)
+    if not roof:
+        return None
+    ceiling = roof.get("ceiling_tok_s") or 0
+    roof["decode_pct_of_ceiling"] = {
+        case: (100.0 * agg["mean_decode_rate"] / ceiling) if ceiling and agg.get("mean_decode_rate") else None
+        for case, agg in (summary.get("cases") or {}).items()
+    }
+    return roof
+
+
 def level_rows(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
     """One flat dict per level, for tables, JSON and charts."""
     rows = []

@@ -206,3 +206,15 @@ def test_status_bar_gpu_summary_reads_the_latest_sample():
     text = gpu_summary(s)
     assert text.startswith("GPU") and "250W" in text and "G" in text
     assert gpu_summary(GpuSampler(nvml=FakeNvml(missing=True).module())) == ""
+
+
+def test_bench_roofline_share_on_a_known_gpu(embedded_model_path):
+    from data.load_runs import roofline_with_share
+
+    env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
+    desc = {"model": embedded_model_path, "dtype": "bfloat16", "engine_args": {}}
+    roof = roofline_with_share(env, desc, {"cases": {"short": {"mean_decode_rate": 1000.0}}})
+    # 3.35 TB/s over ~0.27 GB of bf16 weights per token: a ceiling in the thousands of tok/s
+    assert 5_000 < roof["ceiling_tok_s"] < 20_000
+    assert roof["decode_pct_of_ceiling"]["short"] == pytest.approx(100_000 / roof["ceiling_tok_s"])
+    assert roofline_with_share({"gpus": []}, desc, {}) is None  # CPU: no ceiling

@@ -20,7 +20,7 @@ from tui.commands.common import (
     positive_int,
     resolve_suite,
 )
-from tui.format import print_case_table, run_to_json
+from tui.format import print_case_table, print_roofline, run_to_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,7 @@ def _reps(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from data.load_runs import roofline_with_share
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
@@ -80,10 +81,14 @@ def run(args: argparse.Namespace) -> int:
             session.shutdown()
         run = store.get_run(run_id)
         requests = store.get_requests(run_id)
+        roof = roofline_with_share(run.get("environment") or {}, session.describe(), run.get("summary") or {})
         if args.json:
-            print(json.dumps(json_safe(run_to_json(run, requests)), default=str), file=term.stdout)
+            obj = run_to_json(run, requests)
+            obj["roofline"] = roof
+            print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             print_case_table(run, requests, file=term.stdout)
+            print_roofline(roof, run, file=term.stdout)
         store.close()
         if runner.interrupted:
             print(f"tokentop: interrupted: run {run_id} stored as aborted with "
