@@ -24,6 +24,9 @@ from pricing.gpus import gpu_label
 from pricing.models import provider_label
 
 COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
+# Fixed widths: the first seven fit an 80-column terminal, and the layout never depends on when
+# DataTable gets round to measuring its cells.
+WIDTHS = (11, 11, 7, 6, 7, 6, 8, 9, 12, 22)
 
 SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_hour"]),
          ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
@@ -65,7 +68,9 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#compare-table", DataTable).add_columns(*COLUMNS)
+        table = self.query_one("#compare-table", DataTable)
+        for label, width in zip(COLUMNS, WIDTHS):
+            table.add_column(label, width=width)
         self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
