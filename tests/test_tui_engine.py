@@ -123,3 +123,20 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
         assert type(app.screen).__name__ == "RunDetailScreen"
     run = store.get_run(first)
     assert run["status"] == "completed" and set(run["summary"]["cases"]) == {"a", "b"}
+
+
+async def test_history_open_during_a_generation_shows_the_run_when_it_is_stored(session, store):
+    app = TokentopApp(session=session, store=store, db_label="test.duckdb")
+    async with app.run_test(size=(80, 24)) as pilot:
+        live = app.screen
+        live.query_one("#live-max-tokens", Input).value = "24"
+        live.query_one("#live-prompt", Input).value = "Name a colour."
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 1)
+        live.query_one(StreamView).focus()
+        await pilot.press("3")
+        history = app.screen
+        assert history.id == "history"
+        table = history.query_one(DataTable)
+        assert table.row_count == 0  # not stored yet: the request is still streaming
+        await wait_for(pilot, lambda: table.row_count == 1, timeout=60)

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady
+from tui.messages import EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
 from tui.screens.suite import SuiteScreen
@@ -201,6 +201,14 @@ class TokentopApp(App[int]):
         else:
             self.notify(self.engine_message or "no engine", severity="error")
         return None
+
+    @on(InteractiveStored)
+    @on(RequestFinished)
+    @on(SuiteFinished)
+    def runs_changed(self) -> None:
+        """A run was stored while another screen was working: keep an open History current."""
+        if isinstance(self.screen, HistoryScreen):
+            self.screen.reload()
 
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:
