@@ -218,3 +218,14 @@ def test_bench_roofline_share_on_a_known_gpu(embedded_model_path):
     assert 5_000 < roof["ceiling_tok_s"] < 20_000
     assert roof["decode_pct_of_ceiling"]["short"] == pytest.approx(100_000 / roof["ceiling_tok_s"])
     assert roofline_with_share({"gpus": []}, desc, {}) is None  # CPU: no ceiling
+
+
+def test_run_detail_shows_the_roofline_share(embedded_model_path):
+    from tui.screens.run_detail import roofline_text
+
+    run = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "engine_args": {},
+           "summary": {"cases": {"medium": {"mean_decode_rate": 500.0}}}}
+    env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
+    text = roofline_text(run, env)
+    assert "tok/s on H100" in text and "decode rate = medium" in text
+    assert roofline_text({"device": "CPU"}, {"gpus": []}).startswith("no batch-1 ceiling")

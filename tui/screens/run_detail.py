@@ -114,6 +114,7 @@ class RunDetailScreen(Screen):
             ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
+        rows.append(("roofline", roofline_text(r, env)))
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
         rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
         for k, v in rows:
@@ -185,3 +186,22 @@ class RunDetailScreen(Screen):
 
     def action_costs(self) -> None:
         self.app.open_costs([self.run_id])
+
+
+def roofline_text(run: dict, env: dict) -> str:
+    """The batch-1 decode ceiling of the run's GPU and model, and each case's share of it."""
+    from data.load_runs import roofline_with_share
+
+    desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
+            "engine_args": run.get("engine_args") or {}}
+    try:
+        roof = roofline_with_share(env, desc, run.get("summary") or {})
+    except Exception:
+        roof = None
+    if not roof:
+        return f"no batch-1 ceiling: no bandwidth figure or weights for {run.get('device') or 'this device'}"
+    shares = ", ".join(f"{case} {pct:.0f}%" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
+                       if pct is not None)
+    text = (f"{roof['ceiling_tok_s']:.0f} tok/s on {roof['gpu']} ({roof['bandwidth_tb_s']:.2f} TB/s / "
+            f"{roof['bytes_per_token_gb']:.2f} GB per token)")
+    return text + (f"; decode rate = {shares} of it" if shares else "")
