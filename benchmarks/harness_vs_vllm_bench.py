@@ -85,7 +85,7 @@ def main() -> int:
 
     from engine.embedded_model import prepare
     from engine.managed_server import ManagedVllmServer
-    from engine.runtime import has_nvidia_gpu
+    from engine.environment import nvml_gpus
 
     model = opts.model or str(prepare())
     served = "bench-model"
@@ -96,7 +96,7 @@ def main() -> int:
 
     print(f"starting vLLM server for {model} ...", flush=True)
     t0 = time.perf_counter()
-    with ManagedVllmServer(model, served_model_name=served, cpu=not has_nvidia_gpu()) as server:
+    with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0]) as server:
         print(f"server ready in {time.perf_counter() - t0:.0f}s at {server.base_url}; "
               f"{opts.rounds} interleaved rounds x {opts.prompts} requests x {opts.output_len} tokens, batch 1\n",
               flush=True)

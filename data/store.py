@@ -237,17 +237,6 @@ class Store:
                 [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
             )
 
-    def update_run_fields(self, run_id: str, **fields: Any) -> None:
-        allowed = {"model", "dtype", "engine_args", "environment", "device", "label", "summary", "suite_json"}
-        unknown = set(fields) - allowed
-        if unknown:
-            raise ValueError(f"cannot update {sorted(unknown)}")
-        with self._lock:
-            for key, value in fields.items():
-                if key in {"engine_args", "environment", "summary", "suite_json"}:
-                    value = _json(value)
-                self.con.execute(f"UPDATE runs SET {key} = ? WHERE run_id = ?", [value, run_id])
-
     # -- reading ------------------------------------------------------------
     def _dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:

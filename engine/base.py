@@ -39,10 +39,6 @@ class Engine(ABC):
         """False once the engine cannot serve any more (its process died)."""
         return True
 
-    @property
-    def model_name(self) -> str:
-        return str(self.describe().get("model"))
-
     async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestRecord:
         """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending."""
         record = RequestRecord(request=request)

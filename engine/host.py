@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, TypeVar
 
 from engine.base import ChunkSink, Engine, ProgressSink
 from engine.types import GenerationRequest, RequestRecord
@@ -107,6 +107,3 @@ class EngineHost:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
-
-def run_sync(host: EngineHost, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
-    return host.call(fn()).result(timeout)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from engine.host import EngineHost
-from engine.metrics import DEFAULT_PERCENTILES, RequestMetrics, aggregate, request_metrics
+from engine.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"

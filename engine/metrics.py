@@ -23,7 +23,6 @@ import numpy as np
 from engine.types import RequestRecord
 
 DEFAULT_PERCENTILES = (99.0,)
-METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
 
 
 @dataclass(frozen=True)

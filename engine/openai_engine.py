@@ -54,7 +54,6 @@ class OpenAIEngine(Engine):
         self.max_connections = max_connections
         self.client: httpx.AsyncClient | None = None
         self.served_models: list[str] = []
-        self.server_info: dict[str, Any] = {}
         self.continuous_usage = True
 
     async def start(self, progress: ProgressSink) -> None:
@@ -90,7 +89,6 @@ class OpenAIEngine(Engine):
         try:
             payload = resp.json()
             self.served_models = [str(m["id"]) for m in payload.get("data", [])]
-            self.server_info = {"models": payload.get("data", [])[:8]}
         except (ValueError, KeyError, TypeError, AttributeError):
             await self.close()
             raise BadRequestError(f"{self.base_url}/models did not return an OpenAI model list: check --endpoint")

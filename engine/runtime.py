@@ -74,20 +74,6 @@ def _remove_stale_tmp(tmp_root: Path) -> None:
         shutil.rmtree(child, ignore_errors=True)
 
 
-def has_nvidia_gpu() -> bool:
-    """True when NVML sees at least one GPU (without importing torch or vLLM)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount() > 0
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return False
-
-
 class QuietNativeOutput:
     """Send fds 1 and 2 (and so every child process's output: vLLM's engine core, tqdm bars,
     native warnings) to a log file, keeping the terminal reachable as `self.stdout`/`self.stderr`.

@@ -172,16 +172,6 @@ async def _settle(pilot):
         table = pilot.app.screen.query(DataTable).last()
         if table.row_count:
             break
-    # DataTable sizes its columns to their content lazily; on a busy machine the first frames can
-    # still show header-width columns. Wait until the widest cell of every column fits.
-    for _ in range(100):
-        widths_ok = all(
-            column.content_width >= max((len(str(cell)) for cell in table.get_column(key)), default=0)
-            for key, column in table.columns.items()
-        )
-        if widths_ok and not table._require_update_dimensions:
-            break
-        await pilot.pause(0.05)
     for _ in range(5):  # let the charts lay out and draw (slower on a busy machine)
         await pilot.pause(0.2)
         await pilot.wait_for_scheduled_animations()

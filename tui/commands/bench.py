@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 import time
 
 from engine.metrics import json_safe
 from tui.commands.common import (
-    UsageError,
     add_db_option,
     add_engine_options,
     engine_kwargs,

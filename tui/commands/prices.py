@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_board(board, rows, gpu, file) -> None:
-    from data.prices import age_text, source_age
+    from data.prices import source_age
     from pricing.gpus import gpu_label
     from pricing.models import provider_label
 

@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from textual_plotext import PlotextPlot
 
 from engine.load import LiveLoad
+from tui.commands.common import positive_int
 from tui.widgets.gpu_panel import GpuPanel
 
 COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
@@ -245,12 +246,10 @@ class LoadScreen(Screen):
 
 
 def _int(text: str, name: str) -> int | None:
+    """An optional field: empty means the default; otherwise the CLI's own check, with the field named."""
     if not text:
         return None
     try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} {text!r} is not a whole number") from None
-    if value < 1:
-        raise ValueError(f"{name} must be 1 or more (got {value})")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"{name}: {exc}") from None
