@@ -182,7 +182,10 @@ class Store:
             self.con.execute("BEGIN")
             try:
                 self.con.execute(
-                    """INSERT INTO requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    """INSERT INTO requests (run_id, request_index, case_id, rep, sent_at, send_offset_s, prompt,
+                           input_tokens, output_tokens, target_tokens, ttft_ms, e2el_ms, tpot_ms, tps,
+                           success, finish_reason, error, output_text)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [
                         run_id,
                         row.request_index,
@@ -207,7 +210,8 @@ class Store:
                 if row.chunk_t_ns:
                     # unnest() zips the lists: one INSERT for all chunks instead of executemany.
                     self.con.execute(
-                        "INSERT INTO chunks SELECT ?, ?, unnest(?), unnest(?), unnest(?)",
+                        "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens) "
+                        "SELECT ?, ?, unnest(?), unnest(?), unnest(?)",
                         [
                             run_id,
                             row.request_index,
