@@ -11,11 +11,12 @@ import os
 import socket
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 
@@ -49,6 +50,14 @@ class RequestRow:
     output_text: str
     chunk_t_ns: Sequence[int] = ()
     chunk_tokens: Sequence[int] = ()
+    # Reasoning models: time to first answer token and the reasoning/answer split (None = no reasoning).
+    ttfo_ms: float | None = None
+    reasoning_tokens: int | None = None
+    answer_tokens: int | None = None
+    chunk_reasoning_tokens: Sequence[int] | None = None
+    # Client self-check: lateness against the schedule, and the wait on the concurrency limit.
+    send_lag_ms: float | None = None
+    queue_wait_ms: float | None = None
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -145,14 +154,20 @@ class Store:
         run_id: str | None = None,
     ) -> str:
         run_id = run_id or new_run_id()
-        gpus = environment.get("gpus") or []
+        # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
+        gpus_used = environment.get("gpus_used")
+        gpus = gpus_used if gpus_used is not None else (environment.get("gpus") or [])
         first = gpus[0] if gpus else {}
+        # Where the run ran and what the instance costs: environment["location"] (see engine/environment.py).
+        where = environment.get("location") or {}
         with self._lock:
             self.con.execute(
                 """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
                        engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
-                       driver, environment, label)
-                   VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       driver, environment, label, provider, provider_source, instance_id, instance_type,
+                       region, price_per_hour_usd, gpus_used)
+                   VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                           ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     run_id,
                     kind,
@@ -173,6 +188,13 @@ class Store:
                     first.get("driver"),
                     _json(environment),
                     label,
+                    where.get("provider"),
+                    where.get("provider_source"),
+                    where.get("instance_id"),
+                    where.get("instance_type"),
+                    where.get("region"),
+                    where.get("price_per_hour_usd"),
+                    _json(gpus_used),
                 ],
             )
         return run_id
@@ -184,8 +206,9 @@ class Store:
                 self.con.execute(
                     """INSERT INTO requests (run_id, request_index, case_id, rep, sent_at, send_offset_s, prompt,
                            input_tokens, output_tokens, target_tokens, ttft_ms, e2el_ms, tpot_ms, tps,
-                           success, finish_reason, error, output_text)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           success, finish_reason, error, output_text, ttfo_ms, reasoning_tokens,
+                           answer_tokens, send_lag_ms, queue_wait_ms)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [
                         run_id,
                         row.request_index,
@@ -205,19 +228,28 @@ class Store:
                         row.finish_reason,
                         row.error,
                         row.output_text,
+                        row.ttfo_ms,
+                        row.reasoning_tokens,
+                        row.answer_tokens,
+                        row.send_lag_ms,
+                        row.queue_wait_ms,
                     ],
                 )
                 if row.chunk_t_ns:
                     # unnest() zips the lists: one INSERT for all chunks instead of executemany.
+                    reasoning = row.chunk_reasoning_tokens
                     self.con.execute(
-                        "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens) "
-                        "SELECT ?, ?, unnest(?), unnest(?), unnest(?)",
+                        "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens, reasoning_tokens) "
+                        "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?)",
                         [
                             run_id,
                             row.request_index,
                             list(range(len(row.chunk_t_ns))),
                             [int(t) for t in row.chunk_t_ns],
                             [int(n) for n in row.chunk_tokens],
+                            [None if n is None else int(n) for n in reasoning]
+                            if reasoning
+                            else [None] * len(row.chunk_t_ns),
                         ],
                     )
                 self.con.execute("COMMIT")
@@ -240,6 +272,18 @@ class Store:
                 "WHERE run_id = ?",
                 [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
             )
+
+    # -- raw access (other data/ modules) -------------------------------------
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one short piece of work (a query or a transaction). Every module that
+        needs raw SQL goes through here, so how long the file is held is decided in one place."""
+        with self._lock:
+            yield self.con
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts."""
+        return self._dicts(sql, params)
 
     # -- reading ------------------------------------------------------------
     def _dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
