@@ -8,6 +8,7 @@ taken during it, and a summary with vLLM-named aggregates, goodput and energy pe
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,11 +17,11 @@ from typing import Any, Callable, Sequence
 from data.paths import assets_dir
 from data.session import Session
 from data.telemetry import add_gpu_samples, add_server_samples
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
+from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource, default_num_prompts, parse_slo
 from engine.metrics import RequestMetrics, json_safe
 from engine.server_metrics import sampler_for_engine, summarise_server
 from engine.telemetry import GpuSampler, summarise_gpu
-from engine.types import RequestRecord
+from engine.types import BadRequestError, RequestRecord
 
 
 @dataclass
@@ -221,6 +222,33 @@ def roofline_with_share(environment: dict[str, Any], engine_description: dict[st
     return roof
 
 
+def stored_run_roofline(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The roofline (with each case's share) of a stored run, from what the run row keeps."""
+    env = run.get("environment") or {}
+    desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
+            "engine_args": run.get("engine_args") or {}}
+    try:
+        return roofline_with_share(env, desc, run.get("summary") or {})
+    except Exception:  # a stored run from another machine may name a model that is not here
+        return None
+
+
+def roofline_text(roof: dict[str, Any] | None, device: str | None = None) -> list[str]:
+    """The roofline in words, the same for `bench`, `load`, `show` and the run-detail screen: the
+    batch-1 decode ceiling, then each case's (or level's) decode rate as a share of it."""
+    if not roof:
+        return [f"no batch-1 decode ceiling: no bandwidth figure or weights for {device or 'this device'} "
+                f"(GPU specs cover NVIDIA data-centre and RTX cards)"]
+    lines = [f"batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "
+             f"({roof['bandwidth_tb_s']:.2f} TB/s / {roof['bytes_per_token_gb']:.2f} GB read per token"
+             + (f", weights from {roof['weights_from']})" if roof.get("weights_from") else ")")]
+    shares = ", ".join(f"{case} {pct:.0f} %" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
+                       if pct is not None)
+    if shares:
+        lines.append(f"decode rate (1000/TPOT) as a share of it: {shares}")
+    return lines
+
+
 def level_rows(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
     """One flat dict per level, for tables, JSON and charts."""
     rows = []
@@ -229,3 +257,81 @@ def level_rows(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
         rows.append({"run_id": r.run_id, "status": r.outcome.status, **res,
                      "gpu": r.summary.get("gpu"), "server": r.summary.get("server")})
     return rows
+
+
+# -- settings -> spec (the `load` command and the app's Load form) -------------------------------
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise BadRequestError(f"{name} {text!r}: {part!r} is not a whole number (e.g. 1,2,4 or sweep)") from None
+        if value < 1:
+            raise BadRequestError(f"{name} levels must be 1 or more (got {value})")
+        out.append(value)
+    if not out:
+        raise BadRequestError(f"{name} needs at least one level, e.g. 1,2,4")
+    return out
+
+
+def _rate_list(text: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        try:
+            value = math.inf if part in ("inf", "infinity") else float(part)
+        except ValueError:
+            raise BadRequestError(f"--request-rate {text!r}: {part!r} is not a number of requests/s") from None
+        if not value > 0:
+            raise BadRequestError(f"--request-rate must be above 0 (got {part})")
+        out.append(value)
+    if not out:
+        raise BadRequestError("--request-rate needs a rate, e.g. 2 or 1,2,4")
+    return out
+
+
+def load_spec(*, concurrency: str | None = None, request_rate: str | None = None, burstiness: float = 1.0,
+              max_concurrency: int | None = None, max_level: int = 64, input_len: int | None = None,
+              output_len: int | None = None, suite: str | None = None, num_prompts: int | None = None,
+              slo: str | None = None, seed: int = 0) -> LoadSpec:
+    """A load run's levels and prompts from the user's settings (the `load` command's options and the
+    app's Load form alike); bad input raises BadRequestError with a one-line reason."""
+    from data.paths import resolve_suite
+    from engine.load import sweep_levels
+
+    slo_ms = parse_slo(slo)
+    if suite and input_len:
+        raise BadRequestError("--input-len is for synthetic prompts; drop it or drop --suite")
+    if request_rate is None and (burstiness != 1.0):
+        raise BadRequestError("--burstiness needs --request-rate")
+    if request_rate is None and max_concurrency is not None:
+        raise BadRequestError("--max-concurrency goes with --request-rate; for N users use --concurrency N")
+    if suite:
+        chosen = resolve_suite(suite)
+        prompts = PromptSource(suite_requests=tuple(chosen.requests(1)), suite_name=chosen.name,
+                               output_len=output_len, seed=seed)
+    else:
+        prompts = PromptSource(input_len=input_len or 128, output_len=output_len or 128, seed=seed)
+    auto = False
+    if request_rate is not None:
+        pattern = "rate"
+        levels = [LoadLevel(request_rate=r, burstiness=burstiness, max_concurrency=max_concurrency,
+                            num_prompts=num_prompts or default_num_prompts(max_concurrency if math.isinf(r) else None))
+                  for r in _rate_list(request_rate)]
+    else:
+        pattern = "concurrency"
+        text = (concurrency or "1,2,4").strip().lower()
+        if text in ("sweep", "auto"):
+            counts, auto = sweep_levels(max_level), True
+        else:
+            counts = _int_list(text, "--concurrency")
+        levels = [LoadLevel(max_concurrency=c, num_prompts=num_prompts or default_num_prompts(c)) for c in counts]
+    return LoadSpec(levels=levels, prompts=prompts, slo_ms=slo_ms, auto_stop=auto, pattern=pattern, seed=seed)

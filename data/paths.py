@@ -30,3 +30,11 @@ def bundled_suite_path(name: str) -> Path | None:
 
 def bundled_suite_names() -> list[str]:
     return sorted(p.stem for p in (assets_dir() / "suites").glob("*.toml"))
+
+
+def resolve_suite(name_or_path: str):
+    """'seed' (or another bundled name) or a TOML file."""
+    from engine.suites import load_suite
+
+    bundled = bundled_suite_path(name_or_path)
+    return load_suite(bundled if bundled is not None else name_or_path)

@@ -51,6 +51,12 @@ class RequestMetrics:
         return 1.0 / self.tpot_s
 
 
+def itl_gaps_s(chunk_ns: Sequence[int]) -> tuple[float, ...]:
+    """ITL as vLLM defines it: the gaps between successive chunks of one request, in seconds.
+    Used for live requests and to recompute stored runs (run detail, CLI) alike."""
+    return tuple((b - a) / 1e9 for a, b in zip(chunk_ns, chunk_ns[1:]))
+
+
 def request_metrics(record: RequestRecord) -> RequestMetrics:
     chunks = record.chunk_ns
     if not record.success or not chunks:
@@ -58,7 +64,7 @@ def request_metrics(record: RequestRecord) -> RequestMetrics:
     st = record.st_ns
     ttft = (chunks[0] - st) / 1e9
     e2el = (chunks[-1] - st) / 1e9
-    itl = tuple((b - a) / 1e9 for a, b in zip(chunks, chunks[1:]))
+    itl = itl_gaps_s(chunks)
     n = record.output_tokens
     tpot = (e2el - ttft) / (n - 1) if n > 1 else None
     return RequestMetrics(True, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9)

@@ -38,14 +38,26 @@ def summarise(requests: list[GenerationRequest], metrics: list[RequestMetrics], 
     by_case: dict[str, list[int]] = defaultdict(list)
     for i, req in enumerate(requests[: len(metrics)]):
         by_case[req.case_id].append(i)
-    cases = {}
-    for case_id, idx in by_case.items():
-        agg = aggregate([metrics[i] for i in idx], _span_s([records[i] for i in idx]))
-        agg["target_tokens"] = requests[idx[0]].max_tokens
-        agg["requests"] = len(idx)
-        cases[case_id] = agg
+    cases = {case_id: _case_aggregate(requests, metrics, records, idx) for case_id, idx in by_case.items()}
     overall = aggregate(metrics, _span_s(records)) if metrics else {}
     return {"cases": cases, "overall": overall}
+
+
+def case_summary(requests: list[GenerationRequest], metrics: list[RequestMetrics], records: list[RequestRecord],
+                 case_id: str) -> dict:
+    """One case's aggregates so far (what the Suite table shows after each request); computed where the
+    requests run, never on the UI thread."""
+    idx = [i for i, req in enumerate(requests[: len(metrics)]) if req.case_id == case_id]
+    return _case_aggregate(requests, metrics, records, idx) if idx else {}
+
+
+def _case_aggregate(requests, metrics, records, idx: list[int]) -> dict:
+    agg = aggregate([metrics[i] for i in idx], _span_s([records[i] for i in idx]))
+    agg["target_tokens"] = requests[idx[0]].max_tokens
+    agg["requests"] = len(idx)
+    if agg.get("completed"):
+        agg["mean_output_tokens"] = agg.get("total_output_tokens", 0) / agg["completed"]
+    return agg
 
 
 def _span_s(records: list[RequestRecord]) -> float:

@@ -221,11 +221,13 @@ def test_bench_roofline_share_on_a_known_gpu(embedded_model_path):
 
 
 def test_run_detail_shows_the_roofline_share(embedded_model_path):
-    from tui.screens.run_detail import roofline_text
+    from data.load_runs import roofline_text, stored_run_roofline
 
-    run = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "engine_args": {},
-           "summary": {"cases": {"medium": {"mean_decode_rate": 500.0}}}}
     env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
-    text = roofline_text(run, env)
-    assert "tok/s on H100" in text and "decode rate = medium" in text
-    assert roofline_text({"device": "CPU"}, {"gpus": []}).startswith("no batch-1 ceiling")
+    run = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "engine_args": {}, "environment": env,
+           "summary": {"cases": {"medium": {"mean_decode_rate": 500.0}}}}
+    lines = roofline_text(stored_run_roofline(run), run["device"])
+    assert "tok/s" in lines[0] and "H100" in lines[0] and lines[1].startswith("decode rate (1000/TPOT)")
+    assert "medium" in lines[1]
+    cpu = {"device": "CPU", "environment": {"gpus": []}}
+    assert roofline_text(stored_run_roofline(cpu), "CPU")[0].startswith("no batch-1 decode ceiling")

@@ -140,17 +140,10 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
 
 
 def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file) -> None:
+    from data.load_runs import roofline_text
+
     console = _console(file)
-    if not roof:
-        device = run.get("device") or "this device"
-        console.print(Text(f"roofline: no bandwidth figure for {device} (GPU specs cover NVIDIA data-centre "
-                           f"and RTX cards), so no batch-1 ceiling is shown"), style="dim")
-        return
-    console.print(Text(
-        f"roofline: batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "
-        f"({roof['bandwidth_tb_s']:.2f} TB/s / {roof['bytes_per_token_gb']:.2f} GB read per token, "
-        f"weights from {roof['weights_from']})"))
-    shares = ", ".join(f"{case} {pct:.0f} %" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
-                       if pct is not None)
-    if shares:
-        console.print(Text(f"  decode rate (1000/TPOT) as a share of it: {shares}"))
+    lines = roofline_text(roof, run.get("device"))
+    console.print(Text("roofline: " + lines[0]), style="" if roof else "dim")
+    for line in lines[1:]:
+        console.print(Text("  " + line))

@@ -93,13 +93,9 @@ def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def resolve_suite(name_or_path: str):
     """'seed' (or another bundled name) or a TOML file."""
-    from data.paths import bundled_suite_path
-    from engine.suites import load_suite
+    from data.paths import resolve_suite as resolve
 
-    bundled = bundled_suite_path(name_or_path)
-    if bundled is not None:
-        return load_suite(bundled)
-    return load_suite(name_or_path)
+    return resolve(name_or_path)
 
 
 def open_store(args: argparse.Namespace):

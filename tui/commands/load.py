@@ -8,14 +8,12 @@ import math
 
 from engine.metrics import json_safe
 from tui.commands.common import (
-    UsageError,
     add_db_option,
     add_engine_options,
     engine_kwargs,
     fail,
     open_store,
     positive_int,
-    resolve_suite,
 )
 
 EPILOG = """\
@@ -71,75 +69,15 @@ def _positive_float(name: str):
     return parse
 
 
-def _int_list(text: str, name: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            value = int(part)
-        except ValueError:
-            raise UsageError(f"{name} {text!r}: {part!r} is not a whole number (e.g. 1,2,4 or sweep)") from None
-        if value < 1:
-            raise UsageError(f"{name} levels must be 1 or more (got {value})")
-        out.append(value)
-    if not out:
-        raise UsageError(f"{name} needs at least one level, e.g. 1,2,4")
-    return out
-
-
-def _rate_list(text: str) -> list[float]:
-    out = []
-    for part in text.split(","):
-        part = part.strip().lower()
-        if not part:
-            continue
-        try:
-            value = math.inf if part in ("inf", "infinity") else float(part)
-        except ValueError:
-            raise UsageError(f"--request-rate {text!r}: {part!r} is not a number of requests/s") from None
-        if not value > 0:
-            raise UsageError(f"--request-rate must be above 0 (got {part})")
-        out.append(value)
-    if not out:
-        raise UsageError("--request-rate needs a rate, e.g. 2 or 1,2,4")
-    return out
-
-
 def build_spec(args: argparse.Namespace):
-    """Validate everything before the engine starts (bad input: UsageError/BadRequestError, exit 2)."""
-    from data.load_runs import LoadSpec
-    from engine.load import LoadLevel, PromptSource, default_num_prompts, parse_slo, sweep_levels
+    """Validate everything before the engine starts (bad input: BadRequestError, exit 2). The rules
+    live in the domain (data.load_runs.load_spec) so the app's Load form applies the same ones."""
+    from data.load_runs import load_spec
 
-    slo = parse_slo(args.slo)
-    if args.suite and args.input_len:
-        raise UsageError("--input-len is for synthetic prompts; drop it or drop --suite")
-    if args.request_rate is None and (args.burstiness != 1.0):
-        raise UsageError("--burstiness needs --request-rate")
-    if args.request_rate is None and args.max_concurrency is not None:
-        raise UsageError("--max-concurrency goes with --request-rate; for N users use --concurrency N")
-    if args.suite:
-        suite = resolve_suite(args.suite)
-        prompts = PromptSource(suite_requests=tuple(suite.requests(1)), suite_name=suite.name,
-                               output_len=args.output_len, seed=args.seed)
-    else:
-        prompts = PromptSource(input_len=args.input_len or 128, output_len=args.output_len or 128, seed=args.seed)
-    auto = False
-    if args.request_rate is not None:
-        pattern = "rate"
-        levels = [LoadLevel(request_rate=r, burstiness=args.burstiness, max_concurrency=args.max_concurrency,
-                            num_prompts=args.num_prompts or default_num_prompts(args.max_concurrency if math.isinf(r) else None))
-                  for r in _rate_list(args.request_rate)]
-    else:
-        pattern = "concurrency"
-        text = (args.concurrency or "1,2,4").strip().lower()
-        if text in ("sweep", "auto"):
-            counts, auto = sweep_levels(args.max_level), True
-        else:
-            counts = _int_list(text, "--concurrency")
-        levels = [LoadLevel(max_concurrency=c, num_prompts=args.num_prompts or default_num_prompts(c)) for c in counts]
-    return LoadSpec(levels=levels, prompts=prompts, slo_ms=slo, auto_stop=auto, pattern=pattern, seed=args.seed)
+    return load_spec(concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
+                     max_concurrency=args.max_concurrency, max_level=args.max_level, input_len=args.input_len,
+                     output_len=args.output_len, suite=args.suite, num_prompts=args.num_prompts, slo=args.slo,
+                     seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -249,11 +187,13 @@ def _print_table(rows, spec, outcome, roof, out) -> None:
     if outcome.gpu_note:
         print(outcome.gpu_note, file=out)
     if roof:
-        print(f"roofline: batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "
-              f"({roof['bandwidth_tb_s']:.2f} TB/s / {roof['bytes_per_token_gb']:.2f} GB per token; "
-              f"weights from {roof['weights_from']})", file=out)
+        from data.load_runs import roofline_text
+
         first = rows[0] if rows else {}
         if first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
-            pct = 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]
-            print(f"  concurrency 1 decodes at {first['mean_decode_rate']:.1f} tok/s (1000/TPOT) = {pct:.0f} % of it",
-                  file=out)
+            roof = {**roof, "decode_pct_of_ceiling": {
+                "concurrency 1": 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]}}
+        lines = roofline_text(roof)
+        print("roofline: " + lines[0], file=out)
+        for line in lines[1:]:
+            print("  " + line, file=out)
