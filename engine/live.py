@@ -135,13 +135,15 @@ class LiveMeter:
         self._drain()
         text, self._text = "".join(self._text), []
         t = self._t
-        now = self.end_ns if self.done and self.end_ns else (now_ns or time.perf_counter_ns())
+        wall = now_ns or time.perf_counter_ns()
+        # A finished request's clock stops at its last chunk (elapsed = E2EL)...
+        now = self.end_ns if self.done and self.end_ns else wall
         elapsed_ns = max(0, now - self.st_ns)
-        # moving window: drop what fell out of (now - window, now]
-        cutoff = now - self.window_ns
+        # ...but "tok/s now" keeps the wall clock, so it falls to 0 within one window of the last token.
+        cutoff = wall - self.window_ns
         while self._window and self._window[0][0] <= cutoff:
             self._window_tokens -= self._window.popleft()[1]
-        span = min(self.window_ns, elapsed_ns)
+        span = min(self.window_ns, max(0, wall - self.st_ns))
         tps_now = self._window_tokens * NS / span if span > 0 else 0.0
         ttft = (t.first_ns - self.st_ns) / NS if t.first_ns is not None else None
         tpot = None

@@ -55,6 +55,19 @@ def test_steady_stream_matches_vllm_definitions():
     assert f.elapsed_s == pytest.approx(rm.e2el_s)
     assert f.tps_request == pytest.approx(rm.tps)
     assert f.text == ""  # text is handed out once
+    assert f.tps_now == 0.0  # nothing streamed in the last window: "tok/s now" is back to 0
+
+
+def test_tok_s_now_decays_to_zero_within_its_window_after_the_request():
+    m = LiveMeter(window_s=1.0, bucket_s=0.25)
+    m.begin(st_ns=0)
+    times = feed_steady(m, 0, ttft_ms=100, itl_ms=20, n=51)  # last chunk at 1100 ms
+    m.finish(st_ns=0)
+    assert m.snapshot(now_ns=times[-1]).tps_now == pytest.approx(50.0)
+    half = m.snapshot(now_ns=times[-1] + 500 * MS)
+    assert 0 < half.tps_now < 50.0
+    late = m.snapshot(now_ns=times[-1] + 1000 * MS)
+    assert late.tps_now == 0.0 and late.elapsed_s == pytest.approx(1.1)  # E2EL stays frozen
 
 
 def test_window_decays_after_a_stall_and_series_buckets():

@@ -13,25 +13,27 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from textual import on, work
+from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
 
 from tui.messages import EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
+from tui.palette import APP_COMMANDS, TokentopCommands
+from tui.screens.compare import CompareScreen
+from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
+from tui.screens.load import LoadScreen
+from tui.screens.prices import PricesScreen
+from tui.screens.run_detail import RunDetailScreen
+from tui.screens.side_by_side import SideBySideScreen
 from tui.screens.suite import SuiteScreen
 
-
-def _guarded_screen(module: str, name: str):
-    """Screens other engineers own are imported lazily: the app works before they land."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+# Widgets that take typing: Esc leaves them (focus moves to the screen's main widget).
+TYPING_WIDGETS = (Input, Select, TextArea)
 
 
 def _start_resource_tracker() -> None:
@@ -51,13 +53,26 @@ class TokentopApp(App[int]):
     TITLE = "tokentop"
     MODES = {"live": LiveScreen, "suite": SuiteScreen, "history": HistoryScreen}
     DEFAULT_MODE = "live"
+    COMMANDS = App.COMMANDS | {TokentopCommands}
+    # Screen keys are function keys: they reach the app through tmux and a browser terminal and never
+    # collide with typing. The letters and digits are shortcuts for when no field has focus.
     BINDINGS = [
-        Binding("q", "quit_app", "Quit", id="app.quit"),
-        Binding("1", "switch_mode('live')", "Live", id="app.live", show=False),
-        Binding("2", "switch_mode('suite')", "Suite", id="app.suite", show=False),
-        Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
-        Binding("p", "prices", "Prices", id="app.prices"),
-        Binding("l", "load", "Load", id="app.load"),
+        Binding("f1", "help", "Help", id="app.help", key_display="F1"),
+        Binding("question_mark", "help", "Help", id="app.help_key", show=False),
+        Binding("f2", "show_live", "Live", id="app.live", show=False, key_display="F2"),
+        Binding("f3", "show_suite", "Suite", id="app.suite", show=False, key_display="F3"),
+        Binding("f4", "show_history", "History", id="app.history", show=False, key_display="F4"),
+        Binding("f5", "prices", "Prices", id="app.prices", show=False, key_display="F5"),
+        Binding("f6", "load", "Load", id="app.load", show=False, key_display="F6"),
+        Binding("f7", "compare", "Compare", id="app.compare", show=False, key_display="F7"),
+        Binding("f10", "quit_app", "Quit", id="app.quit", key_display="F10"),
+        Binding("escape", "leave_field", "Leave field", id="app.leave_field", show=False, priority=True),
+        Binding("1", "show_live", "Live", id="app.live_key", show=False),
+        Binding("2", "show_suite", "Suite", id="app.suite_key", show=False),
+        Binding("3", "show_history", "History", id="app.history_key", show=False),
+        Binding("p", "prices", "Prices", id="app.prices_key", show=False),
+        Binding("l", "load", "Load", id="app.load_key", show=False),
+        Binding("q", "quit_app", "Quit", id="app.quit_key", show=False),
         Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
     ]
 
@@ -148,6 +163,10 @@ class TokentopApp(App[int]):
         self.engine_state = "ready"
         self._refresh_status()
         self.notify(f"engine ready: {self.engine_label()}", timeout=3)
+        for screen in self._all_mode_screens():
+            ready = getattr(screen, "engine_ready", None)
+            if ready is not None:
+                ready()  # e.g. the Live screen runs a prompt typed during start-up
 
     @on(EngineFailed)
     def _engine_failed(self, message: EngineFailed) -> None:
@@ -222,45 +241,135 @@ class TokentopApp(App[int]):
         for stack in self._screen_stacks.values():
             yield from stack
 
-    def action_prices(self) -> None:
-        screen = _guarded_screen("tui.screens.prices", "PricesScreen")
-        if screen is None:
-            self.notify("the Prices screen is not installed yet", severity="warning")
+    def action_show_live(self) -> None:
+        self._show_mode("live")
+
+    def action_show_suite(self) -> None:
+        self._show_mode("suite")
+
+    def action_show_history(self) -> None:
+        self._show_mode("history")
+
+    def _show_mode(self, mode: str) -> None:
+        """A screen key works from anywhere. Help closes; the screen keys of the mode you are in
+        return to its main screen; other modes keep their pushed screens (a run's detail, the Load
+        screen and its running load) for when you come back."""
+        while isinstance(self.screen, ModalScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        if mode == self.current_mode:
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+        else:
+            self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
             return
-        self.push_screen(screen(self.store))
+        self.push_screen(HelpScreen.for_screen(self, self.screen))
+
+    def action_leave_field(self) -> None:
+        """Esc in a text field moves focus out of it, to the screen's main widget; a second Esc does
+        what Esc does on that screen (stop, cancel, back)."""
+        screen = self.screen
+        focused = screen.focused
+        if isinstance(screen, ModalScreen) or not isinstance(focused, TYPING_WIDGETS):
+            raise SkipAction()
+        if isinstance(focused, Select) and focused.expanded:
+            raise SkipAction()
+        home = getattr(screen, "HOME_FOCUS", None)
+        target = None
+        if home:
+            try:
+                target = screen.query_one(home)
+            except Exception:
+                target = None
+        if target is None or not target.focusable:
+            target = next((w for w in screen.focus_chain if not isinstance(w, TYPING_WIDGETS)), None)
+        screen.set_focus(target)
+
+    def action_prices(self) -> None:
+        if isinstance(self.screen, PricesScreen):
+            return
+        self.push_screen(PricesScreen(self.store))
 
     def action_load(self) -> None:
-        screen = _guarded_screen("tui.screens.load", "LoadScreen")
-        if screen is None:
-            self.notify("the Load screen is not installed yet", severity="warning")
+        if isinstance(self.screen, LoadScreen):
             return
         session = self.require_session()
         if session is not None:
-            self.push_screen(screen(session))
+            self.push_screen(LoadScreen(session))
+
+    def action_compare(self) -> None:
+        """Costs of the runs marked in History, else of the run under History's cursor, else the newest run."""
+        chosen: list[str] = []
+        for screen in self._all_mode_screens():
+            if isinstance(screen, HistoryScreen) and screen.is_mounted:
+                chosen = screen.chosen_runs()
+        if not chosen and self.store is not None:
+            runs = self.store.list_runs()
+            chosen = [runs[0]["run_id"]] if runs else []
+        if not chosen:
+            self.notify("no run stored yet to price: run a prompt or a suite first", severity="warning")
+            return
+        self.open_costs(chosen)
+
+    def action_run_suite(self) -> None:
+        self._show_mode("suite")
+        self.call_after_refresh(lambda: self.screen.run_action("run"))
+
+    def action_start_load(self) -> None:
+        self.action_load()
+        if isinstance(self.screen, LoadScreen):
+            self.call_after_refresh(lambda: self.screen.run_action("start"))
+
+    def action_stop_run(self) -> None:
+        """Stop whatever is running, on whichever screen started it."""
+        stopped = False
+        for screen in {*self._all_mode_screens(), self.screen}:
+            stop = getattr(screen, "stop_run", None)
+            if stop is not None and stop():
+                stopped = True
+        if not stopped:
+            self.notify("nothing is running", timeout=2)
+
+    def open_run(self, run_id: str) -> None:
+        self.push_screen(RunDetailScreen(run_id))
+
+    def open_side_by_side(self, run_ids: list[str]) -> None:
+        self.push_screen(SideBySideScreen(run_ids))
 
     def open_costs(self, run_ids: list[str]) -> None:
-        screen = _guarded_screen("tui.screens.compare", "CompareScreen")
-        if screen is None:
-            self.notify("the cost Compare screen is not installed yet", severity="warning")
-            return
-        self.push_screen(screen(self.store, run_ids))
+        self.push_screen(CompareScreen(self.store, run_ids))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own (theme, keys, screenshot…); ours come from tui.palette, whatever has focus."""
         yield from super().get_system_commands(screen)
-        seen = set()
-        for key, active in screen.active_bindings.items():  # ours: every one has an id
-            binding = active.binding
-            if not binding.id or not binding.description or binding.action in seen:
+
+    def palette_commands(self, screen: Screen) -> list[tuple[str, str, Any]]:
+        """(title, help, callback) for every screen and action, and the current screen's own keys."""
+        out = []
+        for title, help_text, action in APP_COMMANDS:
+            key = self._key_for(action)
+            out.append((f"{title} ({key})" if key else title, help_text, partial(self.run_action, action)))
+        seen = {c[0].split(" (")[0] for c in out}
+        for binding in getattr(type(screen), "BINDINGS", []):
+            if not isinstance(binding, Binding) or not binding.description or binding.description in seen:
                 continue
-            seen.add(binding.action)
-            yield SystemCommand(
-                f"{binding.description} ({binding.key_display or key})",
-                binding.tooltip or f"key {key}",
-                partial(self._run_binding, active.node, binding.action),
-            )
+            seen.add(binding.description)
+            key = self.get_key_display(binding)
+            out.append((f"{binding.description} ({key})", binding.tooltip or f"on this screen: {key}",
+                        partial(self._run_binding, screen, binding.action)))
+        return out
+
+    def _key_for(self, action: str) -> str:
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action == action:
+                return self.get_key_display(binding)
+        return ""
 
     async def _run_binding(self, node, action: str) -> None:
         await self.run_action(action, node)

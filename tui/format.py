@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+def short(value: Any, width: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fmt_date(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone()
+        return value.strftime("%Y-%m-%d %H:%M")
+    return short(value, 16)
+
+
+def model_name(run: dict) -> str:
+    model = run.get("model") or "?"
+    return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model and model.startswith(("/", "~", ".")) else model
+
 
 CASE_COLUMNS = [
     # (header, summary key, format)
@@ -21,6 +40,21 @@ CASE_COLUMNS = [
     ("decode tok/s", "mean_decode_rate", "{:.1f}"),
     ("out tok/s", "output_throughput", "{:.1f}"),
 ]
+
+
+def column_pages(widths: list[int], available: int, fixed: int = 0) -> list[list[int]]:
+    """Split columns (their widths, padding included) into pages that each fit `available` cells
+    beside `fixed` always-shown ones: at 80 columns a table shows fewer columns, whole, and the rest
+    are one key away, instead of a number cut at the edge."""
+    pages: list[list[int]] = [[]]
+    used = fixed
+    for i, w in enumerate(widths):
+        if pages[-1] and used + w > available:
+            pages.append([])
+            used = fixed
+        pages[-1].append(i)
+        used += w
+    return pages
 
 
 def _fmt(value: Any, pattern: str) -> str:

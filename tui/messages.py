@@ -43,11 +43,12 @@ class CaseStarted(Message):
 
 
 class RequestFinished(Message):
-    def __init__(self, index: int, record: Any, metrics: Any) -> None:
+    def __init__(self, index: int, record: Any, metrics: Any, case_summary: dict | None = None) -> None:
         super().__init__()
         self.index = index
         self.record = record
         self.metrics = metrics
+        self.case_summary = case_summary  # the case's aggregates so far, computed off the UI thread
 
 
 class SuiteFinished(Message):

@@ -22,11 +22,9 @@ from data.compare import RunCosts, compare_runs
 from pricing.cost import TpsBasis
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
+from tui.widgets.paged_table import PagedTable
 
 COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
-# Fixed widths: the first seven fit an 80-column terminal, and the layout never depends on when
-# DataTable gets round to measuring its cells.
-WIDTHS = (11, 11, 7, 6, 7, 6, 8, 9, 12, 22)
 
 SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_hour"]),
          ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
@@ -35,8 +33,10 @@ SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_
 class CompareScreen(Screen):
     CSS_PATH = "compare.tcss"
     BINDINGS = [
-        Binding("s", "cycle_sort", "Sort", id="compare.sort"),
-        Binding("escape", "app.pop_screen", "Back", id="compare.back"),
+        Binding("s", "cycle_sort", "Sort", id="compare.sort", tooltip="sort by $/1M, $/h, TPS or provider"),
+        Binding("v", "columns", "Columns", id="compare.columns",
+                tooltip="the table's other columns (type, source, run) when they do not fit"),
+        Binding("escape", "app.pop_screen", "Back", id="compare.back", tooltip="back to the previous screen"),
     ]
 
     class Loaded(Message):
@@ -61,16 +61,14 @@ class CompareScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(Text("Compare runs — cost per 1M output tokens"), id="compare-title")
         yield Static(Text("Loading…"), id="compare-note")
-        yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
+        yield PagedTable(id="compare-table", fixed=1, cursor_type="row", zebra_stripes=True)
         with Horizontal(id="compare-charts"):
             yield PlotextPlot(id="tps-chart")
             yield PlotextPlot(id="cost-chart")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#compare-table", DataTable)
-        for label, width in zip(COLUMNS, WIDTHS):
-            table.add_column(label, width=width)
+        self.query_one("#compare-table", PagedTable).set_columns([(label, label) for label in COLUMNS])
         self.load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
@@ -105,6 +103,9 @@ class CompareScreen(Screen):
                                 usd_per_million=c.usd_per_million, source=c.source, cheapest=c.cheapest,
                                 approximate=c.approximate))
             for r in rc.reference:
+                if any(o["source"] == r.label and o["provider"] == r.provider and o["gpu"] == r.gpu_key
+                       for o in out):
+                    continue  # the article's rows are the same for every run: list each once
                 out.append(dict(run=r.label, gpu=r.gpu_key, provider=r.provider, basis=r.tps_basis, type="on-demand",
                                 tps=r.tps, ttft=None,
                                 usd_per_hour=r.usd_per_hour, usd_per_million=r.usd_per_million, source=r.label,
@@ -112,11 +113,11 @@ class CompareScreen(Screen):
         return sorted(out, key=SORTS[self.sort_index][1])
 
     def fill_table(self) -> None:
-        table = self.query_one("#compare-table", DataTable)
-        table.clear()
+        table = self.query_one("#compare-table", PagedTable)
+        rows = []
         for r in self.rows():
             style = "bold green" if r["cheapest"] else ("dim" if r["source"].startswith("article") else "")
-            table.add_row(
+            rows.append((None, [
                 Text(provider_label(r["provider"]) + (" ~" if r["approximate"] else ""), style=style),
                 Text(r["gpu"], style=style),
                 Text(TpsBasis(r["basis"]).short, style=style),
@@ -125,7 +126,8 @@ class CompareScreen(Screen):
                 Text(f"{r['usd_per_hour']:.2f}", style=style, justify="right"),
                 Text(f"{r['usd_per_million']:.2f}" + (" ◀" if r["cheapest"] else ""), style=style, justify="right"),
                 Text(r["type"], style=style), Text(r["source"], style=style), Text(r["run"], style=style),
-            )
+            ]))
+        table.set_rows(rows)
         self.query_one("#compare-title", Static).update(
             Text(f"Compare runs — cost per 1M output tokens · sorted by {SORTS[self.sort_index][0]} (s)"))
 
@@ -165,6 +167,9 @@ class CompareScreen(Screen):
             items = sorted(cost.items(), key=lambda kv: kv[1])[:8]
             plt.bar([k for k, _ in items], [v for _, v in items], orientation="horizontal", width=0.3)
         chart.refresh()
+
+    def action_columns(self) -> None:
+        self.query_one("#compare-table", PagedTable).action_next_page()
 
     def action_cycle_sort(self) -> None:
         self.sort_index = (self.sort_index + 1) % len(SORTS)

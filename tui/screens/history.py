@@ -13,6 +13,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from tui.format import fmt_date, model_name, short
+from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
 # (key, header, value from a list_runs() row, sort key)
@@ -40,24 +42,6 @@ SORTS = [
 SORT_BY_COLUMN = {"date": 0, "tps": 1, "ttft": 2, "model": 3, "host": 4, "gpu": 5, "status": 6}
 
 
-def short(value: Any, width: int) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def fmt_date(value: Any) -> str:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone()
-        return value.strftime("%Y-%m-%d %H:%M")
-    return short(value, 16)
-
-
-def model_name(run: dict) -> str:
-    model = run.get("model") or "?"
-    return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model and model.startswith(("/", "~", ".")) else model
-
-
 def search_text(run: dict) -> str:
     fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label")
     return " ".join(str(run.get(k) or "") for k in fields).lower() + " " + fmt_date(run.get("started_at"))
@@ -68,14 +52,18 @@ STATUS_STYLE = {"completed": "green", "aborted": "yellow", "failed": "red", "run
 
 class HistoryScreen(Screen):
     AUTO_FOCUS = "#history-table"
+    HOME_FOCUS = "#history-table"
     BINDINGS = [
-        Binding("space", "mark", "Mark", id="history.mark"),
-        Binding("d", "side_by_side", "Diff", id="history.side_by_side"),
-        Binding("c", "costs", "Costs", id="history.costs"),
-        Binding("s", "cycle_sort", "Sort", id="history.sort"),
-        Binding("f", "filter", "Filter", id="history.filter"),
-        Binding("r", "reload", "Reload", id="history.reload", show=False),
-        Binding("escape", "leave_filter", "Table", id="history.table", show=False),
+        Binding("space", "mark", "Mark", id="history.mark", tooltip="mark or unmark the run under the cursor"),
+        Binding("d", "side_by_side", "Diff", id="history.side_by_side", tooltip="the marked runs side by side"),
+        Binding("c", "costs", "Costs", id="history.costs", tooltip="cost per 1M tokens of the marked runs"),
+        Binding("s", "cycle_sort", "Sort", id="history.sort", tooltip="sort by the next column"),
+        Binding("f", "filter", "Filter", id="history.filter", tooltip="filter by model, host, GPU, suite, date…"),
+        Binding("v", "columns", "Columns", id="history.columns", show=False,
+                tooltip="the table's other columns (at 80 wide they do not all fit)"),
+        Binding("r", "reload", "Reload", id="history.reload", show=False, tooltip="read the runs again"),
+        Binding("enter", "open_run", "Open", id="history.open", show=False, tooltip="open the run under the cursor"),
+        Binding("escape", "leave_filter", "Table", id="history.table", show=False, tooltip="back to the table"),
     ]
 
     def __init__(self) -> None:
@@ -91,14 +79,13 @@ class HistoryScreen(Screen):
         flt = Input(placeholder="filter: model, host, GPU, suite, status, date… (f)", id="history-filter")
         flt.border_title = "filter"
         yield flt
-        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield PagedTable(id="history-table", fixed=2, cursor_type="row", zebra_stripes=True)
         yield Static("", id="history-info")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, header in COLUMNS:
-            table.add_column(header, key=key)
+        table = self.query_one(PagedTable)
+        table.set_columns([(header, key) for key, header in COLUMNS])
         self.reload()
         table.focus()
 
@@ -123,9 +110,7 @@ class HistoryScreen(Screen):
         rows.sort(key=key, reverse=self.sort_reverse)
         self.shown = rows
         cursor_run = self.cursor_run_id()
-        table.clear()
-        for run in rows:
-            table.add_row(*self._cells(run), key=run["run_id"])
+        table.set_rows([(run["run_id"], self._cells(run)) for run in rows])
         if cursor_run and cursor_run in {r["run_id"] for r in rows}:
             table.move_cursor(row=table.get_row_index(cursor_run))
         arrow = "↓" if self.sort_reverse else "↑"
@@ -141,20 +126,22 @@ class HistoryScreen(Screen):
             Text("–" if tps is None else f"{tps:.1f}", justify="right"),
             Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),
             Text(status, style=STATUS_STYLE.get(status, "")),
-            Text(short(model_name(run), 22)),
-            Text(short(run.get("gpu_key") or run.get("device"), 12)),
-            Text(short(run.get("hostname"), 12)),
-            Text(short(run.get("engine"), 7)),
-            Text(short(run.get("suite") or run.get("kind"), 12)),
+            Text(short(model_name(run), 40)),  # whole names: columns that do not fit go to the next page (v)
+            Text(short(run.get("gpu_key") or run.get("device"), 24)),
+            Text(short(run.get("hostname"), 24)),
+            Text(short(run.get("engine"), 12)),
+            Text(short(run.get("suite") or run.get("kind"), 24)),
         ]
 
     def _update_info(self) -> None:
         if self.marked:
             info = f"marked {len(self.marked)}: " + ", ".join(self.marked) + " — d side by side, c costs"
         elif not self.runs:
-            info = "no runs stored yet: generate on the Live screen (1) or run a suite (2)"
+            info = "no runs stored yet: generate on the Live screen (F2) or run a suite (F3)"
         else:
             info = f"db {self.app.status_parts()[2]} · enter opens a run · space marks runs"
+            if len(self.query_one(PagedTable).pages) > 1:
+                info += " · v more columns"
         self.query_one("#history-info", Static).update(Text(info, no_wrap=True, overflow="ellipsis"))
 
     def cursor_run_id(self) -> str | None:
@@ -178,9 +165,7 @@ class HistoryScreen(Screen):
 
     @on(DataTable.RowSelected, "#history-table")
     def _open(self, event: DataTable.RowSelected) -> None:
-        from tui.screens.run_detail import RunDetailScreen
-
-        self.app.push_screen(RunDetailScreen(event.row_key.value))
+        self.app.open_run(event.row_key.value)
 
     @on(DataTable.HeaderSelected, "#history-table")
     def _header(self, event: DataTable.HeaderSelected) -> None:
@@ -201,12 +186,13 @@ class HistoryScreen(Screen):
             self.marked.remove(run_id)
         else:
             self.marked.append(run_id)
-        table = self.query_one(DataTable)
+        table = self.query_one(PagedTable)
         run = next(r for r in self.runs if r["run_id"] == run_id)
-        table.update_cell(run_id, "mark", self._cells(run)[0])
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
-        self._update_info()
+        table.set_cell(run_id, "mark", self._cells(run)[0])
+        self._update_info()  # the cursor stays on the run just marked
+
+    def chosen_runs(self) -> list[str]:
+        return self._chosen()
 
     def _chosen(self) -> list[str]:
         if self.marked:
@@ -218,9 +204,7 @@ class HistoryScreen(Screen):
         if len(self.marked) < 2:
             self.notify("mark two or more runs with space, then press d", severity="warning")
             return
-        from tui.screens.side_by_side import SideBySideScreen
-
-        self.app.push_screen(SideBySideScreen(list(self.marked)))
+        self.app.open_side_by_side(list(self.marked))
 
     def action_costs(self) -> None:
         chosen = self._chosen()
@@ -239,6 +223,14 @@ class HistoryScreen(Screen):
 
     def action_leave_filter(self) -> None:
         self.query_one(DataTable).focus()
+
+    def action_columns(self) -> None:
+        self.query_one(PagedTable).action_next_page()
+
+    def action_open_run(self) -> None:
+        run_id = self.cursor_run_id()
+        if run_id:
+            self.app.open_run(run_id)
 
     def action_reload(self) -> None:
         self.reload()

@@ -20,10 +20,11 @@ MAX_TOKENS_LIMIT = 32768
 
 
 class LiveScreen(Screen):
+    HOME_FOCUS = "#live-output"
     BINDINGS = [
-        Binding("slash", "focus_prompt", "Prompt", id="live.prompt"),
-        Binding("escape", "stop", "Stop", id="live.stop"),
-        Binding("ctrl+l", "clear", "Clear", id="live.clear", show=False),
+        Binding("slash", "focus_prompt", "Prompt", id="live.prompt", tooltip="type a prompt (Enter generates)"),
+        Binding("escape", "stop", "Stop", id="live.stop", tooltip="stop the generation (it is stored as aborted)"),
+        Binding("ctrl+l", "clear", "Clear", id="live.clear", show=False, tooltip="clear the answer pane"),
     ]
 
     def __init__(self) -> None:
@@ -33,6 +34,7 @@ class LiveScreen(Screen):
         self.handle = None
         self.last_run_id: str | None = None
         self.generations = 0
+        self.queued: tuple[str, int, float] | None = None  # a prompt typed while the engine starts
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
@@ -71,12 +73,28 @@ class LiveScreen(Screen):
         settings = self._settings()
         if settings is None:
             return
+        if self.app.session is None and getattr(self.app, "engine_state", "") == "starting":
+            self.queued = (prompt, *settings)
+            self.query_one(StreamView).clear(head=f"› {prompt}")
+            self.query_one(StreamView).append("queued: runs when the engine is ready (Esc drops it)")
+            self.query_one(StreamView).focus()
+            self.notify("the engine is starting: your prompt runs as soon as it is ready", timeout=4)
+            return
+        self._generate(prompt, *settings)
+
+    def engine_ready(self) -> None:
+        """Called by the app when the engine is up: run the prompt typed during start-up."""
+        if self.queued is not None and not self.busy:
+            prompt, max_tokens, temperature = self.queued
+            self.queued = None
+            self._generate(prompt, max_tokens, temperature)
+
+    def _generate(self, prompt: str, max_tokens: int, temperature: float) -> None:
         session = self.app.require_session()
         if session is None:
             return
         from engine.types import GenerationRequest
 
-        max_tokens, temperature = settings
         request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
                                     case_id="interactive")
         output = self.query_one(StreamView)
@@ -122,9 +140,10 @@ class LiveScreen(Screen):
             self.query_one(GaugePanel).show(snap)
         if handle is not None and handle.done():
             self.handle = None
-            self.ticker.pause()
             if record is not None:
                 self.store_record(record)
+        if self.handle is None and snap.done and snap.tps_now == 0:
+            self.ticker.pause()  # "tok/s now" has decayed to 0: nothing left to redraw
 
     @work(thread=True, exit_on_error=False, group="store")
     def store_record(self, record) -> None:
@@ -151,8 +170,16 @@ class LiveScreen(Screen):
         if self.handle is not None:
             self.handle.cancel()
             self.notify("stopping…", timeout=2)
-        elif self.focused is not None and self.focused.id == "live-prompt":
-            self.query_one(StreamView).focus()
+        elif self.queued is not None:
+            self.queued = None
+            self.query_one(StreamView).clear()
+            self.notify("queued prompt dropped", timeout=2)
+
+    def stop_run(self) -> bool:
+        if self.handle is None and self.queued is None:
+            return False
+        self.action_stop()
+        return True
 
     def stop_all(self) -> None:
         """On quit: stop the generation and still store it (as aborted)."""

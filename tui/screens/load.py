@@ -23,7 +23,10 @@ from textual_plotext import PlotextPlot
 
 from engine.load import LiveLoad
 from tui.commands.common import positive_int
+from tui.widgets.fields import NumberField
 from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.paged_table import PagedTable
+from tui.widgets.status_bar import StatusBar
 
 COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
 
@@ -34,10 +37,14 @@ def _f(value: Any, fmt: str = "{:.1f}") -> str:
 
 class LoadScreen(Screen):
     CSS_PATH = "load.tcss"
+    HOME_FOCUS = "#load-table"
+    STATUS_KEY = "load"  # underlined in the status bar
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", id="load.start"),
-        Binding("ctrl+x", "stop", "Stop", id="load.stop"),
-        Binding("escape", "app.pop_screen", "Back", id="load.back"),
+        Binding("ctrl+r", "start", "Start", id="load.start", tooltip="start the load with the form's settings"),
+        Binding("ctrl+x", "stop", "Stop", id="load.stop", tooltip="stop: in-flight requests are cancelled, finished ones kept"),
+        Binding("escape", "app.pop_screen", "Back", id="load.back", tooltip="back to the previous screen"),
+        Binding("v", "columns", "Columns", id="load.columns", show=False,
+                tooltip="the results table's other columns (at 80 wide they do not all fit)"),
     ]
 
     class LevelStarted(Message):
@@ -71,55 +78,69 @@ class LoadScreen(Screen):
         self.last_message = ""
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="load-form"):
+        # Every field has a label beside it and is wide enough for its whole value and placeholder.
+        yield StatusBar()
+        with Horizontal(classes="load-row"):
+            yield Label("pattern", classes="load-label")
             yield Select([("concurrency", "concurrency"), ("request rate", "rate")], value="concurrency",
-                         allow_blank=False, id="load-pattern")
-            yield Input("1,2,4", placeholder="levels 1,2,4 | sweep | rates 1,2", id="load-levels")
-            yield Input("1", placeholder="burstiness", id="load-burstiness")
-            yield Input("128", placeholder="input len", id="load-input-len")
-            yield Input("64", placeholder="output len", id="load-output-len")
-            yield Input("", placeholder="prompts/level", id="load-num-prompts")
-            yield Input("", placeholder="SLO ttft=500,tpot=50", id="load-slo")
-            yield Button("Start", id="load-start", variant="success")
-            yield Button("Stop", id="load-stop", variant="error", disabled=True)
+                         allow_blank=False, id="load-pattern", compact=True)
+            yield Label("levels", classes="load-label")
+            yield Input("1,2,4", placeholder="1,2,4 or sweep", id="load-levels", compact=True)
+            yield Button("Start", id="load-start", variant="success", compact=True)
+            yield Button("Stop", id="load-stop", variant="error", disabled=True, compact=True)
+        with Horizontal(classes="load-row"):
+            yield Label("input len", classes="load-label")
+            yield NumberField("128", placeholder="128", id="load-input-len", restrict=r"[0-9]*", compact=True)
+            yield Label("output len", classes="load-label")
+            yield NumberField("64", placeholder="128", id="load-output-len", restrict=r"[0-9]*", compact=True)
+            yield Label("prompts/level", classes="load-label")
+            yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
+            yield Label("burstiness", classes="load-label")
+            yield Input("1", placeholder="1", id="load-burstiness", compact=True)
+        with Horizontal(classes="load-row"):
+            yield Label("SLO ms", classes="load-label")
+            yield Input("", placeholder="ttft=500,tpot=50", id="load-slo", compact=True)
+            yield Static(Text("goodput counts requests meeting every SLO"), id="load-slo-hint")
         yield Static("", id="load-live")
         with Horizontal(id="load-body"):
             with Vertical(id="load-left"):
-                yield DataTable(id="load-table", cursor_type="row")
+                yield PagedTable(id="load-table", fixed=1, cursor_type="row")
                 yield PlotextPlot(id="load-chart")
             yield GpuPanel(id="load-gpu")
         yield Label("", id="load-status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#load-table", DataTable)
-        table.add_columns(*COLUMNS)
+        self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
         self.set_interval(0.25, self.refresh_live)
         self._draw_chart()
 
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
-        from tui.commands.load import build_spec
+        """The form's settings through the same domain function as `tokentop load`'s options."""
+        from data.load_runs import load_spec
 
         def val(widget_id: str) -> str:
             return self.query_one(widget_id, Input).value.strip()
 
         pattern = self.query_one("#load-pattern", Select).value
         levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
-        num = val("#load-num-prompts")
-        args = argparse.Namespace(
+        try:
+            burstiness = float(val("#load-burstiness") or 1)
+        except ValueError:
+            raise ValueError(f"burstiness {val('#load-burstiness')!r} is not a number") from None
+        return load_spec(
             concurrency=levels if pattern == "concurrency" else None,
             request_rate=levels if pattern == "rate" else None,
-            burstiness=float(val("#load-burstiness") or 1) if pattern == "rate" else 1.0,
-            max_concurrency=None, max_level=64,
+            burstiness=burstiness if pattern == "rate" else 1.0,
             input_len=_int(val("#load-input-len"), "input len"),
             output_len=_int(val("#load-output-len"), "output len"),
-            suite=None, num_prompts=_int(num, "prompts per level") if num else None,
-            slo=val("#load-slo") or None, seed=0,
+            num_prompts=_int(val("#load-num-prompts"), "prompts per level"),
+            slo=val("#load-slo") or None,
         )
-        return build_spec(args)
 
     # -- actions ------------------------------------------------------------------------
+    @on(Input.Submitted, ".load-row Input")
     @on(Button.Pressed, "#load-start")
     def action_start(self) -> None:
         if self.running:
@@ -133,7 +154,7 @@ class LoadScreen(Screen):
         self.stop_event.clear()
         self.points.clear()
         self.finished.clear()
-        self.query_one("#load-table", DataTable).clear()
+        self.query_one("#load-table", PagedTable).set_rows([])
         self.query_one("#load-start", Button).disabled = True
         self.query_one("#load-stop", Button).disabled = False
         self._set_status(f"running {len(spec.levels)} level(s)…")
@@ -144,6 +165,15 @@ class LoadScreen(Screen):
         if self.running:
             self.stop_event.set()
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
+
+    def action_columns(self) -> None:
+        self.query_one("#load-table", PagedTable).action_next_page()
+
+    def stop_run(self) -> bool:
+        if not self.running:
+            return False
+        self.action_stop()
+        return True
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="load")
     def run_load_worker(self, spec) -> None:
@@ -181,12 +211,12 @@ class LoadScreen(Screen):
         r = msg.result
         self.finished.append({"run_id": msg.run_id, "status": msg.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
-        self.query_one("#load-table", DataTable).add_row(
+        self.query_one("#load-table", PagedTable).add_data_row([
             Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
             _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(msg.run_id),
-        )
+        ])
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
             self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))

@@ -15,20 +15,24 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from data.prices import PriceBoard, age_text, price_board, refresh_async, source_age
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
+from tui.widgets.paged_table import PagedTable
 
 STATE_STYLE = {"ok": "green", "stale": "yellow", "failed": "bold red"}
 
 
 class PricesScreen(Screen):
     CSS_PATH = "prices.tcss"
+    STATUS_KEY = "prices"  # underlined in the status bar
     BINDINGS = [
         Binding("r", "refresh_prices", "Refresh", id="prices.refresh"),
-        Binding("escape", "app.pop_screen", "Back", id="prices.back"),
+        Binding("v", "columns", "Columns", id="prices.columns",
+                tooltip="the tables' other columns (reason, detail) when they do not fit"),
+        Binding("escape", "app.pop_screen", "Back", id="prices.back", tooltip="back to the previous screen"),
     ]
 
     class BoardLoaded(Message):
@@ -52,21 +56,25 @@ class PricesScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("GPU prices — r: refresh live"), id="prices-title")
-        yield DataTable(id="prices-status", cursor_type="none", zebra_stripes=False)
-        yield DataTable(id="prices-table", cursor_type="row", zebra_stripes=True)
+        yield PagedTable(id="prices-status", fixed=1, cursor_type="none", zebra_stripes=False)
+        yield PagedTable(id="prices-table", fixed=1, cursor_type="row", zebra_stripes=True)
         yield Static(Text(""), id="prices-message")
         yield Footer()
 
     def on_mount(self) -> None:
-        status = self.query_one("#prices-status", DataTable)
-        status.add_columns("provider", "status", "source", "reason")
-        table = self.query_one("#prices-table", DataTable)
-        table.add_columns("GPU", "provider", "type", "n", "$/GPU-h", "$/h", "source", "detail")
+        self.query_one("#prices-status", PagedTable).set_columns(
+            [(c, c) for c in ("provider", "status", "source", "reason")])
+        self.query_one("#prices-table", PagedTable).set_columns(
+            [(c, c) for c in ("GPU", "provider", "type", "n", "$/GPU-h", "$/h", "source", "detail")])
         self.load_board()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prices-load")
     def load_board(self) -> None:
         self.post_message(self.BoardLoaded(price_board(self.store, now=self.fixed_now)))
+
+    def action_columns(self) -> None:
+        for table in self.query(PagedTable):
+            table.action_next_page()
 
     def action_refresh_prices(self) -> None:
         if self.refreshing:
@@ -92,28 +100,25 @@ class PricesScreen(Screen):
             states = [s.state for s in board.statuses.values()]
             self._message(f"Refreshed: {states.count('ok')} ok, {states.count('stale')} stale, "
                           f"{states.count('failed')} failed")
-        status = self.query_one("#prices-status", DataTable)
-        status.clear()
-        for s in board.statuses.values():
-            status.add_row(
-                Text(provider_label(s.provider)),
-                Text(s.state, style=STATE_STYLE.get(s.state, "")),
-                Text(source_age(s, board.now) if s.as_of else "—"),
-                Text(s.reason or ""),
-            )
-        table = self.query_one("#prices-table", DataTable)
-        table.clear()
+        self.query_one("#prices-status", PagedTable).set_rows([(None, [
+            Text(provider_label(s.provider)),
+            Text(s.state, style=STATE_STYLE.get(s.state, "")),
+            Text(source_age(s, board.now) if s.as_of else "—"),
+            Text(s.reason or ""),
+        ]) for s in board.statuses.values()])
+        rows = []
         for r in board.rows:
             name = gpu_label(r.gpu_key) if r.gpu_key else f"? {r.gpu_raw_name}"
             if r.approximate and r.gpu_key:
                 name += " ~"
             detail = " ".join(x for x in (f"{r.stat} of {r.offers}" if r.stat else None, r.note,
                                           r.instance_type) if x)
-            table.add_row(
+            rows.append((None, [
                 Text(name, style="" if r.gpu_key else "italic"), Text(provider_label(r.provider)),
                 Text(r.pricing_type), Text(str(r.gpu_count)), Text(f"{r.usd_per_gpu_hour:.2f}", justify="right"),
                 Text(f"{r.usd_per_hour:.2f}", justify="right"), Text(source_age(r, board.now)), Text(detail),
-            )
+            ]))
+        self.query_one("#prices-table", PagedTable).set_rows(rows)
 
     @on(RefreshFailed)
     def show_failure(self, message: RefreshFailed) -> None:

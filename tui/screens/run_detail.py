@@ -15,8 +15,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.format import CASE_COLUMNS, case_rows
-from tui.screens.history import fmt_date, model_name
+from data.load_runs import roofline_text, stored_run_roofline
+from engine.metrics import itl_gaps_s
+from tui.format import CASE_COLUMNS, case_rows, fmt_date, model_name
+from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
 ENV_KEYS = ("hostname", "device", "cpu", "cpu_count", "memory_gb", "os", "python", "vllm", "torch",
@@ -34,7 +36,9 @@ class RunDetailScreen(Screen):
         Binding("escape", "app.pop_screen", "Back", id="detail.back"),
         Binding("left_square_bracket", "request(-1)", "Prev req", id="detail.prev"),
         Binding("right_square_bracket", "request(1)", "Next req", id="detail.next"),
-        Binding("c", "costs", "Costs", id="detail.costs"),
+        Binding("c", "costs", "Costs", id="detail.costs", tooltip="cost per 1M tokens of this run"),
+        Binding("v", "more_columns", "Columns", id="detail.columns",
+                tooltip="the summary's other columns (at 80 wide they do not all fit)"),
     ]
 
     def __init__(self, run_id: str) -> None:
@@ -51,7 +55,7 @@ class RunDetailScreen(Screen):
         with TabbedContent(id="detail-tabs"):
             with TabPane("Summary", id="tab-summary"):
                 with VerticalScroll():
-                    yield DataTable(id="detail-cases", cursor_type="row", show_cursor=False)
+                    yield PagedTable(id="detail-cases", fixed=2, cursor_type="row", show_cursor=False)
                     yield Static("", id="detail-env")
             with TabPane("TPS", id="tab-tps"):
                 yield PlotextPlot(id="chart-tps")
@@ -82,24 +86,14 @@ class RunDetailScreen(Screen):
 
     def _title(self) -> None:
         r = self.run
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()  # wraps at " · " rather than cutting a word
         t.append(f"{r['run_id']} ", style="bold")
         t.append(f"{r.get('kind')} · {r.get('status')} · {fmt_date(r.get('started_at'))} · ")
         t.append(f"{r.get('engine')} · {model_name(r)} · {r.get('device')}")
         self.query_one("#detail-title", Static).update(t)
 
     def _summary(self) -> None:
-        table = self.query_one("#detail-cases", DataTable)
-        table.add_column("case", key="case")
-        table.add_column("target", key="target")
-        for header, key, _f in CASE_COLUMNS:
-            table.add_column(header, key=key)
-        for case_id, agg in case_rows(self.run):
-            cells = [Text(str(case_id)), "–" if agg.get("target_tokens") is None else f"{agg['target_tokens']:.0f}"]
-            for _h, key, pattern in CASE_COLUMNS:
-                v = agg.get(key)
-                cells.append(Text("–" if v is None else pattern.format(v), justify="right"))
-            table.add_row(*cells)
+        self._fill_cases()
         r = self.run
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="dim", no_wrap=True)
@@ -114,13 +108,33 @@ class RunDetailScreen(Screen):
             ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
-        rows.append(("roofline", roofline_text(r, env)))
+        rows.append(("roofline", "; ".join(roofline_text(stored_run_roofline(r), r.get("device")))))
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
         rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
         for k, v in rows:
             if v not in (None, "", {}, []):
                 grid.add_row(k, Text(_value(v)))
         self.query_one("#detail-env", Static).update(grid)
+
+    def _case_cells(self) -> tuple[list[list[Text]], list[list[Text]]]:
+        fixed, figures = [], []
+        for case_id, agg in case_rows(self.run):
+            fixed.append([Text(str(case_id)), Text("–" if agg.get("target_tokens") is None
+                                                   else f"{agg['target_tokens']:.0f}", justify="right")])
+            figures.append([Text("–" if agg.get(key) is None else pattern.format(agg[key]), justify="right")
+                            for _h, key, pattern in CASE_COLUMNS])
+        return fixed, figures
+
+    def _fill_cases(self) -> None:
+        """The per-case table with as many whole columns as fit; v shows the others."""
+        table = self.query_one("#detail-cases", PagedTable)
+        fixed, figures = self._case_cells()
+        table.set_columns([("case", "case"), ("target", "target"), *[(h, k) for h, k, _p in CASE_COLUMNS]])
+        table.set_rows([(None, [*head, *row]) for head, row in zip(fixed, figures)])
+
+    def action_more_columns(self) -> None:
+        self.query_one("#detail-cases", PagedTable).action_next_page()
+        self.query_one(TabbedContent).active = "tab-summary"
 
     def _chart_tps(self) -> None:
         plot = self.query_one("#chart-tps", PlotextPlot)
@@ -148,9 +162,8 @@ class RunDetailScreen(Screen):
         itl = []
         ok = {q["request_index"] for q in self.requests if q["success"]}
         for idx, chunks in self.offsets.items():
-            if idx in ok:
-                ts = [t for t, _n in chunks]
-                itl += [(b - a) / 1e6 for a, b in zip(ts, ts[1:])]
+            if idx in ok:  # pooled over the successful requests, as vLLM does
+                itl += [gap * 1e3 for gap in itl_gaps_s([t for t, _n in chunks])]
         if itl:
             plt.hist(itl, bins=30)
         plt.title(f"ITL distribution, {len(itl)} gaps (ms)")
@@ -187,21 +200,3 @@ class RunDetailScreen(Screen):
     def action_costs(self) -> None:
         self.app.open_costs([self.run_id])
 
-
-def roofline_text(run: dict, env: dict) -> str:
-    """The batch-1 decode ceiling of the run's GPU and model, and each case's share of it."""
-    from data.load_runs import roofline_with_share
-
-    desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
-            "engine_args": run.get("engine_args") or {}}
-    try:
-        roof = roofline_with_share(env, desc, run.get("summary") or {})
-    except Exception:
-        roof = None
-    if not roof:
-        return f"no batch-1 ceiling: no bandwidth figure or weights for {run.get('device') or 'this device'}"
-    shares = ", ".join(f"{case} {pct:.0f}%" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
-                       if pct is not None)
-    text = (f"{roof['ceiling_tok_s']:.0f} tok/s on {roof['gpu']} ({roof['bandwidth_tb_s']:.2f} TB/s / "
-            f"{roof['bytes_per_token_gb']:.2f} GB per token)")
-    return text + (f"; decode rate = {shares} of it" if shares else "")

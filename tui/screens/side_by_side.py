@@ -13,8 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from tui.format import case_rows
-from tui.screens.history import fmt_date, model_name, short
+from tui.format import case_rows, fmt_date, model_name, short
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
@@ -98,7 +97,7 @@ class SideBySideScreen(Screen):
         table.add_column("", key="label")
         for i, run in enumerate(self.runs):
             table.add_column(f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:], key=run["run_id"])
-        title = Text(no_wrap=True, overflow="ellipsis")
+        title = Text()  # wraps between words at 80 columns
         title.append("side by side: ", style="bold")
         title.append("  ".join(f"{chr(65 + i)}={r['run_id']}" for i, r in enumerate(self.runs)))
         title.append("   ≠ differs · green best · red worst · Δ% vs A", style="dim")

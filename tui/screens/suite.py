@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from engine.live import LiveMeter, StreamSanitizer
 from tui.messages import CaseStarted, RequestFinished, SuiteFinished
+from tui.widgets.fields import NumberField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -40,9 +41,11 @@ def _fmt(value, pattern: str) -> str:
 
 class SuiteScreen(Screen):
     AUTO_FOCUS = "#suite-table"
+    HOME_FOCUS = "#suite-table"
     BINDINGS = [
-        Binding("r", "run", "Run", id="suite.run"),
-        Binding("escape", "cancel", "Cancel", id="suite.cancel"),
+        Binding("r", "run", "Run", id="suite.run", tooltip="run the suite (Enter in a field does too)"),
+        Binding("ctrl+r", "run", "Run", id="suite.run_ctrl", show=False),
+        Binding("escape", "cancel", "Cancel", id="suite.cancel", tooltip="cancel the running suite; finished requests are kept"),
     ]
 
     def __init__(self) -> None:
@@ -70,7 +73,7 @@ class SuiteScreen(Screen):
                          suggester=SuggestFromList(bundled_suite_names(), case_sensitive=False))
             name.border_title = "suite"
             yield name
-            reps = Input("", id="suite-reps", type="integer", restrict=r"[0-9]*", max_length=4)
+            reps = NumberField("", id="suite-reps", type="integer", restrict=r"[0-9]*", max_length=4)
             reps.border_title = "reps"
             yield reps
             yield Static("", id="suite-desc")
@@ -110,7 +113,7 @@ class SuiteScreen(Screen):
             return None
         self.suite = suite
         cases = ", ".join(f"{c.id} {c.output_tokens}" for c in suite.cases)
-        desc.update(Text(f"{suite.name}: {cases} tok · T {suite.temperature}"))
+        desc.update(Text(f"{suite.name}: {cases} tok, T={suite.temperature}"))
         reps = self.query_one("#suite-reps", Input)
         reps.placeholder = str(suite.reps)
         if not self.running:
@@ -125,6 +128,10 @@ class SuiteScreen(Screen):
         self.query_one(ProgressBar).update(total=len(suite.cases) * n, progress=0)
         for case in suite.cases:
             table.add_row(Text(case.id), str(case.output_tokens), f"0/{n}", *["–"] * (len(COLUMNS) - 3), key=case.id)
+
+    @on(Input.Submitted, "#suite-name, #suite-reps")
+    def _field_submitted(self) -> None:
+        self.action_run()
 
     # -- running -------------------------------------------------------------------
     def action_run(self) -> None:
@@ -154,19 +161,28 @@ class SuiteScreen(Screen):
         self.stop_event = threading.Event()
         self.running = True
         self.last_status = None
-        self.query_one(StreamView).focus()
+        self.query_one(DataTable).focus()
         self.ticker.resume()
         self.worker_done.clear()
         self.run_worker_suite(session, suite, reps, self.stop_event)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="suite")
     def run_worker_suite(self, session, suite, reps: int, stop: threading.Event) -> None:
+        from engine.runner import case_summary
+
+        requests = suite.requests(reps)
+        records, metrics_so_far = [], []
+
         def on_start(index, total, request):
             self.meter.begin()  # before the request is submitted: no chunk is lost
             self.post_message(CaseStarted(index, total, request))
 
         def on_record(index, record, metrics):
-            self.post_message(RequestFinished(index, record, metrics))
+            # The case's aggregates are computed here, on the worker, never on the UI thread.
+            records.append(record)
+            metrics_so_far.append(metrics)
+            summary = case_summary(requests, metrics_so_far, records, record.request.case_id)
+            self.post_message(RequestFinished(index, record, metrics, summary))
 
         try:
             run_id, outcome, _runner = session.run_suite(
@@ -197,21 +213,15 @@ class SuiteScreen(Screen):
         self.query_one(ProgressBar).advance(1)
         self.query_one("#suite-progress-label", Static).update(
             Text(f"{len(self.metrics)}/{len(self.requests)} done"))
-        self._update_case(message.record.request.case_id)
+        self._update_case(message.record.request.case_id, message.case_summary or {})
         if not message.metrics.success and not message.record.aborted:
             self.notify(f"request failed: {message.record.error}", severity="error")
 
-    def _update_case(self, case_id: str) -> None:
-        from engine.runner import summarise
-
-        idx = [i for i, r in enumerate(self.records) if r.request.case_id == case_id]
-        summary = summarise([self.records[i].request for i in idx], [self.metrics[i] for i in idx],
-                            [self.records[i] for i in idx])
-        agg = summary["cases"].get(case_id, {})
+    def _update_case(self, case_id: str, agg: dict) -> None:
         done = agg.get("completed", 0)
         values = {
             "done": f"{done}/{self.reps}",
-            "tokens": _fmt(agg.get("total_output_tokens", 0) / done if done else None, "{:.0f}"),
+            "tokens": _fmt(agg.get("mean_output_tokens") if done else None, "{:.0f}"),
             "ttft_mean": _fmt(agg.get("mean_ttft_ms") if done else None, "{:.1f}"),
             "ttft_median": _fmt(agg.get("median_ttft_ms") if done else None, "{:.1f}"),
             "ttft_p99": _fmt(agg.get("p99_ttft_ms") if done else None, "{:.1f}"),
@@ -220,12 +230,12 @@ class SuiteScreen(Screen):
         }
         table = self.query_one(DataTable)
         for key, value in values.items():
-            table.update_cell(case_id, key, value)
+            # update_width: a value wider than the column's first "–" must widen it, never be cut
+            table.update_cell(case_id, key, Text(value, justify="right"), update_width=True)
 
     @on(SuiteFinished)
     def suite_finished(self, message: SuiteFinished) -> None:
-        self.running = False
-        self.ticker.pause()
+        self.running = False  # the ticker runs on until "tok/s now" has decayed to 0
         self.last_run_id = message.run_id
         self.last_status = message.status
         done = sum(1 for m in self.metrics if m.success)
@@ -243,11 +253,19 @@ class SuiteScreen(Screen):
         with self.app.batch_update():
             self.query_one(StreamView).append(self.sanitizer.feed(snap.text))
             self.query_one(GaugePanel).show(snap)
+        if not self.running and snap.tps_now == 0:
+            self.ticker.pause()
 
     def action_cancel(self) -> None:
         if self.running and self.stop_event is not None:
             self.stop_event.set()
             self.notify("cancelling: finished requests are kept", timeout=3)
+
+    def stop_run(self) -> bool:
+        if not self.running:
+            return False
+        self.action_cancel()
+        return True
 
     def stop_all(self) -> None:
         """On quit: stop the run and let it store its status (aborted) before the engine goes."""

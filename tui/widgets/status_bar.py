@@ -18,22 +18,46 @@ class StatusBar(Static):
         if describe is None:
             return
         state, engine, db = describe()
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(" tokentop ", style="bold reverse")
-        current = getattr(self.app, "current_mode", "")
-        for key, mode, label in (("1", "live", "Live"), ("2", "suite", "Suite"), ("3", "history", "History")):
+        width = self.size.width or self.app.size.width
+        line = Text(no_wrap=True, overflow="crop")
+        if width >= 100:  # at 80 columns the screen keys and the engine matter more than the name
+            line.append(" tokentop ", style="bold reverse")
+        current = getattr(self.screen, "STATUS_KEY", None) or getattr(self.app, "current_mode", "")
+        for key, mode, label in SCREEN_KEYS:
             line.append(" ")
             line.append(key, style="bold")
             line.append(f" {label}", style="bold underline" if mode == current else "dim")
-        line.append("  │ ", style="dim")
-        line.append(engine, style="bold" if state == "ready" else ("italic" if state == "starting" else "bold red"))
+        # Whole parts only, most important first: a part that does not fit is left out, never cut.
+        engine_style = "bold" if state == "ready" else ("italic" if state == "starting" else "bold red")
+        parts = [(variant, engine_style) for variant in shorter_variants(engine, state)]
         gpu = gpu_summary(getattr(getattr(self.app, "session", None), "gpu", None))
-        if gpu:
-            line.append("  │ ", style="dim")
-            line.append(gpu)
-        line.append("  │  db ", style="dim")
-        line.append(db)
+        room = width - line.cell_len
+        for text, style in parts:
+            if text and len(text) + 3 <= room:
+                line.append(" │ ", style="dim")
+                line.append(text, style=style)
+                room -= len(text) + 3
+                break
+        for extra in (gpu, f"db {db}" if db else ""):
+            if extra and len(extra) + 3 <= room:
+                line.append(" │ ", style="dim")
+                line.append(extra)
+                room -= len(extra) + 3
         self.update(line)
+
+
+# The screen keys, shown on every screen (function keys: they never collide with typing).
+SCREEN_KEYS = (("F2", "live", "Live"), ("F3", "suite", "Suite"), ("F4", "history", "History"),
+               ("F5", "prices", "Prices"), ("F6", "load", "Load"))
+
+
+def shorter_variants(engine: str, state: str) -> list[str]:
+    """The engine line, then shorter forms of it made of whole " · " parts, then the state alone."""
+    parts = [p for p in engine.split(" · ") if p]
+    variants = [" · ".join(parts)]
+    if len(parts) == 3:  # engine · model · device
+        variants += [" · ".join(parts[1:]), parts[1], parts[0]]
+    return [*variants, state]
 
 
 def gpu_summary(sampler) -> str:

@@ -1,0 +1,91 @@
+"""Help (? or F1): every key of the screen underneath and what it does, and the keys that work
+everywhere. Generated from the bindings themselves, so it cannot drift from what the keys do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+# (title, [(keys, what it does)])
+Section = tuple[str, list[tuple[str, str]]]
+
+
+def binding_rows(app: Any, bindings: list[Any], skip_actions: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """One row per action: its keys joined ("F2 / 1"), its description and tooltip."""
+    rows: dict[str, tuple[list[str], str]] = {}
+    for binding in bindings:
+        if not isinstance(binding, Binding) or not binding.description or binding.action in skip_actions:
+            continue
+        for key in binding.key.split(","):
+            display = app.get_key_display(Binding(key.strip(), binding.action, key_display=binding.key_display))
+            keys, text = rows.setdefault(binding.action, ([], binding.tooltip or binding.description))
+            if display not in keys:
+                keys.append(display)
+    return [(" / ".join(keys), text) for keys, text in rows.values()]
+
+
+def screen_title(screen: Screen) -> str:
+    return getattr(screen, "HELP_TITLE", None) or type(screen).__name__.removesuffix("Screen")
+
+
+class HelpScreen(ModalScreen[None]):
+    HELP_TITLE = "Help"
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    #help-box { width: 78; max-width: 100%; height: auto; max-height: 100%;
+                border: round $accent; background: $surface; padding: 0 1; }
+    #help-title { height: 1; text-style: bold; }
+    #help-columns { height: auto; }
+    #help-columns > Static { width: 1fr; height: auto; }
+    #help-hint { height: 1; color: $text-muted; }
+    """
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Close", id="help.close"),
+        Binding("q", "app.pop_screen", "Close", id="help.close_q", show=False),
+    ]
+
+    def __init__(self, title: str, sections: list[Section]) -> None:
+        super().__init__(id="help")
+        self.title_text = title
+        self.sections = sections
+
+    @classmethod
+    def for_screen(cls, app: Any, screen: Screen) -> "HelpScreen":
+        own = binding_rows(app, list(getattr(type(screen), "BINDINGS", [])))
+        everywhere = binding_rows(app, list(getattr(type(app), "BINDINGS", [])))
+        palette = getattr(app, "COMMAND_PALETTE_BINDING", None)
+        if palette:
+            everywhere.append((app.get_key_display(Binding(palette, "command_palette")),
+                               "command palette: every screen and action by name"))
+        return cls(screen_title(screen), [(f"{screen_title(screen)} keys", own or [("", "no keys of its own")]),
+                                          ("everywhere", everywhere)])
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield Static(Text(f"Help — {self.title_text}"), id="help-title")
+            with Horizontal(id="help-columns"):
+                for title, rows in self.sections:
+                    yield Static(self._table(title, rows), classes="help-section")
+            yield Static(Text("Esc closes · F1 or ? opens this on any screen · Esc in a field leaves it"),
+                         id="help-hint")
+
+    @staticmethod
+    def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+        table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
+                      padding=(0, 1, 0, 0), expand=True)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(ratio=1, overflow="fold")
+        for keys, text in rows:
+            table.add_row(Text(keys), Text(text))
+        return table
+
+    def rows(self) -> list[tuple[str, str]]:
+        """Every (keys, description) shown, for tests."""
+        return [row for _title, rows in self.sections for row in rows]
