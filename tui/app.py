@@ -251,16 +251,15 @@ class TokentopApp(App[int]):
         self._show_mode("history")
 
     def _show_mode(self, mode: str) -> None:
-        """A screen key works from anywhere. Help closes; the screen keys of the mode you are in
-        return to its main screen; other modes keep their pushed screens (a run's detail, the Load
-        screen and its running load) for when you come back."""
-        while isinstance(self.screen, ModalScreen) and len(self.screen_stack) > 1:
-            self.pop_screen()
-        if mode == self.current_mode:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-        else:
+        """A screen key works from anywhere: screens opened on top (Help, Prices, a run's detail) close
+        first; a Load screen with a load running stays, so coming back shows it still going."""
+        self._close_pushed()
+        if mode != self.current_mode:
             self.switch_mode(mode)
+
+    def _close_pushed(self) -> None:
+        while len(self.screen_stack) > 1 and not (isinstance(self.screen, LoadScreen) and self.screen.running):
+            self.pop_screen()
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -289,11 +288,15 @@ class TokentopApp(App[int]):
         screen.set_focus(target)
 
     def action_prices(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
         if isinstance(self.screen, PricesScreen):
             return
         self.push_screen(PricesScreen(self.store))
 
     def action_load(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
         if isinstance(self.screen, LoadScreen):
             return
         session = self.require_session()

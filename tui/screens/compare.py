@@ -23,6 +23,7 @@ from pricing.cost import TpsBasis
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
+from tui.widgets.status_bar import StatusBar
 
 COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
 
@@ -59,6 +60,7 @@ class CompareScreen(Screen):
         self.sort_index = 0
 
     def compose(self) -> ComposeResult:
+        yield StatusBar()
         yield Static(Text("Compare runs — cost per 1M output tokens"), id="compare-title")
         yield Static(Text("Loading…"), id="compare-note")
         yield PagedTable(id="compare-table", fixed=1, cursor_type="row", zebra_stripes=True)

@@ -46,9 +46,14 @@ class HelpScreen(ModalScreen[None]):
     #help-columns > Static { width: 1fr; height: auto; }
     #help-hint { height: 1; color: $text-muted; }
     """
+    # A modal screen does not see the app's bindings: the screen keys are repeated here so they
+    # work from Help too (they close it on the way).
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Close", id="help.close"),
-        Binding("q", "app.pop_screen", "Close", id="help.close_q", show=False),
+        Binding("q,f1,question_mark", "app.pop_screen", "Close", id="help.close_keys", show=False),
+        *[Binding(key, f"app.{action}", show=False, id=f"help.{action}")
+          for key, action in (("f2", "show_live"), ("f3", "show_suite"), ("f4", "show_history"),
+                              ("f5", "prices"), ("f6", "load"), ("f7", "compare"), ("f10", "quit_app"))],
     ]
 
     def __init__(self, title: str, sections: list[Section]) -> None:

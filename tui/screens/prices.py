@@ -21,6 +21,7 @@ from data.prices import PriceBoard, age_text, price_board, refresh_async, source
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
+from tui.widgets.status_bar import StatusBar
 
 STATE_STYLE = {"ok": "green", "stale": "yellow", "failed": "bold red"}
 
@@ -55,6 +56,7 @@ class PricesScreen(Screen):
         self.refreshing = False
 
     def compose(self) -> ComposeResult:
+        yield StatusBar()
         yield Static(Text("GPU prices — r: refresh live"), id="prices-title")
         yield PagedTable(id="prices-status", fixed=1, cursor_type="none", zebra_stripes=False)
         yield PagedTable(id="prices-table", fixed=1, cursor_type="row", zebra_stripes=True)

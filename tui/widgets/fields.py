@@ -22,7 +22,13 @@ class NumberField(Input):
         pattern = _RESTRICT_TYPES.get(self.type) if self.type else None
         return pattern is None or re.fullmatch(pattern, value) is not None
 
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        # Keys it would reject stay with the bindings (the binding chain asks this).
+        return super().check_consume_key(key, character) and self.accepts(character)
+
     async def _on_key(self, event: events.Key) -> None:
         if event.is_printable and event.character and self.selection.is_empty and not self.accepts(event.character):
-            return  # not stopped: it bubbles to the screen's and the app's bindings
-        await super()._on_key(event)
+            # Input's own handler (next in the MRO) would eat it: skip that, and let the event
+            # bubble to the screen's and the app's bindings.
+            event.prevent_default()
+            return
