@@ -57,23 +57,25 @@ class TokentopApp(App[int]):
     # Screen keys are function keys: they reach the app through tmux and a browser terminal and never
     # collide with typing. The letters and digits are shortcuts for when no field has focus.
     BINDINGS = [
-        Binding("f1", "help", "Help", id="app.help", key_display="F1"),
+        Binding("f1", "help", "Help", id="app.help", key_display="F1", tooltip="the keys of this screen"),
         Binding("question_mark", "help", "Help", id="app.help_key", show=False),
         Binding("f2", "show_live", "Live", id="app.live", show=False, key_display="F2"),
         Binding("f3", "show_suite", "Suite", id="app.suite", show=False, key_display="F3"),
         Binding("f4", "show_history", "History", id="app.history", show=False, key_display="F4"),
         Binding("f5", "prices", "Prices", id="app.prices", show=False, key_display="F5"),
         Binding("f6", "load", "Load", id="app.load", show=False, key_display="F6"),
-        Binding("f7", "compare", "Compare", id="app.compare", show=False, key_display="F7"),
-        Binding("f10", "quit_app", "Quit", id="app.quit", key_display="F10"),
-        Binding("escape", "leave_field", "Leave field", id="app.leave_field", show=False, priority=True),
+        Binding("f7", "compare", "Compare", id="app.compare", show=False, key_display="F7",
+                tooltip="cost per 1M tokens of the marked (or newest) runs"),
+        Binding("f10", "quit_app", "Quit", id="app.quit", key_display="F10", tooltip="stop what runs, store it, quit"),
+        Binding("escape", "leave_field", "Leave field", id="app.leave_field", show=False, priority=True,
+                tooltip="leave a text field; a second Esc does the screen's Esc"),
         Binding("1", "show_live", "Live", id="app.live_key", show=False),
         Binding("2", "show_suite", "Suite", id="app.suite_key", show=False),
         Binding("3", "show_history", "History", id="app.history_key", show=False),
         Binding("p", "prices", "Prices", id="app.prices_key", show=False),
         Binding("l", "load", "Load", id="app.load_key", show=False),
         Binding("q", "quit_app", "Quit", id="app.quit_key", show=False),
-        Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
+        Binding("t", "toggle_theme", "Theme", id="app.theme", show=False, tooltip="light or dark theme"),
     ]
 
     def __init__(

@@ -78,7 +78,7 @@ class HelpScreen(ModalScreen[None]):
             with Horizontal(id="help-columns"):
                 for title, rows in self.sections:
                     yield Static(self._table(title, rows), classes="help-section")
-            yield Static(Text("Esc closes · F1 or ? opens this on any screen · Esc in a field leaves it"),
+            yield Static(Text("Esc closes · F1 opens this anywhere (? too, outside a text field)"),
                          id="help-hint")
 
     @staticmethod
