@@ -14,7 +14,6 @@ from textual.widgets import DataTable, Input, Select
 from tests.tui_support import fixed_store
 from tui.app import TokentopApp
 from tui.messages import EngineReady
-from tui.palette import APP_COMMANDS
 from tui.screens.help import HelpScreen
 from tui.screens.load import LoadScreen
 from tui.screens.prices import PricesScreen
@@ -268,3 +267,21 @@ async def test_a_prompt_typed_during_start_up_runs_when_the_engine_is_ready(fixe
         assert [r.prompt for r in session.requests] == ["hello"]
         assert live.busy and live.queued is None
         live.handle.cancel()
+
+
+def test_every_binding_of_every_screen_has_an_id():
+    import importlib
+    import pkgutil
+
+    import tui.screens
+    from textual.screen import Screen
+
+    screens = []
+    for info in pkgutil.iter_modules(tui.screens.__path__):
+        module = importlib.import_module(f"tui.screens.{info.name}")
+        screens += [c for c in vars(module).values()
+                    if isinstance(c, type) and issubclass(c, Screen) and c.__module__ == module.__name__]
+    assert len(screens) >= 9
+    for screen in [*screens, TokentopApp]:
+        for binding in screen.BINDINGS:
+            assert binding.id, (screen.__name__, binding)

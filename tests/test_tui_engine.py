@@ -90,7 +90,7 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
         for case_id in ("a", "b"):
             row = table.get_row(case_id)
             assert str(row[2]) == "1/1"
-            assert row[-1] != "–" and float(row[-1]) > 0  # TPS
+            assert str(row[-1]) != "–" and float(str(row[-1])) > 0  # TPS
             assert float(row[4]) > 0  # TTFT mean
         second = await run_tiny_suite(pilot, app, suite_path)
         assert second != first

@@ -321,12 +321,11 @@ class TokentopApp(App[int]):
 
     def action_run_suite(self) -> None:
         self._show_mode("suite")
-        self.call_after_refresh(lambda: self.screen.run_action("run"))
+        self.call_after_refresh(lambda: isinstance(self.screen, SuiteScreen) and self.screen.action_run())
 
     def action_start_load(self) -> None:
         self.action_load()
-        if isinstance(self.screen, LoadScreen):
-            self.call_after_refresh(lambda: self.screen.run_action("start"))
+        self.call_after_refresh(lambda: isinstance(self.screen, LoadScreen) and self.screen.action_start())
 
     def action_stop_run(self) -> None:
         """Stop whatever is running, on whichever screen started it."""

@@ -4,7 +4,6 @@ runs; d shows the marked runs side by side; c opens their costs (the pricing Com
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual import on
