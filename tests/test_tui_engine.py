@@ -91,7 +91,7 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
             row = table.get_row(case_id)
             assert str(row[2]) == "1/1"
             assert str(row[-1]) != "–" and float(str(row[-1])) > 0  # TPS
-            assert float(row[4]) > 0  # TTFT mean
+            assert float(str(row[4])) > 0  # TTFT mean
         second = await run_tiny_suite(pilot, app, suite_path)
         assert second != first
 
