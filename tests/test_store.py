@@ -35,7 +35,7 @@ def test_migrations_are_versioned_and_idempotent(db_path):
         assert v >= 1
     with Store(db_path) as s:  # reopening applies nothing twice
         assert s.schema_version() == v
-        names = [r[0] for r in s.con.execute("SELECT name FROM schema_version ORDER BY version").fetchall()]
+        names = [r["name"] for r in s.query("SELECT name FROM schema_version ORDER BY version")]
         assert names[0] == "001_runs.sql"
 
 

@@ -66,8 +66,9 @@ def add_fixed_run(store: Store, run_id: str, *, started: datetime, host: str, de
             metrics.append(m)
             records.append(r)
     rec.finish(status, duration_s=12.5, summary=summarise(requests, metrics, records))
-    store.con.execute("UPDATE runs SET started_at = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
-                      [started, started, run_id])
+    with store.connection() as con:
+        con.execute("UPDATE runs SET started_at = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
+                    [started, started, run_id])
     return run_id
 
 
