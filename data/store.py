@@ -141,9 +141,9 @@ class Store:
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, *, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """connection() inside BEGIN ... COMMIT (ROLLBACK on error)."""
-        with self.connection() as con:
+        with self.connection(wait_s=wait_s) as con:
             con.execute("BEGIN")
             try:
                 yield con
