@@ -76,7 +76,8 @@ class CompareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
     def load(self) -> None:
         try:
-            self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
+            with self.store.reading():  # one open of the file for every query
+                self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
         except Exception as exc:
             self.post_message(self.LoadFailed(str(exc)))
 

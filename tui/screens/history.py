@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -78,6 +79,12 @@ class HistoryScreen(Screen):
         Binding("escape", "leave_filter", "Table", id="history.table", show=False),
     ]
 
+    class RunsLoaded(Message):
+        def __init__(self, runs: list[dict], error: str | None = None) -> None:
+            super().__init__()
+            self.runs = runs
+            self.error = error
+
     def __init__(self) -> None:
         super().__init__(id="history")
         self.runs: list[dict] = []
@@ -107,9 +114,23 @@ class HistoryScreen(Screen):
 
     # -- data --------------------------------------------------------------------
     def reload(self) -> None:
-        """A local DuckDB query (milliseconds), so it runs here rather than in a worker."""
+        """Read the runs in a worker: another process may hold the database for a moment."""
+        self._load_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history-load")
+    def _load_runs(self) -> None:
         store = self.app.store
-        self.runs = store.list_runs() if store is not None else []
+        try:
+            self.post_message(self.RunsLoaded(store.list_runs() if store is not None else []))
+        except Exception as exc:  # StoreError (locked too long) or a broken file: say so, keep the table
+            self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+
+    @on(RunsLoaded)
+    def _runs_loaded(self, message: RunsLoaded) -> None:
+        if message.error is not None:
+            self.notify(f"could not read the runs: {message.error}", severity="error", timeout=10)
+            return
+        self.runs = message.runs
         known = {r["run_id"] for r in self.runs}
         self.marked = [m for m in self.marked if m in known]
         self.refresh_table()
