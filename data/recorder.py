@@ -27,7 +27,7 @@ from data.store import (
     RequestRow,
     Store,
     StoreError,
-    insert_request,
+    insert_requests,
     insert_run,
     run_row_params,
     update_finished_run,
@@ -39,6 +39,11 @@ from engine.types import RequestRecord
 # pauses (RETRY_PAUSE_S) and tries again, for as long as the process lives.
 WRITE_ATTEMPT_S = 0.5
 RETRY_PAUSE_S = 0.05
+# After each batch the writer stays away from the file at least as long as it held it (within these
+# bounds), so a busy load run never keeps other processes (`tokentop runs`, another app) locked out;
+# rows arriving meanwhile just make the next batch bigger.
+MIN_GAP_S = 0.02
+MAX_GAP_S = 0.25
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -61,7 +66,8 @@ class _Write:
     seq: int
     run_id: str
     what: str  # "run", "request", "finish": for messages
-    apply: Callable[[duckdb.DuckDBPyConnection], None]
+    apply: Callable[[duckdb.DuckDBPyConnection], None] | None
+    request: RequestRow | None = None  # requests are written together, in one statement per batch
 
 
 class StoreWriter:
@@ -80,12 +86,13 @@ class StoreWriter:
         self.written = 0
         self.batches = 0
 
-    def submit(self, run_id: str, what: str, apply: Callable[[duckdb.DuckDBPyConnection], None]) -> int:
+    def submit(self, run_id: str, what: str, apply: Callable[[duckdb.DuckDBPyConnection], None] | None,
+               request: RequestRow | None = None) -> int:
         with self._cond:
             if self._closed:
                 raise StoreError(f"the store {self.store.path} is closed: run {run_id} cannot be written")
             self._seq += 1
-            self._pending.append(_Write(self._seq, run_id, what, apply))
+            self._pending.append(_Write(self._seq, run_id, what, apply, request))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="tokentop-store-writer", daemon=True)
                 self._thread.start()
@@ -128,10 +135,11 @@ class StoreWriter:
                 if self._closed and self.last_error:
                     return  # closed while the database is still locked: give up what is left
                 batch = list(self._pending)
+            began = time.monotonic()
             try:
                 with self.store.transaction(wait_s=WRITE_ATTEMPT_S) as con:
-                    for write in batch:
-                        write.apply(con)
+                    began = time.monotonic()  # the lock is ours from here
+                    _apply(con, batch)
             except DatabaseLocked as exc:
                 self._tried(str(exc))
                 time.sleep(RETRY_PAUSE_S)
@@ -140,12 +148,18 @@ class StoreWriter:
                 self._one_by_one(batch)  # one bad write must not keep the others out
                 continue
             self._written(batch)
+            self._give_way(min(max(time.monotonic() - began, MIN_GAP_S), MAX_GAP_S))
+
+    def _give_way(self, seconds: float) -> None:
+        with self._cond:
+            if not self._closed:
+                self._cond.wait_for(lambda: self._closed, timeout=seconds)
 
     def _one_by_one(self, batch: list[_Write]) -> None:
         for write in batch:
             try:
                 with self.store.transaction(wait_s=WRITE_ATTEMPT_S) as con:
-                    write.apply(con)
+                    _apply(con, [write])
             except DatabaseLocked as exc:
                 self._tried(str(exc))
                 time.sleep(RETRY_PAUSE_S)
@@ -173,6 +187,19 @@ class StoreWriter:
                 self.batches += 1
                 self.last_error = None
             self._cond.notify_all()
+
+
+def _apply(con: duckdb.DuckDBPyConnection, batch: list[_Write]) -> None:
+    """The writes in order; each run of consecutive requests goes in as one insert."""
+    requests: list[tuple[str, RequestRow]] = []
+    for write in batch:
+        if write.request is not None:
+            requests.append((write.run_id, write.request))
+            continue
+        insert_requests(con, requests)
+        requests = []
+        write.apply(con)
+    insert_requests(con, requests)
 
 
 _writers: "weakref.WeakSet[StoreWriter]" = weakref.WeakSet()
@@ -273,7 +300,7 @@ class RunRecorder:
             chunk_tokens=list(record.chunk_tokens),
         )
         run_id = self.run_id
-        self.writer.submit(run_id, "request", lambda con: insert_request(con, run_id, row))
+        self.writer.submit(run_id, "request", None, row)
         return index
 
     def flush(self, timeout: float = LOCK_WAIT_S) -> None:

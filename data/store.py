@@ -33,7 +33,7 @@ from data.paths import default_db_path
 # Other tokentop processes hold it for milliseconds at a time (one short transaction).
 LOCK_WAIT_S = 5.0
 _FIRST_BACKOFF_S = 0.002
-_MAX_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 0.05
 
 
 class StoreError(Exception):
@@ -368,54 +368,59 @@ def insert_run(con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
     )
 
 
+# requests' columns and their types (the lists are cast, so a column of all None still binds)
+_REQUEST_TYPES = {
+    "run_id": "VARCHAR", "request_index": "INTEGER", "case_id": "VARCHAR", "rep": "INTEGER",
+    "sent_at": "TIMESTAMPTZ", "send_offset_s": "DOUBLE", "prompt": "VARCHAR", "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER", "target_tokens": "INTEGER", "ttft_ms": "DOUBLE", "e2el_ms": "DOUBLE",
+    "tpot_ms": "DOUBLE", "tps": "DOUBLE", "success": "BOOLEAN", "finish_reason": "VARCHAR", "error": "VARCHAR",
+    "output_text": "VARCHAR", "ttfo_ms": "DOUBLE", "reasoning_tokens": "INTEGER", "answer_tokens": "INTEGER",
+    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
+}
+_REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
+_REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]
+
+
 def insert_request(con: duckdb.DuckDBPyConnection, run_id: str, row: RequestRow) -> None:
     """The request row and its chunks; the caller owns the transaction."""
+    insert_requests(con, [(run_id, row)])
+
+
+def insert_requests(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, RequestRow]]) -> None:
+    """Many requests and all their chunks in two statements (unnest() zips the column lists), however
+    many there are: the background writer's batches cost about what one request did."""
+    if not items:
+        return
+    columns = [[run_id for run_id, _row in items]]
+    columns += [[getattr(row, name) for _run_id, row in items] for name in _REQUEST_FIELDS]
     con.execute(
-        """INSERT INTO requests (run_id, request_index, case_id, rep, sent_at, send_offset_s, prompt,
-               input_tokens, output_tokens, target_tokens, ttft_ms, e2el_ms, tpot_ms, tps,
-               success, finish_reason, error, output_text, ttfo_ms, reasoning_tokens,
-               answer_tokens, send_lag_ms, queue_wait_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            run_id,
-            row.request_index,
-            row.case_id,
-            row.rep,
-            row.sent_at,
-            row.send_offset_s,
-            row.prompt,
-            row.input_tokens,
-            row.output_tokens,
-            row.target_tokens,
-            row.ttft_ms,
-            row.e2el_ms,
-            row.tpot_ms,
-            row.tps,
-            row.success,
-            row.finish_reason,
-            row.error,
-            row.output_text,
-            row.ttfo_ms,
-            row.reasoning_tokens,
-            row.answer_tokens,
-            row.send_lag_ms,
-            row.queue_wait_ms,
-        ],
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
+        f"SELECT {', '.join(f'unnest(?::{t}[])' for t in _REQUEST_TYPES.values())}",
+        columns,
     )
-    if row.chunk_t_ns:
-        # unnest() zips the lists: one INSERT for all chunks instead of executemany.
-        reasoning = row.chunk_reasoning_tokens
+    run_ids: list[str] = []
+    indexes: list[int] = []
+    chunk_indexes: list[int] = []
+    t_ns: list[int] = []
+    tokens: list[int] = []
+    reasoning: list[int | None] = []
+    for run_id, row in items:
+        n = len(row.chunk_t_ns)
+        if not n:
+            continue
+        run_ids += [run_id] * n
+        indexes += [row.request_index] * n
+        chunk_indexes += range(n)
+        t_ns += [int(t) for t in row.chunk_t_ns]
+        tokens += [int(k) for k in row.chunk_tokens]
+        per = row.chunk_reasoning_tokens
+        reasoning += [None if k is None else int(k) for k in per] if per else [None] * n
+    if t_ns:
         con.execute(
             "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens, reasoning_tokens) "
-            "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?)",
-            [
-                run_id,
-                row.request_index,
-                list(range(len(row.chunk_t_ns))),
-                [int(t) for t in row.chunk_t_ns],
-                [int(n) for n in row.chunk_tokens],
-                [None if n is None else int(n) for n in reasoning] if reasoning else [None] * len(row.chunk_t_ns),
-            ],
+            "SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]), "
+            "unnest(?::INTEGER[]), unnest(?::INTEGER[])",
+            [run_ids, indexes, chunk_indexes, t_ns, tokens, reasoning],
         )
 
 
