@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -185,7 +186,7 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
          app_cmd + f"; echo EXIT=$? > {tmp_path / 'rc'}")
     writer = None
     try:
-        wait_screen(name, lambda s: "fast-sse" in s, 60, "the app to attach to the loopback server")
+        wait_screen(name, lambda s: "openai ·" in s and "starting" not in s, 60, "the app to attach to the loopback server")
         tmux("send-keys", "-t", name, "-l", "hello")
         tmux("send-keys", "-t", name, "Enter")
         wait_screen(name, lambda s: "stored run" in s, 60, "the app to store its interactive run")
@@ -216,7 +217,11 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
         # the app's History reads the file while all that goes on
         tmux("send-keys", "-t", name, "Escape")
         tmux("send-keys", "-t", name, "3")
-        wait_screen(name, lambda s: "concurrent" in s and "tiny" in s, 30, "History to list the other runs")
+        def lists_them(screen: str) -> bool:
+            shown = re.search(r"runs (\d+)/", screen)
+            return "writer" in screen and shown is not None and int(shown.group(1)) >= 4
+
+        wait_screen(name, lists_them, 30, "History to list the other processes' runs")
         tmux("send-keys", "-t", name, "q")
         wait_screen(name, lambda s: (tmp_path / "rc").exists(), 60, "the app to exit")
         assert (tmp_path / "rc").read_text().strip() == "EXIT=0"
