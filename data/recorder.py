@@ -210,7 +210,7 @@ def writer_for(store: Store) -> StoreWriter:
     """The Store's background writer (created on first use; Store.close() flushes it)."""
     with _writers_lock:
         writer = getattr(store, "_writer", None)
-        if writer is None:
+        if writer is None or writer._closed:  # a Store used again after close() gets a new writer
             writer = store._writer = StoreWriter(store)
             store._on_close.append(writer.close)
             _writers.add(writer)
