@@ -144,7 +144,7 @@ class StoreWriter:
                 self._tried(str(exc))
                 time.sleep(RETRY_PAUSE_S)
                 continue
-            except (duckdb.Error, StoreError, ValueError, TypeError):
+            except Exception:
                 self._one_by_one(batch)  # one bad write must not keep the others out
                 continue
             self._written(batch)
