@@ -240,3 +240,16 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
     assert len(interactive) == 1 and interactive[0]["status"] == "completed"
     assert len(runs) == len(written["run_ids"]) + 3
     shared.close()
+
+
+def test_a_refused_row_is_reported_and_the_others_are_kept(store):
+    rec = RunRecorder(store)
+    run_id = rec.start(kind="suite", engine_description={"engine": "test"}, environment={"device": "CPU"})
+    for i in (0, 1, 1, 2):  # index 1 twice: the database refuses the second one (primary key)
+        r = synthetic(i, 5)
+        rec.record(i, r, request_metrics(r))
+    with pytest.raises(StoreError) as err:
+        rec.finish("completed", duration_s=1.0)
+    assert "refused" in str(err.value) and "\n" not in str(err.value)
+    assert [q["request_index"] for q in store.get_requests(run_id)] == [0, 1, 2]
+    assert store.get_run(run_id)["status"] == "completed"
