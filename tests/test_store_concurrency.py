@@ -167,6 +167,7 @@ def sse_server():
 
 
 @pytest.mark.e2e
+@pytest.mark.engine
 @pytest.mark.timeout(420)
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, sse_server, tokentop_cmd,
