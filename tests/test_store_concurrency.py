@@ -216,7 +216,8 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
         assert outcome.status == "completed"
 
         # the app's History reads the file while all that goes on
-        tmux("send-keys", "-t", name, "Escape")
+        tmux("send-keys", "-t", name, "Escape")  # leave the prompt box
+        time.sleep(1.0)  # apart, or the terminal reads Escape + 3 as one key (alt+3)
         tmux("send-keys", "-t", name, "3")
         def lists_them(screen: str) -> bool:
             shown = re.search(r"runs (\d+)/", screen)
