@@ -46,7 +46,7 @@ class RunRecorder:
         reps: int | None = None,
         label: str | None = None,
     ) -> str:
-        for gpu in environment.get("gpus") or []:
+        for gpu in (environment.get("gpus") or []) + (environment.get("gpus_used") or []):
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
         self.run_id = self.store.start_run(
             kind=kind,

@@ -31,6 +31,7 @@ class Session:
         self.choice: EngineChoice | None = None
         self.host: EngineHost | None = None
         self.environment: dict[str, Any] = {}
+        self.where: dict[str, Any] = {}
         self.owns_host = True
         # NVML telemetry sampled during every run and stored with it (no GPU: `gpu.note` says why).
         self.gpu = GpuSampler()
@@ -47,7 +48,9 @@ class Session:
     def start_engine(self, progress: Callable[[str], None] | None = None, poll: float = 0.1) -> None:
         """Blocking. Raises engine.types.EngineError / BadRequestError with a one-line message."""
         progress = progress or self.log
-        self.choice = make_engine(**self.engine_options, log=progress)
+        options = dict(self.engine_options)
+        self.where = options.pop("where", None) or {}  # --provider / --price-per-hour: not the engine's
+        self.choice = make_engine(**options, log=progress)
         progress(self.choice.reason)
         self.host = EngineHost(self.choice.engine)
         future = self.host.start(progress)
@@ -57,7 +60,10 @@ class Session:
                 break
             except TimeoutError:
                 continue
-        self.environment = environment.collect(self.describe())
+        self.environment = environment.collect(
+            self.describe(), where=self.where,
+            tensor_parallel=options.get("tensor_parallel_size"), pipeline_parallel=options.get("pipeline_parallel_size"),
+        )
         self.gpu.start()
 
     def describe(self) -> dict[str, Any]:
