@@ -182,12 +182,11 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
     console.print(table)
 
 
-def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file) -> None:
+def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: str | None = None) -> None:
     console = _console(file)
     if not roof:
         device = run.get("device") or "this device"
-        console.print(Text(f"roofline: no bandwidth figure for {device} (GPU specs cover NVIDIA data-centre "
-                           f"and RTX cards), so no batch-1 ceiling is shown"), style="dim")
+        console.print(Text(f"roofline: no batch-1 ceiling: {why or f'no bandwidth figure for {device}'}"), style="dim")
         return
     console.print(Text(
         f"roofline: batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "

@@ -190,16 +190,17 @@ class RunDetailScreen(Screen):
 
 def roofline_text(run: dict, env: dict) -> str:
     """The batch-1 decode ceiling of the run's GPU and model, and each case's share of it."""
-    from data.load_runs import roofline_with_share
+    from data.load_runs import roofline_why_not, roofline_with_share
 
     desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
             "engine_args": run.get("engine_args") or {}}
     try:
         roof = roofline_with_share(env, desc, run.get("summary") or {})
-    except Exception:
-        roof = None
+        why = None if roof else roofline_why_not(env, desc)
+    except Exception as exc:
+        roof, why = None, f"{type(exc).__name__}: {exc}"
     if not roof:
-        return f"no batch-1 ceiling: no bandwidth figure or weights for {run.get('device') or 'this device'}"
+        return f"no batch-1 ceiling: {why or 'no bandwidth figure or weights for ' + (run.get('device') or 'this device')}"
     shares = ", ".join(f"{case} {pct:.0f}%" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
                        if pct is not None)
     text = (f"{roof['ceiling_tok_s']:.0f} tok/s on {roof['gpu']} ({roof['bandwidth_tb_s']:.2f} TB/s / "
