@@ -198,7 +198,7 @@ def _roofline(environment: dict[str, Any], engine_description: dict[str, Any]) -
     gpus = environment.get("gpus_used") or environment.get("gpus") or []
     key = gpus[0].get("key") if gpus else None
     if not gpus:
-        return None, f"no GPU ({environment.get('device') or 'CPU'}): a batch-1 ceiling needs a GPU's memory bandwidth"
+        return None, f"this run used no GPU ({environment.get('device') or 'CPU'})"
     if not key:
         return None, f"no bandwidth figure for {gpus[0].get('name') or 'this GPU'} in the GPU specs"
     spec = load_gpu_specs(gpu_specs_path()).get(key)

@@ -5,6 +5,7 @@ on a test-double NVML node, and costs for that share of the machine."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -315,3 +316,37 @@ def test_provider_and_price_are_stored_with_the_run_and_shown(tmp_path, sse_serv
     assert "RunPod · $2.49/h paid" in capsys.readouterr().out
     assert main(["--db", db, "runs"]) == 0
     assert "RunPod" in capsys.readouterr().out
+
+
+# -- History and run detail show where a run ran ----------------------------------------------------
+
+
+async def test_history_and_run_detail_show_provider_instance_and_price(tmp_path):
+    from tests.tui_support import fixed_store
+    from tui.app import TokentopApp
+
+    store = fixed_store(tmp_path / "fixed.duckdb")
+    try:
+        with store.connection() as con:
+            con.execute(
+                "UPDATE runs SET provider = 'runpod', provider_source = 'env RUNPOD_POD_ID', instance_id = 'pod-42', "
+                "region = 'EU-RO-1', price_per_hour_usd = 2.49 WHERE run_id = '20250301-120000-aaaaaa'")
+        app = TokentopApp(store=store, autostart=False, db_label="fixed.duckdb", mode="history")
+        async with app.run_test(size=(80, 24)) as pilot:
+            history = app.screen
+            await pilot.press("f", *"runpod", "escape")  # the provider is searchable
+            assert [r["run_id"] for r in history.shown] == ["20250301-120000-aaaaaa"]
+            await pilot.pause()
+            info = str(history.query_one("#history-info").render())
+            assert "ran on RunPod · $2.49/h paid · EU-RO-1" in info
+            await pilot.press("enter")
+            await pilot.pause()
+            from rich.console import Console
+
+            console = Console(width=200, record=True, file=open(os.devnull, "w"))
+            console.print(app.screen.query_one("#detail-env").content)  # the run's facts, as a rich grid
+            detail = console.export_text()
+            assert "RunPod · $2.49/h paid · from env RUNPOD_POD_ID · instance pod-42 · region EU-RO-1" in " ".join(
+                detail.split())
+    finally:
+        store.close()

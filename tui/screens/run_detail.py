@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.format import CASE_COLUMNS, case_rows
+from tui.format import CASE_COLUMNS, case_rows, where_line
 from tui.screens.history import fmt_date, model_name
 from tui.widgets.status_bar import StatusBar
 
@@ -111,7 +111,7 @@ class RunDetailScreen(Screen):
             ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
             ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
             ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
-            ("label", r.get("label")),
+            ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", roofline_text(r, env)))
