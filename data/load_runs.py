@@ -192,7 +192,8 @@ def roofline_why_not(environment: dict[str, Any], engine_description: dict[str, 
     return _roofline(environment, engine_description)[1]
 
 
-def _roofline(environment: dict[str, Any], engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+def _roofline(environment: dict[str, Any],
+              engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     from engine.roofline import decode_ceiling, load_gpu_specs, resolve_weights
 
     gpus = environment.get("gpus_used") or environment.get("gpus") or []

@@ -62,7 +62,8 @@ class Session:
                 continue
         self.environment = environment.collect(
             self.describe(), where=self.where,
-            tensor_parallel=options.get("tensor_parallel_size"), pipeline_parallel=options.get("pipeline_parallel_size"),
+            tensor_parallel=options.get("tensor_parallel_size"),
+            pipeline_parallel=options.get("pipeline_parallel_size"),
         )
         self.gpu.start()
 

@@ -192,7 +192,8 @@ def run(args: argparse.Namespace) -> int:
             obj = {"pattern": spec.pattern, "stop_reason": outcome.stop_reason, "slo_ms": spec.slo_ms,
                    "prompts": spec.prompts.to_json(), "engine": desc.get("engine"), "model": desc.get("model_label"),
                    "engine_args": desc.get("engine_args"), "device": session.device,
-                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note, "roofline": roof, "roofline_note": roof_note,
+                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
+                   "roofline": roof, "roofline_note": roof_note,
                    "levels": rows}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
