@@ -19,6 +19,7 @@ from data.telemetry import add_gpu_samples, add_server_samples
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
 from engine.metrics import RequestMetrics, json_safe
 from engine.server_metrics import sampler_for_engine, summarise_server
+from engine.environment import used_gpu_samples
 from engine.telemetry import GpuSampler, summarise_gpu
 from engine.types import RequestRecord
 
@@ -126,9 +127,9 @@ def run_load(
         _bracket(gpu, server)  # and one just after it
         t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
         t1 = t0 + outcome.duration_s
-        summary = json_safe(_summary(outcome, gpu, server, t0, t1))
+        summary = json_safe(_summary(outcome, gpu, server, t0, t1, session.environment))
         run_id = recorder.run_id or ""
-        gpu_rows = gpu.snapshot(since=t_begin, until=time.perf_counter())
+        gpu_rows = used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), session.environment)
         server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
         add_gpu_samples(session.store, run_id, gpu_rows, t0)
         add_server_samples(session.store, run_id, server_rows, t0)
@@ -157,10 +158,12 @@ def _bracket(gpu: GpuSampler, server: Any) -> None:
         server.sample_once()
 
 
-def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float) -> dict[str, Any]:
+def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float,
+             environment: dict[str, Any] | None = None) -> dict[str, Any]:
     result = dict(outcome.result)
     summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
-    gpu_summary = summarise_gpu(gpu.snapshot(since=t0, until=t1), int(result.get("total_output_tokens") or 0))
+    samples = used_gpu_samples(gpu.snapshot(since=t0, until=t1), environment or {})
+    gpu_summary = summarise_gpu(samples, int(result.get("total_output_tokens") or 0))
     summary["gpu"] = gpu_summary or {"note": gpu.note}
     if gpu_summary.get("j_per_output_token") is not None:
         result["j_per_output_token"] = gpu_summary["j_per_output_token"]

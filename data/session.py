@@ -141,6 +141,7 @@ class Session:
             return
         self.gpu.sample_once()  # one sample at the end, so even a short run has its own reading
         samples = self.gpu.snapshot(since=t_begin, until=time.perf_counter())
+        samples = environment.used_gpu_samples(samples, self.environment)
         add_gpu_samples(self.store, run_id, samples, t_begin)
         summary["gpu"] = summarise_gpu(samples, tokens)
 

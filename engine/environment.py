@@ -137,6 +137,13 @@ def gpus_used(
     return used, note
 
 
+def used_gpu_samples(samples: list[Any], environment: dict[str, Any]) -> list[Any]:
+    """Telemetry samples of the GPUs a run used (all of them when that is unknown): idle neighbours on the
+    same node must not add to a run's energy per token."""
+    used = {g.get("index") for g in environment.get("gpus_used") or []}
+    return [s for s in samples if s.gpu_index in used] if used else list(samples)
+
+
 # -- where the machine is rented -------------------------------------------------------------------
 
 PROVIDERS = ("runpod", "vastai", "lambda", "vultr", "coreweave")

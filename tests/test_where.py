@@ -350,3 +350,20 @@ async def test_history_and_run_detail_show_provider_instance_and_price(tmp_path)
                 detail.split())
     finally:
         store.close()
+
+
+def test_gpu_energy_counts_only_the_gpus_the_run_used(store):
+    from data.session import Session
+    from engine.telemetry import GpuSampler
+
+    session = Session(store, {})
+    session.environment = collect(vllm_desc(2), env={"CUDA_VISIBLE_DEVICES": "4,5"})
+    session.gpu = GpuSampler(nvml=FakeNvml(gpus=[dict(H100) for _ in range(8)], power_w=300.0).module())
+    session.gpu.open()
+    session.gpu.sample_once()
+    summary: dict = {}
+    rid = record(store, session.environment, vllm_desc(2))
+    session._attach_gpu(rid, summary, 0.0, 100)
+    assert summary["gpu"]["gpus"] == 2  # GPUs 4 and 5, not all 8
+    stored = store.query("SELECT DISTINCT gpu_index FROM gpu_samples WHERE run_id = ? ORDER BY 1", [rid])
+    assert [r["gpu_index"] for r in stored] == [4, 5]
