@@ -244,7 +244,7 @@ class RunRecorder:
         reps: int | None = None,
         label: str | None = None,
     ) -> str:
-        for gpu in environment.get("gpus") or []:
+        for gpu in (environment.get("gpus") or []) + (environment.get("gpus_used") or []):
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
         run_id, params = run_row_params(
             kind=kind,

@@ -247,7 +247,8 @@ class Store:
     def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         sql = """
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
-                   r.engine, r.model, r.hostname, r.device, r.gpu_key, r.label,
+                   r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
+                   r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
                    avg(q.tps) FILTER (WHERE q.success) AS mean_tps,
@@ -270,7 +271,7 @@ class Store:
                 return None
             rows = matches
         run = rows[0]
-        for key in ("suite_json", "engine_args", "environment", "summary"):
+        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from tui.format import where_short
 from tui.widgets.status_bar import StatusBar
 
 # (key, header, value from a list_runs() row, sort key)
@@ -60,7 +61,8 @@ def model_name(run: dict) -> str:
 
 
 def search_text(run: dict) -> str:
-    fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label")
+    fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label",
+              "provider", "instance_type", "region")
     return " ".join(str(run.get(k) or "") for k in fields).lower() + " " + fmt_date(run.get("started_at"))
 
 
@@ -176,7 +178,15 @@ class HistoryScreen(Screen):
             info = "no runs stored yet: generate on the Live screen (1) or run a suite (2)"
         else:
             info = f"db {self.app.status_parts()[2]} · enter opens a run · space marks runs"
+            run = next((r for r in self.shown if r["run_id"] == self.cursor_run_id()), None)
+            where = where_short(run) if run else ""
+            if where:  # where the highlighted run ran and what its instance cost
+                extra = " ".join(str(x) for x in (run.get("instance_type"), run.get("region")) if x)
+                info = f"{run['run_id']} ran on {where}" + (f" · {extra}" if extra else "") + " · enter opens it"
         self.query_one("#history-info", Static).update(Text(info, no_wrap=True, overflow="ellipsis"))
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._update_info()
 
     def cursor_run_id(self) -> str | None:
         table = self.query_one(DataTable)

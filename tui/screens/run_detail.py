@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.format import CASE_COLUMNS, case_rows
+from tui.format import CASE_COLUMNS, case_rows, where_line
 from tui.screens.history import fmt_date, model_name
 from tui.widgets.status_bar import StatusBar
 
@@ -138,7 +138,7 @@ class RunDetailScreen(Screen):
             ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
             ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
             ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
-            ("label", r.get("label")),
+            ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", roofline_text(r, env)))
@@ -217,16 +217,17 @@ class RunDetailScreen(Screen):
 
 def roofline_text(run: dict, env: dict) -> str:
     """The batch-1 decode ceiling of the run's GPU and model, and each case's share of it."""
-    from data.load_runs import roofline_with_share
+    from data.load_runs import roofline_why_not, roofline_with_share
 
     desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
             "engine_args": run.get("engine_args") or {}}
     try:
         roof = roofline_with_share(env, desc, run.get("summary") or {})
-    except Exception:
-        roof = None
+        why = None if roof else roofline_why_not(env, desc)
+    except Exception as exc:
+        roof, why = None, f"{type(exc).__name__}: {exc}"
     if not roof:
-        return f"no batch-1 ceiling: no bandwidth figure or weights for {run.get('device') or 'this device'}"
+        return f"no batch-1 ceiling: {why or 'no bandwidth figure or weights for ' + (run.get('device') or 'this device')}"
     shares = ", ".join(f"{case} {pct:.0f}%" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
                        if pct is not None)
     text = (f"{roof['ceiling_tok_s']:.0f} tok/s on {roof['gpu']} ({roof['bandwidth_tb_s']:.2f} TB/s / "
