@@ -226,8 +226,10 @@ def test_run_detail_shows_the_roofline_share(embedded_model_path):
     env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
     run = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "engine_args": {}, "environment": env,
            "summary": {"cases": {"medium": {"mean_decode_rate": 500.0}}}}
-    lines = roofline_text(stored_run_roofline(run), run["device"])
+    roof, _why = stored_run_roofline(run)
+    lines = roofline_text(roof, run["device"])
     assert "tok/s" in lines[0] and "H100" in lines[0] and lines[1].startswith("decode rate (1000/TPOT)")
     assert "medium" in lines[1]
     cpu = {"device": "CPU", "environment": {"gpus": []}}
-    assert roofline_text(stored_run_roofline(cpu), "CPU")[0].startswith("no batch-1 decode ceiling")
+    roof, why = stored_run_roofline(cpu)
+    assert roof is None and roofline_text(roof, "CPU", why)[0].startswith("no batch-1 ceiling: this run used no GPU")

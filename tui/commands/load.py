@@ -81,7 +81,7 @@ def build_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.load_runs import level_rows, roofline_for, run_load
+    from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             env = dict(session.environment)
             env["model_path"] = (session.choice.engine.describe().get("model") if session.choice else None)
             roof = roofline_for(env, desc)
+            roof_note = None if roof else roofline_why_not(env, desc)
         finally:
             session.shutdown()
         rows = level_rows(outcome.levels)
@@ -129,11 +130,12 @@ def run(args: argparse.Namespace) -> int:
             obj = {"pattern": spec.pattern, "stop_reason": outcome.stop_reason, "slo_ms": spec.slo_ms,
                    "prompts": spec.prompts.to_json(), "engine": desc.get("engine"), "model": desc.get("model_label"),
                    "engine_args": desc.get("engine_args"), "device": session.device,
-                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note, "roofline": roof,
+                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
+                   "roofline": roof, "roofline_note": roof_note,
                    "levels": rows}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            _print_table(rows, spec, outcome, roof, term.stdout)
+            _print_table(rows, spec, outcome, roof, term.stdout, roof_note)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)
@@ -160,7 +162,7 @@ def _level_line(res: dict, status: str) -> str:
     return line
 
 
-def _print_table(rows, spec, outcome, roof, out) -> None:
+def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -> None:
     cols = ["level", "ok", "fail", "req/s", "out tok/s", "peak tok/s", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99"]
     if spec.slo_ms:
         cols.append("goodput")
@@ -186,14 +188,14 @@ def _print_table(rows, spec, outcome, roof, out) -> None:
               ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items()) + ")", file=out)
     if outcome.gpu_note:
         print(outcome.gpu_note, file=out)
-    if roof:
-        from data.load_runs import roofline_text
+    from data.load_runs import roofline_text
 
-        first = rows[0] if rows else {}
-        if first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
-            roof = {**roof, "decode_pct_of_ceiling": {
-                "concurrency 1": 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]}}
-        lines = roofline_text(roof)
+    first = rows[0] if rows else {}
+    if roof and first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
+        roof = {**roof, "decode_pct_of_ceiling": {
+            "concurrency 1": 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]}}
+    if roof or roof_note:
+        lines = roofline_text(roof, why=roof_note)
         print("roofline: " + lines[0], file=out)
         for line in lines[1:]:
             print("  " + line, file=out)

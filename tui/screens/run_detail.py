@@ -8,16 +8,18 @@ from itertools import accumulate
 
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.metrics import itl_gaps_s
-from tui.format import CASE_COLUMNS, case_rows, fmt_date, model_name
+from tui.format import CASE_COLUMNS, case_rows, fmt_date, model_name, where_line
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -40,6 +42,14 @@ class RunDetailScreen(Screen):
         Binding("v", "more_columns", "Columns", id="detail.columns",
                 tooltip="the summary's other columns (at 80 wide they do not all fit)"),
     ]
+
+    class RunLoaded(Message):
+        def __init__(self, run: dict | None, requests: list[dict], chunks: list[dict], error: str | None = None) -> None:
+            super().__init__()
+            self.run = run
+            self.requests = requests
+            self.chunks = chunks
+            self.error = error
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -66,15 +76,32 @@ class RunDetailScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._load_run()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail-load")
+    def _load_run(self) -> None:
+        """The database is read in a worker: another process may hold it for a moment."""
         store = self.app.store
-        run = store.get_run(self.run_id)
+        try:
+            with store.reading():  # one open of the file for the three queries
+                run = store.get_run(self.run_id)
+                requests = store.get_requests(run["run_id"]) if run else []
+                chunks = store.get_chunks(run["run_id"]) if run else []
+        except Exception as exc:
+            self.post_message(self.RunLoaded(None, [], [], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        self.post_message(self.RunLoaded(run, requests, chunks))
+
+    @on(RunLoaded)
+    def _run_loaded(self, message: RunLoaded) -> None:
+        run = message.run
         if run is None:
-            self.notify(f"run {self.run_id} not found", severity="error")
+            self.notify(message.error or f"run {self.run_id} not found", severity="error")
             self.app.pop_screen()
             return
         self.run = run
-        self.requests = store.get_requests(run["run_id"])
-        for c in store.get_chunks(run["run_id"]):
+        self.requests = message.requests
+        for c in message.chunks:
             self.offsets.setdefault(c["request_index"], []).append((c["t_ns"], c["tokens"]))
         ok = [r["request_index"] for r in self.requests if r["success"]]
         self.request_pick = ok[-1] if ok else 0
@@ -105,10 +132,11 @@ class RunDetailScreen(Screen):
             ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
             ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
             ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
-            ("label", r.get("label")),
+            ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
-        rows.append(("roofline", "; ".join(roofline_text(stored_run_roofline(r), r.get("device")))))
+        roof, why_not = stored_run_roofline(r)
+        rows.append(("roofline", "; ".join(roofline_text(roof, r.get("device"), why_not))))
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
         rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
         for k, v in rows:
