@@ -9,9 +9,8 @@ import struct
 
 import pytest
 
-from data.load_runs import roofline_for, roofline_why_not
+from data.load_runs import roofline_for, roofline_text, roofline_why_not, stored_run_roofline
 from engine.roofline import cached_model_folder, estimate_parameters, model_bytes, quantized_bits
-from tui.screens.run_detail import roofline_text
 
 LLAMA3_8B = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
@@ -74,8 +73,10 @@ def test_the_readme_model_as_a_hub_id_gets_its_roofline_on_an_h100(hub):
     # The module docstring's figure: 3.35e12 B/s / 16.06e9 B = 209 tok/s.
     assert roof["ceiling_tok_s"] == pytest.approx(3.35e12 / LLAMA3_8B_BYTES)
     assert round(roof["ceiling_tok_s"]) == 209 and roof["weights_from"] == "safetensors index total_size"
-    run = {"model": desc["model"], "dtype": "auto", "engine_args": {}, "summary": {}}
-    assert roofline_text(run, {**H100_USED, "model_path": desc["model"]}).startswith("209 tok/s on H100-SXM-80")
+    run = {"model": desc["model"], "dtype": "auto", "engine_args": {}, "summary": {},
+           "environment": {**H100_USED, "model_path": desc["model"]}}
+    roof, why = stored_run_roofline(run)  # what the run-detail screen shows
+    assert roofline_text(roof, "H100", why)[0].startswith("batch-1 decode ceiling on H100-SXM-80 = 209 tok/s")
 
 
 def test_cached_safetensors_give_exact_bytes_and_hf_hub_cache_wins(tmp_path, monkeypatch, hub):
@@ -96,8 +97,9 @@ def test_a_model_not_in_the_cache_says_so_and_does_not_blame_the_gpu(hub):
     assert why.startswith("meta-llama/Meta-Llama-3-8B-Instruct is not in the local Hugging Face cache")
     assert str(hub) in why and "never downloads" in why
     assert "bandwidth" not in why and "H100" not in why
-    text = roofline_text({"model": desc["model"], "engine_args": {}}, {**H100_USED, "model_path": desc["model"]})
-    assert "not in the local Hugging Face cache" in text
+    roof, why = stored_run_roofline({"model": desc["model"], "engine_args": {},
+                                     "environment": {**H100_USED, "model_path": desc["model"]}})
+    assert roof is None and "not in the local Hugging Face cache" in roofline_text(roof, "H100", why)[0]
 
 
 def test_no_gpu_and_unknown_gpu_are_told_apart_from_a_missing_model(hub):
