@@ -45,6 +45,7 @@ class RunRecorder:
         suite_json: Any = None,
         reps: int | None = None,
         label: str | None = None,
+        run_id: str | None = None,
     ) -> str:
         for gpu in environment.get("gpus") or []:
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
@@ -59,6 +60,7 @@ class RunRecorder:
             suite_json=suite_json,
             reps=reps,
             label=label,
+            run_id=run_id,
         )
         return self.run_id
 

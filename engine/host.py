@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import threading
 from typing import Any, Awaitable, TypeVar
 
 from engine.base import ChunkSink, Engine, ProgressSink
-from engine.types import GenerationRequest, RequestRecord
+from engine.types import EngineError, GenerationRequest, RequestRecord
 
 T = TypeVar("T")
+
+
+class EngineClosedError(EngineError):
+    """Work handed to an EngineHost after shutdown(): refused at once, never left unresolved."""
+
+    def __init__(self) -> None:
+        super().__init__("the engine has been shut down; no more requests can run")
 
 
 class RequestHandle:
@@ -49,11 +57,27 @@ class EngineHost:
         self.started = False
 
     def _run_loop(self) -> None:
+        # The engine's child processes are spawned from this thread and inherit its signal mask:
+        # with SIGHUP blocked here, a hang-up (SSH drop, tmux kill) reaches only our process,
+        # which stops and stores the run and then shuts the engine down in order.
+        if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGHUP"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def call(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on the engine loop (used by load generators and telemetry)."""
+        if self._closed or not self._thread.is_alive():
+            close = getattr(coro, "close", None)
+            if close:
+                close()  # never awaited: say so quietly instead of a RuntimeWarning
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            future.set_exception(EngineClosedError())
+            return future
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
 
     def start(self, progress: ProgressSink | None = None) -> concurrent.futures.Future[None]:
@@ -65,6 +89,9 @@ class EngineHost:
 
     def submit(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestHandle:
         handle = RequestHandle(self, request)
+        if self._closed or not self._thread.is_alive():
+            handle.future.set_exception(EngineClosedError())
+            return handle
         self._handles.add(handle)
 
         def _create() -> None:
@@ -100,6 +127,11 @@ class EngineHost:
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        # A request whose task never got to run (the loop stopped first) is resolved, not left hanging.
+        for handle in list(self._handles):
+            if not handle.future.done():
+                handle.future.set_exception(EngineClosedError())
+        self._handles.clear()
 
     def __enter__(self) -> "EngineHost":
         return self

@@ -39,7 +39,7 @@ class RequestMetrics:
     @property
     def tps(self) -> float | None:
         """The article's batch-1 TPS: output tokens / E2EL."""
-        if not self.success or not self.e2el_s or self.e2el_s <= 0:
+        if not self.e2el_s or self.e2el_s <= 0:
             return None
         return self.output_tokens / self.e2el_s
 
@@ -52,8 +52,10 @@ class RequestMetrics:
 
 
 def request_metrics(record: RequestRecord) -> RequestMetrics:
+    """A finished request's metrics. A request stopped mid-stream keeps what it streamed (TTFT,
+    tokens, partial TPS) but stays unsuccessful, so aggregates never count it."""
     chunks = record.chunk_ns
-    if not record.success or not chunks:
+    if not chunks or not (record.success or record.aborted):
         return RequestMetrics(False, 0, record.input_tokens, None, None, None, (), record.st_ns / 1e9)
     st = record.st_ns
     ttft = (chunks[0] - st) / 1e9
@@ -61,7 +63,7 @@ def request_metrics(record: RequestRecord) -> RequestMetrics:
     itl = tuple((b - a) / 1e9 for a, b in zip(chunks, chunks[1:]))
     n = record.output_tokens
     tpot = (e2el - ttft) / (n - 1) if n > 1 else None
-    return RequestMetrics(True, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9)
+    return RequestMetrics(record.success, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9)
 
 
 def metrics_from_offsets(
