@@ -6,6 +6,8 @@ for it. Tests inject a running Session (the shared engine) and a Store.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import time
 from functools import partial
@@ -18,7 +20,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
+from tui.messages import EngineFailed, EngineProgress, EngineReady, RunEvent
+from tui.runs import AppRuns
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
 from tui.screens.suite import SuiteScreen
@@ -53,6 +56,9 @@ class TokentopApp(App[int]):
     DEFAULT_MODE = "live"
     BINDINGS = [
         Binding("q", "quit_app", "Quit", id="app.quit"),
+        # Every way out stops and stores what runs (Ctrl+C is a key in the app, not a signal).
+        Binding("ctrl+q", "quit_app", "Quit", id="app.quit_ctrl_q", show=False, priority=True),
+        Binding("ctrl+c", "quit_app", "Quit", id="app.quit_ctrl_c", show=False, priority=True),
         Binding("1", "switch_mode('live')", "Live", id="app.live", show=False),
         Binding("2", "switch_mode('suite')", "Suite", id="app.suite", show=False),
         Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
@@ -70,8 +76,14 @@ class TokentopApp(App[int]):
         autostart: bool = True,
         db_label: str | None = None,
         mode: str = "live",
+        handle_signals: bool = False,
     ) -> None:
         super().__init__()
+        # The app, not a screen, holds the runs: leaving a screen never orphans one.
+        self.runs = AppRuns(self.post_message)
+        self.handle_signals = handle_signals  # SIGTERM/SIGHUP stop and store (the real app only)
+        self.quitting = False
+        self.hung_up = False
         self.session = session
         self.store = store if store is not None else getattr(session, "store", None)
         self.engine_options = engine_options or {}
@@ -90,6 +102,12 @@ class TokentopApp(App[int]):
 
     # -- lifecycle --------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.session is not None:
+            self.runs.attach(self.session)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self._on_signal, sig)
         self.switch_mode(self.start_mode)
         self.call_after_refresh(self._first_frame)
         if self.autostart:
@@ -145,6 +163,7 @@ class TokentopApp(App[int]):
     def _engine_ready(self, message: EngineReady) -> None:
         self.session = message.session
         self._starting_session = None
+        self.runs.attach(self.session)
         self.engine_state = "ready"
         self._refresh_status()
         self.notify(f"engine ready: {self.engine_label()}", timeout=3)
@@ -202,25 +221,84 @@ class TokentopApp(App[int]):
             self.notify(self.engine_message or "no engine", severity="error")
         return None
 
-    @on(InteractiveStored)
-    @on(RequestFinished)
-    @on(SuiteFinished)
-    def runs_changed(self) -> None:
-        """A run was stored while another screen was working: keep an open History current."""
+    @on(RunEvent)
+    def _run_event(self, message: RunEvent) -> None:
+        """Say what was stored, and keep an open History current, whichever screen is shown."""
+        from engine.orchestrator import RunFinished
+
+        event = message.event
+        if not isinstance(event, RunFinished) or self.quitting:
+            return
+        run_id, status, kind = event.run.run_id, event.status, event.run.kind
+        sink = getattr(self.session, "recorder_sink", None)
+        if sink is not None and sink.errors:
+            self.notify(f"run {run_id} was not stored: {sink.errors.pop()}", severity="error", timeout=10)
+        elif kind == "interactive":
+            if status == "failed":
+                self.notify(f"run {run_id} failed: {event.error}", severity="error")
+            else:
+                self.notify(f"stored run {run_id} ({status})", timeout=3)
+        elif kind == "suite":
+            done = sum(1 for m in getattr(event.outcome, "metrics", []) if m.success)
+            if status == "completed":
+                self.notify(f"suite finished: run {run_id}", timeout=4)
+            elif status == "aborted":
+                self.notify(f"suite stopped; {done} finished requests kept in run {run_id}", timeout=5)
+            else:
+                self.notify(f"suite failed: {event.error}", severity="error", timeout=10)
         if isinstance(self.screen, HistoryScreen):
             self.screen.reload()
 
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:
-        for screen in (self.screen, *self._all_mode_screens()):
-            stop = getattr(screen, "stop_all", None)
-            if stop:
-                stop()
-        self.exit(return_code=0)
+        """q, Ctrl+Q, Ctrl+C, the palette's Quit, SIGTERM and SIGHUP: stop what runs, store it (as
+        aborted, with every finished request), shut the engine down, then exit — saying so."""
+        if self.quitting:
+            return
+        self.quitting = True
+        from tui.screens.stopping import StoppingScreen
 
-    def _all_mode_screens(self) -> Iterable[Screen]:
-        for stack in self._screen_stacks.values():
-            yield from stack
+        job = self.runs.current
+        if job is not None:
+            text = f"stopping…, storing run {job.current_run_id or ''} ({job.kind}) as aborted"
+        else:
+            text = "stopping…, shutting the engine down"
+        if not self.hung_up:  # after a hang-up there is no terminal to draw on
+            self.push_screen(StoppingScreen(text))
+        self._quit_worker()
+
+    async def action_quit(self) -> None:  # Textual's own Quit (the command palette)
+        self.action_quit_app()
+
+    def action_help_quit(self) -> None:
+        self.action_quit_app()
+
+    def _on_signal(self, signum: int) -> None:
+        self.hung_up = self.hung_up or signum == getattr(signal, "SIGHUP", None)
+        self.action_quit_app()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="quit")
+    def _quit_worker(self) -> None:
+        job = self.runs.stop(wait=15)
+        if job is not None and job.result is not None:
+            stored = ", ".join(r.run.run_id for r in job.result.runs) or "nothing"
+            self._say(f"stored run {stored} ({job.result.status}); shutting the engine down…")
+        else:
+            self._say("shutting the engine down…")
+        self.shutdown_engine()
+        self.call_from_thread(self.exit, return_code=0)
+
+    def _say(self, text: str) -> None:
+        from tui.screens.stopping import StoppingScreen
+
+        def update() -> None:
+            if isinstance(self.screen, StoppingScreen):
+                self.screen.say(text)
+
+        try:
+            self.call_from_thread(update)
+        except Exception:
+            pass
 
     def action_prices(self) -> None:
         screen = _guarded_screen("tui.screens.prices", "PricesScreen")
@@ -267,7 +345,8 @@ class TokentopApp(App[int]):
 
     # -- shutdown ---------------------------------------------------------------
     def shutdown_engine(self) -> None:
-        """Stop generations and the engine (its child processes). Called after the app exits."""
+        """Stop and store what runs, then the engine (its child processes). Idempotent: the quit
+        worker calls it, and so does `tokentop` after the app exits (whatever way it exited)."""
         for session in (self.session, self._starting_session):
             if session is not None:
                 try:

@@ -44,13 +44,28 @@ def run_app(args: argparse.Namespace) -> int:
     from tui.app import TokentopApp
 
     with QuietNativeOutput("app-output.log") as term:
-        app = TokentopApp(store=store, engine_options=options)
+        app = TokentopApp(store=store, engine_options=options, handle_signals=True)
         try:
             app.run()
         finally:
+            # However the app ended (a key, a signal, a crash): what runs is stored, the engine goes.
+            _ignore_hangups()
             app.shutdown_engine()
             store.close()
         code = app.return_code or 0
         if code and app.engine_error:  # printed after the screen is restored
             print(f"tokentop: error: {app.engine_error}", file=term.stderr)
     return code
+
+
+def _ignore_hangups() -> None:
+    """Once the app has exited its terminal may be gone (SSH drop): finish storing regardless."""
+    import signal
+
+    for name in ("SIGHUP", "SIGTERM"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except ValueError:
+                pass

@@ -58,3 +58,11 @@ class SuiteFinished(Message):
         self.error = error
 
 
+
+
+class RunEvent(Message):
+    """An orchestrator event (engine/orchestrator.py), posted from the thread that emitted it."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import threading
 
 from engine.metrics import json_safe
 from tui.commands.common import (
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
-    from tui.commands.bench import _sigterm_as_interrupt
+    from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
 
     spec = build_spec(args)
     store = open_store(args)
@@ -176,11 +177,15 @@ def run(args: argparse.Namespace) -> int:
             def level_done(i, result):
                 note(_level_line(result.summary.get("overall", {}), result.outcome.status))
 
+            stop = threading.Event()
+            interrupted = _stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
             try:
-                outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note)
+                outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note,
+                                   stop=stop)
             except KeyboardInterrupt:
                 print("tokentop: interrupted: finished levels are stored", file=err)
                 return 130
+            outcome.interrupted = outcome.interrupted or interrupted.is_set()
             env = dict(session.environment)
             env["model_path"] = (session.choice.engine.describe().get("model") if session.choice else None)
             roof = roofline_for(env, desc)

@@ -1,27 +1,25 @@
 """Load screen: pick a pattern, levels and SLOs; watch throughput, concurrency, TTFT and errors live;
 a chart of throughput and TTFT against concurrency grows as the sweep proceeds.
 
-The load runs in a thread worker (data.load_runs.run_load); the worker only posts typed messages,
-live counters are read from engine.load.LiveLoad on a 4 Hz timer.
+The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
+while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
+the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from engine.load import LiveLoad
 from tui.commands.common import positive_int
 from tui.widgets.gpu_panel import GpuPanel
 
@@ -40,35 +38,16 @@ class LoadScreen(Screen):
         Binding("escape", "app.pop_screen", "Back", id="load.back"),
     ]
 
-    class LevelStarted(Message):
-        def __init__(self, index: int, total: int, label: str):
-            super().__init__()
-            self.index, self.total, self.label = index, total, label
-
-    class LevelFinished(Message):
-        def __init__(self, index: int, run_id: str, status: str, result: dict[str, Any]):
-            super().__init__()
-            self.index, self.run_id, self.status, self.result = index, run_id, status, result
-
-    class LoadFinished(Message):
-        def __init__(self, stop_reason: str, levels: int, gpu_note: str | None):
-            super().__init__()
-            self.stop_reason, self.levels, self.gpu_note = stop_reason, levels, gpu_note
-
-    class LoadFailed(Message):
-        def __init__(self, error: str):
-            super().__init__()
-            self.error = error
-
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
         self.session = session
-        self.live = LiveLoad()
-        self.stop_event = threading.Event()
-        self.running = False
+        self.runs = None  # the app's (a load outlives this screen: Esc leaves, the load goes on)
+        self.job = None
         self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
         self.finished: list[dict[str, Any]] = []
         self.last_message = ""
+        self._final_shown = False
+        self._levels_seen = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="load-form"):
@@ -94,8 +73,25 @@ class LoadScreen(Screen):
     def on_mount(self) -> None:
         table = self.query_one("#load-table", DataTable)
         table.add_columns(*COLUMNS)
+        runs = getattr(self.app, "runs", None)
+        if runs is None:  # hosted by a bare App (tests): this screen holds the runs itself
+            from tui.runs import AppRuns
+
+            runs = AppRuns(self.post_message)
+            runs.attach(self.session)
+        self.runs = runs
         self.set_interval(0.25, self.refresh_live)
         self._draw_chart()
+        if self._view() is not None:
+            self.refresh_live()  # a load started earlier: show it, still going or finished
+
+    def _view(self):
+        return self.runs.view("load") if self.runs is not None else None
+
+    @property
+    def running(self) -> bool:
+        view = self._view()
+        return view is not None and view.running
 
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
@@ -129,85 +125,64 @@ class LoadScreen(Screen):
         except Exception as exc:  # UsageError / BadRequestError / ValueError: one line
             self.notify(str(exc), severity="error", title="Load settings")
             return
-        self.running = True
-        self.stop_event.clear()
-        self.points.clear()
-        self.finished.clear()
-        self.query_one("#load-table", DataTable).clear()
-        self.query_one("#load-start", Button).disabled = True
-        self.query_one("#load-stop", Button).disabled = False
+        from engine.types import EngineError
+
+        try:
+            self.job = self.runs.start_load(spec)
+        except EngineError as exc:  # another run holds the engine
+            self.notify(str(exc), severity="warning")
+            return
+        self._reset()
         self._set_status(f"running {len(spec.levels)} level(s)…")
-        self.run_load_worker(spec)
+        self._buttons(running=True)
 
     @on(Button.Pressed, "#load-stop")
     def action_stop(self) -> None:
         if self.running:
-            self.stop_event.set()
+            self.runs.stop()
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
-    def run_load_worker(self, spec) -> None:
-        from data.load_runs import run_load
+    def _reset(self) -> None:
+        self.points.clear()
+        self.finished.clear()
+        self._final_shown = False
+        self._levels_seen = 0
+        self.query_one("#load-table", DataTable).clear()
+        self._draw_chart()
 
-        total = len(spec.levels)
-        try:
-            outcome = run_load(
-                self.session, spec, stop=self.stop_event, live=self.live,
-                gpu_sampler=self._shared_gpu_sampler(),
-                on_level_start=lambda i, lv: self.post_message(self.LevelStarted(i, total, lv.label)),
-                on_level_done=lambda i, r: self.post_message(
-                    self.LevelFinished(i, r.run_id, r.outcome.status, dict(r.summary.get("overall", {})))),
-            )
-        except Exception as exc:
-            self.post_message(self.LoadFailed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
-            return
-        self.post_message(self.LoadFinished(outcome.stop_reason, len(outcome.levels), outcome.gpu_note))
+    def _buttons(self, running: bool) -> None:
+        self.query_one("#load-start", Button).disabled = running
+        self.query_one("#load-stop", Button).disabled = not running
 
-    def _shared_gpu_sampler(self):
-        try:
-            panel = self.query_one("#load-gpu", GpuPanel)
-        except Exception:
-            return None
-        sampler = panel.sampler
-        return sampler if sampler is not None and sampler.available else None
-
-    # -- messages -> state --------------------------------------------------------------
-    @on(LevelStarted)
-    def _level_started(self, msg: LevelStarted) -> None:
-        self._set_status(f"level {msg.index + 1}/{msg.total}: {msg.label}")
-
-    @on(LevelFinished)
-    def _level_finished(self, msg: LevelFinished) -> None:
-        r = msg.result
-        self.finished.append({"run_id": msg.run_id, "status": msg.status, **r})
+    # -- the app's load view -> state ----------------------------------------------------------
+    def _level_finished(self, run) -> None:
+        r = dict(run.summary.get("overall", {}))
+        self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
         self.query_one("#load-table", DataTable).add_row(
             Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
-            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(msg.run_id),
+            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(run.run.run_id),
         )
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
             self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))
             self._draw_chart()
 
-    @on(LoadFinished)
-    def _load_finished(self, msg: LoadFinished) -> None:
-        self._done(f"done: {msg.levels} level(s) stored; {msg.stop_reason}")
-        if msg.gpu_note:
-            self.notify(msg.gpu_note, severity="information", title="GPU telemetry")
-
-    @on(LoadFailed)
-    def _load_failed(self, msg: LoadFailed) -> None:
-        self._done(f"failed: {msg.error}")
-        self.notify(msg.error, severity="error", title="Load run failed")
-
-    def _done(self, text: str) -> None:
-        self.running = False
-        self.query_one("#load-start", Button).disabled = False
-        self.query_one("#load-stop", Button).disabled = True
-        self._set_status(text)
+    def _load_finished(self, view) -> None:
+        self._final_shown = True
+        result = view.result
+        self._buttons(running=False)
+        if result.status == "failed" and result.error:
+            self._set_status(f"failed: {result.error}")
+            self.notify(result.error, severity="error", title="Load run failed")
+            return
+        word = "stopped" if result.stopped else "done"
+        self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        gpu = getattr(self.session, "gpu", None)
+        if gpu is not None and not gpu.available and gpu.note and not result.stopped:
+            self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _set_status(self, text: str) -> None:
         self.last_message = text
@@ -215,9 +190,27 @@ class LoadScreen(Screen):
 
     # -- rendering ------------------------------------------------------------------------
     def refresh_live(self) -> None:
-        if not self.running:
+        view = self._view()
+        if view is None:
             return
-        s = self.live.snapshot()
+        if self.job is not view.job:  # a load started before this screen opened
+            self.job = view.job
+            self._reset()
+        for run in view.runs[len(self.finished):]:
+            self._level_finished(run)
+        if view.result is not None:
+            if not self._final_shown:
+                self._load_finished(view)
+            return
+        self._buttons(running=True)
+        if view.stopping:
+            self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
+        elif len(view.levels) != self._levels_seen and view.levels:
+            self._levels_seen = len(view.levels)
+            level = view.levels[-1]
+            total = len((level.suite_json or {}).get("levels") or []) or "?"
+            self._set_status(f"level {(level.level_index or 0) + 1}/{total}: {level.level.label if level.level else ''}")
+        s = view.job.live.snapshot()
         text = Text()
         for label, value in (
             ("level", s["level"]), ("out tok/s", _f(s["output_throughput"])), ("in flight", str(s["in_flight"])),
