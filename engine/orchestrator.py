@@ -10,8 +10,10 @@ is told to subscribed sinks as typed events that carry the run and the request's
 
 `data/`'s recorder sink stores them, the app's watcher renders them; this module stores nothing and
 knows no UI. Sinks run on the thread that emits: RunStarted/RequestFinished/RunFinished on the job's
-driver thread (after the request's record is complete), ChunkArrived on the engine thread — so a
-chunk sink must be cheap (an append under a lock), and only sinks that ask for chunks get them.
+driver thread (after the request's record is complete), chunks on the engine thread — so a chunk
+sink must be cheap (an append under a lock), and only sinks that ask for chunks get them. A sink may
+hand out a per-request chunk callable (`chunk_sink(run_id, job_id, index)`, bound when the request
+starts) instead of receiving ChunkArrived events: the token path then costs one call.
 """
 
 from __future__ import annotations
@@ -388,9 +390,8 @@ class Orchestrator:
                 if job.stop_event.is_set():
                     outcome.status = "aborted"
                     break
-                on_chunk = functools.partial(self._chunk, info.run_id, job.job_id, index)
                 self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns()))
-                handle = self.host.submit(request, on_chunk)
+                handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))
                 record = self._wait(job, handle)
                 metrics = request_metrics(record)
                 outcome.records.append(record)
@@ -428,9 +429,31 @@ class Orchestrator:
         return JobFinished(job.job_id, job.kind, outcome.status, (finished,), error=outcome.error,
                            stopped=job.interrupted)
 
-    def _chunk(self, run_id: str, job_id: str, index: int, chunk: Chunk) -> None:
-        if self._sinks:
-            self.emit(ChunkArrived(run_id, job_id, index, chunk))
+    def _chunk_sink(self, run_id: str, job_id: str, index: int) -> Callable[[Chunk], None] | None:
+        """The one request's chunk callback, bound once (the token path pays a call, not a lookup).
+        A sink with `chunk_sink(run_id, job_id, index)` gives its own per-request callable (the
+        watcher: that request's LiveMeter.feed); others get ChunkArrived events."""
+        targets: list[Callable[[Chunk], None]] = []
+        for sink, wants_chunks in self._sinks:
+            if not wants_chunks:
+                continue
+            factory = getattr(sink, "chunk_sink", None)
+            if factory is not None:
+                target = factory(run_id, job_id, index)
+                if target is not None:
+                    targets.append(target)
+            else:
+                targets.append(functools.partial(_chunk_event, sink, run_id, job_id, index))
+        if not targets:
+            return None
+        if len(targets) == 1:
+            return targets[0]
+
+        def fan_out(chunk: Chunk) -> None:
+            for target in targets:
+                target(chunk)
+
+        return fan_out
 
     @staticmethod
     def _wait(job: Job, handle: RequestHandle) -> RequestRecord:
@@ -523,6 +546,13 @@ class Orchestrator:
                            server_note=server_note or (server.note if server is not None else None))
 
 
+def _chunk_event(sink: Sink, run_id: str, job_id: str, index: int, chunk: Chunk) -> None:
+    try:
+        sink(ChunkArrived(run_id, job_id, index, chunk))
+    except Exception:  # a sink's bug must not stop a measurement
+        pass
+
+
 def _bracket(gpu: GpuSampler | None, server: Any) -> None:
     if gpu is not None and gpu.available:
         gpu.sample_once()
@@ -592,6 +622,12 @@ class RunWatcher:
 
     def view(self, kind: str) -> JobView | None:
         return self.views.get(kind)
+
+    def chunk_sink(self, run_id: str, job_id: str, index: int) -> Callable[[Chunk], None] | None:
+        """That request's own meter: its chunks can only ever reach its gauges."""
+        view = self._by_job.get(job_id)
+        meter = view.meters.get(index) if view is not None else None
+        return meter.feed if meter is not None else None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ChunkArrived):
