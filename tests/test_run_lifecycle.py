@@ -107,7 +107,7 @@ async def test_quitting_during_a_suite_stores_it_aborted(way, session, store, tm
         await wait_for(pilot, lambda: app.runs.view("suite") is not None and len(app.runs.view("suite").records) >= 2)
         await pilot.press(*QUIT_KEYS[way])
         await wait_for(pilot, lambda: app.quitting, timeout=10)
-        assert "stopping…, storing run" in app.screen.text  # said while it stops and stores
+        assert "stopping…, storing run" in app.screen.said[0]  # said while it stops and stores
         await wait_exit(app)
     (run,) = store.list_runs()
     assert run["kind"] == "suite" and run["status"] == "aborted"

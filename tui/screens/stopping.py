@@ -19,6 +19,7 @@ class StoppingScreen(ModalScreen):
     def __init__(self, text: str) -> None:
         super().__init__(id="stopping")
         self.text = text
+        self.said = [text]  # everything it said, in order
 
     def compose(self) -> ComposeResult:
         with Vertical(id="stopping-box"):
@@ -26,4 +27,5 @@ class StoppingScreen(ModalScreen):
 
     def say(self, text: str) -> None:
         self.text = text
+        self.said.append(text)
         self.query_one("#stopping-text", Static).update(Text(text))
