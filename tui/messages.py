@@ -26,40 +26,6 @@ class EngineFailed(Message):
         self.bad_request = bad_request
 
 
-class InteractiveStored(Message):
-    def __init__(self, run_id: str | None, status: str, error: str | None = None) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.status = status
-        self.error = error
-
-
-class CaseStarted(Message):
-    def __init__(self, index: int, total: int, request: Any) -> None:
-        super().__init__()
-        self.index = index
-        self.total = total
-        self.request = request
-
-
-class RequestFinished(Message):
-    def __init__(self, index: int, record: Any, metrics: Any) -> None:
-        super().__init__()
-        self.index = index
-        self.record = record
-        self.metrics = metrics
-
-
-class SuiteFinished(Message):
-    def __init__(self, run_id: str | None, status: str, error: str | None) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.status = status
-        self.error = error
-
-
-
-
 class RunEvent(Message):
     """An orchestrator event (engine/orchestrator.py), posted from the thread that emitted it."""
 
