@@ -66,7 +66,7 @@ class LoadScreen(Screen):
             with Vertical(id="load-left"):
                 yield DataTable(id="load-table", cursor_type="row")
                 yield PlotextPlot(id="load-chart")
-            yield GpuPanel(id="load-gpu")
+            yield GpuPanel(getattr(self.session, "gpu", None), id="load-gpu")  # the session's one sampler
         yield Label("", id="load-status")
         yield Footer()
 
