@@ -267,6 +267,14 @@ class TokentopApp(App[int]):
             self.push_screen(StoppingScreen(text))
         self._quit_worker()
 
+    def action_stop_run(self) -> None:
+        """Stop whatever runs, whichever screen started it (stored as aborted with what finished)."""
+        job = self.runs.stop()
+        if job is None:
+            self.notify("nothing is running", timeout=2)
+        else:
+            self.notify(f"stopping the {job.kind} run: finished requests are kept", timeout=3)
+
     async def action_quit(self) -> None:  # Textual's own Quit (the command palette)
         self.action_quit_app()
 

@@ -140,6 +140,13 @@ class LiveScreen(Screen):
             self.ticker.pause()
 
     # -- actions ------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        if self.busy:
+            self.app.runs.stop()
+            return True
+        return False
+
     def action_stop(self) -> None:
         if self.busy:
             self.app.runs.stop()  # kept as aborted with what it streamed

@@ -116,6 +116,13 @@ class LoadScreen(Screen):
         return build_spec(args)
 
     # -- actions ------------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        if self.running:
+            self.runs.stop()
+            return True
+        return False
+
     @on(Button.Pressed, "#load-start")
     def action_start(self) -> None:
         if self.running:

@@ -145,6 +145,13 @@ class SuiteScreen(Screen):
             table.add_row(Text(case.id), str(case.output_tokens), f"0/{n}", *["–"] * (len(COLUMNS) - 3), key=case.id)
 
     # -- running -------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        if self.running:
+            self.app.runs.stop()
+            return True
+        return False
+
     def action_run(self) -> None:
         if self.running:
             self.notify("the suite is running: Esc stops it", severity="warning")
