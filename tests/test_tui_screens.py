@@ -148,11 +148,12 @@ async def test_markup_ansi_and_long_lines_are_shown_literally(fixed):
         stream = live.query_one(StreamView)
         gauges = live.query_one(GaugePanel)
         before = (stream.region, gauges.region)
-        from engine.orchestrator import ChunkArrived, Job, JobStarted, RequestStarted
+        from engine.orchestrator import ChunkArrived, Job, JobStarted, RequestStarted, RunWatcher
         from engine.types import GenerationRequest
 
         # a request as the app's run watcher sees it (no engine needed)
-        job, watcher = Job("interactive"), app.runs.watcher
+        job, watcher = Job("interactive"), RunWatcher()
+        app.runs.watcher = watcher
         watcher(JobStarted(job))
         watcher(RequestStarted("r", job.job_id, 0, 1, GenerationRequest("x", 8), time.perf_counter_ns()))
         # split the escape sequences across chunks, as a real stream may

@@ -6,16 +6,18 @@ that may be left: leaving a screen does not orphan its run, and returning shows 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from engine.orchestrator import Job, JobView, RunWatcher
 from tui.messages import RunEvent
+
+if TYPE_CHECKING:  # the orchestrator (numpy and all) is imported once an engine is ready, not before the first frame
+    from engine.orchestrator import Job, JobView, RunWatcher
 
 
 class AppRuns:
     def __init__(self, post: Callable[[Any], Any]):
-        # Discrete events wake the UI thread; chunks only feed the watcher's meters (cheap, no message).
-        self.watcher = RunWatcher(window_s=1.0, bucket_s=0.25, on_event=lambda event: post(RunEvent(event)))
+        self._post = post
+        self.watcher: RunWatcher | None = None
         self.session: Any = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -23,6 +25,11 @@ class AppRuns:
         if session is None or session is self.session or getattr(session, "orchestrator", None) is None:
             return
         self.detach()
+        if self.watcher is None:
+            from engine.orchestrator import RunWatcher
+
+            # Discrete events wake the UI thread; chunks only feed the watcher's meters (no message).
+            self.watcher = RunWatcher(window_s=1.0, bucket_s=0.25, on_event=lambda event: self._post(RunEvent(event)))
         self.session = session
         self._unsubscribe = session.orchestrator.subscribe(self.watcher, chunks=True)
 
@@ -57,7 +64,7 @@ class AppRuns:
         return orchestrator.current if orchestrator is not None else None
 
     def view(self, kind: str) -> JobView | None:
-        return self.watcher.view(kind)
+        return self.watcher.view(kind) if self.watcher is not None else None
 
     def stop(self, wait: float | None = None) -> Job | None:
         """Stop the running job; with `wait`, block (a worker thread) until it is stored."""
