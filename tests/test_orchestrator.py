@@ -190,12 +190,22 @@ def test_load_levels_are_runs_and_stop_keeps_finished(host, store):
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=3), LoadLevel(max_concurrency=2, num_prompts=400)],
                     prompts=PromptSource(input_len=4, output_len=10))
     events = []
-    session.orchestrator.subscribe(events.append)
-    job = start_load(session, spec)
-    deadline = time.monotonic() + 30
-    while not (len(job.run_ids) == 2 and job.live.completed >= 2) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    session.orchestrator.stop(wait=10)
+    level_two_going = threading.Event()
+
+    def watch(e):
+        events.append(e)
+        finished_in_two = [x for x in events if isinstance(x, RequestFinished) and x.record.success
+                           and x.run_id == (events_run_ids() or [None, None])[-1] and len(events_run_ids()) == 2]
+        if len(finished_in_two) >= 2:
+            level_two_going.set()
+
+    def events_run_ids():
+        return [x.run.run_id for x in events if isinstance(x, RunStarted)]
+
+    session.orchestrator.subscribe(watch)
+    start_load(session, spec)
+    assert level_two_going.wait(120)
+    session.orchestrator.stop(wait=30)
     finished = [e for e in events if isinstance(e, RunFinished)]
     assert [f.status for f in finished] == ["completed", "aborted"]
     assert isinstance(events[-1], JobFinished) and events[-1].status == "aborted"
