@@ -90,8 +90,11 @@ class LoadScreen(Screen):
 
     @property
     def running(self) -> bool:
+        """A load runs (or has ended but this screen has not shown its outcome yet)."""
         view = self._view()
-        return view is not None and view.running
+        if view is None:
+            return False
+        return view.running or self.job is not view.job or not self._final_shown
 
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
@@ -118,7 +121,8 @@ class LoadScreen(Screen):
     # -- actions ------------------------------------------------------------------------
     def stop_run(self) -> bool:
         """Stop this screen's kind of run (the app holds it); True when one was running."""
-        if self.running:
+        view = self._view()
+        if view is not None and view.running:
             self.runs.stop()
             return True
         return False
@@ -145,8 +149,7 @@ class LoadScreen(Screen):
 
     @on(Button.Pressed, "#load-stop")
     def action_stop(self) -> None:
-        if self.running:
-            self.runs.stop()
+        if self.stop_run():
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
 
     def _reset(self) -> None:
