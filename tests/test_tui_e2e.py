@@ -121,7 +121,7 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
         tmux("send-keys", "-t", name, "2")
         wait_screen(name, lambda s: "suite" in s and "short" in s, 20, "the Suite screen")
         tmux("send-keys", "-t", name, "r")
-        two_done = re.compile(r"\b([2-9]|1[0-9])/30\b")  # the progress label: finished/total
+        two_done = re.compile(r"request ([3-9]|1[0-9])/30\b")  # the third request streams: two finished
         wait_screen(name, lambda s: two_done.search(s) is not None, 240, "two finished requests")
         pids = _tree(pane_pid)
         assert len(pids) >= 3, pids  # the shell, tokentop and the engine's process(es)
