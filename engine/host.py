@@ -122,7 +122,7 @@ class EngineHost:
         self.cancel_all()
         if self.loop.is_running():
             try:
-                self.call(self.engine.close()).result(timeout)
+                asyncio.run_coroutine_threadsafe(self.engine.close(), self.loop).result(timeout)
             except (Exception, concurrent.futures.TimeoutError):
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
