@@ -52,7 +52,7 @@ class ScriptedEngine(Engine):
         record.finish_reason = "length"
 
     async def close(self) -> None:
-        return None
+        self.closed = True
 
     def describe(self):
         return {"engine": "scripted", "model": "scripted-model"}
@@ -167,6 +167,7 @@ def test_host_refuses_work_after_shutdown():
     host = EngineHost(ScriptedEngine())
     host.start().result(5)
     host.shutdown()
+    assert host.engine.closed  # the engine itself was closed (its processes, connections)
     handle = host.submit(GenerationRequest("late", 3))
     with pytest.raises(EngineClosedError):
         handle.result(timeout=1)  # resolved at once, never left hanging
