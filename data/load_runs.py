@@ -134,28 +134,39 @@ def gpu_specs_path():
 
 
 def roofline_for(environment: dict[str, Any], engine_description: dict[str, Any]) -> dict[str, Any] | None:
-    """The batch-1 decode ceiling for this machine's GPU and model, or None (no GPU / unknown GPU)."""
-    from engine.roofline import decode_ceiling, load_gpu_specs, model_bytes
+    """The batch-1 decode ceiling for the run's GPU(s) and model, or None (roofline_why_not says why)."""
+    return _roofline(environment, engine_description)[0]
 
-    gpus = environment.get("gpus") or []
+
+def roofline_why_not(environment: dict[str, Any], engine_description: dict[str, Any]) -> str | None:
+    """A plain line on why there is no ceiling (not cached, no GPU, unknown GPU), or None when there is one."""
+    return _roofline(environment, engine_description)[1]
+
+
+def _roofline(environment: dict[str, Any],
+              engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    from engine.roofline import decode_ceiling, load_gpu_specs, resolve_weights
+
+    gpus = environment.get("gpus_used") or environment.get("gpus") or []
     key = gpus[0].get("key") if gpus else None
+    if not gpus:
+        return None, f"this run used no GPU ({environment.get('device') or 'CPU'})"
     if not key:
-        return None
-    specs = load_gpu_specs(gpu_specs_path())
-    spec = specs.get(key)
+        return None, f"no bandwidth figure for {gpus[0].get('name') or 'this GPU'} in the GPU specs"
+    spec = load_gpu_specs(gpu_specs_path()).get(key)
     if spec is None:
-        return None
+        return None, f"no bandwidth figure for {key} in the GPU specs"
     path = environment.get("model_path") or engine_description.get("model")
-    try:
-        weights = model_bytes(path, dtype=engine_description.get("dtype"))
-    except Exception:
-        return None
+    weights, why = resolve_weights(path, dtype=engine_description.get("dtype"))
+    if weights is None:
+        return None, why
     args = engine_description.get("engine_args") or {}
     roof = decode_ceiling(spec, weights, tensor_parallel=int(args.get("tensor_parallel_size") or 1))
     out = roof.to_dict()
     out["weights_from"] = weights.how
+    out["weights_notes"] = list(weights.notes)
     out["source"] = spec.source
-    return out
+    return out, None
 
 
 def roofline_with_share(environment: dict[str, Any], engine_description: dict[str, Any],

@@ -41,6 +41,7 @@ class Session:
         self.choice: EngineChoice | None = None
         self.host: EngineHost | None = None
         self.environment: dict[str, Any] = {}
+        self.where: dict[str, Any] = {}
         self.owns_host = True
         self.orchestrator: Orchestrator | None = None
         self.recorder_sink: RecorderSink | None = None
@@ -70,7 +71,9 @@ class Session:
     def start_engine(self, progress: Callable[[str], None] | None = None, poll: float = 0.1) -> None:
         """Blocking. Raises engine.types.EngineError / BadRequestError with a one-line message."""
         progress = progress or self.log
-        self.choice = make_engine(**self.engine_options, log=progress)
+        options = dict(self.engine_options)
+        self.where = options.pop("where", None) or {}  # --provider / --price-per-hour: not the engine's
+        self.choice = make_engine(**options, log=progress)
         progress(self.choice.reason)
         self.host = EngineHost(self.choice.engine)
         future = self.host.start(progress)
@@ -80,7 +83,11 @@ class Session:
                 break
             except TimeoutError:
                 continue
-        self.environment = environment.collect(self.describe())
+        self.environment = environment.collect(
+            self.describe(), where=self.where,
+            tensor_parallel=options.get("tensor_parallel_size"),
+            pipeline_parallel=options.get("pipeline_parallel_size"),
+        )
         self.gpu.start()
         self._attach()
 
@@ -90,7 +97,8 @@ class Session:
         assert self.host is not None
         host = self.host
         self.orchestrator = Orchestrator(host, gpu=self._gpu,
-                                         server_sampler_factory=lambda: sampler_for_engine(host.engine))
+                                         server_sampler_factory=lambda: sampler_for_engine(host.engine),
+                                         environment=lambda: self.environment)
         self.recorder_sink = RecorderSink(self.store, self.describe, lambda: self.environment)
         self.orchestrator.subscribe(self.recorder_sink)
 

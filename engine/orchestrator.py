@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
+from engine.environment import used_gpu_samples
 from engine.host import EngineHost, RequestHandle
 from engine.live import LiveMeter
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
@@ -243,9 +244,12 @@ class Orchestrator:
     """Starts, observes and stops every run on one EngineHost. Thread-safe."""
 
     def __init__(self, host: EngineHost, *, gpu: GpuSampler | None = None,
-                 server_sampler_factory: Callable[[], tuple[Any, str | None]] | None = None):
+                 server_sampler_factory: Callable[[], tuple[Any, str | None]] | None = None,
+                 environment: Callable[[], dict[str, Any]] | None = None):
         self.host = host
         self.gpu = gpu  # one sampler per session, shared by every run (assignable: tests swap it)
+        # The session's environment: which GPUs the engine uses (idle neighbours add no energy).
+        self.environment = environment or (lambda: {})
         self.server_sampler_factory = server_sampler_factory
         self._sinks: list[tuple[Sink, bool]] = []
         self._lock = threading.RLock()
@@ -378,7 +382,8 @@ class Orchestrator:
         if gpu is None or not gpu.available:
             return (), (gpu.note if gpu is not None else None) or "no GPU telemetry"
         gpu.sample_once()  # one sample at the end, so even a short run has its own reading
-        return tuple(gpu.snapshot(since=since, until=time.perf_counter())), None
+        samples = gpu.snapshot(since=since, until=time.perf_counter())
+        return tuple(used_gpu_samples(samples, self.environment())), None
 
     def _run_sequence(self, job: Job, info: RunInfo, requests: list[GenerationRequest]) -> JobFinished:
         """Requests one after another (batch 1): a suite, or one interactive request."""
@@ -505,7 +510,8 @@ class Orchestrator:
             _bracket(gpu, server)  # and one just after it
             t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
             t1 = t0 + outcome.duration_s
-            gpu_rows = tuple(gpu.snapshot(since=t_begin, until=time.perf_counter())) if gpu is not None and gpu.available else ()
+            gpu_rows = tuple(used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), self.environment())
+                             ) if gpu is not None and gpu.available else ()
             server_rows = tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter())) if server is not None else ()
             server_summary = None
             if server is not None:
