@@ -7,6 +7,7 @@ for it. Tests inject a running Session (the shared engine) and a Store.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 import time
@@ -20,7 +21,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady, RunEvent
+from tui.messages import EngineFailed, EngineProgress, EngineReady, QuitProgress, RunEvent
 from tui.runs import AppRuns
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
@@ -47,6 +48,9 @@ def _start_resource_tracker() -> None:
         resource_tracker.ensure_running()
     except Exception:
         pass
+
+
+QUIT_GRACE_S = 5.0  # after a hang-up, how long the UI loop gets to exit once everything is stored
 
 
 class TokentopApp(App[int]):
@@ -285,28 +289,38 @@ class TokentopApp(App[int]):
         self.hung_up = self.hung_up or signum == getattr(signal, "SIGHUP", None)
         self.action_quit_app()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="quit")
     def _quit_worker(self) -> None:
+        # A plain thread, not a Textual worker: after a hang-up the UI loop may never run again, and
+        # the run must still be stored and the engine shut down. It talks to the UI only by posting.
+        threading.Thread(target=self._stop_store_shutdown, name="tokentop-quit", daemon=True).start()
+
+    def _stop_store_shutdown(self) -> None:
         job = self.runs.stop(wait=15)
         if job is not None and job.result is not None:
             stored = ", ".join(r.run.run_id for r in job.result.runs) or "nothing"
-            self._say(f"stored run {stored} ({job.result.status}); shutting the engine down…")
+            self.post_message(QuitProgress(f"stored run {stored} ({job.result.status}); shutting the engine down…"))
         else:
-            self._say("shutting the engine down…")
+            self.post_message(QuitProgress("shutting the engine down…"))
         self.shutdown_engine()
-        self.call_from_thread(self.exit, return_code=0)
+        self.post_message(QuitProgress("", done=True))
+        if self.hung_up:
+            # No terminal: if the UI loop cannot finish exiting, leave anyway — the run is stored and
+            # the engine is down; close the store so buffered writes reach the file.
+            time.sleep(QUIT_GRACE_S)
+            if self.store is not None:
+                try:
+                    self.store.close()
+                finally:
+                    os._exit(129)
 
-    def _say(self, text: str) -> None:
+    @on(QuitProgress)
+    def _quit_progress(self, message: QuitProgress) -> None:
         from tui.screens.stopping import StoppingScreen
 
-        def update() -> None:
-            if isinstance(self.screen, StoppingScreen):
-                self.screen.say(text)
-
-        try:
-            self.call_from_thread(update)
-        except Exception:
-            pass
+        if message.done:
+            self.exit(return_code=0)
+        elif isinstance(self.screen, StoppingScreen):
+            self.screen.say(message.text)
 
     def action_prices(self) -> None:
         screen = _guarded_screen("tui.screens.prices", "PricesScreen")

@@ -44,6 +44,7 @@ def run_app(args: argparse.Namespace) -> int:
     from tui.app import TokentopApp
 
     with QuietNativeOutput("app-output.log") as term:
+        _stacks_on_sigusr1(term.log_path)
         app = TokentopApp(store=store, engine_options=options, handle_signals=True)
         try:
             app.run()
@@ -69,3 +70,14 @@ def _ignore_hangups() -> None:
                 signal.signal(sig, signal.SIG_IGN)
             except ValueError:
                 pass
+
+
+def _stacks_on_sigusr1(log_path) -> None:
+    """`kill -USR1 PID` writes every thread's stack to the app's log: a hang can be diagnosed."""
+    import faulthandler
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR1, file=open(log_path, "a"), all_threads=True)
+    except (AttributeError, OSError, ValueError):
+        pass

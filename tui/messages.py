@@ -32,3 +32,12 @@ class RunEvent(Message):
     def __init__(self, event: Any) -> None:
         super().__init__()
         self.event = event
+
+
+class QuitProgress(Message):
+    """The quit thread's progress (stopping, storing, engine down); `done` asks the app to exit."""
+
+    def __init__(self, text: str, done: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.done = done
