@@ -127,6 +127,7 @@ class EngineHost:
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        _reap_children()
         # A request whose task never got to run (the loop stopped first) is resolved, not left hanging.
         for handle in list(self._handles):
             if not handle.future.done():
@@ -139,3 +140,19 @@ class EngineHost:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
+
+
+def _reap_children(grace_s: float = 3.0) -> None:
+    """Engine processes that outlived the engine's own close (it timed out, or a hang-up cut it short)
+    are terminated, then killed: quitting leaves no process behind, and the interpreter's exit does not
+    wait for them for ever."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.is_alive():
+            child.kill()
+            child.join(1.0)
