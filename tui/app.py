@@ -307,11 +307,11 @@ class TokentopApp(App[int]):
             # No terminal: if the UI loop cannot finish exiting, leave anyway — the run is stored and
             # the engine is down; close the store so buffered writes reach the file.
             time.sleep(QUIT_GRACE_S)
-            if self.store is not None:
-                try:
+            try:
+                if self.store is not None:
                     self.store.close()
-                finally:
-                    os._exit(129)
+            finally:
+                os._exit(129)
 
     @on(QuitProgress)
     def _quit_progress(self, message: QuitProgress) -> None:
