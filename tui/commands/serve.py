@@ -222,7 +222,7 @@ def server_classes():
         def _announce(self, port: int) -> None:
             url = f"http://{_url_host(self.host)}:{port}"
             print(f"tokentop serve: serving the app on {url}", flush=True)
-            print(f"  app: {shlex.join(self.argv[1:])}", flush=True)
+            print(f"  app: {shlex.join(['tokentop', *self.argv[3:]])}", flush=True)
             if is_loopback(self.host):
                 print("  loopback only. From your laptop, forward the port over SSH:", flush=True)
                 print(f"    ssh -L {port}:127.0.0.1:{port} user@this-box", flush=True)
@@ -315,7 +315,7 @@ def server_classes():
                         await self._on_browser_message(app, ws, envelope)
             finally:
                 self.viewers.discard(ws)
-                if not self._stopping:
+                if not self._stopping and app.running:
                     print(f"tokentop serve: a browser left ({len(self.viewers)} watching; the app keeps running)",
                           flush=True)
             return ws
