@@ -87,6 +87,10 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def children(parent: int) -> set[int]:
+    return {pid for pid in all_pids() if (info := _stat(pid)) and info[0] == parent}
+
+
 def alive(pids) -> set[int]:
     return {pid for pid in pids if _stat(pid) is not None}
 
