@@ -225,3 +225,17 @@ def test_quitting_the_app_closes_the_browsers_and_the_next_one_starts_it_again(t
 
     asyncio.run(quit_and_return())
     tiny_server.wait_for_output(r"the app exited", 5)
+
+
+def test_allow_remote_serves_on_every_address_with_a_warning(cli_env, tmp_path):
+    # --engine openai at a closed port: the app starts and stops at once, no engine is loaded
+    server = ServerProcess([sys.executable, "-m", "tui.cli", "serve", "--host", "0.0.0.0", "--allow-remote",
+                            "--port", "0", "--db", str(tmp_path / "r.duckdb"), "--engine", "openai",
+                            "--endpoint", "http://127.0.0.1:9"], env=cli_env, cwd=str(ROOT))
+    try:
+        assert server.url().startswith("http://0.0.0.0:")
+        server.wait_for_output(r"warning: listening on 0\.0\.0\.0: anyone who can reach port \d+ can drive the app", 10)
+        assert "ssh -L" not in server.output
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.kill()

@@ -228,6 +228,7 @@ def server_classes():
                 print(f"    ssh -L {port}:127.0.0.1:{port} user@this-box", flush=True)
                 print(f"  then open http://127.0.0.1:{port}", flush=True)
             else:
+                print(f"  open http://<this machine's address>:{port} from another machine", flush=True)
                 print(f"tokentop serve: warning: listening on {self.host}: anyone who can reach port {port} "
                       "can drive the app (no password, no TLS)", file=sys.stderr, flush=True)
             print("  every browser shares one app and one engine (it is loading now). Ctrl+C stops.", flush=True)
