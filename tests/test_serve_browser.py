@@ -45,6 +45,11 @@ return lines.join('\\n');
 """
 
 
+def capture_terminal(driver) -> None:
+    """Install CAPTURE_TERMINAL in the current tab (each tab needs its own)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE_TERMINAL})
+
+
 @pytest.fixture
 def browser():
     if CHROMIUM is None or CHROMEDRIVER is None:
@@ -61,7 +66,7 @@ def browser():
         options.add_argument(flag)
     # An explicit chromedriver: Selenium Manager never looks for (or downloads) one.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CAPTURE_TERMINAL})
+    capture_terminal(driver)
     try:
         yield driver
     finally:
@@ -113,6 +118,7 @@ def test_served_app_streams_a_typed_prompt_in_a_browser(browser, tokentop_cmd, c
 
         # A second tab joins the same app (and engine): it is shown the screen as it is.
         browser.switch_to.new_window("tab")
+        capture_terminal(browser)
         browser.get(url)
         screen = wait_screen(browser, lambda s: "TPS (req)" in s and tokens_shown(s) > 0, 60, "the shared screen")
         server.wait_for_output(r"\(2 watching\)", 10)
