@@ -239,3 +239,10 @@ def test_allow_remote_serves_on_every_address_with_a_warning(cli_env, tmp_path):
         assert server.stop(signal.SIGTERM) == 0
     finally:
         server.kill()
+
+
+def test_the_app_still_refuses_pipes_unless_a_textual_driver_is_given(cli_env, tmp_path):
+    env = {k: v for k, v in cli_env.items() if k != "TEXTUAL_DRIVER"}
+    out = subprocess.run([sys.executable, "-m", "tui.cli", "--db", str(tmp_path / "p.duckdb")], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "the app needs a terminal" in out.stderr
