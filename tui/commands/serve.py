@@ -108,8 +108,12 @@ def run_serve(args: argparse.Namespace) -> int:
     server = server_class(app_command(args), host=args.host, port=args.port)
     try:
         return asyncio.run(server.run())
-    except OSError as exc:  # the port is taken, or the address is not this machine's
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port", 2)
+    except CannotListen as exc:  # the port is taken, or the address is not this machine's
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc}; pick another --port", 2)
+
+
+class CannotListen(Exception):
+    pass
 
 
 def server_classes():
@@ -199,9 +203,9 @@ def server_classes():
             site = web.TCPSite(runner, self.host, self.port)
             try:
                 await site.start()
-            except OSError:
+            except OSError as exc:
                 await runner.cleanup()
-                raise
+                raise CannotListen(exc.strerror or str(exc)) from None
             try:
                 self._announce(_bound_port(site) or self.port)
                 async with self._lock:
