@@ -263,20 +263,17 @@ def cost_at_slo(store, slo_ms: dict[str, float], percentile: float = DEFAULT_PER
 # -- the frontier -----------------------------------------------------------------------------------------
 def pareto_front(points: Sequence[tuple[float, float]], *, x_higher_is_better: bool = True,
                  epsilon: float = 1e-9) -> list[bool]:
-    """Which points are Pareto-optimal when a higher y is better and x is better high (or low).
-
-    `vllm bench sweep plot_pareto`'s rule: sort by x (best first), then y (best first); a point is on the
-    front when its y is at least the best y seen so far (ties kept)."""
+    """Which points are Pareto-optimal when a higher y is better and x is better high (or low): no other
+    point is at least as good on both axes and better on one. (`vllm bench sweep plot_pareto` also keeps a
+    point that only ties the front's best y at a worse x; a point equal to another on both axes is kept.)"""
     sign = 1.0 if x_higher_is_better else -1.0
-    order = sorted(range(len(points)), key=lambda i: (-sign * points[i][0], -points[i][1]))
-    on_front = [False] * len(points)
-    best_y = -float("inf")
-    for i in order:
-        y = points[i][1]
-        if y >= best_y - epsilon:
-            on_front[i] = True
-            best_y = max(best_y, y)
-    return on_front
+    pts = [(sign * x, y) for x, y in points]
+
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return (a[0] >= b[0] - epsilon and a[1] >= b[1] - epsilon
+                and (a[0] > b[0] + epsilon or a[1] > b[1] + epsilon))
+
+    return [not any(dominates(other, p) for other in pts) for p in pts]
 
 
 @dataclass
