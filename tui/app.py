@@ -58,6 +58,7 @@ class TokentopApp(App[int]):
         Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
         Binding("p", "prices", "Prices", id="app.prices"),
         Binding("l", "load", "Load", id="app.load"),
+        Binding("m", "compare", "Compare", id="app.compare"),
         Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
     ]
 
@@ -237,6 +238,14 @@ class TokentopApp(App[int]):
         session = self.require_session()
         if session is not None:
             self.push_screen(screen(session))
+
+    def action_compare(self) -> None:
+        """The Compare matrix: every run in the database by GPU x provider, cost at an SLO, the frontier."""
+        screen = _guarded_screen("tui.screens.matrix", "CompareMatrixScreen")
+        if screen is None:
+            self.notify("the Compare matrix screen is not installed yet", severity="warning")
+            return
+        self.push_screen(screen(self.store))
 
     def open_costs(self, run_ids: list[str]) -> None:
         screen = _guarded_screen("tui.screens.compare", "CompareScreen")

@@ -19,8 +19,8 @@ CHEAPEST = "◀"
 
 # (header, width, justify): the first seven fit 80 columns with room for the table's gaps.
 MATRIX_COLUMNS = (
-    ("GPU", 13, "left"), ("provider", 10, "left"), ("b1 TPS", 10, "right"), ("load tok/s", 12, "right"),
-    ("$/h", 7, "right"), ("$/1M b1", 8, "right"), ("$/1M ld", 8, "right"),
+    ("GPU", 14, "left"), ("provider", 10, "left"), ("b1 TPS", 9, "right"), ("load tok/s", 10, "right"),
+    ("$/h", 6, "right"), ("$/1M b1", 7, "right"), ("$/1M ld", 7, "right"),
     ("TTFT", 6, "right"), ("art. $/1M", 9, "right"), ("art. TPS", 8, "right"), ("runs", 5, "right"),
 )
 NARROW = 7  # columns shown at 80 columns; the rest are one key away (or scrolled to)
@@ -76,8 +76,8 @@ def matrix_cells(row: Any) -> list[Text]:
 
 def chart_label(row: Any) -> str:
     """A short y-axis label for the $/1M chart: 'H100-SXM RunPod*'."""
-    gpu = row.gpu_key.rsplit("-", 1)[0][:8] + (f"x{row.gpus_used}" if row.gpus_used > 1 else "")
-    return f"{gpu} {provider_cell(row)[:8]}"
+    gpu = row.gpu_key.split("-", 1)[0][:7] + (f"x{row.gpus_used}" if row.gpus_used > 1 else "")
+    return f"{gpu} {provider_cell(row)[:10]}"
 
 
 def level_cells(s: Any, percentile: float) -> list[str]:
@@ -94,7 +94,7 @@ def frontier_cells(p: Any) -> list[Text]:
     marks = ("U" if p.pareto_user else "") + ("T" if p.pareto_ttft else "")
     cost = "–" if p.cheapest_usd_per_million is None else f"{p.cheapest_usd_per_million:.2f}"
     style = "bold green" if marks else ""
-    return [Text(p.curve[:24]), Text(short_level(lv.label)),
+    return [Text(p.curve[:21]), Text(short_level(lv.label)),
             Text(f"{lv.per_gpu_throughput:.1f}", justify="right"),
             Text("–" if lv.per_user_tps is None else f"{lv.per_user_tps:.1f}", justify="right"),
             Text(f"{lv.ttft_ms:.0f}", justify="right"), Text(cost, justify="right"),
