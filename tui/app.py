@@ -270,6 +270,9 @@ class TokentopApp(App[int]):
                 binding.tooltip or f"key {key}",
                 partial(self._run_binding, active.node, binding.action),
             )
+        if "compare" not in seen:  # a focused text box hides printable-key bindings; Compare stays reachable
+            yield SystemCommand("Compare (m)", "your runs by GPU x provider, cost at an SLO, the frontier",
+                                self.action_compare)
 
     async def _run_binding(self, node, action: str) -> None:
         await self.run_action(action, node)

@@ -37,6 +37,7 @@ class LoadScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", id="load.start"),
         Binding("ctrl+x", "stop", "Stop", id="load.stop"),
+        Binding("ctrl+f", "frontier", "Frontier", id="load.frontier"),
         Binding("escape", "app.pop_screen", "Back", id="load.back"),
     ]
 
@@ -60,6 +61,11 @@ class LoadScreen(Screen):
             super().__init__()
             self.error = error
 
+    class FrontierReady(Message):
+        def __init__(self, frontier):
+            super().__init__()
+            self.frontier = frontier
+
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
         self.session = session
@@ -69,6 +75,8 @@ class LoadScreen(Screen):
         self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
         self.finished: list[dict[str, Any]] = []
         self.last_message = ""
+        self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="load-form"):
@@ -133,6 +141,7 @@ class LoadScreen(Screen):
         self.stop_event.clear()
         self.points.clear()
         self.finished.clear()
+        self.frontier, self.chart_view = None, "load"
         self.query_one("#load-table", DataTable).clear()
         self.query_one("#load-start", Button).disabled = True
         self.query_one("#load-stop", Button).disabled = False
@@ -195,6 +204,8 @@ class LoadScreen(Screen):
     @on(LoadFinished)
     def _load_finished(self, msg: LoadFinished) -> None:
         self._done(f"done: {msg.levels} level(s) stored; {msg.stop_reason}")
+        if self.finished:
+            self.load_frontier([f["run_id"] for f in self.finished])
         if msg.gpu_note:
             self.notify(msg.gpu_note, severity="information", title="GPU telemetry")
 
@@ -213,6 +224,29 @@ class LoadScreen(Screen):
         self.last_message = text
         self.query_one("#load-status", Label).update(Text(text))
 
+    # -- the priced frontier of the sweep just run -------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load-frontier")
+    def load_frontier(self, run_ids: list[str]) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+        except Exception:
+            pass  # the sweep's own chart stays; Compare (m) shows the frontier too
+
+    @on(FrontierReady)
+    def _frontier_ready(self, msg: FrontierReady) -> None:
+        self.frontier = msg.frontier
+        self.chart_view = "frontier"
+        self._draw_chart()
+
+    def action_frontier(self) -> None:
+        if self.frontier is None:
+            self.notify("the priced frontier appears when a sweep has finished", severity="information")
+            return
+        self.chart_view = "load" if self.chart_view == "frontier" else "frontier"
+        self._draw_chart()
+
     # -- rendering ------------------------------------------------------------------------
     def refresh_live(self) -> None:
         if not self.running:
@@ -230,6 +264,12 @@ class LoadScreen(Screen):
 
     def _draw_chart(self) -> None:
         chart = self.query_one("#load-chart", PlotextPlot)
+        if self.chart_view == "frontier" and self.frontier is not None and not self.running:
+            from tui.widgets.frontier_chart import draw_frontier
+
+            draw_frontier(chart.plt, self.frontier, title="frontier: tok/s/GPU vs user tok/s, $/1M (ctrl+f)")
+            chart.refresh()
+            return
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()

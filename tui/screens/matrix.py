@@ -27,7 +27,7 @@ from tui.widgets.frontier_chart import draw_frontier
 
 DEFAULT_SLO = "ttft=500,tpot=50"
 WIDE = 118  # from this width every matrix column fits at once
-SLO_COLUMNS = (("GPU", 14), ("best", 6), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("$/1M", 6), ("at", 12))
+SLO_COLUMNS = (("GPU", 14), ("best", 6), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("$/1M", 6), ("provider", 13))
 LEVEL_COLUMNS = (("GPU", 14), ("level", 6), ("ok", 5), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("goodput", 7),
                  ("meets", 40))
 FRONTIER_WIDTHS = (21, 5, 9, 10, 5, 6, 6)
@@ -274,14 +274,22 @@ class CompareMatrixScreen(Screen):
             b = a.best
             if b is None:
                 table.add_row(Text(gpu), Text("none meets", style="bold red"), "–", "–", "–", "–", "")
-            else:
-                c = a.costs[0] if a.costs else None
-                style = "bold green" if a.cheapest_overall else ""
-                table.add_row(Text(gpu, style=style), Text(short_level(b.label), style=style),
-                              Text(f"{b.output_throughput:.1f}", justify="right"), Text(f"{b.ttft_ms:.0f}", justify="right"),
-                              Text(f"{b.tpot_ms:.1f}", justify="right"),
-                              Text("–" if c is None else f"{c.usd_per_million:.2f}", style=style, justify="right"),
-                              Text("" if c is None else f"{provider_label(c.provider)[:9]} {SOURCE_MARK.get(c.price_source, '')}"))
+            elif not a.costs:
+                table.add_row(Text(gpu), Text(short_level(b.label)), Text(f"{b.output_throughput:.1f}", justify="right"),
+                              Text(f"{b.ttft_ms:.0f}", justify="right"), Text(f"{b.tpot_ms:.1f}", justify="right"),
+                              "–", Text("nobody rents it"))
+            for i, c in enumerate(a.costs if b is not None else []):
+                # One row per provider: the same level's throughput at each provider's $/h.
+                style = "bold green" if c.cheapest and a.cheapest_overall else ""
+                first = i == 0
+                table.add_row(Text(gpu if first else "", style=style),
+                              Text(short_level(b.label) if first else "", style=style),
+                              Text(f"{b.output_throughput:.1f}" if first else "", justify="right"),
+                              Text(f"{b.ttft_ms:.0f}" if first else "", justify="right"),
+                              Text(f"{b.tpot_ms:.1f}" if first else "", justify="right"),
+                              Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
+                              Text(f"{provider_label(c.provider)[:9]}{'*' if c.measured_here else ''} "
+                                   f"{SOURCE_MARK.get(c.price_source, '')}"))
             for s in a.levels:
                 meets = "yes" if s.meets else Text(f"no: {s.why_not}", style="red")
                 levels.add_row(Text(gpu), Text(short_level(s.label)), f"{s.completed}/{s.completed + s.failed}",

@@ -8,9 +8,11 @@ from itertools import accumulate
 
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
@@ -79,6 +81,34 @@ class RunDetailScreen(Screen):
         self._chart_tps()
         self._chart_itl()
         self._chart_tokens()
+        if run.get("kind") == "load":
+            self.load_frontier()
+
+    # -- a load level: the priced frontier of its sweep, in its own tab -------------------------------
+    class FrontierReady(Message):
+        def __init__(self, frontier) -> None:
+            super().__init__()
+            self.frontier = frontier
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail-frontier")
+    def load_frontier(self) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierReady(build_frontier(self.app.store, run_ids=[self.run["run_id"]])))
+        except Exception:
+            pass  # the other tabs stand; Compare (m) shows the frontier too
+
+    @on(FrontierReady)
+    async def _frontier_ready(self, msg: FrontierReady) -> None:
+        from tui.widgets.frontier_chart import draw_frontier
+
+        tabs = self.query_one(TabbedContent)
+        if not self.query("#chart-frontier"):
+            await tabs.add_pane(TabPane("Frontier", PlotextPlot(id="chart-frontier"), id="tab-frontier"))
+        plot = self.query_one("#chart-frontier", PlotextPlot)
+        draw_frontier(plot.plt, msg.frontier, title="this sweep: tok/s/GPU vs user tok/s, $/1M at each point")
+        plot.refresh()
 
     def _title(self) -> None:
         r = self.run
