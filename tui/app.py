@@ -58,7 +58,7 @@ class TokentopApp(App[int]):
         Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
         Binding("p", "prices", "Prices", id="app.prices"),
         Binding("l", "load", "Load", id="app.load"),
-        Binding("m", "compare", "Compare", id="app.compare"),
+        Binding("m", "compare", "Compare", id="app.compare", show=False),
         Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
     ]
 
