@@ -6,8 +6,8 @@ measured gets a row; a row whose figures come from runs measured on that very pr
 is marked `measured_here` and uses only those runs; the other providers' rows use every run of that GPU.
 
 Speeds (mean, sample standard deviation and run count over runs):
-  * batch-1 TPS: per run, the mean over successful requests of output tokens / E2EL, from suite and
-    interactive runs and from load levels that ran one request at a time (concurrency 1);
+  * batch-1 TPS: per run, the mean over successful requests of output tokens / E2EL, from suite runs
+    and from load levels that ran one request at a time (concurrency 1);
   * throughput under load: per load sweep (the levels one `tokentop load` or one Load-screen start
     stored), its highest level's output throughput (sum of output tokens / the level's duration).
 Per-request TPS under load is per-user speed and never a cost basis.
@@ -241,6 +241,7 @@ class MatrixRow:
     provider: str
     measured_here: bool  # these figures come from runs measured on this provider
     run_ids: list[str]
+    hosts: list[str]  # the machines these runs were measured on
     batch1_tps: Stat | None
     load_throughput: Stat | None
     ttft_ms: Stat | None
@@ -296,7 +297,9 @@ def _reference_index() -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str,
 
 
 def _batch1_runs(runs: list[RunFacts]) -> list[RunFacts]:
-    return [r for r in runs if r.mean_tps and (r.kind != "load" or r.single_stream)]
+    """Suite runs and single-stream load levels. Interactive prompts are left out: ad-hoc lengths and
+    one request each would swamp the suite's measured figure."""
+    return [r for r in runs if r.mean_tps and (r.kind == "suite" or (r.kind == "load" and r.single_stream))]
 
 
 def _sweep_peaks(runs: list[RunFacts]) -> list[float]:
@@ -331,6 +334,7 @@ def build_matrix(store, *, board: PriceBoard | None = None, now: datetime | None
             row = MatrixRow(
                 model=model_name, gpu_key=gpu_key, gpu=gpu_label(gpu_key), gpus_used=used, provider=provider,
                 measured_here=bool(own), run_ids=[r.run_id for r in basis_runs],
+                hosts=sorted({r.hostname or "?" for r in basis_runs}),
                 batch1_tps=Stat.of([r.mean_tps for r in b1]),
                 load_throughput=Stat.of(_sweep_peaks(basis_runs)),
                 ttft_ms=Stat.of([r.mean_ttft_ms for r in b1]),

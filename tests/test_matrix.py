@@ -49,6 +49,7 @@ def test_two_machines_merged_give_both_rows_with_costs_from_the_formula(capsys, 
     # Both machines' rows, each marked as measured on its own provider; other providers renting those GPUs
     # get a row too, estimated from the same runs.
     assert h100["measured_here"] and a100["measured_here"]
+    assert h100["hosts"] == ["runpod-h100-7f3a"] and a100["hosts"] == ["lambda-a100-node"]
     assert not rows[("H100-SXM-80", "vastai")]["measured_here"]
     assert {p for g, p in rows if g == "A100-SXM-80"} >= {"runpod", "vastai", "lambda", "vultr", "coreweave"}
 
