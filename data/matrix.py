@@ -164,7 +164,8 @@ def sweeps(load_runs: Iterable[RunFacts]) -> list[list[RunFacts]]:
         key = (run.hostname, run.pid, run.model, run.gpu_key, json.dumps(run.settings.get("levels"), sort_keys=True))
         chains = groups[key]
         index = run.settings.get("level_index")
-        if chains and isinstance(index, int) and index > (chains[-1][-1].settings.get("level_index") or -1):
+        previous = chains[-1][-1].settings.get("level_index") if chains else None
+        if isinstance(index, int) and isinstance(previous, int) and index > previous:
             chains[-1].append(run)
         else:
             chains.append([run])

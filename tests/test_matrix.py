@@ -179,3 +179,15 @@ def test_frontier_points_are_priced_and_marked(capsys, fleet_db):
     assert all(p["pareto_user"] and p["pareto_ttft"] for p in h100)  # each level trades speed for throughput
     a100 = [p for p in points if p["gpu_key"] == "A100-SXM-80"]
     assert not any(p["pareto_user"] for p in a100)  # dominated by the H100's levels
+
+
+def test_levels_group_into_the_sweeps_that_stored_them():
+    from data.matrix import RunFacts, sweeps
+
+    def level(run_id, index, host="box", pid=1):
+        return RunFacts(run_id=run_id, kind="load", model="m", gpu_key="H100-SXM-80", gpus_used=1, instance_gpus=1,
+                        provider=None, price_paid=None, hostname=host, pid=pid, started_at=run_id, duration_s=1.0,
+                        settings={"levels": [1, 2], "level_index": index}, summary={})
+
+    runs = [level("a1", 0), level("a2", 1), level("b1", 0), level("c1", 0), level("c2", 1), level("d1", 0, host="other")]
+    assert [[r.run_id for r in chain] for chain in sweeps(runs)] == [["a1", "a2"], ["b1"], ["c1", "c2"], ["d1"]]
