@@ -191,3 +191,18 @@ def test_levels_group_into_the_sweeps_that_stored_them():
 
     runs = [level("a1", 0), level("a2", 1), level("b1", 0), level("c1", 0), level("c2", 1), level("d1", 0, host="other")]
     assert [[r.run_id for r in chain] for chain in sweeps(runs)] == [["a1", "a2"], ["b1"], ["c1", "c2"], ["d1"]]
+
+
+def test_an_empty_database_says_so_and_shows_the_article(capsys, tmp_path):
+    from data.store import Store
+
+    db = tmp_path / "empty.duckdb"
+    Store(db).close()
+    out = cli_json(capsys, db, "--matrix")
+    assert out["rows"] == [] and any("No GPU runs" in n for n in out["notes"])
+    assert main(["--db", str(db), "compare", "--matrix"]) == 0
+    text = capsys.readouterr().out
+    assert "article, 2024" in text and "H100-SXM-80" in text
+    assert main(["--db", str(db), "compare", "--slo", "ttft=500"]) == 0
+    assert "No load levels stored yet" in capsys.readouterr().out
+    assert cli_json(capsys, db, "--frontier")["points"] == []
