@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
+from data.compare import gpus_for_cost
 from data.prices import PriceBoard, article_reference, price_board
-from pricing.cost import TpsBasis, usd_per_million_tokens
+from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
 
@@ -75,7 +76,7 @@ class RunFacts:
         """The price paid for the GPUs this run used: the instance's price x used / instance GPUs."""
         if self.price_paid is None:
             return None
-        return self.price_paid * self.gpus_used / max(1, self.instance_gpus)
+        return share_of_instance(self.price_paid, self.gpus_used, self.instance_gpus)
 
     @property
     def load(self) -> dict[str, Any]:
@@ -111,18 +112,15 @@ class RunFacts:
 
 
 def _gpus_used(run: dict[str, Any]) -> tuple[int, int]:
-    used = _json(run.get("gpus_used"))
-    env = _json(run.get("environment")) or {}
-    seen = env.get("gpus") if isinstance(env, dict) else None
-    n_used = len(used) if isinstance(used, list) and used else int(run.get("gpu_count") or 1)
-    n_box = len(seen) if isinstance(seen, list) and seen else n_used
-    return max(1, n_used), max(n_used, n_box)
+    """(GPUs the run used, GPUs of its instance): data.compare's rule, so per-run costs and the matrix agree."""
+    used, instance, _how = gpus_for_cost(run)
+    return max(1, used), max(used, instance or used)
 
 
 def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None = None) -> list[RunFacts]:
     """Every completed run (optionally of some kinds / one model) with its per-request aggregates."""
     sql = """
-        SELECT r.run_id, r.kind, r.model, r.gpu_key, r.gpu_count, r.gpus_used, r.environment, r.provider,
+        SELECT r.run_id, r.kind, r.model, r.gpu_key, r.gpu_count, r.gpus_used, r.environment, r.engine_args, r.provider,
                r.price_per_hour_usd, r.hostname, r.pid, r.started_at, r.duration_s, r.suite_json, r.summary,
                count(q.request_index) FILTER (WHERE q.success) AS completed,
                count(q.request_index) FILTER (WHERE NOT q.success) AS failed,
