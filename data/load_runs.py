@@ -132,6 +132,7 @@ def run_load(
         server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
         add_gpu_samples(session.store, run_id, gpu_rows, t0)
         add_server_samples(session.store, run_id, server_rows, t0)
+        session.store.set_client_health(run_id, summary.get("client_health"))
         recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=summary, error=outcome.error)
         results.append(LevelResult(run_id, outcome, summary))
         if on_level_done:
@@ -162,6 +163,7 @@ def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1:
     summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
     gpu_summary = summarise_gpu(gpu.snapshot(since=t0, until=t1), int(result.get("total_output_tokens") or 0))
     summary["gpu"] = gpu_summary or {"note": gpu.note}
+    summary["client_health"] = outcome.client_health
     if gpu_summary.get("j_per_output_token") is not None:
         result["j_per_output_token"] = gpu_summary["j_per_output_token"]
     if server is not None:

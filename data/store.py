@@ -273,6 +273,11 @@ class Store:
                 [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
             )
 
+    def set_client_health(self, run_id: str, health: Any) -> None:
+        """The client's self-check for a run (engine.client_health.assess), in runs.client_health."""
+        with self.connection() as con:
+            con.execute("UPDATE runs SET client_health = ? WHERE run_id = ?", [_json(health), run_id])
+
     # -- raw access (other data/ modules) -------------------------------------
     @contextmanager
     def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -12,6 +12,7 @@ import threading
 from typing import Any, Awaitable, TypeVar
 
 from engine.base import ChunkSink, Engine, ProgressSink
+from engine.client_health import LoopLagProbe
 from engine.types import GenerationRequest, RequestRecord
 
 T = TypeVar("T")
@@ -47,6 +48,10 @@ class EngineHost:
         self._handles: set[RequestHandle] = set()
         self._closed = False
         self.started = False
+        # The client's self-check: how late this loop wakes up, sampled for the host's whole life
+        # (runs take their window of it: engine.client_health).
+        self.loop_lag = LoopLagProbe()
+        self.loop_lag.start(self.loop)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -93,6 +98,7 @@ class EngineHost:
             return
         self._closed = True
         self.cancel_all()
+        self.loop_lag.stop(self.loop)
         if self.loop.is_running():
             try:
                 self.call(self.engine.close()).result(timeout)

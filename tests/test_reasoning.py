@@ -1,0 +1,127 @@
+"""Reasoning models: TTFT (first chunk of any kind, as `vllm bench serve`) vs TTFO (first answer token),
+and the reasoning/answer token split, measured against a recorded vLLM reasoning stream served on
+loopback, stored, shown, and priced per answer token."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from data.recorder import RunRecorder
+from data.store import Store
+from engine.host import EngineHost
+from engine.metrics import aggregate, request_metrics
+from engine.openai_engine import OpenAIEngine
+from engine.types import GenerationRequest
+from pricing.answer_cost import answer_costs
+from tests.sse_replay import FIXTURES, ReplayServer, load_events
+from tui.cli import main
+
+STREAM = FIXTURES / "reasoning" / "vllm_reasoning_stream.sse"
+# What the recording holds (see its usage): 15 reasoning tokens, 10 answer tokens, 24 chunks.
+REASONING, ANSWER, CHUNKS = 15, 10, 24
+
+
+def _run(server: ReplayServer, n: int = 1):
+    host = EngineHost(OpenAIEngine(server.url))
+    try:
+        host.start().result(10)
+        records = [host.submit(GenerationRequest(prompt="What is 2 + 2?", max_tokens=64)).result(10) for _ in range(n)]
+    finally:
+        host.shutdown()
+    return records
+
+
+def test_reasoning_stream_ttft_before_ttfo_and_exact_split():
+    with ReplayServer(load_events(STREAM), delay_s=0.004) as server:
+        (record,) = _run(server)
+    assert record.success, record.error
+    m = request_metrics(record)
+    # TTFT is the role-only first chunk; the first answer token comes after all the reasoning.
+    assert m.ttft_s is not None and m.ttfo_s is not None
+    assert m.ttft_s < m.ttfo_s
+    assert record.first_answer_ns == record.chunk_ns[1 + 14]  # role chunk + 14 reasoning chunks, then content
+    assert (m.reasoning_tokens, m.answer_tokens, m.output_tokens) == (REASONING, ANSWER, REASONING + ANSWER)
+    assert record.reasoning_method == "per-chunk usage"
+    assert len(record.chunk_reasoning_tokens) == CHUNKS
+    assert record.chunk_reasoning_tokens[10] == 2  # the two-token chunk ". That"
+    assert record.text.startswith("\n\n2 + 2 = **4**")
+    assert record.reasoning_text.startswith("Okay, the user asks")
+    # The request asked for exact counts per chunk.
+    assert server.received[0]["stream_options"]["continuous_usage_stats"] is True
+
+
+def test_totals_only_server_gives_exact_totals_and_says_so():
+    """An older server: `reasoning_content` deltas, no per-chunk usage, only the final usage totals."""
+
+    def older(event: dict) -> dict | None:
+        event = json.loads(json.dumps(event))
+        if event["choices"]:
+            event.pop("usage", None)
+            delta = event["choices"][0]["delta"]
+            if "reasoning" in delta:
+                delta["reasoning_content"] = delta.pop("reasoning")
+        return event
+
+    with ReplayServer(load_events(STREAM), delay_s=0.002, transform=older) as server:
+        (record,) = _run(server)
+    m = request_metrics(record)
+    assert m.ttft_s < m.ttfo_s
+    assert (m.reasoning_tokens, m.answer_tokens) == (REASONING, ANSWER)
+    assert record.reasoning_method == "final usage totals"
+
+
+def test_reasoning_stored_aggregated_shown_and_priced(tmp_path, capsys):
+    with ReplayServer(load_events(STREAM), delay_s=0.002) as server:
+        records = _run(server, n=3)
+    metrics = [request_metrics(r) for r in records]
+    agg = aggregate(metrics, 1.0)
+    assert agg["total_reasoning_tokens"] == 3 * REASONING
+    assert agg["total_answer_tokens"] == 3 * ANSWER
+    assert agg["mean_ttfo_ms"] > agg["mean_ttft_ms"]
+    assert {"median_ttfo_ms", "p99_ttfo_ms"} <= agg.keys()
+
+    db = tmp_path / "r.duckdb"
+    with Store(db) as store:
+        rec = RunRecorder(store)
+        rec.start(kind="suite", engine_description={"engine": "openai", "model": "r1"}, environment={})
+        for i, (r, m) in enumerate(zip(records, metrics)):
+            rec.record(i, r, m)
+        rec.finish("completed", duration_s=1.0, summary={"cases": {"q": agg}, "overall": agg})
+        rows = store.get_requests(rec.run_id)
+        chunks = store.get_chunks(rec.run_id, 0)
+    assert [(r["reasoning_tokens"], r["answer_tokens"]) for r in rows] == [(REASONING, ANSWER)] * 3
+    assert all(r["ttfo_ms"] > r["ttft_ms"] for r in rows)
+    assert sum(c["reasoning_tokens"] for c in chunks) == REASONING
+    assert sum(c["tokens"] for c in chunks) == REASONING + ANSWER
+
+    assert main(["--db", str(db), "show", rec.run_id]) == 0
+    out = capsys.readouterr().out
+    assert f"reasoning: {3 * REASONING} reasoning + {3 * ANSWER} answer tokens" in out
+    assert "TTFO" in out
+    assert main(["--db", str(db), "show", rec.run_id, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["overall"]["total_answer_tokens"] == 3 * ANSWER
+    assert shown["requests"][0]["reasoning_tokens"] == REASONING
+
+    # Priced per output token and per answer token: 25 output tokens buy 10 answer tokens.
+    cost = answer_costs(3.6, 100.0, agg)
+    assert cost.usd_per_million_output == pytest.approx(10.0)
+    assert cost.usd_per_million_answer == pytest.approx(10.0 * (REASONING + ANSWER) / ANSWER)
+
+
+def test_plain_stream_has_no_reasoning_and_ttfo_equals_ttft(tmp_path):
+    from tests.sse_replay import plain_stream
+
+    with ReplayServer(plain_stream(5), delay_s=0.0) as server:
+        (record,) = _run(server)
+    m = request_metrics(record)
+    assert record.has_reasoning is False and m.ttfo_s is None and m.reasoning_tokens is None
+    assert "total_reasoning_tokens" not in aggregate([m], 1.0)
+    with Store(tmp_path / "p.duckdb") as store:
+        rec = RunRecorder(store)
+        rec.start(kind="interactive", engine_description={"engine": "openai"}, environment={})
+        rec.record(0, record, m)
+        (row,) = store.get_requests(rec.run_id)
+    assert row["ttfo_ms"] == pytest.approx(row["ttft_ms"]) and row["reasoning_tokens"] is None
