@@ -125,3 +125,35 @@ def test_plain_stream_has_no_reasoning_and_ttfo_equals_ttft(tmp_path):
         rec.record(0, record, m)
         (row,) = store.get_requests(rec.run_id)
     assert row["ttfo_ms"] == pytest.approx(row["ttft_ms"]) and row["reasoning_tokens"] is None
+
+
+def test_in_process_split_uses_vllms_reasoning_parser():
+    """The embedded engine with --engine-arg reasoning_parser=deepseek_r1: vLLM's own parser splits the
+    engine's token ids (a tokenizer that knows the think tokens stands in for a reasoning model's)."""
+    from vllm.reasoning import ReasoningParserManager
+
+    from engine.types import RequestRecord
+    from engine.vllm_engine import split_reasoning_ids
+
+    class ThinkVocab:
+        def get_vocab(self):
+            return {"<think>": 1, "</think>": 2}
+
+        vocab = property(get_vocab)
+
+    parser = ReasoningParserManager.get_reasoning_parser("deepseek_r1")(ThinkVocab())
+    record = RequestRecord(request=GenerationRequest(prompt="q", max_tokens=7))
+    record.st_ns, record.chunk_ns, record.chunk_tokens = 0, [10, 20, 30, 40], [2, 2, 2, 1]
+    record.reported_output_tokens = 7
+    # R1's template opens <think> in the prompt: the output is reasoning, </think>, then the answer.
+    split_reasoning_ids(record, [[5, 6], [7, 2], [8, 9], [10]], parser)
+    m = request_metrics(record.__class__(**{**record.__dict__, "success": True}))
+    assert record.chunk_reasoning_tokens == [2, 2, 0, 0]
+    assert (m.reasoning_tokens, m.answer_tokens) == (4, 3)
+    assert m.ttft_s < m.ttfo_s == 30e-9
+    assert record.reasoning_method == "engine token ids"
+
+    plain = RequestRecord(request=GenerationRequest(prompt="q", max_tokens=2))
+    plain.chunk_ns, plain.chunk_tokens = [10, 20], [1, 1]
+    split_reasoning_ids(plain, [[5], [6]], parser)
+    assert plain.has_reasoning is False
