@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from typing import Any, Awaitable, TypeVar
 
@@ -39,8 +40,16 @@ class RequestHandle:
         return self.future.done()
 
 
+# While another Python thread (storing, telemetry, the UI) holds the GIL, a chunk that has arrived
+# waits for it up to the switch interval (5 ms by default) before this loop can timestamp it. 0.5 ms
+# bounds that wait well under the timer jitter of a busy machine; the cost is more frequent switches.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 class EngineHost:
     def __init__(self, engine: Engine):
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.engine = engine
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name=f"tokentop-{engine.name}", daemon=True)
