@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from data.prices import PriceBoard, article_reference, price_board, source_age
+from pricing.answer_cost import answer_costs
 from pricing.cost import TpsBasis, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
@@ -36,6 +37,8 @@ class CostRow:
     usd_per_million: float
     approximate: bool
     cheapest: bool = False
+    # Reasoning models: $/1M answer tokens at the same speed (None when the run carried no reasoning).
+    usd_per_million_answer: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,7 +234,16 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
             seen.add(c.tps_basis)
     if not rc.costs:
         rc.note = f"No provider in the current price list rents a {gpu_label(gpu_key)}."
+    price_answer_tokens(rc.costs, (run.get("summary") or {}).get("overall") or {})
     return rc
+
+
+def price_answer_tokens(costs: list[CostRow], overall: dict[str, Any]) -> None:
+    """A reasoning run's rows also get $/1M answer tokens (pricing.answer_cost)."""
+    for c in costs:
+        priced = answer_costs(c.usd_per_hour, c.tps, overall) if c.tps else None
+        if priced is not None:
+            c.usd_per_million_answer = priced.usd_per_million_answer
 
 
 def provider_name(provider: str) -> str:

@@ -157,3 +157,16 @@ def test_in_process_split_uses_vllms_reasoning_parser():
     plain.chunk_ns, plain.chunk_tokens = [10, 20], [1, 1]
     split_reasoning_ids(plain, [[5], [6]], parser)
     assert plain.has_reasoning is False
+
+
+def test_compare_rows_of_a_reasoning_run_are_priced_per_answer_token():
+    from data.compare import CostRow, price_answer_tokens
+
+    row = CostRow(run_id="r", gpu_key="H100-SXM-80", provider="runpod", pricing_type="on-demand", detail="",
+                  source="snapshot", tps=100.0, tps_basis="throughput under load", ttft_ms=None, usd_per_hour=3.6,
+                  usd_per_million=10.0, approximate=False)
+    plain = CostRow(**{**row.to_dict(), "run_id": "p"})
+    price_answer_tokens([row], {"total_output_tokens": 250, "total_answer_tokens": 100})
+    price_answer_tokens([plain], {"total_output_tokens": 250})
+    assert row.usd_per_million_answer == pytest.approx(25.0)
+    assert plain.usd_per_million_answer is None
