@@ -133,6 +133,20 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
     return out
 
 
+def paired_ratios(rows: list[dict], workload: str, concurrency: int) -> dict[str, float]:
+    """Median over rounds of tokentop / vLLM within the same round."""
+    out = {}
+    for k in METRICS:
+        per_round = []
+        for r in sorted({x["round"] for x in rows}):
+            pair = {x["tool"]: x[k] for x in rows
+                    if x["round"] == r and x["workload"] == workload and x["concurrency"] == concurrency}
+            if "vllm" in pair and "tokentop" in pair and pair["vllm"]:
+                per_round.append(pair["tokentop"] / pair["vllm"])
+        out[k] = statistics.median(per_round) if per_round else float("nan")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -212,10 +226,11 @@ def main() -> int:
                 sel = [x for x in rows if x["workload"] == w and x["concurrency"] == c and x["tool"] == tool]
                 med[tool] = {k: statistics.median(x[k] for x in sel) for k in METRICS}
             ratios = {k: med["tokentop"][k] / med["vllm"][k] for k in METRICS}
+            paired = paired_ratios(rows, w, c)
             ok = {k: abs(ratios[k] - 1) <= TOLERANCE[k] for k in METRICS}
             all_ok &= all(ok.values())
             medians.append({"workload": w, "concurrency": c, "vllm": med["vllm"], "tokentop": med["tokentop"],
-                            "ratio": ratios, "within": ok})
+                            "ratio": ratios, "within": ok, "paired_ratio": paired})
             v, t = med["vllm"], med["tokentop"]
             print(f"{w:<8} {c:>4} {v['mean_ttft_ms']:>9.1f} {t['mean_ttft_ms']:>8.1f} {ratios['mean_ttft_ms']:>6.3f} "
                   f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
@@ -223,6 +238,12 @@ def main() -> int:
                   f"{ratios['output_throughput']:>6.3f}  "
                   + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:{'yes' if ok[k] else 'NO'}"
                               for k in METRICS))
+    print("\nmedian of per-round ratios (each round's two runs are adjacent in time, so they share the "
+          "machine's load):")
+    for m in medians:
+        p = m["paired_ratio"]
+        print(f"{m['workload']:<8} {m['concurrency']:>4}  TTFT {p['mean_ttft_ms']:.3f}  TPOT {p['mean_tpot_ms']:.3f}  "
+              f"output throughput {p['output_throughput']:.3f}")
     print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}")
     if opts.json:
         Path(opts.json).write_text(json.dumps({"rows": rows, "medians": medians, "options": vars(opts)}, indent=1))
