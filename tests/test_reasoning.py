@@ -170,3 +170,26 @@ def test_compare_rows_of_a_reasoning_run_are_priced_per_answer_token():
     price_answer_tokens([plain], {"total_output_tokens": 250})
     assert row.usd_per_million_answer == pytest.approx(25.0)
     assert plain.usd_per_million_answer is None
+
+
+def test_live_gauges_show_ttfo_once_a_stream_reasons():
+    from engine.live import LiveMeter
+    from engine.types import Chunk
+    from tui.widgets.gauges import stats_table
+
+    meter = LiveMeter()
+    meter.begin(st_ns=0)
+    meter.feed(Chunk(10_000_000, "", 0))
+    meter.feed(Chunk(20_000_000, "", 3, reasoning="Let me think"))
+    before = meter.snapshot(now_ns=25_000_000)
+    meter.feed(Chunk(50_000_000, "Four.", 2))
+    after = meter.snapshot(now_ns=60_000_000)
+    assert before.reasoning and before.ttfo_s is None
+    assert after.ttft_s == pytest.approx(0.010) and after.ttfo_s == pytest.approx(0.050)
+    assert after.reasoning_tokens == 3
+    labels = [str(row) for row in stats_table(after).columns[0]._cells]
+    assert "TTFO (answer)" in labels
+    plain = LiveMeter()
+    plain.begin(st_ns=0)
+    plain.feed(Chunk(10_000_000, "Hi", 1))
+    assert "TTFO (answer)" not in [str(r) for r in stats_table(plain.snapshot(now_ns=20_000_000)).columns[0]._cells]
