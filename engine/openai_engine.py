@@ -249,7 +249,7 @@ def split_reasoning(record: RequestRecord, chunk_reasoning: list[int | None], ch
       * "per-chunk usage": the server's cumulative usage.completion_tokens_details.reasoning_tokens on
         every chunk (vLLM with a reasoning parser and continuous_usage_stats) — exact per chunk;
       * "per-chunk usage + text": exact token counts per chunk, each chunk classed by the text field
-        it carried (reasoning vs content); exact except a chunk carrying both, split by characters;
+        it carried (reasoning vs content); exact except a chunk carrying both, split in half;
       * "final usage totals": only the final usage's reasoning_tokens — exact totals, per-chunk
         split estimated from the text fields;
       * "chunk count (estimate)": no counts at all — one token per non-empty chunk.
