@@ -12,11 +12,13 @@ Measured during every run:
   * chunks vs tokens — a server that sends several tokens per chunk makes per-chunk ITL overstate
     the per-token latency (vLLM #27485): TPOT stays right, ITL does not.
 
-Thresholds (why, in README "The client checks itself"): TTFT is the figure most exposed to a late
-loop (one timestamp, not a difference of two), and our fidelity target for TTFT against
-`vllm bench serve` is 5 %. So a p99 loop lag or p99 send lag above 5 % of the run's median TTFT means
-at least one timestamp in a hundred may be off by more than the whole error budget; the 2 ms floor
-is twice epoll's 1 ms timeout granularity, which every asyncio client (vLLM's bench too) has. More than
+Thresholds (why, in README "The client checks itself"): the figures compared with `vllm bench serve`
+are means, and our fidelity target for TTFT is 5 %. A chunk that arrives during a stall waits out the
+rest of it, so the expected delay of a timestamp is the mean loop lag: a mean lag (or mean send lag)
+above 5 % of the run's median TTFT can bias mean TTFT by more than the whole error budget. The 2 ms
+floor is twice epoll's 1 ms timeout granularity, which every asyncio client (vLLM's bench too) has.
+p99 and max are stored to show stalls, not used to warn: on this busy 2-core machine p99 read 5-36 ms
+in runs whose figures matched vLLM's within 3 % (OS descheduling stalls any client alike). More than
 3 % tokens per chunk above one (the TPOT/throughput tolerance) makes per-chunk ITL misleading.
 """
 
@@ -89,7 +91,7 @@ def _dist(values_ms: Sequence[float]) -> dict[str, float | int] | None:
 
 
 def lag_threshold_ms(median_ttft_ms: float | None) -> float:
-    """p99 loop lag / send lag above this is a warning: 5 % of the median TTFT, at least 2 ms."""
+    """Mean loop lag / send lag above this is a warning: 5 % of the median TTFT, at least 2 ms."""
     if not median_ttft_ms or median_ttft_ms <= 0:
         return LAG_FLOOR_MS
     return max(LAG_FLOOR_MS, LAG_FRACTION_OF_TTFT * median_ttft_ms)
@@ -117,12 +119,12 @@ def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float]) -> di
 
     warnings: list[str] = []
     notes: list[str] = []
-    if loop and loop["p99"] > threshold:
-        warnings.append(f"client event loop lagged: p99 {loop['p99']:.1f} ms (max {loop['max']:.0f} ms) > "
+    if loop and loop["mean"] > threshold:
+        warnings.append(f"client event loop lagged: mean {loop['mean']:.1f} ms (p99 {loop['p99']:.0f} ms) > "
                         f"{threshold:.1f} ms; timestamps may be late — the client may be the bottleneck")
-    if send and send["p99"] > threshold:
-        warnings.append(f"requests went out late: p99 send lag {send['p99']:.1f} ms > {threshold:.1f} ms; "
-                        f"the load pattern was not met — the client may be the bottleneck")
+    if send and send["mean"] > threshold:
+        warnings.append(f"requests went out late: mean send lag {send['mean']:.1f} ms (p99 {send['p99']:.0f} ms) > "
+                        f"{threshold:.1f} ms; the load pattern was not met — the client may be the bottleneck")
     if per_chunk is not None and per_chunk > TOKENS_PER_CHUNK_MAX:
         warnings.append(f"the server sent {per_chunk:.2f} tokens per chunk: per-chunk ITL is not per-token "
                         f"latency; use TPOT")
