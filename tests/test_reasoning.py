@@ -123,6 +123,7 @@ def test_plain_stream_has_no_reasoning_and_ttfo_equals_ttft(tmp_path):
         rec = RunRecorder(store)
         rec.start(kind="interactive", engine_description={"engine": "openai"}, environment={})
         rec.record(0, record, m)
+        rec.finish("completed", duration_s=m.e2el_s)
         (row,) = store.get_requests(rec.run_id)
     assert row["ttfo_ms"] == pytest.approx(row["ttft_ms"]) and row["reasoning_tokens"] is None
 
