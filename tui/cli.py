@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "tui.commands.prices",
     "tui.commands.compare",
     "tui.commands.load",
+    "tui.commands.serve",
 ]
 
 
