@@ -18,8 +18,10 @@ from data.session import Session
 from data.telemetry import add_gpu_samples, add_server_samples
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
 from engine.metrics import RequestMetrics, json_safe
-from engine.server_metrics import sampler_for_engine, summarise_server
 from engine.environment import used_gpu_samples
+from engine.server_metrics import MetricsScraper, sampler_for_engine, summarise_server
+
+SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0
 from engine.telemetry import GpuSampler, summarise_gpu
 from engine.types import RequestRecord
 
@@ -99,6 +101,11 @@ def run_load(
         note(gpu.note)  # once per load run: no GPU / no NVML, carry on
     own_server = server_sampler is None
     server, server_note = (server_sampler, None) if server_sampler is not None else sampler_for_engine(session.host.engine)
+    if own_server and isinstance(server, MetricsScraper):
+        # Scraping a server's /metrics costs the server itself (vLLM renders ~57 KB on the event loop
+        # that streams every client's tokens: 17-30 ms here). Counters stay exact (a scrape brackets
+        # each level); gauges are sampled sparsely, so measuring does not move what is measured.
+        server.interval_s = SCRAPE_INTERVAL_UNDER_LOAD_S
     if server is not None and own_server:
         server.start()
     results: list[LevelResult] = []
@@ -165,6 +172,7 @@ def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1:
     samples = used_gpu_samples(gpu.snapshot(since=t0, until=t1), environment or {})
     gpu_summary = summarise_gpu(samples, int(result.get("total_output_tokens") or 0))
     summary["gpu"] = gpu_summary or {"note": gpu.note}
+    summary["client_health"] = outcome.client_health
     if gpu_summary.get("j_per_output_token") is not None:
         result["j_per_output_token"] = gpu_summary["j_per_output_token"]
     if server is not None:

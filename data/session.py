@@ -14,9 +14,10 @@ from data.store import Store
 from data.telemetry import add_gpu_samples
 from engine import environment
 from engine.base import ChunkSink
+from engine.client_health import assess
 from engine.factory import EngineChoice, make_engine
 from engine.host import EngineHost
-from engine.metrics import RequestMetrics, request_metrics
+from engine.metrics import RequestMetrics, json_safe, request_metrics
 from engine.runner import StartSink, SuiteOutcome, SuiteRunner
 from engine.suites import Suite
 from engine.telemetry import GpuSampler, summarise_gpu
@@ -35,6 +36,7 @@ class Session:
         self.owns_host = True
         # NVML telemetry sampled during every run and stored with it (no GPU: `gpu.note` says why).
         self.gpu = GpuSampler()
+        self.last_client_health: dict[str, Any] = {}  # the latest run's self-check (engine.client_health)
 
     def fork(self, store: Store) -> "Session":
         """The same running engine, recording into another store (tests share one engine)."""
@@ -131,6 +133,7 @@ class Session:
             raise
         tokens = sum(m.output_tokens for m in outcome.metrics if m.success)
         self._attach_gpu(recorder.run_id, outcome.summary, t_begin, tokens)
+        self._attach_client_health(recorder.run_id, outcome.summary, outcome.records, t_begin)
         recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=outcome.summary, error=outcome.error)
         return recorder.run_id or "", outcome, runner
 
@@ -144,6 +147,16 @@ class Session:
         samples = environment.used_gpu_samples(samples, self.environment)
         add_gpu_samples(self.store, run_id, samples, t_begin)
         summary["gpu"] = summarise_gpu(samples, tokens)
+
+    def _attach_client_health(self, run_id: str | None, summary: dict, records: list[RequestRecord],
+                              t_begin: float, t_end: float | None = None) -> None:
+        """The client's self-check over the run (engine.client_health): in the summary, which
+        Store writes to runs.client_health when the run finishes."""
+        if self.host is None:
+            return
+        health = json_safe(assess(records, self.host.loop_lag.window(t_begin, t_end)))
+        summary["client_health"] = health
+        self.last_client_health = health
 
     def generate_interactive(self, request: GenerationRequest, on_chunk: ChunkSink | None = None):
         """One request from the prompt box; every one is stored as an 'interactive' run."""
@@ -160,6 +173,9 @@ class Session:
         summary = summarise([record.request], [metrics], [record])
         if record.st_ns:
             self._attach_gpu(recorder.run_id, summary, record.st_ns / 1e9, metrics.output_tokens if metrics.success else 0)
+            end_ns = record.chunk_ns[-1] if record.chunk_ns else None
+            self._attach_client_health(recorder.run_id, summary, [record], record.st_ns / 1e9,
+                                       end_ns / 1e9 if end_ns else None)
         recorder.finish(status, duration_s=metrics.e2el_s, summary=summary, error=record.error)
         return recorder.run_id or ""
 

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
+from tui.messages import ClientHealthWarnings, EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
 from tui.screens.suite import SuiteScreen
@@ -210,6 +210,13 @@ class TokentopApp(App[int]):
         """A run was stored while another screen was working: keep an open History current."""
         if isinstance(self.screen, HistoryScreen):
             self.screen.reload()
+
+    @on(ClientHealthWarnings)
+    def client_health_warnings(self, message: ClientHealthWarnings) -> None:
+        """The client may have shaped a run's figures: say so, whichever screen ran it."""
+        for warning in message.warnings:
+            self.notify(warning, title=f"client self-check · run {message.run_id or '–'}", severity="warning",
+                        timeout=10)
 
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:

@@ -58,3 +58,12 @@ class SuiteFinished(Message):
         self.error = error
 
 
+
+
+class ClientHealthWarnings(Message):
+    """A run's client self-check crossed a threshold (engine.client_health): the app shows each warning."""
+
+    def __init__(self, run_id: str | None, warnings: list[str]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.warnings = list(warnings)

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from engine.live import LiveMeter, StreamSanitizer
-from tui.messages import InteractiveStored
+from tui.messages import ClientHealthWarnings, InteractiveStored
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -133,6 +133,9 @@ class LiveScreen(Screen):
             run_id = session.store_interactive(record)
             status = "completed" if record.success else ("aborted" if record.aborted else "failed")
             self.post_message(InteractiveStored(run_id, status, record.error))
+            warnings = session.last_client_health.get("warnings") or []
+            if warnings:
+                self.post_message(ClientHealthWarnings(run_id, warnings))
         except Exception as exc:
             self.post_message(InteractiveStored(None, "failed", f"not stored: {exc}"))
 

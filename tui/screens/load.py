@@ -23,6 +23,7 @@ from textual_plotext import PlotextPlot
 
 from engine.load import LiveLoad
 from tui.commands.common import positive_int
+from tui.messages import ClientHealthWarnings
 from tui.widgets.gpu_panel import GpuPanel
 
 COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
@@ -164,13 +165,19 @@ class LoadScreen(Screen):
                 self.session, spec, stop=self.stop_event, live=self.live,
                 gpu_sampler=self._shared_gpu_sampler(),
                 on_level_start=lambda i, lv: self.post_message(self.LevelStarted(i, total, lv.label)),
-                on_level_done=lambda i, r: self.post_message(
+                on_level_done=lambda i, r: (self.post_message(
                     self.LevelFinished(i, r.run_id, r.outcome.status, dict(r.summary.get("overall", {})))),
+                    self._warn_client_health(r.run_id, r.summary)),
             )
         except Exception as exc:
             self.post_message(self.LoadFailed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
             return
         self.post_message(self.LoadFinished(outcome.stop_reason, len(outcome.levels), outcome.gpu_note))
+
+    def _warn_client_health(self, run_id: str, summary: dict) -> None:
+        warnings = (summary.get("client_health") or {}).get("warnings") or []
+        if warnings:
+            self.post_message(ClientHealthWarnings(run_id, warnings))
 
     def _shared_gpu_sampler(self):
         try:

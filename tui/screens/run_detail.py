@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.format import CASE_COLUMNS, case_rows, where_line
+from tui.format import CASE_COLUMNS, case_rows, client_health_lines, client_health_of, reasoning_line, where_line
 from tui.screens.history import fmt_date, model_name
 from tui.widgets.status_bar import StatusBar
 
@@ -170,11 +170,17 @@ class RunDetailScreen(Screen):
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", roofline_text(r, env)))
+        rows.append(("reasoning", reasoning_line((r.get("summary") or {}).get("overall") or {})))
+        health_lines = client_health_lines(client_health_of(r))
+        rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
         rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
         for k, v in rows:
             if v not in (None, "", {}, []):
                 grid.add_row(k, Text(_value(v)))
+        for text, style in health_lines:
+            if style != "dim":  # the client self-check's warnings stand out
+                grid.add_row(Text("warning", style="yellow"), Text(text.removeprefix("warning: "), style="yellow"))
         self.query_one("#detail-env", Static).update(grid)
 
     def _chart_tps(self) -> None:

@@ -15,7 +15,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from engine.live import LiveMeter, StreamSanitizer
-from tui.messages import CaseStarted, RequestFinished, SuiteFinished
+from tui.messages import CaseStarted, ClientHealthWarnings, RequestFinished, SuiteFinished
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -173,6 +173,9 @@ class SuiteScreen(Screen):
                 suite, reps, on_start=on_start, on_record=on_record, on_chunk=self.meter.feed, stop=stop
             )
             self.post_message(SuiteFinished(run_id, outcome.status, outcome.error))
+            warnings = (outcome.summary.get("client_health") or {}).get("warnings") or []
+            if warnings:
+                self.post_message(ClientHealthWarnings(run_id, warnings))
         except Exception as exc:
             self.post_message(SuiteFinished(None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
         finally:
