@@ -104,3 +104,7 @@ class RunRecorder:
     def finish(self, status: str, *, duration_s: float | None = None, summary: Any = None, error: str | None = None) -> None:
         if self.run_id:
             self.store.finish_run(self.run_id, status, duration_s=duration_s, summary=summary, error=error)
+            # TOKENTOP_REMOTE: queue it for the remote (a background thread; never waits, never raises).
+            from data.remote import run_finished
+
+            run_finished(self.store, self.run_id)

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "tui.commands.prices",
     "tui.commands.compare",
     "tui.commands.load",
+    "tui.commands.transfer",
 ]
 
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app_main import run_app
 
             return run_app(args)
+        from tui.commands.transfer import report_background_pushes
+
+        report_background_pushes()
         return int(args.func(args) or 0)
     except UsageError as exc:
         return fail(str(exc), 2)
