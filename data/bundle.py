@@ -332,25 +332,22 @@ def import_bundle(store, path: str | os.PathLike) -> ImportResult:
                 ).fetchall()
             }
             sources = {t: f"{alias}.{t}" for t in TABLES if t in tables}
+            # The counts must match what the exporter wrote; a damaged block fails the INSERT below
+            # (DuckDB checksums every block), which rolls the whole bundle back.
+            for table, expected in manifest["row_counts"].items():
+                if table in sources:
+                    got = con.execute(f"SELECT count(*) FROM {sources[table]}").fetchone()[0]
+                    if got != expected:
+                        raise BundleError(f"{name} is damaged: {table} has {got} rows, the manifest says {expected}")
+            con.execute("BEGIN")
             try:
-                # Reading every row once proves the file whole (DuckDB checksums each block) before
-                # anything is written, and the counts must match what the exporter wrote.
-                for table, expected in manifest["row_counts"].items():
-                    if table in sources:
-                        got = con.execute(f"SELECT count(*) FROM (SELECT * FROM {sources[table]})").fetchone()[0]
-                        if got != expected:
-                            raise BundleError(f"{name} is damaged: {table} has {got} rows, the manifest says {expected}")
-                con.execute("BEGIN")
-                try:
-                    result.imported, result.skipped, result.prices = merge_runs(
-                        con, sources, origin=f"import:{path.name}"
-                    )
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            except duckdb.Error as exc:
-                raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
+                result.imported, result.skipped, result.prices = merge_runs(con, sources, origin=f"import:{path.name}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except duckdb.Error as exc:
+            raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
         finally:
             try:
                 con.execute(f"DETACH {alias}")
