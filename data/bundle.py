@@ -155,21 +155,26 @@ def run_selects(selection: str, tables: Iterable[str]) -> dict[str, str]:
                 f"SELECT * FROM {table} WHERE run_id IN (SELECT run_id FROM {selection}) ORDER BY {_ORDER[table]}"
             )
     if "prices" in tables:
-        # Per run and provider: the latest fetch stored at or before the run ended.
-        out["prices"] = f"""
+        out["prices"] = prices_select(selection)
+    return out
+
+
+def prices_select(selection: str, *, per_run: bool = False) -> str:
+    """Per run and provider, the latest price fetch stored at or before the run ended (what tokentop
+    showed for it). per_run: one copy per run, with its run_id (the remote's runs/<id>/prices.parquet)."""
+    return f"""
             WITH fetches AS (
                 SELECT fetch_id, provider, max(fetched_at) AS fetched_at FROM prices GROUP BY ALL
             ), chosen AS (
-                SELECT f.fetch_id, f.provider,
+                SELECT r.run_id, f.fetch_id, f.provider,
                        row_number() OVER (PARTITION BY r.run_id, f.provider ORDER BY f.fetched_at DESC) AS n
                 FROM runs r JOIN fetches f ON f.fetched_at <= coalesce(r.finished_at, r.started_at)
                 WHERE r.run_id IN (SELECT run_id FROM {selection})
             )
-            SELECT * FROM prices p
-            WHERE EXISTS (SELECT 1 FROM chosen c WHERE c.n = 1 AND c.fetch_id = p.fetch_id
-                          AND c.provider = p.provider)
-            ORDER BY provider, fetched_at"""
-    return out
+            SELECT {"c.run_id, p.*" if per_run else "p.*"} FROM prices p
+            JOIN {"chosen" if per_run else "(SELECT DISTINCT fetch_id, provider FROM chosen WHERE n = 1)"} c
+              ON c.fetch_id = p.fetch_id AND c.provider = p.provider {"AND c.n = 1" if per_run else ""}
+            ORDER BY p.provider, p.fetched_at"""
 
 
 # -- export ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ import atexit
 import json
 import os
 import queue
+import re
 import socket
 import tempfile
 import threading
@@ -37,10 +38,10 @@ from typing import Callable, Sequence
 from urllib.parse import unquote, urlparse
 
 from data.bundle import (
-    BundleError,
     local_tables,
     merge_runs,
     one_line,
+    prices_select,
     run_selection,
     run_selects,
     schema_version,
@@ -179,16 +180,27 @@ class PushResult:
         return {"remote": self.remote, "pushed": self.pushed, "failed": self.failed, "not_tried": self.not_tried}
 
 
-def _record_push(store, run_id: str, remote: str, status: str, error: str | None) -> None:
+def _record_pushes(store, remote: str, outcomes: list[tuple[str, str, str | None]]) -> None:
+    """(run_id, pushed|failed, error) for each run tried, in one short transaction."""
+    if not outcomes:
+        return
+    now = datetime.now(timezone.utc)
     with store.connection() as con:
-        con.execute(
-            """INSERT INTO remote_pushes (run_id, remote, status, attempts, last_error, updated_at)
-               VALUES (?, ?, ?, 1, ?, ?)
-               ON CONFLICT (run_id, remote) DO UPDATE SET status = excluded.status,
-                   attempts = remote_pushes.attempts + 1, last_error = excluded.last_error,
-                   updated_at = excluded.updated_at""",
-            [run_id, remote, status, error, datetime.now(timezone.utc)],
-        )
+        con.execute("BEGIN")
+        try:
+            for run_id, status, error in outcomes:
+                con.execute(
+                    """INSERT INTO remote_pushes (run_id, remote, status, attempts, last_error, updated_at)
+                       VALUES (?, ?, ?, 1, ?, ?)
+                       ON CONFLICT (run_id, remote) DO UPDATE SET status = excluded.status,
+                           attempts = remote_pushes.attempts + 1, last_error = excluded.last_error,
+                           updated_at = excluded.updated_at""",
+                    [run_id, remote, status, error, now],
+                )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
 
 def pending_runs(store, remote: str, *, failed_only: bool = False) -> list[str]:
@@ -204,37 +216,71 @@ def pending_runs(store, remote: str, *, failed_only: bool = False) -> list[str]:
     return [row["run_id"] for row in store.query(sql, [remote])]
 
 
-def _write_run_files(store, run_id: str, folder: Path) -> dict:
-    """The run's tables as Parquet files in `folder` (one short read of the database)."""
-    counts: dict[str, int] = {}
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
+PUSH_BATCH = 200  # runs written to Parquet per database read
+
+
+def _copy_runs(con, selection: str, present: set[str], folder: Path) -> dict[str, dict[str, int]]:
+    """Every table of the selected runs, one COPY per table split by run (PARTITION_BY):
+    folder/<table>/run_id=<id>/*.parquet. Returns {table: {run_id: rows}}."""
+    selects = run_selects(selection, present)
+    if "prices" in selects:
+        selects["prices"] = prices_select(selection, per_run=True)
+    counts: dict[str, dict[str, int]] = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, sql in selects.items():
+        target = folder / table
+        con.execute(
+            f"COPY ({sql}) TO {sql_literal(target)} (FORMAT parquet, COMPRESSION zstd, "
+            "PARTITION_BY (run_id), WRITE_PARTITION_COLUMNS true, OVERWRITE_OR_IGNORE true)"
+        )
+        counts[table] = dict(con.execute(f"SELECT run_id, count(*) FROM ({sql}) GROUP BY ALL").fetchall())
+    return counts
+
+
+def _write_runs(store, run_ids: list[str], folder: Path) -> dict[str, tuple[dict, dict[str, Path]]]:
+    """The runs' tables as Parquet under `folder`, in one short read of the database:
+    run_id -> (manifest, {file name on the remote: local file})."""
+    out: dict[str, tuple[dict, dict[str, Path]]] = {}
     with store.connection() as con:
         present = local_tables(con)
         version = schema_version(con)
-        with run_selection(con, [run_id]) as selection:
-            for table, sql in run_selects(selection, present).items():
-                target = folder / FILES[table]
-                con.execute(f"COPY ({sql}) TO {sql_literal(target)} (FORMAT parquet, COMPRESSION zstd)")
-                counts[table] = con.execute(f"SELECT count(*) FROM read_parquet({sql_literal(target)})").fetchone()[0]
-    return {
-        "format": REMOTE_FORMAT,
-        "format_version": REMOTE_FORMAT_VERSION,
-        "run_id": run_id,
-        "schema_version": version,
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "pushed_from": socket.gethostname(),
-        "tokentop_version": tokentop_version(),
-        "files": {table: FILES[table] for table in counts},
-        "row_counts": counts,
-    }
-
-
-def push_run(store, remote: Remote, run_id: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="tokentop-push-") as tmp:
-        manifest = _write_run_files(store, run_id, Path(tmp))
-        for table, name in manifest["files"].items():
-            remote.put(f"runs/{run_id}/{name}", Path(tmp) / name)
-        # Last: until the manifest is there, pull and readers ignore the run.
-        remote.put(f"runs/{run_id}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+        with run_selection(con, run_ids) as selection:
+            counts = _copy_runs(con, selection, present, folder / "all")
+        for n, run_id in enumerate(run_ids):
+            files = {}
+            rows = {}
+            for table, per_run in counts.items():
+                if not per_run.get(run_id):
+                    continue
+                found = list((folder / "all" / table / f"run_id={run_id}").glob("*.parquet"))
+                if not _PLAIN_ID.match(run_id) or len(found) != 1:
+                    files = None  # an id hive paths would escape, or a split file: copy this run on its own
+                    break
+                files[FILES[table]] = found[0]
+                rows[table] = per_run[run_id]
+            if files is None:
+                alone = folder / f"one-{n}"
+                with run_selection(con, [run_id]) as selection:
+                    single = _copy_runs(con, selection, present, alone)
+                files, rows = {}, {}
+                for table, per_run in single.items():
+                    if per_run.get(run_id):
+                        files[FILES[table]] = next((alone / table).rglob("*.parquet"))
+                        rows[table] = per_run[run_id]
+            manifest = {
+                "format": REMOTE_FORMAT,
+                "format_version": REMOTE_FORMAT_VERSION,
+                "run_id": run_id,
+                "schema_version": version,
+                "created_at": datetime.now(timezone.utc).isoformat(),
+                "pushed_from": socket.gethostname(),
+                "tokentop_version": tokentop_version(),
+                "files": {table: FILES[table] for table in rows},
+                "row_counts": rows,
+            }
+            out[run_id] = (manifest, files)
+    return out
 
 
 def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, retry_failed: bool = True) -> PushResult:
@@ -249,17 +295,31 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
             todo += [r for r in pending_runs(store, target.name, failed_only=True) if r not in todo]
     else:
         todo = pending_runs(store, target.name)
-    for i, run_id in enumerate(todo):
+    for start in range(0, len(todo), PUSH_BATCH):
+        batch = todo[start : start + PUSH_BATCH]
+        outcomes: list[tuple[str, str, str | None]] = []
         try:
-            push_run(store, target, run_id)
-        except (RemoteError, BundleError, OSError) as exc:
-            reason = one_line(exc)
-            _record_push(store, run_id, target.name, "failed", reason)
-            result.failed[run_id] = reason
-            result.not_tried = todo[i + 1 :]
+            with tempfile.TemporaryDirectory(prefix="tokentop-push-") as tmp:
+                written = _write_runs(store, batch, Path(tmp))
+                for run_id in batch:
+                    manifest, files = written[run_id]
+                    try:
+                        for name, local in files.items():
+                            target.put(f"runs/{run_id}/{name}", local)
+                        # Last: until the manifest is there, pull and readers ignore the run.
+                        target.put(f"runs/{run_id}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+                    except (RemoteError, OSError) as exc:
+                        reason = one_line(exc)
+                        outcomes.append((run_id, "failed", reason))
+                        result.failed[run_id] = reason
+                        result.not_tried = todo[start + len(outcomes) :]
+                        break
+                    outcomes.append((run_id, "pushed", None))
+                    result.pushed.append(run_id)
+        finally:
+            _record_pushes(store, target.name, outcomes)
+        if result.failed:
             break
-        _record_push(store, run_id, target.name, "pushed", None)
-        result.pushed.append(run_id)
     return result
 
 
