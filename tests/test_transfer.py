@@ -323,3 +323,50 @@ def test_a_real_engine_run_travels(session, store, tmp_path, monkeypatch):
     with Store(tmp_path / "pulled.duckdb") as pulled:
         assert remote_mod.pull(pulled, str(share)).pulled == [run_id]
         assert pulled.get_chunks(run_id) == store.get_chunks(run_id)
+
+
+@pytest.fixture
+def sse_server():
+    """The repository's tiny OpenAI-compatible streaming server (no model) on loopback."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([os.sys.executable, str(root / "benchmarks" / "fast_sse_server.py"), "--port", str(port),
+                             "--token-delay-ms", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url + "/health", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_headless_bench_with_tokentop_remote_pushes_its_run(tmp_path, tokentop_cmd, cli_env, sse_server):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('name = "tiny"\nreps = 1\n[[cases]]\nid = "short"\nprompt = "Name a colour."\noutput_tokens = 5\n')
+    bench = ["bench", "--engine", "openai", "--endpoint", sse_server, "--model", "fast-sse", "--suite", str(suite),
+             "--json"]
+    share = tmp_path / "share"
+    share.mkdir()
+    db = tmp_path / "box.duckdb"
+    out = tokentop(tokentop_cmd, {**cli_env, "TOKENTOP_REMOTE": str(share)}, *bench, "--db", str(db))
+    run_id = json.loads(out.stdout)["run_id"]
+    assert f"pushed run(s) {run_id}" in out.stderr
+    assert (share / "runs" / run_id / "manifest.json").is_file()
+
+    # The remote is down: the bench still succeeds and stores its run; the push is kept as failed.
+    dead = {**cli_env, "TOKENTOP_REMOTE": "s3://fleet/box", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
+    out = tokentop(tokentop_cmd, dead, *bench, "--db", str(db))
+    second = json.loads(out.stdout)["run_id"]
+    assert f"push of run {second} to s3://fleet/box failed" in out.stderr
+    with Store(db) as s:
+        assert len(s.get_requests(second)) == 1
+        assert s.query("SELECT status FROM remote_pushes WHERE run_id = ?", [second])[0]["status"] == "failed"
