@@ -157,6 +157,24 @@ class Remote:
         return found
 
 
+TRANSFER_THREADS = 16  # objects in flight at once (obstore releases the GIL while it waits)
+
+
+def _parallel(fn, items: list) -> list:
+    """fn over items on a thread pool, results in order; the first error is raised."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        pool = ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(items)))
+        futures = [pool.submit(fn, item) for item in items]
+    except RuntimeError:  # the interpreter is shutting down (a push waited for at exit): one at a time
+        return [fn(item) for item in items]
+    with pool:
+        return [f.result() for f in futures]
+
+
 def open_remote(url: str | None, *, create: bool = False) -> Remote:
     url = url or default_remote()
     if not url:
@@ -304,8 +322,7 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
                 for run_id in batch:
                     manifest, files = written[run_id]
                     try:
-                        for name, local in files.items():
-                            target.put(f"runs/{run_id}/{name}", local)
+                        _parallel(lambda item: target.put(f"runs/{run_id}/{item[0]}", item[1]), list(files.items()))
                         # Last: until the manifest is there, pull and readers ignore the run.
                         target.put(f"runs/{run_id}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
                     except (RemoteError, OSError) as exc:
@@ -349,11 +366,13 @@ def pull(store, remote: str | Remote | None) -> PullResult:
     if not missing:
         return result
     with tempfile.TemporaryDirectory(prefix="tokentop-pull-") as tmp:
+        manifests = dict(zip(missing, _parallel(lambda r: target.get(listed[r]), missing)))
+        downloads: list[tuple[str, Path]] = []
         files: dict[str, list[str]] = {}
         wanted: list[str] = []
         for run_id in missing:
             try:
-                manifest = json.loads(target.get(listed[run_id]))
+                manifest = json.loads(manifests[run_id])
                 if manifest.get("format") != REMOTE_FORMAT or manifest.get("run_id") != run_id:
                     raise ValueError("not a tokentop run manifest")
                 if int(manifest.get("format_version") or 0) > REMOTE_FORMAT_VERSION or int(
@@ -371,12 +390,12 @@ def pull(store, remote: str | Remote | None) -> PullResult:
             folder = Path(tmp) / run_id
             folder.mkdir()
             for table, name in names.items():
-                if table not in FILES or "/" in name:
+                if table not in FILES or name != FILES[table]:
                     continue
-                local = folder / name
-                local.write_bytes(target.get(f"runs/{run_id}/{name}"))
-                files.setdefault(table, []).append(str(local))
+                downloads.append((f"runs/{run_id}/{name}", folder / name))
+                files.setdefault(table, []).append(str(folder / name))
             wanted.append(run_id)
+        _parallel(lambda item: item[1].write_bytes(target.get(item[0])), downloads)
         if not wanted:
             return result
         sources = {
@@ -388,12 +407,11 @@ def pull(store, remote: str | Remote | None) -> PullResult:
             try:
                 imported, _, _ = merge_runs(con, sources, origin=f"pull:{target.name}", run_ids=wanted)
                 # They are on that remote already: never push them back.
-                now = datetime.now(timezone.utc)
-                for run_id in imported:
+                if imported:
                     con.execute(
                         """INSERT INTO remote_pushes (run_id, remote, status, attempts, last_error, updated_at)
-                           VALUES (?, ?, 'pushed', 0, NULL, ?) ON CONFLICT DO NOTHING""",
-                        [run_id, target.name, now],
+                           SELECT unnest(?::VARCHAR[]), ?, 'pushed', 0, NULL, ? ON CONFLICT DO NOTHING""",
+                        [imported, target.name, datetime.now(timezone.utc)],
                     )
                 con.execute("COMMIT")
             except BaseException as exc:
@@ -496,6 +514,16 @@ def add_push_listener(listener: Listener) -> None:
     _global_listeners.append(listener)
     for pusher in _pushers.values():
         pusher.listeners.append(listener)
+
+
+def wait_for_pushes(timeout: float | None = None) -> bool:
+    """Wait for the background pushes still in flight (a CLI command calls this before it returns)."""
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("TOKENTOP_PUSH_EXIT_WAIT_S", "30"))
+        except ValueError:
+            timeout = 30.0
+    return all(pusher.wait(timeout) for pusher in list(_pushers.values()))
 
 
 def run_finished(store, run_id: str) -> None:

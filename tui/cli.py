@@ -50,10 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app_main import run_app
 
             return run_app(args)
-        from tui.commands.transfer import report_background_pushes
+        from tui.commands.transfer import report_background_pushes, wait_for_background_pushes
 
         report_background_pushes()
-        return int(args.func(args) or 0)
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            wait_for_background_pushes()
     except UsageError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:

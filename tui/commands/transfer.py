@@ -166,3 +166,10 @@ def report_background_pushes() -> None:
                   "it is retried on the next push", file=sys.stderr)
 
     add_push_listener(report)
+
+
+def wait_for_background_pushes() -> None:
+    """Before a command returns: let the runs it finished reach the remote (TOKENTOP_PUSH_EXIT_WAIT_S)."""
+    from data.remote import wait_for_pushes
+
+    wait_for_pushes()
