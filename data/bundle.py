@@ -315,6 +315,8 @@ def import_bundle(store, path: str | os.PathLike) -> ImportResult:
     name = str(path)
     if not path.is_file():
         raise BundleError(f"{name}: no such file")
+    if Path(store.path).exists() and path.resolve() == Path(store.path).resolve():
+        raise BundleError(f"{name} is the database itself, not a bundle")
     with open(path, "rb") as f:
         head = f.read(16)
     # A DuckDB file carries the magic "DUCK" at offset 8; say plainly what anything else is.

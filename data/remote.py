@@ -64,6 +64,9 @@ FILES = {
 }
 
 
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 class RemoteError(Exception):
     """The remote is misnamed (code 2), or unreachable / refuses (code 1). The message is one line."""
 
@@ -150,7 +153,8 @@ class Remote:
             for batch in obstore.list(self.store, "runs/", chunk_size=1000):
                 for meta in batch:
                     parts = meta["path"].split("/")
-                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST:
+                    # Only ids tokentop makes (a listing could name anything; it becomes a local path).
+                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST and _PLAIN_ID.match(parts[1]):
                         found[parts[1]] = meta["path"]
         except Exception as exc:
             raise RemoteError(f"cannot list {self.name}: {one_line(exc)}") from None
@@ -234,7 +238,6 @@ def pending_runs(store, remote: str, *, failed_only: bool = False) -> list[str]:
     return [row["run_id"] for row in store.query(sql, [remote])]
 
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 PUSH_BATCH = 200  # runs written to Parquet per database read
 
 
