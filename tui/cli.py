@@ -46,17 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            from tui.app_main import run_app
-
-            return run_app(args)
         from tui.commands.transfer import report_background_pushes, wait_for_background_pushes
 
-        report_background_pushes()
         try:
+            if getattr(args, "func", None) is None:
+                from tui.app_main import run_app
+
+                return run_app(args)
+            report_background_pushes()  # one stderr line per push (never inside the app's screen)
             return int(args.func(args) or 0)
         finally:
-            wait_for_background_pushes()
+            wait_for_background_pushes()  # runs finished with TOKENTOP_REMOTE set reach the remote
     except UsageError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:
