@@ -316,29 +316,42 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
             todo += [r for r in pending_runs(store, target.name, failed_only=True) if r not in todo]
     else:
         todo = pending_runs(store, target.name)
+    stop = threading.Event()  # the first failure: the remote is likely down, stop sending
+
+    def send(run_id: str, manifest: dict, files: dict[str, Path]) -> str | None:
+        if stop.is_set():
+            return None
+        try:
+            for name, local in files.items():
+                target.put(f"runs/{run_id}/{name}", local)
+            # Last: until the manifest is there, pull and readers ignore the run.
+            target.put(f"runs/{run_id}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+        except (RemoteError, OSError) as exc:
+            stop.set()
+            return one_line(exc)
+        return "pushed"
+
     for start in range(0, len(todo), PUSH_BATCH):
         batch = todo[start : start + PUSH_BATCH]
         outcomes: list[tuple[str, str, str | None]] = []
         try:
             with tempfile.TemporaryDirectory(prefix="tokentop-push-") as tmp:
                 written = _write_runs(store, batch, Path(tmp))
-                for run_id in batch:
-                    manifest, files = written[run_id]
-                    try:
-                        _parallel(lambda item: target.put(f"runs/{run_id}/{item[0]}", item[1]), list(files.items()))
-                        # Last: until the manifest is there, pull and readers ignore the run.
-                        target.put(f"runs/{run_id}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
-                    except (RemoteError, OSError) as exc:
-                        reason = one_line(exc)
-                        outcomes.append((run_id, "failed", reason))
-                        result.failed[run_id] = reason
-                        result.not_tried = todo[start + len(outcomes) :]
-                        break
+                # Runs go in parallel; within a run, its files in order and the manifest last.
+                sent = _parallel(lambda run_id: send(run_id, *written[run_id]), batch)
+            for run_id, outcome in zip(batch, sent):
+                if outcome == "pushed":
                     outcomes.append((run_id, "pushed", None))
                     result.pushed.append(run_id)
+                elif outcome is not None:
+                    outcomes.append((run_id, "failed", outcome))
+                    result.failed[run_id] = outcome
+                else:
+                    result.not_tried.append(run_id)
         finally:
             _record_pushes(store, target.name, outcomes)
-        if result.failed:
+        if stop.is_set():
+            result.not_tried += todo[start + len(batch) :]
             break
     return result
 
