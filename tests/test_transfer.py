@@ -370,3 +370,27 @@ def test_headless_bench_with_tokentop_remote_pushes_its_run(tmp_path, tokentop_c
     with Store(db) as s:
         assert len(s.get_requests(second)) == 1
         assert s.query("SELECT status FROM remote_pushes WHERE run_id = ?", [second])[0]["status"] == "failed"
+
+
+def test_pull_ignores_half_pushed_runs_and_refuses_newer_ones(tmp_path, tokentop_cmd, cli_env, two_runs):
+    src, ids = two_runs
+    remote = tmp_path / "share"
+    tokentop(tokentop_cmd, cli_env, "push", ids[0], "--remote", str(remote), "--db", str(src))
+    # A push cut short: data files but no manifest yet.
+    half = remote / "runs" / "20260101-000000-abcdef"
+    half.mkdir()
+    (half / "run.parquet").write_bytes((remote / "runs" / ids[0] / "run.parquet").read_bytes())
+    # A run pushed by a newer tokentop.
+    newer = remote / "runs" / ids[1]
+    tokentop(tokentop_cmd, cli_env, "push", ids[1], "--remote", str(remote), "--db", str(src))
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["schema_version"] += 100
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+
+    dst = tmp_path / "laptop.duckdb"
+    proc = tokentop(tokentop_cmd, cli_env, "pull", "--remote", str(remote), "--json", "--db", str(dst))
+    out = json.loads(proc.stdout)
+    assert out["pulled"] == [ids[0]] and list(out["refused"]) == [ids[1]]
+    assert f"run {ids[1]} not pulled" in proc.stderr and "newer" in proc.stderr
+    with Store(dst) as s:
+        assert [r["run_id"] for r in s.query("SELECT run_id FROM runs")] == [ids[0]]
