@@ -179,6 +179,16 @@ def _parallel(fn, items: list) -> list:
         return [f.result() for f in futures]
 
 
+def remote_name(url: str) -> str:
+    """The name a remote is remembered under (remote_pushes.remote), without touching it."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        return f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+    if parsed.scheme == "file":
+        return str(Path(unquote(parsed.path)).expanduser().absolute())
+    return str(Path(url).expanduser().absolute()) if not parsed.scheme else url
+
+
 def open_remote(url: str | None, *, create: bool = False) -> Remote:
     url = url or default_remote()
     if not url:
@@ -457,7 +467,8 @@ class AutoPusher:
         self.listeners: list[Listener] = []
         self.results: list[PushResult] = []  # what happened, newest last (for the app to show)
 
-    def submit(self, db_path: str | os.PathLike, run_id: str) -> None:
+    def submit(self, db_path: str | os.PathLike, run_id: str | None) -> None:
+        """Queue a finished run; None: retry the runs whose push to this remote failed."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="tokentop-auto-push", daemon=True)
@@ -491,13 +502,25 @@ class AutoPusher:
             try:
                 store = Store(db_path)
                 try:
-                    result = push(store, [run_id], self.remote_url, retry_failed=True)
+                    if run_id is None:  # at start: only the runs whose push failed before
+                        remote = open_remote(self.remote_url, create=True)
+                        failed = pending_runs(store, remote.name, failed_only=True)
+                        result = push(store, failed, remote, retry_failed=False) if failed else None
+                    else:
+                        try:
+                            result = push(store, [run_id], self.remote_url, retry_failed=True)
+                        except RemoteError as exc:  # cannot even reach it: keep the run as failed
+                            name = remote_name(self.remote_url)
+                            _record_pushes(store, name, [(run_id, "failed", one_line(exc))])
+                            result = PushResult(remote=name, failed={run_id: one_line(exc)})
                 finally:
                     store.close()
-                self.results.append(result)
-                self._notify(result, None)
+                if result is not None:
+                    self.results.append(result)
+                    self._notify(result, None)
             except Exception as exc:  # a bad remote, a vanished database: report, never raise in a thread
-                self._notify(None, f"run {run_id}: {one_line(exc)}")
+                what = f"run {run_id}" if run_id else "retrying failed pushes"
+                self._notify(None, f"{what}: {one_line(exc)}")
             finally:
                 self._queue.task_done()
 
@@ -540,6 +563,16 @@ def wait_for_pushes(timeout: float | None = None) -> bool:
         except ValueError:
             timeout = 30.0
     return all(pusher.wait(timeout) for pusher in list(_pushers.values()))
+
+
+def retry_failed_pushes(db_path: str | os.PathLike) -> None:
+    """At start (TOKENTOP_REMOTE set): push again, in the background, the runs whose push failed."""
+    try:
+        pusher = auto_pusher()
+        if pusher is not None and Path(db_path).is_file():
+            pusher.submit(db_path, None)
+    except Exception:
+        pass
 
 
 def run_finished(store, run_id: str) -> None:

@@ -361,15 +361,21 @@ def test_headless_bench_with_tokentop_remote_pushes_its_run(tmp_path, tokentop_c
     assert f"pushed run(s) {run_id}" in out.stderr
     assert (share / "runs" / run_id / "manifest.json").is_file()
 
-    # The remote is down: the bench still succeeds and stores its run; the push is kept as failed.
-    dead = {**cli_env, "TOKENTOP_REMOTE": "s3://fleet/box", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
-    out = tokentop(tokentop_cmd, dead, *bench, "--db", str(db))
+    # The remote is not there (a share that is not mounted): the bench still succeeds and stores its run;
+    # the push is kept as failed, and the next bench retries it at start.
+    mount = tmp_path / "mnt"
+    unmounted = {**cli_env, "TOKENTOP_REMOTE": str(mount / "share")}
+    out = tokentop(tokentop_cmd, unmounted, *bench, "--db", str(db))
     second = json.loads(out.stdout)["run_id"]
-    assert f"push of run {second} to s3://fleet/box failed" in out.stderr
+    assert f"push of run {second} to {mount / 'share'} failed" in out.stderr
     with Store(db) as s:
         assert len(s.get_requests(second)) == 1
         assert s.query("SELECT status FROM remote_pushes WHERE run_id = ?", [second])[0]["status"] == "failed"
+    mount.mkdir()
+    out = tokentop(tokentop_cmd, unmounted, *bench, "--db", str(db))
+    third = json.loads(out.stdout)["run_id"]
+    assert f"pushed run(s) {second}" in out.stderr
+    assert {p.name for p in (mount / "share" / "runs").iterdir()} == {second, third}
 
 
 def test_pull_ignores_half_pushed_runs_and_refuses_newer_ones(tmp_path, tokentop_cmd, cli_env, two_runs):

@@ -46,14 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        from tui.commands.transfer import report_background_pushes, wait_for_background_pushes
+        from tui.commands.transfer import report_background_pushes, retry_failed_pushes, wait_for_background_pushes
 
         try:
+            if getattr(args, "func", None) is not None:
+                report_background_pushes()  # one stderr line per push (never inside the app's screen)
+            if args.command in (None, "bench", "load"):  # commands that record runs
+                retry_failed_pushes(args)
             if getattr(args, "func", None) is None:
                 from tui.app_main import run_app
 
                 return run_app(args)
-            report_background_pushes()  # one stderr line per push (never inside the app's screen)
             return int(args.func(args) or 0)
         finally:
             wait_for_background_pushes()  # runs finished with TOKENTOP_REMOTE set reach the remote

@@ -173,3 +173,12 @@ def wait_for_background_pushes() -> None:
     from data.remote import wait_for_pushes
 
     wait_for_pushes()
+
+
+def retry_failed_pushes(args: argparse.Namespace) -> None:
+    """TOKENTOP_REMOTE set: at the start of a command that records runs, retry the failed pushes."""
+    from data.paths import default_db_path
+    from data.remote import default_remote, retry_failed_pushes as retry
+
+    if default_remote():
+        retry(getattr(args, "db", None) or default_db_path())
