@@ -1,18 +1,23 @@
 """Join stored runs with current prices: $/h and $/1M output tokens per provider for each run's GPU.
 
 The tokens/s figure is named on every cost: batch-1 TPS (one request at a time, output tokens / E2EL,
-the article's TPS) for suite and interactive runs; a load run is costed twice, on its output throughput
-under load and, beside it, on its per-request TPS (named batch-1 TPS when the level ran at concurrency 1).
+the article's TPS) for suite and interactive runs; a load run is costed on its output throughput under
+load (and on batch-1 TPS when the level ran at concurrency 1). Per-request TPS of a level that ran
+several requests at once is no cost basis: it is shown as per-user speed (tok/s per user).
+
+A run is costed for the GPUs it used (TP x PP of the visible GPUs, stored as gpus_used), not for every GPU
+of the machine: per-GPU price x GPUs used, or the price paid for the instance x used / the instance's GPUs.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from data.prices import PriceBoard, article_reference, price_board, source_age
-from pricing.cost import TpsBasis, usd_per_million_tokens
+from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 
@@ -71,6 +76,13 @@ class RunCosts:
     reference: list[ReferenceRow] = field(default_factory=list)
     note: str = ""
     speeds: list[dict[str, Any]] = field(default_factory=list)  # [{"tps": 1800.0, "tps_basis": "..."}], headline first
+    per_user_tps: float | None = None  # a load level's mean per-request TPS at concurrency > 1: latency, not cost
+    per_user_label: str = PER_USER_SPEED
+    instance_gpus: int | None = None  # GPUs of the instance the run ran on (the share's denominator)
+    gpus_used_note: str = ""
+    provider: str | None = None  # where the run ran (runs.provider), and what was paid there
+    instance_type: str | None = None
+    price_per_hour_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("costs", "reference")}
@@ -111,25 +123,73 @@ def _single_stream(summary: Any) -> bool:
 
 
 def run_speeds(store, run: dict[str, Any]) -> tuple[list[tuple[float, TpsBasis]], float | None]:
-    """Every tokens/s figure a stored run offers, each with its basis, and the mean TTFT (ms).
+    """Every tokens/s figure a stored run can be costed on, each with its basis, and the mean TTFT (ms).
 
     A suite or interactive run: batch-1 TPS (mean over requests of output tokens / E2EL).
-    A load run: its output throughput under load first, then the same per-request figure, named batch-1 TPS
-    only when the level ran at concurrency 1 and "per-request TPS under load" otherwise."""
+    A load run: its output throughput under load, then batch-1 TPS only when the level ran at concurrency 1
+    (per-request TPS with other requests beside it is per-user speed: see per_user_speed)."""
+    speeds, ttft, _per_user = _speeds(store, run)
+    return speeds, ttft
+
+
+def per_user_speed(store, run: dict[str, Any]) -> float | None:
+    """A load level's mean per-request TPS (tok/s per user) when requests ran concurrently, else None."""
+    return _speeds(store, run)[2]
+
+
+def _speeds(store, run: dict[str, Any]) -> tuple[list[tuple[float, TpsBasis]], float | None, float | None]:
     requests = [r for r in store.get_requests(run["run_id"]) if r.get("success")]
     ttft = _mean([r.get("ttft_ms") for r in requests])
     per_request = _mean([r.get("tps") for r in requests])
     speeds: list[tuple[float, TpsBasis]] = []
+    per_user = None
     if run.get("kind") == "load":
         summary = run.get("summary")
         throughput = _load_throughput(summary)
         if throughput:
             speeds.append((throughput, TpsBasis.THROUGHPUT))
         if per_request and per_request > 0:
-            speeds.append((per_request, TpsBasis.BATCH1 if _single_stream(summary) else TpsBasis.PER_REQUEST))
+            if _single_stream(summary):
+                speeds.append((per_request, TpsBasis.BATCH1))
+            else:
+                per_user = per_request
     elif per_request and per_request > 0:
         speeds.append((per_request, TpsBasis.BATCH1))
-    return speeds, ttft
+    return speeds, ttft, per_user
+
+
+def gpus_for_cost(run: dict[str, Any]) -> tuple[int, int | None, str]:
+    """(GPUs the run used, GPUs of its instance or None, how that is known).
+
+    Runs recorded with gpus_used say so directly. Older runs stored every GPU NVML saw as gpu_count: the
+    engine used TP x PP of them, so that is what they are costed for."""
+    env = run.get("environment") or {}
+    if isinstance(env, str):
+        try:
+            env = json.loads(env)
+        except ValueError:
+            env = {}
+    loc = env.get("location") or {}
+    instance = loc.get("instance_gpus") or (len(env.get("gpus") or []) or None)
+    used = run.get("gpus_used")
+    if isinstance(used, str):
+        try:
+            used = json.loads(used)
+        except ValueError:
+            used = None
+    if used is None:
+        used = env.get("gpus_used")
+    if isinstance(used, list) and used:
+        return len(used), instance, env.get("gpus_used_note") or "GPUs the engine was given"
+    args = run.get("engine_args") or {}
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            args = {}
+    seen = int(run.get("gpu_count") or 1)
+    parallel = int(args.get("tensor_parallel_size") or 1) * int(args.get("pipeline_parallel_size") or 1)
+    return max(1, min(seen, parallel)), instance or seen, f"TP x PP = {parallel} of {seen} GPU(s) seen"
 
 
 def run_speed(store, run: dict[str, Any]) -> tuple[float | None, TpsBasis, float | None]:
@@ -175,31 +235,47 @@ def compare_runs(store, run_ids: list[str], *, board: PriceBoard | None = None, 
 
 
 def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
-    speeds, ttft = run_speeds(store, run)
+    speeds, ttft, per_user = _speeds(store, run)
     if speeds:
         tps, basis = speeds[0]
     else:
         tps, basis = None, TpsBasis.THROUGHPUT if run.get("kind") == "load" else TpsBasis.BATCH1
     gpu_key = run.get("gpu_key")
-    count = int(run.get("gpu_count") or 1)
+    count, instance_gpus, used_note = gpus_for_cost(run)
     rc = RunCosts(
         run_id=run["run_id"], model=run.get("model"), device=run.get("device"), gpu_key=gpu_key, gpu_count=count,
         status=run.get("status", ""), tps=tps, tps_basis=basis.label, ttft_ms=ttft,
-        speeds=[{"tps": t, "tps_basis": b.label} for t, b in speeds],
+        speeds=[{"tps": t, "tps_basis": b.label} for t, b in speeds], per_user_tps=per_user,
+        instance_gpus=instance_gpus, gpus_used_note=used_note, provider=run.get("provider"),
+        instance_type=run.get("instance_type"), price_per_hour_usd=run.get("price_per_hour_usd"),
     )
+    order = {b.label: i for i, (_, b) in enumerate(speeds)}
+    paid = run.get("price_per_hour_usd")
+    if paid and speeds:
+        # What the user paid for the instance, the run's share of it: price x GPUs used / GPUs of the instance.
+        price = share_of_instance(paid, count, instance_gpus)
+        share = f"{count}/{instance_gpus} GPUs of " if instance_gpus and instance_gpus > count else ""
+        for speed, speed_basis in speeds:
+            rc.costs.append(CostRow(
+                run_id=rc.run_id, gpu_key=gpu_key or "", provider=run.get("provider") or "(you)",
+                pricing_type="paid", detail=f"{share}${paid:.2f}/h paid".strip(),
+                source="price paid", tps=speed, tps_basis=speed_basis.label, ttft_ms=ttft, usd_per_hour=price,
+                usd_per_million=usd_per_million_tokens(price, speed), approximate=False,
+            ))
     if not gpu_key:
         device = run.get("device") or "CPU"
-        rc.note = (
-            f"No provider rents this device ({device}): there is no $/h to apply. "
-            "The article's GPU rows are shown for reference."
-        )
+        if not rc.costs:
+            rc.note = (
+                f"No provider rents this device ({device}): there is no $/h to apply. "
+                "The article's GPU rows are shown for reference."
+            )
         rc.reference = reference_rows()
+        _mark_cheapest(rc, order)
         return rc
     rc.reference = reference_rows(gpu_key)
     if not speeds:
         rc.note = "This run has no successful requests: no tokens/s to cost."
         return rc
-    order = {b.label: i for i, (_, b) in enumerate(speeds)}
     for row in board.for_gpu(gpu_key):
         if row.gpu_count == count:
             price, share = row.usd_per_hour, ""
@@ -221,17 +297,21 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
                     approximate=row.approximate,
                 )
             )
+    _mark_cheapest(rc, order)
+    if not rc.costs:
+        rc.note = f"No provider in the current price list rents a {gpu_label(gpu_key)}."
+    return rc
+
+
+def _mark_cheapest(rc: RunCosts, order: dict[str, int]) -> None:
     # Headline basis first, cheapest first within a basis; the cheapest of each basis is marked (a cost on
     # throughput under load and one on batch-1 TPS answer different questions, so they are not ranked together).
-    rc.costs.sort(key=lambda c: (order[c.tps_basis], c.usd_per_million))
+    rc.costs.sort(key=lambda c: (order.get(c.tps_basis, 99), c.usd_per_million))
     seen: set[str] = set()
     for c in rc.costs:
         if c.tps_basis not in seen:
             c.cheapest = True
             seen.add(c.tps_basis)
-    if not rc.costs:
-        rc.note = f"No provider in the current price list rents a {gpu_label(gpu_key)}."
-    return rc
 
 
 def provider_name(provider: str) -> str:

@@ -19,6 +19,7 @@ from data.telemetry import add_gpu_samples, add_server_samples
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
 from engine.metrics import RequestMetrics, json_safe
 from engine.server_metrics import sampler_for_engine, summarise_server
+from engine.environment import used_gpu_samples
 from engine.telemetry import GpuSampler, summarise_gpu
 from engine.types import RequestRecord
 
@@ -126,9 +127,9 @@ def run_load(
         _bracket(gpu, server)  # and one just after it
         t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
         t1 = t0 + outcome.duration_s
-        summary = json_safe(_summary(outcome, gpu, server, t0, t1))
+        summary = json_safe(_summary(outcome, gpu, server, t0, t1, session.environment))
         run_id = recorder.run_id or ""
-        gpu_rows = gpu.snapshot(since=t_begin, until=time.perf_counter())
+        gpu_rows = used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), session.environment)
         server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
         add_gpu_samples(session.store, run_id, gpu_rows, t0)
         add_server_samples(session.store, run_id, server_rows, t0)
@@ -157,10 +158,12 @@ def _bracket(gpu: GpuSampler, server: Any) -> None:
         server.sample_once()
 
 
-def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float) -> dict[str, Any]:
+def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float,
+             environment: dict[str, Any] | None = None) -> dict[str, Any]:
     result = dict(outcome.result)
     summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
-    gpu_summary = summarise_gpu(gpu.snapshot(since=t0, until=t1), int(result.get("total_output_tokens") or 0))
+    samples = used_gpu_samples(gpu.snapshot(since=t0, until=t1), environment or {})
+    gpu_summary = summarise_gpu(samples, int(result.get("total_output_tokens") or 0))
     summary["gpu"] = gpu_summary or {"note": gpu.note}
     if gpu_summary.get("j_per_output_token") is not None:
         result["j_per_output_token"] = gpu_summary["j_per_output_token"]
@@ -183,28 +186,39 @@ def gpu_specs_path():
 
 
 def roofline_for(environment: dict[str, Any], engine_description: dict[str, Any]) -> dict[str, Any] | None:
-    """The batch-1 decode ceiling for this machine's GPU and model, or None (no GPU / unknown GPU)."""
-    from engine.roofline import decode_ceiling, load_gpu_specs, model_bytes
+    """The batch-1 decode ceiling for the run's GPU(s) and model, or None (roofline_why_not says why)."""
+    return _roofline(environment, engine_description)[0]
 
-    gpus = environment.get("gpus") or []
+
+def roofline_why_not(environment: dict[str, Any], engine_description: dict[str, Any]) -> str | None:
+    """A plain line on why there is no ceiling (not cached, no GPU, unknown GPU), or None when there is one."""
+    return _roofline(environment, engine_description)[1]
+
+
+def _roofline(environment: dict[str, Any],
+              engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    from engine.roofline import decode_ceiling, load_gpu_specs, resolve_weights
+
+    gpus = environment.get("gpus_used") or environment.get("gpus") or []
     key = gpus[0].get("key") if gpus else None
+    if not gpus:
+        return None, f"this run used no GPU ({environment.get('device') or 'CPU'})"
     if not key:
-        return None
-    specs = load_gpu_specs(gpu_specs_path())
-    spec = specs.get(key)
+        return None, f"no bandwidth figure for {gpus[0].get('name') or 'this GPU'} in the GPU specs"
+    spec = load_gpu_specs(gpu_specs_path()).get(key)
     if spec is None:
-        return None
+        return None, f"no bandwidth figure for {key} in the GPU specs"
     path = environment.get("model_path") or engine_description.get("model")
-    try:
-        weights = model_bytes(path, dtype=engine_description.get("dtype"))
-    except Exception:
-        return None
+    weights, why = resolve_weights(path, dtype=engine_description.get("dtype"))
+    if weights is None:
+        return None, why
     args = engine_description.get("engine_args") or {}
     roof = decode_ceiling(spec, weights, tensor_parallel=int(args.get("tensor_parallel_size") or 1))
     out = roof.to_dict()
     out["weights_from"] = weights.how
+    out["weights_notes"] = list(weights.notes)
     out["source"] = spec.source
-    return out
+    return out, None
 
 
 def roofline_with_share(environment: dict[str, Any], engine_description: dict[str, Any],

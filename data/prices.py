@@ -74,31 +74,24 @@ def article_reference() -> dict[str, Any]:
 def save_fetch(store, results: Iterable[FetchResult], *, fetch_id: str | None = None) -> str:
     """Store one refresh: a status row per provider and every price row. Returns the fetch id."""
     fetch_id = fetch_id or uuid.uuid4().hex[:12]
-    with store._lock:
-        con = store.con
-        con.execute("BEGIN")
-        try:
-            for res in results:
-                attempted = _utc(res.attempted_at) or datetime.now(timezone.utc)
-                con.execute(
-                    "INSERT INTO price_fetches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [fetch_id, res.provider, attempted, res.ok, res.source if res.ok else None,
-                     res.reason or None, len(res.rows)],
+    with store.transaction() as con:
+        for res in results:
+            attempted = _utc(res.attempted_at) or datetime.now(timezone.utc)
+            con.execute(
+                "INSERT INTO price_fetches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [fetch_id, res.provider, attempted, res.ok, res.source if res.ok else None,
+                 res.reason or None, len(res.rows)],
+            )
+            if res.ok and res.rows:
+                con.executemany(
+                    f"INSERT INTO prices (fetch_id, {_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
+                    [
+                        [fetch_id, r.provider, r.gpu_key, r.gpu_raw_name, r.approximate, r.gpu_count,
+                         r.usd_per_hour, r.usd_per_gpu_hour, r.pricing_type, r.region, r.instance_type,
+                         r.stat, r.offers, r.note, r.source, _utc(r.fetched_at)]
+                        for r in res.rows
+                    ],
                 )
-                if res.ok and res.rows:
-                    con.executemany(
-                        f"INSERT INTO prices (fetch_id, {_COLUMNS}) VALUES ({', '.join(['?'] * 16)})",
-                        [
-                            [fetch_id, r.provider, r.gpu_key, r.gpu_raw_name, r.approximate, r.gpu_count,
-                             r.usd_per_hour, r.usd_per_gpu_hour, r.pricing_type, r.region, r.instance_type,
-                             r.stat, r.offers, r.note, r.source, _utc(r.fetched_at)]
-                            for r in res.rows
-                        ],
-                    )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
     return fetch_id
 
 
@@ -130,17 +123,13 @@ def refresh(store, providers: Iterable[str] | None = None, **kwargs: Any) -> lis
 
 # -- reading ----------------------------------------------------------------------------------------
 def _rows(store, sql: str, params: list[Any]) -> list[PriceRow]:
-    with store._lock:
-        cur = store.con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        out = []
-        for rec in cur.fetchall():
-            d = dict(zip(cols, rec))
-            d.pop("usd_per_gpu_hour", None)
-            d.pop("fetch_id", None)
-            d["fetched_at"] = _utc(d["fetched_at"])
-            out.append(PriceRow(**d))
-        return out
+    out = []
+    for d in store.query(sql, params):
+        d.pop("usd_per_gpu_hour", None)
+        d.pop("fetch_id", None)
+        d["fetched_at"] = _utc(d["fetched_at"])
+        out.append(PriceRow(**d))
+    return out
 
 
 def latest_stored(store, provider: str) -> list[PriceRow]:
@@ -156,15 +145,14 @@ def latest_stored(store, provider: str) -> list[PriceRow]:
 
 
 def last_attempt(store, provider: str) -> dict[str, Any] | None:
-    with store._lock:
-        rec = store.con.execute(
-            "SELECT attempted_at, ok, source, reason, rows FROM price_fetches WHERE provider = ? "
-            "ORDER BY attempted_at DESC LIMIT 1",
-            [provider],
-        ).fetchone()
-    if rec is None:
+    rows = store.query(
+        "SELECT attempted_at, ok, source, reason, rows FROM price_fetches WHERE provider = ? "
+        "ORDER BY attempted_at DESC LIMIT 1",
+        [provider],
+    )
+    if not rows:
         return None
-    return {"attempted_at": _utc(rec[0]), "ok": rec[1], "source": rec[2], "reason": rec[3], "rows": rec[4]}
+    return {**rows[0], "attempted_at": _utc(rows[0]["attempted_at"])}
 
 
 def history(store, gpu_key: str, provider: str | None = None) -> list[dict[str, Any]]:
@@ -176,10 +164,7 @@ def history(store, gpu_key: str, provider: str | None = None) -> list[dict[str, 
         sql += " AND provider = ?"
         params.append(provider)
     sql += " GROUP BY provider, pricing_type, fetched_at, source ORDER BY fetched_at, provider"
-    with store._lock:
-        cur = store.con.execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, rec)) for rec in cur.fetchall()]
+    return store.query(sql, params)
 
 
 @dataclass
@@ -204,6 +189,11 @@ class PriceBoard:
 def price_board(store, *, now: datetime | None = None, providers: Iterable[str] | None = None) -> PriceBoard:
     """Current prices per provider with fallbacks applied, and each provider's status."""
     now = _utc(now) or datetime.now(timezone.utc)
+    with store.reading():  # one open of the file for all the queries below
+        return _price_board(store, now, providers)
+
+
+def _price_board(store, now: datetime, providers: Iterable[str] | None) -> PriceBoard:
     board = PriceBoard(now=now)
     for provider in providers or PROVIDERS:
         attempt = last_attempt(store, provider)

@@ -1,15 +1,49 @@
 """Writing a run to the store as it progresses: a row when it starts, each request as it finishes,
-the status and summary at the end. A crash keeps everything measured before it."""
+the status and summary at the end. A crash keeps everything already flushed.
+
+A measurement never waits on the database: start(), record() and the end of a run hand their rows to
+the store's background writer (one thread per Store, see StoreWriter), which writes whatever has
+queued up in one short transaction. While another process holds the database, rows stay buffered and
+are written when it frees the file; finish() waits (at most LOCK_WAIT_S) for the run's rows and says
+what could not be written yet.
+"""
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-from data.store import RequestRow, Store
+import duckdb
+
+from data.store import (
+    LOCK_WAIT_S,
+    DatabaseLocked,
+    RequestRow,
+    Store,
+    StoreError,
+    insert_requests,
+    insert_run,
+    run_row_params,
+    update_finished_run,
+)
 from engine.metrics import RequestMetrics
 from engine.types import RequestRecord
+
+# One try of the background writer waits this long for another process's lock, then the writer
+# pauses (RETRY_PAUSE_S) and tries again, for as long as the process lives.
+WRITE_ATTEMPT_S = 0.5
+RETRY_PAUSE_S = 0.05
+# After each batch the writer stays away from the file at least as long as it held it (within these
+# bounds), so a busy load run never keeps other processes (`tokentop runs`, another app) locked out;
+# rows arriving meanwhile just make the next batch bigger.
+MIN_GAP_S = 0.02
+MAX_GAP_S = 0.25
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -27,9 +61,173 @@ def gpu_key_for(name: str | None, memory_mb: int | None = None) -> str | None:
     return match.key
 
 
+@dataclass
+class _Write:
+    seq: int
+    run_id: str
+    what: str  # "run", "request", "finish": for messages
+    apply: Callable[[duckdb.DuckDBPyConnection], None] | None
+    request: RequestRow | None = None  # requests are written together, in one statement per batch
+
+
+class StoreWriter:
+    """The background writer of one Store: a queue of writes, flushed in order, a batch per transaction."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._cond = threading.Condition()
+        self._pending: deque[_Write] = deque()
+        self._seq = 0
+        self._done_seq = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None  # why the last try failed (another process holds the lock)
+        self.failures: dict[str, list[str]] = {}  # run_id -> writes the database refused (not lock waits)
+        self.written = 0
+        self.batches = 0
+
+    def submit(self, run_id: str, what: str, apply: Callable[[duckdb.DuckDBPyConnection], None] | None,
+               request: RequestRow | None = None) -> int:
+        with self._cond:
+            if self._closed:
+                raise StoreError(f"the store {self.store.path} is closed: run {run_id} cannot be written")
+            self._seq += 1
+            self._pending.append(_Write(self._seq, run_id, what, apply, request))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="tokentop-store-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return self._seq
+
+    def flush(self, timeout: float = LOCK_WAIT_S) -> int:
+        """Wait until everything submitted so far is written (or refused), at most `timeout` seconds.
+        Returns how many writes are still waiting."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._seq
+            while self._done_seq < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return sum(1 for w in self._pending if w.seq <= target)
+
+    def pending(self, run_id: str | None = None) -> list[_Write]:
+        with self._cond:
+            return [w for w in self._pending if run_id is None or w.run_id == run_id]
+
+    def close(self, timeout: float = LOCK_WAIT_S) -> int:
+        """Flush (bounded) and stop the thread. Returns how many writes were left unwritten."""
+        left = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        return left
+
+    # -- the thread ----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed and (not self._pending or self._done_seq >= self._seq):
+                    return
+                if self._closed and self.last_error:
+                    return  # closed while the database is still locked: give up what is left
+                batch = list(self._pending)
+            began = time.monotonic()
+            try:
+                with self.store.transaction(wait_s=WRITE_ATTEMPT_S) as con:
+                    began = time.monotonic()  # the lock is ours from here
+                    _apply(con, batch)
+            except DatabaseLocked as exc:
+                self._tried(str(exc))
+                time.sleep(RETRY_PAUSE_S)
+                continue
+            except Exception:
+                self._one_by_one(batch)  # one bad write must not keep the others out
+                continue
+            self._written(batch)
+            self._give_way(min(max(time.monotonic() - began, MIN_GAP_S), MAX_GAP_S))
+
+    def _give_way(self, seconds: float) -> None:
+        with self._cond:
+            if not self._closed:
+                self._cond.wait_for(lambda: self._closed, timeout=seconds)
+
+    def _one_by_one(self, batch: list[_Write]) -> None:
+        for write in batch:
+            try:
+                with self.store.transaction(wait_s=WRITE_ATTEMPT_S) as con:
+                    _apply(con, [write])
+            except DatabaseLocked as exc:
+                self._tried(str(exc))
+                time.sleep(RETRY_PAUSE_S)
+                return
+            except Exception as exc:  # refused by the database: reported by finish()
+                reason = f"{write.what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                with self._cond:
+                    self.failures.setdefault(write.run_id, []).append(reason)
+                self._written([write], ok=False)
+                continue
+            self._written([write])
+
+    def _tried(self, error: str) -> None:
+        with self._cond:
+            self.last_error = error
+            self._cond.notify_all()
+
+    def _written(self, batch: list[_Write], ok: bool = True) -> None:
+        with self._cond:
+            for _ in batch:
+                self._pending.popleft()
+            self._done_seq = batch[-1].seq
+            if ok:
+                self.written += len(batch)
+                self.batches += 1
+                self.last_error = None
+            self._cond.notify_all()
+
+
+def _apply(con: duckdb.DuckDBPyConnection, batch: list[_Write]) -> None:
+    """The writes in order; each run of consecutive requests goes in as one insert."""
+    requests: list[tuple[str, RequestRow]] = []
+    for write in batch:
+        if write.request is not None:
+            requests.append((write.run_id, write.request))
+            continue
+        insert_requests(con, requests)
+        requests = []
+        write.apply(con)
+    insert_requests(con, requests)
+
+
+_writers: "weakref.WeakSet[StoreWriter]" = weakref.WeakSet()
+_writers_lock = threading.Lock()
+
+
+def writer_for(store: Store) -> StoreWriter:
+    """The Store's background writer (created on first use; Store.close() flushes it)."""
+    with _writers_lock:
+        writer = getattr(store, "_writer", None)
+        if writer is None or writer._closed:  # a Store used again after close() gets a new writer
+            writer = store._writer = StoreWriter(store)
+            store._on_close.append(writer.close)
+            _writers.add(writer)
+        return writer
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # A process that ends without finish()/close() still writes what it buffered (bounded wait).
+    for writer in list(_writers):
+        writer.close()
+
+
 class RunRecorder:
     def __init__(self, store: Store):
         self.store = store
+        self.writer = writer_for(store)
         self.run_id: str | None = None
         self._t0_ns: int | None = None
         self._lock = threading.Lock()
@@ -46,9 +244,9 @@ class RunRecorder:
         reps: int | None = None,
         label: str | None = None,
     ) -> str:
-        for gpu in environment.get("gpus") or []:
+        for gpu in (environment.get("gpus") or []) + (environment.get("gpus_used") or []):
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
-        self.run_id = self.store.start_run(
+        run_id, params = run_row_params(
             kind=kind,
             engine=engine_description.get("engine", "?"),
             model=engine_description.get("model"),
@@ -60,7 +258,9 @@ class RunRecorder:
             reps=reps,
             label=label,
         )
-        return self.run_id
+        self.run_id = run_id
+        self.writer.submit(run_id, "run", lambda con: insert_run(con, params))
+        return run_id
 
     def set_origin(self, t0_ns: int) -> None:
         """perf_counter_ns that send offsets count from (a load level's start); default: the
@@ -69,6 +269,7 @@ class RunRecorder:
             self._t0_ns = t0_ns
 
     def record(self, index: int | None, record: RequestRecord, metrics: RequestMetrics) -> int:
+        """Queue the finished request for the background writer; returns at once."""
         assert self.run_id, "start() first"
         with self._lock:
             if self._t0_ns is None:
@@ -98,13 +299,42 @@ class RunRecorder:
             chunk_t_ns=[t - record.st_ns for t in record.chunk_ns],
             chunk_tokens=list(record.chunk_tokens),
         )
-        self.store.add_request(self.run_id, row)
+        run_id = self.run_id
+        self.writer.submit(run_id, "request", None, row)
         return index
 
-    def finish(self, status: str, *, duration_s: float | None = None, summary: Any = None, error: str | None = None) -> None:
+    def flush(self, timeout: float = LOCK_WAIT_S) -> None:
+        """Wait (at most `timeout`) until this run's rows are in the database; StoreError says what is not."""
+        self.writer.flush(timeout)
         if self.run_id:
-            self.store.finish_run(self.run_id, status, duration_s=duration_s, summary=summary, error=error)
-            # TOKENTOP_REMOTE: queue it for the remote (a background thread; never waits, never raises).
-            from data.remote import run_finished
+            self._report(self.run_id, timeout)
 
-            run_finished(self.store, self.run_id)
+    def finish(self, status: str, *, duration_s: float | None = None, summary: Any = None, error: str | None = None) -> None:
+        """Queue the run's end (status, duration, summary) and wait, at most LOCK_WAIT_S, until everything of
+        the run is written. Rows not written by then stay buffered (written when the database frees up) and a
+        StoreError says how many and who holds the database."""
+        if not self.run_id:
+            return
+        run_id = self.run_id
+        self.writer.submit(
+            run_id, "finish",
+            lambda con: update_finished_run(con, run_id, status, duration_s=duration_s, summary=summary, error=error),
+        )
+        self.flush()
+        # TOKENTOP_REMOTE: queue the stored run for the remote (a background thread; never waits, never raises).
+        from data.remote import run_finished
+
+        run_finished(self.store, run_id)
+
+    def _report(self, run_id: str, waited: float) -> None:
+        waiting = self.writer.pending(run_id)
+        refused = self.writer.failures.pop(run_id, [])
+        if waiting:
+            requests = sum(1 for w in waiting if w.what == "request")
+            reason = self.writer.last_error or f"the database was busy for {waited:g} s"
+            raise StoreError(
+                f"run {run_id}: {requests} request(s){' and its status' if any(w.what == 'finish' for w in waiting) else ''} "
+                f"not stored yet, kept in memory until the database is free ({reason})"
+            )
+        if refused:
+            raise StoreError(f"run {run_id}: {len(refused)} write(s) refused by the database, first: {refused[0]}")

@@ -31,6 +31,7 @@ class Session:
         self.choice: EngineChoice | None = None
         self.host: EngineHost | None = None
         self.environment: dict[str, Any] = {}
+        self.where: dict[str, Any] = {}
         self.owns_host = True
         # NVML telemetry sampled during every run and stored with it (no GPU: `gpu.note` says why).
         self.gpu = GpuSampler()
@@ -47,7 +48,9 @@ class Session:
     def start_engine(self, progress: Callable[[str], None] | None = None, poll: float = 0.1) -> None:
         """Blocking. Raises engine.types.EngineError / BadRequestError with a one-line message."""
         progress = progress or self.log
-        self.choice = make_engine(**self.engine_options, log=progress)
+        options = dict(self.engine_options)
+        self.where = options.pop("where", None) or {}  # --provider / --price-per-hour: not the engine's
+        self.choice = make_engine(**options, log=progress)
         progress(self.choice.reason)
         self.host = EngineHost(self.choice.engine)
         future = self.host.start(progress)
@@ -57,7 +60,11 @@ class Session:
                 break
             except TimeoutError:
                 continue
-        self.environment = environment.collect(self.describe())
+        self.environment = environment.collect(
+            self.describe(), where=self.where,
+            tensor_parallel=options.get("tensor_parallel_size"),
+            pipeline_parallel=options.get("pipeline_parallel_size"),
+        )
         self.gpu.start()
 
     def describe(self) -> dict[str, Any]:
@@ -134,6 +141,7 @@ class Session:
             return
         self.gpu.sample_once()  # one sample at the end, so even a short run has its own reading
         samples = self.gpu.snapshot(since=t_begin, until=time.perf_counter())
+        samples = environment.used_gpu_samples(samples, self.environment)
         add_gpu_samples(self.store, run_id, samples, t_begin)
         summary["gpu"] = summarise_gpu(samples, tokens)
 

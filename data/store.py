@@ -1,15 +1,21 @@
 """The DuckDB store: schema migrations, writing runs as they progress, and queries.
 
-One connection per Store, guarded by a lock, so the app's worker threads and the
-engine's result callbacks can all write through the same object.
+Several processes share one database file (the app, `tokentop bench`, `runs`, a second app...), and
+DuckDB lets only one process write it at a time. So no process keeps the file open: every query or
+transaction opens it, does its work and closes it (connection()). A conflicting lock held by another
+process is waited out with backoff for at most LOCK_WAIT_S, then a one-line StoreError names that
+process. Within a process, threads share whatever connection is open at that moment (see _FileGate).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import socket
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,8 +29,23 @@ import duckdb
 from data.paths import default_db_path
 
 
+# How long a query or transaction waits for another process's lock on the file before giving up.
+# Other tokentop processes hold it for milliseconds at a time (one short transaction).
+LOCK_WAIT_S = 5.0
+_FIRST_BACKOFF_S = 0.002
+_MAX_BACKOFF_S = 0.05
+
+
 class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
+
+
+class DatabaseLocked(StoreError):
+    """Another process held the file's lock for longer than we were willing to wait."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
 
 
 @dataclass
@@ -78,59 +99,97 @@ def _json(value: Any) -> str | None:
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, *, lock_wait_s: float = LOCK_WAIT_S):
         self.path = Path(path) if path else default_db_path()
-        self._lock = threading.RLock()
+        self.lock_wait_s = lock_wait_s
+        self._on_close: list[Any] = []  # callbacks run by close() (the background writer's flush)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(self.path))
-        except (duckdb.Error, OSError) as exc:
-            reason = str(exc).splitlines()[0]
+        except OSError as exc:
             raise StoreError(
-                f"cannot open database {self.path}: {reason} "
-                "(choose a writable file with --db PATH or TOKENTOP_DB)"
+                f"cannot open database {self.path}: {exc} (choose a writable file with --db PATH or TOKENTOP_DB)"
             ) from None
+        self._gate = _gate_for(self.path)
         self.migrate()
         self.recover_crashed_runs()
 
+    # -- connections ------------------------------------------------------------
+    @contextmanager
+    def connection(self, *, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one short piece of work (a query or a transaction), writable. The file is
+        open only while some thread of this process is inside one of these blocks; waits out another
+        process's lock for at most `wait_s` (default LOCK_WAIT_S), then raises DatabaseLocked."""
+        with self._gate.use(True, self.lock_wait_s if wait_s is None else wait_s) as con:
+            yield con
+
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Like connection(), but opens the file read-only when nothing else in this process has it
+        open, so several processes can read at once."""
+        with self._gate.use(False, self.lock_wait_s) as con:
+            yield con
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts. A statement that is not a read (UPDATE, INSERT...) gets a writable connection."""
+        if _READ_SQL.match(sql):
+            return self._dicts(sql, params)
+        with self.connection() as con:
+            cur = con.execute(sql, list(params))
+            if cur.description is None:
+                return []
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    @contextmanager
+    def transaction(self, *, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """connection() inside BEGIN ... COMMIT (ROLLBACK on error)."""
+        with self.connection(wait_s=wait_s) as con:
+            con.execute("BEGIN")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     # -- schema -------------------------------------------------------------
     def migrate(self) -> int:
-        with self._lock:
-            self.con.execute(
+        with self.connection() as con:
+            con.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMPTZ)"
             )
-            done = {row[0] for row in self.con.execute("SELECT version FROM schema_version").fetchall()}
+            done = {row[0] for row in con.execute("SELECT version FROM schema_version").fetchall()}
             for version, name, sql in _migrations():
                 if version in done:
                     continue
-                self.con.execute("BEGIN")
+                con.execute("BEGIN")
                 try:
-                    self.con.execute(sql)
-                    self.con.execute(
+                    con.execute(sql)
+                    con.execute(
                         "INSERT INTO schema_version VALUES (?, ?, ?)",
                         [version, name, datetime.now(timezone.utc)],
                     )
-                    self.con.execute("COMMIT")
+                    con.execute("COMMIT")
                 except Exception:
-                    self.con.execute("ROLLBACK")
+                    con.execute("ROLLBACK")
                     raise
-            return self.schema_version()
+            return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def schema_version(self) -> int:
-        with self._lock:
-            return self.con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        with self.reading() as con:
+            return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def recover_crashed_runs(self) -> int:
         """Runs left 'running' by a process of this host that no longer exists become 'aborted'."""
         host = socket.gethostname()
-        with self._lock:
-            rows = self.con.execute(
+        with self.connection() as con:
+            rows = con.execute(
                 "SELECT run_id, pid FROM runs WHERE status = 'running' AND hostname = ?", [host]
             ).fetchall()
             stale = [run_id for run_id, pid in rows if pid is None or not _pid_alive(pid)]
             for run_id in stale:
-                self.con.execute(
+                con.execute(
                     "UPDATE runs SET status = 'aborted', error = coalesce(error, 'process ended during the run') "
                     "WHERE run_id = ?",
                     [run_id],
@@ -153,109 +212,18 @@ class Store:
         label: str | None = None,
         run_id: str | None = None,
     ) -> str:
-        run_id = run_id or new_run_id()
-        # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
-        gpus_used = environment.get("gpus_used")
-        gpus = gpus_used if gpus_used is not None else (environment.get("gpus") or [])
-        first = gpus[0] if gpus else {}
-        # Where the run ran and what the instance costs: environment["location"] (see engine/environment.py).
-        where = environment.get("location") or {}
-        with self._lock:
-            self.con.execute(
-                """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
-                       engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
-                       driver, environment, label, provider, provider_source, instance_id, instance_type,
-                       region, price_per_hour_usd, gpus_used)
-                   VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                           ?, ?, ?, ?, ?, ?, ?)""",
-                [
-                    run_id,
-                    kind,
-                    datetime.now(timezone.utc),
-                    suite,
-                    _json(suite_json),
-                    reps,
-                    engine,
-                    _json(engine_args or {}),
-                    model,
-                    dtype,
-                    environment.get("hostname") or socket.gethostname(),
-                    os.getpid(),
-                    environment.get("device") or "CPU",
-                    first.get("key"),
-                    len(gpus) or None,
-                    first.get("memory_mb"),
-                    first.get("driver"),
-                    _json(environment),
-                    label,
-                    where.get("provider"),
-                    where.get("provider_source"),
-                    where.get("instance_id"),
-                    where.get("instance_type"),
-                    where.get("region"),
-                    where.get("price_per_hour_usd"),
-                    _json(gpus_used),
-                ],
-            )
+        """Insert a 'running' run row; returns its id."""
+        run_id, params = run_row_params(
+            kind=kind, engine=engine, model=model, environment=environment, suite=suite, suite_json=suite_json,
+            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id,
+        )
+        with self.connection() as con:
+            insert_run(con, params)
         return run_id
 
     def add_request(self, run_id: str, row: RequestRow) -> None:
-        with self._lock:
-            self.con.execute("BEGIN")
-            try:
-                self.con.execute(
-                    """INSERT INTO requests (run_id, request_index, case_id, rep, sent_at, send_offset_s, prompt,
-                           input_tokens, output_tokens, target_tokens, ttft_ms, e2el_ms, tpot_ms, tps,
-                           success, finish_reason, error, output_text, ttfo_ms, reasoning_tokens,
-                           answer_tokens, send_lag_ms, queue_wait_ms)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    [
-                        run_id,
-                        row.request_index,
-                        row.case_id,
-                        row.rep,
-                        row.sent_at,
-                        row.send_offset_s,
-                        row.prompt,
-                        row.input_tokens,
-                        row.output_tokens,
-                        row.target_tokens,
-                        row.ttft_ms,
-                        row.e2el_ms,
-                        row.tpot_ms,
-                        row.tps,
-                        row.success,
-                        row.finish_reason,
-                        row.error,
-                        row.output_text,
-                        row.ttfo_ms,
-                        row.reasoning_tokens,
-                        row.answer_tokens,
-                        row.send_lag_ms,
-                        row.queue_wait_ms,
-                    ],
-                )
-                if row.chunk_t_ns:
-                    # unnest() zips the lists: one INSERT for all chunks instead of executemany.
-                    reasoning = row.chunk_reasoning_tokens
-                    self.con.execute(
-                        "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens, reasoning_tokens) "
-                        "SELECT ?, ?, unnest(?), unnest(?), unnest(?), unnest(?)",
-                        [
-                            run_id,
-                            row.request_index,
-                            list(range(len(row.chunk_t_ns))),
-                            [int(t) for t in row.chunk_t_ns],
-                            [int(n) for n in row.chunk_tokens],
-                            [None if n is None else int(n) for n in reasoning]
-                            if reasoning
-                            else [None] * len(row.chunk_t_ns),
-                        ],
-                    )
-                self.con.execute("COMMIT")
-            except Exception:
-                self.con.execute("ROLLBACK")
-                raise
+        with self.transaction() as con:
+            insert_request(con, run_id, row)
 
     def finish_run(
         self,
@@ -266,36 +234,21 @@ class Store:
         summary: Any = None,
         error: str | None = None,
     ) -> None:
-        with self._lock:
-            self.con.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ? "
-                "WHERE run_id = ?",
-                [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
-            )
-
-    # -- raw access (other data/ modules) -------------------------------------
-    @contextmanager
-    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one short piece of work (a query or a transaction). Every module that
-        needs raw SQL goes through here, so how long the file is held is decided in one place."""
-        with self._lock:
-            yield self.con
-
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        """Rows as dicts."""
-        return self._dicts(sql, params)
+        with self.connection() as con:
+            update_finished_run(con, run_id, status, duration_s=duration_s, summary=summary, error=error)
 
     # -- reading ------------------------------------------------------------
     def _dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self.con.execute(sql, list(params))
+        with self.reading() as con:
+            cur = con.execute(sql, list(params))
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     def list_runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         sql = """
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
-                   r.engine, r.model, r.hostname, r.device, r.gpu_key, r.label,
+                   r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
+                   r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
                    avg(q.tps) FILTER (WHERE q.success) AS mean_tps,
@@ -318,7 +271,7 @@ class Store:
                 return None
             rows = matches
         run = rows[0]
-        for key in ("suite_json", "engine_args", "environment", "summary"):
+        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -337,17 +290,308 @@ class Store:
         )
 
     def close(self) -> None:
-        with self._lock:
-            try:
-                self.con.close()
-            except duckdb.Error:
-                pass
+        """Flush what this process still buffers for the file (bounded); there is no connection to close."""
+        callbacks, self._on_close = self._on_close, []
+        for callback in callbacks:
+            callback()
 
     def __enter__(self) -> "Store":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_READ_SQL = re.compile(r"\s*(SELECT|WITH|FROM|DESCRIBE|SHOW|SUMMARIZE|EXPLAIN|PRAGMA|VALUES)\b", re.IGNORECASE)
+
+
+# -- the SQL of each write, shared by Store's own methods and the recorder's background writer --------
+def run_row_params(
+    *,
+    kind: str,
+    engine: str,
+    model: str | None,
+    environment: dict[str, Any],
+    suite: str | None = None,
+    suite_json: Any = None,
+    reps: int | None = None,
+    engine_args: dict[str, Any] | None = None,
+    dtype: str | None = None,
+    label: str | None = None,
+    run_id: str | None = None,
+) -> tuple[str, list[Any]]:
+    run_id = run_id or new_run_id()
+    # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
+    gpus_used = environment.get("gpus_used")
+    gpus = gpus_used if gpus_used is not None else (environment.get("gpus") or [])
+    first = gpus[0] if gpus else {}
+    # Where the run ran and what the instance costs: environment["location"] (see engine/environment.py).
+    where = environment.get("location") or {}
+    return run_id, [
+        run_id,
+        kind,
+        datetime.now(timezone.utc),
+        suite,
+        _json(suite_json),
+        reps,
+        engine,
+        _json(engine_args or {}),
+        model,
+        dtype,
+        environment.get("hostname") or socket.gethostname(),
+        os.getpid(),
+        environment.get("device") or "CPU",
+        first.get("key"),
+        len(gpus) or None,
+        first.get("memory_mb"),
+        first.get("driver"),
+        _json(environment),
+        label,
+        where.get("provider"),
+        where.get("provider_source"),
+        where.get("instance_id"),
+        where.get("instance_type"),
+        where.get("region"),
+        where.get("price_per_hour_usd"),
+        _json(gpus_used),
+    ]
+
+
+def insert_run(con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
+    con.execute(
+        """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
+               engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
+               driver, environment, label, provider, provider_source, instance_id, instance_type,
+               region, price_per_hour_usd, gpus_used)
+           VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                   ?, ?, ?, ?, ?, ?, ?)""",
+        params,
+    )
+
+
+# requests' columns and their types (the lists are cast, so a column of all None still binds)
+_REQUEST_TYPES = {
+    "run_id": "VARCHAR", "request_index": "INTEGER", "case_id": "VARCHAR", "rep": "INTEGER",
+    "sent_at": "TIMESTAMPTZ", "send_offset_s": "DOUBLE", "prompt": "VARCHAR", "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER", "target_tokens": "INTEGER", "ttft_ms": "DOUBLE", "e2el_ms": "DOUBLE",
+    "tpot_ms": "DOUBLE", "tps": "DOUBLE", "success": "BOOLEAN", "finish_reason": "VARCHAR", "error": "VARCHAR",
+    "output_text": "VARCHAR", "ttfo_ms": "DOUBLE", "reasoning_tokens": "INTEGER", "answer_tokens": "INTEGER",
+    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
+}
+_REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
+_REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]
+
+
+def insert_request(con: duckdb.DuckDBPyConnection, run_id: str, row: RequestRow) -> None:
+    """The request row and its chunks; the caller owns the transaction."""
+    insert_requests(con, [(run_id, row)])
+
+
+def insert_requests(con: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, RequestRow]]) -> None:
+    """Many requests and all their chunks in two statements (unnest() zips the column lists), however
+    many there are: the background writer's batches cost about what one request did."""
+    if not items:
+        return
+    columns = [[run_id for run_id, _row in items]]
+    columns += [[getattr(row, name) for _run_id, row in items] for name in _REQUEST_FIELDS]
+    con.execute(
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
+        f"SELECT {', '.join(f'unnest(?::{t}[])' for t in _REQUEST_TYPES.values())}",
+        columns,
+    )
+    run_ids: list[str] = []
+    indexes: list[int] = []
+    chunk_indexes: list[int] = []
+    t_ns: list[int] = []
+    tokens: list[int] = []
+    reasoning: list[int | None] = []
+    for run_id, row in items:
+        n = len(row.chunk_t_ns)
+        if not n:
+            continue
+        run_ids += [run_id] * n
+        indexes += [row.request_index] * n
+        chunk_indexes += range(n)
+        t_ns += [int(t) for t in row.chunk_t_ns]
+        tokens += [int(k) for k in row.chunk_tokens]
+        per = row.chunk_reasoning_tokens
+        reasoning += [None if k is None else int(k) for k in per] if per else [None] * n
+    if t_ns:
+        con.execute(
+            "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens, reasoning_tokens) "
+            "SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::INTEGER[]), unnest(?::BIGINT[]), "
+            "unnest(?::INTEGER[]), unnest(?::INTEGER[])",
+            [run_ids, indexes, chunk_indexes, t_ns, tokens, reasoning],
+        )
+
+
+def update_finished_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    status: str,
+    *,
+    duration_s: float | None = None,
+    summary: Any = None,
+    error: str | None = None,
+) -> None:
+    con.execute(
+        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ? WHERE run_id = ?",
+        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
+    )
+
+
+# -- opening the file ---------------------------------------------------------------------------------
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+_OTHER_CONFIG = "different configuration"  # this process has the file open in the other mode
+
+
+class _FileGate:
+    """One per database file in this process. Threads that need the file at the same time share one
+    open database (a cursor each), so the process holds DuckDB's file lock only while some thread is
+    working, and never opens the same file twice in different modes (DuckDB refuses that). Reads open
+    it read-only (other processes may read at once); a write waits for this process's read-only
+    users to finish, then opens it writable; reads arriving while it is writable share it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cond = threading.Condition()
+        self.db: duckdb.DuckDBPyConnection | None = None
+        self.writable = False
+        self.users = 0
+        self.opening = False
+        self.writers_waiting = 0
+        self.local = threading.local()  # per thread: how many blocks it is inside, and whether writable
+
+    @contextmanager
+    def use(self, write: bool, wait_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        depth = getattr(self.local, "depth", 0)
+        if depth:  # nested in this thread: the open database is already ours
+            if write and not self.writable:
+                raise RuntimeError("a write inside a read-only Store.reading() block")
+            cursor = self.db.cursor()
+            self.local.depth = depth + 1
+            try:
+                yield cursor
+            finally:
+                self.local.depth = depth
+                cursor.close()
+            return
+        db = self._acquire(write, wait_s)
+        self.local.depth = 1
+        try:
+            cursor = db.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            self.local.depth = 0
+            self._release()
+
+    def _acquire(self, write: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+        with self.cond:
+            if write:
+                self.writers_waiting += 1
+            try:
+                while True:
+                    if self.db is not None and (self.writable or (not write and not self.writers_waiting)):
+                        self.users += 1
+                        return self.db
+                    if self.db is None and not self.opening:
+                        self.opening = True
+                        break
+                    self.cond.wait()
+            finally:
+                if write:
+                    self.writers_waiting -= 1
+        try:
+            db, writable = _connect(self.path, write, wait_s)
+        except BaseException:
+            with self.cond:
+                self.opening = False
+                self.cond.notify_all()
+            raise
+        with self.cond:
+            self.db, self.writable, self.users, self.opening = db, writable, 1, False
+            self.cond.notify_all()
+        return db
+
+    def _release(self) -> None:
+        with self.cond:
+            self.users -= 1
+            if self.users:
+                return
+            db, self.db, self.writable = self.db, None, False
+            try:
+                db.close()  # releases the file lock (after a checkpoint when it was written)
+            except duckdb.Error:
+                pass
+            self.cond.notify_all()
+
+
+_gates: dict[str, _FileGate] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate_for(path: Path) -> _FileGate:
+    key = os.path.realpath(path)
+    with _gates_lock:
+        gate = _gates.get(key)
+        if gate is None:
+            gate = _gates[key] = _FileGate(Path(path))
+        return gate
+
+
+def _connect(path: Path, write: bool, wait_s: float) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """Open the file, retrying with backoff while another process holds a conflicting lock."""
+    deadline = time.monotonic() + wait_s
+    delay = _FIRST_BACKOFF_S
+    read_only = not write and path.exists()
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only), not read_only
+        except duckdb.Error as exc:
+            text = str(exc)
+            if _OTHER_CONFIG in text and read_only:
+                read_only = False  # someone in this process holds it writable: share that
+                continue
+            holder = _LOCK_HOLDER.search(text)
+            if holder is None and _OTHER_CONFIG not in text:
+                reason = text.splitlines()[0] if text else type(exc).__name__
+                raise StoreError(
+                    f"cannot open database {path}: {reason} (choose a writable file with --db PATH or TOKENTOP_DB)"
+                ) from None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _locked_error(path, holder, wait_s) from None
+            time.sleep(min(remaining, delay * (0.5 + random.random())))
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+def _locked_error(path: Path, holder: re.Match | None, wait_s: float) -> DatabaseLocked:
+    pid = int(holder["pid"]) if holder else None
+    who = f"process {pid} ({_describe_process(pid, holder['exe'])})" if holder else "this process"
+    return DatabaseLocked(
+        f"database {path} is locked by {who}, still after {wait_s:g} s: wait for it to finish, stop it, "
+        "or use another file with --db PATH",
+        pid,
+    )
+
+
+def _describe_process(pid: int, exe: str) -> str:
+    """The holder's command line (`tokentop bench ...`) when /proc has it, else its executable."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        args = [a for a in raw.decode(errors="replace").split("\0") if a]
+    except OSError:
+        args = []
+    if args:
+        # `python -m tui.cli bench` / `.../bin/tokentop bench`: show the program name, not the interpreter path
+        args[0] = Path(args[0]).name
+        text = " ".join(args)
+    else:
+        text = exe
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _pid_alive(pid: int) -> bool:

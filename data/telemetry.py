@@ -21,8 +21,8 @@ def add_gpu_samples(store: Store, run_id: str, samples: Sequence[GpuSample], t0_
         return 0
     rows = [[run_id, s.t_s - t0_s, s.gpu_index, *[getattr(s, c) for c in _GPU_COLS]] for s in samples]
     placeholders = ", ".join(["?"] * (3 + len(_GPU_COLS)))
-    with store._lock:
-        store.con.executemany(
+    with store.connection() as con:
+        con.executemany(
             f"INSERT INTO gpu_samples (run_id, t_s, gpu_index, {', '.join(_GPU_COLS)}) VALUES ({placeholders})", rows
         )
     return len(rows)
@@ -34,8 +34,8 @@ def add_server_samples(store: Store, run_id: str, samples: Sequence[ServerSample
     rows = [[run_id, s.t_s - t0_s, s.source, *[getattr(s, c) for c in _SERVER_COLS], json.dumps(s.ttft_buckets)]
             for s in samples]
     placeholders = ", ".join(["?"] * (3 + len(_SERVER_COLS) + 1))
-    with store._lock:
-        store.con.executemany(
+    with store.connection() as con:
+        con.executemany(
             f"INSERT INTO server_samples (run_id, t_s, source, {', '.join(_SERVER_COLS)}, ttft_buckets) "
             f"VALUES ({placeholders})",
             rows,
@@ -44,10 +44,7 @@ def add_server_samples(store: Store, run_id: str, samples: Sequence[ServerSample
 
 
 def _dicts(store: Store, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
-    with store._lock:
-        cur = store.con.execute(sql, list(params))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+    return store.query(sql, params)
 
 
 def get_gpu_samples(store: Store, run_id: str) -> list[dict[str, Any]]:

@@ -13,9 +13,14 @@ from enum import Enum
 
 
 class TpsBasis(str, Enum):
+    """What a cost can be based on: how many tokens the GPUs turn out per second.
+
+    Per-request TPS under load (one request's tokens / E2EL while others run beside it) is not here: it
+    prices the whole GPU at one stream's speed and overstates cost about N-fold at concurrency N. It is a
+    latency figure, reported as per-user speed (tok/s per user), never a cost basis."""
+
     BATCH1 = "batch-1 TPS"  # output tokens / E2EL of one request at a time (the article's TPS)
     THROUGHPUT = "throughput under load"  # sum of output tokens / duration with concurrent requests
-    PER_REQUEST = "per-request TPS under load"  # batch-1's formula, per request, while others run beside it
 
     @property
     def label(self) -> str:
@@ -23,10 +28,21 @@ class TpsBasis(str, Enum):
 
     @property
     def short(self) -> str:
-        """A column-width label: "batch-1", "load", "per-req"."""
-        return {"batch-1 TPS": "batch-1", "throughput under load": "load", "per-request TPS under load": "per-req"}[
-            self.value
-        ]
+        """A column-width label: "batch-1", "load"."""
+        return {"batch-1 TPS": "batch-1", "throughput under load": "load"}[self.value]
+
+
+PER_USER_SPEED = "tok/s per user"  # the name per-request TPS under load is shown under
+
+
+def share_of_instance(usd_per_hour_instance: float, gpus_used: int, instance_gpus: int | None) -> float:
+    """What the GPUs a run used cost of an instance: its price x used / total GPUs (all of it when the
+    total is unknown or not more than the GPUs used)."""
+    used = max(1, int(gpus_used or 1))
+    total = int(instance_gpus or 0)
+    if total <= used:
+        return float(usd_per_hour_instance)
+    return float(usd_per_hour_instance) * used / total
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ class FakeNvml:
         m.nvmlDeviceGetCount = lambda: (need_init(), len(fake.gpus))[1]
         m.nvmlDeviceGetHandleByIndex = handle
         m.nvmlDeviceGetName = lambda h: fake.gpus[guard("name", h)]["name"]
+        # UUIDs as NVML prints them ("GPU-" + 36 characters); a GPU may give its own.
+        m.nvmlDeviceGetUUID = lambda h: (lambda i: fake.gpus[i].get("uuid") or f"GPU-{i:08x}-0000-4000-8000-{i:012x}")(
+            guard("uuid", h))
 
         def meminfo(h):
             i = guard("memory", h)

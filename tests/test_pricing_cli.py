@@ -121,7 +121,7 @@ def test_compare_json_on_a_cpu_run_says_no_provider_rents_it(db, capsys):
     assert {p["provider"] for p in out["providers"]} == {"runpod", "vastai", "lambda", "vultr", "coreweave"}
 
 
-def test_compare_json_on_a_load_run_names_both_bases(db, capsys):
+def test_compare_on_a_load_run_costs_throughput_and_shows_per_user_speed_apart(db, capsys):
     with Store(db) as s:
         rid = s.start_run(kind="load", engine="vllm", model="m",
                           environment={"device": "NVIDIA H100 80GB HBM3", "gpus": [{"key": "H100-SXM-80"}]})
@@ -131,11 +131,14 @@ def test_compare_json_on_a_load_run_names_both_bases(db, capsys):
         s.finish_run(rid, "completed", duration_s=1.0, summary={"overall": {"output_throughput": 1800.0}})
     assert main(["--db", db, "compare", "--json", rid]) == 0
     [run] = json.loads(capsys.readouterr().out)["runs"]
-    assert [s["tps_basis"] for s in run["speeds"]] == ["throughput under load", "per-request TPS under load"]
-    assert {c["tps_basis"] for c in run["costs"]} == {"throughput under load", "per-request TPS under load"}
+    assert [s["tps_basis"] for s in run["speeds"]] == ["throughput under load"]
+    assert {c["tps_basis"] for c in run["costs"]} == {"throughput under load"}
+    assert run["per_user_tps"] == 40.0 and run["per_user_label"] == "tok/s per user"
     assert main(["--db", db, "compare", rid]) == 0
     text = " ".join(capsys.readouterr().out.split())  # the header may wrap
-    assert "1800.0 tok/s (throughput under load)" in text and "40.0 tok/s (per-request TPS under load)" in text
+    assert "1800.0 tok/s (throughput under load)" in text
+    assert "per-user speed 40.0 tok/s per user" in text and "not a cost basis" in text
+    assert "per-request TPS under load" not in text.split("not a cost basis")[-1]
 
 
 def test_compare_errors_are_one_line(db, capsys):

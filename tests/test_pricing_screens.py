@@ -137,7 +137,7 @@ async def test_compare_screen_on_a_cpu_run(store):
         assert table.row_count == 12 and all(r[9] == "article, 2024" for r in cell_texts(table))
 
 
-async def test_compare_screen_load_run_shows_both_bases_and_cost_fits_80_columns(store):
+async def test_compare_screen_load_run_costs_throughput_shows_per_user_speed_and_fits_80_columns(store):
     env = {"device": "NVIDIA H100 80GB HBM3", "gpus": [{"key": "H100-SXM-80"}]}
     store.start_run(kind="load", engine="vllm", model="m", environment=env, run_id="run-load")
     for i in range(2):
@@ -150,11 +150,11 @@ async def test_compare_screen_load_run_shows_both_bases_and_cost_fits_80_columns
         table = screen.query_one("#compare-table", DataTable)
         await wait_rows(pilot, table)
         rows = [r for r in cell_texts(table) if r[9] == "run-load"]
-        assert {r[2] for r in rows} == {"load", "per-req"}
-        assert sum(r[6].endswith("◀") for r in rows) == 2  # cheapest per basis
+        assert {r[2] for r in rows} == {"load"}  # per-request TPS under load is no cost basis (issue 10)
+        assert sum(r[6].endswith("◀") for r in rows) == 1
         assert {r[2] for r in cell_texts(table) if r[9] == "article, 2024"} == {"batch-1"}
         note = str(screen.query_one("#compare-note", Static).render())
-        assert "throughput under load" in note and "per-request TPS under load" in note
+        assert "throughput under load" in note and "40.0 tok/s per user" in note
         # provider .. $/1M lie inside the 80-column terminal
         widths = [c.get_render_width(table) for c in list(table.columns.values())[:7]]
         assert sum(widths) <= 80 - 2

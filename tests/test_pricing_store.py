@@ -123,28 +123,24 @@ def test_load_runs_are_costed_on_throughput(store):
     assert rc.tps == 1800.0 and rc.tps_basis == "throughput under load"
 
 
-def test_load_run_is_costed_on_throughput_and_per_request_tps_both_named(store):
-    # Issue 5: the Compare view shows the cost from throughput under load next to the per-request figure.
+def test_per_request_tps_under_load_is_per_user_speed_never_a_cost_basis(store):
+    # Issue 10: per-request TPS at concurrency 8 prices the whole GPU at one stream's speed (about 8x too
+    # dear). It leaves the cost bases and is reported as per-user speed.
     rid = add_run(store, kind="load", tps=(40.0, 40.0),
                   summary={"cases": {"load": {"output_throughput": 1500.0}},
                            "overall": {"output_throughput": 1800.0, "max_concurrency": 8, "request_rate": "inf"}})
     [rc] = compare_runs(store, [rid], now=T0)
     assert rc.tps == 1800.0 and rc.tps_basis == "throughput under load"  # overall wins over a case
-    assert rc.speeds == [{"tps": 1800.0, "tps_basis": "throughput under load"},
-                         {"tps": 40.0, "tps_basis": "per-request TPS under load"}]
-    by_basis = {}
+    assert rc.speeds == [{"tps": 1800.0, "tps_basis": "throughput under load"}]
+    assert rc.costs and {c.tps_basis for c in rc.costs} == {"throughput under load"}
+    assert all(c.tps == 1800.0 for c in rc.costs)
     for c in rc.costs:
-        by_basis.setdefault(c.tps_basis, []).append(c)
-    assert set(by_basis) == {"throughput under load", "per-request TPS under load"}
-    load, single = by_basis["throughput under load"], by_basis["per-request TPS under load"]
-    assert len(load) == len(single) > 0
-    for a, b in zip(load, single):  # the same offer, costed twice
-        assert (a.provider, a.usd_per_hour) == (b.provider, b.usd_per_hour)
-        assert a.usd_per_million == pytest.approx(a.usd_per_hour / (1800.0 * 3600) * 1e6)
-        assert b.usd_per_million == pytest.approx(b.usd_per_hour / (40.0 * 3600) * 1e6)
-    assert sum(c.cheapest for c in load) == 1 and sum(c.cheapest for c in single) == 1  # per basis
-    assert rc.costs[0].tps_basis == "throughput under load" and rc.costs[0].cheapest
-    assert all(k["tps_basis"] for k in rc.to_dict()["costs"])
+        assert c.usd_per_million == pytest.approx(c.usd_per_hour / (1800.0 * 3600) * 1e6)
+    assert rc.per_user_tps == 40.0 and rc.per_user_label == "tok/s per user"
+    assert sum(c.cheapest for c in rc.costs) == 1 and rc.costs[0].cheapest
+    d = rc.to_dict()
+    assert d["per_user_tps"] == 40.0
+    assert "per-request" not in str([c["tps_basis"] for c in d["costs"]] + [s["tps_basis"] for s in d["speeds"]])
 
 
 def test_load_level_at_concurrency_one_names_its_per_request_figure_batch_1(store):

@@ -35,7 +35,7 @@ def test_migrations_are_versioned_and_idempotent(db_path):
         assert v >= 1
     with Store(db_path) as s:  # reopening applies nothing twice
         assert s.schema_version() == v
-        names = [r[0] for r in s.con.execute("SELECT name FROM schema_version ORDER BY version").fetchall()]
+        names = [r["name"] for r in s.query("SELECT name FROM schema_version ORDER BY version")]
         assert names[0] == "001_runs.sql"
 
 
@@ -44,7 +44,8 @@ def test_run_is_readable_while_in_progress_and_chunks_are_kept(store):
     run_id = rec.start(kind="suite", engine_description={"engine": "vllm", "model": "m"},
                        environment={"hostname": "h", "device": "CPU", "gpus": []}, suite="seed", reps=1)
     r = _record()
-    rec.record(0, r, request_metrics(r))
+    rec.record(0, r, request_metrics(r))  # queued for the background writer
+    rec.flush()  # written: readable by anyone while the run goes on
     run = store.get_run(run_id)
     assert run["status"] == "running"
     rows = store.get_requests(run_id)
@@ -70,6 +71,7 @@ def test_crashed_process_leaves_an_aborted_run_with_its_requests(db_path):
                            environment={{"device": "CPU", "gpus": []}})
         r = _record()
         rec.record(0, r, request_metrics(r))
+        rec.flush()  # what the writer has flushed survives the crash
         print(run_id, flush=True)
         os._exit(9)
     """)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from textual.widgets import DataTable, Input
 
-from tests.tui_support import TINY_SUITE
+from tests.tui_support import TINY_SUITE, settle
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.stream_view import StreamView
@@ -98,6 +98,7 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
         await pilot.press("3")
         history = app.screen
         assert history.id == "history"
+        await settle(pilot)
         htable = history.query_one(DataTable)
         assert {first, second} <= {r["run_id"] for r in history.shown}
         assert htable.get_row_index(first) >= 0
@@ -108,7 +109,7 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
         await pilot.press("space")
         assert history.marked == [second, first]
         await pilot.press("d")
-        await pilot.pause()
+        await settle(pilot)
         sbs = app.screen
         assert type(sbs).__name__ == "SideBySideScreen"
         assert [r["run_id"] for r in sbs.runs] == [second, first]
@@ -116,6 +117,7 @@ async def test_suite_history_and_side_by_side(session, store, tmp_path):
         assert any("a TPS" in label for label in labels) and any("b TPS" in label for label in labels)
         await pilot.press("escape")
         assert app.screen is history
+        await settle(pilot)
         # Enter opens the run detail
         htable.focus()
         await pilot.press("enter")
@@ -137,6 +139,7 @@ async def test_history_open_during_a_generation_shows_the_run_when_it_is_stored(
         await pilot.press("3")
         history = app.screen
         assert history.id == "history"
+        await settle(pilot)
         table = history.query_one(DataTable)
         assert table.row_count == 0  # not stored yet: the request is still streaming
         await wait_for(pilot, lambda: table.row_count == 1, timeout=60)

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from engine.types import Chunk
-from tests.tui_support import fixed_store
+from tests.tui_support import fixed_store, settle
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.stream_view import StreamView
@@ -53,15 +53,16 @@ def test_snapshot_suite(snap_compare, fixed, size):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_history(snap_compare, fixed, size):
-    assert snap_compare(make_app(fixed, "history"), terminal_size=size)
+    assert snap_compare(make_app(fixed, "history"), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("tab", ["summary", "tps", "itl", "tokens"])
 def test_snapshot_run_detail(snap_compare, fixed, size, tab):
     async def open_detail(pilot):
+        await settle(pilot)
         await pilot.press("enter")  # the newest run (C)
-        await pilot.pause()
+        await settle(pilot)
         pilot.app.screen.query_one("TabbedContent").active = f"tab-{tab}"
         await pilot.pause()
 
@@ -73,8 +74,9 @@ def test_snapshot_run_detail(snap_compare, fixed, size, tab):
 def test_snapshot_side_by_side(snap_compare, fixed, size):
     async def open_sbs(pilot):
         # sorted newest first: C, B, A -> mark B and A
+        await settle(pilot)
         await pilot.press("down", "space", "space", "d")
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(fixed, "history"), terminal_size=size, run_before=open_sbs)
 
@@ -95,6 +97,7 @@ async def test_navigation_and_history_sort_filter(fixed):
     app = make_app(fixed, "history")
     async with app.run_test(size=(80, 24)) as pilot:
         history = app.screen
+        await settle(pilot)
         assert [r["run_id"] for r in history.shown] == [RUN_C, RUN_B, RUN_A]
         await pilot.press("s")  # by TPS, highest first
         assert [r["run_id"] for r in history.shown] == [RUN_A, RUN_B, RUN_C]
@@ -110,6 +113,7 @@ async def test_navigation_and_history_sort_filter(fixed):
         assert app.screen.id == "suite"
         await pilot.press("3")
         assert app.screen is history
+        await settle(pilot)  # back on History: it reads the runs again
 
 
 async def test_every_binding_has_an_id_and_a_palette_entry(fixed):

@@ -66,8 +66,9 @@ def add_fixed_run(store: Store, run_id: str, *, started: datetime, host: str, de
             metrics.append(m)
             records.append(r)
     rec.finish(status, duration_s=12.5, summary=summarise(requests, metrics, records))
-    store.con.execute("UPDATE runs SET started_at = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
-                      [started, started, run_id])
+    with store.connection() as con:
+        con.execute("UPDATE runs SET started_at = ?, finished_at = ?, pid = NULL WHERE run_id = ?",
+                    [started, started, run_id])
     return run_id
 
 
@@ -83,3 +84,19 @@ def fixed_store(path) -> Store:
                   host="laptop", device="CPU", gpu_key=None, model="SmolLM2-135M-Instruct",
                   itl_ms=31.0, ttft_ms=80.0, kind="interactive", cases=(("interactive", 40),), reps=1, seed=3)
     return store
+
+
+async def settle(pilot, timeout: float = 30.0) -> None:
+    """Wait until the screens' database workers (groups named '...-load') are done and the
+    messages they posted are handled: screens read the store off the UI thread."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    await pilot.pause()
+    while any(w.group.endswith("-load") and not w.is_finished for w in pilot.app.workers):
+        if loop.time() > end:
+            raise AssertionError("timed out waiting for the screens to read the database")
+        await pilot.pause(0.02)
+    await pilot.pause()
+    await pilot.pause()

@@ -66,9 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tokentop: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from data.store import StoreError
         from engine.types import BadRequestError, EngineError
 
-        if isinstance(exc, BadRequestError):
+        if isinstance(exc, (BadRequestError, StoreError)):  # StoreError: e.g. the database stayed locked
             return fail(str(exc), 2)
         if isinstance(exc, EngineError):
             return fail(str(exc), 1)

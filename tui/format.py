@@ -49,6 +49,9 @@ def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) 
         f"run {run['run_id']}  {run['status']}  {run.get('engine')} · {run.get('model')} · {run.get('device')}"
     )
     console.print(head)
+    where = where_line(run)
+    if where:
+        console.print(Text(where))
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("case")
     table.add_column("target", justify="right")
@@ -88,6 +91,9 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
         "dtype": run.get("dtype"),
         "device": run.get("device"),
         "gpu_key": run.get("gpu_key"),
+        "gpu_count": run.get("gpu_count"),
+        "gpus_used": run.get("gpus_used"),
+        "location": location_of(run),
         "suite": run.get("suite"),
         "reps": run.get("reps"),
         "environment": run.get("environment"),
@@ -105,6 +111,42 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
     return out
 
 
+def location_of(run: dict[str, Any]) -> dict[str, Any]:
+    """Where the run ran and what the instance cost, from the run's columns."""
+    return {k: run.get(k) for k in ("provider", "provider_source", "instance_id", "instance_type", "region",
+                                    "price_per_hour_usd")}
+
+
+def where_short(run: dict[str, Any]) -> str:
+    """"RunPod · $2.49/h paid", "Vast.ai", "" — for narrow columns."""
+    from pricing.models import provider_label
+
+    parts = []
+    if run.get("provider"):
+        parts.append(provider_label(run["provider"]))
+    if run.get("price_per_hour_usd"):
+        parts.append(f"${run['price_per_hour_usd']:.2f}/h paid")
+    return " · ".join(parts)
+
+
+def where_line(run: dict[str, Any]) -> str:
+    """One line: provider (and how it was known), instance, region, price paid, the GPUs used."""
+    parts = []
+    short = where_short(run)
+    if short:
+        parts.append(short)
+    if run.get("provider_source"):
+        parts.append(f"from {run['provider_source']}")
+    if run.get("instance_type") or run.get("instance_id"):
+        parts.append("instance " + " ".join(str(x) for x in (run.get("instance_type"), run.get("instance_id")) if x))
+    if run.get("region"):
+        parts.append(f"region {run['region']}")
+    used = run.get("gpus_used")
+    if isinstance(used, list) and used:
+        parts.append(f"GPUs used {','.join(str(g.get('index')) for g in used)} ({len(used)}× {used[0].get('name')})")
+    return ("where: " + " · ".join(parts)) if parts else ""
+
+
 def _console(file) -> Console:
     # On a terminal use its width; piped output gets room enough not to squeeze ids and names.
     probe = Console(file=file)
@@ -117,7 +159,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
         console.print("no runs stored yet: run `tokentop bench` or open `tokentop`")
         return
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("run", "started", "status", "what", "engine · model", "device", "req", "TPS", "TTFT ms"):
+    for col in ("run", "started", "status", "what", "engine · model", "device", "where", "req", "TPS", "TTFT ms"):
         # The run id is what users copy into `tokentop show`: never squeezed or wrapped.
         table.add_column(col, justify="right" if col in ("req", "TPS", "TTFT ms") else "left",
                          no_wrap=col in ("run", "started", "status"),
@@ -132,6 +174,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
             Text(str(what or "")),
             Text(f"{r.get('engine') or ''} · {r.get('model') or ''}"),
             Text(str(r.get("device") or "")),
+            Text(where_short(r)),
             f"{r.get('completed') or 0}/{r.get('requests') or 0}",
             _fmt(r.get("mean_tps"), "{:.1f}"),
             _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
@@ -139,12 +182,11 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
     console.print(table)
 
 
-def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file) -> None:
+def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: str | None = None) -> None:
     console = _console(file)
     if not roof:
         device = run.get("device") or "this device"
-        console.print(Text(f"roofline: no bandwidth figure for {device} (GPU specs cover NVIDIA data-centre "
-                           f"and RTX cards), so no batch-1 ceiling is shown"), style="dim")
+        console.print(Text(f"roofline: no batch-1 ceiling: {why or f'no bandwidth figure for {device}'}"), style="dim")
         return
     console.print(Text(
         f"roofline: batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "

@@ -39,7 +39,7 @@ def _reps(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.load_runs import roofline_with_share
+    from data.load_runs import roofline_why_not, roofline_with_share
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
@@ -79,14 +79,17 @@ def run(args: argparse.Namespace) -> int:
             session.shutdown()
         run = store.get_run(run_id)
         requests = store.get_requests(run_id)
-        roof = roofline_with_share(run.get("environment") or {}, session.describe(), run.get("summary") or {})
+        env = run.get("environment") or {}
+        roof = roofline_with_share(env, session.describe(), run.get("summary") or {})
+        why = None if roof else roofline_why_not(env, session.describe())
         if args.json:
             obj = run_to_json(run, requests)
             obj["roofline"] = roof
+            obj["roofline_note"] = why
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             print_case_table(run, requests, file=term.stdout)
-            print_roofline(roof, run, file=term.stdout)
+            print_roofline(roof, run, file=term.stdout, why=why)
         store.close()
         if runner.interrupted:
             print(f"tokentop: interrupted: run {run_id} stored as aborted with "

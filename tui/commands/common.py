@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -43,6 +44,13 @@ def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     g.add_argument("--pipeline-parallel-size", "-pp", type=positive_int, default=d(1), help="vLLM pipeline parallel size")
     g.add_argument("--engine-arg", action="append", default=d([]), metavar="KEY=VALUE",
                    help="extra vLLM engine argument (repeatable), e.g. --engine-arg max_num_seqs=8")
+    w = parser.add_argument_group("where the run runs")
+    w.add_argument("--provider", default=d(None), metavar="NAME",
+                   help="GPU cloud this machine is rented from (runpod, vastai, lambda, vultr, coreweave, ...); "
+                        "default: TOKENTOP_PROVIDER, else detected from the provider's variables and files")
+    w.add_argument("--price-per-hour", default=d(None), metavar="USD",
+                   help="what you pay for this instance, US dollars per hour (default: TOKENTOP_PRICE_PER_HOUR); "
+                        "a run using some of its GPUs is costed for that share")
 
 
 def positive_int(text: str) -> int:
@@ -88,7 +96,21 @@ def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         extra_args=parse_engine_args(args.engine_arg),
+        where=where_options(args),
     )
+
+
+def where_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--provider / --price-per-hour, checked now (and their variables) so bad input is one line, exit 2."""
+    from engine.environment import LocationError, location
+
+    where = {"provider": getattr(args, "provider", None), "price_per_hour": getattr(args, "price_per_hour", None)}
+    try:
+        location(env={k: v for k, v in os.environ.items() if k.startswith("TOKENTOP_")}, root="/nonexistent",
+                 fqdn="", **where)
+    except LocationError as exc:
+        raise UsageError(str(exc)) from None
+    return where
 
 
 def resolve_suite(name_or_path: str):

@@ -65,6 +65,12 @@ def print_run(console: Console, rc) -> None:
     tps = "; ".join(f"{s['tps']:.1f} tok/s ({s['tps_basis']})" for s in speeds) or "no TPS"
     ttft = f", TTFT {rc.ttft_ms:.0f} ms" if rc.ttft_ms is not None else ""
     console.print(Text(f"run {rc.run_id} · {rc.model or '?'} · {device} ×{rc.gpu_count} · {tps}{ttft}", style="bold"))
+    where = where_text(rc)
+    if where:
+        console.print(Text(where))
+    if rc.per_user_tps:
+        console.print(Text(f"per-user speed {rc.per_user_tps:.1f} {rc.per_user_label} (each request's tokens / E2EL "
+                           "while others ran beside it): a latency figure, not a cost basis"))
     if rc.note:
         console.print(Text(rc.note))
     if rc.costs:
@@ -94,3 +100,19 @@ def print_run(console: Console, rc) -> None:
                         f"{r.usd_per_million:.2f}")
         console.print(ref)
     console.print()
+
+
+def where_text(rc) -> str:
+    """Where the run ran, the GPUs it is costed for, and the price paid, in one line ("" when nothing is known)."""
+    from pricing.models import provider_label
+
+    parts = []
+    if rc.provider:
+        parts.append(f"ran on {provider_label(rc.provider)}" + (f" {rc.instance_type}" if rc.instance_type else ""))
+    if rc.gpu_key or rc.instance_gpus:
+        of = f" of {rc.instance_gpus}" if rc.instance_gpus and rc.instance_gpus > rc.gpu_count else ""
+        parts.append(f"costed for {rc.gpu_count}{of} GPU(s) ({rc.gpus_used_note})" if rc.gpus_used_note
+                     else f"costed for {rc.gpu_count}{of} GPU(s)")
+    if rc.price_per_hour_usd:
+        parts.append(f"paid ${rc.price_per_hour_usd:.2f}/h for the instance")
+    return " · ".join(parts)

@@ -143,7 +143,7 @@ def build_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.load_runs import level_rows, roofline_for, run_load
+    from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
             env = dict(session.environment)
             env["model_path"] = (session.choice.engine.describe().get("model") if session.choice else None)
             roof = roofline_for(env, desc)
+            roof_note = None if roof else roofline_why_not(env, desc)
         finally:
             session.shutdown()
         rows = level_rows(outcome.levels)
@@ -191,11 +192,14 @@ def run(args: argparse.Namespace) -> int:
             obj = {"pattern": spec.pattern, "stop_reason": outcome.stop_reason, "slo_ms": spec.slo_ms,
                    "prompts": spec.prompts.to_json(), "engine": desc.get("engine"), "model": desc.get("model_label"),
                    "engine_args": desc.get("engine_args"), "device": session.device,
-                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note, "roofline": roof,
+                   "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
+                   "roofline": roof, "roofline_note": roof_note,
                    "levels": rows}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             _print_table(rows, spec, outcome, roof, term.stdout)
+            if roof_note:
+                print(f"roofline: no batch-1 ceiling: {roof_note}", file=term.stdout)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)

@@ -76,7 +76,8 @@ class CompareScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare-load")
     def load(self) -> None:
         try:
-            self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
+            with self.store.reading():  # one open of the file for every query
+                self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
         except Exception as exc:
             self.post_message(self.LoadFailed(str(exc)))
 
@@ -87,6 +88,8 @@ class CompareScreen(Screen):
         for rc in self.results:
             speeds = rc.speeds or ([{"tps": rc.tps, "tps_basis": rc.tps_basis}] if rc.tps else [])
             basis = "; ".join(f"{s['tps']:.1f} tok/s {s['tps_basis']}" for s in speeds) or "no TPS"
+            if rc.per_user_tps:  # a latency figure, never a cost basis
+                basis += f"; per-user speed {rc.per_user_tps:.1f} {rc.per_user_label}"
             notes.append(f"{rc.run_id}: {gpu_label(rc.gpu_key) if rc.gpu_key else rc.device} ({basis}). {rc.note}")
         self.query_one("#compare-note", Static).update(Text("\n".join(n.strip() for n in notes)))
         self.fill_table()

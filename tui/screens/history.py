@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from tui.format import where_short
 from tui.widgets.status_bar import StatusBar
 
 # (key, header, value from a list_runs() row, sort key)
@@ -59,7 +61,8 @@ def model_name(run: dict) -> str:
 
 
 def search_text(run: dict) -> str:
-    fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label")
+    fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label",
+              "provider", "instance_type", "region")
     return " ".join(str(run.get(k) or "") for k in fields).lower() + " " + fmt_date(run.get("started_at"))
 
 
@@ -77,6 +80,12 @@ class HistoryScreen(Screen):
         Binding("r", "reload", "Reload", id="history.reload", show=False),
         Binding("escape", "leave_filter", "Table", id="history.table", show=False),
     ]
+
+    class RunsLoaded(Message):
+        def __init__(self, runs: list[dict], error: str | None = None) -> None:
+            super().__init__()
+            self.runs = runs
+            self.error = error
 
     def __init__(self) -> None:
         super().__init__(id="history")
@@ -107,9 +116,23 @@ class HistoryScreen(Screen):
 
     # -- data --------------------------------------------------------------------
     def reload(self) -> None:
-        """A local DuckDB query (milliseconds), so it runs here rather than in a worker."""
+        """Read the runs in a worker: another process may hold the database for a moment."""
+        self._load_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history-load")
+    def _load_runs(self) -> None:
         store = self.app.store
-        self.runs = store.list_runs() if store is not None else []
+        try:
+            self.post_message(self.RunsLoaded(store.list_runs() if store is not None else []))
+        except Exception as exc:  # StoreError (locked too long) or a broken file: say so, keep the table
+            self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+
+    @on(RunsLoaded)
+    def _runs_loaded(self, message: RunsLoaded) -> None:
+        if message.error is not None:
+            self.notify(f"could not read the runs: {message.error}", severity="error", timeout=10)
+            return
+        self.runs = message.runs
         known = {r["run_id"] for r in self.runs}
         self.marked = [m for m in self.marked if m in known]
         self.refresh_table()
@@ -155,7 +178,15 @@ class HistoryScreen(Screen):
             info = "no runs stored yet: generate on the Live screen (1) or run a suite (2)"
         else:
             info = f"db {self.app.status_parts()[2]} · enter opens a run · space marks runs"
+            run = next((r for r in self.shown if r["run_id"] == self.cursor_run_id()), None)
+            where = where_short(run) if run else ""
+            if where:  # where the highlighted run ran and what its instance cost
+                extra = " ".join(str(x) for x in (run.get("instance_type"), run.get("region")) if x)
+                info = f"{run['run_id']} ran on {where}" + (f" · {extra}" if extra else "") + " · enter opens it"
         self.query_one("#history-info", Static).update(Text(info, no_wrap=True, overflow="ellipsis"))
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._update_info()
 
     def cursor_run_id(self) -> str | None:
         table = self.query_one(DataTable)

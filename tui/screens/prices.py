@@ -66,7 +66,12 @@ class PricesScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="prices-load")
     def load_board(self) -> None:
-        self.post_message(self.BoardLoaded(price_board(self.store, now=self.fixed_now)))
+        try:
+            board = price_board(self.store, now=self.fixed_now)
+        except Exception as exc:  # the database stayed locked by another process, or is broken
+            self.post_message(self.RefreshFailed(f"could not read stored prices: {exc}".splitlines()[0]))
+            return
+        self.post_message(self.BoardLoaded(board))
 
     def action_refresh_prices(self) -> None:
         if self.refreshing:

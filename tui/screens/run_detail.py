@@ -8,14 +8,16 @@ from itertools import accumulate
 
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.format import CASE_COLUMNS, case_rows
+from tui.format import CASE_COLUMNS, case_rows, where_line
 from tui.screens.history import fmt_date, model_name
 from tui.widgets.status_bar import StatusBar
 
@@ -36,6 +38,14 @@ class RunDetailScreen(Screen):
         Binding("right_square_bracket", "request(1)", "Next req", id="detail.next"),
         Binding("c", "costs", "Costs", id="detail.costs"),
     ]
+
+    class RunLoaded(Message):
+        def __init__(self, run: dict | None, requests: list[dict], chunks: list[dict], error: str | None = None) -> None:
+            super().__init__()
+            self.run = run
+            self.requests = requests
+            self.chunks = chunks
+            self.error = error
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -62,15 +72,32 @@ class RunDetailScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._load_run()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail-load")
+    def _load_run(self) -> None:
+        """The database is read in a worker: another process may hold it for a moment."""
         store = self.app.store
-        run = store.get_run(self.run_id)
+        try:
+            with store.reading():  # one open of the file for the three queries
+                run = store.get_run(self.run_id)
+                requests = store.get_requests(run["run_id"]) if run else []
+                chunks = store.get_chunks(run["run_id"]) if run else []
+        except Exception as exc:
+            self.post_message(self.RunLoaded(None, [], [], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        self.post_message(self.RunLoaded(run, requests, chunks))
+
+    @on(RunLoaded)
+    def _run_loaded(self, message: RunLoaded) -> None:
+        run = message.run
         if run is None:
-            self.notify(f"run {self.run_id} not found", severity="error")
+            self.notify(message.error or f"run {self.run_id} not found", severity="error")
             self.app.pop_screen()
             return
         self.run = run
-        self.requests = store.get_requests(run["run_id"])
-        for c in store.get_chunks(run["run_id"]):
+        self.requests = message.requests
+        for c in message.chunks:
             self.offsets.setdefault(c["request_index"], []).append((c["t_ns"], c["tokens"]))
         ok = [r["request_index"] for r in self.requests if r["success"]]
         self.request_pick = ok[-1] if ok else 0
@@ -111,7 +138,7 @@ class RunDetailScreen(Screen):
             ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
             ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
             ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
-            ("label", r.get("label")),
+            ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", roofline_text(r, env)))
@@ -190,16 +217,17 @@ class RunDetailScreen(Screen):
 
 def roofline_text(run: dict, env: dict) -> str:
     """The batch-1 decode ceiling of the run's GPU and model, and each case's share of it."""
-    from data.load_runs import roofline_with_share
+    from data.load_runs import roofline_why_not, roofline_with_share
 
     desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
             "engine_args": run.get("engine_args") or {}}
     try:
         roof = roofline_with_share(env, desc, run.get("summary") or {})
-    except Exception:
-        roof = None
+        why = None if roof else roofline_why_not(env, desc)
+    except Exception as exc:
+        roof, why = None, f"{type(exc).__name__}: {exc}"
     if not roof:
-        return f"no batch-1 ceiling: no bandwidth figure or weights for {run.get('device') or 'this device'}"
+        return f"no batch-1 ceiling: {why or 'no bandwidth figure or weights for ' + (run.get('device') or 'this device')}"
     shares = ", ".join(f"{case} {pct:.0f}%" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
                        if pct is not None)
     text = (f"{roof['ceiling_tok_s']:.0f} tok/s on {roof['gpu']} ({roof['bandwidth_tb_s']:.2f} TB/s / "

@@ -7,8 +7,10 @@ import json
 from typing import Any, Callable
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
@@ -78,6 +80,12 @@ class SideBySideScreen(Screen):
         Binding("c", "costs", "Costs", id="sidebyside.costs"),
     ]
 
+    class RunsLoaded(Message):
+        def __init__(self, runs: list[dict], error: str | None = None) -> None:
+            super().__init__()
+            self.runs = runs
+            self.error = error
+
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
         self.run_ids = run_ids
@@ -92,8 +100,26 @@ class SideBySideScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._load_runs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="sbs-load")
+    def _load_runs(self) -> None:
+        """The database is read in a worker: another process may hold it for a moment."""
         store = self.app.store
-        self.runs = [r for r in (store.get_run(i) for i in self.run_ids) if r is not None]
+        try:
+            with store.reading():  # one open of the file for every run
+                runs = [r for r in (store.get_run(i) for i in self.run_ids) if r is not None]
+        except Exception as exc:
+            self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            return
+        self.post_message(self.RunsLoaded(runs))
+
+    @on(RunsLoaded)
+    def _runs_loaded(self, message: RunsLoaded) -> None:
+        if message.error is not None:
+            self.notify(f"could not read the runs: {message.error}", severity="error", timeout=10)
+            return
+        self.runs = message.runs
         table = self.query_one(DataTable)
         table.add_column("", key="label")
         for i, run in enumerate(self.runs):
