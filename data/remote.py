@@ -17,8 +17,10 @@ Layout (documented in the README; DuckDB reads it in place):
 
 Pushes are remembered per remote in remote_pushes (pushed | failed, attempts, last_error). With
 TOKENTOP_REMOTE set, every finished run is pushed by a background thread (RunRecorder.finish calls
-run_finished); each later push also retries the runs whose push failed, and the process waits a
-little at exit (TOKENTOP_PUSH_EXIT_WAIT_S, default 30) for pushes still in flight.
+run_finished). A failed push is retried with the next finished run, at the start of bench/load/the
+app (retry_failed_pushes) and by `tokentop push`; the CLI waits for pushes in flight before it exits
+(wait_for_pushes, at most TOKENTOP_PUSH_EXIT_WAIT_S, default 30). The app can show what happened with
+add_push_listener() or auto_pusher().results.
 """
 
 from __future__ import annotations
