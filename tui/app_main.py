@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tui.commands.common import UsageError, engine_kwargs, fail, open_store
@@ -36,7 +37,8 @@ def run_app(args: argparse.Namespace) -> int:
         store = open_store(args)
     except (UsageError, BadRequestError) as exc:
         return fail(str(exc), 2)
-    if not sys.stdout.isatty() and not sys.stdin.isatty():
+    # Under `tokentop serve` a Textual driver given by the environment talks to the browser over pipes.
+    if not sys.stdout.isatty() and not sys.stdin.isatty() and not os.environ.get("TEXTUAL_DRIVER"):
         store.close()
         return fail("the app needs a terminal; for scripts use `tokentop bench` (see --help)", 2)
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "tui.commands.compare",
     "tui.commands.load",
     "tui.commands.transfer",
+    "tui.commands.serve",
 ]
 
 
