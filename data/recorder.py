@@ -341,6 +341,10 @@ class RunRecorder:
             lambda con: update_finished_run(con, run_id, status, duration_s=duration_s, summary=summary, error=error),
         )
         self.flush()
+        # TOKENTOP_REMOTE: queue the stored run for the remote (a background thread; never waits, never raises).
+        from data.remote import run_finished
+
+        run_finished(self.store, run_id)
 
     def _report(self, run_id: str, waited: float) -> None:
         waiting = self.writer.pending(run_id)
