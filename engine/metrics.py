@@ -35,6 +35,11 @@ class RequestMetrics:
     tpot_s: float | None  # None when output_tokens <= 1
     itl_s: tuple[float, ...]
     start_s: float  # st in seconds (perf_counter clock), for peak-rate bucketing
+    # Reasoning models (None when the response carried no reasoning): time to the first answer
+    # token (TTFO; TTFT counts the first chunk of any kind, as vLLM's bench does), and the split.
+    ttfo_s: float | None = None
+    reasoning_tokens: int | None = None
+    answer_tokens: int | None = None
 
     @property
     def tps(self) -> float | None:
@@ -63,7 +68,11 @@ def request_metrics(record: RequestRecord) -> RequestMetrics:
     itl = tuple((b - a) / 1e9 for a, b in zip(chunks, chunks[1:]))
     n = record.output_tokens
     tpot = (e2el - ttft) / (n - 1) if n > 1 else None
-    return RequestMetrics(record.success, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9)
+    ttfo = reasoning = answer = None
+    if record.has_reasoning:
+        reasoning, answer = record.reasoning_tokens, record.answer_tokens
+        ttfo = (record.first_answer_ns - st) / 1e9 if record.first_answer_ns else None
+    return RequestMetrics(record.success, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9, ttfo, reasoning, answer)
 
 
 def metrics_from_offsets(
@@ -139,6 +148,15 @@ def aggregate(
     }
     for name, series in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
         result.update(_stats(name, series, percentiles))
+    reasoning = [m for m in ok if m.reasoning_tokens is not None]
+    if reasoning:
+        # Reasoning models: TTFO over the requests that reached their answer, and the token split.
+        result.update(_stats("ttfo", [m.ttfo_s for m in reasoning if m.ttfo_s is not None], percentiles))
+        result["reasoning_requests"] = len(reasoning)
+        result["total_reasoning_tokens"] = int(sum(m.reasoning_tokens or 0 for m in reasoning))
+        result["total_answer_tokens"] = int(sum(m.answer_tokens or 0 for m in reasoning)
+                                            + sum(m.output_tokens for m in ok if m.reasoning_tokens is None))
+        result["answer_throughput"] = result["total_answer_tokens"] / dur
     tps_values = [m.tps for m in ok if m.tps is not None]
     result["mean_tps"] = float(np.mean(tps_values)) if tps_values else 0.0
     result["mean_decode_rate"] = 1000.0 / result["mean_tpot_ms"] if result["mean_tpot_ms"] else 0.0

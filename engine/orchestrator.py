@@ -34,7 +34,11 @@ from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSou
 from engine.metrics import RequestMetrics, aggregate, json_safe, request_metrics
 from engine.suites import Suite
 from engine.telemetry import GpuSampler, summarise_gpu
+from engine.client_health import assess
+from engine.server_metrics import MetricsScraper
 from engine.types import Chunk, EngineError, GenerationRequest, RequestRecord
+
+SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0  # /metrics scrapes during load levels (see _run_load)
 
 STOP_WAIT_S = 10.0  # how long stop() waits for a job to store what it has
 
@@ -385,6 +389,13 @@ class Orchestrator:
         samples = gpu.snapshot(since=since, until=time.perf_counter())
         return tuple(used_gpu_samples(samples, self.environment())), None
 
+    def _client_health(self, records: Sequence[RequestRecord], since_s: float) -> dict[str, Any]:
+        """The client's self-check over a run (engine.client_health): the engine loop's lag while it
+        ran, send lag and tokens per chunk. Store writes it to runs.client_health with the summary."""
+        lag_probe = getattr(self.host, "loop_lag", None)
+        lags = lag_probe.window(since_s, time.perf_counter()) if lag_probe is not None else []
+        return assess(records, lags)
+
     def _run_sequence(self, job: Job, info: RunInfo, requests: list[GenerationRequest]) -> JobFinished:
         """Requests one after another (batch 1): a suite, or one interactive request."""
         self._begin_run(job, info)
@@ -426,6 +437,7 @@ class Orchestrator:
             samples, note = self._gpu_window(t_begin)
             outcome.summary = json_safe(run_summary(requests, metrics_for_summary, outcome.records,
                                                     gpu_samples=samples, gpu_note=note))
+            outcome.summary["client_health"] = json_safe(self._client_health(outcome.records, t_begin))
             if info.kind == "interactive" and outcome.status == "aborted":
                 outcome.summary["partial"] = True
             finished = RunFinished(info, outcome.status, outcome.duration_s, outcome.summary, outcome.error,
@@ -489,6 +501,11 @@ class Orchestrator:
         server, server_note = (server_sampler, None)
         if own_server and self.server_sampler_factory is not None:
             server, server_note = self.server_sampler_factory()
+            if isinstance(server, MetricsScraper):
+                # Scraping a server's /metrics costs the server itself (vLLM renders ~57 KB on the event
+                # loop that streams every client's tokens: 17-30 ms here). Counters stay exact (a scrape
+                # brackets each level); gauges are sampled sparsely, so measuring does not move what is measured.
+                server.interval_s = SCRAPE_INTERVAL_UNDER_LOAD_S
             if server is not None:
                 server.start()
         runner = LoadRunner(self.host, prompts, slo_ms=slo_ms, seed=seed, stop=job.stop_event, live=job.live)
@@ -528,6 +545,7 @@ class Orchestrator:
             summary = json_safe(run_summary(
                 [], [], [], gpu_samples=level_gpu, level_result=outcome.result,
                 gpu_note=(gpu.note if gpu is not None else None) or "no GPU telemetry", server=server_summary))
+            summary["client_health"] = json_safe(outcome.client_health)
             done = RunFinished(info, outcome.status, outcome.duration_s, summary, outcome.error,
                                samples_origin_s=t0, gpu_samples=gpu_rows, server_samples=server_rows,
                                outcome=outcome)

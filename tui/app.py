@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady, QuitProgress, RunEvent
+from tui.messages import ClientHealthWarnings, EngineFailed, EngineProgress, EngineReady, QuitProgress, RunEvent
 from tui.runs import AppRuns
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
@@ -68,6 +68,7 @@ class TokentopApp(App[int]):
         Binding("3", "switch_mode('history')", "History", id="app.history", show=False),
         Binding("p", "prices", "Prices", id="app.prices"),
         Binding("l", "load", "Load", id="app.load"),
+        Binding("m", "compare", "Compare", id="app.compare", show=False),
         Binding("t", "toggle_theme", "Theme", id="app.theme", show=False),
     ]
 
@@ -234,6 +235,9 @@ class TokentopApp(App[int]):
         if not isinstance(event, RunFinished) or self.quitting:
             return
         run_id, status, kind = event.run.run_id, event.status, event.run.kind
+        warnings = ((event.summary or {}).get("client_health") or {}).get("warnings") or []
+        if warnings:
+            self.post_message(ClientHealthWarnings(run_id, warnings))
         sink = getattr(self.session, "recorder_sink", None)
         if sink is not None and sink.errors:
             self.notify(f"run {run_id} was not stored: {sink.errors.pop()}", severity="error", timeout=10)
@@ -252,6 +256,13 @@ class TokentopApp(App[int]):
                 self.notify(f"suite failed: {event.error}", severity="error", timeout=10)
         if isinstance(self.screen, HistoryScreen):
             self.screen.reload()
+
+    @on(ClientHealthWarnings)
+    def client_health_warnings(self, message: ClientHealthWarnings) -> None:
+        """The client may have shaped a run's figures: say so, whichever screen ran it."""
+        for warning in message.warnings:
+            self.notify(warning, title=f"client self-check · run {message.run_id or '–'}", severity="warning",
+                        timeout=10)
 
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:
@@ -338,6 +349,14 @@ class TokentopApp(App[int]):
         if session is not None:
             self.push_screen(screen(session))
 
+    def action_compare(self) -> None:
+        """The Compare matrix: every run in the database by GPU x provider, cost at an SLO, the frontier."""
+        screen = _guarded_screen("tui.screens.matrix", "CompareMatrixScreen")
+        if screen is None:
+            self.notify("the Compare matrix screen is not installed yet", severity="warning")
+            return
+        self.push_screen(screen(self.store))
+
     def open_costs(self, run_ids: list[str]) -> None:
         screen = _guarded_screen("tui.screens.compare", "CompareScreen")
         if screen is None:
@@ -361,6 +380,9 @@ class TokentopApp(App[int]):
                 binding.tooltip or f"key {key}",
                 partial(self._run_binding, active.node, binding.action),
             )
+        if "compare" not in seen:  # a focused text box hides printable-key bindings; Compare stays reachable
+            yield SystemCommand("Compare (m)", "your runs by GPU x provider, cost at an SLO, the frontier",
+                                self.action_compare)
 
     async def _run_binding(self, node, action: str) -> None:
         await self.run_action(action, node)

@@ -41,3 +41,12 @@ class QuitProgress(Message):
         super().__init__()
         self.text = text
         self.done = done
+
+
+class ClientHealthWarnings(Message):
+    """A run's client self-check crossed a threshold (engine.client_health): the app shows each warning."""
+
+    def __init__(self, run_id: str | None, warnings: list[str]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.warnings = list(warnings)

@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
             def level_done(i, result):
                 note(_level_line(result.summary.get("overall", {}), result.outcome.status))
+                for warning in (result.summary.get("client_health") or {}).get("warnings") or []:
+                    note(f"warning: {warning}")
 
             stop = threading.Event()
             interrupted = _stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
@@ -199,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
                    "engine_args": desc.get("engine_args"), "device": session.device,
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
-                   "levels": rows}
+                   "levels": rows,
+                   "client_health": [r.summary.get("client_health") for r in outcome.levels],
+                   "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             _print_table(rows, spec, outcome, roof, term.stdout)

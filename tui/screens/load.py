@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 from textual_plotext import PlotextPlot
 
 from tui.commands.common import positive_int
+from textual.message import Message
 from tui.widgets.gpu_panel import GpuPanel
 
 COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
@@ -35,9 +36,14 @@ class LoadScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", id="load.start"),
         Binding("ctrl+x", "stop", "Stop", id="load.stop"),
+        Binding("ctrl+f", "frontier", "Frontier", id="load.frontier"),
         Binding("escape", "app.pop_screen", "Back", id="load.back"),
     ]
 
+    class FrontierReady(Message):
+        def __init__(self, frontier):
+            super().__init__()
+            self.frontier = frontier
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
         self.session = session
@@ -48,6 +54,8 @@ class LoadScreen(Screen):
         self.last_message = ""
         self._final_shown = False
         self._levels_seen = 0
+        self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="load-form"):
@@ -144,6 +152,7 @@ class LoadScreen(Screen):
             self.notify(str(exc), severity="warning")
             return
         self._reset()
+        self.frontier, self.chart_view = None, "load"
         self._set_status(f"running {len(spec.levels)} level(s)…")
         self._buttons(running=True)
 
@@ -190,6 +199,8 @@ class LoadScreen(Screen):
             return
         word = "stopped" if result.stopped else "done"
         self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        if self.finished:
+            self.load_frontier([f["run_id"] for f in self.finished])
         gpu = getattr(self.session, "gpu", None)
         if gpu is not None and not gpu.available and gpu.note and not result.stopped:
             self.notify(gpu.note, severity="information", title="GPU telemetry")
@@ -197,6 +208,29 @@ class LoadScreen(Screen):
     def _set_status(self, text: str) -> None:
         self.last_message = text
         self.query_one("#load-status", Label).update(Text(text))
+
+    # -- the priced frontier of the sweep just run -------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load-frontier")
+    def load_frontier(self, run_ids: list[str]) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+        except Exception:
+            pass  # the sweep's own chart stays; Compare (m) shows the frontier too
+
+    @on(FrontierReady)
+    def _frontier_ready(self, msg: FrontierReady) -> None:
+        self.frontier = msg.frontier
+        self.chart_view = "frontier"
+        self._draw_chart()
+
+    def action_frontier(self) -> None:
+        if self.frontier is None:
+            self.notify("the priced frontier appears when a sweep has finished", severity="information")
+            return
+        self.chart_view = "load" if self.chart_view == "frontier" else "frontier"
+        self._draw_chart()
 
     # -- rendering ------------------------------------------------------------------------
     def refresh_live(self) -> None:
@@ -233,6 +267,12 @@ class LoadScreen(Screen):
 
     def _draw_chart(self) -> None:
         chart = self.query_one("#load-chart", PlotextPlot)
+        if self.chart_view == "frontier" and self.frontier is not None and not self.running:
+            from tui.widgets.frontier_chart import draw_frontier
+
+            draw_frontier(chart.plt, self.frontier, title="frontier: tok/s/GPU vs user tok/s, $/1M (ctrl+f)")
+            chart.refresh()
+            return
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()
