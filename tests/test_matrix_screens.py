@@ -141,9 +141,9 @@ async def test_load_screen_shows_the_sweeps_priced_frontier_when_it_ends(fleet):
     app = Host(lambda: LoadScreen(SimpleNamespace(store=fleet)))
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        # What the sweep's worker reports when it has stored its levels:
+        # What the screen does when the app's load view says the sweep has stored its levels:
         screen.finished = [{"run_id": run_id} for run_id in _h100_sweep(fleet)]
-        screen.post_message(LoadScreen.LoadFinished("all levels ran", 3, None))
+        screen.load_frontier([f["run_id"] for f in screen.finished])
         await until(pilot, lambda: screen.frontier is not None)
         assert screen.chart_view == "frontier" and len(screen.frontier.points) == 3
         assert all(p.cheapest_provider == "runpod" for p in screen.frontier.points)  # the price paid there
