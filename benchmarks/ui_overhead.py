@@ -1,10 +1,10 @@
 """UI overhead of the tokentop app (a script that prints figures, not a test).
 
-(a) decode tokens/s of the same requests with the Live screen rendering vs headless (the path
-    `tokentop bench` uses: EngineHost.submit with no UI), on the embedded vLLM engine, interleaved,
-    medians;
-(b) how many streamed tokens/s the UI path (LiveMeter.feed on the engine thread + the Live screen's
-    10 Hz timer) absorbs without falling behind, from engine/synthetic.py's SyntheticOverheadEngine —
+(a) decode tokens/s of the same requests with the Live screen rendering (the app's orchestrator,
+    its run watcher and the screen's 10 Hz timer) vs headless (EngineHost.submit with no UI), on the
+    embedded vLLM engine, interleaved, medians;
+(b) how many streamed tokens/s the UI path (the orchestrator's chunk event -> the watcher's LiveMeter
+    on the engine thread + the Live screen's 10 Hz timer) absorbs without falling behind, from engine/synthetic.py's SyntheticOverheadEngine —
     a fake source, used only here;
 (c) time to first frame of the installed `tokentop` in tmux (median of 3).
 
@@ -62,14 +62,14 @@ async def part_a(rounds: int, tokens: int) -> dict:
                         rec = await asyncio.to_thread(lambda: session.host.submit(req).result(300))
                         headless.append(decode_rate(rec))
                     else:
-                        live.meter.begin()
-                        live.handle = session.generate_interactive(req, live.meter.feed)
+                        # the app's path: its orchestrator runs the request, the Live screen renders
+                        # the app's watcher (per-request meter fed from the engine thread)
+                        job = app.runs.start_interactive(req)
                         live.ticker.resume()
-                        handle = live.handle
-                        while not handle.done():
+                        while job.running:
                             await pilot.pause(0.05)
                         await pilot.pause(0.2)
-                        ui.append(decode_rate(handle.result()))
+                        ui.append(decode_rate(job.result.runs[0].outcome.records[0]))
     finally:
         session.shutdown()
         store.close()
@@ -80,8 +80,11 @@ async def part_a(rounds: int, tokens: int) -> dict:
 
 
 async def part_b(rates: list[int], seconds: float) -> list[dict]:
+    from types import SimpleNamespace
+
     from data.store import Store
     from engine.host import EngineHost
+    from engine.orchestrator import Orchestrator
     from engine.synthetic import SyntheticOverheadEngine
     from engine.types import GenerationRequest
     from tui.app import TokentopApp
@@ -110,10 +113,11 @@ async def part_b(rates: list[int], seconds: float) -> list[dict]:
                 live.ticker.stop()
                 live.ticker = live.set_interval(0.1, timed_tick)
                 n = int(rate * seconds)
-                live.meter.begin()
+                app.runs.attach(SimpleNamespace(orchestrator=Orchestrator(host)))
                 t0 = time.perf_counter()
-                handle = host.submit(GenerationRequest("x", max_tokens=n), live.meter.feed)
-                while not handle.done():
+                job = app.runs.start_interactive(GenerationRequest("x", max_tokens=n))
+                live.ticker.resume()
+                while job.running:
                     await pilot.pause(0.05)
                 produced_s = time.perf_counter() - t0
                 await pilot.pause(0.25)  # at most two ticks after the last token

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from data.prices import PriceBoard, article_reference, price_board, source_age
+from pricing.answer_cost import answer_costs
 from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
@@ -41,6 +42,8 @@ class CostRow:
     usd_per_million: float
     approximate: bool
     cheapest: bool = False
+    # Reasoning models: $/1M answer tokens at the same speed (None when the run carried no reasoning).
+    usd_per_million_answer: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -300,9 +303,16 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
     _mark_cheapest(rc, order)
     if not rc.costs:
         rc.note = f"No provider in the current price list rents a {gpu_label(gpu_key)}."
+    price_answer_tokens(rc.costs, (run.get("summary") or {}).get("overall") or {})
     return rc
 
 
+def price_answer_tokens(costs: list[CostRow], overall: dict[str, Any]) -> None:
+    """A reasoning run's rows also get $/1M answer tokens (pricing.answer_cost)."""
+    for c in costs:
+        priced = answer_costs(c.usd_per_hour, c.tps, overall) if c.tps else None
+        if priced is not None:
+            c.usd_per_million_answer = priced.usd_per_million_answer
 def _mark_cheapest(rc: RunCosts, order: dict[str, int]) -> None:
     # Headline basis first, cheapest first within a basis; the cheapest of each basis is marked (a cost on
     # throughput under load and one on batch-1 TPS answer different questions, so they are not ranked together).

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from data.paths import assets_dir
-from data.session import Session
-from data.telemetry import add_gpu_samples, add_server_samples
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource, default_num_prompts, parse_slo
-from engine.metrics import RequestMetrics, json_safe
-from engine.server_metrics import sampler_for_engine, summarise_server
-from engine.environment import used_gpu_samples
-from engine.telemetry import GpuSampler, summarise_gpu
+from data.session import Session, wait_for
+from engine.load import LevelOutcome, LiveLoad, LoadLevel, PromptSource, default_num_prompts, parse_slo
+from engine.metrics import RequestMetrics
+from engine.orchestrator import Job, JobStarted, RequestFinished, RunFinished, RunStarted
 from engine.types import BadRequestError, RequestRecord
 
 
@@ -51,17 +47,6 @@ class LoadOutcome:
     server_note: str | None
 
 
-class _SuiteLike:
-    """What Session.new_recorder needs from a suite: a name and the settings to store as suite_json."""
-
-    def __init__(self, name: str, data: dict[str, Any]):
-        self.name = name
-        self._data = data
-
-    def to_json(self) -> dict[str, Any]:
-        return self._data
-
-
 def level_settings(spec: LoadSpec, level: LoadLevel, index: int) -> dict[str, Any]:
     return {
         "kind": "load",
@@ -86,97 +71,60 @@ def run_load(
     on_record: Callable[[int, RequestRecord, RequestMetrics], Any] | None = None,
     stop: threading.Event | None = None,
     live: LiveLoad | None = None,
-    gpu_sampler: GpuSampler | None = None,
     server_sampler: Any = None,
     note: Callable[[str], None] = lambda _m: None,
 ) -> LoadOutcome:
-    """Blocking: run from the main thread (CLI) or a worker thread (app)."""
-    assert session.host is not None, "start_engine() first"
-    own_gpu = gpu_sampler is None
-    gpu = gpu_sampler or GpuSampler()
-    if own_gpu:
-        gpu.start()
-    if gpu.note:
-        note(gpu.note)  # once per load run: no GPU / no NVML, carry on
-    own_server = server_sampler is None
-    server, server_note = (server_sampler, None) if server_sampler is not None else sampler_for_engine(session.host.engine)
-    if server is not None and own_server:
-        server.start()
-    results: list[LevelResult] = []
-    runner = LoadRunner(session.host, spec.prompts, slo_ms=spec.slo_ms, seed=spec.seed, stop=stop, live=live)
+    """Blocking: run a load spec through the session's orchestrator and wait for it (the CLI).
+    Ctrl-C stops it; every level that ran is stored (the stopped one as aborted)."""
+    assert session.orchestrator is not None, "start_engine() first"
+    orchestrator = session.orchestrator
+    if not session.gpu.available and session.gpu.note:
+        note(session.gpu.note)  # once per load run: no GPU / no NVML, carry on
+    job_id: list[str] = []
 
-    def level_runner(index: int, level: LoadLevel) -> LevelOutcome:
-        recorder = session.new_recorder("load", _SuiteLike("load", level_settings(spec, level, index)))
+    def sink(event: Any) -> None:
+        if isinstance(event, JobStarted):
+            if not job_id:
+                job_id.append(event.job_id)
+            return
+        if not job_id or getattr(event, "job_id", getattr(getattr(event, "run", None), "job_id", None)) != job_id[0]:
+            return
+        if isinstance(event, RunStarted) and on_level_start and event.run.level is not None:
+            on_level_start(event.run.level_index or 0, event.run.level)
+        elif isinstance(event, RequestFinished) and on_record:
+            on_record(event.index, event.record, event.metrics)
+        elif isinstance(event, RunFinished) and on_level_done:
+            on_level_done(event.run.level_index or 0, level_result(event))
 
-        def _record(i: int, record: RequestRecord, metrics: RequestMetrics) -> None:
-            recorder.record(i, record, metrics)  # stored before anyone is told
-            if on_record:
-                on_record(i, record, metrics)
-
-        def _begin(start_ns: int) -> None:
-            # Send offsets are from the level's start, not from the first request to finish.
-            recorder.set_origin(start_ns)
-
-        runner.on_record = _record
-        _bracket(gpu, server)  # a sample just before the level: the baseline for its counters
-        t_begin = time.perf_counter()
-        try:
-            outcome = runner.run_level(level, index, on_begin=_begin)
-        except BaseException as exc:
-            recorder.finish("failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            raise
-        _bracket(gpu, server)  # and one just after it
-        t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
-        t1 = t0 + outcome.duration_s
-        summary = json_safe(_summary(outcome, gpu, server, t0, t1, session.environment))
-        run_id = recorder.run_id or ""
-        gpu_rows = used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), session.environment)
-        server_rows = server.snapshot(since=t_begin - 0.1, until=time.perf_counter()) if server is not None else []
-        add_gpu_samples(session.store, run_id, gpu_rows, t0)
-        add_server_samples(session.store, run_id, server_rows, t0)
-        recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=summary, error=outcome.error)
-        results.append(LevelResult(run_id, outcome, summary))
-        if on_level_done:
-            on_level_done(index, results[-1])
-        return outcome
-
+    unsubscribe = orchestrator.subscribe(sink)
     try:
-        _, reason = runner.run_levels(spec.levels, auto_stop=spec.auto_stop, on_level_start=on_level_start,
-                                      level_runner=level_runner)
+        job = start_load(session, spec, stop=stop, live=live, server_sampler=server_sampler)
+        wait_for(job, orchestrator)
     finally:
-        if own_gpu:
-            gpu.stop()
-        if server is not None and own_server:
-            server.stop()
-    srv_note = server_note or (server.note if server is not None else None)
-    return LoadOutcome(results, reason, runner.interrupted, gpu.note, srv_note)
+        unsubscribe()
+    return load_outcome(job, session)
 
 
-def _bracket(gpu: GpuSampler, server: Any) -> None:
-    if gpu.available:
-        gpu.sample_once()
-    if server is not None:
-        server.sample_once()
+def start_load(session: Session, spec: LoadSpec, *, stop: threading.Event | None = None,
+               live: LiveLoad | None = None, server_sampler: Any = None) -> Job:
+    """Start a load spec on the session's orchestrator (non-blocking: the app)."""
+    assert session.orchestrator is not None, "start_engine() first"
+    return session.orchestrator.start_load(
+        spec.levels, spec.prompts, settings=lambda i, level: level_settings(spec, level, i),
+        slo_ms=spec.slo_ms, auto_stop=spec.auto_stop, seed=spec.seed, server_sampler=server_sampler,
+        stop_event=stop, live=live)
 
 
-def _summary(outcome: LevelOutcome, gpu: GpuSampler, server: Any, t0: float, t1: float,
-             environment: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = dict(outcome.result)
-    summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
-    samples = used_gpu_samples(gpu.snapshot(since=t0, until=t1), environment or {})
-    gpu_summary = summarise_gpu(samples, int(result.get("total_output_tokens") or 0))
-    summary["gpu"] = gpu_summary or {"note": gpu.note}
-    if gpu_summary.get("j_per_output_token") is not None:
-        result["j_per_output_token"] = gpu_summary["j_per_output_token"]
-    if server is not None:
-        # The last sample before the level and the first after it bracket the level's counters.
-        samples = server.snapshot()
-        before = [s for s in samples if s.t_s <= t0]
-        during = [s for s in samples if t0 < s.t_s <= t1]
-        after = [s for s in samples if s.t_s > t1]
-        window = before[-1:] + during + after[-1:]  # the last one: taken after the level ended
-        summary["server"] = summarise_server(window) if window else {"note": server.note}
-    return summary
+def level_result(event: RunFinished) -> LevelResult:
+    return LevelResult(event.run.run_id, event.outcome, event.summary)
+
+
+def load_outcome(job: Job, session: Session) -> LoadOutcome:
+    result = job.result
+    levels = [level_result(r) for r in result.runs] if result else []
+    reason = (result.stop_reason or result.error or "") if result else "no run"
+    gpu_note = session.gpu.note if not session.gpu.available else None
+    return LoadOutcome(levels, reason, job.interrupted, gpu_note, result.server_note if result else None)
 
 
 # -- roofline for the session's GPU and model ----------------------------------------------------

@@ -61,6 +61,25 @@ def gpu_key_for(name: str | None, memory_mb: int | None = None) -> str | None:
     return match.key
 
 
+def fidelity_fields(record: RequestRecord, metrics: RequestMetrics) -> dict[str, Any]:
+    """The reasoning split and the client's own lateness, as RequestRow fields. TTFO equals TTFT
+    when the response carried no reasoning (schema 004)."""
+    ttfo = metrics.ttfo_s if metrics.reasoning_tokens is not None else metrics.ttft_s
+    return dict(
+        ttfo_ms=_ms(ttfo),
+        reasoning_tokens=record.reasoning_tokens,
+        answer_tokens=record.answer_tokens,
+        chunk_reasoning_tokens=list(record.chunk_reasoning_tokens) if record.chunk_reasoning_tokens is not None else None,
+        send_lag_ms=_send_lag_ms(record),
+        queue_wait_ms=record.queue_wait_ns / 1e6 if record.queue_wait_ns is not None else None,
+    )
+
+
+def _send_lag_ms(record: RequestRecord) -> float | None:
+    """Actual send (st) - scheduled send, less the intended wait on the concurrency limit."""
+    if record.scheduled_ns is None or not record.st_ns:
+        return None
+    return max(0, record.st_ns - record.scheduled_ns - (record.queue_wait_ns or 0)) / 1e6
 @dataclass
 class _Write:
     seq: int
@@ -243,6 +262,7 @@ class RunRecorder:
         suite_json: Any = None,
         reps: int | None = None,
         label: str | None = None,
+        run_id: str | None = None,
     ) -> str:
         for gpu in (environment.get("gpus") or []) + (environment.get("gpus_used") or []):
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
@@ -257,6 +277,7 @@ class RunRecorder:
             suite_json=suite_json,
             reps=reps,
             label=label,
+            run_id=run_id,
         )
         self.run_id = run_id
         self.writer.submit(run_id, "run", lambda con: insert_run(con, params))
@@ -298,6 +319,7 @@ class RunRecorder:
             output_text=record.text,
             chunk_t_ns=[t - record.st_ns for t in record.chunk_ns],
             chunk_tokens=list(record.chunk_tokens),
+            **fidelity_fields(record, metrics),
         )
         run_id = self.run_id
         self.writer.submit(run_id, "request", None, row)
@@ -321,6 +343,10 @@ class RunRecorder:
             lambda con: update_finished_run(con, run_id, status, duration_s=duration_s, summary=summary, error=error),
         )
         self.flush()
+        # TOKENTOP_REMOTE: queue the stored run for the remote (a background thread; never waits, never raises).
+        from data.remote import run_finished
+
+        run_finished(self.store, run_id)
 
     def _report(self, run_id: str, waited: float) -> None:
         waiting = self.writer.pending(run_id)

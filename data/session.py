@@ -1,26 +1,37 @@
-"""A measuring session: an engine on its thread, and runs recorded to the store as they go.
+"""A measuring session: an engine on its thread, the run orchestrator on it, and every run it drives
+recorded to the store as it goes (data/run_sink.py subscribes first, so a run is stored before
+anyone renders it).
 
-Used by `tokentop bench` and by the app, so both store runs the same way.
+Used by `tokentop bench`/`load` and by the app, so all store runs the same way.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
 
-from data.recorder import RunRecorder
+from data.run_sink import RecorderSink
 from data.store import Store
-from data.telemetry import add_gpu_samples
 from engine import environment
 from engine.base import ChunkSink
+from engine.client_health import assess
 from engine.factory import EngineChoice, make_engine
 from engine.host import EngineHost
-from engine.metrics import RequestMetrics, request_metrics
-from engine.runner import StartSink, SuiteOutcome, SuiteRunner
+from engine.metrics import RequestMetrics
+from engine.orchestrator import (
+    ChunkArrived,
+    Job,
+    JobStarted,
+    Orchestrator,
+    RequestFinished,
+    RequestStarted,
+    SuiteOutcome,
+)
 from engine.suites import Suite
-from engine.telemetry import GpuSampler, summarise_gpu
+from engine.telemetry import GpuSampler
 from engine.types import GenerationRequest, RequestRecord
+
+StartSink = Callable[[int, int, GenerationRequest], None]
 
 
 class Session:
@@ -33,15 +44,28 @@ class Session:
         self.environment: dict[str, Any] = {}
         self.where: dict[str, Any] = {}
         self.owns_host = True
+        self.orchestrator: Orchestrator | None = None
+        self.recorder_sink: RecorderSink | None = None
         # NVML telemetry sampled during every run and stored with it (no GPU: `gpu.note` says why).
-        self.gpu = GpuSampler()
+        self._gpu = GpuSampler()
+
+    @property
+    def gpu(self) -> GpuSampler:
+        return self._gpu
+
+    @gpu.setter
+    def gpu(self, sampler: GpuSampler) -> None:
+        self._gpu = sampler
+        if self.orchestrator is not None:
+            self.orchestrator.gpu = sampler
 
     def fork(self, store: Store) -> "Session":
         """The same running engine, recording into another store (tests share one engine)."""
         other = Session(store, self.engine_options, self.log)
         other.choice, other.host, other.environment = self.choice, self.host, self.environment
         other.owns_host = False
-        other.gpu = self.gpu
+        other._gpu = self._gpu
+        other._attach()
         return other
 
     # -- engine -----------------------------------------------------------------
@@ -66,6 +90,18 @@ class Session:
             pipeline_parallel=options.get("pipeline_parallel_size"),
         )
         self.gpu.start()
+        self._attach()
+
+    def _attach(self) -> None:
+        from engine.server_metrics import sampler_for_engine
+
+        assert self.host is not None
+        host = self.host
+        self.orchestrator = Orchestrator(host, gpu=self._gpu,
+                                         server_sampler_factory=lambda: sampler_for_engine(host.engine),
+                                         environment=lambda: self.environment)
+        self.recorder_sink = RecorderSink(self.store, self.describe, lambda: self.environment)
+        self.orchestrator.subscribe(self.recorder_sink)
 
     def describe(self) -> dict[str, Any]:
         if self.choice is None:
@@ -79,27 +115,7 @@ class Session:
     def device(self) -> str:
         return self.environment.get("device", "?")
 
-    # -- runs -------------------------------------------------------------------
-    def new_recorder(self, kind: str, suite: Suite | None = None, reps: int | None = None, label: str | None = None) -> RunRecorder:
-        recorder = RunRecorder(self.store)
-        desc = self.describe()
-        label = desc.get("model_label")
-        if label and label != "(served model)":
-            desc["model"] = label
-        env = dict(self.environment)
-        env["model_path"] = self.choice.engine.describe().get("model") if self.choice else None
-        env["model_reason"] = desc.get("model_reason")
-        recorder.start(
-            kind=kind,
-            engine_description=desc,
-            environment=env,
-            suite=suite.name if suite else kind,
-            suite_json=suite.to_json() if suite else None,
-            reps=reps,
-            label=label,
-        )
-        return recorder
-
+    # -- runs (blocking helpers for the CLI and scripts; the app uses the orchestrator directly) --
     def run_suite(
         self,
         suite: Suite,
@@ -109,63 +125,74 @@ class Session:
         on_record: Callable[[int, RequestRecord, RequestMetrics], None] | None = None,
         on_chunk: ChunkSink | None = None,
         stop: threading.Event | None = None,
-    ) -> tuple[str, SuiteOutcome, SuiteRunner]:
-        assert self.host is not None, "start_engine() first"
-        reps = reps or suite.reps
-        recorder = self.new_recorder("suite", suite, reps)
+    ) -> tuple[str, SuiteOutcome, Job]:
+        """Run a suite to its end (or until `stop` is set, or Ctrl-C): returns (run id, outcome,
+        job); `job.interrupted` says it was stopped. Stored as it goes."""
+        assert self.orchestrator is not None, "start_engine() first"
 
-        def _record(index: int, record: RequestRecord, metrics: RequestMetrics) -> None:
-            recorder.record(index, record, metrics)  # stored before anyone is told: a crash keeps it
-            if on_record:
-                on_record(index, record, metrics)
+        job_id: list[str] = []
 
-        runner = SuiteRunner(self.host, suite, reps, on_record=_record, on_start=on_start, on_chunk=on_chunk, stop=stop)
-        t_begin = time.perf_counter()
+        def sink(event: Any) -> None:
+            if isinstance(event, JobStarted):
+                if not job_id:  # one job at a time: the first one after subscribing is ours
+                    job_id.append(event.job_id)
+                return
+            if not job_id or getattr(event, "job_id", None) != job_id[0]:
+                return
+            if isinstance(event, ChunkArrived):
+                if on_chunk:
+                    on_chunk(event.chunk)
+            elif isinstance(event, RequestStarted):
+                if on_start:
+                    on_start(event.index, event.total, event.request)
+            elif isinstance(event, RequestFinished):
+                if on_record:
+                    on_record(event.index, event.record, event.metrics)
+
+        unsubscribe = self.orchestrator.subscribe(sink, chunks=on_chunk is not None)
         try:
-            outcome = runner.run()
-        except KeyboardInterrupt:
-            recorder.finish("aborted", error="interrupted")
-            raise
-        except BaseException as exc:
-            recorder.finish("failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            raise
-        tokens = sum(m.output_tokens for m in outcome.metrics if m.success)
-        self._attach_gpu(recorder.run_id, outcome.summary, t_begin, tokens)
-        recorder.finish(outcome.status, duration_s=outcome.duration_s, summary=outcome.summary, error=outcome.error)
-        return recorder.run_id or "", outcome, runner
+            job = self.orchestrator.start_suite(suite, reps, stop_event=stop)
+            wait_for(job, self.orchestrator)
+        finally:
+            unsubscribe()
+        result = job.result
+        run = result.runs[0] if result and result.runs else None
+        outcome = run.outcome if run is not None else SuiteOutcome("failed", error=result.error if result else "no run")
+        if stop is not None and stop.is_set():
+            job.interrupted = True
+        return (run.run.run_id if run else ""), outcome, job
 
-    def _attach_gpu(self, run_id: str | None, summary: dict, t_begin: float, tokens: int) -> None:
-        """Store the run's GPU samples and add energy/utilisation figures (J/token) to its summary."""
-        if not self.gpu.available or not run_id:
-            summary["gpu"] = {"note": self.gpu.note or "no GPU telemetry"}
-            return
-        self.gpu.sample_once()  # one sample at the end, so even a short run has its own reading
-        samples = self.gpu.snapshot(since=t_begin, until=time.perf_counter())
-        samples = environment.used_gpu_samples(samples, self.environment)
-        add_gpu_samples(self.store, run_id, samples, t_begin)
-        summary["gpu"] = summarise_gpu(samples, tokens)
+    def start_interactive(self, request: GenerationRequest) -> Job:
+        """One request from the prompt box; stored as an 'interactive' run when it ends."""
+        assert self.orchestrator is not None, "start_engine() first"
+        return self.orchestrator.start_interactive(request)
 
-    def generate_interactive(self, request: GenerationRequest, on_chunk: ChunkSink | None = None):
-        """One request from the prompt box; every one is stored as an 'interactive' run."""
-        assert self.host is not None
-        return self.host.submit(request, on_chunk)
-
-    def store_interactive(self, record: RequestRecord) -> str:
-        metrics = request_metrics(record)
-        recorder = self.new_recorder("interactive")
-        recorder.record(0, record, metrics)
-        status = "completed" if metrics.success else ("aborted" if record.aborted else "failed")
-        from engine.runner import summarise
-
-        summary = summarise([record.request], [metrics], [record])
-        if record.st_ns:
-            self._attach_gpu(recorder.run_id, summary, record.st_ns / 1e9, metrics.output_tokens if metrics.success else 0)
-        recorder.finish(status, duration_s=metrics.e2el_s, summary=summary, error=record.error)
-        return recorder.run_id or ""
+    def stop_runs(self, wait: float = 10.0) -> Job | None:
+        """Stop whatever runs; it is stored as aborted with every request that finished."""
+        if self.orchestrator is None:
+            return None
+        return self.orchestrator.stop(wait)
 
     def shutdown(self) -> None:
+        """Stop and store what runs, then (if this session owns it) the engine."""
+        if self.orchestrator is not None:
+            if self.owns_host:
+                self.orchestrator.close()
+            else:
+                self.orchestrator.stop()
         if self.owns_host:
             self.gpu.stop()
         if self.host is not None and self.owns_host:
             self.host.shutdown()
         self.host = None
+
+
+def wait_for(job: Job, orchestrator: Orchestrator, slice_s: float = 0.1) -> None:
+    """Block until the job ends. Ctrl-C (KeyboardInterrupt) stops it — what finished is stored —
+    and the wait goes on until it is stored."""
+    while True:
+        try:
+            if job.wait(slice_s):
+                return
+        except KeyboardInterrupt:
+            orchestrator.stop(wait=None)

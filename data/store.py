@@ -434,9 +434,12 @@ def update_finished_run(
     summary: Any = None,
     error: str | None = None,
 ) -> None:
+    # The client's self-check (engine.client_health) travels in the summary and gets its own column.
+    health = summary.get("client_health") if isinstance(summary, dict) else None
     con.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ? WHERE run_id = ?",
-        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, run_id],
+        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ? "
+        "WHERE run_id = ?",
+        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, _json(health), run_id],
     )
 
 

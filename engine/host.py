@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
+import sys
 import threading
 from typing import Any, Awaitable, TypeVar
 
 from engine.base import ChunkSink, Engine, ProgressSink
+from engine.types import EngineError, GenerationRequest, RequestRecord
+from engine.client_health import LoopLagProbe
 from engine.types import GenerationRequest, RequestRecord
 
 T = TypeVar("T")
+
+
+class EngineClosedError(EngineError):
+    """Work handed to an EngineHost after shutdown(): refused at once, never left unresolved."""
+
+    def __init__(self) -> None:
+        super().__init__("the engine has been shut down; no more requests can run")
 
 
 class RequestHandle:
@@ -38,8 +49,16 @@ class RequestHandle:
         return self.future.done()
 
 
+# While another Python thread (storing, telemetry, the UI) holds the GIL, a chunk that has arrived
+# waits for it up to the switch interval (5 ms by default) before this loop can timestamp it. 0.5 ms
+# bounds that wait well under the timer jitter of a busy machine; the cost is more frequent switches.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 class EngineHost:
     def __init__(self, engine: Engine):
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.engine = engine
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name=f"tokentop-{engine.name}", daemon=True)
@@ -47,13 +66,33 @@ class EngineHost:
         self._handles: set[RequestHandle] = set()
         self._closed = False
         self.started = False
+        # The client's self-check: how late this loop wakes up, sampled for the host's whole life
+        # (runs take their window of it: engine.client_health).
+        self.loop_lag = LoopLagProbe()
+        self.loop_lag.start(self.loop)
 
     def _run_loop(self) -> None:
+        # The engine's child processes are spawned from this thread and inherit its signal mask:
+        # with SIGHUP blocked here, a hang-up (SSH drop, tmux kill) reaches only our process,
+        # which stops and stores the run and then shuts the engine down in order.
+        if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGHUP"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def call(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Run a coroutine on the engine loop (used by load generators and telemetry)."""
+        if self._closed or not self._thread.is_alive():
+            close = getattr(coro, "close", None)
+            if close:
+                close()  # never awaited: say so quietly instead of a RuntimeWarning
+            future: concurrent.futures.Future[T] = concurrent.futures.Future()
+            future.set_exception(EngineClosedError())
+            return future
         return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
 
     def start(self, progress: ProgressSink | None = None) -> concurrent.futures.Future[None]:
@@ -65,6 +104,9 @@ class EngineHost:
 
     def submit(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestHandle:
         handle = RequestHandle(self, request)
+        if self._closed or not self._thread.is_alive():
+            handle.future.set_exception(EngineClosedError())
+            return handle
         self._handles.add(handle)
 
         def _create() -> None:
@@ -93,13 +135,20 @@ class EngineHost:
             return
         self._closed = True
         self.cancel_all()
+        self.loop_lag.stop(self.loop)
         if self.loop.is_running():
             try:
-                self.call(self.engine.close()).result(timeout)
+                asyncio.run_coroutine_threadsafe(self.engine.close(), self.loop).result(timeout)
             except (Exception, concurrent.futures.TimeoutError):
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        _reap_children()
+        # A request whose task never got to run (the loop stopped first) is resolved, not left hanging.
+        for handle in list(self._handles):
+            if not handle.future.done():
+                handle.future.set_exception(EngineClosedError())
+        self._handles.clear()
 
     def __enter__(self) -> "EngineHost":
         return self
@@ -107,3 +156,19 @@ class EngineHost:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
+
+
+def _reap_children(grace_s: float = 3.0) -> None:
+    """Engine processes that outlived the engine's own close (it timed out, or a hang-up cut it short)
+    are terminated, then killed: quitting leaves no process behind, and the interpreter's exit does not
+    wait for them for ever."""
+    import multiprocessing
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.is_alive():
+            child.kill()
+            child.join(1.0)

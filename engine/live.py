@@ -40,6 +40,10 @@ class LiveSnapshot:
     series: tuple[float, ...] = ()  # tok/s per bucket since st, for a sparkline
     text: str = ""  # output text that arrived since the previous snapshot (raw, unsanitised)
     done: bool = False
+    # Reasoning models: set once a chunk carried reasoning text. TTFO = first answer text - st.
+    reasoning: bool = False
+    ttfo_s: float | None = None
+    reasoning_tokens: int = 0
 
     @property
     def decode_rate(self) -> float | None:
@@ -56,6 +60,9 @@ class _Totals:
     itl_count: int = 0
     itl_last_ns: int | None = None
     buckets: list[int] = field(default_factory=list)  # tokens per bucket since st
+    reasoning_tokens: int = 0  # tokens of chunks that carried reasoning text only
+    reasoning_seen: bool = False
+    first_answer_ns: int | None = None
 
 
 class LiveMeter:
@@ -119,6 +126,12 @@ class LiveMeter:
             t.last_ns = c.t_ns
             t.tokens += c.tokens
             t.chunks += 1
+            if c.reasoning:
+                t.reasoning_seen = True
+                if not c.text:
+                    t.reasoning_tokens += c.tokens
+            if c.text and t.first_answer_ns is None:
+                t.first_answer_ns = c.t_ns
             b = max(0, (c.t_ns - self.st_ns) // self.bucket_ns)
             if b >= len(t.buckets):
                 t.buckets.extend([0] * (b + 1 - len(t.buckets)))
@@ -172,6 +185,9 @@ class LiveMeter:
             series=series,
             text=text,
             done=self.done,
+            reasoning=t.reasoning_seen,
+            ttfo_s=(t.first_answer_ns - self.st_ns) / NS if t.reasoning_seen and t.first_answer_ns is not None else None,
+            reasoning_tokens=t.reasoning_tokens,
         )
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from engine.client_health import assess
 from engine.host import EngineHost
 from engine.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
@@ -227,6 +228,7 @@ class LevelOutcome:
     start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
+    client_health: dict[str, Any] = field(default_factory=dict)  # engine.client_health.assess
 
     def send_offsets_s(self) -> list[float]:
         return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)
@@ -335,6 +337,9 @@ class LoadRunner:
             outcome.status = "failed"
             outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
+        begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
+        lags = self.host.loop_lag.window(begin_s, begin_s + outcome.duration_s)
+        outcome.client_health = assess(outcome.records, lags)
         return outcome
 
     async def _drive(self, requests, offsets, max_concurrency, done_q, outcome: LevelOutcome, cancel, on_begin) -> None:
@@ -343,15 +348,21 @@ class LoadRunner:
         sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         tasks: list[asyncio.Task] = []
 
-        async def one(index: int, request: GenerationRequest) -> None:
+        async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
+            queue_wait_ns = None
             try:
                 if sem is not None:
+                    ready_ns = time.perf_counter_ns()
                     async with sem:
+                        queue_wait_ns = time.perf_counter_ns() - ready_ns
                         record = await self._send(engine, request, live)
                 else:
                     record = await self._send(engine, request, live)
             except asyncio.CancelledError:
                 record = RequestRecord(request=request, success=False, error="aborted", aborted=True)
+            # The client's self-check: when the pattern meant it to go, and the wait on the limit.
+            record.scheduled_ns = scheduled_ns
+            record.queue_wait_ns = queue_wait_ns
             if record.success:
                 live.completed += 1
                 live.output_tokens += record.output_tokens
@@ -376,7 +387,7 @@ class LoadRunner:
                     delay = start + offset - time.perf_counter()
                 if cancel.is_set():
                     break
-                tasks.append(asyncio.create_task(one(index, request)))
+                tasks.append(asyncio.create_task(one(index, request, start_ns + int(offset * 1e9))))
             while tasks and not all(t.done() for t in tasks):
                 if cancel.is_set():
                     for t in tasks:

@@ -35,11 +35,16 @@ class RequestMetrics:
     tpot_s: float | None  # None when output_tokens <= 1
     itl_s: tuple[float, ...]
     start_s: float  # st in seconds (perf_counter clock), for peak-rate bucketing
+    # Reasoning models (None when the response carried no reasoning): time to the first answer
+    # token (TTFO; TTFT counts the first chunk of any kind, as vLLM's bench does), and the split.
+    ttfo_s: float | None = None
+    reasoning_tokens: int | None = None
+    answer_tokens: int | None = None
 
     @property
     def tps(self) -> float | None:
         """The article's batch-1 TPS: output tokens / E2EL."""
-        if not self.success or not self.e2el_s or self.e2el_s <= 0:
+        if not self.e2el_s or self.e2el_s <= 0:
             return None
         return self.output_tokens / self.e2el_s
 
@@ -58,8 +63,10 @@ def itl_gaps_s(chunk_ns: Sequence[int]) -> tuple[float, ...]:
 
 
 def request_metrics(record: RequestRecord) -> RequestMetrics:
+    """A finished request's metrics. A request stopped mid-stream keeps what it streamed (TTFT,
+    tokens, partial TPS) but stays unsuccessful, so aggregates never count it."""
     chunks = record.chunk_ns
-    if not record.success or not chunks:
+    if not chunks or not (record.success or record.aborted):
         return RequestMetrics(False, 0, record.input_tokens, None, None, None, (), record.st_ns / 1e9)
     st = record.st_ns
     ttft = (chunks[0] - st) / 1e9
@@ -67,7 +74,11 @@ def request_metrics(record: RequestRecord) -> RequestMetrics:
     itl = itl_gaps_s(chunks)
     n = record.output_tokens
     tpot = (e2el - ttft) / (n - 1) if n > 1 else None
-    return RequestMetrics(True, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9)
+    ttfo = reasoning = answer = None
+    if record.has_reasoning:
+        reasoning, answer = record.reasoning_tokens, record.answer_tokens
+        ttfo = (record.first_answer_ns - st) / 1e9 if record.first_answer_ns else None
+    return RequestMetrics(record.success, n, record.input_tokens, ttft, e2el, tpot, itl, st / 1e9, ttfo, reasoning, answer)
 
 
 def metrics_from_offsets(
@@ -143,6 +154,15 @@ def aggregate(
     }
     for name, series in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
         result.update(_stats(name, series, percentiles))
+    reasoning = [m for m in ok if m.reasoning_tokens is not None]
+    if reasoning:
+        # Reasoning models: TTFO over the requests that reached their answer, and the token split.
+        result.update(_stats("ttfo", [m.ttfo_s for m in reasoning if m.ttfo_s is not None], percentiles))
+        result["reasoning_requests"] = len(reasoning)
+        result["total_reasoning_tokens"] = int(sum(m.reasoning_tokens or 0 for m in reasoning))
+        result["total_answer_tokens"] = int(sum(m.answer_tokens or 0 for m in reasoning)
+                                            + sum(m.output_tokens for m in ok if m.reasoning_tokens is None))
+        result["answer_throughput"] = result["total_answer_tokens"] / dur
     tps_values = [m.tps for m in ok if m.tps is not None]
     result["mean_tps"] = float(np.mean(tps_values)) if tps_values else 0.0
     result["mean_decode_rate"] = 1000.0 / result["mean_tpot_ms"] if result["mean_tpot_ms"] else 0.0

@@ -154,7 +154,13 @@ class OpenAIEngine(Engine):
         path = "/chat/completions" if self.api == "chat" else "/completions"
         payload = self._payload(request)
         parts: list[str] = []
+        reasoning_parts: list[str] = []
         last_completion_tokens = 0
+        last_reasoning_tokens = 0
+        # Per chunk: reasoning tokens from the server's cumulative usage details (exact), or None
+        # where it gave none; and which text fields the chunk carried (for the fallback split).
+        chunk_reasoning: list[int | None] = []
+        chunk_kinds: list[int] = []  # bit 1: reasoning text, bit 2: answer text
         async with self.client.stream("POST", path, json=payload) as resp:
             if resp.status_code != 200:
                 body = (await resp.aread())[:300].decode("utf-8", "replace")
@@ -185,20 +191,36 @@ class OpenAIEngine(Engine):
                 choices = event.get("choices")
                 if choices:
                     choice = choices[0]
+                    reasoning = ""
                     if self.api == "chat":
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or ""
+                        # vLLM's reasoning parsers: `reasoning` (new) or `reasoning_content` (older, DeepSeek's API).
+                        reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
                     else:
                         text = choice.get("text") or ""
                     if usage and usage.get("completion_tokens") is not None:
                         tokens = int(usage["completion_tokens"]) - last_completion_tokens
                         last_completion_tokens = int(usage["completion_tokens"])
+                        cumulative = _reasoning_tokens(usage)
+                        if cumulative is not None:
+                            chunk_reasoning.append(cumulative - last_reasoning_tokens)
+                            last_reasoning_tokens = cumulative
+                        else:
+                            chunk_reasoning.append(None)
                     else:
-                        tokens = 1 if text else 0
+                        tokens = 1 if (text or reasoning) else 0
+                        chunk_reasoning.append(None)
                     record.chunk_ns.append(now)
                     record.chunk_tokens.append(tokens)
+                    chunk_kinds.append((1 if reasoning else 0) | (2 if text else 0))
                     if text:
                         parts.append(text)
-                    on_chunk(Chunk(now, text, tokens))
+                        if record.first_answer_ns is None:
+                            record.first_answer_ns = now
+                    if reasoning:
+                        reasoning_parts.append(reasoning)
+                    on_chunk(Chunk(now, text, tokens, reasoning))
                     if choice.get("finish_reason"):
                         record.finish_reason = choice["finish_reason"]
                 if usage:
@@ -206,7 +228,58 @@ class OpenAIEngine(Engine):
                         record.reported_output_tokens = int(usage["completion_tokens"])
                     if usage.get("prompt_tokens") is not None:
                         record.input_tokens = int(usage["prompt_tokens"])
+                    if not choices and _reasoning_tokens(usage) is not None:
+                        record.reported_reasoning_tokens = _reasoning_tokens(usage)
+        # After the last chunk (nothing here delays a timestamp): the reasoning/answer split.
+        split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=self.continuous_usage)
+        record.reasoning_text = "".join(reasoning_parts)
         record.text = "".join(parts)
+
+
+def _reasoning_tokens(usage: dict) -> int | None:
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
+        return int(details["reasoning_tokens"])
+    return None
+
+
+def split_reasoning(record: RequestRecord, chunk_reasoning: list[int | None], chunk_kinds: list[int],
+                    *, continuous: bool) -> None:
+    """Fill the record's reasoning/answer split from what the stream carried, and say how it is known:
+      * "per-chunk usage": the server's cumulative usage.completion_tokens_details.reasoning_tokens on
+        every chunk (vLLM with a reasoning parser and continuous_usage_stats) — exact per chunk;
+      * "per-chunk usage + text": exact token counts per chunk, each chunk classed by the text field
+        it carried (reasoning vs content); exact except a chunk carrying both, split in half;
+      * "final usage totals": only the final usage's reasoning_tokens — exact totals, per-chunk
+        split estimated from the text fields;
+      * "chunk count (estimate)": no counts at all — one token per non-empty chunk.
+    A response with no reasoning text and no reasoning count is left as "no reasoning" (None)."""
+    saw_text = any(k & 1 for k in chunk_kinds)
+    exact = [r for r in chunk_reasoning if r is not None]
+    if not saw_text and not any(exact) and not record.reported_reasoning_tokens:
+        return
+    n = len(record.chunk_tokens)
+    if len(exact) == n and n:
+        record.chunk_reasoning_tokens = [int(r) for r in exact]  # type: ignore[misc]
+        record.reasoning_method = "per-chunk usage"
+        record.reported_reasoning_tokens = record.reported_reasoning_tokens or sum(record.chunk_reasoning_tokens)
+        return
+    split: list[int] = []
+    for tokens, kind in zip(record.chunk_tokens, chunk_kinds):
+        if kind == 1:
+            split.append(tokens)
+        elif kind == 3:
+            split.append((tokens + 1) // 2 if tokens > 1 else tokens)
+        else:
+            split.append(0)
+    record.chunk_reasoning_tokens = split
+    if record.reported_reasoning_tokens is not None:
+        record.reasoning_method = "final usage totals"
+    elif continuous and any(r is None for r in chunk_reasoning) and record.reported_output_tokens is not None \
+            and sum(record.chunk_tokens) == record.reported_output_tokens:
+        record.reasoning_method = "per-chunk usage + text"
+    else:
+        record.reasoning_method = "chunk count (estimate)"
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,6 +28,7 @@ class Chunk:
     t_ns: int  # time.perf_counter_ns() on arrival
     text: str
     tokens: int  # output tokens this chunk carried (0 for an empty first chunk)
+    reasoning: str = ""  # reasoning text this chunk carried (reasoning models), kept apart from the answer
 
 
 @dataclass
@@ -48,6 +49,35 @@ class RequestRecord:
     error: str | None = None
     aborted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Reasoning models. None = the response carried no reasoning. chunk_reasoning_tokens[i] is how
+    # many of chunk_tokens[i] were reasoning; first_answer_ns is when the first answer (content)
+    # token arrived; reasoning_method says how the split was known (engine.reasoning.METHODS).
+    chunk_reasoning_tokens: list[int] | None = None
+    first_answer_ns: int | None = None
+    reported_reasoning_tokens: int | None = None
+    reasoning_method: str | None = None
+    reasoning_text: str = ""
+    # Client self-check (load runs): when the load pattern meant this request to go out, and how
+    # long it waited on the client's own concurrency limit before it could (vLLM #54101).
+    scheduled_ns: int | None = None
+    queue_wait_ns: int | None = None
+
+    @property
+    def has_reasoning(self) -> bool:
+        return self.chunk_reasoning_tokens is not None or self.reported_reasoning_tokens is not None
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        if self.reported_reasoning_tokens is not None:
+            return self.reported_reasoning_tokens
+        if self.chunk_reasoning_tokens is not None:
+            return sum(self.chunk_reasoning_tokens)
+        return None
+
+    @property
+    def answer_tokens(self) -> int | None:
+        reasoning = self.reasoning_tokens
+        return None if reasoning is None else max(0, self.output_tokens - reasoning)
 
     @property
     def output_tokens(self) -> int:

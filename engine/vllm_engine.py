@@ -53,6 +53,9 @@ class VllmEngine(Engine):
         self.is_cpu = True
         # vLLM's stat loggers, read by engine.server_metrics (running/waiting, KV cache, TTFT, ...).
         self.engine_stats = None
+        # A reasoning model's parser (vllm.reasoning), when the user names one
+        # (--engine-arg reasoning_parser=NAME): splits the output into reasoning and answer tokens.
+        self.reasoning_parser = None
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self, progress: ProgressSink) -> None:
@@ -99,6 +102,7 @@ class VllmEngine(Engine):
             raise EngineError(f"vLLM could not load {self.model}: {_first_line(exc)}") from None
         self.resolved_dtype = str(self.llm.vllm_config.model_config.dtype).removeprefix("torch.")
         self.tokenizer = self.llm.get_tokenizer()
+        self.reasoning_parser = _reasoning_parser(args.get("reasoning_parser"), self.tokenizer)
         progress(f"engine ready in {time.perf_counter() - t1:.1f}s")
         if self.warmup:
             progress("warming up")
@@ -177,6 +181,7 @@ class VllmEngine(Engine):
         record.input_tokens = len(ids)
         total = 0
         parts: list[str] = []
+        chunk_ids: list = []  # each output's token ids, for the reasoning split after the last one
         request_id = f"tokentop-{uuid.uuid4().hex}"
         # Tokenising after `st` (taken by Engine.generate) matches `vllm bench serve`, where the
         # server tokenises after the client's `st`.
@@ -187,6 +192,8 @@ class VllmEngine(Engine):
             total += n
             record.chunk_ns.append(now)
             record.chunk_tokens.append(n)
+            if self.reasoning_parser is not None:
+                chunk_ids.append(completion.token_ids)
             if completion.text:
                 parts.append(completion.text)
             on_chunk(Chunk(now, completion.text or "", n))
@@ -194,6 +201,48 @@ class VllmEngine(Engine):
                 record.finish_reason = completion.finish_reason
         record.text = "".join(parts)
         record.reported_output_tokens = total
+        if self.reasoning_parser is not None:
+            split_reasoning_ids(record, chunk_ids, self.reasoning_parser)
+
+
+def _reasoning_parser(name: str | None, tokenizer):
+    """vLLM's reasoning parser by name (vllm.reasoning.ReasoningParserManager), or None."""
+    if not name:
+        return None
+    from vllm.reasoning import ReasoningParserManager
+
+    try:
+        cls = ReasoningParserManager.get_reasoning_parser(name)
+    except KeyError:
+        known = ", ".join(ReasoningParserManager.list_registered())
+        raise BadRequestError(f"unknown reasoning parser {name!r}; vLLM knows {known}") from None
+    try:
+        return cls(tokenizer)
+    except Exception as exc:  # e.g. the model's tokenizer lacks the parser's think tokens
+        raise BadRequestError(f"reasoning parser {name!r} does not fit this model: {_first_line(exc)}") from None
+
+
+def split_reasoning_ids(record: RequestRecord, chunk_ids: list, parser) -> None:
+    """The reasoning/answer split from the engine's own token ids (method "engine token ids"), after
+    the request finished. The answer is what the parser extracts as content; every output token
+    before the first answer token (think markers included) counts as reasoning. A response in
+    which the parser finds no reasoning is left as "no reasoning"."""
+    ids = [int(t) for part in chunk_ids for t in part]
+    total = len(ids)
+    ended = bool(parser.is_reasoning_end(ids))
+    if not ended and not parser.count_reasoning_tokens(ids):
+        return
+    answer = len(parser.extract_content_ids(ids)) if ended else 0
+    reasoning = total - answer
+    record.reported_reasoning_tokens = reasoning
+    record.reasoning_method = "engine token ids"
+    split, seen = [], 0
+    for n, t_ns in zip(record.chunk_tokens, record.chunk_ns):
+        split.append(max(0, min(n, reasoning - seen)))
+        if record.first_answer_ns is None and seen + n > reasoning:
+            record.first_answer_ns = t_ns  # the chunk that carried the first answer token
+        seen += n
+    record.chunk_reasoning_tokens = split
 
 
 def _import_vllm():

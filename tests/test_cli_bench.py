@@ -169,3 +169,46 @@ def test_ctrl_c_keeps_finished_requests_and_leaves_no_engine(tokentop_cmd, cli_e
         rows = store.get_requests(run["run_id"])
         finished = [r for r in rows if r["success"]]
         assert len(finished) >= 2 and all(r["output_tokens"] == 24 for r in finished)
+
+
+@pytest.mark.engine
+def test_sighup_stops_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cmd, cli_env, tmp_path):
+    """The SSH session dropping (SIGHUP to the whole process group) stops a headless bench like Ctrl-C."""
+    suite = tmp_path / "long.toml"
+    suite.write_text('reps = 20\n[[cases]]\nid = "c"\nprompt = "Tell a story."\noutput_tokens = 16\n')
+    db = str(tmp_path / "hup.duckdb")
+    proc = subprocess.Popen([*tokentop_cmd, "bench", "--suite", str(suite), "--db", db], env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 240
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            children |= {c.pid for c in _engine_children(proc.pid)}
+            if line.startswith("[2/20]"):
+                break
+        assert any(l.startswith("[2/20]") for l in lines), "".join(lines)[-2000:]
+        children |= {c.pid for c in _engine_children(proc.pid)}
+        os.killpg(proc.pid, signal.SIGHUP)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    rest = proc.stderr.read()
+    assert rc == 130, rest[-2000:]
+    assert "stored as aborted" in rest and "Traceback" not in rest
+    time.sleep(1)
+    alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert children and not alive, f"engine processes left: {alive}"
+
+    from data.store import Store
+
+    with Store(db) as store:
+        (run,) = store.list_runs()
+        assert run["status"] == "aborted"
+        finished = [r for r in store.get_requests(run["run_id"]) if r["success"]]
+        assert 2 <= len(finished) < 20 and all(r["output_tokens"] == 16 for r in finished)

@@ -97,6 +97,10 @@ async def test_load_screen_runs_a_sweep_and_charts_it(session, store):
         assert "done: 2 level(s) stored" in screen.last_message
         runs = [r for r in store.list_runs() if r["kind"] == "load"]
         assert len(runs) == 2
+        # Then the sweep's frontier (no GPU here: unpriced points, but the same chart and Pareto marks).
+        await _wait_for(pilot, lambda: screen.frontier is not None, 30)
+        assert screen.chart_view == "frontier" and len(screen.frontier.points) == 2
+        assert any(p.pareto_user for p in screen.frontier.points)
 
 
 async def test_load_screen_rejects_bad_settings(session):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -71,3 +72,73 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
     assert len(rows) == 1, rows
     run_id, kind, status, tokens, ttft = rows[0]
     assert kind == "interactive" and status == "completed" and 0 < tokens <= 128 and ttft > 0
+
+
+def _tree(pid: int) -> set[int]:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return {pid, *(c.pid for c in proc.children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def _alive(pids: set[int]) -> list[int]:
+    import psutil
+
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(tokentop_cmd, cli_env, tmp_path,
+                                                                           embedded_model_path):
+    """SIGHUP (tmux kill-session, an SSH drop): the suite stops, is stored as aborted with its finished
+    requests, the engine shuts down and no process is left."""
+    db = tmp_path / "hup.duckdb"
+    name = f"tokentop-hup-{uuid.uuid4().hex[:8]}"
+    env = dict(cli_env)
+    env.setdefault("TERM", "xterm-256color")
+    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM")
+           for a in ("-e", f"{k}={v}")],
+         " ".join([*tokentop_cmd, "--db", str(db)]))
+    pids: set[int] = set()
+    try:
+        pane_pid = int(tmux("display-message", "-p", "-t", name, "#{pane_pid}").strip())
+        wait_screen(name, lambda s: "tokentop" in s and "prompt" in s, 30, "the first frame")
+        wait_screen(name, lambda s: "CPU" in s and "starting engine" not in s, 240, "the engine to be ready")
+        # keyboard only, from the state the app opens in (the prompt has focus)
+        tmux("send-keys", "-t", name, "Escape")
+        time.sleep(0.5)
+        tmux("send-keys", "-t", name, "2")
+        wait_screen(name, lambda s: "suite" in s and "short" in s, 20, "the Suite screen")
+        tmux("send-keys", "-t", name, "r")
+        two_done = re.compile(r"request ([3-9]|1[0-9])/30\b")  # the third request streams: two finished
+        wait_screen(name, lambda s: two_done.search(s) is not None, 240, "two finished requests")
+        pids = _tree(pane_pid)
+        assert len(pids) >= 3, pids  # the shell, tokentop and the engine's process(es)
+    finally:
+        tmux("kill-session", "-t", name, check=False)
+    end = time.monotonic() + 90
+    while _alive(pids) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert not _alive(pids), f"processes left after the hang-up: {_alive(pids)}"
+
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        runs = con.execute("SELECT run_id, kind, status FROM runs").fetchall()
+        (run_id, kind, status), = runs
+        finished = con.execute("SELECT count(*) FROM requests WHERE run_id = ? AND success", [run_id]).fetchone()[0]
+    finally:
+        con.close()
+    assert kind == "suite" and status == "aborted" and finished >= 2

@@ -131,8 +131,8 @@ async def test_history_open_during_a_generation_shows_the_run_when_it_is_stored(
     app = TokentopApp(session=session, store=store, db_label="test.duckdb")
     async with app.run_test(size=(80, 24)) as pilot:
         live = app.screen
-        live.query_one("#live-max-tokens", Input).value = "24"
-        live.query_one("#live-prompt", Input).value = "Name a colour."
+        live.query_one("#live-max-tokens", Input).value = "160"  # still streaming when History opens
+        live.query_one("#live-prompt", Input).value = "Write a long story about a dragon."
         await pilot.press("enter")
         await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 1)
         live.query_one(StreamView).focus()

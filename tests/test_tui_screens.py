@@ -271,10 +271,17 @@ async def test_markup_ansi_and_long_lines_are_shown_literally(fixed):
         stream = live.query_one(StreamView)
         gauges = live.query_one(GaugePanel)
         before = (stream.region, gauges.region)
-        live.meter.begin()
+        from engine.orchestrator import ChunkArrived, Job, JobStarted, RequestStarted, RunWatcher
+        from engine.types import GenerationRequest
+
+        # a request as the app's run watcher sees it (no engine needed)
+        job, watcher = Job("interactive"), RunWatcher()
+        app.runs.watcher = watcher
+        watcher(JobStarted(job))
+        watcher(RequestStarted("r", job.job_id, 0, 1, GenerationRequest("x", 8), time.perf_counter_ns()))
         # split the escape sequences across chunks, as a real stream may
         for i in range(0, len(EVIL), 7):
-            live.meter.feed(Chunk(time.perf_counter_ns(), EVIL[i:i + 7], 1))
+            watcher(ChunkArrived("r", job.job_id, 0, Chunk(time.perf_counter_ns(), EVIL[i:i + 7], 1)))
         live.tick()
         await pilot.pause()
         shown = stream.text

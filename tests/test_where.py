@@ -353,17 +353,19 @@ async def test_history_and_run_detail_show_provider_instance_and_price(tmp_path)
 
 
 def test_gpu_energy_counts_only_the_gpus_the_run_used(store):
-    from data.session import Session
+    from data.telemetry import add_gpu_samples
+    from engine.orchestrator import Orchestrator, run_summary
     from engine.telemetry import GpuSampler
 
-    session = Session(store, {})
-    session.environment = collect(vllm_desc(2), env={"CUDA_VISIBLE_DEVICES": "4,5"})
-    session.gpu = GpuSampler(nvml=FakeNvml(gpus=[dict(H100) for _ in range(8)], power_w=300.0).module())
-    session.gpu.open()
-    session.gpu.sample_once()
-    summary: dict = {}
-    rid = record(store, session.environment, vllm_desc(2))
-    session._attach_gpu(rid, summary, 0.0, 100)
+    env = collect(vllm_desc(2), env={"CUDA_VISIBLE_DEVICES": "4,5"})
+    gpu = GpuSampler(nvml=FakeNvml(gpus=[dict(H100) for _ in range(8)], power_w=300.0).module())
+    gpu.open()
+    gpu.sample_once()
+    # the run orchestrator's GPU window for a run (what every run kind stores and summarises)
+    samples, _note = Orchestrator(None, gpu=gpu, environment=lambda: env)._gpu_window(0.0)
+    summary = run_summary([], [], [], gpu_samples=samples)
+    rid = record(store, env, vllm_desc(2))
+    add_gpu_samples(store, rid, list(samples), 0.0)
     assert summary["gpu"]["gpus"] == 2  # GPUs 4 and 5, not all 8
     stored = store.query("SELECT DISTINCT gpu_index FROM gpu_samples WHERE run_id = ? ORDER BY 1", [rid])
     assert [r["gpu_index"] for r in stored] == [4, 5]

@@ -98,5 +98,8 @@ async def settle(pilot, timeout: float = 30.0) -> None:
         if loop.time() > end:
             raise AssertionError("timed out waiting for the screens to read the database")
         await pilot.pause(0.02)
+    # the rows arrive after the first frame: let the tables lay out (column widths) again
     await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
     await pilot.pause()

@@ -6,6 +6,9 @@ for it. Tests inject a running Session (the shared engine) and a Store.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import threading
 import time
 from functools import partial
@@ -20,13 +23,15 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
 
-from tui.messages import EngineFailed, EngineProgress, EngineReady, InteractiveStored, RequestFinished, SuiteFinished
+from tui.messages import ClientHealthWarnings, EngineFailed, EngineProgress, EngineReady, QuitProgress, RunEvent
 from tui.palette import APP_COMMANDS, TokentopCommands
+from tui.runs import AppRuns
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.live import LiveScreen
 from tui.screens.load import LoadScreen
+from tui.screens.matrix import CompareMatrixScreen
 from tui.screens.prices import PricesScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.side_by_side import SideBySideScreen
@@ -48,6 +53,9 @@ def _start_resource_tracker() -> None:
         pass
 
 
+QUIT_GRACE_S = 5.0  # after a hang-up, how long the UI loop gets to exit once everything is stored
+
+
 class TokentopApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tokentop"
@@ -65,15 +73,19 @@ class TokentopApp(App[int]):
         Binding("f5", "prices", "Prices", id="app.prices", show=False, key_display="F5"),
         Binding("f6", "load", "Load", id="app.load", show=False, key_display="F6"),
         Binding("f7", "compare", "Compare", id="app.compare", show=False, key_display="F7",
-                tooltip="cost per 1M tokens of the marked (or newest) runs"),
+                tooltip="your runs by GPU x provider, cost at an SLO, the frontier"),
         Binding("f10", "quit_app", "Quit", id="app.quit", key_display="F10", tooltip="stop what runs, store it, quit"),
         Binding("escape", "leave_field", "Leave field", id="app.leave_field", show=False, priority=True,
                 tooltip="leave a text field; a second Esc does the screen's Esc"),
+        # Every way out stops and stores what runs (Ctrl+C is a key in the app, not a signal).
+        Binding("ctrl+q", "quit_app", "Quit", id="app.quit_ctrl_q", show=False, priority=True),
+        Binding("ctrl+c", "quit_app", "Quit", id="app.quit_ctrl_c", show=False, priority=True),
         Binding("1", "show_live", "Live", id="app.live_key", show=False),
         Binding("2", "show_suite", "Suite", id="app.suite_key", show=False),
         Binding("3", "show_history", "History", id="app.history_key", show=False),
         Binding("p", "prices", "Prices", id="app.prices_key", show=False),
         Binding("l", "load", "Load", id="app.load_key", show=False),
+        Binding("m", "compare", "Compare", id="app.compare_key", show=False),
         Binding("q", "quit_app", "Quit", id="app.quit_key", show=False),
         Binding("t", "toggle_theme", "Theme", id="app.theme", show=False, tooltip="light or dark theme"),
     ]
@@ -87,8 +99,14 @@ class TokentopApp(App[int]):
         autostart: bool = True,
         db_label: str | None = None,
         mode: str = "live",
+        handle_signals: bool = False,
     ) -> None:
         super().__init__()
+        # The app, not a screen, holds the runs: leaving a screen never orphans one.
+        self.runs = AppRuns(self.post_message)
+        self.handle_signals = handle_signals  # SIGTERM/SIGHUP stop and store (the real app only)
+        self.quitting = False
+        self.hung_up = False
         self.session = session
         self.store = store if store is not None else getattr(session, "store", None)
         self.engine_options = engine_options or {}
@@ -107,6 +125,12 @@ class TokentopApp(App[int]):
 
     # -- lifecycle --------------------------------------------------------------
     def on_mount(self) -> None:
+        if self.session is not None:
+            self.runs.attach(self.session)
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self._on_signal, sig)
         self.switch_mode(self.start_mode)
         self.call_after_refresh(self._first_frame)
         if self.autostart:
@@ -162,6 +186,7 @@ class TokentopApp(App[int]):
     def _engine_ready(self, message: EngineReady) -> None:
         self.session = message.session
         self._starting_session = None
+        self.runs.attach(self.session)
         self.engine_state = "ready"
         self._refresh_status()
         self.notify(f"engine ready: {self.engine_label()}", timeout=3)
@@ -223,21 +248,112 @@ class TokentopApp(App[int]):
             self.notify(self.engine_message or "no engine", severity="error")
         return None
 
-    @on(InteractiveStored)
-    @on(RequestFinished)
-    @on(SuiteFinished)
-    def runs_changed(self) -> None:
-        """A run was stored while another screen was working: keep an open History current."""
+    @on(RunEvent)
+    def _run_event(self, message: RunEvent) -> None:
+        """Say what was stored, and keep an open History current, whichever screen is shown."""
+        from engine.orchestrator import RunFinished
+
+        event = message.event
+        if not isinstance(event, RunFinished) or self.quitting:
+            return
+        run_id, status, kind = event.run.run_id, event.status, event.run.kind
+        warnings = ((event.summary or {}).get("client_health") or {}).get("warnings") or []
+        if warnings:
+            self.post_message(ClientHealthWarnings(run_id, warnings))
+        sink = getattr(self.session, "recorder_sink", None)
+        if sink is not None and sink.errors:
+            self.notify(f"run {run_id} was not stored: {sink.errors.pop()}", severity="error", timeout=10)
+        elif kind == "interactive":
+            if status == "failed":
+                self.notify(f"run {run_id} failed: {event.error}", severity="error")
+            else:
+                self.notify(f"stored run {run_id} ({status})", timeout=3)
+        elif kind == "suite":
+            done = sum(1 for m in getattr(event.outcome, "metrics", []) if m.success)
+            if status == "completed":
+                self.notify(f"suite finished: run {run_id}", timeout=4)
+            elif status == "aborted":
+                self.notify(f"suite stopped; {done} finished requests kept in run {run_id}", timeout=5)
+            else:
+                self.notify(f"suite failed: {event.error}", severity="error", timeout=10)
         if isinstance(self.screen, HistoryScreen):
             self.screen.reload()
 
+    @on(ClientHealthWarnings)
+    def client_health_warnings(self, message: ClientHealthWarnings) -> None:
+        """The client may have shaped a run's figures: say so, whichever screen ran it."""
+        for warning in message.warnings:
+            self.notify(warning, title=f"client self-check · run {message.run_id or '–'}", severity="warning",
+                        timeout=10)
+
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:
-        for screen in (self.screen, *self._all_mode_screens()):
-            stop = getattr(screen, "stop_all", None)
-            if stop:
-                stop()
-        self.exit(return_code=0)
+        """q, Ctrl+Q, Ctrl+C, the palette's Quit, SIGTERM and SIGHUP: stop what runs, store it (as
+        aborted, with every finished request), shut the engine down, then exit — saying so."""
+        if self.quitting:
+            return
+        self.quitting = True
+        from tui.screens.stopping import StoppingScreen
+
+        job = self.runs.current
+        if job is not None:
+            text = f"stopping…, storing run {job.current_run_id or ''} ({job.kind}) as aborted"
+        else:
+            text = "stopping…, shutting the engine down"
+        if not self.hung_up:  # after a hang-up there is no terminal to draw on
+            self.push_screen(StoppingScreen(text))
+        self._quit_worker()
+
+    def action_stop_run(self) -> None:
+        """Stop whatever runs, whichever screen started it (stored as aborted with what finished)."""
+        job = self.runs.stop()
+        if job is None:
+            self.notify("nothing is running", timeout=2)
+        else:
+            self.notify(f"stopping the {job.kind} run: finished requests are kept", timeout=3)
+
+    async def action_quit(self) -> None:  # Textual's own Quit (the command palette)
+        self.action_quit_app()
+
+    def action_help_quit(self) -> None:
+        self.action_quit_app()
+
+    def _on_signal(self, signum: int) -> None:
+        self.hung_up = self.hung_up or signum == getattr(signal, "SIGHUP", None)
+        self.action_quit_app()
+
+    def _quit_worker(self) -> None:
+        # A plain thread, not a Textual worker: after a hang-up the UI loop may never run again, and
+        # the run must still be stored and the engine shut down. It talks to the UI only by posting.
+        threading.Thread(target=self._stop_store_shutdown, name="tokentop-quit", daemon=True).start()
+
+    def _stop_store_shutdown(self) -> None:
+        job = self.runs.stop(wait=15)
+        if job is not None and job.result is not None:
+            stored = ", ".join(r.run.run_id for r in job.result.runs) or "nothing"
+            self.post_message(QuitProgress(f"stored run {stored} ({job.result.status}); shutting the engine down…"))
+        else:
+            self.post_message(QuitProgress("shutting the engine down…"))
+        self.shutdown_engine()
+        self.post_message(QuitProgress("", done=True))
+        if self.hung_up:
+            # No terminal: if the UI loop cannot finish exiting, leave anyway — the run is stored and
+            # the engine is down; close the store so buffered writes reach the file.
+            time.sleep(QUIT_GRACE_S)
+            try:
+                if self.store is not None:
+                    self.store.close()
+            finally:
+                os._exit(129)
+
+    @on(QuitProgress)
+    def _quit_progress(self, message: QuitProgress) -> None:
+        from tui.screens.stopping import StoppingScreen
+
+        if message.done:
+            self.exit(return_code=0)
+        elif isinstance(self.screen, StoppingScreen):
+            self.screen.say(message.text)
 
     def _all_mode_screens(self) -> Iterable[Screen]:
         for stack in self._screen_stacks.values():
@@ -254,13 +370,15 @@ class TokentopApp(App[int]):
 
     def _show_mode(self, mode: str) -> None:
         """A screen key works from anywhere: screens opened on top (Help, Prices, a run's detail) close
-        first; a Load screen with a load running stays, so coming back shows it still going."""
+        first; the Load screen closes too (its load goes on in the app; F6 shows it again)."""
         self._close_pushed()
         if mode != self.current_mode:
             self.switch_mode(mode)
 
     def _close_pushed(self) -> None:
-        while len(self.screen_stack) > 1 and not (isinstance(self.screen, LoadScreen) and self.screen.running):
+        from tui.screens.stopping import StoppingScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, StoppingScreen):
             self.pop_screen()
 
     def action_help(self) -> None:
@@ -306,18 +424,12 @@ class TokentopApp(App[int]):
             self.push_screen(LoadScreen(session))
 
     def action_compare(self) -> None:
-        """Costs of the runs marked in History, else of the run under History's cursor, else the newest run."""
-        chosen: list[str] = []
-        for screen in self._all_mode_screens():
-            if isinstance(screen, HistoryScreen) and screen.is_mounted:
-                chosen = screen.chosen_runs()
-        if not chosen and self.store is not None:
-            runs = self.store.list_runs()
-            chosen = [runs[0]["run_id"]] if runs else []
-        if not chosen:
-            self.notify("no run stored yet to price: run a prompt or a suite first", severity="warning")
+        """The Compare matrix: every run in the database by GPU x provider, cost at an SLO, the frontier."""
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+        if isinstance(self.screen, CompareMatrixScreen):
             return
-        self.open_costs(chosen)
+        self.push_screen(CompareMatrixScreen(self.store))
 
     def action_run_suite(self) -> None:
         self._show_mode("suite")
@@ -326,16 +438,6 @@ class TokentopApp(App[int]):
     def action_start_load(self) -> None:
         self.action_load()
         self.call_after_refresh(lambda: isinstance(self.screen, LoadScreen) and self.screen.action_start())
-
-    def action_stop_run(self) -> None:
-        """Stop whatever is running, on whichever screen started it."""
-        stopped = False
-        for screen in {*self._all_mode_screens(), self.screen}:
-            stop = getattr(screen, "stop_run", None)
-            if stop is not None and stop():
-                stopped = True
-        if not stopped:
-            self.notify("nothing is running", timeout=2)
 
     def open_run(self, run_id: str) -> None:
         self.push_screen(RunDetailScreen(run_id))
@@ -380,7 +482,8 @@ class TokentopApp(App[int]):
 
     # -- shutdown ---------------------------------------------------------------
     def shutdown_engine(self) -> None:
-        """Stop generations and the engine (its child processes). Called after the app exits."""
+        """Stop and store what runs, then the engine (its child processes). Idempotent: the quit
+        worker calls it, and so does `tokentop` after the app exits (whatever way it exited)."""
         for session in (self.session, self._starting_session):
             if session is not None:
                 try:

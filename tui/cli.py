@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "tui.commands.prices",
     "tui.commands.compare",
     "tui.commands.load",
+    "tui.commands.transfer",
+    "tui.commands.serve",
 ]
 
 
@@ -45,11 +47,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            from tui.app_main import run_app
+        from tui.commands.transfer import report_background_pushes, retry_failed_pushes, wait_for_background_pushes
 
-            return run_app(args)
-        return int(args.func(args) or 0)
+        try:
+            if getattr(args, "func", None) is not None:
+                report_background_pushes()  # one stderr line per push (never inside the app's screen)
+            if args.command in (None, "bench", "load"):  # commands that record runs
+                retry_failed_pushes(args)
+            if getattr(args, "func", None) is None:
+                from tui.app_main import run_app
+
+                return run_app(args)
+            return int(args.func(args) or 0)
+        finally:
+            wait_for_background_pushes()  # runs finished with TOKENTOP_REMOTE set reach the remote
     except UsageError as exc:
         return fail(str(exc), 2)
     except KeyboardInterrupt:

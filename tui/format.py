@@ -108,6 +108,52 @@ def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) 
     failed = [r for r in requests if not r.get("success")]
     if failed:
         console.print(Text(f"{len(failed)} request(s) failed or aborted: {failed[0].get('error')}"))
+    line = reasoning_line((run.get("summary") or {}).get("overall") or {})
+    if line:
+        console.print(Text(line))
+    for text, style in client_health_lines(client_health_of(run)):
+        console.print(Text(text), style=style)
+
+
+def reasoning_line(agg: dict[str, Any]) -> str | None:
+    """One line for a run whose responses carried reasoning: the token split and TTFO."""
+    if agg.get("total_reasoning_tokens") is None:
+        return None
+    return (f"reasoning: {agg['total_reasoning_tokens']} reasoning + {agg.get('total_answer_tokens', 0)} answer "
+            f"tokens; TTFO (first answer token) mean {_fmt(agg.get('mean_ttfo_ms'), '{:.1f}')} / median "
+            f"{_fmt(agg.get('median_ttfo_ms'), '{:.1f}')} / p99 {_fmt(agg.get('p99_ttfo_ms'), '{:.1f}')} ms "
+            f"(TTFT counts the first chunk of any kind)")
+
+
+def client_health_of(run: dict[str, Any]) -> dict[str, Any]:
+    health = run.get("client_health")
+    if isinstance(health, str):
+        import json
+
+        health = json.loads(health)
+    return health or (run.get("summary") or {}).get("client_health") or {}
+
+
+def client_health_lines(health: dict[str, Any]) -> list[tuple[str, str]]:
+    """(text, style) lines: the self-check figures (dim), then its warnings (yellow) and notes (dim)."""
+    if not health:
+        return []
+    parts = []
+    loop = health.get("loop_lag_ms") or {}
+    if loop:
+        parts.append(f"loop lag p99 {loop.get('p99', 0):.1f} ms")
+    send = health.get("send_lag_ms") or {}
+    if send:
+        parts.append(f"send lag p99 {send.get('p99', 0):.1f} ms")
+    queue = health.get("queue_wait_ms") or {}
+    if queue:
+        parts.append(f"queue wait mean {queue.get('mean', 0):.0f} ms")
+    if health.get("tokens_per_chunk") is not None:
+        parts.append(f"{health['tokens_per_chunk']:.2f} tokens/chunk")
+    lines = [(f"client self-check: {', '.join(parts)}", "dim")] if parts else []
+    lines += [(f"warning: {w}", "yellow") for w in health.get("warnings") or []]
+    lines += [(f"note: {n}", "dim") for n in health.get("notes") or []]
+    return lines
 
 
 def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -134,12 +180,15 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
         "cases": summary.get("cases") or {},
         "overall": summary.get("overall") or {},
         "error": run.get("error"),
+        "client_health": client_health_of(run) or None,
+        "warnings": list((client_health_of(run) or {}).get("warnings") or []),
     }
     if requests is not None:
         out["requests"] = [
             {k: r.get(k) for k in ("request_index", "case_id", "rep", "input_tokens", "output_tokens",
                                    "target_tokens", "ttft_ms", "tpot_ms", "e2el_ms", "tps", "success",
-                                   "finish_reason", "error")}
+                                   "finish_reason", "error", "ttfo_ms", "reasoning_tokens", "answer_tokens",
+                                   "send_lag_ms", "queue_wait_ms")}
             for r in requests
         ]
     return out

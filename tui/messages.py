@@ -26,36 +26,27 @@ class EngineFailed(Message):
         self.bad_request = bad_request
 
 
-class InteractiveStored(Message):
-    def __init__(self, run_id: str | None, status: str, error: str | None = None) -> None:
+class RunEvent(Message):
+    """An orchestrator event (engine/orchestrator.py), posted from the thread that emitted it."""
+
+    def __init__(self, event: Any) -> None:
+        super().__init__()
+        self.event = event
+
+
+class QuitProgress(Message):
+    """The quit thread's progress (stopping, storing, engine down); `done` asks the app to exit."""
+
+    def __init__(self, text: str, done: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.done = done
+
+
+class ClientHealthWarnings(Message):
+    """A run's client self-check crossed a threshold (engine.client_health): the app shows each warning."""
+
+    def __init__(self, run_id: str | None, warnings: list[str]) -> None:
         super().__init__()
         self.run_id = run_id
-        self.status = status
-        self.error = error
-
-
-class CaseStarted(Message):
-    def __init__(self, index: int, total: int, request: Any) -> None:
-        super().__init__()
-        self.index = index
-        self.total = total
-        self.request = request
-
-
-class RequestFinished(Message):
-    def __init__(self, index: int, record: Any, metrics: Any, case_summary: dict | None = None) -> None:
-        super().__init__()
-        self.index = index
-        self.record = record
-        self.metrics = metrics
-        self.case_summary = case_summary  # the case's aggregates so far, computed off the UI thread
-
-
-class SuiteFinished(Message):
-    def __init__(self, run_id: str | None, status: str, error: str | None) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.status = status
-        self.error = error
-
-
+        self.warnings = list(warnings)

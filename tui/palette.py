@@ -15,7 +15,7 @@ APP_COMMANDS: list[tuple[str, str, str]] = [
     ("History", "every stored run", "show_history"),
     ("Prices", "GPU prices per provider", "prices"),
     ("Load", "throughput under load: concurrency or request rate", "load"),
-    ("Compare", "cost per 1M tokens of the marked (or newest) runs", "compare"),
+    ("Compare", "your runs by GPU x provider, cost at an SLO, the frontier", "compare"),
     ("Run suite", "open Suite and run it", "run_suite"),
     ("Start load", "open Load and start it with the form's settings", "start_load"),
     ("Stop", "stop the running generation, suite or load (finished requests are kept)", "stop_run"),

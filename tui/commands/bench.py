@@ -100,9 +100,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 def _stop_on_signals(stop: threading.Event) -> threading.Event:
-    """First Ctrl-C (or SIGTERM) stops the run cleanly, keeping what finished; a second one
-    interrupts at once."""
+    """First Ctrl-C, SIGTERM or SIGHUP (the SSH session dropping) stops the run cleanly, keeping
+    what finished; a second one interrupts at once."""
     interrupted = threading.Event()
 
     def handler(signum, frame):
@@ -112,19 +115,21 @@ def _stop_on_signals(stop: threading.Event) -> threading.Event:
         stop.set()
 
     try:
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
     except ValueError:  # not the main thread
         pass
     return interrupted
 
 
 def _sigterm_as_interrupt() -> None:
+    """While the engine starts, SIGTERM and SIGHUP interrupt like Ctrl-C (nothing to store yet)."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        for sig in STOP_SIGNALS[1:]:
+            signal.signal(sig, handler)
     except ValueError:  # not the main thread (tests calling main() from a worker)
         pass
 

@@ -1,4 +1,7 @@
-"""`tokentop compare [RUN_ID ...]`: what each stored run's throughput costs per provider."""
+"""`tokentop compare [RUN_ID ...]`: what each stored run's throughput costs per provider.
+
+`--matrix`: the article's GPU x provider table from every run in the database; `--slo ttft=..,tpot=..`:
+the cheapest tokens that still answer in time; `--frontier`: the priced throughput-latency frontier."""
 
 from __future__ import annotations
 
@@ -23,11 +26,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="run ids or unique prefixes")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--matrix", action="store_true",
+                      help="one row per GPU x provider from every run in the database (the article's table)")
+    view.add_argument("--slo", metavar="NAME=MS,...",
+                      help="the highest load level whose requests meet these SLOs (ttft, tpot, e2el in ms) "
+                      "and its $/1M per provider")
+    view.add_argument("--frontier", action="store_true",
+                      help="throughput per GPU vs per-user tok/s and TTFT of every load level, priced, "
+                      "Pareto-optimal points marked")
+    p.add_argument("--percentile", default="99", metavar="P",
+                   help="percentile the SLOs (and the frontier's TTFT) are read at (default: 99)")
+    p.add_argument("--model", default=None, help="only runs of this model (--matrix/--slo/--frontier)")
     add_db_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.matrix or args.slo is not None or args.frontier:
+        if args.run_ids:
+            return fail("--matrix, --slo and --frontier use every run in the database: give no RUN_ID", 2)
+        return run_views(args)
     from data.compare import CompareError, compare_runs, latest_completed_run_id
     from data.prices import price_board
 
@@ -116,3 +135,130 @@ def where_text(rc) -> str:
     if rc.price_per_hour_usd:
         parts.append(f"paid ${rc.price_per_hour_usd:.2f}/h for the instance")
     return " · ".join(parts)
+
+
+# -- the matrix, cost at an SLO, the frontier ------------------------------------------------------------
+def run_views(args: argparse.Namespace) -> int:
+    from data.frontier import SloError, build_frontier, cost_at_slo, parse_percentile
+    from data.matrix import build_matrix
+    from engine.load import parse_slo
+    from engine.metrics import json_safe
+
+    try:
+        percentile = parse_percentile(args.percentile)
+        slo = parse_slo(args.slo) if args.slo is not None else None
+        if args.slo is not None and not slo:
+            raise SloError("--slo needs at least one limit, e.g. ttft=500,tpot=50")
+    except (SloError, ValueError) as exc:
+        return fail(str(exc), 2)
+    with open_store(args) as store:
+        if args.matrix:
+            result = build_matrix(store, model=args.model)
+        elif slo is not None:
+            result = cost_at_slo(store, slo, percentile, model=args.model)
+        else:
+            result = build_frontier(store, percentile, model=args.model)
+    if args.json:
+        print(json.dumps(json_safe(result.to_dict()), default=str))
+        return 0
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(80, Console(file=sys.stdout).width))
+    if args.matrix:
+        print_matrix(console, result)
+    elif slo is not None:
+        print_slo(console, result)
+    else:
+        print_frontier(console, result)
+    return 0
+
+
+def _table(headers, justify=None) -> Table:
+    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify=(justify or {}).get(i, "left"), no_wrap=True)
+    return table
+
+
+def print_matrix(console: Console, matrix) -> None:
+    from tui.matrix_format import (MATRIX_COLUMNS, MEASURED_LEGEND, NARROW, SOURCE_LEGEND, matrix_cells)
+
+    wide = console.width >= 118
+    shown = MATRIX_COLUMNS if wide else MATRIX_COLUMNS[:NARROW]
+    for note in matrix.notes:
+        console.print(Text(note))
+    for model in matrix.models():
+        console.print(Text(model, style="bold"))
+        table = _table([h for h, _w, _j in shown], {i: j for i, (_h, _w, j) in enumerate(shown)})
+        for row in (r for r in matrix.rows if r.model == model):
+            table.add_row(*matrix_cells(row)[:len(shown)])
+        console.print(table)
+    if matrix.rows:
+        console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis"))
+        console.print(Text("b1: batch-1 TPS; ld: throughput under load (mean±std ·runs)"))
+        console.print(Text(SOURCE_LEGEND))
+        console.print(Text(MEASURED_LEGEND))
+        if not wide:
+            console.print(Text("TTFT, the article's 2024 $/1M and TPS: --json, or a terminal 118 columns wide"))
+    else:
+        from data.matrix import reference_matrix
+        from pricing.models import provider_label
+
+        ref = matrix.reference
+        console.print(Text(f"{ref.get('label')}: {ref.get('model')}, {ref.get('tps_basis')}", style="bold"))
+        table = _table(["GPU", "provider", "TPS", "$/h", "$/1M"], {2: "right", 3: "right", 4: "right"})
+        for r in reference_matrix():
+            table.add_row(r["gpu_key"], provider_label(r["provider"]), f"{r['tps']:.0f}", f"{r['usd_per_hour']:.2f}",
+                          f"{r['usd_per_million']:.2f}")
+        console.print(table)
+
+
+def print_slo(console: Console, result) -> None:
+    from pricing.models import provider_label
+    from tui.matrix_format import LEVEL_HEADERS, SOURCE_MARK, level_cells
+
+    slo = ", ".join(f"{k.upper()} ≤ {v:g} ms" for k, v in result.slo_ms.items())
+    console.print(Text(f"SLO: p{result.percentile:g} {slo}", style="bold"))
+    console.print(Text("(a level meets it: no request failed, each named pXX within its limit)"))
+    if not result.answers:
+        console.print(Text("No load levels stored yet: run `tokentop load` first."))
+    for a in result.answers:
+        count = f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
+        console.print(Text(f"{a.model} · {a.gpu}{count}", style="bold"))
+        head = Text("  ")
+        head.append(Text(a.message, style="" if a.best else "bold red"))
+        if a.cheapest_overall:
+            head.append(Text("  ◀ cheapest in time", style="bold green"))
+        console.print(head)
+        if a.costs:
+            table = _table(["provider", "$/h", "$/1M at the SLO", ""], {1: "right", 2: "right"})
+            for c in a.costs:
+                style = "bold green" if c.cheapest else ""
+                table.add_row(Text(provider_label(c.provider) + ("*" if c.measured_here else ""), style=style),
+                              f"{c.usd_per_hour:.2f} {SOURCE_MARK.get(c.price_source, '?')}",
+                              Text(f"{c.usd_per_million:.2f}", style=style), Text("◀" if c.cheapest else "", style=style))
+            console.print(table)
+        headers = list(LEVEL_HEADERS)
+        headers[3], headers[4] = f"p{result.percentile:g} TTFT", f"p{result.percentile:g} TPOT"
+        levels = _table(headers, {i: "right" for i in range(1, 6)})
+        for s in a.levels:
+            cells = level_cells(s, result.percentile)
+            levels.add_row(*[Text(c, style="bold green" if a.best is s else "") for c in cells])
+        console.print(levels)
+        console.print()
+
+
+def print_frontier(console: Console, frontier) -> None:
+    from tui.matrix_format import FRONTIER_HEADERS, frontier_cells
+
+    for note in frontier.notes:
+        console.print(Text(note))
+    if not frontier.points:
+        return
+    headers = list(FRONTIER_HEADERS)
+    headers[4] = f"p{frontier.percentile:g} TTFT"
+    table = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
+    for p in frontier.points:
+        table.add_row(*frontier_cells(p))
+    console.print(table)
+    console.print(Text("GPU tok/s: output throughput per GPU; user tok/s: mean output tokens / E2EL"))
+    console.print(Text("$/1M: at the cheapest provider for that GPU (every provider in --json)"))
+    console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front"))

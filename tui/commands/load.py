@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import threading
 
 from engine.metrics import json_safe
 from tui.commands.common import (
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from data.session import Session
     from engine.runtime import QuietNativeOutput
     from engine.types import BadRequestError, EngineError
-    from tui.commands.bench import _sigterm_as_interrupt
+    from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
 
     spec = build_spec(args)
     store = open_store(args)
@@ -113,12 +114,18 @@ def run(args: argparse.Namespace) -> int:
 
             def level_done(i, result):
                 note(_level_line(result.summary.get("overall", {}), result.outcome.status))
+                for warning in (result.summary.get("client_health") or {}).get("warnings") or []:
+                    note(f"warning: {warning}")
 
+            stop = threading.Event()
+            interrupted = _stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
             try:
-                outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note)
+                outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note,
+                                   stop=stop)
             except KeyboardInterrupt:
                 print("tokentop: interrupted: finished levels are stored", file=err)
                 return 130
+            outcome.interrupted = outcome.interrupted or interrupted.is_set()
             env = dict(session.environment)
             env["model_path"] = (session.choice.engine.describe().get("model") if session.choice else None)
             roof = roofline_for(env, desc)
@@ -132,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
                    "engine_args": desc.get("engine_args"), "device": session.device,
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
-                   "levels": rows}
+                   "levels": rows,
+                   "client_health": [r.summary.get("client_health") for r in outcome.levels],
+                   "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             _print_table(rows, spec, outcome, roof, term.stdout, roof_note)

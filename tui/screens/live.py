@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from engine.live import LiveMeter, StreamSanitizer
-from tui.messages import InteractiveStored
+from engine.live import StreamSanitizer
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -29,12 +28,11 @@ class LiveScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="live")
-        self.meter = LiveMeter(window_s=1.0, bucket_s=0.25)
         self.sanitizer = StreamSanitizer()
-        self.handle = None
-        self.last_run_id: str | None = None
+        self.job = None  # the interactive job shown (the app owns it; this screen only renders it)
         self.generations = 0
         self.queued: tuple[str, int, float] | None = None  # a prompt typed while the engine starts
+        self._shown_final: str | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
@@ -57,10 +55,27 @@ class LiveScreen(Screen):
         self.ticker = self.set_interval(1 / REFRESH_HZ, self.tick, pause=True)
         self.query_one("#live-prompt", Input).focus()
 
+    def on_screen_resume(self) -> None:
+        if self._view() is not None:
+            self.ticker.resume()  # a request started elsewhere (or still streaming): show it
+
     # -- generation -------------------------------------------------------------
+    def _view(self):
+        runs = getattr(self.app, "runs", None)
+        return runs.view("interactive") if runs is not None else None
+
     @property
     def busy(self) -> bool:
-        return self.handle is not None
+        view = self._view()
+        return view is not None and view.running
+
+    @property
+    def last_run_id(self) -> str | None:
+        """The run the last finished request was stored as."""
+        view = self._view()
+        if view is None or view.running or not view.runs:
+            return None
+        return view.runs[-1].run.run_id
 
     @on(Input.Submitted, "#live-prompt")
     def submit_prompt(self, event: Input.Submitted) -> None:
@@ -93,15 +108,19 @@ class LiveScreen(Screen):
         session = self.app.require_session()
         if session is None:
             return
-        from engine.types import GenerationRequest
+        from engine.types import EngineError, GenerationRequest
 
         request = GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=temperature,
                                     case_id="interactive")
+        try:
+            self.job = self.app.runs.start_interactive(request)
+        except EngineError as exc:  # another run holds the engine
+            self.notify(str(exc), severity="warning")
+            return
         output = self.query_one(StreamView)
         output.clear(head=f"› {prompt}")
         self.sanitizer = StreamSanitizer()
-        self.meter.begin()
-        self.handle = session.generate_interactive(request, self.meter.feed)
+        self._shown_final = None
         self.generations += 1
         self.ticker.resume()
         output.focus()  # keys (q, 1-3, Esc) work again; / returns to the prompt
@@ -126,72 +145,35 @@ class LiveScreen(Screen):
         return n, t
 
     def tick(self) -> None:
-        handle = self.handle
-        record = None
-        if handle is not None and handle.done():
-            try:
-                record = handle.result(0)
-            except Exception as exc:  # the engine raised: show it, keep the app alive
-                self.notify(f"generation failed: {exc}", severity="error")
-            self.meter.finish(st_ns=record.st_ns if record else None)
-        snap = self.meter.snapshot()
+        view = self._view()
+        meter = view.meters.get(0) if view is not None else None
+        if meter is None:
+            return
+        snap = meter.snapshot()
         with self.app.batch_update():
             self.query_one(StreamView).append(self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else ""))
             self.query_one(GaugePanel).show(snap)
-        if handle is not None and handle.done():
-            self.handle = None
-            if record is not None:
-                self.store_record(record)
-        if self.handle is None and snap.done and snap.tps_now == 0:
-            self.ticker.pause()  # "tok/s now" has decayed to 0: nothing left to redraw
-
-    @work(thread=True, exit_on_error=False, group="store")
-    def store_record(self, record) -> None:
-        session = self.app.session
-        try:
-            run_id = session.store_interactive(record)
-            status = "completed" if record.success else ("aborted" if record.aborted else "failed")
-            self.post_message(InteractiveStored(run_id, status, record.error))
-        except Exception as exc:
-            self.post_message(InteractiveStored(None, "failed", f"not stored: {exc}"))
-
-    @on(InteractiveStored)
-    def stored(self, message: InteractiveStored) -> None:
-        self.last_run_id = message.run_id
-        if message.run_id is None:
-            self.notify(message.error or "the run was not stored", severity="error")
-        elif message.status == "failed":
-            self.notify(f"run {message.run_id} failed: {message.error}", severity="error")
-        else:
-            self.notify(f"stored run {message.run_id} ({message.status})", timeout=3)
+        if snap.done and not view.running and snap.tps_now == 0:
+            # Finished, and "tok/s now" has decayed to 0: nothing left to redraw.
+            self._shown_final = view.job.job_id
+            self.ticker.pause()
 
     # -- actions ------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        if self.busy or self.queued is not None:
+            self.action_stop()
+            return True
+        return False
+
     def action_stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
+        if self.busy:
+            self.app.runs.stop()  # kept as aborted with what it streamed
             self.notify("stopping…", timeout=2)
         elif self.queued is not None:
             self.queued = None
             self.query_one(StreamView).clear()
             self.notify("queued prompt dropped", timeout=2)
-
-    def stop_run(self) -> bool:
-        if self.handle is None and self.queued is None:
-            return False
-        self.action_stop()
-        return True
-
-    def stop_all(self) -> None:
-        """On quit: stop the generation and still store it (as aborted)."""
-        handle, self.handle = self.handle, None
-        if handle is None:
-            return
-        handle.cancel()
-        try:
-            record = handle.result(timeout=5)
-            self.app.session.store_interactive(record)
-        except Exception:
-            pass
 
     def action_focus_prompt(self) -> None:
         self.query_one("#live-prompt", Input).focus()

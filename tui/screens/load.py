@@ -1,14 +1,14 @@
 """Load screen: pick a pattern, levels and SLOs; watch throughput, concurrency, TTFT and errors live;
 a chart of throughput and TTFT against concurrency grows as the sweep proceeds.
 
-The load runs in a thread worker (data.load_runs.run_load); the worker only posts typed messages,
-live counters are read from engine.load.LiveLoad on a 4 Hz timer.
+The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
+while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
+the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from rich.text import Text
@@ -16,13 +16,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from engine.load import LiveLoad
 from tui.commands.common import positive_int
+from textual.message import Message
+
 from tui.widgets.fields import NumberField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
@@ -42,40 +42,30 @@ class LoadScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "start", "Start", id="load.start", tooltip="start the load with the form's settings"),
         Binding("ctrl+x", "stop", "Stop", id="load.stop", tooltip="stop: in-flight requests are cancelled, finished ones kept"),
-        Binding("escape", "app.pop_screen", "Back", id="load.back", tooltip="back to the previous screen"),
+        Binding("ctrl+f", "frontier", "Frontier", id="load.frontier",
+                tooltip="after a sweep: its priced frontier, or back to throughput and TTFT against load"),
+        Binding("escape", "app.pop_screen", "Back", id="load.back",
+                tooltip="back to the previous screen (a running load goes on in the app)"),
         Binding("v", "columns", "Columns", id="load.columns", show=False,
                 tooltip="the results table's other columns (at 80 wide they do not all fit)"),
     ]
 
-    class LevelStarted(Message):
-        def __init__(self, index: int, total: int, label: str):
+    class FrontierReady(Message):
+        def __init__(self, frontier):
             super().__init__()
-            self.index, self.total, self.label = index, total, label
-
-    class LevelFinished(Message):
-        def __init__(self, index: int, run_id: str, status: str, result: dict[str, Any]):
-            super().__init__()
-            self.index, self.run_id, self.status, self.result = index, run_id, status, result
-
-    class LoadFinished(Message):
-        def __init__(self, stop_reason: str, levels: int, gpu_note: str | None):
-            super().__init__()
-            self.stop_reason, self.levels, self.gpu_note = stop_reason, levels, gpu_note
-
-    class LoadFailed(Message):
-        def __init__(self, error: str):
-            super().__init__()
-            self.error = error
-
+            self.frontier = frontier
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
         self.session = session
-        self.live = LiveLoad()
-        self.stop_event = threading.Event()
-        self.running = False
+        self.runs = None  # the app's (a load outlives this screen: Esc leaves, the load goes on)
+        self.job = None
         self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
         self.finished: list[dict[str, Any]] = []
         self.last_message = ""
+        self._final_shown = False
+        self._levels_seen = 0
+        self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
         # Every field has a label beside it and is wide enough for its whole value and placeholder.
@@ -106,14 +96,34 @@ class LoadScreen(Screen):
             with Vertical(id="load-left"):
                 yield PagedTable(id="load-table", fixed=1, cursor_type="row")
                 yield PlotextPlot(id="load-chart")
-            yield GpuPanel(id="load-gpu")
+            yield GpuPanel(getattr(self.session, "gpu", None), id="load-gpu")  # the session's one sampler
         yield Label("", id="load-status")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
+        runs = getattr(self.app, "runs", None)
+        if runs is None:  # hosted by a bare App (tests): this screen holds the runs itself
+            from tui.runs import AppRuns
+
+            runs = AppRuns(self.post_message)
+            runs.attach(self.session)
+        self.runs = runs
         self.set_interval(0.25, self.refresh_live)
         self._draw_chart()
+        if self._view() is not None:
+            self.refresh_live()  # a load started earlier: show it, still going or finished
+
+    def _view(self):
+        return self.runs.view("load") if self.runs is not None else None
+
+    @property
+    def running(self) -> bool:
+        """A load runs (or has ended but this screen has not shown its outcome yet)."""
+        view = self._view()
+        if view is None:
+            return False
+        return view.running or self.job is not view.job or not self._final_shown
 
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
@@ -140,6 +150,14 @@ class LoadScreen(Screen):
         )
 
     # -- actions ------------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        view = self._view()
+        if view is not None and view.running:
+            self.runs.stop()
+            return True
+        return False
+
     @on(Input.Submitted, ".load-row Input")
     @on(Button.Pressed, "#load-start")
     def action_start(self) -> None:
@@ -150,104 +168,120 @@ class LoadScreen(Screen):
         except Exception as exc:  # UsageError / BadRequestError / ValueError: one line
             self.notify(str(exc), severity="error", title="Load settings")
             return
-        self.running = True
-        self.stop_event.clear()
-        self.points.clear()
-        self.finished.clear()
-        self.query_one("#load-table", PagedTable).set_rows([])
-        self.query_one("#load-start", Button).disabled = True
-        self.query_one("#load-stop", Button).disabled = False
+        from engine.types import EngineError
+
+        try:
+            self.job = self.runs.start_load(spec)
+        except EngineError as exc:  # another run holds the engine
+            self.notify(str(exc), severity="warning")
+            return
+        self._reset()
+        self.frontier, self.chart_view = None, "load"
         self._set_status(f"running {len(spec.levels)} level(s)…")
-        self.run_load_worker(spec)
+        self._buttons(running=True)
 
     @on(Button.Pressed, "#load-stop")
     def action_stop(self) -> None:
-        if self.running:
-            self.stop_event.set()
+        if self.stop_run():
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
 
     def action_columns(self) -> None:
         self.query_one("#load-table", PagedTable).action_next_page()
 
-    def stop_run(self) -> bool:
-        if not self.running:
-            return False
-        self.action_stop()
-        return True
+    def _reset(self) -> None:
+        self.points.clear()
+        self.finished.clear()
+        self._final_shown = False
+        self._levels_seen = 0
+        self.query_one("#load-table", PagedTable).set_rows([])
+        self._draw_chart()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="load")
-    def run_load_worker(self, spec) -> None:
-        from data.load_runs import run_load
+    def _buttons(self, running: bool) -> None:
+        self.query_one("#load-start", Button).disabled = running
+        self.query_one("#load-stop", Button).disabled = not running
 
-        total = len(spec.levels)
-        try:
-            outcome = run_load(
-                self.session, spec, stop=self.stop_event, live=self.live,
-                gpu_sampler=self._shared_gpu_sampler(),
-                on_level_start=lambda i, lv: self.post_message(self.LevelStarted(i, total, lv.label)),
-                on_level_done=lambda i, r: self.post_message(
-                    self.LevelFinished(i, r.run_id, r.outcome.status, dict(r.summary.get("overall", {})))),
-            )
-        except Exception as exc:
-            self.post_message(self.LoadFailed(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
-            return
-        self.post_message(self.LoadFinished(outcome.stop_reason, len(outcome.levels), outcome.gpu_note))
-
-    def _shared_gpu_sampler(self):
-        try:
-            panel = self.query_one("#load-gpu", GpuPanel)
-        except Exception:
-            return None
-        sampler = panel.sampler
-        return sampler if sampler is not None and sampler.available else None
-
-    # -- messages -> state --------------------------------------------------------------
-    @on(LevelStarted)
-    def _level_started(self, msg: LevelStarted) -> None:
-        self._set_status(f"level {msg.index + 1}/{msg.total}: {msg.label}")
-
-    @on(LevelFinished)
-    def _level_finished(self, msg: LevelFinished) -> None:
-        r = msg.result
-        self.finished.append({"run_id": msg.run_id, "status": msg.status, **r})
+    # -- the app's load view -> state ----------------------------------------------------------
+    def _level_finished(self, run) -> None:
+        r = dict(run.summary.get("overall", {}))
+        self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
         self.query_one("#load-table", PagedTable).add_data_row([
             Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
-            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(msg.run_id),
+            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(run.run.run_id),
         ])
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
             self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))
             self._draw_chart()
 
-    @on(LoadFinished)
-    def _load_finished(self, msg: LoadFinished) -> None:
-        self._done(f"done: {msg.levels} level(s) stored; {msg.stop_reason}")
-        if msg.gpu_note:
-            self.notify(msg.gpu_note, severity="information", title="GPU telemetry")
-
-    @on(LoadFailed)
-    def _load_failed(self, msg: LoadFailed) -> None:
-        self._done(f"failed: {msg.error}")
-        self.notify(msg.error, severity="error", title="Load run failed")
-
-    def _done(self, text: str) -> None:
-        self.running = False
-        self.query_one("#load-start", Button).disabled = False
-        self.query_one("#load-stop", Button).disabled = True
-        self._set_status(text)
+    def _load_finished(self, view) -> None:
+        self._final_shown = True
+        result = view.result
+        self._buttons(running=False)
+        if result.status == "failed" and result.error:
+            self._set_status(f"failed: {result.error}")
+            self.notify(result.error, severity="error", title="Load run failed")
+            return
+        word = "stopped" if result.stopped else "done"
+        self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        if self.finished:
+            self.load_frontier([f["run_id"] for f in self.finished])
+        gpu = getattr(self.session, "gpu", None)
+        if gpu is not None and not gpu.available and gpu.note and not result.stopped:
+            self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _set_status(self, text: str) -> None:
         self.last_message = text
         self.query_one("#load-status", Label).update(Text(text))
 
+    # -- the priced frontier of the sweep just run -------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="load-frontier")
+    def load_frontier(self, run_ids: list[str]) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+        except Exception:
+            pass  # the sweep's own chart stays; Compare (m) shows the frontier too
+
+    @on(FrontierReady)
+    def _frontier_ready(self, msg: FrontierReady) -> None:
+        self.frontier = msg.frontier
+        self.chart_view = "frontier"
+        self._draw_chart()
+
+    def action_frontier(self) -> None:
+        if self.frontier is None:
+            self.notify("the priced frontier appears when a sweep has finished", severity="information")
+            return
+        self.chart_view = "load" if self.chart_view == "frontier" else "frontier"
+        self._draw_chart()
+
     # -- rendering ------------------------------------------------------------------------
     def refresh_live(self) -> None:
-        if not self.running:
+        view = self._view()
+        if view is None:
             return
-        s = self.live.snapshot()
+        if self.job is not view.job:  # a load started before this screen opened
+            self.job = view.job
+            self._reset()
+        for run in view.runs[len(self.finished):]:
+            self._level_finished(run)
+        if view.result is not None:
+            if not self._final_shown:
+                self._load_finished(view)
+            return
+        self._buttons(running=True)
+        if view.stopping:
+            self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
+        elif len(view.levels) != self._levels_seen and view.levels:
+            self._levels_seen = len(view.levels)
+            level = view.levels[-1]
+            total = len((level.suite_json or {}).get("levels") or []) or "?"
+            self._set_status(f"level {(level.level_index or 0) + 1}/{total}: {level.level.label if level.level else ''}")
+        s = view.job.live.snapshot()
         text = Text()
         for label, value in (
             ("level", s["level"]), ("out tok/s", _f(s["output_throughput"])), ("in flight", str(s["in_flight"])),
@@ -260,6 +294,12 @@ class LoadScreen(Screen):
 
     def _draw_chart(self) -> None:
         chart = self.query_one("#load-chart", PlotextPlot)
+        if self.chart_view == "frontier" and self.frontier is not None and not self.running:
+            from tui.widgets.frontier_chart import draw_frontier
+
+            draw_frontier(chart.plt, self.frontier, title="frontier: tok/s/GPU vs user tok/s, $/1M (ctrl+f)")
+            chart.refresh()
+            return
         plt = chart.plt
         plt.clear_data()
         plt.clear_figure()

@@ -19,7 +19,8 @@ from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.metrics import itl_gaps_s
-from tui.format import CASE_COLUMNS, case_rows, fmt_date, model_name, where_line
+from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, fmt_date, model_name,
+                        reasoning_line, where_line)
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -110,6 +111,34 @@ class RunDetailScreen(Screen):
         self._chart_tps()
         self._chart_itl()
         self._chart_tokens()
+        if run.get("kind") == "load":
+            self.load_frontier()
+
+    # -- a load level: the priced frontier of its sweep, in its own tab -------------------------------
+    class FrontierReady(Message):
+        def __init__(self, frontier) -> None:
+            super().__init__()
+            self.frontier = frontier
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail-frontier")
+    def load_frontier(self) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierReady(build_frontier(self.app.store, run_ids=[self.run["run_id"]])))
+        except Exception:
+            pass  # the other tabs stand; Compare (m) shows the frontier too
+
+    @on(FrontierReady)
+    async def _frontier_ready(self, msg: FrontierReady) -> None:
+        from tui.widgets.frontier_chart import draw_frontier
+
+        tabs = self.query_one(TabbedContent)
+        if not self.query("#chart-frontier"):
+            await tabs.add_pane(TabPane("Frontier", PlotextPlot(id="chart-frontier"), id="tab-frontier"))
+        plot = self.query_one("#chart-frontier", PlotextPlot)
+        draw_frontier(plot.plt, msg.frontier, title="this sweep: tok/s/GPU vs user tok/s, $/1M at each point")
+        plot.refresh()
 
     def _title(self) -> None:
         r = self.run
@@ -137,11 +166,17 @@ class RunDetailScreen(Screen):
         env = r.get("environment") or {}
         roof, why_not = stored_run_roofline(r)
         rows.append(("roofline", "; ".join(roofline_text(roof, r.get("device"), why_not))))
+        rows.append(("reasoning", reasoning_line((r.get("summary") or {}).get("overall") or {})))
+        health_lines = client_health_lines(client_health_of(r))
+        rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
         rows += [(f"env {k}", v) for k, v in env.items() if k not in ENV_KEYS and v not in (None, "", [], {})]
         for k, v in rows:
             if v not in (None, "", {}, []):
                 grid.add_row(k, Text(_value(v)))
+        for text, style in health_lines:
+            if style != "dim":  # the client self-check's warnings stand out
+                grid.add_row(Text("warning", style="yellow"), Text(text.removeprefix("warning: "), style="yellow"))
         self.query_one("#detail-env", Static).update(grid)
 
     def _case_cells(self) -> tuple[list[list[Text]], list[list[Text]]]:

@@ -3,10 +3,8 @@ gauges, and a results table that fills in per case as repetitions finish."""
 
 from __future__ import annotations
 
-import threading
-
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -14,8 +12,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
-from engine.live import LiveMeter, StreamSanitizer
-from tui.messages import CaseStarted, RequestFinished, SuiteFinished
+from engine.live import StreamSanitizer
 from tui.widgets.fields import NumberField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
@@ -50,19 +47,16 @@ class SuiteScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__(id="suite")
-        self.meter = LiveMeter(window_s=1.0, bucket_s=0.25)
         self.sanitizer = StreamSanitizer()
-        self.stop_event: threading.Event | None = None
-        self.worker_done = threading.Event()
-        self.worker_done.set()
-        self.running = False
+        self.job = None  # the suite shown (the app owns it; this screen only renders it)
         self.suite = None
         self.reps = 0
         self.requests: list = []
         self.metrics: list = []
         self.records: list = []
-        self.last_run_id: str | None = None
-        self.last_status: str | None = None
+        self.shown_index: int | None = None  # the request whose gauges and text are shown
+        self._applied = 0  # finished requests already in the table
+        self._final_shown = False
 
     def compose(self) -> ComposeResult:
         from data.paths import bundled_suite_names
@@ -92,6 +86,30 @@ class SuiteScreen(Screen):
             table.add_column(header, key=key)
         self.ticker = self.set_interval(0.125, self.tick, pause=True)
         self._load_suite(self.query_one("#suite-name", Input).value)
+
+    def on_screen_resume(self) -> None:
+        view = self._view()
+        if view is not None and (view.running or not self._final_shown):
+            self.ticker.resume()  # catch up with a suite that ran while this screen was away
+
+    def _view(self):
+        runs = getattr(self.app, "runs", None)
+        return runs.view("suite") if runs is not None else None
+
+    @property
+    def running(self) -> bool:
+        view = self._view()
+        return view is not None and view.running
+
+    @property
+    def last_run_id(self) -> str | None:
+        view = self._view()
+        return view.run_id if view is not None and view.result is not None else None
+
+    @property
+    def last_status(self) -> str | None:
+        view = self._view()
+        return view.result.status if view is not None and view.result is not None and self._final_shown else None
 
     # -- suite selection -----------------------------------------------------------
     @on(Input.Changed, "#suite-name")
@@ -134,9 +152,16 @@ class SuiteScreen(Screen):
         self.action_run()
 
     # -- running -------------------------------------------------------------------
+    def stop_run(self) -> bool:
+        """Stop this screen's kind of run (the app holds it); True when one was running."""
+        if self.running:
+            self.app.runs.stop()
+            return True
+        return False
+
     def action_run(self) -> None:
         if self.running:
-            self.notify("the suite is running: Esc cancels it", severity="warning")
+            self.notify("the suite is running: Esc stops it", severity="warning")
             return
         suite = self._load_suite(self.query_one("#suite-name", Input).value)
         if suite is None:
@@ -152,70 +177,91 @@ class SuiteScreen(Screen):
         session = self.app.require_session()
         if session is None:
             return
+        from engine.types import EngineError
+
+        try:
+            self.job = self.app.runs.start_suite(suite, reps)
+        except EngineError as exc:  # another run holds the engine
+            self.notify(str(exc), severity="warning")
+            return
         self.reps = reps
         self.requests = suite.requests(reps)
         self.metrics, self.records = [], []
+        self.shown_index, self._applied, self._final_shown = None, 0, False
         self._reset_table(suite, reps)
-        bar = self.query_one(ProgressBar)
-        bar.update(total=len(self.requests), progress=0)
-        self.stop_event = threading.Event()
-        self.running = True
-        self.last_status = None
-        self.query_one(DataTable).focus()
+        self.query_one(ProgressBar).update(total=len(self.requests), progress=0)
+        self.query_one(StreamView).focus()
         self.ticker.resume()
-        self.worker_done.clear()
-        self.run_worker_suite(session, suite, reps, self.stop_event)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="suite")
-    def run_worker_suite(self, session, suite, reps: int, stop: threading.Event) -> None:
-        from engine.runner import case_summary
+    def tick(self) -> None:
+        """Render the app's suite view: each request's own gauges and text (never two mixed),
+        finished requests into the table, and the outcome once it is stored."""
+        view = self._view()
+        if view is None:
+            return
+        if self.job is not view.job:  # started before this screen knew (or a new app run)
+            self._adopt(view)
+        with self.app.batch_update():
+            self._show_request(view)
+            self._apply_finished(view)
+            if view.result is not None and self.shown_index == view.current_index and not self._final_shown:
+                meter = view.meters.get(self.shown_index) if self.shown_index is not None else None
+                if meter is None or meter.done:
+                    self._finished(view)
+            elif view.stopping:
+                self.query_one("#suite-progress-label", Static).update(
+                    Text(f"stopping… storing run {view.run_id} as aborted"))
 
-        requests = suite.requests(reps)
-        records, metrics_so_far = [], []
+    def _adopt(self, view) -> None:
+        self.job = view.job
+        self.requests = [view.requests[i] for i in sorted(view.requests)]
+        self.metrics, self.records = [], []
+        self.shown_index, self._applied, self._final_shown = None, 0, False
+        if self.suite is not None:
+            self._reset_table(self.suite, max(1, len(self.requests) // max(1, len(self.suite.cases))))
 
-        def on_start(index, total, request):
-            self.meter.begin()  # before the request is submitted: no chunk is lost
-            self.post_message(CaseStarted(index, total, request))
+    def _show_request(self, view) -> None:
+        current = view.current_index
+        if current is None:
+            return
+        if self.shown_index is None:
+            self._switch_to(view, min(view.meters) if view.meters else current)
+        index = self.shown_index
+        meter = view.meters.get(index)
+        if meter is None:  # dropped while away: jump ahead
+            self._switch_to(view, current)
+            index, meter = current, view.meters.get(current)
+            if meter is None:
+                return
+        snap = meter.snapshot()
+        self.query_one(StreamView).append(self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else ""))
+        self.query_one(GaugePanel).show(snap)
+        if snap.done and index < current:
+            self._switch_to(view, index + 1)  # the next request shows from the next tick
 
-        def on_record(index, record, metrics):
-            # The case's aggregates are computed here, on the worker, never on the UI thread.
-            records.append(record)
-            metrics_so_far.append(metrics)
-            summary = case_summary(requests, metrics_so_far, records, record.request.case_id)
-            self.post_message(RequestFinished(index, record, metrics, summary))
-
-        try:
-            run_id, outcome, _runner = session.run_suite(
-                suite, reps, on_start=on_start, on_record=on_record, on_chunk=self.meter.feed, stop=stop
-            )
-            self.post_message(SuiteFinished(run_id, outcome.status, outcome.error))
-        except Exception as exc:
-            self.post_message(SuiteFinished(None, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
-        finally:
-            self.worker_done.set()
-
-    @on(CaseStarted)
-    def case_started(self, message: CaseStarted) -> None:
-        req = message.request
-        self.tick()  # flush the previous request's tail first
+    def _switch_to(self, view, index: int) -> None:
+        self.shown_index = index
+        req = view.requests.get(index)
+        total = view.total
         self.sanitizer = StreamSanitizer()
-        self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self.reps} · "
-                                              f"request {message.index + 1}/{message.total}")
-        self.query_one("#suite-progress-label", Static).update(
-            Text(f"{message.index}/{message.total} · {req.case_id} rep {req.rep + 1}"))
+        if req is not None:
+            self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self.reps} · "
+                                                  f"request {index + 1}/{total}")
+            self.query_one("#suite-progress-label", Static).update(
+                Text(f"{len(self.metrics)}/{total} · {req.case_id} rep {req.rep + 1}"))
 
-    @on(RequestFinished)
-    def request_finished(self, message: RequestFinished) -> None:
-        self.records.append(message.record)
-        self.metrics.append(message.metrics)
-        self.meter.finish(st_ns=message.record.st_ns)
-        self.tick()
-        self.query_one(ProgressBar).advance(1)
-        self.query_one("#suite-progress-label", Static).update(
-            Text(f"{len(self.metrics)}/{len(self.requests)} done"))
-        self._update_case(message.record.request.case_id, message.case_summary or {})
-        if not message.metrics.success and not message.record.aborted:
-            self.notify(f"request failed: {message.record.error}", severity="error")
+    def _apply_finished(self, view) -> None:
+        while self._applied in view.records:
+            i = self._applied
+            record, metrics = view.records[i], view.metrics[i]
+            self.records.append(record)
+            self.metrics.append(metrics)
+            self._applied += 1
+            self.query_one(ProgressBar).advance(1)
+            self.query_one("#suite-progress-label", Static).update(Text(f"{len(self.metrics)}/{view.total} done"))
+            self._update_case(record.request.case_id, view.case_summaries.get(record.request.case_id, {}))
+            if not metrics.success and not record.aborted:
+                self.notify(f"request failed: {record.error}", severity="error")
 
     def _update_case(self, case_id: str, agg: dict) -> None:
         done = agg.get("completed", 0)
@@ -230,45 +276,21 @@ class SuiteScreen(Screen):
         }
         table = self.query_one(DataTable)
         for key, value in values.items():
-            # update_width: a value wider than the column's first "–" must widen it, never be cut
-            table.update_cell(case_id, key, Text(value, justify="right"), update_width=True)
+            try:
+                # update_width: a value wider than the column's first "–" must widen it, never be cut
+                table.update_cell(case_id, key, Text(value, justify="right"), update_width=True)
+            except Exception:  # a case not in the table (the suite field changed meanwhile)
+                pass
 
-    @on(SuiteFinished)
-    def suite_finished(self, message: SuiteFinished) -> None:
-        self.running = False  # the ticker runs on until "tok/s now" has decayed to 0
-        self.last_run_id = message.run_id
-        self.last_status = message.status
+    def _finished(self, view) -> None:
+        self._final_shown = True
+        self.ticker.pause()
+        result = view.result
         done = sum(1 for m in self.metrics if m.success)
-        label = f"{message.status}: {done}/{len(self.requests)} requests · run {message.run_id or '–'}"
+        label = f"{result.status}: {done}/{view.total} requests · run {view.run_id or '–'}"
         self.query_one("#suite-progress-label", Static).update(Text(label))
-        if message.status == "completed":
-            self.notify(f"suite finished: run {message.run_id}", timeout=4)
-        elif message.status == "aborted":
-            self.notify(f"suite cancelled; {done} finished requests kept in run {message.run_id}", timeout=5)
-        else:
-            self.notify(f"suite failed: {message.error}", severity="error", timeout=10)
-
-    def tick(self) -> None:
-        snap = self.meter.snapshot()
-        with self.app.batch_update():
-            self.query_one(StreamView).append(self.sanitizer.feed(snap.text))
-            self.query_one(GaugePanel).show(snap)
-        if not self.running and snap.tps_now == 0:
-            self.ticker.pause()
 
     def action_cancel(self) -> None:
-        if self.running and self.stop_event is not None:
-            self.stop_event.set()
-            self.notify("cancelling: finished requests are kept", timeout=3)
-
-    def stop_run(self) -> bool:
-        if not self.running:
-            return False
-        self.action_cancel()
-        return True
-
-    def stop_all(self) -> None:
-        """On quit: stop the run and let it store its status (aborted) before the engine goes."""
-        if self.stop_event is not None:
-            self.stop_event.set()
-            self.worker_done.wait(10)
+        if self.running:
+            self.app.runs.stop()
+            self.notify("stopping: finished requests are kept", timeout=3)

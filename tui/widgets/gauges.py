@@ -29,6 +29,10 @@ def stats_table(snap: LiveSnapshot, compact: bool = False) -> Table:
     rows += [
         ("TPS (req)", f"{_rate(snap.tps_request)} tok/s"),
         ("TTFT", _ms(snap.ttft_s, 0)),
+    ]
+    if snap.reasoning:  # a reasoning model: time to the first answer token, and the split so far
+        rows += [("TTFO (answer)", _ms(snap.ttfo_s, 0)), ("reasoning tok", f"{snap.reasoning_tokens}")]
+    rows += [
         ("TPOT", _ms(snap.tpot_s)),
         ("ITL last", _ms(snap.itl_last_s)),
         ("ITL mean", _ms(snap.itl_mean_s)),

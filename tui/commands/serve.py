@@ -1,0 +1,409 @@
+"""`tokentop serve`: the app in a browser (textual-serve), for a room watching a demo.
+
+textual-serve starts one app process per browser connection. tokentop's app owns the engine, so
+that would start one engine per browser tab (minutes and gigabytes each on a GPU box) and lose the
+running app on every page reload. Instead this server keeps exactly ONE app process: it is started
+with the server (so the engine warms up before anyone opens the page), every browser attaches to
+it (same screen, same keyboard), a browser that leaves or reloads does not stop it, and it stops
+only when the server stops or someone quits the app (`q`); the next browser then starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import shlex
+import signal
+import socket
+import sys
+from typing import Any
+
+from tui.commands.common import UsageError, add_db_option, add_engine_options, engine_kwargs, fail
+
+DEFAULT_PORT = 8000
+# How long the app gets to stop its run, store it and shut its engine down before it is killed.
+QUIT_GRACE_S = 30.0
+KILL_GRACE_S = 5.0
+
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the app to web browsers (textual-serve), for demos",
+        description="Serve the app to web browsers, for a room watching a demo. Every browser shares "
+        "one app and one engine. Listens on loopback only unless --allow-remote: reach it from your "
+        "laptop with an SSH port forward (ssh -L 8000:127.0.0.1:8000 user@box).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other than loopback: anyone who reaches it can drive the app "
+                        "(no password, no TLS)")
+    add_db_option(p)
+    add_engine_options(p, suppress=True)
+    p.set_defaults(func=run_serve)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (got {value})")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback address (a name is resolved)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        raise UsageError(f"--host {host!r} is not an address or a name this machine can resolve") from None
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def app_command(args: argparse.Namespace) -> list[str]:
+    """The `tokentop` command line (same interpreter) that runs the app with serve's options."""
+    argv = [sys.executable, "-m", "tui.cli"]
+    if getattr(args, "db", None):
+        argv += ["--db", os.path.abspath(args.db)]
+    argv += ["--engine", args.engine, "--api", args.api, "--dtype", args.dtype,
+             "--tensor-parallel-size", str(args.tensor_parallel_size),
+             "--pipeline-parallel-size", str(args.pipeline_parallel_size)]
+    if args.model:
+        argv += ["--model", args.model]
+    if args.endpoint:
+        argv += ["--endpoint", args.endpoint]
+    for pair in args.engine_arg or []:
+        argv += ["--engine-arg", pair]
+    return argv
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from engine.types import BadRequestError
+    from tui.app_main import validate_engine_options
+    from tui.commands.common import open_store
+
+    try:
+        validate_engine_options(engine_kwargs(args))
+        open_store(args).close()  # a bad or unwritable --db is reported here, not in the browser
+        if not args.allow_remote and not is_loopback(args.host):
+            raise UsageError(
+                f"--host {args.host} is reachable from other machines and the app has no password or TLS; "
+                "use an SSH port forward instead (see `tokentop serve --help`), or add --allow-remote"
+            )
+    except (UsageError, BadRequestError) as exc:
+        return fail(str(exc), 2)
+
+    _, server_class = server_classes()
+    server = server_class(app_command(args), host=args.host, port=args.port)
+    try:
+        return asyncio.run(server.run())
+    except CannotListen as exc:  # the port is taken, or the address is not this machine's
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc}; pick another --port", 2)
+
+
+class CannotListen(Exception):
+    pass
+
+
+def server_classes():
+    """textual-serve's Server and AppService, imported when serving (aiohttp is slow to import)."""
+    from aiohttp import WSMsgType, web
+    import aiohttp_jinja2
+    from textual_serve.app_service import AppService
+    from textual_serve.server import Server
+
+    class SharedApp(AppService):
+        """The one app process: its own process group (so stopping it takes its engine too),
+        its output copied to every browser watching."""
+
+        def __init__(self, argv: list[str], **kwargs: Any) -> None:
+            super().__init__(shlex.join(argv), **kwargs)
+            self.argv = argv
+
+        def _build_environment(self, width: int = 80, height: int = 24) -> dict[str, str]:
+            env = super()._build_environment(width, height)
+            env["TEXTUAL_DRIVER"] = "tui.serve_driver:SharedWebDriver"
+            return env
+
+        async def _open_app_process(self, width: int = 80, height: int = 24):
+            self._process = process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._build_environment(width, height),
+                start_new_session=True,  # Ctrl+C reaches serve only; serve stops the app in order
+                preexec_fn=_die_with_parent,
+            )
+            self._stdin = process.stdin
+            return process
+
+        @property
+        def pid(self) -> int | None:
+            return self._process.pid if self._process else None
+
+        @property
+        def running(self) -> bool:
+            return self._process is not None and self._process.returncode is None
+
+        async def wait_exit(self) -> int:
+            process = self._process
+            assert process is not None
+            await _poll(lambda: process.returncode is not None, float("inf"))
+            return process.returncode
+
+        async def stop(self) -> None:
+            """Ask the app to quit (it stops its run, stores it, shuts the engine down); kill the
+            whole process group if it has not finished in time, and whatever it left behind."""
+            process = self._process
+            if process is None:
+                return
+            if process.returncode is None:
+                await self.send_meta({"type": "quit"})
+                if not await _poll(lambda: process.returncode is not None, QUIT_GRACE_S):
+                    print(f"tokentop serve: the app did not quit within {QUIT_GRACE_S:.0f} s; killing it",
+                          file=sys.stderr, flush=True)
+            await _kill_group(process)
+            if self._task is not None:
+                self._task.cancel()
+                try:
+                    await self._task
+                except asyncio.CancelledError:
+                    pass
+                self._task = None
+
+    class SharedAppServer(Server):
+        def __init__(self, argv: list[str], host: str, port: int) -> None:
+            super().__init__(shlex.join(argv), host=host, port=port, title="tokentop")
+            self.argv = argv
+            self.app: SharedApp | None = None
+            self.viewers: set[web.WebSocketResponse] = set()
+            self._size = (80, 24)
+            self._lock = asyncio.Lock()
+            self._stopping = False
+
+        async def run(self) -> int:
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, stop.set)
+            runner = web.AppRunner(await self._make_app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, self.host, self.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise CannotListen(exc.strerror or str(exc)) from None
+            try:
+                self._announce(_bound_port(site) or self.port)
+                async with self._lock:
+                    await self._start_app()
+                await stop.wait()
+            finally:
+                self._stopping = True
+                print("tokentop serve: stopping: the app stores its run and shuts its engine down…", flush=True)
+                async with self._lock:
+                    if self.app is not None:
+                        await self.app.stop()
+                for ws in list(self.viewers):
+                    await ws.close()
+                await runner.cleanup()
+            print("tokentop serve: stopped", flush=True)
+            return 0
+
+        def _announce(self, port: int) -> None:
+            url = f"http://{_url_host(self.host)}:{port}"
+            print(f"tokentop serve: serving the app on {url}", flush=True)
+            print(f"  app: {shlex.join(['tokentop', *self.argv[3:]])}", flush=True)
+            if is_loopback(self.host):
+                print("  loopback only. From your laptop, forward the port over SSH:", flush=True)
+                print(f"    ssh -L {port}:127.0.0.1:{port} user@this-box", flush=True)
+                print(f"  then open http://127.0.0.1:{port}", flush=True)
+            else:
+                print(f"  open http://<this machine's address>:{port} from another machine", flush=True)
+                print(f"tokentop serve: warning: listening on {self.host}: anyone who can reach port {port} "
+                      "can drive the app (no password, no TLS)", file=sys.stderr, flush=True)
+            print("  every browser shares one app and one engine (it is loading now). Ctrl+C stops.", flush=True)
+
+        async def on_startup(self, app: web.Application) -> None:
+            pass  # textual-serve prints a logo here; run() says what matters instead
+
+        async def _start_app(self) -> None:
+            width, height = self._size
+            self.app = SharedApp(
+                self.argv,
+                write_bytes=self._broadcast_bytes,
+                write_str=self._broadcast_str,
+                close=self._on_app_exit,
+                download_manager=self.download_manager,
+            )
+            await self.app.start(width, height)
+            asyncio.create_task(self._watch(self.app))
+
+        async def _watch(self, app: SharedApp) -> None:
+            code = await app.wait_exit()
+            if not self._stopping:
+                await _kill_group(app._process)  # anything the app left behind
+                print(f"tokentop serve: the app exited (code {code}); the next browser starts it again",
+                      flush=True)
+                await self._on_app_exit()
+
+        async def _broadcast_bytes(self, data: bytes) -> None:
+            for ws in list(self.viewers):
+                try:
+                    await ws.send_bytes(data)
+                except (ConnectionError, RuntimeError):
+                    self.viewers.discard(ws)
+
+        async def _broadcast_str(self, data: str) -> None:
+            for ws in list(self.viewers):
+                try:
+                    await ws.send_str(data)
+                except (ConnectionError, RuntimeError):
+                    self.viewers.discard(ws)
+
+        async def _on_app_exit(self) -> None:
+            for ws in list(self.viewers):
+                await ws.close()
+            self.viewers.clear()
+
+        @aiohttp_jinja2.template("app_index.html")
+        async def handle_index(self, request: web.Request) -> dict[str, Any]:
+            # URLs from the Host the browser used, so a port forward to any local port works.
+            base = f"{request.scheme}://{request.host}"
+            ws_scheme = "wss" if request.scheme == "https" else "ws"
+            return {
+                "font_size": _to_int(request.query.get("fontsize"), 16),
+                "app_websocket_url": f"{ws_scheme}://{request.host}/ws",
+                "config": {"static": {"url": f"{base}/static/"}},
+                "application": {"name": "tokentop"},
+            }
+
+        async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+            ws = web.WebSocketResponse(heartbeat=15)
+            await ws.prepare(request)
+            if self._stopping:
+                await ws.close()
+                return ws
+            size = (_to_int(request.query.get("width"), 80), _to_int(request.query.get("height"), 24))
+            async with self._lock:
+                self._size = size
+                if self.app is None or not self.app.running:
+                    await self._start_app()
+                self.viewers.add(ws)
+                print(f"tokentop serve: a browser joined from {request.remote} "
+                      f"({len(self.viewers)} watching)", flush=True)
+                app = self.app
+                await app.set_terminal_size(*size)
+                await app.send_meta({"type": "repaint", "viewers": len(self.viewers)})
+            try:
+                async for message in ws:
+                    if message.type != WSMsgType.TEXT:
+                        continue
+                    try:
+                        envelope = json.loads(message.data)
+                    except ValueError:
+                        continue
+                    if isinstance(envelope, list) and envelope:
+                        await self._on_browser_message(app, ws, envelope)
+            finally:
+                self.viewers.discard(ws)
+                if not self._stopping and app.running:
+                    print(f"tokentop serve: a browser left ({len(self.viewers)} watching; the app keeps running)",
+                          flush=True)
+            return ws
+
+        async def _on_browser_message(self, app: SharedApp, ws: web.WebSocketResponse, envelope: list) -> None:
+            kind = envelope[0]
+            if not app.running:
+                return
+            if kind == "stdin":
+                await app.send_bytes(envelope[1].encode("utf-8"))
+            elif kind == "resize":
+                # One screen for everyone: the browser that last joined or resized sets its size.
+                size = envelope[1]
+                self._size = (_to_int(size.get("width"), 80), _to_int(size.get("height"), 24))
+                await app.set_terminal_size(*self._size)
+            elif kind == "ping":
+                await ws.send_json(["pong", envelope[1]])
+            elif kind == "focus":
+                await app.focus()
+            elif kind == "blur" and len(self.viewers) == 1:
+                await app.blur()  # with several browsers, one looking away does not blur the app
+
+    return SharedApp, SharedAppServer
+
+
+async def _kill_group(process) -> None:
+    """SIGTERM, then SIGKILL, whatever is left in the app's process group (vLLM's engine core runs
+    there too, and holds the app's pipes open while it lives)."""
+    pgid = process.pid  # the app leads its own session and group
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        await _poll(lambda: not _group_alive(pgid), KILL_GRACE_S)
+        if not _group_alive(pgid):
+            return
+
+
+async def _poll(done, timeout: float) -> bool:
+    """Wait for done() (checked every 0.1 s); asyncio's Process.wait() also waits for the pipes,
+    which a leftover grandchild can hold open for ever."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not done():
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the app child before exec: SIGTERM it if serve itself is killed (Linux)."""
+    try:
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:
+        pass
+
+
+def _bound_port(site) -> int | None:
+    server = getattr(site, "_server", None)
+    for sock in getattr(server, "sockets", None) or []:
+        return sock.getsockname()[1]
+    return None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _to_int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

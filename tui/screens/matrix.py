@@ -1,0 +1,341 @@
+"""The Compare matrix: the article's GPU x provider table from every run in the database, with a chart of
+$/1M by GPU x provider; the cheapest tokens that still answer in time (cost at an SLO); and the priced
+throughput–latency frontier.
+
+At 80 columns the table shows GPU, provider, speeds, $/h and $/1M on both cost bases; `w` shows the rest
+(TTFT, the article's 2024 figures, runs). Everything is computed in thread workers (data.matrix,
+data.frontier) that post typed messages back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, MEASURED_LEGEND, NARROW, SOURCE_LEGEND, SOURCE_MARK,
+                               chart_label, frontier_cells, matrix_cells, short_level)
+from tui.widgets.frontier_chart import draw_frontier
+
+DEFAULT_SLO = "ttft=500,tpot=50"
+WIDE = 118  # from this width every matrix column fits at once
+SLO_COLUMNS = (("GPU", 14), ("best", 6), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("$/1M", 6), ("provider", 13))
+LEVEL_COLUMNS = (("GPU", 14), ("level", 6), ("ok", 5), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("goodput", 7),
+                 ("meets", 40))
+FRONTIER_WIDTHS = (21, 5, 9, 10, 5, 6, 6)
+
+
+class CompareMatrixScreen(Screen):
+    CSS_PATH = "matrix.tcss"
+    BINDINGS = [
+        Binding("m", "tab('tab-matrix')", "Matrix", id="matrix.matrix"),
+        Binding("o", "tab('tab-slo')", "SLO", id="matrix.slo"),
+        Binding("f", "tab('tab-frontier')", "Frontier", id="matrix.frontier"),
+        Binding("w", "more_columns", "More cols", id="matrix.more"),
+        Binding("b", "basis", "Basis", id="matrix.basis"),
+        Binding("x", "axis", "Axis", id="matrix.axis"),
+        Binding("r", "reload", "Reload", id="matrix.reload", show=False),
+        Binding("escape", "back", "Back", id="matrix.back"),
+    ]
+
+    class MatrixLoaded(Message):
+        def __init__(self, matrix) -> None:
+            super().__init__()
+            self.matrix = matrix
+
+    class SloLoaded(Message):
+        def __init__(self, result) -> None:
+            super().__init__()
+            self.result = result
+
+    class FrontierLoaded(Message):
+        def __init__(self, frontier) -> None:
+            super().__init__()
+            self.frontier = frontier
+
+    class Failed(Message):
+        def __init__(self, what: str, reason: str) -> None:
+            super().__init__()
+            self.what, self.reason = what, reason
+
+    def __init__(self, store, *, now: datetime | None = None, slo: str = DEFAULT_SLO, percentile: float = 99.0,
+                 name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.store = store
+        self.fixed_now = now
+        self.slo_text = slo
+        self.percentile = percentile
+        self.matrix = None
+        self.slo = None
+        self.frontier = None
+        self.page = 0  # 0: the cost columns; 1: the rest (only below WIDE columns)
+        self.basis = LOAD
+        self.axis = "user"
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Compare — your runs by GPU × provider · loading…"), id="matrix-title")
+        with TabbedContent(id="matrix-tabs", initial="tab-matrix"):
+            with TabPane("Matrix", id="tab-matrix"):
+                yield DataTable(id="matrix-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="matrix-legend")
+                yield PlotextPlot(id="matrix-chart")
+            with TabPane("SLO", id="tab-slo"):
+                with Horizontal(id="slo-form"):
+                    slo = Input(self.slo_text, placeholder="ttft=500,tpot=50", id="slo-input")
+                    slo.border_title = "SLO ms"
+                    yield slo
+                    pct = Input(f"{self.percentile:g}", placeholder="99", id="slo-percentile", max_length=5)
+                    pct.border_title = "pct"
+                    yield pct
+                yield Static("", id="slo-note")
+                yield DataTable(id="slo-table", cursor_type="row")
+                yield DataTable(id="slo-levels", cursor_type="row", zebra_stripes=True)
+            with TabPane("Frontier", id="tab-frontier"):
+                yield PlotextPlot(id="frontier-chart")
+                yield DataTable(id="frontier-table", cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        for table_id, columns in (("#slo-table", SLO_COLUMNS), ("#slo-levels", LEVEL_COLUMNS)):
+            table = self.query_one(table_id, DataTable)
+            for label, width in columns:
+                table.add_column(label, width=width)
+        table = self.query_one("#frontier-table", DataTable)
+        headers = ("curve", "level", "GPU tok/s", "user tok/s", "TTFT", "$/1M", "pareto")
+        for label, width in zip(headers, FRONTIER_WIDTHS):
+            table.add_column(label, width=width)
+        self._set_matrix_columns()
+        self.load_matrix()
+        self.load_slo(self.slo_text, self.percentile)
+        self.load_frontier(self.percentile)
+        self.query_one("#matrix-table", DataTable).focus()
+
+    # -- workers: the database is read off the UI thread ---------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-load")
+    def load_matrix(self) -> None:
+        from data.matrix import build_matrix
+
+        try:
+            self.post_message(self.MatrixLoaded(build_matrix(self.store, now=self.fixed_now)))
+        except Exception as exc:
+            self.post_message(self.Failed("matrix", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-slo")
+    def load_slo(self, text: str, percentile: float) -> None:
+        from data.frontier import cost_at_slo
+        from engine.load import parse_slo
+
+        try:
+            self.post_message(self.SloLoaded(cost_at_slo(self.store, parse_slo(text), percentile, now=self.fixed_now)))
+        except Exception as exc:
+            self.post_message(self.Failed("slo", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-frontier")
+    def load_frontier(self, percentile: float) -> None:
+        from data.frontier import build_frontier
+
+        try:
+            self.post_message(self.FrontierLoaded(build_frontier(self.store, percentile, now=self.fixed_now)))
+        except Exception as exc:
+            self.post_message(self.Failed("frontier", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+    # -- messages -> state ------------------------------------------------------------------------
+    @on(MatrixLoaded)
+    def _matrix_loaded(self, message: MatrixLoaded) -> None:
+        self.matrix = message.matrix
+        self.fill_matrix()
+        self.draw_cost_chart()
+
+    @on(SloLoaded)
+    def _slo_loaded(self, message: SloLoaded) -> None:
+        self.slo = message.result
+        self.fill_slo()
+
+    @on(FrontierLoaded)
+    def _frontier_loaded(self, message: FrontierLoaded) -> None:
+        self.frontier = message.frontier
+        self.fill_frontier()
+
+    @on(Failed)
+    def _failed(self, message: Failed) -> None:
+        target = {"matrix": "#matrix-legend", "slo": "#slo-note", "frontier": "#matrix-legend"}[message.what]
+        self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {message.reason}"))
+
+    @on(Input.Submitted)
+    def _slo_submitted(self) -> None:
+        from data.frontier import SloError, parse_percentile
+
+        text = self.query_one("#slo-input", Input).value.strip()
+        try:
+            percentile = parse_percentile(self.query_one("#slo-percentile", Input).value.strip() or "99")
+        except SloError as exc:
+            self.notify(str(exc), severity="error", title="SLO")
+            return
+        self.slo_text, self.percentile = text, percentile
+        self.query_one("#slo-note", Static).update(Text("computing…"))
+        self.load_slo(text, percentile)
+        self.load_frontier(percentile)
+        self.query_one("#slo-table", DataTable).focus()
+
+    # -- the matrix ---------------------------------------------------------------------------------
+    def _visible_columns(self) -> list[int]:
+        if self.size.width >= WIDE:
+            return list(range(len(MATRIX_COLUMNS)))
+        if self.page == 0:
+            return list(range(NARROW))
+        return [0, 1, 7, 8, 9, 10, 4]  # GPU, provider, TTFT, article $/1M and TPS, runs, $/h
+
+    def _set_matrix_columns(self) -> None:
+        table = self.query_one("#matrix-table", DataTable)
+        table.clear(columns=True)
+        for i in self._visible_columns():
+            label, width, _justify = MATRIX_COLUMNS[i]
+            table.add_column(label, width=width)
+
+    def fill_matrix(self) -> None:
+        table = self.query_one("#matrix-table", DataTable)
+        table.clear()
+        columns = self._visible_columns()
+        rows = self.matrix.rows if self.matrix else []
+        models = self.matrix.models() if self.matrix else []
+        for row in rows:
+            cells = matrix_cells(row)
+            table.add_row(*[cells[i] for i in columns])
+        title = Text("Compare — your runs by GPU × provider", style="bold")
+        if len(models) == 1:
+            title.append(f" · {models[0]}", style="")
+        elif len(models) > 1:
+            title.append(f" · {len(models)} models (see GPU rows)", style="")
+        self.query_one("#matrix-title", Static).update(title)
+        legend = [*(self.matrix.notes if self.matrix else [])]
+        if rows:
+            more = "" if self.size.width >= WIDE else (" · w: more" if self.page == 0 else " · w: costs")
+            legend.append(f"b1 batch-1 TPS · ld under load (mean±std ·runs) · ◀ cheapest{more}")
+            legend.append("* measured on that provider · $/h: P paid, L live, C catalog, S snapshot")
+        self.query_one("#matrix-legend", Static).update(Text("\n".join(legend)))
+
+    def draw_cost_chart(self) -> None:
+        chart = self.query_one("#matrix-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        name = "throughput under load" if self.basis == LOAD else "batch-1 TPS"
+        plt.title(f"$/1M output tokens on {name} (b: basis)")
+        rows = [r for r in (self.matrix.rows if self.matrix else []) if self.basis in r.costs]
+        if rows:
+            fits = max(3, chart.size.height - 4) if chart.size.height else 5  # one bar per line, inside the frame
+            rows = sorted(rows, key=lambda r: r.costs[self.basis])[:fits][::-1]  # the cheapest at the top
+            labels = [chart_label(r) + (" ◀" if self.basis in r.cheapest else "") for r in rows]
+            plt.bar(labels, [r.costs[self.basis] for r in rows], orientation="horizontal", width=0.3)
+        elif self.matrix is not None and not self.matrix.rows:
+            from data.matrix import reference_matrix
+
+            ref = sorted(reference_matrix(), key=lambda r: r["usd_per_million"])[:5][::-1]
+            plt.title("$/1M output tokens, the article's 2024 figures (no GPU runs yet)")
+            plt.bar([f"{r['gpu_key'].split('-')[0]} {r['provider']}" for r in ref], [r["usd_per_million"] for r in ref],
+                    orientation="horizontal", width=0.3)
+        chart.refresh()
+
+    # -- the SLO answer -----------------------------------------------------------------------------
+    def fill_slo(self) -> None:
+        from pricing.models import provider_label
+
+        result = self.slo
+        pct = f"p{result.percentile:g}"
+        limits = ", ".join(f"{k.upper()} ≤ {v:g} ms" for k, v in result.slo_ms.items())
+        answers = result.answers
+        note = Text(f"{pct} {limits}; a level with a failed request misses it. ")
+        if not answers:
+            note.append("No load levels stored yet: run a sweep on the Load screen (l).")
+        elif not any(a.best for a in answers):
+            note.append("No level meets the SLO.", style="bold red")
+        else:
+            cheapest = next((a for a in answers if a.cheapest_overall), None)
+            if cheapest is not None:
+                c = cheapest.costs[0]
+                note.append(f"Cheapest in time: {cheapest.gpu_key} on {provider_label(c.provider)}, "
+                            f"${c.usd_per_million:.2f}/1M.", style="bold green")
+        self.query_one("#slo-note", Static).update(note)
+        table = self.query_one("#slo-table", DataTable)
+        table.clear()
+        levels = self.query_one("#slo-levels", DataTable)
+        levels.clear()
+        for a in answers:
+            gpu = a.gpu_key or "CPU"
+            gpu += f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
+            b = a.best
+            if b is None:
+                table.add_row(Text(gpu), Text("none meets", style="bold red"), "–", "–", "–", "–", "")
+            elif not a.costs:
+                table.add_row(Text(gpu), Text(short_level(b.label)), Text(f"{b.output_throughput:.1f}", justify="right"),
+                              Text(f"{b.ttft_ms:.0f}", justify="right"), Text(f"{b.tpot_ms:.1f}", justify="right"),
+                              "–", Text("nobody rents it"))
+            for i, c in enumerate(a.costs if b is not None else []):
+                # One row per provider: the same level's throughput at each provider's $/h.
+                style = "bold green" if c.cheapest and a.cheapest_overall else ""
+                first = i == 0
+                table.add_row(Text(gpu if first else "", style=style),
+                              Text(short_level(b.label) if first else "", style=style),
+                              Text(f"{b.output_throughput:.1f}" if first else "", justify="right"),
+                              Text(f"{b.ttft_ms:.0f}" if first else "", justify="right"),
+                              Text(f"{b.tpot_ms:.1f}" if first else "", justify="right"),
+                              Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
+                              Text(f"{provider_label(c.provider)[:9]}{'*' if c.measured_here else ''} "
+                                   f"{SOURCE_MARK.get(c.price_source, '')}"))
+            for s in a.levels:
+                meets = "yes" if s.meets else Text(f"no: {s.why_not}", style="red")
+                levels.add_row(Text(gpu), Text(short_level(s.label)), f"{s.completed}/{s.completed + s.failed}",
+                               Text(f"{s.output_throughput:.1f}", justify="right"), Text(f"{s.ttft_ms:.0f}", justify="right"),
+                               Text(f"{s.tpot_ms:.1f}", justify="right"),
+                               Text("–" if s.goodput is None else f"{s.goodput:.2f}", justify="right"),
+                               meets if isinstance(meets, Text) else Text(meets, style="green"))
+
+    # -- the frontier -------------------------------------------------------------------------------
+    def fill_frontier(self) -> None:
+        chart = self.query_one("#frontier-chart", PlotextPlot)
+        draw_frontier(chart.plt, self.frontier, self.axis)
+        chart.refresh()
+        table = self.query_one("#frontier-table", DataTable)
+        table.clear()
+        for p in self.frontier.points:
+            table.add_row(*frontier_cells(p))
+
+    # -- actions ------------------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        focus = {"tab-matrix": "#matrix-table", "tab-slo": "#slo-table", "tab-frontier": "#frontier-table"}[tab]
+        self.query_one(focus, DataTable).focus()
+
+    def action_more_columns(self) -> None:
+        self.page = 1 - self.page
+        self._set_matrix_columns()
+        self.fill_matrix()
+
+    def action_basis(self) -> None:
+        self.basis = B1 if self.basis == LOAD else LOAD
+        self.draw_cost_chart()
+
+    def action_axis(self) -> None:
+        self.axis = "ttft" if self.axis == "user" else "user"
+        if self.frontier is not None:
+            self.fill_frontier()
+
+    def action_reload(self) -> None:
+        self.load_matrix()
+        self.load_slo(self.slo_text, self.percentile)
+        self.load_frontier(self.percentile)
+
+    def action_back(self) -> None:
+        if isinstance(self.focused, Input):  # leave the SLO field first, so Esc never loses the screen by accident
+            self.query_one("#slo-table", DataTable).focus()
+            return
+        self.app.pop_screen()
+
