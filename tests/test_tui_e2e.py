@@ -47,7 +47,7 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
          cmd)
     try:
         # the first frame comes at once; the engine loads behind it with visible progress
-        wait_screen(name, lambda s: "tokentop" in s and "prompt" in s, 30, "the first frame")
+        wait_screen(name, lambda s: "prompt" in s and "F1 Help" in s, 30, "the first frame")
         wait_screen(name, lambda s: "CPU" in s and "starting engine" not in s, 240, "the engine to be ready")
         tmux("send-keys", "-t", name, "-l", "Name three colours.")
         tmux("send-keys", "-t", name, "Enter")
@@ -113,7 +113,7 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
     pids: set[int] = set()
     try:
         pane_pid = int(tmux("display-message", "-p", "-t", name, "#{pane_pid}").strip())
-        wait_screen(name, lambda s: "tokentop" in s and "prompt" in s, 30, "the first frame")
+        wait_screen(name, lambda s: "prompt" in s and "F1 Help" in s, 30, "the first frame")
         wait_screen(name, lambda s: "CPU" in s and "starting engine" not in s, 240, "the engine to be ready")
         # keyboard only, from the state the app opens in (the prompt has focus)
         tmux("send-keys", "-t", name, "Escape")
