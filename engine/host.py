@@ -66,6 +66,9 @@ class EngineHost:
         self._handles: set[RequestHandle] = set()
         self._closed = False
         self.started = False
+        # Child processes alive before this engine existed belong to someone else (another host in
+        # the same process): shutdown reaps only the ones this engine started.
+        self._children_before = {c.pid for c in _active_children()}
         # The client's self-check: how late this loop wakes up, sampled for the host's whole life
         # (runs take their window of it: engine.client_health).
         self.loop_lag = LoopLagProbe()
@@ -143,7 +146,7 @@ class EngineHost:
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
-        _reap_children()
+        _reap_children(exclude=self._children_before)
         # A request whose task never got to run (the loop stopped first) is resolved, not left hanging.
         for handle in list(self._handles):
             if not handle.future.done():
@@ -158,13 +161,17 @@ class EngineHost:
 
 
 
-def _reap_children(grace_s: float = 3.0) -> None:
-    """Engine processes that outlived the engine's own close (it timed out, or a hang-up cut it short)
-    are terminated, then killed: quitting leaves no process behind, and the interpreter's exit does not
-    wait for them for ever."""
+def _active_children() -> list:
     import multiprocessing
 
-    children = multiprocessing.active_children()
+    return multiprocessing.active_children()
+
+
+def _reap_children(grace_s: float = 3.0, exclude: set[int] = frozenset()) -> None:
+    """Engine processes that outlived the engine's own close (it timed out, or a hang-up cut it short)
+    are terminated, then killed: quitting leaves no process behind, and the interpreter's exit does not
+    wait for them for ever. Children in `exclude` (alive before this engine started) are left alone."""
+    children = [c for c in _active_children() if c.pid not in exclude]
     for child in children:
         child.terminate()
     for child in children:
