@@ -44,6 +44,11 @@ RETRY_PAUSE_S = 0.05
 # rows arriving meanwhile just make the next batch bigger.
 MIN_GAP_S = 0.02
 MAX_GAP_S = 0.25
+# A write waits this long for others to join its batch (a flush, or the run's end, writes at once).
+# Each transaction opens the file (~16 ms of CPU here): at concurrency 1 a write per request landed on
+# the next request's prefill, on the CPU the server shares, and read TTFT ~3-5 % above `vllm bench
+# serve`'s (benchmarks/RESULTS.md, fidelity). Batched, the cost falls on no request in particular.
+COALESCE_S = 1.0
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -87,6 +92,7 @@ class _Write:
     what: str  # "run", "request", "finish": for messages
     apply: Callable[[duckdb.DuckDBPyConnection], None] | None
     request: RequestRow | None = None  # requests are written together, in one statement per batch
+    submitted: float = 0.0  # time.monotonic() when queued
 
 
 class StoreWriter:
@@ -104,6 +110,7 @@ class StoreWriter:
         self.failures: dict[str, list[str]] = {}  # run_id -> writes the database refused (not lock waits)
         self.written = 0
         self.batches = 0
+        self._flushing = 0  # callers waiting in flush(): the batch goes now
 
     def submit(self, run_id: str, what: str, apply: Callable[[duckdb.DuckDBPyConnection], None] | None,
                request: RequestRow | None = None) -> int:
@@ -111,7 +118,7 @@ class StoreWriter:
             if self._closed:
                 raise StoreError(f"the store {self.store.path} is closed: run {run_id} cannot be written")
             self._seq += 1
-            self._pending.append(_Write(self._seq, run_id, what, apply, request))
+            self._pending.append(_Write(self._seq, run_id, what, apply, request, time.monotonic()))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="tokentop-store-writer", daemon=True)
                 self._thread.start()
@@ -124,11 +131,16 @@ class StoreWriter:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._seq
-            while self._done_seq < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while self._done_seq < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._flushing -= 1
             return sum(1 for w in self._pending if w.seq <= target)
 
     def pending(self, run_id: str | None = None) -> list[_Write]:
@@ -149,6 +161,10 @@ class StoreWriter:
             with self._cond:
                 while not self._pending and not self._closed:
                     self._cond.wait()
+                if self._pending:  # let the writes of the next moment join this batch
+                    due = self._pending[0].submitted + COALESCE_S
+                    while not self._closed and not self._flushing and (left := due - time.monotonic()) > 0:
+                        self._cond.wait(left)
                 if self._closed and (not self._pending or self._done_seq >= self._seq):
                     return
                 if self._closed and self.last_error:

@@ -557,6 +557,13 @@ def add_push_listener(listener: Listener) -> None:
         pusher.listeners.append(listener)
 
 
+def remove_push_listener(listener: Listener) -> None:
+    """Undo add_push_listener (an app that closes stops hearing about pushes)."""
+    for listeners in (_global_listeners, *(p.listeners for p in _pushers.values())):
+        while listener in listeners:
+            listeners.remove(listener)
+
+
 def wait_for_pushes(timeout: float | None = None) -> bool:
     """Wait for the background pushes still in flight (a CLI command calls this before it returns)."""
     if timeout is None:

@@ -14,7 +14,6 @@ from data.run_sink import RecorderSink
 from data.store import Store
 from engine import environment
 from engine.base import ChunkSink
-from engine.client_health import assess
 from engine.factory import EngineChoice, make_engine
 from engine.host import EngineHost
 from engine.metrics import RequestMetrics

@@ -16,7 +16,6 @@ from typing import Any, Awaitable, TypeVar
 from engine.base import ChunkSink, Engine, ProgressSink
 from engine.types import EngineError, GenerationRequest, RequestRecord
 from engine.client_health import LoopLagProbe
-from engine.types import GenerationRequest, RequestRecord
 
 T = TypeVar("T")
 

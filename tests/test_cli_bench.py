@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
@@ -121,62 +120,31 @@ def _engine_children(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _live(pids: set[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
 @pytest.mark.engine
-def test_ctrl_c_keeps_finished_requests_and_leaves_no_engine(tokentop_cmd, cli_env, tmp_path):
+@pytest.mark.parametrize(
+    "signum",
+    [
+        pytest.param(signal.SIGINT, id="ctrl-c"),
+        # The SSH session dropping sends SIGHUP to the whole process group.
+        pytest.param(signal.SIGHUP, id="ssh-dropped"),
+    ],
+)
+def test_stopping_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cmd, cli_env, tmp_path, signum):
     suite = tmp_path / "long.toml"
     suite.write_text('reps = 20\n[[cases]]\nid = "c"\nprompt = "Tell a story."\noutput_tokens = 24\n')
-    db = str(tmp_path / "ctrlc.duckdb")
-    # Its own session, like a shell: Ctrl-C goes to the whole foreground process group.
-    proc = subprocess.Popen([*tokentop_cmd, "bench", "--suite", str(suite), "--db", db], env=cli_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    children: set[int] = set()
-    try:
-        deadline = time.monotonic() + 240
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            for c in _engine_children(proc.pid):
-                children.add(c.pid)
-            if line.startswith("[2/20]"):
-                break
-        assert any(l.startswith("[2/20]") for l in lines), "".join(lines)[-2000:]
-        children |= {c.pid for c in _engine_children(proc.pid)}
-        t0 = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        rc = proc.wait(timeout=30)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    rest = proc.stderr.read()
-    assert rc == 130, rest[-2000:]
-    assert elapsed < 30, elapsed  # "within a few seconds"; generous: CI machines are shared
-    assert "stored as aborted" in rest
-    assert "Traceback" not in rest
-    time.sleep(1)
-    alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"engine processes left: {alive}"
-    assert children, "expected the engine to have child processes"
-
-    from data.store import Store
-
-    with Store(db) as store:
-        (run,) = store.list_runs()
-        assert run["status"] == "aborted"
-        rows = store.get_requests(run["run_id"])
-        finished = [r for r in rows if r["success"]]
-        assert len(finished) >= 2 and all(r["output_tokens"] == 24 for r in finished)
-
-
-@pytest.mark.engine
-def test_sighup_stops_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cmd, cli_env, tmp_path):
-    """The SSH session dropping (SIGHUP to the whole process group) stops a headless bench like Ctrl-C."""
-    suite = tmp_path / "long.toml"
-    suite.write_text('reps = 20\n[[cases]]\nid = "c"\nprompt = "Tell a story."\noutput_tokens = 16\n')
-    db = str(tmp_path / "hup.duckdb")
+    db = str(tmp_path / "stopped.duckdb")
+    # Its own session, like a shell: the signal goes to the whole foreground process group.
     proc = subprocess.Popen([*tokentop_cmd, "bench", "--suite", str(suite), "--db", db], env=cli_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     children: set[int] = set()
@@ -193,17 +161,24 @@ def test_sighup_stops_bench_keeps_finished_requests_and_leaves_no_engine(tokento
                 break
         assert any(l.startswith("[2/20]") for l in lines), "".join(lines)[-2000:]
         children |= {c.pid for c in _engine_children(proc.pid)}
-        os.killpg(proc.pid, signal.SIGHUP)
-        rc = proc.wait(timeout=60)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signum)
+        rc = proc.wait(timeout=30)
+        elapsed = time.monotonic() - t0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     rest = proc.stderr.read()
     assert rc == 130, rest[-2000:]
-    assert "stored as aborted" in rest and "Traceback" not in rest
-    time.sleep(1)
-    alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert children and not alive, f"engine processes left: {alive}"
+    assert elapsed < 30, elapsed  # "within a few seconds"; generous: CI machines are shared
+    assert "stored as aborted" in rest
+    assert "Traceback" not in rest
+    assert children, "expected the engine to have child processes"
+    # The engine's processes are gone (reaped by their parent or re-parented and exiting).
+    deadline = time.monotonic() + 10
+    while _live(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _live(children), f"engine processes left: {_live(children)}"
 
     from data.store import Store
 
@@ -211,4 +186,4 @@ def test_sighup_stops_bench_keeps_finished_requests_and_leaves_no_engine(tokento
         (run,) = store.list_runs()
         assert run["status"] == "aborted"
         finished = [r for r in store.get_requests(run["run_id"]) if r["success"]]
-        assert 2 <= len(finished) < 20 and all(r["output_tokens"] == 16 for r in finished)
+        assert 2 <= len(finished) < 20 and all(r["output_tokens"] == 24 for r in finished)

@@ -173,6 +173,53 @@ def test_compare_rows_of_a_reasoning_run_are_priced_per_answer_token():
     assert plain.usd_per_million_answer is None
 
 
+async def test_compare_shows_a_reasoning_run_per_answer_token(tmp_path, capsys):
+    """`tokentop compare` and the Compare screen price a reasoning run per output token and per answer
+    token: 25 output tokens buy 10 answer tokens, so an answer token costs 2.5x."""
+    from textual.app import App
+    from textual.widgets import DataTable
+
+    from tui.screens.compare import ANSWER_COLUMN, CompareScreen
+
+    with ReplayServer(load_events(STREAM), delay_s=0.002) as server:
+        records = _run(server, n=2)
+    metrics = [request_metrics(r) for r in records]
+    agg = aggregate(metrics, 1.0)
+    db = tmp_path / "r.duckdb"
+    environment = {"device": "NVIDIA H100 80GB HBM3", "gpus": [{"key": "H100-SXM-80", "name": "H100"}],
+                   "location": {"provider": "runpod", "provider_source": "--provider", "price_per_hour_usd": 3.6}}
+    with Store(db) as store:
+        rec = RunRecorder(store)
+        rec.start(kind="suite", engine_description={"engine": "openai", "model": "r1"}, environment=environment)
+        for i, (r, m) in enumerate(zip(records, metrics)):
+            rec.record(i, r, m)
+        rec.finish("completed", duration_s=1.0, summary={"cases": {"q": agg}, "overall": agg})
+        tps = sum(r["tps"] for r in store.get_requests(rec.run_id)) / 2
+    per_output = 3.6 / (tps * 3600) * 1e6
+    per_answer = per_output * (REASONING + ANSWER) / ANSWER
+
+    assert main(["--db", str(db), "compare", rec.run_id]) == 0
+    out = capsys.readouterr().out
+    assert "$/1M answer" in out
+    assert f"{per_output:.2f}" in out and f"{per_answer:.2f}" in out
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(CompareScreen(Store(db), [rec.run_id]))
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.screen.query_one("#compare-table", DataTable)
+        for _ in range(200):
+            if table.row_count:
+                break
+            await pilot.pause(0.05)
+        labels = [label for label, _key in table.spec]
+        paid = next(cells for _key, cells in table.data if str(cells[labels.index("type")]) == "paid")
+        assert labels[labels.index("$/1M") + 1] == ANSWER_COLUMN
+        assert str(paid[labels.index(ANSWER_COLUMN)]) == f"{per_answer:.2f}"
+
+
 def test_live_gauges_show_ttfo_once_a_stream_reasons():
     from engine.live import LiveMeter
     from engine.types import Chunk

@@ -7,7 +7,6 @@ protocol. The real app in a real browser is tests/test_serve_browser.py.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -98,6 +97,7 @@ def tokens_shown(screen: str) -> int:
 def test_served_app_streams_a_typed_prompt_in_a_browser(browser, tokentop_cmd, cli_env, tmp_path,
                                                         embedded_model_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     db = tmp_path / "served.duckdb"
     server = ServerProcess([*tokentop_cmd, "serve", "--port", "0", "--db", str(db)], env=cli_env)
@@ -115,6 +115,12 @@ def test_served_app_streams_a_typed_prompt_in_a_browser(browser, tokentop_cmd, c
         assert "The answer streams here" not in screen
         screen = wait_screen(browser, lambda s: "stored run" in s, 120, "the run to be stored")
         assert re.search(r"TTFT\s+\d+ ms", screen), screen
+        # The F-keys reach the app through the browser, whatever has focus (here the prompt box).
+        prompt = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
+        prompt.send_keys(Keys.F4)
+        wait_screen(browser, lambda s: "runs 1/1" in s and "completed" in s, 30, "History (F4)")
+        prompt.send_keys(Keys.F2)
+        wait_screen(browser, lambda s: "TPS (req)" in s and "runs 1/" not in s, 30, "Live again (F2)")
 
         # A second tab joins the same app (and engine): it is shown the screen as it is.
         browser.switch_to.new_window("tab")

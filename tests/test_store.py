@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import duckdb
 import pytest
@@ -53,8 +54,38 @@ def test_run_is_readable_while_in_progress_and_chunks_are_kept(store):
     chunks = store.get_chunks(run_id, 0)
     assert [c["t_ns"] for c in chunks] == [50_000_000, 70_000_000, 90_000_000]
     rec.finish("completed", duration_s=1.0, summary={"cases": {}})
-    assert store.get_run(run_id[:15]) is not None or True  # prefix lookups are allowed when unique
+    # A unique prefix finds the run (users type the first characters of an id).
+    assert store.get_run(run_id[:8])["run_id"] == run_id
+    assert store.get_run("no-such-run") is None
     assert store.get_run(run_id)["status"] == "completed"
+
+
+def test_request_writes_are_batched_yet_reach_the_file_without_a_flush(store, monkeypatch):
+    """The writer gathers the writes of a moment into one transaction (each opens the file, which
+    costs CPU that the server on the same machine would feel); they still reach the file by
+    themselves, and flush() writes at once."""
+    import data.recorder as recorder
+
+    monkeypatch.setattr(recorder, "COALESCE_S", 30.0)
+    rec = RunRecorder(store)
+    run_id = rec.start(kind="suite", engine_description={"engine": "vllm", "model": "m"},
+                       environment={"hostname": "h", "device": "CPU", "gpus": []}, suite="seed", reps=1)
+    for i in range(5):
+        r = _record()
+        rec.record(i, r, request_metrics(r))
+    batches = rec.writer.batches
+    rec.flush()  # well before the 30 s: written now, in one transaction
+    assert rec.writer.batches == batches + 1
+    assert len(store.get_requests(run_id)) == 5
+
+    monkeypatch.setattr(recorder, "COALESCE_S", 0.2)
+    r = _record()
+    rec.record(5, r, request_metrics(r))  # no flush: the writer gets there on its own
+    deadline = time.monotonic() + 30
+    while len(store.get_requests(run_id)) < 6:
+        assert time.monotonic() < deadline, "the queued request never reached the file"
+        time.sleep(0.05)
+    rec.finish("completed", duration_s=1.0, summary={"cases": {}})
 
 
 def test_crashed_process_leaves_an_aborted_run_with_its_requests(db_path):

@@ -3,7 +3,6 @@ the default suite, navigation, command palette entries, and markup/ANSI/long-lin
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest

@@ -19,7 +19,7 @@ import pytest
 from data.compare import compare_runs
 from data.prices import PriceBoard
 from data.recorder import RunRecorder
-from data.store import RequestRow, Store
+from data.store import RequestRow
 from engine import environment
 from engine.environment import LocationError, location
 from fake_pynvml import FakeNvml

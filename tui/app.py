@@ -23,7 +23,15 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
 
-from tui.messages import ClientHealthWarnings, EngineFailed, EngineProgress, EngineReady, QuitProgress, RunEvent
+from tui.messages import (
+    ClientHealthWarnings,
+    EngineFailed,
+    EngineProgress,
+    EngineReady,
+    PushReport,
+    QuitProgress,
+    RunEvent,
+)
 from tui.palette import APP_COMMANDS, TokentopCommands
 from tui.runs import AppRuns
 from tui.screens.compare import CompareScreen
@@ -123,8 +131,22 @@ class TokentopApp(App[int]):
         if self.autostart:
             _start_resource_tracker()
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every notification is plain text: they carry engine errors, server replies and file names,
+        and a stray "[/x]" in one would be read as markup (and raise). Screens' notify() lands here."""
+        if timeout is None:
+            super().notify(message, title=title, severity=severity, markup=False)
+        else:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # -- lifecycle --------------------------------------------------------------
     def on_mount(self) -> None:
+        from data.remote import add_push_listener
+
+        # Runs finished here are pushed in the background when TOKENTOP_REMOTE is set: say how it went.
+        self._push_listener = lambda result, error: self.post_message(PushReport(result, error))
+        add_push_listener(self._push_listener)
         if self.session is not None:
             self.runs.attach(self.session)
         if self.handle_signals:
@@ -278,6 +300,23 @@ class TokentopApp(App[int]):
                 self.notify(f"suite failed: {event.error}", severity="error", timeout=10)
         if isinstance(self.screen, HistoryScreen):
             self.screen.reload()
+
+    def on_unmount(self) -> None:
+        from data.remote import remove_push_listener
+
+        remove_push_listener(self._push_listener)
+
+    @on(PushReport)
+    def _push_report(self, message: PushReport) -> None:
+        result = message.result
+        if message.error:
+            self.notify(f"push to the remote failed: {message.error}", severity="warning", timeout=10)
+            return
+        if result.pushed:
+            self.notify(f"pushed run(s) {', '.join(result.pushed)} to {result.remote}", timeout=4)
+        for run_id, reason in result.failed.items():
+            self.notify(f"push of run {run_id} to {result.remote} failed ({reason}); it is retried on the next push",
+                        severity="warning", timeout=10)
 
     @on(ClientHealthWarnings)
     def client_health_warnings(self, message: ClientHealthWarnings) -> None:

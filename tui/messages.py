@@ -50,3 +50,12 @@ class ClientHealthWarnings(Message):
         super().__init__()
         self.run_id = run_id
         self.warnings = list(warnings)
+
+
+class PushReport(Message):
+    """A background push of finished runs to TOKENTOP_REMOTE: (PushResult, None) or (None, error)."""
+
+    def __init__(self, result: Any, error: str | None) -> None:
+        super().__init__()
+        self.result = result
+        self.error = error

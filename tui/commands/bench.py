@@ -17,6 +17,7 @@ from tui.commands.common import (
     open_store,
     positive_int,
     resolve_suite,
+    start_engine_or_exit_code,
 )
 from tui.format import print_case_table, print_roofline, run_to_json
 
@@ -42,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from data.load_runs import roofline_why_not, roofline_with_share
     from data.session import Session
     from engine.runtime import QuietNativeOutput
-    from engine.types import BadRequestError, EngineError
 
     suite = resolve_suite(args.suite)  # BadRequestError (exit 2) before anything starts
     store = open_store(args)
@@ -54,17 +54,9 @@ def run(args: argparse.Namespace) -> int:
         session = Session(store, options, log=progress.note)
         run_id = None
         try:
-            try:
-                session.start_engine(progress.note)
-            except BadRequestError as exc:
-                return fail(str(exc), 2, err)
-            except EngineError as exc:
-                return fail(f"{exc} (log: {term.log_path})", 1, err)
-            except KeyboardInterrupt:
-                print("tokentop: interrupted while starting the engine", file=err)
-                return 130
-            progress.note(f"engine {options['engine']}, model {session.describe().get('model_label')}, "
-                          f"device {session.device}, db {store.path}")
+            code = start_engine_or_exit_code(session, progress.note, term)
+            if code is not None:
+                return code
             reps = args.reps or suite.reps
             total = len(suite.cases) * reps
             progress.begin(total)

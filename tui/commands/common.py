@@ -127,3 +127,23 @@ def open_store(args: argparse.Namespace):
         return Store(getattr(args, "db", None))
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+
+
+def start_engine_or_exit_code(session, note, term) -> int | None:
+    """Start the session's engine for a headless command. None when it is up; otherwise the exit code,
+    the reason printed as one line: bad input 2, the engine failing 1 (with its log), Ctrl-C 130."""
+    from engine.types import BadRequestError, EngineError
+
+    err = term.stderr
+    try:
+        session.start_engine(note)
+    except BadRequestError as exc:
+        return fail(str(exc), 2, err)
+    except EngineError as exc:
+        return fail(f"{exc} (log: {term.log_path})", 1, err)
+    except KeyboardInterrupt:
+        print("tokentop: interrupted while starting the engine", file=err)
+        return 130
+    note(f"engine {session.engine_options['engine']}, model {session.describe().get('model_label')}, "
+         f"device {session.device}, db {session.store.path}")
+    return None

@@ -93,21 +93,28 @@ def print_run(console: Console, rc) -> None:
     if rc.note:
         console.print(Text(rc.note))
     if rc.costs:
+        # A reasoning run: what the tokens a user reads cost, beside what every output token costs.
+        answers = any(c.usd_per_million_answer is not None for c in rc.costs)
         table = Table(show_edge=False, pad_edge=False)
         for col, justify in (("provider", "left"), ("type", "left"), ("detail", "left"), ("$/h", "right"),
-                             ("TPS", "right"), ("TPS basis", "left"), ("$/1M tok", "right"), ("source", "left"), ("", "left")):
+                             ("TPS", "right"), ("TPS basis", "left"), ("$/1M tok", "right"),
+                             *((("$/1M answer", "right"),) if answers else ()), ("source", "left"), ("", "left")):
             table.add_column(col, justify=justify)
         for c in rc.costs:
             style = "bold green" if c.cheapest else ""
+            answer = [Text("–" if c.usd_per_million_answer is None else f"{c.usd_per_million_answer:.2f}")]
             table.add_row(
                 Text(provider_label(c.provider) + (" ~" if c.approximate else ""), style=style),
                 Text(c.pricing_type), Text(c.detail), f"{c.usd_per_hour:.2f}", f"{c.tps:.1f}",
-                Text(c.tps_basis), Text(f"{c.usd_per_million:.2f}", style=style), Text(c.source),
+                Text(c.tps_basis), Text(f"{c.usd_per_million:.2f}", style=style), *(answer if answers else []),
+                Text(c.source),
                 Text(("◀ cheapest" + (f" ({c.tps_basis})" if len(speeds) > 1 else "")) if c.cheapest else "", style=style),
             )
         console.print(table)
         bases = " or ".join(s["tps_basis"] for s in speeds) or rc.tps_basis
         console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {bases} (named on each row)."))
+        if answers:
+            console.print(Text("$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
     if rc.reference:
         console.print(Text(f"Reference ({rc.reference[0].label}, Llama 3 8B FP16, {rc.reference[0].tps_basis}):"))
         ref = Table(show_edge=False, pad_edge=False)

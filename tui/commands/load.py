@@ -15,6 +15,7 @@ from tui.commands.common import (
     fail,
     open_store,
     positive_int,
+    start_engine_or_exit_code,
 )
 
 EPILOG = """\
@@ -85,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
     from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
     from engine.runtime import QuietNativeOutput
-    from engine.types import BadRequestError, EngineError
     from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
 
     spec = build_spec(args)
@@ -97,17 +97,10 @@ def run(args: argparse.Namespace) -> int:
         note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
         session = Session(store, options, log=note)
         try:
-            try:
-                session.start_engine(note)
-            except BadRequestError as exc:
-                return fail(str(exc), 2, err)
-            except EngineError as exc:
-                return fail(f"{exc} (log: {term.log_path})", 1, err)
-            except KeyboardInterrupt:
-                print("tokentop: interrupted while starting the engine", file=err)
-                return 130
+            code = start_engine_or_exit_code(session, note, term)
+            if code is not None:
+                return code
             desc = session.describe()
-            note(f"engine {options['engine']}, model {desc.get('model_label')}, device {session.device}, db {store.path}")
 
             def level_start(i, level):
                 note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {level.num_prompts} requests")

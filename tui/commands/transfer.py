@@ -68,22 +68,30 @@ def _default_bundle_name() -> Path:
     return Path(f"tokentop-{host}-{datetime.now():%Y%m%d-%H%M%S}.duckdb")
 
 
+def _transfer(args: argparse.Namespace, action, errors: tuple[type[Exception], ...], describe) -> tuple[int, object]:
+    """Run `action(store)` on the local database: a known error is one line on stderr (exit 2, or the
+    error's own code); otherwise the result is printed as JSON (--json) or as `describe(result)`."""
+    with open_store(args) as store:
+        try:
+            result = action(store)
+        except errors as exc:
+            return fail(str(exc), getattr(exc, "code", 2)), None
+    print(json.dumps(result.to_dict()) if args.json else describe(result))
+    return 0, result
+
+
 def run_export(args: argparse.Namespace) -> int:
     from data.bundle import BundleError, export_runs
 
     path = Path(args.output) if args.output else _default_bundle_name()
-    with open_store(args) as store:
-        try:
-            result = export_runs(store, args.run_ids or None, path, overwrite=args.force)
-        except BundleError as exc:
-            return fail(str(exc), 2)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        counts = result.row_counts
-        print(f"exported {len(result.run_ids)} run(s), {counts.get('requests', 0)} requests, "
-              f"{counts.get('chunks', 0)} chunk timestamps to {result.path}")
-    return 0
+    code, _ = _transfer(
+        args,
+        lambda store: export_runs(store, args.run_ids or None, path, overwrite=args.force),
+        (BundleError,),
+        lambda r: f"exported {len(r.run_ids)} run(s), {r.row_counts.get('requests', 0)} requests, "
+        f"{r.row_counts.get('chunks', 0)} chunk timestamps to {r.path}",
+    )
+    return code
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -96,8 +104,7 @@ def run_import(args: argparse.Namespace) -> int:
             try:
                 result = import_bundle(store, path)
             except BundleError as exc:
-                fail(str(exc), 2)
-                code = 2
+                code = fail(str(exc), 2)  # one bad bundle doesn't stop the others
                 continue
             results.append(result)
             if not args.json:
@@ -112,36 +119,31 @@ def run_push(args: argparse.Namespace) -> int:
     from data.bundle import BundleError
     from data.remote import RemoteError, push
 
-    with open_store(args) as store:
-        try:
-            result = push(store, args.run_ids or None, args.remote)
-        except (RemoteError, BundleError) as exc:
-            return fail(str(exc), getattr(exc, "code", 2))
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"pushed {len(result.pushed)} run(s) to {result.remote}")
-    for run_id, reason in result.failed.items():
+    code, result = _transfer(
+        args,
+        lambda store: push(store, args.run_ids or None, args.remote),
+        (RemoteError, BundleError),
+        lambda r: f"pushed {len(r.pushed)} run(s) to {r.remote}",
+    )
+    if result is not None and result.failed:
+        run_id, reason = next(iter(result.failed.items()))
         waiting = f"; {len(result.not_tried)} more wait" if result.not_tried else ""
         return fail(f"push of run {run_id} failed ({reason}); kept as failed, retried on the next push{waiting}", 1)
-    return 0
+    return code
 
 
 def run_pull(args: argparse.Namespace) -> int:
     from data.remote import RemoteError, pull
 
-    with open_store(args) as store:
-        try:
-            result = pull(store, args.remote)
-        except RemoteError as exc:
-            return fail(str(exc), exc.code)
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"pulled {len(result.pulled)} run(s) from {result.remote} ({result.already_here} already here)")
-    for run_id, reason in result.refused.items():
+    code, result = _transfer(
+        args,
+        lambda store: pull(store, args.remote),
+        (RemoteError,),
+        lambda r: f"pulled {len(r.pulled)} run(s) from {r.remote} ({r.already_here} already here)",
+    )
+    for run_id, reason in (result.refused.items() if result is not None else ()):
         print(f"tokentop: warning: run {run_id} not pulled: {reason}", file=sys.stderr)
-    return 0
+    return code
 
 
 _reporting = False

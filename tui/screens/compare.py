@@ -26,6 +26,8 @@ from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
 COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
+# Shown after $/1M when a run carried reasoning: the price of the tokens a user reads.
+ANSWER_COLUMN = "$/1M ans"
 
 SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_hour"]),
          ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
@@ -106,7 +108,7 @@ class CompareScreen(Screen):
                 out.append(dict(run=rc.run_id, gpu=rc.gpu_key or "", provider=c.provider, basis=c.tps_basis,
                                 type=c.pricing_type, tps=c.tps, ttft=c.ttft_ms, usd_per_hour=c.usd_per_hour,
                                 usd_per_million=c.usd_per_million, source=c.source, cheapest=c.cheapest,
-                                approximate=c.approximate))
+                                approximate=c.approximate, usd_per_million_answer=c.usd_per_million_answer))
             for r in rc.reference:
                 if any(o["source"] == r.label and o["provider"] == r.provider and o["gpu"] == r.gpu_key
                        for o in out):
@@ -114,14 +116,21 @@ class CompareScreen(Screen):
                 out.append(dict(run=r.label, gpu=r.gpu_key, provider=r.provider, basis=r.tps_basis, type="on-demand",
                                 tps=r.tps, ttft=None,
                                 usd_per_hour=r.usd_per_hour, usd_per_million=r.usd_per_million, source=r.label,
-                                cheapest=False, approximate=False))
+                                cheapest=False, approximate=False, usd_per_million_answer=None))
         return sorted(out, key=SORTS[self.sort_index][1])
 
     def fill_table(self) -> None:
         table = self.query_one("#compare-table", PagedTable)
         rows = []
-        for r in self.rows():
+        found = self.rows()
+        answers = any(r["usd_per_million_answer"] is not None for r in found)
+        columns = list(COLUMNS)
+        if answers:
+            columns.insert(columns.index("$/1M") + 1, ANSWER_COLUMN)
+        for r in found:
             style = "bold green" if r["cheapest"] else ("dim" if r["source"].startswith("article") else "")
+            answer = r["usd_per_million_answer"]
+            answer_cell = [Text("–" if answer is None else f"{answer:.2f}", style=style, justify="right")]
             rows.append((None, [
                 Text(provider_label(r["provider"]) + (" ~" if r["approximate"] else ""), style=style),
                 Text(r["gpu"], style=style),
@@ -130,9 +139,10 @@ class CompareScreen(Screen):
                 Text("–" if r["ttft"] is None else f"{r['ttft']:.0f}", style=style, justify="right"),
                 Text(f"{r['usd_per_hour']:.2f}", style=style, justify="right"),
                 Text(f"{r['usd_per_million']:.2f}" + (" ◀" if r["cheapest"] else ""), style=style, justify="right"),
+                *(answer_cell if answers else []),
                 Text(r["type"], style=style), Text(r["source"], style=style), Text(r["run"], style=style),
             ]))
-        table.set_rows(rows)
+        table.set_columns_and_rows([(label, label) for label in columns], rows)
         self.query_one("#compare-title", Static).update(
             Text(f"Compare runs — cost per 1M output tokens · sorted by {SORTS[self.sort_index][0]} (s)"))
 

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, MEASURED_LEGEND, NARROW, SOURCE_LEGEND, SOURCE_MARK,
+from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
 from tui.widgets.frontier_chart import draw_frontier
 

@@ -45,12 +45,14 @@ class RunDetailScreen(Screen):
     ]
 
     class RunLoaded(Message):
-        def __init__(self, run: dict | None, requests: list[dict], chunks: list[dict], error: str | None = None) -> None:
+        def __init__(self, run: dict | None, requests: list[dict], chunks: list[dict], error: str | None = None,
+                     roofline: list[str] | None = None) -> None:
             super().__init__()
             self.run = run
             self.requests = requests
             self.chunks = chunks
             self.error = error
+            self.roofline = roofline or []
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -59,6 +61,7 @@ class RunDetailScreen(Screen):
         self.requests: list[dict] = []
         self.offsets: dict[int, list[tuple[int, int]]] = {}
         self.request_pick = 0
+        self.roofline: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
@@ -91,7 +94,11 @@ class RunDetailScreen(Screen):
         except Exception as exc:
             self.post_message(self.RunLoaded(None, [], [], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        self.post_message(self.RunLoaded(run, requests, chunks))
+        roofline: list[str] = []
+        if run:  # reads the model's config and weight sizes from disk: here, not on the UI thread
+            roof, why_not = stored_run_roofline(run)
+            roofline = roofline_text(roof, run.get("device"), why_not)
+        self.post_message(self.RunLoaded(run, requests, chunks, roofline=roofline))
 
     @on(RunLoaded)
     def _run_loaded(self, message: RunLoaded) -> None:
@@ -102,6 +109,7 @@ class RunDetailScreen(Screen):
             return
         self.run = run
         self.requests = message.requests
+        self.roofline = message.roofline
         for c in message.chunks:
             self.offsets.setdefault(c["request_index"], []).append((c["t_ns"], c["tokens"]))
         ok = [r["request_index"] for r in self.requests if r["success"]]
@@ -164,8 +172,7 @@ class RunDetailScreen(Screen):
             ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
         ]
         env = r.get("environment") or {}
-        roof, why_not = stored_run_roofline(r)
-        rows.append(("roofline", "; ".join(roofline_text(roof, r.get("device"), why_not))))
+        rows.append(("roofline", "; ".join(self.roofline)))
         rows.append(("reasoning", reasoning_line((r.get("summary") or {}).get("overall") or {})))
         health_lines = client_health_lines(client_health_of(r))
         rows += [("client check", text) for text, style in health_lines if style == "dim"]

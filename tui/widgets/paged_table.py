@@ -39,6 +39,11 @@ class PagedTable(DataTable):
         self.data = [(key, list(cells)) for key, cells in rows]
         self.layout_columns(force=True)
 
+    def set_columns_and_rows(self, spec: Sequence[tuple[str, str]], rows: Sequence[tuple[str | None, Sequence[Any]]]) -> None:
+        """Both at once, for a table whose columns depend on its rows."""
+        self.spec = list(spec)
+        self.set_rows(rows)
+
     def add_data_row(self, cells: Sequence[Any], key: str | None = None) -> None:
         self.data.append((key, list(cells)))
         self.layout_columns(force=True)
