@@ -49,6 +49,7 @@ MAX_GAP_S = 0.25
 # the next request's prefill, on the CPU the server shares, and read TTFT ~3-5 % above `vllm bench
 # serve`'s (benchmarks/RESULTS.md, fidelity). Batched, the cost falls on no request in particular.
 COALESCE_S = 1.0
+START_WRITE_WAIT_S = 1.0
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -297,6 +298,10 @@ class RunRecorder:
         )
         self.run_id = run_id
         self.writer.submit(run_id, "run", lambda con: insert_run(con, params))
+        # Written now, before the run's first request is sent (so the write lands on no request's
+        # prefill), and listed as running everywhere from its start. Bounded: a file another process
+        # holds delays the start by at most START_WRITE_WAIT_S, then the row follows when it frees.
+        self.writer.flush(START_WRITE_WAIT_S)
         return run_id
 
     def set_origin(self, t0_ns: int) -> None:

@@ -70,6 +70,10 @@ def test_request_writes_are_batched_yet_reach_the_file_without_a_flush(store, mo
     rec = RunRecorder(store)
     run_id = rec.start(kind="suite", engine_description={"engine": "vllm", "model": "m"},
                        environment={"hostname": "h", "device": "CPU", "gpus": []}, suite="seed", reps=1)
+    deadline = time.monotonic() + 10  # well before the 30 s: a run's start is written at once
+    while store.get_run(run_id) is None:
+        assert time.monotonic() < deadline, "the started run never reached the file"
+        time.sleep(0.02)
     for i in range(5):
         r = _record()
         rec.record(i, r, request_metrics(r))

@@ -63,6 +63,7 @@ def _no_machine_detection(monkeypatch):
 def record(store, env, desc, tps=100.0, n=2, kind="suite", summary=None):
     rec = RunRecorder(store)
     rid = rec.start(kind=kind, engine_description=desc, environment=env)
+    rec.flush()  # the run row is in the file before the requests written directly below
     for i in range(n):
         store.add_request(rid, RequestRow(i, "medium", i, T0, 0.0, "p", 10, 200, 200, 40.0, 200 / tps * 1000, 4.0,
                                           tps, True, "length", None, "x"))
