@@ -183,6 +183,7 @@ class VllmEngine(Engine):
         parts: list[str] = []
         chunk_ids: list = []  # each output's token ids, for the reasoning split after the last one
         request_id = f"tokentop-{uuid.uuid4().hex}"
+        finished = False
         # Tokenising after `st` (taken by Engine.generate) matches `vllm bench serve`, where the
         # server tokenises after the client's `st`.
         async for output in self.llm.generate({"prompt_token_ids": ids}, params, request_id):
@@ -199,8 +200,14 @@ class VllmEngine(Engine):
             on_chunk(Chunk(now, completion.text or "", n))
             if output.finished:
                 record.finish_reason = completion.finish_reason
+                finished = True
         record.text = "".join(parts)
         record.reported_output_tokens = total
+        if not finished or record.finish_reason not in ("stop", "length"):
+            # Ended by the engine (shutting down, Ctrl-C reaching its process, an engine error): what
+            # streamed is kept, but it is not a finished request, so it counts in no metric.
+            record.aborted = record.finish_reason in (None, "abort")
+            record.error = f"the engine ended the request before it finished ({record.finish_reason or 'no reason'})"
         if self.reasoning_parser is not None:
             split_reasoning_ids(record, chunk_ids, self.reasoning_parser)
 

@@ -44,6 +44,27 @@ def test_cancel_keeps_the_partial_record(engine_session):
     assert 0 < len(rec.chunk_ns) < 400
 
 
+def test_a_request_the_engine_aborts_is_not_a_finished_request(engine_session):
+    """Ctrl-C reaching the engine's process, or its shutdown, aborts requests inside vLLM: it then
+    sends a last output (finish_reason "abort"). That request is kept as aborted, never counted as a
+    finished one (it once was, with a 3 ms E2EL and no tokens)."""
+    import time
+
+    host = engine_session.host
+    llm = host.engine.llm
+    handle = host.submit(GenerationRequest(prompt="Write a very long story.", max_tokens=400))
+    deadline = time.monotonic() + 60
+    while not (ids := [i for i in llm.output_processor.external_req_ids if str(i).startswith("tokentop-")]):
+        assert time.monotonic() < deadline, "the request never reached the engine"
+        time.sleep(0.01)
+    host.call(llm.abort(ids)).result(timeout=30)
+    record = handle.result(timeout=60)
+    assert record.finish_reason == "abort"
+    assert not record.success and record.aborted
+    assert "ended the request before it finished" in record.error
+    assert not request_metrics(record).success
+
+
 def test_suite_run_is_stored_with_exact_lengths(session, store):
     suite = parse_suite({
         "name": "mini", "reps": 2, "temperature": 0.8,
