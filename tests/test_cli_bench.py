@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from engine.managed_server import free_port
+from tests.serve_support import wait_until_gone
 
 ENGINE_MARKERS = ("EngineCore", "VLLM::", "vllm.entrypoints")
 
@@ -120,17 +121,6 @@ def _engine_children(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _live(pids: set[int]) -> list[int]:
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
 @pytest.mark.engine
 @pytest.mark.parametrize(
     "signum",
@@ -175,10 +165,8 @@ def test_stopping_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cm
     assert "Traceback" not in rest
     assert children, "expected the engine to have child processes"
     # The engine's processes are gone (reaped by their parent or re-parented and exiting).
-    deadline = time.monotonic() + 10
-    while _live(children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _live(children), f"engine processes left: {_live(children)}"
+    left = wait_until_gone(children, 10)
+    assert not left, f"engine processes left: {left}"
 
     from data.store import Store
 
