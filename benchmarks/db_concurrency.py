@@ -31,7 +31,7 @@ import duckdb  # noqa: E402
 
 from data.recorder import RunRecorder  # noqa: E402
 from data.store import RequestRow, Store, insert_request  # noqa: E402
-from engine.metrics import request_metrics  # noqa: E402
+from engine.measure.metrics import request_metrics  # noqa: E402
 from tests.concurrent_writer import record_run, synthetic  # noqa: E402
 
 HOLD_2S = """

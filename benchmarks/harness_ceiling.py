@@ -90,8 +90,8 @@ def main() -> None:
 
     from data.session import Session
     from data.store import Store
-    from engine.embedded_model import embedded_model_dir
-    from engine.runtime import prepare_vllm_env
+    from engine.engines.embedded_model import embedded_model_dir
+    from engine.engines.runtime import prepare_vllm_env
 
     prepare_vllm_env()
     port = free_port()

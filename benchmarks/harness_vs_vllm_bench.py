@@ -161,9 +161,9 @@ def main() -> int:
     levels = [int(x) for x in opts.levels.split(",") if x.strip()]
     workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
 
-    from engine.embedded_model import prepare
-    from engine.environment import nvml_gpus
-    from engine.managed_server import ManagedVllmServer
+    from engine.engines.embedded_model import prepare
+    from engine.telemetry.environment import nvml_gpus
+    from engine.engines.managed_server import ManagedVllmServer
 
     model = opts.model or str(prepare())
     served = "bench-model"

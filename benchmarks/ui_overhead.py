@@ -4,7 +4,7 @@
     its run watcher and the screen's 10 Hz timer) vs headless (EngineHost.submit with no UI), on the
     embedded vLLM engine, interleaved, medians;
 (b) how many streamed tokens/s the UI path (the orchestrator's chunk event -> the watcher's LiveMeter
-    on the engine thread + the Live screen's 10 Hz timer) absorbs without falling behind, from engine/synthetic.py's SyntheticOverheadEngine —
+    on the engine thread + the Live screen's 10 Hz timer) absorbs without falling behind, from engine/engines/overhead_fake.py's SyntheticOverheadEngine —
     a fake source, used only here;
 (c) time to first frame of the installed `tokentop` in tmux (median of 3).
 
@@ -31,7 +31,7 @@ PROMPT = "Explain the concept of 'attention mechanism' in transformer models in 
 
 
 def decode_rate(record) -> float:
-    from engine.metrics import request_metrics
+    from engine.measure.metrics import request_metrics
 
     m = request_metrics(record)
     return m.decode_rate or 0.0
@@ -82,9 +82,9 @@ async def part_b(rates: list[int], seconds: float) -> list[dict]:
     from types import SimpleNamespace
 
     from data.store import Store
-    from engine.host import EngineHost
+    from engine.engines.host import EngineHost
     from engine.orchestrator import Orchestrator
-    from engine.synthetic import SyntheticOverheadEngine
+    from engine.engines.overhead_fake import SyntheticOverheadEngine
     from engine.types import GenerationRequest
     from tui.app import TokentopApp
     from tui.widgets.gauges import GaugePanel

@@ -42,9 +42,9 @@ def main() -> int:
     opts = ap.parse_args()
 
     import data.recorder as recorder
-    from engine.embedded_model import prepare
-    from engine.environment import nvml_gpus
-    from engine.managed_server import ManagedVllmServer
+    from engine.engines.embedded_model import prepare
+    from engine.telemetry.environment import nvml_gpus
+    from engine.engines.managed_server import ManagedVllmServer
 
     batched = recorder.COALESCE_S
     arms = {"vllm": None, "tokentop, write at once": 0.0, f"tokentop, batched {batched:g} s": batched}

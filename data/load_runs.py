@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from data.paths import assets_dir
 from data.session import Session, wait_for
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, PromptSource, default_num_prompts, parse_slo
-from engine.metrics import RequestMetrics
+from engine.measure.metrics import RequestMetrics
 from engine.orchestrator import Job, JobStarted, RequestFinished, RunFinished, RunStarted
 from engine.types import BadRequestError, RequestRecord
 
@@ -146,7 +146,7 @@ def roofline_why_not(environment: dict[str, Any], engine_description: dict[str, 
 
 def _roofline(environment: dict[str, Any],
               engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    from engine.roofline import decode_ceiling, load_gpu_specs, resolve_weights
+    from engine.telemetry.roofline import decode_ceiling, load_gpu_specs, resolve_weights
 
     gpus = environment.get("gpus_used") or environment.get("gpus") or []
     key = gpus[0].get("key") if gpus else None

@@ -34,7 +34,7 @@ def bundled_suite_names() -> list[str]:
 
 def resolve_suite(name_or_path: str):
     """'seed' (or another bundled name) or a TOML file."""
-    from engine.suites import load_suite
+    from engine.workloads.suites import load_suite
 
     bundled = bundled_suite_path(name_or_path)
     return load_suite(bundled if bundled is not None else name_or_path)

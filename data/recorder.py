@@ -32,7 +32,7 @@ from data.store import (
     run_row_params,
     update_finished_run,
 )
-from engine.metrics import RequestMetrics
+from engine.measure.metrics import RequestMetrics
 from engine.types import RequestRecord
 
 # One try of the background writer waits this long for another process's lock, then the writer

@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 from data.run_sink import RecorderSink
 from data.store import Store
-from engine import environment
-from engine.base import ChunkSink
-from engine.factory import EngineChoice, make_engine
-from engine.host import EngineHost
-from engine.metrics import RequestMetrics
+from engine.telemetry import environment
+from engine.engines.base import ChunkSink
+from engine.engines.factory import EngineChoice, make_engine
+from engine.engines.host import EngineHost
+from engine.measure.metrics import RequestMetrics
 from engine.orchestrator import (
     ChunkArrived,
     Job,
@@ -26,8 +26,8 @@ from engine.orchestrator import (
     RequestStarted,
     SuiteOutcome,
 )
-from engine.suites import Suite
-from engine.telemetry import GpuSampler
+from engine.workloads.suites import Suite
+from engine.telemetry.gpu import GpuSampler
 from engine.types import GenerationRequest, RequestRecord
 
 StartSink = Callable[[int, int, GenerationRequest], None]
@@ -92,7 +92,7 @@ class Session:
         self._attach()
 
     def _attach(self) -> None:
-        from engine.server_metrics import sampler_for_engine
+        from engine.telemetry.server import sampler_for_engine
 
         assert self.host is not None
         host = self.host

@@ -325,7 +325,7 @@ def run_row_params(
     gpus_used = environment.get("gpus_used")
     gpus = gpus_used if gpus_used is not None else (environment.get("gpus") or [])
     first = gpus[0] if gpus else {}
-    # Where the run ran and what the instance costs: environment["location"] (see engine/environment.py).
+    # Where the run ran and what the instance costs: environment["location"] (see engine/telemetry/environment.py).
     where = environment.get("location") or {}
     return run_id, [
         run_id,
@@ -434,7 +434,7 @@ def update_finished_run(
     summary: Any = None,
     error: str | None = None,
 ) -> None:
-    # The client's self-check (engine.client_health) travels in the summary and gets its own column.
+    # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column.
     health = summary.get("client_health") if isinstance(summary, dict) else None
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ? "

@@ -30,9 +30,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engine.client_health import assess
-from engine.host import EngineHost
-from engine.metrics import RequestMetrics, aggregate, request_metrics
+from engine.measure.client_health import assess
+from engine.engines.host import EngineHost
+from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
@@ -228,7 +228,7 @@ class LevelOutcome:
     start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
-    client_health: dict[str, Any] = field(default_factory=dict)  # engine.client_health.assess
+    client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
 
     def send_offsets_s(self) -> list[float]:
         return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)

@@ -27,15 +27,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from engine.environment import used_gpu_samples
-from engine.host import EngineHost, RequestHandle
-from engine.live import LiveMeter
+from engine.telemetry.environment import used_gpu_samples
+from engine.engines.host import EngineHost, RequestHandle
+from engine.measure.live import LiveMeter
 from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
-from engine.metrics import RequestMetrics, aggregate, json_safe, request_metrics
-from engine.suites import Suite
-from engine.telemetry import GpuSampler, summarise_gpu
-from engine.client_health import assess
-from engine.server_metrics import MetricsScraper
+from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request_metrics
+from engine.workloads.suites import Suite
+from engine.telemetry.gpu import GpuSampler, summarise_gpu
+from engine.measure.client_health import assess
+from engine.telemetry.server import MetricsScraper
 from engine.types import Chunk, EngineError, GenerationRequest, RequestRecord
 
 SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0  # /metrics scrapes during load levels (see _run_load)
@@ -171,7 +171,7 @@ def run_summary(
         summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
         tokens = int(result.get("total_output_tokens") or 0)
     else:
-        summary = _case_summary(requests, metrics, records)
+        summary = case_summary(requests, metrics, records)
         tokens = sum(m.output_tokens for m in metrics if m.success)
     if gpu_samples:
         summary["gpu"] = summarise_gpu(list(gpu_samples), tokens)
@@ -184,7 +184,11 @@ def run_summary(
     return summary
 
 
-def _case_summary(requests, metrics, records) -> dict[str, Any]:
+def case_summary(requests, metrics, records) -> dict[str, Any]:
+    """Per-case aggregates (vLLM names, ms) keyed by case id, plus the overall figures.
+
+    requests, metrics and records are parallel sequences (one entry per finished request).
+    Returns {"cases": {case_id: aggregate + target_tokens + requests}, "overall": aggregate}."""
     by_case: dict[str, list[int]] = {}
     for i, req in enumerate(list(requests)[: len(metrics)]):
         by_case.setdefault(req.case_id, []).append(i)
@@ -204,7 +208,7 @@ def case_aggregates(view: "JobView", case_id: str) -> dict[str, Any]:
     if not idx:
         return {}
     requests = [view.records[i].request for i in idx]
-    agg = _case_summary(requests, [view.metrics[i] for i in idx], [view.records[i] for i in idx])["cases"].get(case_id, {})
+    agg = case_summary(requests, [view.metrics[i] for i in idx], [view.records[i] for i in idx])["cases"].get(case_id, {})
     if agg.get("completed"):
         agg["mean_output_tokens"] = agg.get("total_output_tokens", 0) / agg["completed"]
     return agg
@@ -402,7 +406,7 @@ class Orchestrator:
         return tuple(used_gpu_samples(samples, self.environment())), None
 
     def _client_health(self, records: Sequence[RequestRecord], since_s: float) -> dict[str, Any]:
-        """The client's self-check over a run (engine.client_health): the engine loop's lag while it
+        """The client's self-check over a run (engine.measure.client_health): the engine loop's lag while it
         ran, send lag and tokens per chunk. Store writes it to runs.client_health with the summary."""
         lag_probe = getattr(self.host, "loop_lag", None)
         lags = lag_probe.window(since_s, time.perf_counter()) if lag_probe is not None else []
@@ -544,7 +548,7 @@ class Orchestrator:
             server_rows = tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter())) if server is not None else ()
             server_summary = None
             if server is not None:
-                from engine.server_metrics import summarise_server
+                from engine.telemetry.server import summarise_server
 
                 # The last sample before the level and the first after it bracket its counters.
                 samples = server.snapshot()

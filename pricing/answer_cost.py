@@ -35,7 +35,7 @@ def answer_cost(usd_per_hour: float, output_tokens_per_s: float, output_tokens: 
 
 
 def answer_costs(usd_per_hour: float, output_tokens_per_s: float, summary: Mapping[str, Any]) -> AnswerCost | None:
-    """From a run's aggregate (engine.metrics.aggregate: total_output_tokens, total_answer_tokens);
+    """From a run's aggregate (engine.measure.metrics.aggregate: total_output_tokens, total_answer_tokens);
     None when the run carried no reasoning (then per output token is per answer token)."""
     if summary.get("total_answer_tokens") is None or not summary.get("total_output_tokens"):
         return None

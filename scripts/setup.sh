@@ -47,4 +47,4 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
 fi
 
 # Convert the GGUF once into the user's cache dir (seconds to check, ~20 s the first time).
-"$PY" -m engine.embedded_model >/dev/null
+"$PY" -m engine.engines.embedded_model >/dev/null

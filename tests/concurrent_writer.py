@@ -17,7 +17,7 @@ import time
 
 from data.recorder import RunRecorder
 from data.store import Store, StoreError
-from engine.metrics import request_metrics
+from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest, RequestRecord
 
 

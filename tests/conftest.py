@@ -14,7 +14,7 @@ VENV_BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session")
 def embedded_model_path() -> str:
-    from engine.embedded_model import prepare
+    from engine.engines.embedded_model import prepare
 
     return str(prepare())
 
@@ -56,7 +56,7 @@ def session(engine_session, store):
 @pytest.fixture(scope="session")
 def vllm_server(embedded_model_path):
     """A real vLLM OpenAI-compatible server on loopback (CPU build), started once."""
-    from engine.managed_server import ManagedVllmServer
+    from engine.engines.managed_server import ManagedVllmServer
 
     server = ManagedVllmServer(embedded_model_path, served_model_name="smollm2")
     server.start()

@@ -10,8 +10,8 @@ from data.load_runs import LoadSpec, level_settings
 from data.recorder import RunRecorder, gpu_key_for
 from data.store import Store
 from engine.load import LoadLevel, PromptSource, summarise_level
-from engine.metrics import json_safe, request_metrics
-from engine.runner import summarise
+from engine.measure.metrics import json_safe, request_metrics
+from engine.orchestrator import case_summary as summarise
 from engine.types import GenerationRequest, RequestRecord
 
 FIXTURES = Path(__file__).parent / "fixtures" / "matrix"

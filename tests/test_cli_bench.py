@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from engine.managed_server import free_port
+from engine.engines.managed_server import free_port
 from tests.serve_support import wait_until_gone
 
 ENGINE_MARKERS = ("EngineCore", "VLLM::", "vllm.entrypoints")

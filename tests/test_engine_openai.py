@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.host import EngineHost
-from engine.metrics import request_metrics
-from engine.openai_engine import OpenAIEngine, normalise_base_url
+from engine.engines.host import EngineHost
+from engine.measure.metrics import request_metrics
+from engine.engines.openai_engine import OpenAIEngine, normalise_base_url
 from engine.types import BadRequestError, GenerationRequest
-from engine.managed_server import free_port
+from engine.engines.managed_server import free_port
 
 pytestmark = pytest.mark.engine
 

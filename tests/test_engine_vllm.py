@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.metrics import request_metrics
-from engine.suites import parse_suite
+from engine.measure.metrics import request_metrics
+from engine.workloads.suites import parse_suite
 from engine.types import GenerationRequest
 
 pytestmark = pytest.mark.engine
@@ -106,7 +106,7 @@ def test_suite_runs_carry_gpu_telemetry(session, store):
     """NVML is sampled during every run and stored with it (NVML's API shape via a test double:
     CI has no GPU); without a GPU the run says so and carries on."""
     from data.telemetry import get_gpu_samples
-    from engine.telemetry import GpuSampler
+    from engine.telemetry.gpu import GpuSampler
     from tests.fake_pynvml import FakeNvml
 
     suite = parse_suite({"cases": [{"id": "g", "prompt": "Hi", "output_tokens": 16}], "reps": 1})

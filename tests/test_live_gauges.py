@@ -1,4 +1,4 @@
-"""engine/live.py: gauge maths on synthetic timestamps, and the output sanitiser."""
+"""engine/measure/live.py: gauge maths on synthetic timestamps, and the output sanitiser."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from engine.live import LiveMeter, StreamSanitizer, clean_text
-from engine.metrics import request_metrics
+from engine.measure.live import LiveMeter, StreamSanitizer, clean_text
+from engine.measure.metrics import request_metrics
 from engine.types import Chunk, GenerationRequest, RequestRecord
 
 MS = 1_000_000

@@ -7,7 +7,7 @@ import asyncio
 from textual.app import App
 from textual.widgets import DataTable, Input, Label, Select, Static
 
-from engine.telemetry import GpuSampler
+from engine.telemetry.gpu import GpuSampler
 from tests.fake_pynvml import FakeNvml
 from tui.widgets.gpu_panel import GpuPanel
 

@@ -18,7 +18,7 @@ from engine.load import (
     sweep_levels,
     sweep_verdict,
 )
-from engine.metrics import RequestMetrics, aggregate, request_metrics
+from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 
 

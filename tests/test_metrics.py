@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from engine.metrics import aggregate, metrics_from_offsets, request_metrics
+from engine.measure.metrics import aggregate, metrics_from_offsets, request_metrics
 from engine.types import GenerationRequest, RequestRecord
 
 

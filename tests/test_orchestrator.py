@@ -10,8 +10,8 @@ import time
 import pytest
 
 from data.run_sink import RecorderSink
-from engine.base import Engine
-from engine.host import EngineClosedError, EngineHost
+from engine.engines.base import Engine
+from engine.engines.host import EngineClosedError, EngineHost
 from engine.orchestrator import (
     BusyError,
     ChunkArrived,
@@ -24,7 +24,7 @@ from engine.orchestrator import (
     RunWatcher,
     StopRequested,
 )
-from engine.suites import parse_suite
+from engine.workloads.suites import parse_suite
 from engine.types import Chunk, GenerationRequest
 
 

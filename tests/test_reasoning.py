@@ -10,9 +10,9 @@ import pytest
 
 from data.recorder import RunRecorder
 from data.store import Store
-from engine.host import EngineHost
-from engine.metrics import aggregate, request_metrics
-from engine.openai_engine import OpenAIEngine
+from engine.engines.host import EngineHost
+from engine.measure.metrics import aggregate, request_metrics
+from engine.engines.openai_engine import OpenAIEngine
 from engine.types import GenerationRequest
 from pricing.answer_cost import answer_costs
 from tests.sse_replay import FIXTURES, ReplayServer, load_events
@@ -134,7 +134,7 @@ def test_in_process_split_uses_vllms_reasoning_parser():
     from vllm.reasoning import ReasoningParserManager
 
     from engine.types import RequestRecord
-    from engine.vllm_engine import split_reasoning_ids
+    from engine.engines.vllm_engine import split_reasoning_ids
 
     class ThinkVocab:
         def get_vocab(self):
@@ -221,7 +221,7 @@ async def test_compare_shows_a_reasoning_run_per_answer_token(tmp_path, capsys):
 
 
 def test_live_gauges_show_ttfo_once_a_stream_reasons():
-    from engine.live import LiveMeter
+    from engine.measure.live import LiveMeter
     from engine.types import Chunk
     from tui.widgets.gauges import stats_table
 

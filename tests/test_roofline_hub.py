@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from data.load_runs import roofline_for, roofline_text, roofline_why_not, stored_run_roofline
-from engine.roofline import cached_model_folder, estimate_parameters, model_bytes, quantized_bits
+from engine.telemetry.roofline import cached_model_folder, estimate_parameters, model_bytes, quantized_bits
 
 LLAMA3_8B = {
     "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,

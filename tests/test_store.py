@@ -14,7 +14,7 @@ import pytest
 
 from data.recorder import RunRecorder
 from data.store import Store, StoreError
-from engine.metrics import request_metrics
+from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest, RequestRecord
 
 
@@ -98,7 +98,7 @@ def test_crashed_process_leaves_an_aborted_run_with_its_requests(db_path):
         import os
         from data.store import Store
         from data.recorder import RunRecorder
-        from engine.metrics import request_metrics
+        from engine.measure.metrics import request_metrics
         from tests.test_store import _record
         s = Store({str(db_path)!r})
         rec = RunRecorder(s)

@@ -17,7 +17,7 @@ import pytest
 
 from data.recorder import RunRecorder
 from data.store import Store, StoreError
-from engine.metrics import request_metrics
+from engine.measure.metrics import request_metrics
 from tests.concurrent_writer import record_run, synthetic
 from tests.tui_support import TINY_SUITE
 
@@ -171,7 +171,7 @@ def sse_server():
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
 def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, sse_server, tokentop_cmd,
                                                                  cli_env, tmp_path):
-    from engine.suites import load_suite
+    from engine.workloads.suites import load_suite
 
     db = tmp_path / "shared.duckdb"
     suite_file = tmp_path / "tiny.toml"

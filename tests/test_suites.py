@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.suites import load_suite
+from engine.workloads.suites import load_suite
 from engine.types import BadRequestError
 from tui.commands.common import resolve_suite
 

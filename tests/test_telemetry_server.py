@@ -8,7 +8,7 @@ from data.load_runs import LoadSpec, run_load
 from data.session import Session
 from data.telemetry import get_server_samples
 from engine.load import LoadLevel, PromptSource
-from engine.server_metrics import MetricsScraper
+from engine.telemetry.server import MetricsScraper
 
 
 @pytest.fixture

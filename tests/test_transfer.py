@@ -303,7 +303,7 @@ def test_a_real_engine_run_travels(session, store, tmp_path, monkeypatch):
     exported and imported elsewhere with identical requests and chunk timestamps."""
     from data import remote as remote_mod
     from data.bundle import export_runs, import_bundle
-    from engine.suites import Case, Suite
+    from engine.workloads.suites import Case, Suite
 
     share = tmp_path / "share"
     share.mkdir()

@@ -20,8 +20,8 @@ from data.compare import compare_runs
 from data.prices import PriceBoard
 from data.recorder import RunRecorder
 from data.store import RequestRow
-from engine import environment
-from engine.environment import LocationError, location
+from engine.telemetry import environment
+from engine.telemetry.environment import LocationError, location
 from fake_pynvml import FakeNvml
 from pricing.cost import TpsBasis
 from pricing.models import PriceRow
@@ -356,7 +356,7 @@ async def test_history_and_run_detail_show_provider_instance_and_price(tmp_path)
 def test_gpu_energy_counts_only_the_gpus_the_run_used(store):
     from data.telemetry import add_gpu_samples
     from engine.orchestrator import Orchestrator, run_summary
-    from engine.telemetry import GpuSampler
+    from engine.telemetry.gpu import GpuSampler
 
     env = collect(vllm_desc(2), env={"CUDA_VISIBLE_DEVICES": "4,5"})
     gpu = GpuSampler(nvml=FakeNvml(gpus=[dict(H100) for _ in range(8)], power_w=300.0).module())

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 from data.recorder import RunRecorder
 from data.store import Store
 from data.telemetry import add_gpu_samples, add_server_samples
-from engine.metrics import request_metrics
-from engine.server_metrics import ServerSample
-from engine.telemetry import GpuSample
+from engine.measure.metrics import request_metrics
+from engine.telemetry.server import ServerSample
+from engine.telemetry.gpu import GpuSample
 from engine.types import GenerationRequest, RequestRecord
 
 MS = 1_000_000

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 from data.recorder import RunRecorder
 from data.store import Store
-from engine.metrics import request_metrics
-from engine.runner import summarise
+from engine.measure.metrics import request_metrics
+from engine.orchestrator import case_summary as summarise
 from engine.types import GenerationRequest, RequestRecord
 
 MS = 1_000_000

@@ -12,7 +12,7 @@ from tui.commands.common import UsageError, engine_kwargs, fail, open_store
 def validate_engine_options(options: dict) -> None:
     """Cheap checks before the first frame, so bad input is one line and exit 2 (the engine
     itself is started later, in a worker)."""
-    from engine.factory import ENGINES, resolve_model
+    from engine.engines.factory import ENGINES, resolve_model
     from engine.types import BadRequestError
 
     engine = options.get("engine")
@@ -42,7 +42,7 @@ def run_app(args: argparse.Namespace) -> int:
         store.close()
         return fail("the app needs a terminal; for scripts use `tokentop bench` (see --help)", 2)
 
-    from engine.runtime import QuietNativeOutput
+    from engine.engines.runtime import QuietNativeOutput
     from tui.app import TokentopApp
 
     with QuietNativeOutput("app-output.log") as term:

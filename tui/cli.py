@@ -81,7 +81,7 @@ def _log_traceback() -> str:
     """Unexpected errors go to a log file, not the user's screen."""
     import traceback
 
-    from engine.runtime import log_dir
+    from engine.engines.runtime import log_dir
 
     path = log_dir() / "tokentop-errors.log"
     with open(path, "a", encoding="utf-8") as f:

@@ -44,7 +44,7 @@ class QuitProgress(Message):
 
 
 class ClientHealthWarnings(Message):
-    """A run's client self-check crossed a threshold (engine.client_health): the app shows each warning."""
+    """A run's client self-check crossed a threshold (engine.measure.client_health): the app shows each warning."""
 
     def __init__(self, run_id: str | None, warnings: list[str]) -> None:
         super().__init__()

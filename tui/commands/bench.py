@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 
-from engine.metrics import json_safe
+from engine.measure.metrics import json_safe
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -42,7 +42,7 @@ def _reps(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from data.load_runs import roofline_why_not, roofline_with_share
     from data.session import Session
-    from engine.runtime import QuietNativeOutput
+    from engine.engines.runtime import QuietNativeOutput
 
     suite = resolve_suite(args.suite)  # BadRequestError (exit 2) before anything starts
     store = open_store(args)

@@ -102,7 +102,7 @@ def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def where_options(args: argparse.Namespace) -> dict[str, Any]:
     """--provider / --price-per-hour, checked now (and their variables) so bad input is one line, exit 2."""
-    from engine.environment import LocationError, location
+    from engine.telemetry.environment import LocationError, location
 
     where = {"provider": getattr(args, "provider", None), "price_per_hour": getattr(args, "price_per_hour", None)}
     try:

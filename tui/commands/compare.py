@@ -149,7 +149,7 @@ def run_views(args: argparse.Namespace) -> int:
     from data.frontier import SloError, build_frontier, cost_at_slo, parse_percentile
     from data.matrix import build_matrix
     from engine.load import parse_slo
-    from engine.metrics import json_safe
+    from engine.measure.metrics import json_safe
 
     try:
         percentile = parse_percentile(args.percentile)

@@ -7,7 +7,7 @@ import json
 import math
 import threading
 
-from engine.metrics import json_safe
+from engine.measure.metrics import json_safe
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -85,7 +85,7 @@ def build_spec(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
-    from engine.runtime import QuietNativeOutput
+    from engine.engines.runtime import QuietNativeOutput
     from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
 
     spec = build_spec(args)

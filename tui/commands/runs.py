@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from engine.metrics import json_safe
+from engine.measure.metrics import json_safe
 from tui.commands.common import add_db_option, fail, open_store
 from tui.format import print_case_table, print_runs_table, run_to_json
 

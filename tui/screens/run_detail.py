@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
-from engine.metrics import itl_gaps_s
+from engine.measure.metrics import itl_gaps_s
 from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, fmt_date, model_name,
                         reasoning_line, where_line)
 from tui.widgets.paged_table import PagedTable

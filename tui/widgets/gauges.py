@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Digits, Sparkline, Static
 
-from engine.live import LiveSnapshot
+from engine.measure.live import LiveSnapshot
 
 
 def _ms(seconds: float | None, digits: int = 1) -> str:

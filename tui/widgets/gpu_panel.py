@@ -1,6 +1,6 @@
 """GPU panel: utilisation, memory, power and temperature per GPU, with sparklines (NVML).
 
-Reads a GpuSampler (engine/telemetry.py) on a timer; never blocks on NVML itself. On a machine
+Reads a GpuSampler (engine/telemetry/gpu.py) on a timer; never blocks on NVML itself. On a machine
 without a GPU it shows "no GPU (NVML unavailable)" and why.
 """
 
@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline, Static
 
-from engine.telemetry import GpuSample, GpuSampler
+from engine.telemetry.gpu import GpuSample, GpuSampler
 
 HISTORY = 120
 

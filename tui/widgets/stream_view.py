@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from engine.live import clean_text
+from engine.measure.live import clean_text
 
 
 class StreamView(VerticalScroll, can_focus=True):
@@ -36,7 +36,7 @@ class StreamView(VerticalScroll, can_focus=True):
         self._render_text()
 
     def append(self, text: str) -> None:
-        """`text` must already be sanitised (engine.live.StreamSanitizer)."""
+        """`text` must already be sanitised (engine.measure.live.StreamSanitizer)."""
         if not text:
             return
         body = self._body + text

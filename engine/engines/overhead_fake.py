@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from engine.base import ChunkSink, Engine
+from engine.engines.base import ChunkSink, Engine
 from engine.types import Chunk, GenerationRequest, RequestRecord
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.runtime import log_dir, prepare_vllm_env
+from engine.engines.runtime import log_dir, prepare_vllm_env
 from engine.types import EngineError
 
 

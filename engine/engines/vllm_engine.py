@@ -12,8 +12,8 @@ import time
 import uuid
 from typing import Any
 
-from engine.base import ChunkSink, Engine, ProgressSink
-from engine.runtime import prepare_vllm_env
+from engine.engines.base import ChunkSink, Engine, ProgressSink
+from engine.engines.runtime import prepare_vllm_env
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
@@ -51,7 +51,7 @@ class VllmEngine(Engine):
         self.versions: dict[str, str] = {}
         self.resolved_dtype: str | None = None
         self.is_cpu = True
-        # vLLM's stat loggers, read by engine.server_metrics (running/waiting, KV cache, TTFT, ...).
+        # vLLM's stat loggers, read by engine.telemetry.server (running/waiting, KV cache, TTFT, ...).
         self.engine_stats = None
         # A reasoning model's parser (vllm.reasoning), when the user names one
         # (--engine-arg reasoning_parser=NAME): splits the output into reasoning and answer tokens.
@@ -112,7 +112,7 @@ class VllmEngine(Engine):
     def _stat_loggers(self) -> list | None:
         """One extra stat logger that only keeps numbers (vLLM's default loggers stay on)."""
         try:
-            from engine.server_metrics import InProcessStats
+            from engine.telemetry.server import InProcessStats
 
             stats = InProcessStats()
             factory = stats.factory()

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from engine.base import ChunkSink, Engine, ProgressSink
+from engine.engines.base import ChunkSink, Engine, ProgressSink
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 CONNECT_TIMEOUT_S = 5.0

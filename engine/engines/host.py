@@ -13,9 +13,9 @@ import sys
 import threading
 from typing import Any, Awaitable, TypeVar
 
-from engine.base import ChunkSink, Engine, ProgressSink
+from engine.engines.base import ChunkSink, Engine, ProgressSink
 from engine.types import EngineError, GenerationRequest, RequestRecord
-from engine.client_health import LoopLagProbe
+from engine.measure.client_health import LoopLagProbe
 
 T = TypeVar("T")
 
@@ -69,7 +69,7 @@ class EngineHost:
         # the same process): shutdown reaps only the ones this engine started.
         self._children_before = {c.pid for c in _active_children()}
         # The client's self-check: how late this loop wakes up, sampled for the host's whole life
-        # (runs take their window of it: engine.client_health).
+        # (runs take their window of it: engine.measure.client_health).
         self.loop_lag = LoopLagProbe()
         self.loop_lag.start(self.loop)
 

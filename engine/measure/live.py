@@ -5,7 +5,7 @@ buffer under a lock (cheap, so the engine's timestamps are never delayed). The U
 `snapshot()` on a timer (4-10 Hz): that drains the buffer and updates running totals
 incrementally, so a snapshot costs O(new chunks), not O(all chunks).
 
-Definitions follow vLLM's (engine/metrics.py): TTFT = first chunk - st; ITL = gaps between
+Definitions follow vLLM's (engine/measure/metrics.py): TTFT = first chunk - st; ITL = gaps between
 successive chunks; TPOT = (last chunk - first chunk) / (tokens - 1); the request's TPS is the
 article's batch-1 TPS, tokens / elapsed (E2EL once finished). While a request streams, `st` is the
 moment the UI handed it to the engine (a few microseconds before the engine's own `st`);

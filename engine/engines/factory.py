@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.base import Engine
-from engine.embedded_model import EMBEDDED_NAME, embedded_model_dir, is_prepared, prepare
+from engine.engines.base import Engine
+from engine.engines.embedded_model import EMBEDDED_NAME, embedded_model_dir, is_prepared, prepare
 from engine.types import BadRequestError
 
 ENGINES = ("vllm", "openai")
@@ -66,13 +66,13 @@ def make_engine(
     if engine == "openai":
         if not endpoint:
             raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
-        from engine.openai_engine import OpenAIEngine
+        from engine.engines.openai_engine import OpenAIEngine
 
         eng = OpenAIEngine(endpoint, model, api=api)
         return EngineChoice(eng, model or "(served model)", f"the model served at {eng.base_url}")
     if endpoint:
         raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
-    from engine.vllm_engine import VllmEngine
+    from engine.engines.vllm_engine import VllmEngine
 
     path, label, reason = resolve_model(model, log=log)
     return EngineChoice(

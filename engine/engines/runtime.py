@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from engine.embedded_model import cache_dir
+from engine.engines.embedded_model import cache_dir
 
 
 def log_dir() -> Path:
