@@ -181,7 +181,7 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
     env = dict(cli_env, TERM="xterm-256color")
     app_cmd = " ".join([*tokentop_cmd, "--db", str(db), "--engine", "openai", "--endpoint", sse_server])
     tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM")
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
            for a in ("-e", f"{k}={v}")],
          app_cmd + f"; echo EXIT=$? > {tmp_path / 'rc'}")
     writer = None

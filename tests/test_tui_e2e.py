@@ -41,7 +41,7 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
     env.setdefault("TERM", "xterm-256color")
     cmd = " ".join([*tokentop_cmd, "--db", str(db)]) + f"; echo EXIT=$? > {tmp_path / 'rc'}"
     tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM")
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
            for a in ("-e", f"{k}={v}")],
          cmd)
     try:
@@ -105,7 +105,7 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
     env = dict(cli_env)
     env.setdefault("TERM", "xterm-256color")
     tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM")
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
            for a in ("-e", f"{k}={v}")],
          " ".join([*tokentop_cmd, "--db", str(db)]))
     pids: set[int] = set()
