@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import signal
 import sys
 import threading
@@ -138,6 +139,9 @@ class EngineHost:
         self._closed = True
         self.cancel_all()
         self.loop_lag.stop(self.loop)
+        # Every process this engine started, grandchildren too (vLLM's engine process starts workers):
+        # whatever of them outlives the engine's close is killed below, so nothing is left behind.
+        started = descendants_of({c.pid for c in _active_children()} - self._children_before)
         if self.loop.is_running():
             try:
                 asyncio.run_coroutine_threadsafe(self.engine.close(), self.loop).result(timeout)
@@ -145,6 +149,7 @@ class EngineHost:
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        _kill(started)
         _reap_children(exclude=self._children_before)
         # A request whose task never got to run (the loop stopped first) is resolved, not left hanging.
         for handle in list(self._handles):
@@ -158,6 +163,55 @@ class EngineHost:
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
+
+
+def _proc_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks) of every process (Linux /proc; empty elsewhere)."""
+    table: dict[int, tuple[int, int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ... starttime ...": comm may hold spaces and parentheses, so split
+        # after the last ")"; ppid is then field 1 and starttime field 19.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 19:
+            table[int(entry)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def descendants_of(pids: set[int]) -> dict[int, int]:
+    """`pids` and every live process below them (children, their children, ...): pid -> start time."""
+    table = _proc_table()
+    out = {pid: table[pid][1] for pid in pids if pid in table}
+    grew = True
+    while grew:
+        grew = False
+        for child, (parent, started) in table.items():
+            if parent in out and child not in out:
+                out[child] = started
+                grew = True
+    return out
+
+
+def _kill(procs: dict[int, int]) -> None:
+    """SIGKILL what is still alive of `procs` (pid -> start time: a pid reused since is left alone)."""
+    table = _proc_table()
+    for pid, started in procs.items():
+        if table.get(pid, (0, None))[1] != started:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _active_children() -> list:

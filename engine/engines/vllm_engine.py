@@ -18,6 +18,10 @@ from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest,
 
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
 CPU_MAX_MODEL_LEN = 4096
+# On close, vLLM's engine process gets SIGTERM and this long to exit before it is killed. At idle it has
+# nothing to drain; what it would spend the time on is its own (and its worker's) interpreter teardown,
+# 4-5 s on a 2-core machine. Every run is stored before the engine is closed, so waiting buys nothing.
+SHUTDOWN_GRACE_S = 1.0
 
 
 class VllmEngine(Engine):
@@ -123,9 +127,11 @@ class VllmEngine(Engine):
         return [factory]
 
     async def close(self) -> None:
+        """SIGTERM to vLLM's engine process, SHUTDOWN_GRACE_S for it to exit, then SIGKILL (vLLM's own
+        shutdown with a timeout); its worker processes follow their parent (EngineHost kills any left)."""
         llm, self.llm = self.llm, None
         if llm is not None:
-            await asyncio.to_thread(llm.shutdown)
+            await asyncio.to_thread(llm.shutdown, SHUTDOWN_GRACE_S)
 
     def healthy(self) -> bool:
         llm = self.llm
