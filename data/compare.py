@@ -59,6 +59,7 @@ class ReferenceRow:
     tps_basis: str
     usd_per_hour: float
     usd_per_million: float
+    pricing_type: str = "on-demand"  # as the bundled snapshot lists this provider's row (Vast.ai: spot)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,6 +205,11 @@ def run_speed(store, run: dict[str, Any]) -> tuple[float | None, TpsBasis, float
 
 
 def reference_rows(gpu_key: str | None = None) -> list[ReferenceRow]:
+    """The article's rows (for this GPU), each with the price type the bundled snapshot gives the same
+    provider and GPU, so a price is on-demand or spot the same way on every screen."""
+    from data.prices import snapshot_rows
+
+    types = {(r.provider, r.gpu_key): r.pricing_type for r in snapshot_rows()}
     ref = article_reference()
     rows = []
     for r in ref["rows"]:
@@ -214,6 +220,7 @@ def reference_rows(gpu_key: str | None = None) -> list[ReferenceRow]:
                 label=ref["label"], gpu_key=r["gpu_key"], gpu=r["gpu"], provider=r["provider"], tps=r["tps"],
                 tps_basis=ref["tps_basis"], usd_per_hour=r["usd_per_hour"],
                 usd_per_million=usd_per_million_tokens(r["usd_per_hour"], r["tps"]),
+                pricing_type=types.get((r["provider"], r["gpu_key"]), "on-demand"),
             )
         )
     return rows
@@ -267,6 +274,9 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
             ))
     if not gpu_key:
         device = run.get("device") or "CPU"
+        if not (run.get("environment") or {}).get("gpus") and not run.get("gpus_used"):
+            # No GPU at all: nothing was costed per GPU (a CPU box says so, not "1 of 1 GPU(s) seen").
+            rc.instance_gpus, rc.gpus_used_note = None, f"no GPU: the run used the {device}"
         if not rc.costs:
             rc.note = (
                 f"No provider rents this device ({device}): there is no $/h to apply. "

@@ -221,7 +221,9 @@ def _price_board(store, now: datetime, providers: Iterable[str] | None) -> Price
         else:
             status.source = rows[0].source
             status.as_of = max(r.fetched_at for r in rows)
-            if status.state == OK and status.source != SNAPSHOT and now - status.as_of > STALE_AFTER:
+            # One rule for every source (live, catalog, a dated table, the snapshot): prices older than
+            # STALE_AFTER are stale, on every screen and in every command.
+            if status.state == OK and now - status.as_of > STALE_AFTER:
                 status.state = STALE
                 status.reason = "; ".join(x for x in (status.reason, f"prices are {age_text(status.as_of, now)} old") if x)
         status.rows = len(rows)
@@ -229,6 +231,29 @@ def _price_board(store, now: datetime, providers: Iterable[str] | None) -> Price
         board.rows.extend(rows)
     board.rows.sort(key=lambda r: (r.gpu_key is None, r.gpu_key or r.gpu_raw_name, r.usd_per_gpu_hour))
     return board
+
+
+def refresh_summary(results: Iterable[FetchResult]) -> str:
+    """What a refresh did, counted from its fetches (not from the statuses the board falls back to):
+    'refresh: 4 of 4 live fetches failed (RunPod: ConnectError ...); CoreWeave: dated table (no API)'."""
+    from pricing.models import provider_label
+
+    results = list(results)
+    live = [r for r in results if r.provider in LIVE_PROVIDERS]
+    ok = [r for r in live if r.ok]
+    failed = [r for r in live if not r.ok]
+    if live and not ok:
+        text = f"refresh failed: {len(failed)} of {len(live)} live fetches failed"
+    else:
+        text = f"refreshed: {len(ok)} of {len(live)} live fetches ok" + (f", {len(failed)} failed" if failed else "")
+    if failed:
+        text += " (" + "; ".join(f"{provider_label(r.provider)}: {r.reason or 'failed'}" for r in failed[:2])
+        text += "; …)" if len(failed) > 2 else ")"
+    if any(r.provider == "coreweave" for r in results):
+        text += "; CoreWeave: dated table (no price API)"
+    if failed:
+        text += "; their last stored prices (or the bundled snapshot) are shown, marked stale"
+    return text
 
 
 def age_text(then: datetime | None, now: datetime) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 
 from data.paths import default_db_path
+from data.run_figures import COUNTED_SQL
 
 
 # How long a query or transaction waits for another process's lock on the file before giving up.
@@ -249,16 +250,18 @@ class Store:
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
                    r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
                    r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
+                   json_extract_string(r.suite_json, '$.load.max_concurrency') AS max_concurrency,
+                   json_extract_string(r.suite_json, '$.load.request_rate') AS request_rate,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
-                   avg(q.tps) FILTER (WHERE q.success) AS mean_tps,
-                   avg(q.ttft_ms) FILTER (WHERE q.success) AS mean_ttft_ms,
-                   avg(q.tpot_ms) FILTER (WHERE q.success) AS mean_tpot_ms,
-                   sum(q.output_tokens) FILTER (WHERE q.success) AS output_tokens
+                   avg(q.tps) FILTER (WHERE {counted}) AS mean_tps,
+                   avg(q.ttft_ms) FILTER (WHERE {counted}) AS mean_ttft_ms,
+                   avg(q.tpot_ms) FILTER (WHERE {counted}) AS mean_tpot_ms,
+                   sum(q.output_tokens) FILTER (WHERE {counted}) AS output_tokens
             FROM runs r LEFT JOIN requests q USING (run_id)
             GROUP BY ALL
             ORDER BY r.started_at DESC
-        """
+        """.format(counted=COUNTED_SQL)
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._dicts(sql)

@@ -189,14 +189,15 @@ class LiveLoad:
     sent: int = 0
     in_flight: int = 0
     completed: int = 0
-    failed: int = 0
+    failed: int = 0  # the server or the connection failed them
+    stopped: int = 0  # cut short by a stop (in flight when it came); requests never sent count nowhere
     output_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     recent_ttft_ms: list[float] = field(default_factory=list)
 
     def reset(self, label: str, index: int) -> None:
         self.level, self.level_index = label, index
-        self.sent = self.in_flight = self.completed = self.failed = self.output_tokens = 0
+        self.sent = self.in_flight = self.completed = self.failed = self.stopped = self.output_tokens = 0
         self.started = time.perf_counter()
         self.recent_ttft_ms = []
 
@@ -211,6 +212,7 @@ class LiveLoad:
             "in_flight": self.in_flight,
             "completed": self.completed,
             "failed": self.failed,
+            "stopped": self.stopped,
             "elapsed_s": elapsed,
             "output_throughput": self.output_tokens / elapsed,
             "ttft_p50_ms": float(np.percentile(ttfts, 50)) if ttfts else None,
@@ -337,6 +339,13 @@ class LoadRunner:
             outcome.status = "failed"
             outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
+        # A stop cuts the requests in flight short: they are kept (what streamed) as "aborted", but they
+        # did not fail — failed means the server or the connection failed. Requests the stop kept from
+        # being sent are in no count (and not stored): "not_sent" says how many the plan had left.
+        stopped = sum(1 for r in outcome.records if r.aborted and not r.success)
+        outcome.result["aborted"] = stopped
+        outcome.result["failed"] = max(0, int(outcome.result.get("failed") or 0) - stopped)
+        outcome.result["not_sent"] = len(requests) - len(outcome.records)
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
         lags = self.host.loop_lag.window(begin_s, begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags)
@@ -359,11 +368,13 @@ class LoadRunner:
                 else:
                     record = await self._send(engine, request, live)
             except asyncio.CancelledError:
-                record = RequestRecord(request=request, success=False, error="aborted", aborted=True)
+                return  # stopped while waiting for a free slot: never sent, so neither counted nor stored
             # The client's self-check: when the pattern meant it to go, and the wait on the limit.
             record.scheduled_ns = scheduled_ns
             record.queue_wait_ns = queue_wait_ns
-            if record.success:
+            if record.aborted and not record.success:
+                live.stopped += 1
+            elif record.success:
                 live.completed += 1
                 live.output_tokens += record.output_tokens
                 if record.chunk_ns:

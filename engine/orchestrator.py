@@ -578,7 +578,8 @@ class Orchestrator:
             if server is not None and own_server:
                 server.stop()
         if job.stop_event.is_set():
-            status, reason = "aborted", "stopped"
+            at = finished[-1].run.level.label if finished and finished[-1].run.level is not None else None
+            status, reason = "aborted", f"stopped by you{f' during {at}' if at else ''}; what finished is stored"
         elif finished and status == "completed":
             status = next((f.status for f in finished if f.status != "completed"), "completed")
         return JobFinished(job.job_id, job.kind, status, tuple(finished), stop_reason=reason, error=error,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -27,19 +29,48 @@ def model_name(run: dict) -> str:
     return model.rstrip("/").rsplit("/", 1)[-1] if "/" in model and model.startswith(("/", "~", ".")) else model
 
 
-CASE_COLUMNS = [
-    # (header, summary key, format)
-    ("req", "completed", "{:.0f}"),
-    ("tokens", "mean_output_tokens", "{:.0f}"),
+# (header, summary key, format): vLLM's names; latencies in ms (said under every table).
+LATENCY_COLUMNS = [
     ("TTFT mean", "mean_ttft_ms", "{:.1f}"),
+    ("TTFT med", "median_ttft_ms", "{:.1f}"),
     ("TTFT p99", "p99_ttft_ms", "{:.1f}"),
     ("TPOT mean", "mean_tpot_ms", "{:.2f}"),
+    ("TPOT med", "median_tpot_ms", "{:.2f}"),
+    ("ITL mean", "mean_itl_ms", "{:.2f}"),
+    ("ITL med", "median_itl_ms", "{:.2f}"),
     ("ITL p99", "p99_itl_ms", "{:.2f}"),
     ("E2EL mean", "mean_e2el_ms", "{:.0f}"),
-    ("TPS", "mean_tps", "{:.1f}"),
-    ("decode tok/s", "mean_decode_rate", "{:.1f}"),
-    ("out tok/s", "output_throughput", "{:.1f}"),
 ]
+# What `vllm bench serve` prints first for a run under load: its duration, token totals, throughputs.
+LOAD_HEADLINE_COLUMNS = [
+    ("ok", "completed", "{:.0f}"),
+    ("failed", "failed", "{:.0f}"),
+    ("duration s", "duration", "{:.2f}"),
+    ("in tok", "total_input_tokens", "{:.0f}"),
+    ("out tok", "total_output_tokens", "{:.0f}"),
+    ("req/s", "request_throughput", "{:.2f}"),
+    ("out tok/s", "output_throughput", "{:.1f}"),
+    ("total tok/s", "total_token_throughput", "{:.1f}"),
+]
+LATENCY_NOTE = ("TTFT, TPOT, ITL, E2EL in ms (mean, median, p99); names and definitions as in `vllm bench serve`; "
+                "b1 TPS = output tokens / E2EL of a request run alone (the article's batch-1 TPS); "
+                "user tok/s = the same with other requests beside it (per-user speed under load); "
+                "decode tok/s = 1000 / TPOT.")
+
+
+def case_columns(run: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The per-case (or per-level) table's columns for this run: a load level leads with vLLM's
+    headline figures; the TPS column is named for what it is (b1 TPS or user tok/s)."""
+    from data.run_figures import speed_header
+
+    if run.get("kind") == "load":
+        head = list(LOAD_HEADLINE_COLUMNS)
+    else:
+        head = [("req", "completed", "{:.0f}"), ("out tok/req", "mean_output_tokens", "{:.0f}")]
+    tail = [(speed_header(run), "mean_tps", "{:.1f}"), ("decode tok/s", "mean_decode_rate", "{:.1f}")]
+    if run.get("kind") != "load":
+        tail.append(("out tok/s", "output_throughput", "{:.1f}"))
+    return head + LATENCY_COLUMNS + tail
 
 
 def column_pages(widths: list[int], available: int, fixed: int = 0) -> list[list[int]]:
@@ -78,36 +109,27 @@ def case_rows(run: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) -> None:
+    """`tokentop show` / `bench`: the run's line, then its per-case (or the level's) figures in as many
+    stacked tables as the terminal's width needs (the case column repeated), never a cut number."""
     console = _console(file)
-    head = Text(
-        f"run {run['run_id']}  {run['status']}  {run.get('engine')} · {run.get('model')} · {run.get('device')}"
-    )
-    console.print(head)
+    console.print(Text(f"run {run['run_id']}  {run.get('kind')}  {run['status']}  "
+                       f"{run.get('engine')} · {run.get('model')} · {run.get('device')}"))
     where = where_line(run)
     if where:
         console.print(Text(where))
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    table.add_column("case")
-    table.add_column("target", justify="right")
-    for header, _key, _f in CASE_COLUMNS:
-        table.add_column(header, justify="right")
-    for case_id, agg in case_rows(run):
-        table.add_row(
-            Text(case_id),
-            _fmt(agg.get("target_tokens"), "{:.0f}"),
-            *[_fmt(agg.get(key), f) for _h, key, f in CASE_COLUMNS],
-        )
-    console.print(table)
-    console.print(
-        Text(
-            "ms throughout; TPS = output tokens / E2EL per request (the article's batch-1 TPS); "
-            "decode tok/s = 1000 / TPOT; names and definitions as in `vllm bench serve`."
-        ),
-        style="dim",
-    )
-    failed = [r for r in requests if not r.get("success")]
+    columns = case_columns(run)
+    cols = [Col("case", wrap=True, min_width=8), Col("target", "right")]
+    cols += [Col(header, "right") for header, _k, _f in columns]
+    rows = [[Text(str(case_id)), _fmt(agg.get("target_tokens"), "{:.0f}"),
+             *[_fmt(agg.get(key), f) for _h, key, f in columns]] for case_id, agg in case_rows(run)]
+    print_table(console, cols, rows, layout="pages", fixed=1)
+    console.print(Text(LATENCY_NOTE), style="dim")
+    stopped = [r for r in requests if not r.get("success") and r.get("error") == "aborted"]
+    failed = [r for r in requests if not r.get("success") and r.get("error") != "aborted"]
     if failed:
-        console.print(Text(f"{len(failed)} request(s) failed or aborted: {failed[0].get('error')}"))
+        console.print(Text(f"{len(failed)} request(s) failed: {failed[0].get('error')}"))
+    if stopped:
+        console.print(Text(f"{len(stopped)} request(s) stopped mid-stream when the run was stopped"))
     line = reasoning_line((run.get("summary") or {}).get("overall") or {})
     if line:
         console.print(Text(line))
@@ -230,39 +252,181 @@ def where_line(run: dict[str, Any]) -> str:
     return ("where: " + " · ".join(parts)) if parts else ""
 
 
-def _console(file) -> Console:
-    # On a terminal use its width; piped output gets room enough not to squeeze ids and names.
-    probe = Console(file=file)
-    return Console(file=file, highlight=False, width=None if probe.is_terminal else 160)
+MIN_WIDTH = 80  # every table is laid out for at least this many columns
+PIPE_WIDTH = 160  # output to a file or pipe, when no terminal says how wide it is
+
+
+def terminal_width(file=None) -> int:
+    """How wide the tables are laid out: $COLUMNS when set (as `COLUMNS=80 tokentop runs`), else the
+    terminal's width (of `file`, else stdout/stderr), else PIPE_WIDTH; never below MIN_WIDTH."""
+    import os
+
+    env = os.environ.get("COLUMNS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return max(MIN_WIDTH, int(env))
+    for stream in (file, sys.stdout, sys.stderr):
+        try:
+            if stream is not None and stream.isatty():
+                return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns)
+        except (AttributeError, OSError, ValueError):
+            continue
+    return PIPE_WIDTH
+
+
+def _console(file, width: int | None = None) -> Console:
+    return Console(file=file, highlight=False, soft_wrap=False, width=width or terminal_width(file))
+
+
+@dataclass
+class Col:
+    """One column of a CLI table. Numbers and ids never wrap and are never cut: a column that does not
+    fit goes to another page (`print_table(layout="pages")`) or is left out and named
+    (`layout="drop"`). `wrap` columns (names, notes) may fold onto more lines, down to `min_width`."""
+
+    header: str
+    justify: str = "left"
+    wrap: bool = False
+    min_width: int = 12
+    priority: int = 0  # layout="drop": lower keeps its place first
+
+
+GAP = 2  # cells between columns
+
+
+def _natural(col: Col, index: int, rows: Sequence[Sequence[Any]]) -> int:
+    return max([_cell_len(col.header)] + [_cell_len(r[index]) for r in rows])
+
+
+def _cell_len(value: Any) -> int:
+    if isinstance(value, Text):
+        return max((Text(line).cell_len for line in value.plain.split("\n")), default=0)
+    return max((Text(line).cell_len for line in str(value).split("\n")), default=0)
+
+
+def _least(col: Col, natural: int) -> int:
+    return min(natural, max(col.min_width, _cell_len(col.header))) if col.wrap else natural
+
+
+def table_pages(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int, fixed: int = 1) -> list[list[int]]:
+    """Column indices per page: the first `fixed` columns on every page, the others in order, as many
+    whole columns per page as fit `width`. A wrapping column takes its whole width when that fits, else
+    its least width (it then folds onto more lines)."""
+    natural = [_natural(c, i, rows) + GAP for i, c in enumerate(cols)]
+    least = [_least(c, natural[i] - GAP) + GAP for i, c in enumerate(cols)]
+    head = list(range(min(fixed, len(cols))))
+    base = sum(least[:fixed])
+    pages: list[list[int]] = [list(head)]
+    used = base
+    for i in range(len(head), len(cols)):
+        for need in (natural[i], least[i]):
+            if used + need <= width + GAP:
+                pages[-1].append(i)
+                used += need
+                break
+        else:
+            if len(pages[-1]) == len(head):  # too wide even alone: it gets a page of its own anyway
+                pages[-1].append(i)
+                continue
+            pages.append(list(head) + [i])
+            used = base + least[i]
+    return pages
+
+
+def kept_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int) -> list[int]:
+    """layout="drop": the columns that fit `width`, taken by priority (then order), shown in order; a
+    wrapping column takes its whole width when that fits, else its least width."""
+    natural = [_natural(c, i, rows) + GAP for i, c in enumerate(cols)]
+    least = [_least(c, natural[i] - GAP) + GAP for i, c in enumerate(cols)]
+    used, kept = 0, []
+    for i in sorted(range(len(cols)), key=lambda i: (cols[i].priority, i)):
+        for need in (natural[i], least[i]):
+            if used + need <= width + GAP or not kept:
+                kept.append(i)
+                used += need
+                break
+    return sorted(kept)
+
+
+def render_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], shown: Sequence[int], width: int) -> Table:
+    """A rich Table of the `shown` columns, each at an explicit width: numbers at their widest value,
+    wrapping columns given what is left (up to their widest value), so rich never squeezes a number."""
+    natural = {i: _natural(cols[i], i, rows) for i in shown}
+    widths = {i: _least(cols[i], natural[i]) for i in shown}
+    spare = width - sum(widths.values()) - GAP * (len(shown) - 1)
+    for i in shown:
+        if cols[i].wrap and spare > 0:
+            grow = min(spare, natural[i] - widths[i])
+            widths[i] += grow
+            spare -= grow
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, GAP // 2), header_style="bold",
+                  expand=False)
+    for i in shown:
+        c = cols[i]
+        # "fold", never "ellipsis": a value wider than its column (it cannot be: widths are measured)
+        # would break onto a second line rather than lose its digits.
+        table.add_column(c.header, justify=c.justify, width=widths[i], no_wrap=not c.wrap, overflow="fold")
+    for row in rows:
+        table.add_row(*[row[i] if isinstance(row[i], Text) else Text(str(row[i])) for i in shown])
+    return table
+
+
+def print_table(file_or_console, cols: Sequence[Col], rows: Sequence[Sequence[Any]], *, layout: str = "pages",
+                fixed: int = 1, width: int | None = None, left_out_hint: str = "--json, or a wider terminal") -> None:
+    """Print a table that fits the terminal (at least 80 columns) without cutting a value.
+
+    layout="pages": columns that do not fit go to further tables below, each repeating the first `fixed`
+    columns (a narrow layout: nothing is left out). layout="drop": only the columns that fit, by
+    priority, and one line naming the others and where to see them."""
+    console = file_or_console if isinstance(file_or_console, Console) else _console(file_or_console, width)
+    width = width or console.width
+    if layout == "drop":
+        shown = kept_columns(cols, rows, width)
+        console.print(render_table(cols, rows, shown, width))
+        left = [cols[i].header for i in range(len(cols)) if i not in shown]
+        if left:
+            console.print(Text(f"not shown at {width} columns: {', '.join(left)} ({left_out_hint})"), style="dim")
+        return
+    for n, shown in enumerate(table_pages(cols, rows, width, fixed)):
+        if n:
+            console.print()
+        console.print(render_table(cols, rows, shown, width))
 
 
 def print_runs_table(runs: list[dict[str, Any]], file) -> None:
+    """`tokentop runs`: what fits the terminal, most useful first (the id, what ran, its figures); the
+    columns left out are named under the table. Batch-1 TPS and per-user speed are separate columns."""
+    from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds, what_ran
+
     console = _console(file)
     if not runs:
         console.print("no runs stored yet: run `tokentop bench` or open `tokentop`")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("run", "started", "status", "what", "engine · model", "device", "where", "req", "TPS", "TTFT ms"):
-        # The run id is what users copy into `tokentop show`: never squeezed or wrapped.
-        table.add_column(col, justify="right" if col in ("req", "TPS", "TTFT ms") else "left",
-                         no_wrap=col in ("run", "started", "status"),
-                         min_width=22 if col == "run" else None)
+    cols = [
+        Col("run", priority=0),  # the id users copy into `tokentop show`: never wrapped
+        Col("status", priority=1),
+        Col("what", priority=2),
+        Col(BATCH1_HEADER, "right", priority=3),
+        Col(PER_USER_HEADER, "right", priority=3),
+        Col("TTFT ms", "right", priority=4),
+        Col("model", wrap=True, min_width=14, priority=5),
+        Col("req", "right", priority=6),
+        Col("started", priority=7),
+        Col("device", wrap=True, min_width=10, priority=8),
+        Col("where", wrap=True, min_width=10, priority=9),
+        Col("engine", priority=10),
+    ]
+    rows = []
     for r in runs:
         started = r.get("started_at")
-        what = r.get("suite") if r.get("kind") == "suite" else r.get("kind")
-        table.add_row(
-            Text(r["run_id"]),
-            started.strftime("%Y-%m-%d %H:%M") if started else "",
-            Text(r.get("status") or ""),
-            Text(str(what or "")),
-            Text(f"{r.get('engine') or ''} · {r.get('model') or ''}"),
-            Text(str(r.get("device") or "")),
-            Text(where_short(r)),
-            f"{r.get('completed') or 0}/{r.get('requests') or 0}",
-            _fmt(r.get("mean_tps"), "{:.1f}"),
-            _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
-        )
-    console.print(table)
+        b1, user = split_speeds(r, r.get("mean_tps"))
+        rows.append([
+            Text(r["run_id"]), Text(r.get("status") or ""), Text(what_ran(r)),
+            _fmt(b1, "{:.1f}"), _fmt(user, "{:.1f}"), _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
+            Text(model_name(r)), f"{r.get('completed') or 0}/{r.get('requests') or 0}",
+            fmt_date(started) if started else "", Text(str(r.get("device") or "")), Text(where_short(r)),
+            Text(r.get("engine") or ""),
+        ])
+    print_table(console, cols, rows, layout="drop", left_out_hint="`tokentop show RUN`, --json, or a wider terminal")
 
 
 def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: str | None = None) -> None:

@@ -6,9 +6,9 @@ import argparse
 import json
 import signal
 import threading
-import time
 
 from engine.measure.metrics import json_safe
+from engine.measure.progress import TokenProgress
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
             if code is not None:
                 return code
             reps = args.reps or suite.reps
-            total = len(suite.cases) * reps
-            progress.begin(total)
+            progress.begin(planned_lengths(suite.requests(reps)))
             stop = threading.Event()
             interrupted = _stop_on_signals(stop)
             run_id, outcome, runner = session.run_suite(
@@ -126,23 +125,30 @@ def _sigterm_as_interrupt() -> None:
         pass
 
 
+def planned_lengths(requests) -> list[int | None]:
+    """Each request's output length when it is enforced (known in advance), else None."""
+    return [r.max_tokens if r.enforce_length else None for r in requests]
+
+
 class _Progress:
-    """One progress line on stderr: rewritten in place on a terminal, a line per request otherwise."""
+    """One progress line on stderr: rewritten in place on a terminal, a line per request otherwise.
+    The ETA counts output tokens (engine.measure.progress): a 500-token case takes ten times a 50-token one."""
 
     def __init__(self, stream):
         self.stream = stream
         self.tty = stream.isatty()
         self.total = 0
         self.done = 0
-        self.t0 = time.monotonic()
+        self.tokens = TokenProgress([])
         self.current = ""
 
     def note(self, message: str) -> None:
         self._clear()
         print(f"tokentop: {message}", file=self.stream, flush=True)
 
-    def begin(self, total: int) -> None:
-        self.total, self.done, self.t0 = total, 0, time.monotonic()
+    def begin(self, lengths: list[int | None]) -> None:
+        self.total, self.done = len(lengths), 0
+        self.tokens = TokenProgress(lengths)
 
     def on_start(self, index: int, total: int, request) -> None:
         self.current = f"{request.case_id} rep {request.rep + 1}"
@@ -151,14 +157,13 @@ class _Progress:
 
     def on_record(self, index: int, record, metrics) -> None:
         self.done = index + 1
-        elapsed = time.monotonic() - self.t0
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0
+        self.tokens.finish(index)
         if metrics.success:
             detail = (f"{metrics.output_tokens} tok, TTFT {metrics.ttft_s * 1000:.0f} ms, "
                       f"TPS {metrics.tps:.1f} tok/s")
         else:
             detail = f"failed: {record.error}"
-        self._line(f"[{self.done}/{self.total}] {self.current}: {detail} (ETA {eta:.0f}s)", final=not self.tty)
+        self._line(f"[{self.done}/{self.total}] {self.current}: {detail} ({self.tokens.text()})", final=not self.tty)
 
     def end(self) -> None:
         if self.tty:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.commands.common import add_db_option, fail, open_store
+from tui.format import Col, _console, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             "providers": [s.to_dict() for s in board.statuses.values()],
         }))
         return 0
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(110, Console(file=sys.stdout).width))
+    console = _console(sys.stdout)
     for rc in results:
         print_run(console, rc)
     return 0
@@ -83,7 +84,8 @@ def print_run(console: Console, rc) -> None:
     speeds = rc.speeds or ([{"tps": rc.tps, "tps_basis": rc.tps_basis}] if rc.tps else [])
     tps = "; ".join(f"{s['tps']:.1f} tok/s ({s['tps_basis']})" for s in speeds) or "no TPS"
     ttft = f", TTFT {rc.ttft_ms:.0f} ms" if rc.ttft_ms is not None else ""
-    console.print(Text(f"run {rc.run_id} · {rc.model or '?'} · {device} ×{rc.gpu_count} · {tps}{ttft}", style="bold"))
+    count = f" ×{rc.gpu_count}" if rc.gpu_key else ""
+    console.print(Text(f"run {rc.run_id} · {rc.model or '?'} · {device}{count} · {tps}{ttft}", style="bold"))
     where = where_text(rc)
     if where:
         console.print(Text(where))
@@ -95,36 +97,33 @@ def print_run(console: Console, rc) -> None:
     if rc.costs:
         # A reasoning run: what the tokens a user reads cost, beside what every output token costs.
         answers = any(c.usd_per_million_answer is not None for c in rc.costs)
-        table = Table(show_edge=False, pad_edge=False)
-        for col, justify in (("provider", "left"), ("type", "left"), ("detail", "left"), ("$/h", "right"),
-                             ("TPS", "right"), ("TPS basis", "left"), ("$/1M tok", "right"),
-                             *((("$/1M answer", "right"),) if answers else ()), ("source", "left"), ("", "left")):
-            table.add_column(col, justify=justify)
+        cols = [Col("provider"), Col("$/h", "right"), Col("TPS", "right"), Col("TPS basis", wrap=True, min_width=9),
+                Col("$/1M tok", "right"), *([Col("$/1M answer", "right")] if answers else []), Col(""),
+                Col("type"), Col("source", wrap=True, min_width=10), Col("detail", wrap=True, min_width=12)]
+        rows = []
         for c in rc.costs:
             style = "bold green" if c.cheapest else ""
             answer = [Text("–" if c.usd_per_million_answer is None else f"{c.usd_per_million_answer:.2f}")]
-            table.add_row(
+            rows.append([
                 Text(provider_label(c.provider) + (" ~" if c.approximate else ""), style=style),
-                Text(c.pricing_type), Text(c.detail), f"{c.usd_per_hour:.2f}", f"{c.tps:.1f}",
-                Text(c.tps_basis), Text(f"{c.usd_per_million:.2f}", style=style), *(answer if answers else []),
-                Text(c.source),
-                Text(("◀ cheapest" + (f" ({c.tps_basis})" if len(speeds) > 1 else "")) if c.cheapest else "", style=style),
-            )
-        console.print(table)
+                f"{c.usd_per_hour:.2f}", f"{c.tps:.1f}", Text(c.tps_basis),
+                Text(f"{c.usd_per_million:.2f}", style=style), *(answer if answers else []),
+                Text(("◀ cheapest" + (f" ({c.tps_basis})" if len(speeds) > 1 else "")) if c.cheapest else "",
+                     style=style),
+                Text(c.pricing_type), Text(c.source), Text(c.detail),
+            ])
+        print_table(console, cols, rows, layout="pages", fixed=1)
         bases = " or ".join(s["tps_basis"] for s in speeds) or rc.tps_basis
         console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {bases} (named on each row)."))
         if answers:
             console.print(Text("$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
     if rc.reference:
         console.print(Text(f"Reference ({rc.reference[0].label}, Llama 3 8B FP16, {rc.reference[0].tps_basis}):"))
-        ref = Table(show_edge=False, pad_edge=False)
-        for col, justify in (("GPU", "left"), ("provider", "left"), ("TPS", "right"), ("$/h", "right"),
-                             ("$/1M tok", "right")):
-            ref.add_column(col, justify=justify)
-        for r in rc.reference:
-            ref.add_row(Text(r.gpu), Text(provider_label(r.provider)), f"{r.tps:.0f}", f"{r.usd_per_hour:.2f}",
-                        f"{r.usd_per_million:.2f}")
-        console.print(ref)
+        cols = [Col("GPU", wrap=True, min_width=10), Col("provider"), Col("type"), Col("TPS", "right"),
+                Col("$/h", "right"), Col("$/1M tok", "right")]
+        rows = [[Text(r.gpu), Text(provider_label(r.provider)), Text(r.pricing_type), f"{r.tps:.0f}",
+                 f"{r.usd_per_hour:.2f}", f"{r.usd_per_million:.2f}"] for r in rc.reference]
+        print_table(console, cols, rows, layout="pages", fixed=1)
     console.print()
 
 
@@ -135,7 +134,7 @@ def where_text(rc) -> str:
     parts = []
     if rc.provider:
         parts.append(f"ran on {provider_label(rc.provider)}" + (f" {rc.instance_type}" if rc.instance_type else ""))
-    if rc.gpu_key or rc.instance_gpus:
+    if rc.gpu_key:  # a run on a GPU nobody rents, or on no GPU, is costed for no GPU
         of = f" of {rc.instance_gpus}" if rc.instance_gpus and rc.instance_gpus > rc.gpu_count else ""
         parts.append(f"costed for {rc.gpu_count}{of} GPU(s) ({rc.gpus_used_note})" if rc.gpus_used_note
                      else f"costed for {rc.gpu_count}{of} GPU(s)")
@@ -168,7 +167,7 @@ def run_views(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_safe(result.to_dict()), default=str))
         return 0
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(80, Console(file=sys.stdout).width))
+    console = _console(sys.stdout)
     if args.matrix:
         print_matrix(console, result)
     elif slo is not None:

@@ -8,6 +8,8 @@ import math
 import threading
 
 from engine.measure.metrics import json_safe
+from engine.measure.progress import TokenProgress
+from tui.commands.bench import planned_lengths
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -102,10 +104,15 @@ def run(args: argparse.Namespace) -> int:
                 return code
             desc = session.describe()
 
+            progress = _LevelProgress(err)
+
             def level_start(i, level):
                 note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {level.num_prompts} requests")
+                progress.begin(f"level {i + 1}/{len(spec.levels)}",
+                               planned_lengths(spec.prompts.requests(level.num_prompts, i)))
 
             def level_done(i, result):
+                progress.end()
                 note(_level_line(result.summary.get("overall", {}), result.outcome.status))
                 for warning in (result.summary.get("client_health") or {}).get("warnings") or []:
                     note(f"warning: {warning}")
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             interrupted = _stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
             try:
                 outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note,
-                                   stop=stop)
+                                   stop=stop, on_record=progress.on_record)
             except KeyboardInterrupt:
                 print("tokentop: interrupted: finished levels are stored", file=err)
                 return 130
@@ -149,6 +156,39 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
+class _LevelProgress:
+    """The running level's progress on stderr, by tokens where lengths are known: rewritten in place on
+    a terminal, else a line at each quarter of the level."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.name = ""
+        self.tokens = TokenProgress([])
+        self.count = 0
+        self.shown = False
+
+    def begin(self, name: str, lengths) -> None:
+        self.name, self.tokens, self.count, self.shown = name, TokenProgress(lengths), 0, False
+
+    def on_record(self, index, record, metrics) -> None:
+        self.tokens.finish(index)
+        self.count += 1
+        total = len(self.tokens.targets)
+        text = f"  {self.name}: {self.count}/{total} requests, {self.tokens.text()}"
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text)
+            self.stream.flush()
+            self.shown = True
+        elif total and self.count % max(1, total // 4) == 0 and self.count < total:
+            print(text, file=self.stream, flush=True)
+
+    def end(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
 def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return none
@@ -156,7 +196,12 @@ def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
 
 
 def _level_line(res: dict, status: str) -> str:
-    line = (f"  {res.get('label')}: {status}, {res.get('completed', 0)} ok / {res.get('failed', 0)} failed, "
+    counts = f"{res.get('completed', 0)} ok / {res.get('failed', 0)} failed"
+    if res.get("aborted"):
+        counts += f" / {res['aborted']} stopped mid-stream"
+    if res.get("not_sent"):
+        counts += f" ({res['not_sent']} not sent)"
+    line = (f"  {res.get('label')}: {status}, {counts}, "
             f"{_f(res.get('request_throughput'), '{:.2f}')} req/s, {_f(res.get('output_throughput'))} tok/s, "
             f"TTFT p50 {_f(res.get('p50_ttft_ms'), '{:.0f}')} ms p99 {_f(res.get('p99_ttft_ms'), '{:.0f}')} ms")
     if res.get("request_goodput") is not None:
@@ -164,40 +209,63 @@ def _level_line(res: dict, status: str) -> str:
     return line
 
 
-def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -> None:
-    cols = ["level", "ok", "fail", "req/s", "out tok/s", "peak tok/s", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99"]
-    if spec.slo_ms:
-        cols.append("goodput")
-    cols += ["J/tok", "run"]
+def load_table(rows, slo_ms) -> tuple[list, list[list]]:
+    """The load levels as a table: vLLM's headline figures first (duration, token totals, throughputs),
+    then mean/median/p99 TTFT, TPOT and ITL, goodput, energy and the stored run."""
+    from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+    from tui.format import LOAD_HEADLINE_COLUMNS, Col
+
+    figures = list(LOAD_HEADLINE_COLUMNS[:2]) + [("stopped", "aborted", "{:.0f}")] + list(LOAD_HEADLINE_COLUMNS[2:]) + [
+        ("peak tok/s", "max_output_tokens_per_s", "{:.0f}"),
+        ("TTFT mean", "mean_ttft_ms", "{:.1f}"), ("TTFT med", "median_ttft_ms", "{:.1f}"),
+        ("TTFT p99", "p99_ttft_ms", "{:.1f}"),
+        ("TPOT mean", "mean_tpot_ms", "{:.2f}"), ("TPOT med", "median_tpot_ms", "{:.2f}"),
+        ("TPOT p99", "p99_tpot_ms", "{:.2f}"),
+        ("ITL mean", "mean_itl_ms", "{:.2f}"), ("ITL med", "median_itl_ms", "{:.2f}"),
+        ("ITL p99", "p99_itl_ms", "{:.2f}"),
+    ]
+    cols = [Col("level", wrap=True, min_width=10)] + [Col(h, "right") for h, _k, _f in figures]
+    cols += [Col(BATCH1_HEADER, "right"), Col(PER_USER_HEADER, "right")]
+    if slo_ms:
+        cols.append(Col("goodput", "right"))
+    cols += [Col("J/tok", "right"), Col("run")]
     table = []
     for r in rows:
-        line = [r.get("label"), str(r.get("completed", 0)), str(r.get("failed", 0)),
-                _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
-                _f(r.get("max_output_tokens_per_s"), "{:.0f}"), _f(r.get("p50_ttft_ms"), "{:.0f} ms"),
-                _f(r.get("p99_ttft_ms"), "{:.0f} ms"), _f(r.get("mean_tpot_ms"), "{:.1f} ms"),
-                _f(r.get("p99_itl_ms"), "{:.1f} ms")]
-        if spec.slo_ms:
+        line = [str(r.get("label"))] + [_f(r.get(key), fmt) for _h, key, fmt in figures]
+        line += [_f(v) for v in split_speeds({"kind": "load", **r}, r.get("mean_tps"))]
+        if slo_ms:
             line.append(f"{_f(r.get('request_goodput'), '{:.2f}')} ({r.get('good_requests', 0)})")
-        line += [_f(r.get("j_per_output_token"), "{:.3f}"), r.get("run_id")]
-        table.append([str(x) for x in line])
-    widths = [max(len(c), *(len(row[i]) for row in table)) if table else len(c) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)), file=out)
-    for row in table:
-        print("  ".join(x.ljust(w) for x, w in zip(row, widths)), file=out)
-    print(f"stopped: {outcome.stop_reason}", file=out)
-    if spec.slo_ms:
-        print("goodput = requests/s meeting every SLO (" +
-              ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items()) + ")", file=out)
-    if outcome.gpu_note:
-        print(outcome.gpu_note, file=out)
-    from data.load_runs import roofline_text
+        line += [_f(r.get("j_per_output_token"), "{:.3f}"), str(r.get("run_id"))]
+        table.append(line)
+    return cols, table
 
+
+def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -> None:
+    from rich.text import Text
+
+    from data.load_runs import roofline_text
+    from tui.format import _console, print_table
+
+    console = _console(out)
+    cols, table = load_table(rows, spec.slo_ms)
+    print_table(console, cols, table, layout="pages", fixed=1)
+    say = lambda text, style="": console.print(Text(text), style=style)  # noqa: E731
+    say("latencies in ms; names as in `vllm bench serve` (duration, total input/output tokens, request, output and "
+        "total token throughput); b1 TPS = output tokens / E2EL at concurrency 1 (the article's batch-1 TPS); "
+        "user tok/s = the same with other requests beside it (per-user speed); stopped = requests cut short "
+        "by a stop (requests never sent are not counted)", "dim")
+    say(f"sweep: {outcome.stop_reason}")
+    if spec.slo_ms:
+        say("goodput = requests/s meeting every SLO (" + ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items())
+            + ")")
+    if outcome.gpu_note:
+        say(outcome.gpu_note)
     first = rows[0] if rows else {}
     if roof and first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
         roof = {**roof, "decode_pct_of_ceiling": {
             "concurrency 1": 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]}}
     if roof or roof_note:
         lines = roofline_text(roof, why=roof_note)
-        print("roofline: " + lines[0], file=out)
+        say("roofline: " + lines[0])
         for line in lines[1:]:
-            print("  " + line, file=out)
+            say("  " + line)

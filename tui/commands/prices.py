@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from tui.commands.common import UsageError, add_db_option, open_store
@@ -41,12 +39,12 @@ def resolve_gpu(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.prices import price_board, refresh
+    from data.prices import price_board, refresh, refresh_summary
 
     gpu = resolve_gpu(args.gpu) if args.gpu else None
     with open_store(args) as store:
         if args.refresh:
-            refresh(store)
+            print(f"tokentop: {refresh_summary(refresh(store))}", file=sys.stderr)
         board = price_board(store)
     rows = board.rows if gpu is None else board.for_gpu(gpu)
     if args.json:
@@ -60,38 +58,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_board(board, rows, gpu, file) -> None:
+    """Each provider's status, then the prices: tables that fit the terminal (at least 80 columns), a
+    second table for the columns that do not, never a cut value."""
     from data.prices import source_age
     from pricing.gpus import gpu_label
     from pricing.models import provider_label
+    from tui.format import Col, _console, print_table
 
-    console = Console(file=file, highlight=False, soft_wrap=False, width=max(110, Console(file=file).width))
-    status = Table(show_edge=False, pad_edge=False, title=None)
-    for col in ("provider", "status", "source", "fetched", "reason"):
-        status.add_column(col)
+    console = _console(file)
+    status_cols = [Col("provider"), Col("status"), Col("source", wrap=True, min_width=12),
+                   Col("fetched", wrap=True, min_width=8), Col("reason", wrap=True, min_width=20)]
+    status_rows = []
     for s in board.statuses.values():
         style = {"ok": "green", "stale": "yellow", "failed": "red"}.get(s.state, "")
-        status.add_row(
-            Text(provider_label(s.provider)), Text(s.state, style=style), Text(s.source or "—"),
-            Text(source_age(s, board.now) if s.as_of else "—"), Text(s.reason or ""),
-        )
-    console.print(status)
+        status_rows.append([Text(provider_label(s.provider)), Text(s.state, style=style), Text(s.source or "—"),
+                            Text(source_age(s, board.now) if s.as_of else "—"), Text(s.reason or "")])
+    print_table(console, status_cols, status_rows, layout="pages", fixed=1)
     console.print()
     if not rows:
         console.print(Text(f"No provider lists a {gpu_label(gpu)} right now." if gpu else "No prices."))
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for col, justify in (("GPU", "left"), ("provider", "left"), ("type", "left"), ("GPUs", "right"),
-                         ("$/GPU-h", "right"), ("$/h", "right"), ("detail", "left"), ("source", "left")):
-        table.add_column(col, justify=justify)
+    cols = [Col("GPU", wrap=True, min_width=13), Col("provider"), Col("type"), Col("GPUs", "right"),
+            Col("$/GPU-h", "right"), Col("$/h", "right"), Col("source", wrap=True, min_width=10),
+            Col("detail", wrap=True, min_width=14)]
+    table = []
     for r in rows:
         name = gpu_label(r.gpu_key) if r.gpu_key else f"unmatched: {r.gpu_raw_name}"
         if r.approximate and r.gpu_key:
             name += " ~"
         detail = " ".join(x for x in (f"{r.stat} of {r.offers}" if r.stat else None, r.note, r.instance_type,
                                       r.region) if x)
-        table.add_row(
-            Text(name), Text(provider_label(r.provider)), Text(r.pricing_type), str(r.gpu_count),
-            f"{r.usd_per_gpu_hour:.2f}", f"{r.usd_per_hour:.2f}", Text(detail), Text(source_age(r, board.now)),
-        )
-    console.print(table)
+        table.append([Text(name), Text(provider_label(r.provider)), Text(r.pricing_type), str(r.gpu_count),
+                      f"{r.usd_per_gpu_hour:.2f}", f"{r.usd_per_hour:.2f}", Text(source_age(r, board.now)),
+                      Text(detail)])
+    print_table(console, cols, table, layout="pages", fixed=2)
     console.print(Text("~ = the provider does not name the form factor (SXM/PCIe); matched approximately."))

@@ -113,7 +113,7 @@ class CompareScreen(Screen):
                 if any(o["source"] == r.label and o["provider"] == r.provider and o["gpu"] == r.gpu_key
                        for o in out):
                     continue  # the article's rows are the same for every run: list each once
-                out.append(dict(run=r.label, gpu=r.gpu_key, provider=r.provider, basis=r.tps_basis, type="on-demand",
+                out.append(dict(run=r.label, gpu=r.gpu_key, provider=r.provider, basis=r.tps_basis, type=r.pricing_type,
                                 tps=r.tps, ttft=None,
                                 usd_per_hour=r.usd_per_hour, usd_per_million=r.usd_per_million, source=r.label,
                                 cheapest=False, approximate=False, usd_per_million_answer=None))

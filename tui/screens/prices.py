@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from data.prices import PriceBoard, age_text, price_board, refresh_async, source_age
+from data.prices import PriceBoard, age_text, price_board, refresh_async, refresh_summary, source_age
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
@@ -54,6 +54,7 @@ class PricesScreen(Screen):
         self.env = env
         self.board: PriceBoard | None = None
         self.refreshing = False
+        self.refresh_text = ""
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
@@ -87,26 +88,26 @@ class PricesScreen(Screen):
         if self.refreshing:
             return
         self.refreshing = True
+        self.refresh_text = ""
         self._message("Fetching live prices…")
         self.fetch_live()
 
     @work(exclusive=True, exit_on_error=False, group="prices-fetch")
     async def fetch_live(self) -> None:
         try:
-            await refresh_async(self.store, env=self.env, now=self.fixed_now)
+            results = await refresh_async(self.store, env=self.env, now=self.fixed_now)
         except Exception as exc:  # the board still shows what is stored
             self.post_message(self.RefreshFailed(f"{type(exc).__name__}: {exc}"))
             return
+        self.refresh_text = refresh_summary(results)
         self.load_board()
 
     @on(BoardLoaded)
     def show_board(self, message: BoardLoaded) -> None:
         self.board = board = message.board
-        if self.refreshing:
+        if self.refreshing and self.refresh_text:
             self.refreshing = False
-            states = [s.state for s in board.statuses.values()]
-            self._message(f"Refreshed: {states.count('ok')} ok, {states.count('stale')} stale, "
-                          f"{states.count('failed')} failed")
+            self._message(self.refresh_text)  # counted from the fetches, not from the fallbacks shown
         self.query_one("#prices-status", PagedTable).set_rows([(None, [
             Text(provider_label(s.provider)),
             Text(s.state, style=STATE_STYLE.get(s.state, "")),

@@ -1,0 +1,87 @@
+"""Progress and ETA of a run, counted in tokens where the requests' lengths are known.
+
+A suite's cases differ tenfold in length (the article's: 50, 200 and 500 tokens), so "3 of 30 requests
+done" says little about the time left: after the ten 50-token requests a request-count ETA promises a
+third of the suite is done when a tenth of its tokens are. Counted in output tokens (each request's
+target, known when lengths are enforced, as suites and synthetic load enforce them), the estimate holds
+from the first request on. Where a length is unknown (a request without a target), progress counts
+requests instead, and says so (`unit`).
+
+Used by `tokentop bench` and `load` (their progress lines) and the app's Suite and Load screens, so the
+CLI and the app give the same ETA.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+TOKENS = "tokens"
+REQUESTS = "requests"
+
+
+class TokenProgress:
+    """Progress over planned requests: `finish(i)` when request i ends, `live(tokens)` for the tokens
+    streamed so far by the requests still running. Units are output tokens when every planned request
+    has a target length (`targets`, tokens), else requests. Times are seconds of time.monotonic()."""
+
+    def __init__(self, targets: Sequence[int | None], now: float | None = None):
+        self.targets = [int(t) if t else None for t in targets]
+        self.unit = TOKENS if self.targets and all(t for t in self.targets) else REQUESTS
+        self.total = float(sum(self.targets)) if self.unit == TOKENS else float(len(self.targets))  # type: ignore[arg-type]
+        self.finished: set[int] = set()
+        self.done = 0.0  # units of the finished requests
+        self.in_flight = 0.0  # units streamed by requests not finished yet (tokens; 0 when counting requests)
+        self.t0 = time.monotonic() if now is None else now
+
+    def _size(self, index: int) -> float:
+        if self.unit == REQUESTS:
+            return 1.0
+        return float(self.targets[index] or 0) if 0 <= index < len(self.targets) else 0.0
+
+    def finish(self, index: int) -> None:
+        """Request `index` ended (finished, failed or stopped): its whole planned size is done."""
+        if index not in self.finished:
+            self.finished.add(index)
+            self.done += self._size(index)
+
+    def live(self, tokens: float) -> None:
+        """Tokens streamed so far by requests still running (counting tokens only)."""
+        self.in_flight = max(0.0, float(tokens)) if self.unit == TOKENS else 0.0
+
+    @property
+    def progress(self) -> float:
+        """Units done: finished requests plus what the running ones have streamed (never past total)."""
+        return min(self.total, self.done + self.in_flight)
+
+    @property
+    def fraction(self) -> float:
+        return self.progress / self.total if self.total else 1.0
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate so far (elapsed / units done × units left), or None before any unit."""
+        now = time.monotonic() if now is None else now
+        done = self.progress
+        if done <= 0:
+            return None
+        return max(0.0, (now - self.t0) / done * (self.total - done))
+
+    def text(self, now: float | None = None) -> str:
+        """'1.2k/7.5k tok · ETA 0:42' (or '3/30 req · ETA ...')."""
+        eta = self.eta_s(now)
+        unit = "tok" if self.unit == TOKENS else "req"
+        return f"{_count(self.progress)}/{_count(self.total)} {unit} · ETA {clock(eta)}"
+
+
+def _count(value: float) -> str:
+    return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:.0f}"
+
+
+def clock(seconds: float | None) -> str:
+    """'0:42', '12:05', '1:02:03'; '–:––' when not known yet."""
+    if seconds is None:
+        return "–:––"
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
