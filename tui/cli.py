@@ -23,10 +23,41 @@ COMMAND_MODULES = [
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+    """argparse, but a usage error is one line (and exit 2), not a usage dump, and a misspelt option or
+    command gets a "did you mean" (Python 3.12+ has suggest_on_error; this is the one place for 3.11)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        hint = did_you_mean(self, message)
+        raise UsageError(f"{message}{hint} (see `{self.prog} --help`)")
+
+
+def did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """'; did you mean --concurrency?' for an unknown option or command close to a known one, else ''."""
+    import difflib
+    import re
+
+    if message.startswith("unrecognized arguments:"):
+        words = message.split(":", 1)[1].split()
+        known = [o for action in parser._actions for o in action.option_strings]
+        known += [o for sub in _subparsers(parser) for action in sub._actions for o in action.option_strings]
+        for word in words:
+            if word.startswith("--"):
+                close = difflib.get_close_matches(word.split("=", 1)[0], sorted(set(known)), n=1, cutoff=0.7)
+                if close:
+                    return f"; did you mean {close[0]}?"
+        return ""
+    m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if m:
+        choices = re.findall(r"'([^']*)'", m.group(2)) or [c.strip() for c in m.group(2).split(",")]
+        close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+        if close:
+            return f"; did you mean {close[0]}?"
+    return ""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [p for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for p in action.choices.values()]
 
 
 def build_parser() -> argparse.ArgumentParser:

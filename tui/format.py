@@ -253,7 +253,7 @@ def where_line(run: dict[str, Any]) -> str:
 
 
 MIN_WIDTH = 80  # every table is laid out for at least this many columns
-PIPE_WIDTH = 160  # output to a file or pipe, when no terminal says how wide it is
+PIPE_WIDTH = MIN_WIDTH  # output to a file or pipe, when no terminal says how wide it is
 
 
 def terminal_width(file=None) -> int:

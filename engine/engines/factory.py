@@ -46,7 +46,17 @@ def resolve_model(model: str | None, log=lambda _m: None) -> tuple[str, str, str
         return str(Path(expanded).resolve()), model, "--model: a local folder"
     if _looks_like_path(model):
         raise BadRequestError(f"model path {model} does not exist: pass an existing folder, a hub id, or omit --model")
-    return model, model, "--model: a model id vLLM resolves (hub or cache)"
+    # A hub id: tokentop never downloads, so it must be in the local Hugging Face cache. Said at once
+    # (exit 2), as the roofline says it, instead of vLLM retrying the hub for half a minute.
+    from engine.telemetry.roofline import cached_model_folder, hf_hub_cache
+
+    if cached_model_folder(model) is None:
+        raise BadRequestError(
+            f"--model {model} is not in the local Hugging Face cache ({hf_hub_cache()}): tokentop never downloads; "
+            f"fetch it first (`huggingface-cli download {model}`), set HF_HUB_CACHE or HF_HOME if it is cached "
+            "elsewhere, or pass a local model folder")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # found in the cache: vLLM reads it from there, never the hub
+    return model, model, "--model: a hub id, from the local Hugging Face cache"
 
 
 def make_engine(

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         if not run_ids:
             latest = latest_completed_run_id(store)
             if latest is None:
-                return fail(f"no completed run in {store.path}: run `tokentop bench` first", 1)
+                return fail(f"no completed run in {store.path} to compare: run `tokentop bench` first, or name a "
+                            "run (see `tokentop runs`)", 2)
             run_ids = [latest]
         board = price_board(store)
         try:
