@@ -94,7 +94,7 @@ def frontier_cells(p: Any) -> list[Text]:
     marks = ("U" if p.pareto_user else "") + ("T" if p.pareto_ttft else "")
     cost = "–" if p.cheapest_usd_per_million is None else f"{p.cheapest_usd_per_million:.2f}"
     style = "bold green" if marks else ""
-    return [Text(p.curve[:21]), Text(short_level(lv.label)),
+    return [Text(p.curve), Text(short_level(lv.label)),
             Text(f"{lv.per_gpu_throughput:.1f}", justify="right"),
             Text("–" if lv.per_user_tps is None else f"{lv.per_user_tps:.1f}", justify="right"),
             Text(f"{lv.ttft_ms:.0f}", justify="right"), Text(cost, justify="right"),

@@ -10,7 +10,6 @@ import json
 import sys
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from tui.commands.common import add_db_option, fail, open_store
@@ -178,44 +177,39 @@ def run_views(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(headers, justify=None) -> Table:
-    table = Table(box=None, pad_edge=False, padding=(0, 1), show_edge=False, header_style="bold")
-    for i, h in enumerate(headers):
-        table.add_column(h, justify=(justify or {}).get(i, "left"), no_wrap=True)
-    return table
+def _table(headers, justify=None) -> list:
+    """Col specs for print_table: numbers right-aligned, names may wrap, nothing is ever cut."""
+    justify = justify or {}
+    return [Col(h, justify.get(i, "left"), wrap=justify.get(i, "left") == "left" and i > 0, min_width=10)
+            for i, h in enumerate(headers)]
 
 
 def print_matrix(console: Console, matrix) -> None:
-    from tui.matrix_format import (MATRIX_COLUMNS, MEASURED_LEGEND, NARROW, SOURCE_LEGEND, matrix_cells)
+    from tui.matrix_format import MATRIX_COLUMNS, MEASURED_LEGEND, SOURCE_LEGEND, matrix_cells
 
-    wide = console.width >= 118
-    shown = MATRIX_COLUMNS if wide else MATRIX_COLUMNS[:NARROW]
     for note in matrix.notes:
         console.print(Text(note))
     for model in matrix.models():
         console.print(Text(model, style="bold"))
-        table = _table([h for h, _w, _j in shown], {i: j for i, (_h, _w, j) in enumerate(shown)})
-        for row in (r for r in matrix.rows if r.model == model):
-            table.add_row(*matrix_cells(row)[:len(shown)])
-        console.print(table)
+        cols = _table([h for h, _w, _j in MATRIX_COLUMNS], {i: j for i, (_h, _w, j) in enumerate(MATRIX_COLUMNS)})
+        rows = [matrix_cells(row) for row in matrix.rows if row.model == model]
+        # GPU and provider on every page; the columns past the terminal's width follow in a second table.
+        print_table(console, cols, rows, layout="pages", fixed=2)
     if matrix.rows:
         console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis"))
         console.print(Text("b1: batch-1 TPS; ld: throughput under load (mean±std ·runs)"))
         console.print(Text(SOURCE_LEGEND))
         console.print(Text(MEASURED_LEGEND))
-        if not wide:
-            console.print(Text("TTFT, the article's 2024 $/1M and TPS: --json, or a terminal 118 columns wide"))
     else:
         from data.matrix import reference_matrix
         from pricing.models import provider_label
 
         ref = matrix.reference
         console.print(Text(f"{ref.get('label')}: {ref.get('model')}, {ref.get('tps_basis')}", style="bold"))
-        table = _table(["GPU", "provider", "TPS", "$/h", "$/1M"], {2: "right", 3: "right", 4: "right"})
-        for r in reference_matrix():
-            table.add_row(r["gpu_key"], provider_label(r["provider"]), f"{r['tps']:.0f}", f"{r['usd_per_hour']:.2f}",
-                          f"{r['usd_per_million']:.2f}")
-        console.print(table)
+        cols = _table(["GPU", "provider", "TPS", "$/h", "$/1M"], {2: "right", 3: "right", 4: "right"})
+        rows = [[r["gpu_key"], provider_label(r["provider"]), f"{r['tps']:.0f}", f"{r['usd_per_hour']:.2f}",
+                 f"{r['usd_per_million']:.2f}"] for r in reference_matrix()]
+        print_table(console, cols, rows, layout="pages", fixed=1)
 
 
 def print_slo(console: Console, result) -> None:
@@ -236,20 +230,20 @@ def print_slo(console: Console, result) -> None:
             head.append(Text("  ◀ cheapest in time", style="bold green"))
         console.print(head)
         if a.costs:
-            table = _table(["provider", "$/h", "$/1M at the SLO", ""], {1: "right", 2: "right"})
+            cols = _table(["provider", "$/h", "$/1M at the SLO", ""], {1: "right", 2: "right"})
+            rows = []
             for c in a.costs:
                 style = "bold green" if c.cheapest else ""
-                table.add_row(Text(provider_label(c.provider) + ("*" if c.measured_here else ""), style=style),
-                              f"{c.usd_per_hour:.2f} {SOURCE_MARK.get(c.price_source, '?')}",
-                              Text(f"{c.usd_per_million:.2f}", style=style), Text("◀" if c.cheapest else "", style=style))
-            console.print(table)
+                rows.append([Text(provider_label(c.provider) + ("*" if c.measured_here else ""), style=style),
+                             f"{c.usd_per_hour:.2f} {SOURCE_MARK.get(c.price_source, '?')}",
+                             Text(f"{c.usd_per_million:.2f}", style=style), Text("◀" if c.cheapest else "", style=style)])
+            print_table(console, cols, rows, layout="pages", fixed=1)
         headers = list(LEVEL_HEADERS)
         headers[3], headers[4] = f"p{result.percentile:g} TTFT", f"p{result.percentile:g} TPOT"
-        levels = _table(headers, {i: "right" for i in range(1, 6)})
-        for s in a.levels:
-            cells = level_cells(s, result.percentile)
-            levels.add_row(*[Text(c, style="bold green" if a.best is s else "") for c in cells])
-        console.print(levels)
+        cols = _table(headers, {i: "right" for i in range(1, 6)})
+        rows = [[Text(c, style="bold green" if a.best is s else "") for c in level_cells(s, result.percentile)]
+                for s in a.levels]
+        print_table(console, cols, rows, layout="pages", fixed=1)
         console.print()
 
 
@@ -262,10 +256,9 @@ def print_frontier(console: Console, frontier) -> None:
         return
     headers = list(FRONTIER_HEADERS)
     headers[4] = f"p{frontier.percentile:g} TTFT"
-    table = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
-    for p in frontier.points:
-        table.add_row(*frontier_cells(p))
-    console.print(table)
+    cols = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
+    cols[0] = Col(headers[0], wrap=True, min_width=12)
+    print_table(console, cols, [frontier_cells(p) for p in frontier.points], layout="pages", fixed=1)
     console.print(Text("GPU tok/s: output throughput per GPU; user tok/s: mean output tokens / E2EL"))
     console.print(Text("$/1M: at the cheapest provider for that GPU (every provider in --json)"))
     console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front"))

@@ -34,6 +34,7 @@ SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_
 
 
 class CompareScreen(Screen):
+    HELP_TITLE = "Costs of the chosen runs"  # Help's title for this screen
     CSS_PATH = "compare.tcss"
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", id="compare.sort", tooltip="sort by $/1M, $/h, TPS or provider"),

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
@@ -32,7 +32,14 @@ def binding_rows(app: Any, bindings: list[Any], skip_actions: set[str] = frozens
 
 
 def screen_title(screen: Screen) -> str:
-    return getattr(screen, "HELP_TITLE", None) or type(screen).__name__.removesuffix("Screen")
+    """The screen's name as a user reads it ("Run detail"), never a class name ("RunDetail")."""
+    import re
+
+    title = getattr(screen, "HELP_TITLE", None)
+    if title:
+        return title
+    words = re.findall(r"[A-Z][a-z]*|[a-z]+|\d+", type(screen).__name__.removesuffix("Screen"))
+    return " ".join(words).capitalize() or "this screen"
 
 
 class HelpScreen(ModalScreen[None]):
@@ -42,9 +49,10 @@ class HelpScreen(ModalScreen[None]):
     #help-box { width: 78; max-width: 100%; height: auto; max-height: 100%;
                 border: round $accent; background: $surface; padding: 0 1; }
     #help-title { height: 1; text-style: bold; }
+    #help-scroll { height: auto; scrollbar-size-vertical: 1; }
     #help-columns { height: auto; }
     #help-columns > Static { width: 1fr; height: auto; }
-    #help-hint { height: 1; color: $text-muted; }
+    #help-hint { height: auto; color: $text-muted; }
     """
     # A modal screen does not see the app's bindings: the screen keys are repeated here so they
     # work from Help too (they close it on the way).
@@ -73,13 +81,26 @@ class HelpScreen(ModalScreen[None]):
                                           ("everywhere", everywhere)])
 
     def compose(self) -> ComposeResult:
+        # The keys scroll when they do not fit (80x24 and smaller): nothing is cut off at the bottom.
         with Vertical(id="help-box"):
             yield Static(Text(f"Help — {self.title_text}"), id="help-title")
-            with Horizontal(id="help-columns"):
-                for title, rows in self.sections:
-                    yield Static(self._table(title, rows), classes="help-section")
-            yield Static(Text("Esc closes · F1 opens this anywhere (? too, outside a text field)"),
+            with VerticalScroll(id="help-scroll"):
+                with Horizontal(id="help-columns"):
+                    for title, rows in self.sections:
+                        yield Static(self._table(title, rows), classes="help-section")
+            yield Static(Text("↑↓ PgUp PgDn scroll · Esc closes · F1 opens this anywhere (? too, outside a text field)"),
                          id="help-hint")
+
+    def on_mount(self) -> None:
+        self._fit()
+        self.query_one("#help-scroll", VerticalScroll).focus()
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        # Title, hint and border take 4-5 rows; the keys get the rest and scroll inside it.
+        self.query_one("#help-scroll", VerticalScroll).styles.max_height = max(3, self.app.size.height - 6)
 
     @staticmethod
     def _table(title: str, rows: list[tuple[str, str]]) -> Table:

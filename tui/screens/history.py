@@ -52,6 +52,7 @@ STATUS_STYLE = {"completed": "green", "aborted": "yellow", "failed": "red", "run
 
 
 class HistoryScreen(Screen):
+    HELP_TITLE = "History"  # Help's title for this screen
     AUTO_FOCUS = "#history-table"
     HOME_FOCUS = "#history-table"
     BINDINGS = [

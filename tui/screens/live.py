@@ -10,6 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from engine.measure.live import StreamSanitizer
+from tui.widgets.fields import type_into
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -19,10 +20,13 @@ MAX_TOKENS_LIMIT = 32768
 
 
 class LiveScreen(Screen):
+    HELP_TITLE = "Live"  # Help's title for this screen
     HOME_FOCUS = "#live-output"
     BINDINGS = [
         Binding("slash", "focus_prompt", "Prompt", id="live.prompt", tooltip="type a prompt (Enter generates)"),
         Binding("escape", "stop", "Stop", id="live.stop", tooltip="stop the generation (it is stored as aborted)"),
+        Binding("ctrl+x", "stop", "Stop", id="live.stop_ctrl_x", priority=True, show=False,
+                tooltip="stop the generation, whatever has focus (the prompt too)"),
         Binding("ctrl+l", "clear", "Clear", id="live.clear", show=False, tooltip="clear the answer pane"),
     ]
 
@@ -54,6 +58,11 @@ class LiveScreen(Screen):
     def on_mount(self) -> None:
         self.ticker = self.set_interval(1 / REFRESH_HZ, self.tick, pause=True)
         self.query_one("#live-prompt", Input).focus()
+
+    def on_key(self, event) -> None:
+        # This screen is for typing: a letter typed while the answer pane has focus goes to the prompt,
+        # never to a one-letter shortcut (the F-keys switch screens and quit from here).
+        type_into(self, event, self.query_one("#live-prompt", Input))
 
     def on_screen_resume(self) -> None:
         if self._view() is not None:
@@ -123,7 +132,7 @@ class LiveScreen(Screen):
         self._shown_final = None
         self.generations += 1
         self.ticker.resume()
-        output.focus()  # keys (q, 1-3, Esc) work again; / returns to the prompt
+        output.focus()  # Esc stops it; typing goes back to the prompt
 
     def _settings(self) -> tuple[int, float] | None:
         raw_n = self.query_one("#live-max-tokens", Input).value.strip()

@@ -36,12 +36,16 @@ def _f(value: Any, fmt: str = "{:.1f}") -> str:
 
 
 class LoadScreen(Screen):
+    HELP_TITLE = "Load"  # Help's title for this screen
     CSS_PATH = "load.tcss"
     HOME_FOCUS = "#load-table"
     STATUS_KEY = "load"  # underlined in the status bar
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start", id="load.start", tooltip="start the load with the form's settings"),
-        Binding("ctrl+x", "stop", "Stop", id="load.stop", tooltip="stop: in-flight requests are cancelled, finished ones kept"),
+        # Priority: they work from inside a form field too (an Input takes Ctrl+X for cut otherwise).
+        Binding("ctrl+r", "start", "Start", id="load.start", priority=True,
+                tooltip="start the load with the form's settings, whatever has focus"),
+        Binding("ctrl+x", "stop", "Stop", id="load.stop", priority=True,
+                tooltip="stop, whatever has focus: in-flight requests are cut short (kept), unsent ones dropped"),
         Binding("ctrl+f", "frontier", "Frontier", id="load.frontier",
                 tooltip="after a sweep: its priced frontier, or back to throughput and TTFT against load"),
         Binding("escape", "app.pop_screen", "Back", id="load.back",

@@ -23,25 +23,29 @@ from textual_plotext import PlotextPlot
 
 from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
+from tui.widgets.fields import type_into
 from tui.widgets.frontier_chart import draw_frontier
 
 DEFAULT_SLO = "ttft=500,tpot=50"
 WIDE = 118  # from this width every matrix column fits at once
-SLO_COLUMNS = (("GPU", 14), ("best", 6), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("$/1M", 6), ("provider", 13))
-LEVEL_COLUMNS = (("GPU", 14), ("level", 6), ("ok", 5), ("tok/s", 7), ("TTFT", 5), ("TPOT", 5), ("goodput", 7),
-                 ("meets", 40))
-FRONTIER_WIDTHS = (21, 5, 9, 10, 5, 6, 6)
+# Widths None: sized to their values (a DataTable scrolls sideways rather than cut one); "meets" wraps.
+SLO_COLUMNS = (("GPU", None), ("best", None), ("tok/s", None), ("TTFT ms", None), ("TPOT ms", None),
+               ("$/1M", None), ("provider", None))
+LEVEL_COLUMNS = (("GPU", None), ("level", None), ("ok", None), ("tok/s", None), ("TTFT ms", None),
+                 ("TPOT ms", None), ("goodput", None), ("meets the SLO?", 30))
+FRONTIER_WIDTHS = (None,) * 7
 
 
 class CompareMatrixScreen(Screen):
+    HELP_TITLE = "Compare: GPU × provider"  # Help's title for this screen
     CSS_PATH = "matrix.tcss"
     BINDINGS = [
         Binding("m", "tab('tab-matrix')", "Matrix", id="matrix.matrix"),
         Binding("o", "tab('tab-slo')", "SLO", id="matrix.slo"),
         Binding("f", "tab('tab-frontier')", "Frontier", id="matrix.frontier"),
-        Binding("w", "more_columns", "More cols", id="matrix.more"),
-        Binding("b", "basis", "Basis", id="matrix.basis"),
-        Binding("x", "axis", "Axis", id="matrix.axis"),
+        Binding("w", "more_columns", "Columns", id="matrix.more", tooltip="the matrix's other columns (below 118 wide)"),
+        Binding("b", "basis", "Basis", id="matrix.basis", tooltip="the cost chart's basis: under load or batch-1"),
+        Binding("x", "axis", "Axis", id="matrix.axis", tooltip="the frontier's x axis: per-user tok/s or TTFT"),
         Binding("r", "reload", "Reload", id="matrix.reload", show=False),
         Binding("escape", "back", "Back", id="matrix.back"),
     ]
@@ -109,7 +113,7 @@ class CompareMatrixScreen(Screen):
             for label, width in columns:
                 table.add_column(label, width=width)
         table = self.query_one("#frontier-table", DataTable)
-        headers = ("curve", "level", "GPU tok/s", "user tok/s", "TTFT", "$/1M", "pareto")
+        headers = ("curve", "level", "GPU tok/s", "user tok/s", "TTFT ms", "$/1M", "pareto")
         for label, width in zip(headers, FRONTIER_WIDTHS):
             table.add_column(label, width=width)
         self._set_matrix_columns()
@@ -169,6 +173,26 @@ class CompareMatrixScreen(Screen):
         target = {"matrix": "#matrix-legend", "slo": "#slo-note", "frontier": "#matrix-legend"}[message.what]
         self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {message.reason}"))
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """Each tab's own keys only on that tab (the footer fits 80 columns and shows what works here)."""
+        tab = self.query_one(TabbedContent).active if self.is_mounted else "tab-matrix"
+        if action in ("basis", "more_columns"):
+            return tab == "tab-matrix"
+        if action == "axis":
+            return tab == "tab-frontier"
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        if event.pane.id == "tab-slo":
+            self.query_one("#slo-input", Input).focus()  # a text tab: typing goes into its field
+
+    def on_key(self, event) -> None:
+        # On the SLO tab this screen is for typing: letters go into the SLO field, not to shortcuts.
+        if self.query_one(TabbedContent).active == "tab-slo":
+            type_into(self, event, self.query_one("#slo-input", Input))
+
     @on(Input.Submitted)
     def _slo_submitted(self) -> None:
         from data.frontier import SloError, parse_percentile
@@ -182,8 +206,7 @@ class CompareMatrixScreen(Screen):
         self.slo_text, self.percentile = text, percentile
         self.query_one("#slo-note", Static).update(Text("computing…"))
         self.load_slo(text, percentile)
-        self.load_frontier(percentile)
-        self.query_one("#slo-table", DataTable).focus()
+        self.load_frontier(percentile)  # focus stays in the field: the next SLO is typed straight away
 
     # -- the matrix ---------------------------------------------------------------------------------
     def _visible_columns(self) -> list[int]:
@@ -197,8 +220,8 @@ class CompareMatrixScreen(Screen):
         table = self.query_one("#matrix-table", DataTable)
         table.clear(columns=True)
         for i in self._visible_columns():
-            label, width, _justify = MATRIX_COLUMNS[i]
-            table.add_column(label, width=width)
+            label, _width, _justify = MATRIX_COLUMNS[i]
+            table.add_column(label)  # sized to its values: a wide one scrolls sideways, never loses digits
 
     def fill_matrix(self) -> None:
         table = self.query_one("#matrix-table", DataTable)
@@ -288,15 +311,16 @@ class CompareMatrixScreen(Screen):
                               Text(f"{b.ttft_ms:.0f}" if first else "", justify="right"),
                               Text(f"{b.tpot_ms:.1f}" if first else "", justify="right"),
                               Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
-                              Text(f"{provider_label(c.provider)[:9]}{'*' if c.measured_here else ''} "
+                              Text(f"{provider_label(c.provider)}{'*' if c.measured_here else ''} "
                                    f"{SOURCE_MARK.get(c.price_source, '')}"))
             for s in a.levels:
-                meets = "yes" if s.meets else Text(f"no: {s.why_not}", style="red")
+                meets = Text("yes", style="green") if s.meets else Text(f"no: {s.why_not}", style="red")
+                # height None: the reason wraps onto as many lines as it needs, never cut
                 levels.add_row(Text(gpu), Text(short_level(s.label)), f"{s.completed}/{s.completed + s.failed}",
                                Text(f"{s.output_throughput:.1f}", justify="right"), Text(f"{s.ttft_ms:.0f}", justify="right"),
                                Text(f"{s.tpot_ms:.1f}", justify="right"),
                                Text("–" if s.goodput is None else f"{s.goodput:.2f}", justify="right"),
-                               meets if isinstance(meets, Text) else Text(meets, style="green"))
+                               meets, height=None)
 
     # -- the frontier -------------------------------------------------------------------------------
     def fill_frontier(self) -> None:
@@ -311,8 +335,9 @@ class CompareMatrixScreen(Screen):
     # -- actions ------------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
-        focus = {"tab-matrix": "#matrix-table", "tab-slo": "#slo-table", "tab-frontier": "#frontier-table"}[tab]
-        self.query_one(focus, DataTable).focus()
+        focus = {"tab-matrix": "#matrix-table", "tab-slo": "#slo-input", "tab-frontier": "#frontier-table"}[tab]
+        self.query_one(focus).focus()
+        self.refresh_bindings()
 
     def action_more_columns(self) -> None:
         self.page = 1 - self.page

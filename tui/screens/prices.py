@@ -27,6 +27,7 @@ STATE_STYLE = {"ok": "green", "stale": "yellow", "failed": "bold red"}
 
 
 class PricesScreen(Screen):
+    HELP_TITLE = "Prices"  # Help's title for this screen
     CSS_PATH = "prices.tcss"
     STATUS_KEY = "prices"  # underlined in the status bar
     BINDINGS = [

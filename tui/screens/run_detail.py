@@ -35,6 +35,7 @@ def _value(v) -> str:
 
 
 class RunDetailScreen(Screen):
+    HELP_TITLE = "Run detail"  # Help's title for this screen
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="detail.back"),
         Binding("left_square_bracket", "request(-1)", "Prev req", id="detail.prev"),

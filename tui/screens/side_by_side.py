@@ -74,6 +74,7 @@ def numeric_cells(values: list[float | None], pattern: str, higher_better: bool 
 
 
 class SideBySideScreen(Screen):
+    HELP_TITLE = "Side by side"  # Help's title for this screen
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="sidebyside.back"),
         Binding("c", "costs", "Costs", id="sidebyside.costs"),

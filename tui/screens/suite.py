@@ -37,12 +37,16 @@ def _fmt(value, pattern: str) -> str:
 
 
 class SuiteScreen(Screen):
+    HELP_TITLE = "Suite"  # Help's title for this screen
     AUTO_FOCUS = "#suite-table"
     HOME_FOCUS = "#suite-table"
     BINDINGS = [
         Binding("r", "run", "Run", id="suite.run", tooltip="run the suite (Enter in a field does too)"),
-        Binding("ctrl+r", "run", "Run", id="suite.run_ctrl", show=False),
+        Binding("ctrl+r", "run", "Run", id="suite.run_ctrl", show=False, priority=True,
+                tooltip="run the suite, whatever has focus"),
         Binding("escape", "cancel", "Cancel", id="suite.cancel", tooltip="cancel the running suite; finished requests are kept"),
+        Binding("ctrl+x", "cancel", "Stop", id="suite.stop", priority=True,
+                tooltip="stop the running suite, whatever has focus; finished requests are kept"),
     ]
 
     def __init__(self) -> None:

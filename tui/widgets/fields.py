@@ -32,3 +32,24 @@ class NumberField(Input):
             # bubble to the screen's and the app's bindings.
             event.prevent_default()
             return
+
+
+def type_into(screen, event: events.Key, field: Input | None) -> bool:
+    """On a screen whose purpose is typing (Live's prompt, Compare's SLO tab), a printable key that no
+    field took goes into the screen's field — focused, the character typed — instead of firing a
+    single-letter shortcut (t theme, p Prices, q quit, ...). Keys the screen binds itself (Live's `/`,
+    Compare's tab letters after Esc) keep their meaning; the F-keys, Esc and Ctrl keys are untouched.
+    Call it from the screen's on_key; True when the key was taken."""
+    if field is None or not event.is_printable or not event.character or field.disabled:
+        return False
+    if isinstance(screen.focused, Input):  # a field has focus: it had its chance at the key already
+        return False
+    own = {key.strip() for binding in getattr(type(screen), "BINDINGS", [])
+           for key in getattr(binding, "key", "").split(",")}
+    if event.key in own:
+        return False
+    event.stop()
+    event.prevent_default()
+    field.focus()
+    field.insert_text_at_cursor(event.character)
+    return True
