@@ -16,6 +16,26 @@ def short(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def plain_value(v: Any) -> str:
+    """A stored value in words, never raw JSON: engine args as `key=value, ...`, a GPU list by names."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={plain_value(x)}" for k, x in v.items() if x not in (None, "", [], {})) or "none"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain_item(x) for x in v) or "none"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return "" if v is None else str(v)
+
+
+def _plain_item(x: Any) -> str:
+    if isinstance(x, dict):  # a GPU: its name, and the few fields that say which
+        name = x.get("name") or x.get("key") or x.get("id")
+        if name is not None:
+            extra = " ".join(f"{k} {x[k]}" for k in ("index", "key", "memory_mb") if x.get(k) not in (None, "", name))
+            return f"{name}" + (f" ({extra})" if extra else "")
+    return plain_value(x)
+
+
 def fmt_date(value: Any) -> str:
     if isinstance(value, datetime):
         if value.tzinfo is not None:

@@ -20,6 +20,11 @@ TOKENS = "tokens"
 REQUESTS = "requests"
 
 
+def planned_lengths(requests) -> list[int | None]:
+    """Each request's output length (tokens) when it is enforced (known before it runs), else None."""
+    return [r.max_tokens if getattr(r, "enforce_length", False) else None for r in requests]
+
+
 class TokenProgress:
     """Progress over planned requests: `finish(i)` when request i ends, `live(tokens)` for the tokens
     streamed so far by the requests still running. Units are output tokens when every planned request

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from engine.measure.metrics import json_safe
-from engine.measure.progress import TokenProgress
+from engine.measure.progress import TokenProgress, planned_lengths
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -123,11 +123,6 @@ def _sigterm_as_interrupt() -> None:
             signal.signal(sig, handler)
     except ValueError:  # not the main thread (tests calling main() from a worker)
         pass
-
-
-def planned_lengths(requests) -> list[int | None]:
-    """Each request's output length when it is enforced (known in advance), else None."""
-    return [r.max_tokens if r.enforce_length else None for r in requests]
 
 
 class _Progress:

@@ -134,7 +134,10 @@ def start_engine_or_exit_code(session, note, term) -> int | None:
     the reason printed as one line: bad input 2, the engine failing 1 (with its log), Ctrl-C 130."""
     from engine.types import BadRequestError, EngineError
 
+    import time
+
     err = term.stderr
+    t0 = time.monotonic()
     try:
         session.start_engine(note)
     except BadRequestError as exc:
@@ -145,5 +148,5 @@ def start_engine_or_exit_code(session, note, term) -> int | None:
         print("tokentop: interrupted while starting the engine", file=err)
         return 130
     note(f"engine {session.engine_options['engine']}, model {session.describe().get('model_label')}, "
-         f"device {session.device}, db {session.store.path}")
+         f"device {session.device}, db {session.store.path} (started in {time.monotonic() - t0:.0f} s)")
     return None

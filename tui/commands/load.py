@@ -8,8 +8,7 @@ import math
 import threading
 
 from engine.measure.metrics import json_safe
-from engine.measure.progress import TokenProgress
-from tui.commands.bench import planned_lengths
+from engine.measure.progress import TokenProgress, planned_lengths
 from tui.commands.common import (
     add_db_option,
     add_engine_options,

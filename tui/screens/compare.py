@@ -16,12 +16,12 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
-from textual_plotext import PlotextPlot
 
 from data.compare import RunCosts, compare_runs
 from pricing.cost import TpsBasis
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
+from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -68,8 +68,8 @@ class CompareScreen(Screen):
         yield Static(Text("Loading…"), id="compare-note")
         yield PagedTable(id="compare-table", fixed=1, cursor_type="row", zebra_stripes=True)
         with Horizontal(id="compare-charts"):
-            yield PlotextPlot(id="tps-chart")
-            yield PlotextPlot(id="cost-chart")
+            yield BarChart(id="tps-chart")
+            yield BarChart(id="cost-chart")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -148,41 +148,29 @@ class CompareScreen(Screen):
             Text(f"Compare runs — cost per 1M output tokens · sorted by {SORTS[self.sort_index][0]} (s)"))
 
     def draw_charts(self) -> None:
-        tps_by_gpu: dict[str, float] = {}
+        """Two bar charts, every bar labelled and starting at 0; what does not fit is named as left out."""
+        tps: dict[str, float] = {}
         for rc in self.results:
             if rc.tps:
-                tps_by_gpu[f"{(rc.gpu_key or rc.device or 'CPU')[:11]} (you)"] = rc.tps
+                tps[f"{rc.gpu_key or rc.device or 'CPU'} (you)"] = rc.tps
             for r in rc.reference:
-                label = r.gpu.split(" (")[0][:10] + " (art.)"
-                tps_by_gpu[label] = max(tps_by_gpu.get(label, 0), r.tps)
-        chart = self.query_one("#tps-chart", PlotextPlot)
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("TPS by GPU")
-        if tps_by_gpu:
-            plt.bar(list(tps_by_gpu), list(tps_by_gpu.values()), orientation="horizontal", width=0.3)
-        chart.refresh()
+                label = f"{r.gpu_key} (article)"
+                tps[label] = max(tps.get(label, 0), r.tps)
+        bars = [Bar(k, v, "bold" if k.endswith("(you)") else "") for k, v in sorted(tps.items(), key=lambda kv: -kv[1])]
+        self.query_one("#tps-chart", BarChart).show("TPS by GPU (tok/s)", bars, digits=0, order="the fastest")
         cost: dict[str, float] = {}
         for rc in self.results:
             for c in rc.costs:
                 if c.tps_basis != rc.tps_basis:  # chart each run's headline basis only
                     continue
-                label = f"{provider_label(c.provider)[:8]} {(rc.gpu_key or '')[:8]}"
+                label = f"{provider_label(c.provider)} {rc.gpu_key or ''}".strip()
                 cost[label] = min(cost.get(label, float("inf")), c.usd_per_million)
         if not cost:
             for rc in self.results:
                 for r in rc.reference:
-                    cost[f"{provider_label(r.provider)[:8]} {r.gpu_key[:8]}"] = r.usd_per_million
-        chart = self.query_one("#cost-chart", PlotextPlot)
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("$/1M tokens")
-        if cost:
-            items = sorted(cost.items(), key=lambda kv: kv[1])[:8]
-            plt.bar([k for k, _ in items], [v for _, v in items], orientation="horizontal", width=0.3)
-        chart.refresh()
+                    cost[f"{provider_label(r.provider)} {r.gpu_key} (article)"] = r.usd_per_million
+        bars = [Bar(k, v) for k, v in sorted(cost.items(), key=lambda kv: kv[1])]
+        self.query_one("#cost-chart", BarChart).show("$/1M output tokens", bars, digits=2, order="the cheapest")
 
     def action_columns(self) -> None:
         self.query_one("#compare-table", PagedTable).action_next_page()

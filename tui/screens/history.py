@@ -13,33 +13,47 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.format import fmt_date, model_name, short, where_short
+from data.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
+from tui.format import fmt_date, model_name, where_short
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
-# (key, header, value from a list_runs() row, sort key)
+# (key, header): batch-1 TPS and per-user speed under load are different figures in different columns.
 COLUMNS: list[tuple[str, str]] = [
     ("mark", "✓"),
     ("date", "date"),
-    ("tps", "TPS"),
+    ("what", "what"),
+    ("b1", BATCH1_HEADER),
+    ("user", PER_USER_HEADER),
     ("ttft", "TTFT ms"),
     ("status", "status"),
     ("model", "model"),
     ("gpu", "GPU"),
     ("host", "host"),
     ("engine", "engine"),
-    ("suite", "suite"),
 ]
+
+
+def _speed(kind: str):
+    """Sort key on one speed column: runs without that figure go last whichever way it sorts."""
+    def key(r: dict):
+        value = dict(zip((BATCH1, PER_USER), split_speeds(r, r.get("mean_tps"))))[kind]
+        return (value is not None, value or 0.0)
+    return key
+
+
 SORTS = [
     ("date", lambda r: r.get("started_at") or datetime.min, True),
-    ("TPS", lambda r: r.get("mean_tps") or 0.0, True),
+    (BATCH1_HEADER, _speed(BATCH1), True),
+    (PER_USER_HEADER, _speed(PER_USER), True),
     ("TTFT", lambda r: r.get("mean_ttft_ms") if r.get("mean_ttft_ms") is not None else float("inf"), False),
+    ("what", lambda r: what_ran(r), False),
     ("model", lambda r: (r.get("model") or "").lower(), False),
     ("host", lambda r: (r.get("hostname") or "").lower(), False),
     ("GPU", lambda r: (r.get("gpu_key") or r.get("device") or "").lower(), False),
     ("status", lambda r: r.get("status") or "", False),
 ]
-SORT_BY_COLUMN = {"date": 0, "tps": 1, "ttft": 2, "model": 3, "host": 4, "gpu": 5, "status": 6}
+SORT_BY_COLUMN = {"date": 0, "b1": 1, "user": 2, "ttft": 3, "what": 4, "model": 5, "host": 6, "gpu": 7, "status": 8}
 
 
 def search_text(run: dict) -> str:
@@ -141,23 +155,26 @@ class HistoryScreen(Screen):
 
     def _cells(self, run: dict) -> list:
         status = run.get("status") or "?"
-        tps, ttft = run.get("mean_tps"), run.get("mean_ttft_ms")
+        b1, user = split_speeds(run, run.get("mean_tps"))
+        ttft = run.get("mean_ttft_ms")
         return [
             Text("✓", style="bold green") if run["run_id"] in self.marked else Text(" "),
             fmt_date(run.get("started_at")),
-            Text("–" if tps is None else f"{tps:.1f}", justify="right"),
+            Text(what_ran(run)),
+            Text("–" if b1 is None else f"{b1:.1f}", justify="right"),
+            Text("–" if user is None else f"{user:.1f}", justify="right"),
             Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),
             Text(status, style=STATUS_STYLE.get(status, "")),
-            Text(short(model_name(run), 40)),  # whole names: columns that do not fit go to the next page (v)
-            Text(short(run.get("gpu_key") or run.get("device"), 24)),
-            Text(short(run.get("hostname"), 24)),
-            Text(short(run.get("engine"), 12)),
-            Text(short(run.get("suite") or run.get("kind"), 24)),
+            # Whole values: columns that do not fit go to the next page (v), none is cut.
+            Text(model_name(run)),
+            Text(str(run.get("gpu_key") or run.get("device") or "")),
+            Text(str(run.get("hostname") or "")),
+            Text(str(run.get("engine") or "")),
         ]
 
     def _update_info(self) -> None:
         if self.marked:
-            info = f"marked {len(self.marked)}: " + ", ".join(self.marked) + " — d side by side, c costs"
+            info = f"marked {len(self.marked)}: " + ", ".join(self.marked) + " · d side by side · c costs"
         elif not self.runs:
             info = "no runs stored yet: generate on the Live screen (F2) or run a suite (F3)"
         else:
@@ -169,7 +186,7 @@ class HistoryScreen(Screen):
             if where:  # where the highlighted run ran and what its instance cost
                 extra = " ".join(str(x) for x in (run.get("instance_type"), run.get("region")) if x)
                 info = f"{run['run_id']} ran on {where}" + (f" · {extra}" if extra else "") + " · enter opens it"
-        self.query_one("#history-info", Static).update(Text(info, no_wrap=True, overflow="ellipsis"))
+        self.query_one("#history-info", Static).update(Text(info))  # wraps onto a second line, never cut
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._update_info()

@@ -9,6 +9,7 @@ the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from rich.text import Text
@@ -20,15 +21,21 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from tui.commands.common import positive_int
 from textual.message import Message
+
+from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+from tui.commands.common import positive_int
 
 from tui.widgets.fields import NumberField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
-COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
+# vLLM's headline figures and names first (what `vllm bench serve` prints first), latencies in ms.
+COLUMNS = ("level", "ok", "failed", "stopped", "duration s", "in tok", "out tok", "req/s", "out tok/s", "total tok/s",
+           "TTFT mean", "TTFT med", "TTFT p99", "TPOT mean", "TPOT med", "ITL mean", "ITL med", "ITL p99",
+           BATCH1_HEADER, PER_USER_HEADER, "goodput", "run")
+DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
 
 
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
@@ -86,15 +93,16 @@ class LoadScreen(Screen):
             yield Label("input len", classes="load-label")
             yield NumberField("128", placeholder="128", id="load-input-len", restrict=r"[0-9]*", compact=True)
             yield Label("output len", classes="load-label")
-            yield NumberField("64", placeholder="128", id="load-output-len", restrict=r"[0-9]*", compact=True)
+            yield NumberField(DEFAULT_OUTPUT_LEN, placeholder=DEFAULT_OUTPUT_LEN, id="load-output-len",
+                              restrict=r"[0-9]*", compact=True)
             yield Label("prompts/level", classes="load-label")
             yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
             yield Label("burstiness", classes="load-label")
             yield Input("1", placeholder="1", id="load-burstiness", compact=True)
         with Horizontal(classes="load-row"):
             yield Label("SLO ms", classes="load-label")
-            yield Input("", placeholder="ttft=500,tpot=50", id="load-slo", compact=True)
-            yield Static(Text("goodput counts requests meeting every SLO"), id="load-slo-hint")
+            yield Input("", placeholder="none, e.g. ttft=500", id="load-slo", compact=True)
+            yield Static(Text("goodput: requests within every SLO"), id="load-slo-hint")
         yield Static("", id="load-live")
         with Horizontal(id="load-body"):
             with Vertical(id="load-left"):
@@ -106,6 +114,7 @@ class LoadScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
+        self.query_one("#load-table", PagedTable).border_subtitle = "latencies in ms"
         runs = getattr(self.app, "runs", None)
         if runs is None:  # hosted by a bare App (tests): this screen holds the runs itself
             from tui.runs import AppRuns
@@ -139,10 +148,10 @@ class LoadScreen(Screen):
 
         pattern = self.query_one("#load-pattern", Select).value
         levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
-        try:
-            burstiness = float(val("#load-burstiness") or 1)
-        except ValueError:
-            raise ValueError(f"burstiness {val('#load-burstiness')!r} is not a number") from None
+        problem = burstiness_problem(val("#load-burstiness"))
+        if problem is not None:
+            raise ValueError(problem)
+        burstiness = float(val("#load-burstiness") or 1)
         return load_spec(
             concurrency=levels if pattern == "concurrency" else None,
             request_rate=levels if pattern == "rate" else None,
@@ -189,6 +198,16 @@ class LoadScreen(Screen):
         if self.stop_run():
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
 
+    @on(Input.Changed, "#load-burstiness")
+    def _burstiness_changed(self, event: Input.Changed) -> None:
+        """Checked as it is typed, not only at Start: the field turns red and the line below says why."""
+        problem = burstiness_problem(event.value)
+        event.input.set_class(problem is not None, "-invalid")
+        if problem is not None:
+            self._set_status(problem)
+        elif self.last_message.startswith("burstiness"):
+            self._set_status("")
+
     def action_columns(self) -> None:
         self.query_one("#load-table", PagedTable).action_next_page()
 
@@ -209,11 +228,17 @@ class LoadScreen(Screen):
         r = dict(run.summary.get("overall", {}))
         self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
+        b1, user = split_speeds({"kind": "load", **r}, r.get("mean_tps"))
+        num = lambda key, fmt="{:.1f}": Text(_f(r.get(key), fmt), justify="right")  # noqa: E731
         self.query_one("#load-table", PagedTable).add_data_row([
-            Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
-            _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
-            _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
-            _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(run.run.run_id),
+            Text(str(r.get("label", ""))), num("completed", "{:.0f}"), num("failed", "{:.0f}"),
+            num("aborted", "{:.0f}"), num("duration", "{:.2f}"), num("total_input_tokens", "{:.0f}"),
+            num("total_output_tokens", "{:.0f}"), num("request_throughput", "{:.2f}"), num("output_throughput"),
+            num("total_token_throughput"), num("mean_ttft_ms"), num("median_ttft_ms"), num("p99_ttft_ms"),
+            num("mean_tpot_ms", "{:.2f}"), num("median_tpot_ms", "{:.2f}"), num("mean_itl_ms", "{:.2f}"),
+            num("median_itl_ms", "{:.2f}"), num("p99_itl_ms", "{:.2f}"),
+            Text(_f(b1), justify="right"), Text(_f(user), justify="right"), Text(goodput, justify="right"),
+            Text(run.run.run_id),
         ])
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
@@ -286,15 +311,23 @@ class LoadScreen(Screen):
             total = len((level.suite_json or {}).get("levels") or []) or "?"
             self._set_status(f"level {(level.level_index or 0) + 1}/{total}: {level.level.label if level.level else ''}")
         s = view.job.live.snapshot()
-        text = Text()
-        for label, value in (
-            ("level", s["level"]), ("out tok/s", _f(s["output_throughput"])), ("in flight", str(s["in_flight"])),
-            ("sent", str(s["sent"])), ("done", str(s["completed"])), ("errors", str(s["failed"])),
-            ("TTFT p50", _f(s["ttft_p50_ms"], "{:.0f} ms")), ("TTFT p99", _f(s["ttft_p99_ms"], "{:.0f} ms")),
-        ):
-            text.append(f"{label} ", style="dim")
-            text.append(f"{value}   ", style="bold red" if label == "errors" and s["failed"] else "bold")
-        self.query_one("#load-live", Static).update(text)
+        self.query_one("#load-live", Static).update(live_text(s, self._level_progress(view, s)))
+
+    def _level_progress(self, view, s) -> str:
+        """The running level's progress by tokens where its lengths are known (synthetic prompts), with
+        the same ETA rule as the CLI (engine.measure.progress)."""
+        from engine.measure.progress import TokenProgress
+
+        level = view.levels[-1] if view.levels else None
+        if level is None or level.level is None:
+            return ""
+        prompts = (level.suite_json or {}).get("prompts") or {}
+        n = level.level.num_prompts
+        length = prompts.get("output_len") if prompts.get("input_len") is not None or prompts.get("output_len") else None
+        progress = TokenProgress([length] * n, now=time.monotonic() - s["elapsed_s"])
+        for i in range(min(n, s["completed"] + s["failed"] + s.get("stopped", 0))):
+            progress.finish(i)
+        return progress.text()
 
     def _draw_chart(self) -> None:
         chart = self.query_one("#load-chart", PlotextPlot)
@@ -317,6 +350,45 @@ class LoadScreen(Screen):
                          yside="right")
             plt.xlabel("concurrency" if self.query_one("#load-pattern", Select).value == "concurrency" else "req/s")
         chart.refresh()
+
+
+def burstiness_problem(text: str) -> str | None:
+    """Why a burstiness value cannot be used (None when it can): a number above 0, empty = 1 (Poisson)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return f"burstiness {text!r} is not a number: 1 is Poisson, below 1 burstier, above 1 more regular"
+    if not value > 0 or value == float("inf"):
+        return f"burstiness must be above 0 (got {text})"
+    return None
+
+
+def live_text(s: dict, progress: str) -> Text:
+    """The running level in two short lines that fit 80 columns (never a cut count)."""
+    text = Text()
+
+    def part(label: str, value: str, style: str = "bold") -> None:
+        if text.plain and not text.plain.endswith("\n"):
+            text.append(" · ", style="dim")
+        text.append(f"{label} ", style="dim")
+        text.append(value, style=style)
+
+    part("", s["level"] or "–")
+    if progress:
+        part("", progress)
+    part("sent", str(s["sent"]))
+    part("in flight", str(s["in_flight"]))
+    text.append("\n")
+    part("done", str(s["completed"]))
+    part("failed", str(s["failed"]), "bold red" if s["failed"] else "bold")
+    part("stopped", str(s.get("stopped", 0)))
+    part("out tok/s", _f(s["output_throughput"]))
+    part("TTFT p50", _f(s["ttft_p50_ms"], "{:.0f} ms"))
+    part("p99", _f(s["ttft_p99_ms"], "{:.0f} ms"))
+    return text
 
 
 def _int(text: str, name: str) -> int | None:

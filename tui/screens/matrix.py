@@ -23,6 +23,7 @@ from textual_plotext import PlotextPlot
 
 from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
+from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.fields import type_into
 from tui.widgets.frontier_chart import draw_frontier
 
@@ -90,7 +91,7 @@ class CompareMatrixScreen(Screen):
             with TabPane("Matrix", id="tab-matrix"):
                 yield DataTable(id="matrix-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="matrix-legend")
-                yield PlotextPlot(id="matrix-chart")
+                yield BarChart(id="matrix-chart")
             with TabPane("SLO", id="tab-slo"):
                 with Horizontal(id="slo-form"):
                     slo = Input(self.slo_text, placeholder="ttft=500,tpot=50", id="slo-input")
@@ -246,26 +247,24 @@ class CompareMatrixScreen(Screen):
         self.query_one("#matrix-legend", Static).update(Text("\n".join(legend)))
 
     def draw_cost_chart(self) -> None:
-        chart = self.query_one("#matrix-chart", PlotextPlot)
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
+        """$/1M by GPU × provider, cheapest first: every bar labelled, the ones that do not fit named."""
+        chart = self.query_one("#matrix-chart", BarChart)
         name = "throughput under load" if self.basis == LOAD else "batch-1 TPS"
-        plt.title(f"$/1M output tokens on {name} (b: basis)")
         rows = [r for r in (self.matrix.rows if self.matrix else []) if self.basis in r.costs]
         if rows:
-            fits = max(3, chart.size.height - 4) if chart.size.height else 5  # one bar per line, inside the frame
-            rows = sorted(rows, key=lambda r: r.costs[self.basis])[:fits][::-1]  # the cheapest at the top
-            labels = [chart_label(r) + (" ◀" if self.basis in r.cheapest else "") for r in rows]
-            plt.bar(labels, [r.costs[self.basis] for r in rows], orientation="horizontal", width=0.3)
+            rows = sorted(rows, key=lambda r: r.costs[self.basis])
+            bars = [Bar(chart_label(r) + (" ◀" if self.basis in r.cheapest else ""), r.costs[self.basis],
+                        "bold green" if self.basis in r.cheapest else "") for r in rows]
+            chart.show(f"$/1M output tokens on {name} (b: basis)", bars, digits=2, order="the cheapest")
         elif self.matrix is not None and not self.matrix.rows:
             from data.matrix import reference_matrix
 
-            ref = sorted(reference_matrix(), key=lambda r: r["usd_per_million"])[:5][::-1]
-            plt.title("$/1M output tokens, the article's 2024 figures (no GPU runs yet)")
-            plt.bar([f"{r['gpu_key'].split('-')[0]} {r['provider']}" for r in ref], [r["usd_per_million"] for r in ref],
-                    orientation="horizontal", width=0.3)
-        chart.refresh()
+            ref = sorted(reference_matrix(), key=lambda r: r["usd_per_million"])
+            bars = [Bar(f"{r['gpu_key']} {r['provider']}", r["usd_per_million"]) for r in ref]
+            chart.show("$/1M output tokens, the article's 2024 figures (no GPU runs yet)", bars, digits=2,
+                       order="the cheapest")
+        else:
+            chart.show(f"$/1M output tokens on {name} (b: basis): no run has a cost on this basis yet", [])
 
     # -- the SLO answer -----------------------------------------------------------------------------
     def fill_slo(self) -> None:

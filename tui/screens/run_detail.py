@@ -3,7 +3,6 @@ ITL distribution, tokens over time for one request)."""
 
 from __future__ import annotations
 
-import json
 from itertools import accumulate
 
 from rich.table import Table
@@ -19,7 +18,8 @@ from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.measure.metrics import itl_gaps_s
-from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, fmt_date, model_name,
+from data.run_figures import counts, speed_header, speed_kind, BATCH1
+from tui.format import (case_columns, case_rows, plain_value, client_health_lines, client_health_of, fmt_date, model_name,
                         reasoning_line, where_line)
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
@@ -28,16 +28,20 @@ ENV_KEYS = ("hostname", "device", "cpu", "cpu_count", "memory_gb", "os", "python
             "transformers", "cuda", "driver", "model_path")
 
 
-def _value(v) -> str:
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, default=str, separators=(",", ":"))
-    return str(v)
+_value = plain_value
+
+
+TABS = ("tab-summary", "tab-tps", "tab-itl", "tab-tokens", "tab-frontier")
 
 
 class RunDetailScreen(Screen):
     HELP_TITLE = "Run detail"  # Help's title for this screen
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="detail.back"),
+        Binding("tab", "next_tab", "Next tab", id="detail.next_tab", priority=True, key_display="⇥",
+                tooltip="the next tab: Summary, TPS, ITL, Tokens/time (Frontier for a load level)"),
+        Binding("shift+tab", "next_tab(-1)", "Prev tab", id="detail.prev_tab", priority=True, show=False,
+                tooltip="the previous tab"),
         Binding("left_square_bracket", "request(-1)", "Prev req", id="detail.prev"),
         Binding("right_square_bracket", "request(1)", "Next req", id="detail.next"),
         Binding("c", "costs", "Costs", id="detail.costs", tooltip="cost per 1M tokens of this run"),
@@ -113,7 +117,7 @@ class RunDetailScreen(Screen):
         self.roofline = message.roofline
         for c in message.chunks:
             self.offsets.setdefault(c["request_index"], []).append((c["t_ns"], c["tokens"]))
-        ok = [r["request_index"] for r in self.requests if r["success"]]
+        ok = [r["request_index"] for r in self.requests if counts(run.get("kind"), r)]
         self.request_pick = ok[-1] if ok else 0
         self._title()
         self._summary()
@@ -193,19 +197,26 @@ class RunDetailScreen(Screen):
             fixed.append([Text(str(case_id)), Text("–" if agg.get("target_tokens") is None
                                                    else f"{agg['target_tokens']:.0f}", justify="right")])
             figures.append([Text("–" if agg.get(key) is None else pattern.format(agg[key]), justify="right")
-                            for _h, key, pattern in CASE_COLUMNS])
+                            for _h, key, pattern in case_columns(self.run)])
         return fixed, figures
 
     def _fill_cases(self) -> None:
-        """The per-case table with as many whole columns as fit; v shows the others."""
+        """The per-case table (the same columns as `tokentop show`) with as many whole columns as fit;
+        v shows the others."""
         table = self.query_one("#detail-cases", PagedTable)
         fixed, figures = self._case_cells()
-        table.set_columns([("case", "case"), ("target", "target"), *[(h, k) for h, k, _p in CASE_COLUMNS]])
+        table.set_columns([("case", "case"), ("target", "target"), *[(h, k) for h, k, _p in case_columns(self.run)]])
         table.set_rows([(None, [*head, *row]) for head, row in zip(fixed, figures)])
+        table.border_subtitle = (table.border_subtitle + " · " if table.border_subtitle else "") + "ms"
 
     def action_more_columns(self) -> None:
         self.query_one("#detail-cases", PagedTable).action_next_page()
         self.query_one(TabbedContent).active = "tab-summary"
+
+    def _counted(self) -> list[dict]:
+        """The requests the run's figures count (data.run_figures): the charts show what the summary does."""
+        kind = self.run.get("kind")
+        return [q for q in self.requests if counts(kind, q)]
 
     def _chart_tps(self) -> None:
         plot = self.query_one("#chart-tps", PlotextPlot)
@@ -213,30 +224,45 @@ class RunDetailScreen(Screen):
         plt.clear_data()
         plt.clear_figure()
         by_case: dict[str, tuple[list[int], list[float]]] = {}
-        for q in self.requests:
-            if q["success"] and q["tps"] is not None:
+        for q in self._counted():
+            if q["tps"] is not None:
                 xs, ys = by_case.setdefault(q["case_id"] or "?", ([], []))
                 xs.append(q["request_index"] + 1)
                 ys.append(q["tps"])
+        # Points, not bars: thirty requests are more than an 80-column chart can label one by one.
         for case_id, (xs, ys) in by_case.items():
-            plt.bar(xs, ys, label=case_id, width=0.6)
-        plt.title("TPS of each request (tokens / E2EL)")
+            plt.scatter(xs, ys, label=case_id, marker="dot")
+        top = max((y for _xs, ys in by_case.values() for y in ys), default=0)
+        plt.ylim(0, top * 1.15 or 1)  # speeds start at 0
+        if by_case:
+            plt.xlim(0, max(x for xs, _ys in by_case.values() for x in xs) + 1)
+        name = "batch-1 TPS" if speed_kind(self.run) == BATCH1 else "per-user tok/s"
+        left = len(self.requests) - sum(len(xs) for xs, _ys in by_case.values())
+        plt.title(f"{name} of each request (tokens / E2EL)" + (f"; {left} failed/stopped not shown" if left else ""))
         plt.xlabel("request")
         plt.ylabel("tok/s")
         plot.refresh()
 
     def _chart_itl(self) -> None:
+        import numpy as np
+
         plot = self.query_one("#chart-itl", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         itl = []
-        ok = {q["request_index"] for q in self.requests if q["success"]}
+        counted = {q["request_index"] for q in self._counted()}
         for idx, chunks in self.offsets.items():
-            if idx in ok:  # pooled over the successful requests, as vLLM does
+            if idx in counted:  # pooled over the requests the summary counts, as vLLM does
                 itl += [gap * 1e3 for gap in itl_gaps_s([t for t, _n in chunks])]
         if itl:
-            plt.hist(itl, bins=30)
+            # Bins from 0 ms: a gap is never negative, and the axis says so.
+            top = max(itl) or 1.0
+            counts_, edges = np.histogram(itl, bins=30, range=(0.0, top))
+            width = edges[1] - edges[0]
+            plt.bar([float(e + width / 2) for e in edges[:-1]], [int(c) for c in counts_], width=1.0)
+            plt.xlim(0, top)
+            plt.ylim(0, int(counts_.max()) * 1.1 or 1)
         plt.title(f"ITL distribution, {len(itl)} gaps (ms)")
         plt.xlabel("ms")
         plt.ylabel("count")
@@ -253,6 +279,8 @@ class RunDetailScreen(Screen):
             xs = [t / 1e9 for t, _n in chunks]
             ys = list(accumulate(n for _t, n in chunks))
             plt.plot(xs, ys, marker="braille")
+            plt.xlim(0, max(xs) * 1.05 or 1)
+            plt.ylim(0, max(ys) * 1.05 or 1)
         label = f"request {self.request_pick + 1}/{len(self.requests)}"
         if req is not None:
             label += f" ({req['case_id']} rep {req['rep'] + 1})"
@@ -260,6 +288,12 @@ class RunDetailScreen(Screen):
         plt.xlabel("s since sent")
         plt.ylabel("tokens")
         plot.refresh()
+
+    def action_next_tab(self, step: int = 1) -> None:
+        tabs = self.query_one(TabbedContent)
+        present = [t for t in TABS if self.query(f"#{t}")]
+        i = present.index(tabs.active) if tabs.active in present else 0
+        tabs.active = present[(i + step) % len(present)]
 
     def action_request(self, step: int) -> None:
         if not self.requests:

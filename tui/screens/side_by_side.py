@@ -3,7 +3,6 @@ highlighted (≠ on rows whose values differ; best figure green, worst red, Δ% 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from rich.text import Text
@@ -13,20 +12,23 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-from textual_plotext import PlotextPlot
 
-from tui.format import case_rows, fmt_date, model_name, short
+from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
+from tui.widgets.bar_chart import Bar, BarChart
+
+from tui.format import case_rows, fmt_date, model_name, plain_value
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
 CASE_FIGURES: list[tuple[str, str, str, bool]] = [
-    ("TPS", "mean_tps", "{:.1f}", True),
+    (BATCH1_HEADER, "mean_tps", "{:.1f}", True),  # runs at batch 1 only
+    (PER_USER_HEADER, "mean_tps", "{:.1f}", True),  # load levels with requests beside each other only
     ("TTFT mean ms", "mean_ttft_ms", "{:.1f}", False),
     ("TTFT p99 ms", "p99_ttft_ms", "{:.1f}", False),
     ("TPOT mean ms", "mean_tpot_ms", "{:.2f}", False),
     ("ITL p99 ms", "p99_itl_ms", "{:.2f}", False),
     ("decode tok/s", "mean_decode_rate", "{:.1f}", True),
-    ("tokens", "mean_output_tokens", "{:.0f}", None),
+    ("out tok/req", "mean_output_tokens", "{:.0f}", None),
     ("requests", "completed", "{:.0f}", None),
 ]
 
@@ -42,9 +44,10 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("dtype", lambda r: r.get("dtype")),
     ("suite", lambda r: r.get("suite")),
     ("reps", lambda r: r.get("reps")),
-    ("engine args", lambda r: json.dumps(r.get("engine_args") or {}, sort_keys=True, default=str)),
+    ("engine args", lambda r: plain_value(dict(sorted((r.get("engine_args") or {}).items())))),
     ("vllm", lambda r: (r.get("environment") or {}).get("vllm")),
 ]
+RUN_COLUMN_WIDTH = 22
 ALWAYS_DIFFERENT = {"started"}  # dates always differ; not worth a highlight
 
 
@@ -96,7 +99,7 @@ class SideBySideScreen(Screen):
         yield StatusBar()
         yield Static("", id="sbs-title")
         yield DataTable(id="sbs-table", cursor_type="row", zebra_stripes=True)
-        yield PlotextPlot(id="sbs-chart")
+        yield BarChart(id="sbs-chart")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -123,7 +126,9 @@ class SideBySideScreen(Screen):
         table = self.query_one(DataTable)
         table.add_column("", key="label")
         for i, run in enumerate(self.runs):
-            table.add_column(f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:], key=run["run_id"])
+            # A fixed width: figures (with their Δ%) fit; long settings wrap onto more lines, never cut.
+            table.add_column(f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:], key=run["run_id"],
+                             width=RUN_COLUMN_WIDTH)
         title = Text()  # wraps between words at 80 columns
         title.append("side by side: ", style="bold")
         title.append("  ".join(f"{chr(65 + i)}={r['run_id']}" for i, r in enumerate(self.runs)))
@@ -139,6 +144,9 @@ class SideBySideScreen(Screen):
         for case in cases:
             for label, key, pattern, higher in CASE_FIGURES:
                 values = [rows.get(case, {}).get(key) for rows in per_run]
+                if label in (BATCH1_HEADER, PER_USER_HEADER):  # one speed, in the column it belongs to
+                    kind = "batch1" if label == BATCH1_HEADER else "per_user"
+                    values = [v if speed_kind(run) == kind else None for v, run in zip(values, self.runs)]
                 if all(v is None for v in values):
                     continue
                 cells, differs = numeric_cells(values, pattern, higher)
@@ -148,34 +156,32 @@ class SideBySideScreen(Screen):
                 table.add_row(self._label(name, differs), *cells)
         for label, get in SETTINGS:
             full = ["" if get(r) is None else str(get(r)) for r in self.runs]
-            values = [short(v, 20) for v in full]
             differs = len(set(full)) > 1 and label not in ALWAYS_DIFFERENT
             if differs:
                 self.differences.append(label)
             style = "bold yellow" if differs else ""
-            table.add_row(self._label(label, differs), *[Text(v or "–", style=style) for v in values])
+            table.add_row(self._label(label, differs), *[Text(v or "–", style=style) for v in full], height=None)
 
         self._chart(cases, per_run)
         table.focus()
 
     def on_resize(self) -> None:
-        self.query_one(PlotextPlot).display = self.size.height >= 30
+        self.query_one(BarChart).display = self.size.height >= 30
 
     @staticmethod
     def _label(label: str, differs: bool) -> Text:
         return Text(("≠ " if differs else "  ") + label, style="bold" if differs else "dim")
 
     def _chart(self, cases: list[str], per_run: list[dict[str, dict]]) -> None:
-        plot = self.query_one(PlotextPlot)
-        plt = plot.plt
-        plt.clear_data()
-        plt.clear_figure()
-        if cases:
-            series = [[rows.get(c, {}).get("mean_tps") or 0 for c in cases] for rows in per_run]
-            labels = [chr(65 + i) for i in range(len(per_run))]
-            plt.multiple_bar(cases, series, labels=labels)
-        plt.title("TPS by case")
-        plot.refresh()
+        """Each case's speed per run, one labelled bar each (A, B, ... as in the table's columns)."""
+        bars = []
+        for case in cases:
+            for i, (run, rows) in enumerate(zip(self.runs, per_run)):
+                value = rows.get(case, {}).get("mean_tps")
+                if value is not None:
+                    bars.append(Bar(f"{case} {chr(65 + i)} ({speed_header(run)})", value))
+        self.query_one("#sbs-chart", BarChart).show("speed by case and run (tok/s)", bars, digits=1,
+                                                    order="in the table's order")
 
     def action_costs(self) -> None:
         self.app.open_costs([r["run_id"] for r in self.runs])

@@ -12,23 +12,25 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
+from data.run_figures import BATCH1_HEADER
 from engine.measure.live import StreamSanitizer
+from engine.measure.progress import TokenProgress, planned_lengths
 from tui.widgets.fields import NumberField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
 
 COLUMNS = [
-    # (key, header)
+    # (key, header): every latency header says ms; TPS at batch 1 is the article's batch-1 TPS
     ("case", "case"),
     ("target", "target"),
     ("done", "done"),
-    ("tokens", "tokens"),
+    ("tokens", "out tok"),
     ("ttft_mean", "TTFT ms"),
-    ("ttft_median", "median"),
-    ("ttft_p99", "p99"),
+    ("ttft_median", "med ms"),
+    ("ttft_p99", "p99 ms"),
     ("tpot", "TPOT ms"),
-    ("tps", "TPS"),
+    ("tps", BATCH1_HEADER),
 ]
 
 
@@ -59,6 +61,7 @@ class SuiteScreen(Screen):
         self.metrics: list = []
         self.records: list = []
         self.shown_index: int | None = None  # the request whose gauges and text are shown
+        self.progress = TokenProgress([])  # in tokens: the ETA the CLI gives too
         self._applied = 0  # finished requests already in the table
         self._final_shown = False
 
@@ -76,7 +79,8 @@ class SuiteScreen(Screen):
             yield reps
             yield Static("", id="suite-desc")
         with Horizontal(id="suite-progress-row"):
-            yield ProgressBar(total=1, show_eta=True, id="suite-progress")
+            # The ETA is ours (engine.measure.progress: by tokens, as `tokentop bench`), in the label.
+            yield ProgressBar(total=1, show_eta=False, id="suite-progress")
             yield Static("r runs the suite", id="suite-progress-label")
         with Horizontal(id="suite-live"):
             yield StreamView(id="suite-output", placeholder="The current request's text streams here.")
@@ -193,7 +197,8 @@ class SuiteScreen(Screen):
         self.metrics, self.records = [], []
         self.shown_index, self._applied, self._final_shown = None, 0, False
         self._reset_table(suite, reps)
-        self.query_one(ProgressBar).update(total=len(self.requests), progress=0)
+        self.progress = TokenProgress(planned_lengths(self.requests))
+        self.query_one(ProgressBar).update(total=self.progress.total, progress=0)
         self.query_one(StreamView).focus()
         self.ticker.resume()
 
@@ -222,7 +227,11 @@ class SuiteScreen(Screen):
         self.metrics, self.records = [], []
         self.shown_index, self._applied, self._final_shown = None, 0, False
         if self.suite is not None:
-            self._reset_table(self.suite, max(1, len(self.requests) // max(1, len(self.suite.cases))))
+            reps = max(1, view.total // max(1, len(self.suite.cases)))
+            self._reset_table(self.suite, reps)
+            self.progress = TokenProgress(planned_lengths(self.suite.requests(reps)))
+        else:
+            self.progress = TokenProgress([None] * view.total)
 
     def _show_request(self, view) -> None:
         current = view.current_index
@@ -240,6 +249,9 @@ class SuiteScreen(Screen):
         snap = meter.snapshot()
         self.query_one(StreamView).append(self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else ""))
         self.query_one(GaugePanel).show(snap)
+        if not snap.done:
+            self.progress.live(snap.tokens)
+            self._show_progress(view)
         if snap.done and index < current:
             self._switch_to(view, index + 1)  # the next request shows from the next tick
 
@@ -252,7 +264,7 @@ class SuiteScreen(Screen):
             self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self.reps} · "
                                                   f"request {index + 1}/{total}")
             self.query_one("#suite-progress-label", Static).update(
-                Text(f"{len(self.metrics)}/{total} · {req.case_id} rep {req.rep + 1}"))
+                Text(f"{len(self.metrics)}/{total} req · {self.progress.text()}"))
 
     def _apply_finished(self, view) -> None:
         while self._applied in view.records:
@@ -261,11 +273,17 @@ class SuiteScreen(Screen):
             self.records.append(record)
             self.metrics.append(metrics)
             self._applied += 1
-            self.query_one(ProgressBar).advance(1)
-            self.query_one("#suite-progress-label", Static).update(Text(f"{len(self.metrics)}/{view.total} done"))
+            self.progress.live(0)
+            self.progress.finish(i)
+            self._show_progress(view)
             self._update_case(record.request.case_id, view.case_summaries.get(record.request.case_id, {}))
             if not metrics.success and not record.aborted:
                 self.notify(f"request failed: {record.error}", severity="error")
+
+    def _show_progress(self, view) -> None:
+        self.query_one(ProgressBar).update(total=self.progress.total, progress=self.progress.progress)
+        self.query_one("#suite-progress-label", Static).update(
+            Text(f"{len(self.metrics)}/{view.total} req · {self.progress.text()}"))
 
     def _update_case(self, case_id: str, agg: dict) -> None:
         done = agg.get("completed", 0)
@@ -291,7 +309,7 @@ class SuiteScreen(Screen):
         self.ticker.pause()
         result = view.result
         done = sum(1 for m in self.metrics if m.success)
-        label = f"{result.status}: {done}/{view.total} requests · run {view.run_id or '–'}"
+        label = f"{result.status}: {done}/{view.total} requests · run {view.run_id or '–'}"  # wraps, never cut
         self.query_one("#suite-progress-label", Static).update(Text(label))
 
     def action_cancel(self) -> None:

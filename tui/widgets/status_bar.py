@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -52,12 +54,32 @@ SCREEN_KEYS = (("F2", "live", "Live"), ("F3", "suite", "Suite"), ("F4", "history
 
 
 def shorter_variants(engine: str, state: str) -> list[str]:
-    """The engine line, then shorter forms of it made of whole " · " parts, then the state alone."""
+    """The engine line, then shorter forms of it made of whole " · " parts, then the state alone.
+    While the engine starts, the short forms keep the step and the seconds ("loading the model 12 s"):
+    at 80 columns the start-up is never just "starting"."""
+    if state == "starting":
+        m = re.match(r"starting engine: (.*) \((\d+) s\)$", engine, re.S)
+        if m:
+            step, secs = startup_step(m.group(1)), m.group(2)
+            return [engine, f"starting: {step} {secs} s", f"{step} {secs} s", f"starting {secs} s", state]
     parts = [p for p in engine.split(" · ") if p]
     variants = [" · ".join(parts)]
     if len(parts) == 3:  # engine · model · device
         variants += [" · ".join(parts[1:]), parts[1], parts[0]]
     return [*variants, state]
+
+
+def startup_step(message: str) -> str:
+    """The step a start-up progress message stands for, in a few words ("importing vLLM")."""
+    low = message.lower()
+    for needle, step in (("warming up", "warming up"), ("engine ready", "warming up"), ("imported", "loading the model"),
+                         ("loading", "loading the model"), ("importing", "importing vLLM"),
+                         ("convert", "converting the model"), ("--model", "preparing the model"),
+                         ("connected", "connected"), ("connect", "connecting"), ("ready", "ready")):
+        if needle in low:
+            return step
+    first = re.split(r"[:;(]", message, maxsplit=1)[0].strip()
+    return first if len(first) <= 24 else "starting"
 
 
 def gpu_summary(sampler) -> str:
