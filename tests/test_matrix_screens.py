@@ -49,7 +49,7 @@ async def test_compare_matrix_opens_by_keyboard_from_the_start_state(fleet):
     app = TokentopApp(store=fleet, autostart=False, db_label="fleet.duckdb")
     async with app.run_test(size=(80, 24)) as pilot:
         assert app.screen.id == "live" and isinstance(app.focused, Input)  # the prompt box has the keys
-        await pilot.press("escape", "m")  # leave the prompt box, then Compare
+        await pilot.press("f7")  # Compare, from the prompt box (letters there are typed)
         screen = app.screen
         assert isinstance(screen, CompareMatrixScreen)
         table = screen.query_one("#matrix-table", DataTable)
@@ -73,8 +73,9 @@ async def test_compare_matrix_opens_by_keyboard_from_the_start_state(fleet):
         await pilot.press(*"ttft=10", "enter")
         await until(pilot, lambda: "No level meets the SLO" in str(note.render()))
         assert all(r[1] == "none meets" for r in cells(screen.query_one("#slo-table", DataTable)))
+        assert app.focused is slo_input  # the next SLO is typed straight away
 
-        await pilot.press("f")
+        await pilot.press("escape", "f")  # leave the field: the tab letters work again
         frontier = screen.query_one("#frontier-table", DataTable)
         assert screen.query_one(TabbedContent).active == "tab-frontier"
         await until(pilot, lambda: frontier.row_count == 5)

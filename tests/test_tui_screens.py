@@ -131,12 +131,16 @@ def cut_cells(table: DataTable) -> list[str]:
     edge = table.scrollable_content_region.width
     if sum(c.get_render_width(table) for c in columns) > edge:
         problems.append(f"{table.id}: columns {[str(c.label) for c in columns]} overflow {edge} cells")
+    heights = [row.height for row in table.ordered_rows]
     for index, column in enumerate(columns):
         room = column.get_render_width(table) - 2 * table.cell_padding
-        values = [column.label] + [table.get_row_at(r)[index] for r in range(table.row_count)]
-        for value in values:
+        values = [(column.label, table.header_height)] + [
+            (table.get_row_at(r)[index], heights[r]) for r in range(table.row_count)]
+        for value, height in values:
             text = value if isinstance(value, Text) else Text(str(value))
-            if text.cell_len > room:
+            # A value may wrap onto the lines its row has (rows added with height=None grow to fit it).
+            lines = len(text.wrap(table.app.console, max(1, room))) if height > 1 else 1
+            if text.cell_len > room * (height if lines <= height else 0):
                 problems.append(f"{table.id}: {text.plain!r} in a {room}-cell column {str(column.label)!r}")
     return problems
 
@@ -228,7 +232,9 @@ async def test_navigation_and_history_sort_filter(fixed):
         assert app.screen is history
         await pilot.press("1")
         assert app.screen.id == "live"
-        await pilot.press("escape", "2")  # leave the prompt box, then switch
+        await pilot.press("escape", "2")  # Live is for typing: a digit goes to the prompt, even out of it
+        assert app.screen.id == "live" and app.screen.query_one("#live-prompt", Input).value == "2"
+        await pilot.press("f3")  # the F-keys switch from anywhere
         assert app.screen.id == "suite"
         await pilot.press("3")
         assert app.screen is history

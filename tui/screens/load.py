@@ -384,10 +384,10 @@ def live_text(s: dict, progress: str) -> Text:
     text.append("\n")
     part("done", str(s["completed"]))
     part("failed", str(s["failed"]), "bold red" if s["failed"] else "bold")
-    part("stopped", str(s.get("stopped", 0)))
+    if s.get("stopped"):
+        part("stopped", str(s["stopped"]))
     part("out tok/s", _f(s["output_throughput"]))
-    part("TTFT p50", _f(s["ttft_p50_ms"], "{:.0f} ms"))
-    part("p99", _f(s["ttft_p99_ms"], "{:.0f} ms"))
+    part("TTFT p50/p99", f"{_f(s['ttft_p50_ms'], '{:.0f}')}/{_f(s['ttft_p99_ms'], '{:.0f}')} ms")
     return text
 
 

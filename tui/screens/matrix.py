@@ -33,7 +33,7 @@ WIDE = 118  # from this width every matrix column fits at once
 SLO_COLUMNS = (("GPU", None), ("best", None), ("tok/s", None), ("TTFT ms", None), ("TPOT ms", None),
                ("$/1M", None), ("provider", None))
 LEVEL_COLUMNS = (("GPU", None), ("level", None), ("ok", None), ("tok/s", None), ("TTFT ms", None),
-                 ("TPOT ms", None), ("goodput", None), ("meets the SLO?", 30))
+                 ("TPOT ms", None), ("goodput", None), ("meets the SLO?", 20))
 FRONTIER_WIDTHS = (None,) * 7
 
 

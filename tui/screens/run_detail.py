@@ -31,6 +31,18 @@ ENV_KEYS = ("hostname", "device", "cpu", "cpu_count", "memory_gb", "os", "python
 _value = plain_value
 
 
+def nice_ticks(top: float, count: int = 5) -> list[float]:
+    """Round tick values from 0 up to `top` (steps of 1, 2 or 5 × 10^k), for an axis that starts at 0."""
+    import math
+
+    if top <= 0:
+        return [0.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    return [round(i * step, 10) for i in range(int(top / step) + 1)]
+
+
 TABS = ("tab-summary", "tab-tps", "tab-itl", "tab-tokens", "tab-frontier")
 
 
@@ -262,6 +274,8 @@ class RunDetailScreen(Screen):
             width = edges[1] - edges[0]
             plt.bar([float(e + width / 2) for e in edges[:-1]], [int(c) for c in counts_], width=1.0)
             plt.xlim(0, top)
+            ticks = nice_ticks(top)
+            plt.xticks(ticks, [f"{t:g}" for t in ticks])
             plt.ylim(0, int(counts_.max()) * 1.1 or 1)
         plt.title(f"ITL distribution, {len(itl)} gaps (ms)")
         plt.xlabel("ms")

@@ -50,6 +50,12 @@ def type_into(screen, event: events.Key, field: Input | None) -> bool:
         return False
     event.stop()
     event.prevent_default()
-    field.focus()
+    # Focusing selects the field's text (Input's select_on_focus), and the next key would replace what was
+    # just typed: not for this focus (restored once the field has handled it).
+    keep = field.select_on_focus
+    field.select_on_focus = False
+    screen.set_focus(field)  # now (field.focus() would wait a turn): its Focus event is queued before the restore
+    field.call_later(setattr, field, "select_on_focus", keep)
+    field.cursor_position = len(field.value)
     field.insert_text_at_cursor(event.character)
     return True
