@@ -288,8 +288,6 @@ class CompareMatrixScreen(Screen):
         self.query_one("#slo-note", Static).update(note)
         table = self.query_one("#slo-table", DataTable)
         table.clear()
-        levels = self.query_one("#slo-levels", DataTable)
-        levels.clear()
         for a in answers:
             gpu = a.gpu_key or "CPU"
             gpu += f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
@@ -312,14 +310,29 @@ class CompareMatrixScreen(Screen):
                               Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
                               Text(f"{provider_label(c.provider)}{'*' if c.measured_here else ''} "
                                    f"{SOURCE_MARK.get(c.price_source, '')}"))
+        self._fill_levels(answers)
+
+    def _fill_levels(self, answers) -> None:
+        """Every level of every sweep; the last column (why a level misses the SLO) gets the width the
+        others leave at this screen's width and wraps inside it, so no reason runs past the edge."""
+        levels = self.query_one("#slo-levels", DataTable)
+        rows = []
+        for a in answers:
+            gpu = (a.gpu_key or "CPU") + (f" ×{a.gpus_used}" if a.gpus_used > 1 else "")
             for s in a.levels:
                 meets = Text("yes", style="green") if s.meets else Text(f"no: {s.why_not}", style="red")
-                # height None: the reason wraps onto as many lines as it needs, never cut
-                levels.add_row(Text(gpu), Text(short_level(s.label)), f"{s.completed}/{s.completed + s.failed}",
-                               Text(f"{s.output_throughput:.1f}", justify="right"), Text(f"{s.ttft_ms:.0f}", justify="right"),
-                               Text(f"{s.tpot_ms:.1f}", justify="right"),
-                               Text("–" if s.goodput is None else f"{s.goodput:.2f}", justify="right"),
-                               meets, height=None)
+                rows.append([Text(gpu), Text(short_level(s.label)), Text(f"{s.completed}/{s.completed + s.failed}"),
+                             Text(f"{s.output_throughput:.1f}", justify="right"),
+                             Text(f"{s.ttft_ms:.0f}", justify="right"), Text(f"{s.tpot_ms:.1f}", justify="right"),
+                             Text("–" if s.goodput is None else f"{s.goodput:.2f}", justify="right"), meets])
+        widths = [max([len(label)] + [r[i].cell_len for r in rows]) for i, (label, _w) in enumerate(LEVEL_COLUMNS)]
+        room = (self.size.width or self.app.size.width) - 2 - sum(w + 2 * levels.cell_padding for w in widths[:-1])
+        levels.clear(columns=True)
+        for i, (label, _w) in enumerate(LEVEL_COLUMNS):
+            last = i == len(LEVEL_COLUMNS) - 1
+            levels.add_column(label, width=max(12, min(widths[i], room - 2 * levels.cell_padding)) if last else widths[i])
+        for row in rows:
+            levels.add_row(*row, height=None)  # the reason wraps onto as many lines as it needs
 
     # -- the frontier -------------------------------------------------------------------------------
     def fill_frontier(self) -> None:
