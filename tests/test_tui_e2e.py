@@ -138,3 +138,102 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
     finally:
         con.close()
     assert kind == "suite" and status == "aborted" and finished >= 2
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model_path):
+    """A new user's first hour in an 80x24 terminal, keyboard only: the start-up steps, a prompt, a suite,
+    a load started and stopped with Ctrl+X from a form field, History, Compare's SLO typed into its field,
+    quit. No screen on the way shows a number cut to '…'; quitting takes seconds; the database holds each run."""
+    from tests.first_hour_support import cut_numbers
+
+    db = tmp_path / "first.duckdb"
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('reps = 1\n[[cases]]\nid = "hi"\nprompt = "Say hi."\noutput_tokens = 8\n'
+                     '[[cases]]\nid = "story"\nprompt = "Tell a story."\noutput_tokens = 24\n')
+    name = f"tokentop-first-{uuid.uuid4().hex[:8]}"
+    clock = tmp_path / "exit"
+    env = dict(cli_env)
+    env.setdefault("TERM", "xterm-256color")
+    cmd = " ".join([*tokentop_cmd, "--db", str(db)]) + f"; echo $? $(date +%s.%N) > {clock}"
+    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24",
+         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
+           for a in ("-e", f"{k}={v}")],
+         cmd)
+    seen: list[str] = []
+
+    def look(predicate, timeout, what) -> str:
+        screen = wait_screen(name, predicate, timeout, what)
+        seen.append(screen)
+        assert not cut_numbers(screen), (what, cut_numbers(screen), screen)
+        return screen
+
+    def flat(screen: str) -> str:  # wrapped lines joined: a value that wraps is still whole
+        return " ".join(line.strip() for line in screen.splitlines())
+
+    def keys(*k: str) -> None:
+        tmux("send-keys", "-t", name, *k)
+
+    try:
+        look(lambda s: "prompt" in s and "F1 Help" in s, 30, "the first frame")
+        # At 80 columns the top line names the start-up step and its seconds, not just "starting".
+        first = look(lambda s: re.search(r"(importing vLLM|loading the model|warming up|preparing the model) \d+ s",
+                                         s.splitlines()[0]), 240, "a start-up step on the top line")
+        assert "starting" in first.splitlines()[0]
+        look(lambda s: "CPU" in s.splitlines()[0] and "starting" not in s.splitlines()[0], 300, "the engine")
+
+        tmux("send-keys", "-t", name, "-l", "Name three colours.")
+        keys("Enter")
+        look(lambda s: "stored run" in s, 120, "the answer and the stored run")
+
+        keys("F3")
+        look(lambda s: "seed:" in s, 20, "the Suite screen")
+        keys("S-Tab", "S-Tab", "S-Tab")  # table -> answer pane -> reps -> the suite field
+        tmux("send-keys", "-t", name, "-l", str(suite))
+        keys("Enter")
+        done = look(lambda s: "completed: 2/2 requests · run" in flat(s), 180, "the suite to finish")
+        run_id = re.search(r"run (\d{8}-\d{6}-[0-9a-f]{6})", flat(done)).group(1)  # the whole id, not cut
+
+        keys("F6")
+        look(lambda s: "pattern" in s and "levels" in s, 20, "the Load screen")
+        keys("Tab")  # the levels field
+        tmux("send-keys", "-t", name, "-l", "1")
+        keys("C-r")  # start from the field: 10 requests of 128 tokens at concurrency 1
+        look(lambda s: re.search(r"done [2-9]", s) is not None, 180, "two finished load requests")
+        keys("C-x")  # stop, the cursor still in the levels field
+        stopped = look(lambda s: "stopped:" in s, 60, "the load to stop")
+        assert re.search(r"failed 0\b", stopped), stopped  # unsent requests are not failures
+
+        keys("F4")
+        history = look(lambda s: run_id in s or "suite" in s, 30, "History")
+        assert "b1 TPS" in history and "user tok/s" in history
+
+        keys("F7")
+        look(lambda s: "Compare" in s, 30, "Compare")
+        keys("o")
+        tmux("send-keys", "-t", name, "-l", "ttft=4000,tpot=80")  # t, f, p, q would be shortcuts elsewhere
+        keys("Enter")
+        slo = look(lambda s: "TTFT ≤ 4000 ms" in s, 30, "the SLO typed into its field")
+        assert "Compare" in slo
+
+        t0 = time.time()
+        keys("F10")
+        wait_screen(name, lambda s: clock.exists() and clock.read_text().strip(), 60, "tokentop to exit")
+        code, when = clock.read_text().split()
+        assert code == "0"
+        assert float(when) - t0 < 6, float(when) - t0  # ~2 s here (benchmarks/quit_time.py); was 8-10 s
+    finally:
+        tmux("kill-session", "-t", name, check=False)
+
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        kinds = dict(con.execute("SELECT kind, status FROM runs").fetchall())
+        load_requests = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT success AND error <> 'aborted') FROM requests "
+            "JOIN runs USING (run_id) WHERE kind = 'load'").fetchone()
+    finally:
+        con.close()
+    assert kinds == {"interactive": "completed", "suite": "completed", "load": "aborted"}, kinds
+    assert load_requests[1] == 0 and load_requests[0] < 10  # no failures, no rows for requests never sent
