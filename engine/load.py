@@ -225,7 +225,7 @@ class LevelOutcome:
     records: list[RequestRecord] = field(default_factory=list)  # in send (plan) order
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
-    start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
+    start_ns: int = 0  # perf_counter_ns of the level's first scheduled send (send offsets and its duration count from it)
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
@@ -300,6 +300,10 @@ class LoadRunner:
                 return
             while True:
                 index, record = item
+                tokens_before = record.output_tokens
+                self.host.engine.settle(record)  # a tokenizer's counts, here: never on the engine loop
+                if record.success:
+                    self.live.output_tokens += record.output_tokens - tokens_before
                 m = request_metrics(record)
                 by_index[index] = record
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
@@ -359,7 +363,8 @@ class LoadRunner:
                 else:
                     record = await self._send(engine, request, live)
             except asyncio.CancelledError:
-                record = RequestRecord(request=request, success=False, error="aborted", aborted=True)
+                record = RequestRecord(request=request, success=False, error="aborted", aborted=True,
+                                       error_kind="aborted")
             # The client's self-check: when the pattern meant it to go, and the wait on the limit.
             record.scheduled_ns = scheduled_ns
             record.queue_wait_ns = queue_wait_ns
@@ -373,9 +378,12 @@ class LoadRunner:
             done_q.put((index, record))
 
         start_ns = time.perf_counter_ns()
-        outcome.start_ns = start_ns
+        # The level starts at its first scheduled send (a rate pattern's first arrival is not at 0):
+        # its duration and the send offsets count from there.
+        first_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
+        outcome.start_ns = first_ns
         if on_begin is not None:
-            on_begin(start_ns)
+            on_begin(first_ns)
         start = start_ns / 1e9
         try:
             for index, (request, offset) in enumerate(zip(requests, offsets)):
@@ -396,7 +404,7 @@ class LoadRunner:
                     break
                 await asyncio.wait(tasks, timeout=0.05)
         finally:
-            outcome.duration_s = (time.perf_counter_ns() - start_ns) / 1e9
+            outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
 
     @staticmethod
     async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
