@@ -431,3 +431,32 @@ def test_timeouts_and_dropped_connections_are_their_own_kinds():
     with ScriptServer([dropped]) as server:
         rec = one_request(server)
     assert not rec.success and rec.error_kind == "connection", rec.error
+
+
+def test_a_bundle_written_before_schema_006_still_imports(tmp_path):
+    """Bundles copy columns by name: one without 006's columns imports, those columns null."""
+    import duckdb
+
+    from data.bundle import export_runs, import_bundle
+    from data.recorder import RunRecorder
+
+    reply = Reply(parts=timed([(5, chat("Hi", role="assistant")), (10, chat("!", finish="stop"))]))
+    with ScriptServer([reply]) as server:
+        rec = one_request(server)
+    with Store(tmp_path / "src.duckdb") as src:
+        recorder = RunRecorder(src)
+        run_id = recorder.start(kind="suite", engine_description={"engine": "openai", "model": "m"}, environment={})
+        recorder.record(0, rec, request_metrics(rec))
+        recorder.finish("completed", duration_s=0.1, summary={"overall": aggregate([request_metrics(rec)], 0.1)})
+        export_runs(src, [run_id], tmp_path / "old.duckdb")
+    with duckdb.connect(str(tmp_path / "old.duckdb")) as con:  # as schema 005 wrote it
+        con.execute("UPDATE tokentop_bundle SET schema_version = 5")
+        for table, column in [("requests", "token_count_source"), ("requests", "ttfc_ms"), ("requests", "error_kind"),
+                              ("requests", "schedule_to_finish_ms"), ("runs", "failures_by_kind"),
+                              ("runs", "output_tokens_estimated")]:
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    with Store(tmp_path / "dst.duckdb") as dst:
+        assert import_bundle(dst, tmp_path / "old.duckdb").imported == [run_id]
+        (row,) = dst.get_requests(run_id)
+        assert row["token_count_source"] is None and row["ttfc_ms"] is None and row["output_tokens"] == 2
+        assert dst.get_run(run_id)["failures_by_kind"] is None
