@@ -225,10 +225,17 @@ class LevelOutcome:
     records: list[RequestRecord] = field(default_factory=list)  # in send (plan) order
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
-    start_ns: int = 0  # perf_counter_ns of the level's first scheduled send (send offsets and its duration count from it)
+    start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
+    # The level's first scheduled send (a rate pattern's first arrival is not at 0): its duration counts from here.
+    first_send_ns: int = 0
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
+
+    @property
+    def end_s(self) -> float:
+        """perf_counter seconds when the level ended."""
+        return (self.first_send_ns or self.start_ns) / 1e9 + self.duration_s
 
     def send_offsets_s(self) -> list[float]:
         return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)
@@ -342,7 +349,7 @@ class LoadRunner:
             outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
-        lags = self.host.loop_lag.window(begin_s, begin_s + outcome.duration_s)
+        lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags)
         return outcome
 
@@ -378,12 +385,12 @@ class LoadRunner:
             done_q.put((index, record))
 
         start_ns = time.perf_counter_ns()
-        # The level starts at its first scheduled send (a rate pattern's first arrival is not at 0):
-        # its duration and the send offsets count from there.
-        first_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
-        outcome.start_ns = first_ns
+        outcome.start_ns = start_ns
+        # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
+        # a random interval after the start, which vLLM's bench counts into its duration).
+        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
         if on_begin is not None:
-            on_begin(first_ns)
+            on_begin(start_ns)
         start = start_ns / 1e9
         try:
             for index, (request, offset) in enumerate(zip(requests, offsets)):

@@ -546,7 +546,7 @@ class Orchestrator:
                 outcome = LevelOutcome(level=level, status="failed", error=_one_line(exc))
             _bracket(gpu, server)  # and one just after it
             t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
-            t1 = t0 + outcome.duration_s
+            t1 = outcome.end_s if outcome.start_ns else t0 + outcome.duration_s
             gpu_rows = tuple(used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), self.environment())
                              ) if gpu is not None and gpu.available else ()
             server_rows = tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter())) if server is not None else ()

@@ -426,11 +426,20 @@ def test_ttfc_equals_ttft_when_the_first_event_carries_text():
     assert aggregate([m], 1.0)["first_chunk_empty"] == 0
 
 
-def test_timeouts_and_dropped_connections_are_their_own_kinds():
+def test_timeouts_and_dropped_connections_are_their_own_kinds(monkeypatch):
     dropped = Reply(parts=[(5, event(chat("", role="assistant"))), (10, b"data: {\"trunc")], drop=True)
     with ScriptServer([dropped]) as server:
         rec = one_request(server)
     assert not rec.success and rec.error_kind == "connection", rec.error
+    import engine.engines.openai_engine as openai_engine
+
+    monkeypatch.setattr(openai_engine, "READ_TIMEOUT_S", 0.3)
+    stalled = Reply(parts=timed([(5, chat("", role="assistant")), (1500, chat("late", finish="stop"))]))
+    with ScriptServer([stalled]) as server:
+        rec = one_request(server)
+    assert not rec.success and rec.error_kind == "timeout" and rec.error.startswith("timeout"), rec.error
+    m = request_metrics(rec)
+    assert aggregate([m], 1.0)["failures_by_kind"] == {"timeout": 1}
 
 
 def test_a_bundle_written_before_schema_006_still_imports(tmp_path):
