@@ -254,7 +254,7 @@ class _Stream:
     """One response's events, decoded as they arrive (engine/engines/sse.py splits the bytes)."""
 
     __slots__ = ("api", "record", "on_chunk", "parts", "reasoning_parts", "texts", "last_completion",
-                 "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage")
+                 "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage", "saw_usage")
 
     def __init__(self, api: str, record: RequestRecord, on_chunk: ChunkSink):
         self.api, self.record, self.on_chunk = api, record, on_chunk
@@ -267,7 +267,8 @@ class _Stream:
         # where it gave none; and which text fields the chunk carried (for the fallback split).
         self.chunk_reasoning: list[int | None] = []
         self.chunk_kinds: list[int] = []  # bit 1: reasoning text, bit 2: answer text
-        self.all_usage = True  # every event carried the server's cumulative usage
+        self.all_usage = True  # every event that carried text carried the server's cumulative usage
+        self.saw_usage = False
 
     def event(self, data: bytes, now: int) -> bool:
         """Handle one event's data; True at the end of the stream ([DONE] or an error)."""
@@ -303,16 +304,19 @@ class _Stream:
                 cumulative = int(usage["completion_tokens"])
                 tokens = cumulative - self.last_completion
                 self.last_completion = cumulative
-                exact = True
+                exact = self.saw_usage = True
                 cumulative_reasoning = _reasoning_tokens(usage)
                 if cumulative_reasoning is not None:
                     self.chunk_reasoning.append(cumulative_reasoning - self.last_reasoning)
                     self.last_reasoning = cumulative_reasoning
                 else:
                     self.chunk_reasoning.append(None)
-            else:
-                tokens = 1 if (text or reasoning) else 0  # provisional: settled after the stream
+            elif text or reasoning:
+                tokens = 1  # provisional: settled after the stream
                 exact = self.all_usage = False
+                self.chunk_reasoning.append(None)
+            else:  # an event with nothing in it (a role-only first event) carries no token
+                tokens, exact = 0, True
                 self.chunk_reasoning.append(None)
             record.chunk_ns.append(now)
             record.chunk_tokens.append(tokens)
@@ -340,7 +344,7 @@ class _Stream:
 
     def finish(self, *, continuous: bool) -> None:
         record = self.record
-        if self.all_usage and record.chunk_ns:
+        if self.all_usage and self.saw_usage and record.chunk_ns:
             record.token_count_source = "usage"
         elif record.chunk_ns:
             # No per-event usage: the final usage spread over the events, or one per event, for now;

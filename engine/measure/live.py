@@ -141,7 +141,7 @@ class LiveMeter:
         if len(counts) != len(t.times):
             return
         t.provisional = False
-        t.tokens = sum(counts)
+        t.tokens = record.output_tokens  # what TPOT and TPS are stored with
         if record.reasoning_tokens is not None:
             t.reasoning_tokens = record.reasoning_tokens
         t.buckets = []

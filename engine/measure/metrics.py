@@ -14,7 +14,7 @@ The article's "TPS" for one request at batch 1 is output tokens / E2EL; its deco
 Where tokentop differs from vLLM's calculate_metrics on purpose (the same numbers whenever vLLM's
 are defined):
   * an aggregate over no values (the TPOT of only 1-token requests, the TTFT of a level where every
-    request failed) is None (JSON null, "—" on screen), where vLLM reports 0 (`np.mean(x or 0)`);
+    request failed) is None (JSON null, "–" on screen), where vLLM reports 0 (`np.mean(x or 0)`);
   * max_output_tokens_per_s buckets each chunk's token count; vLLM counts every chunk as one token
     (so a role-only first chunk counts and a 4-token chunk counts once: vLLM #27485). vLLM's figure
     is kept as max_output_chunks_per_s. They are equal when every chunk carries one token.
