@@ -228,9 +228,16 @@ class LevelOutcome:
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
     start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
+    # The level's first scheduled send (a rate pattern's first arrival is not at 0): its duration counts from here.
+    first_send_ns: int = 0
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
+
+    @property
+    def end_s(self) -> float:
+        """perf_counter seconds when the level ended."""
+        return (self.first_send_ns or self.start_ns) / 1e9 + self.duration_s
 
     def send_offsets_s(self) -> list[float]:
         return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)
@@ -302,6 +309,10 @@ class LoadRunner:
                 return
             while True:
                 index, record = item
+                tokens_before = record.output_tokens
+                self.host.engine.settle(record)  # a tokenizer's counts, here: never on the engine loop
+                if record.success:
+                    self.live.output_tokens += record.output_tokens - tokens_before
                 m = request_metrics(record)
                 by_index[index] = record
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
@@ -343,11 +354,18 @@ class LoadRunner:
         # did not fail — failed means the server or the connection failed. Requests the stop kept from
         # being sent are in no count (and not stored): "not_sent" says how many the plan had left.
         stopped = sum(1 for r in outcome.records if r.aborted and not r.success)
-        outcome.result["aborted"] = stopped
-        outcome.result["failed"] = max(0, int(outcome.result.get("failed") or 0) - stopped)
-        outcome.result["not_sent"] = len(requests) - len(outcome.records)
+        result = outcome.result
+        result["aborted"] = stopped
+        result["failed"] = failed = max(0, int(result.get("failed") or 0) - stopped)
+        result["not_sent"] = len(requests) - len(outcome.records)
+        if stopped:
+            kinds = dict(result.get("failures_by_kind") or {})
+            kinds.pop("aborted", None)
+            result["failures_by_kind"] = kinds
+            ended = int(result.get("completed") or 0) + failed
+            result["failure_rate"] = failed / ended if ended else None
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
-        lags = self.host.loop_lag.window(begin_s, begin_s + outcome.duration_s)
+        lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags)
         return outcome
 
@@ -385,6 +403,9 @@ class LoadRunner:
 
         start_ns = time.perf_counter_ns()
         outcome.start_ns = start_ns
+        # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
+        # a random interval after the start, which vLLM's bench counts into its duration).
+        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
         if on_begin is not None:
             on_begin(start_ns)
         start = start_ns / 1e9
@@ -407,7 +428,7 @@ class LoadRunner:
                     break
                 await asyncio.wait(tasks, timeout=0.05)
         finally:
-            outcome.duration_s = (time.perf_counter_ns() - start_ns) / 1e9
+            outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
 
     @staticmethod
     async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:

@@ -7,7 +7,7 @@ import json
 import math
 import threading
 
-from engine.measure.metrics import json_safe
+from engine.measure.metrics import failure_note, json_safe
 from engine.measure.progress import TokenProgress, planned_lengths
 from tui.commands.common import (
     add_db_option,
@@ -139,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
                    "levels": rows,
+                   # levels where requests failed, each with its failure rate and kinds (also in `levels`)
+                   "levels_with_failures": [{"label": r.get("label"), "run_id": r.get("run_id"),
+                                             "failed": r.get("failed"), "failure_rate": r.get("failure_rate"),
+                                             "failures_by_kind": r.get("failures_by_kind"),
+                                             "note": failure_note(r)} for r in rows if r.get("failed")],
                    "client_health": [r.summary.get("client_health") for r in outcome.levels],
                    "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
@@ -195,7 +200,9 @@ def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
 
 
 def _level_line(res: dict, status: str) -> str:
-    counts = f"{res.get('completed', 0)} ok / {res.get('failed', 0)} failed"
+    failed = int(res.get("failed") or 0)
+    rate = f" ({100 * res['failure_rate']:.0f} %)" if failed and res.get("failure_rate") else ""
+    counts = f"{res.get('completed', 0)} ok / {failed} failed{rate}"
     if res.get("aborted"):
         counts += f" / {res['aborted']} stopped mid-stream"
     if res.get("not_sent"):
@@ -231,6 +238,9 @@ def load_table(rows, slo_ms) -> tuple[list, list[list]]:
     table = []
     for r in rows:
         line = [str(r.get("label"))] + [_f(r.get(key), fmt) for _h, key, fmt in figures]
+        failed = int(r.get("failed") or 0)
+        if failed and r.get("failure_rate"):  # a level with failures is flagged in its row
+            line[2] = f"{failed} ({100 * r['failure_rate']:.0f}%) !"
         line += [_f(v) for v in split_speeds({"kind": "load", **r}, r.get("mean_tps"))]
         if slo_ms:
             line.append(f"{_f(r.get('request_goodput'), '{:.2f}')} ({r.get('good_requests', 0)})")
@@ -243,7 +253,7 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     from rich.text import Text
 
     from data.load_runs import roofline_text
-    from tui.format import _console, print_table
+    from tui.format import _console, print_table, token_source_line
 
     console = _console(out)
     cols, table = load_table(rows, spec.slo_ms)
@@ -253,6 +263,25 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
         "total token throughput); b1 TPS = output tokens / E2EL at concurrency 1 (the article's batch-1 TPS); "
         "user tok/s = the same with other requests beside it (per-user speed); stopped = requests cut short "
         "by a stop (requests never sent are not counted)", "dim")
+    for r in rows:  # a level with failures is flagged, with how its requests failed
+        note = failure_note(r)
+        if note:
+            say(f"! {r.get('label')}: {note}")
+    for r in rows:
+        if r.get("stopped_early"):
+            say(f"! {r.get('label')}: {r['stopped_early']} request(s) stopped early (fewer tokens than enforced)")
+    s2f = [r for r in rows if r.get("p99_schedule_to_finish_ms") is not None]
+    if s2f:
+        say("schedule-to-finish (scheduled send to last token, the client's queue included):")
+        for r in s2f:
+            say(f"  {r.get('label')}: p50 {_f(r.get('p50_schedule_to_finish_ms'), '{:.0f}')} / p90 "
+                f"{_f(r.get('p90_schedule_to_finish_ms'), '{:.0f}')} / p99 "
+                f"{_f(r.get('p99_schedule_to_finish_ms'), '{:.0f}')} ms (E2EL p99 "
+                f"{_f(r.get('p99_e2el_ms'), '{:.0f}')} ms)")
+    for r in rows:
+        line = token_source_line(r)
+        if line:
+            say(f"{r.get('label')}: {line}")
     say(f"sweep: {outcome.stop_reason}")
     if spec.slo_ms:
         say("goodput = requests/s meeting every SLO (" + ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items())

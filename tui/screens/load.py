@@ -230,8 +230,12 @@ class LoadScreen(Screen):
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
         b1, user = split_speeds({"kind": "load", **r}, r.get("mean_tps"))
         num = lambda key, fmt="{:.1f}": Text(_f(r.get(key), fmt), justify="right")  # noqa: E731
+        failed = int(r.get("failed") or 0)
+        # A level with failures is flagged: its failure rate in red here, how they failed in the status line.
+        failed_cell = Text(f"{failed} ({100 * (r.get('failure_rate') or 0):.0f}%)" if failed else "0",
+                           style="bold red" if failed else "", justify="right")
         self.query_one("#load-table", PagedTable).add_data_row([
-            Text(str(r.get("label", ""))), num("completed", "{:.0f}"), num("failed", "{:.0f}"),
+            Text(str(r.get("label", ""))), num("completed", "{:.0f}"), failed_cell,
             num("aborted", "{:.0f}"), num("duration", "{:.2f}"), num("total_input_tokens", "{:.0f}"),
             num("total_output_tokens", "{:.0f}"), num("request_throughput", "{:.2f}"), num("output_throughput"),
             num("total_token_throughput"), num("mean_ttft_ms"), num("median_ttft_ms"), num("p99_ttft_ms"),
@@ -253,8 +257,16 @@ class LoadScreen(Screen):
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
             return
+        from engine.measure.metrics import failure_note
+
         word = "stopped" if result.stopped else "done"
-        self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        status = f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}"
+        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
+        if flagged:  # levels whose requests failed: flagged here, how they failed in a notification
+            status = f"! failures at {', '.join(str(label) for label, _n in flagged)} · " + status
+            self.notify("\n".join(f"{label}: {note}" for label, note in flagged), severity="warning",
+                        title="Requests failed", markup=False, timeout=10)
+        self._set_status(status)
         if self.finished:
             self.load_frontier([f["run_id"] for f in self.finished])
         gpu = getattr(self.session, "gpu", None)
