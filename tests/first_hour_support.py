@@ -106,3 +106,15 @@ def add_stopped_generation(store: Store, *, tokens: int = 12, ttft_ms: float = 1
         con.execute("UPDATE runs SET started_at = ?, pid = NULL WHERE run_id = ?",
                     [datetime(2025, 3, 4, 8, 0, tzinfo=timezone.utc), run_id])
     return run_id
+
+
+def linger_with_a_child(pid_file: str) -> None:
+    """A stand-in for vLLM's engine process: it starts a worker of its own (a grandchild of the test)
+    and never exits by itself. Writes the worker's pid to `pid_file`."""
+    import subprocess
+    import time as _time
+
+    worker = subprocess.Popen(["sleep", "300"])
+    with open(pid_file, "w") as f:
+        f.write(str(worker.pid))
+    _time.sleep(300)

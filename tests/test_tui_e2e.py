@@ -193,7 +193,7 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
 
         keys("F3")
         look(lambda s: "seed:" in s, 20, "the Suite screen")
-        keys("S-Tab", "S-Tab", "S-Tab")  # table -> answer pane -> reps -> the suite field
+        keys("BTab", "BTab", "BTab")  # Shift+Tab x3: table -> answer pane -> reps -> the suite field
         tmux("send-keys", "-t", name, "-l", str(suite))
         keys("Enter")
         done = look(lambda s: "completed: 2/2 requests · run" in flat(s), 180, "the suite to finish")
