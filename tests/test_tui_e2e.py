@@ -214,8 +214,9 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
         assert "b1 TPS" in history and "user tok/s" in history
 
         keys("F7")
-        look(lambda s: "Compare" in s, 30, "Compare")
+        look(lambda s: "Compare — your runs" in s and "Matrix  SLO  Frontier" in s, 30, "Compare")
         keys("o")
+        look(lambda s: "SLO ms" in s, 30, "the SLO tab, the cursor in its field")
         tmux("send-keys", "-t", name, "-l", "ttft=4000,tpot=80")  # t, f, p, q would be shortcuts elsewhere
         keys("Enter")
         slo = look(lambda s: "TTFT ≤ 4000 ms" in s, 30, "the SLO typed into its field")
@@ -236,7 +237,7 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
     try:
         kinds = dict(con.execute("SELECT kind, status FROM runs").fetchall())
         load_requests = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE NOT success AND error <> 'aborted') FROM requests "
+            "SELECT count(*), count(*) FILTER (WHERE NOT q.success AND q.error <> 'aborted') FROM requests q "
             "JOIN runs USING (run_id) WHERE kind = 'load'").fetchone()
     finally:
         con.close()

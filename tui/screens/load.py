@@ -361,6 +361,11 @@ class LoadScreen(Screen):
                 plt.plot([t[0] for t in ttft], [t[1] for t in ttft], marker="braille", label="TTFT p99 ms",
                          yside="right")
             plt.xlabel("concurrency" if self.query_one("#load-pattern", Select).value == "concurrency" else "req/s")
+            # Axes from 0: throughput, latency and load are never negative.
+            plt.xlim(0, max(xs) * 1.1 or 1)
+            plt.ylim(0, max(p[1] for p in self.points) * 1.15 or 1)
+            if ttft:
+                plt.ylim(0, max(t[1] for t in ttft) * 1.15 or 1, yside="right")
         chart.refresh()
 
 

@@ -39,8 +39,8 @@ def draw_frontier(plt: Any, frontier: Any, axis: str = "user", *, title: str | N
     ys = [p.level.per_gpu_throughput for p in frontier.points if x_of(p) is not None]
     if xs:
         # Room on the right for the price written after each point, and above the highest one.
-        span = (max(xs) - min(xs)) or max(xs) or 1.0
-        plt.xlim(min(xs) - 0.05 * span, max(xs) + 0.3 * span)
+        # Both axes from 0 (speeds and latencies are never negative); room on the right for the prices.
+        plt.xlim(0, (max(xs) or 1.0) * 1.3)
         top = max(ys) or 1.0
         plt.ylim(0, top * 1.15)
     for p in frontier.points:  # $/1M at the cheapest provider; * = Pareto-optimal
