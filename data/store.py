@@ -259,7 +259,7 @@ class Store:
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
                    r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
                    r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
-                   json_extract_string(r.suite_json, '$.load.max_concurrency') AS max_concurrency,
+                   TRY_CAST(json_extract_string(r.suite_json, '$.load.max_concurrency') AS INTEGER) AS max_concurrency,
                    json_extract_string(r.suite_json, '$.load.request_rate') AS request_rate,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
