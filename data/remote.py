@@ -29,7 +29,6 @@ import atexit
 import json
 import os
 import queue
-import re
 import socket
 import tempfile
 import threading
@@ -66,7 +65,15 @@ FILES = {
 }
 
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+def _bad_run_id(run_id: object) -> str | None:
+    """None for an id of the shape the store makes, else why not (one line; data.store.check_ids)."""
+    from data.store import IdError, check_ids
+
+    try:
+        check_ids("run", [run_id])
+    except IdError as exc:
+        return str(exc)
+    return None
 
 
 class RemoteError(Exception):
@@ -146,8 +153,9 @@ class Remote:
         except Exception as exc:
             raise RemoteError(f"cannot read {key} from {self.name}: {one_line(exc)}") from None
 
-    def complete_runs(self) -> dict[str, str]:
-        """run_id -> manifest key, for every run whose manifest is there (so it is complete)."""
+    def listed_runs(self) -> dict[str, str]:
+        """Folder name -> manifest key, for every runs/<name>/manifest.json listed: the names are the
+        remote's word, not yet checked (see complete_runs)."""
         import obstore
 
         found: dict[str, str] = {}
@@ -155,12 +163,16 @@ class Remote:
             for batch in obstore.list(self.store, "runs/", chunk_size=1000):
                 for meta in batch:
                     parts = meta["path"].split("/")
-                    # Only ids tokentop makes (a listing could name anything; it becomes a local path).
-                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST and _PLAIN_ID.match(parts[1]):
+                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST and parts[1]:
                         found[parts[1]] = meta["path"]
         except Exception as exc:
             raise RemoteError(f"cannot list {self.name}: {one_line(exc)}") from None
         return found
+
+    def complete_runs(self) -> dict[str, str]:
+        """run_id -> manifest key, for every run whose manifest is there (so it is complete) and whose
+        id has the shape tokentop makes (a listing could name anything; it becomes a local path)."""
+        return {name: key for name, key in self.listed_runs().items() if _bad_run_id(name) is None}
 
 
 TRANSFER_THREADS = 16  # objects in flight at once (obstore releases the GIL while it waits)
@@ -205,13 +217,15 @@ class PushResult:
     pushed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # run_id -> one-line reason
     not_tried: list[str] = field(default_factory=list)  # after a failure, the rest wait for the next try
+    refused: dict[str, str] = field(default_factory=dict)  # run_id -> why it may not leave (a misshapen id)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def to_dict(self) -> dict:
-        return {"remote": self.remote, "pushed": self.pushed, "failed": self.failed, "not_tried": self.not_tried}
+        return {"remote": self.remote, "pushed": self.pushed, "failed": self.failed, "not_tried": self.not_tried,
+                "refused": self.refused}
 
 
 def _record_pushes(store, remote: str, outcomes: list[tuple[str, str, str | None]]) -> None:
@@ -287,8 +301,8 @@ def _write_runs(store, run_ids: list[str], folder: Path) -> dict[str, tuple[dict
                 if not per_run.get(run_id):
                     continue
                 found = list((folder / "all" / table / f"run_id={run_id}").glob("*.parquet"))
-                if not _PLAIN_ID.match(run_id) or len(found) != 1:
-                    files = None  # an id hive paths would escape, or a split file: copy this run on its own
+                if len(found) != 1:
+                    files = None  # a split file: copy this run on its own
                     break
                 files[FILES[table]] = found[0]
                 rows[table] = per_run[run_id]
@@ -328,6 +342,13 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
             todo += [r for r in pending_runs(store, target.name, failed_only=True) if r not in todo]
     else:
         todo = pending_runs(store, target.name)
+    # An id that is not of the store's own shape (stored before ids were checked) would become a path
+    # on the remote: it is refused here, said once per push, and never recorded as a failed push.
+    for run_id in todo:
+        reason = _bad_run_id(run_id)
+        if reason is not None:
+            result.refused[run_id] = reason
+    todo = [r for r in todo if r not in result.refused]
     stop = threading.Event()  # the first failure: the remote is likely down, stop sending
 
     def send(run_id: str, manifest: dict, files: dict[str, Path]) -> str | None:
@@ -380,12 +401,79 @@ class PullResult:
         return {"remote": self.remote, "pulled": self.pulled, "already_here": self.already_here, "refused": self.refused}
 
 
+def _check_manifest(raw: bytes, run_id: str, local_version: int) -> tuple[dict[str, int], str | None]:
+    """A run's manifest.json (the remote's word): {table: expected rows} for the tables it lists, or
+    (_, why it is refused). Only the table names are taken from it; the files read are always
+    runs/<run_id>/<FILES[table]>, never a name the manifest gives."""
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return {}, "bad manifest: not JSON"
+    if not isinstance(manifest, dict) or manifest.get("format") != REMOTE_FORMAT:
+        return {}, "bad manifest: not a tokentop run manifest"
+    if manifest.get("run_id") != run_id:
+        return {}, "bad manifest: it names another run than its folder"
+    versions = (manifest.get("format_version", 0), manifest.get("schema_version", 0))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+        return {}, "bad manifest: its versions are not whole numbers"
+    if versions[0] > REMOTE_FORMAT_VERSION or versions[1] > local_version:
+        return {}, (f"schema version {versions[1]} is newer than this tokentop's {local_version}: "
+                    "upgrade tokentop to pull it")
+    files, counts = manifest.get("files"), manifest.get("row_counts") or {}
+    if not isinstance(files, dict) or not isinstance(counts, dict) or "runs" not in files:
+        return {}, "bad manifest: no list of its files"
+    tables = {}
+    for table in files:
+        if table in FILES:
+            rows = counts.get(table)
+            tables[table] = rows if isinstance(rows, int) and not isinstance(rows, bool) else -1
+    return tables, None
+
+
+def _check_files(run_id: str, tables: dict[str, int], folder: Path) -> str | None:
+    """The downloaded Parquet of one run: every row of this run (a file of run A may not carry rows
+    for run B), price fetch ids of the store's shape, row counts as the manifest says. None when
+    fine, else why the run is refused. Read on a connection of its own, not the database's."""
+    import duckdb
+
+    from data.store import IdError, check_ids
+
+    con = duckdb.connect(":memory:")
+    try:
+        for table, expected in tables.items():
+            rel = f"read_parquet({sql_literal(folder / FILES[table])})"
+            ids = [r[0] for r in con.execute(f"SELECT DISTINCT run_id FROM {rel}").fetchall()]
+            if ids != [run_id]:
+                return f"its {FILES[table]} holds rows of another run" if ids else f"its {FILES[table]} is empty"
+            if table == "prices":
+                check_ids("price fetch", (r[0] for r in con.execute(f"SELECT DISTINCT fetch_id FROM {rel}").fetchall()))
+            got = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
+            if expected >= 0 and got != expected:
+                return f"its {FILES[table]} has {got} rows, the manifest says {expected}"
+    except IdError as exc:
+        return str(exc)
+    except duckdb.Error as exc:
+        return f"damaged file: {one_line(exc)}"
+    finally:
+        con.close()
+    return None
+
+
 def pull(store, remote: str | Remote | None) -> PullResult:
     """Fetch the complete runs the local database lacks and import them in one transaction, with
-    origin "pull:<remote>". Everything is downloaded first: an unreachable remote changes nothing."""
+    origin "pull:<remote>". Everything is downloaded first: an unreachable remote changes nothing.
+    The remote is untrusted: a run whose folder name is not a run id of the store's shape, whose
+    manifest is not tokentop's, or whose files hold other runs' rows or misshapen ids is refused
+    (PullResult.refused, one line each) and nothing of it is written; the others are pulled."""
     target = remote if isinstance(remote, Remote) else open_remote(remote)
     result = PullResult(remote=target.name)
-    listed = target.complete_runs()
+    listed = {}
+    for run_id, key in target.listed_runs().items():
+        reason = _bad_run_id(run_id)
+        if reason is None:
+            listed[run_id] = key
+        else:
+            result.refused[run_id] = reason
     with store.connection() as con:
         local_version = schema_version(con)
         have = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
@@ -396,34 +484,26 @@ def pull(store, remote: str | Remote | None) -> PullResult:
     with tempfile.TemporaryDirectory(prefix="tokentop-pull-") as tmp:
         manifests = dict(zip(missing, _parallel(lambda r: target.get(listed[r]), missing)))
         downloads: list[tuple[str, Path]] = []
-        files: dict[str, list[str]] = {}
-        wanted: list[str] = []
+        wanted: dict[str, dict[str, int]] = {}
         for run_id in missing:
-            try:
-                manifest = json.loads(manifests[run_id])
-                if manifest.get("format") != REMOTE_FORMAT or manifest.get("run_id") != run_id:
-                    raise ValueError("not a tokentop run manifest")
-                if int(manifest.get("format_version") or 0) > REMOTE_FORMAT_VERSION or int(
-                    manifest.get("schema_version") or 0
-                ) > local_version:
-                    result.refused[run_id] = (
-                        f"schema version {manifest.get('schema_version')} is newer than this tokentop's "
-                        f"{local_version}: upgrade tokentop to pull it"
-                    )
-                    continue
-                names = dict(manifest["files"])
-            except (ValueError, KeyError, TypeError) as exc:
-                result.refused[run_id] = f"bad manifest: {one_line(exc)}"
+            tables, reason = _check_manifest(manifests[run_id], run_id, local_version)
+            if reason is not None:
+                result.refused[run_id] = reason
                 continue
-            folder = Path(tmp) / run_id
+            folder = Path(tmp) / run_id  # a checked id: a plain folder name
             folder.mkdir()
-            for table, name in names.items():
-                if table not in FILES or name != FILES[table]:
-                    continue
-                downloads.append((f"runs/{run_id}/{name}", folder / name))
-                files.setdefault(table, []).append(str(folder / name))
-            wanted.append(run_id)
+            downloads += [(f"runs/{run_id}/{FILES[table]}", folder / FILES[table]) for table in tables]
+            wanted[run_id] = tables
         _parallel(lambda item: item[1].write_bytes(target.get(item[0])), downloads)
+        files: dict[str, list[str]] = {}
+        for run_id, tables in list(wanted.items()):
+            reason = _check_files(run_id, tables, Path(tmp) / run_id)
+            if reason is not None:
+                result.refused[run_id] = reason
+                del wanted[run_id]
+                continue
+            for table in tables:
+                files.setdefault(table, []).append(str(Path(tmp) / run_id / FILES[table]))
         if not wanted:
             return result
         sources = {
@@ -433,7 +513,7 @@ def pull(store, remote: str | Remote | None) -> PullResult:
         with store.connection() as con:
             con.execute("BEGIN")
             try:
-                imported, _, _ = merge_runs(con, sources, origin=f"pull:{target.name}", run_ids=wanted)
+                imported, _, _ = merge_runs(con, sources, origin=f"pull:{target.name}", run_ids=list(wanted))
                 # They are on that remote already: never push them back.
                 if imported:
                     con.execute(

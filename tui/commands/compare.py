@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         }))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(110, Console(file=sys.stdout).width))
-    for rc in results:
+    for rc in safe_display(results):
         print_run(console, rc)
     return 0
 
@@ -169,6 +170,7 @@ def run_views(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(result.to_dict()), default=str))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(80, Console(file=sys.stdout).width))
+    result = safe_display(result)  # stored runs and price replies: outside text, shown on a terminal
     if args.matrix:
         print_matrix(console, result)
     elif slo is not None:

@@ -8,6 +8,7 @@ import math
 import threading
 
 from engine.measure.metrics import json_safe
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     _sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
+        note = lambda m: print(f"tokentop: {safe_text(str(m))}", file=err, flush=True)  # noqa: E731
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                    "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            _print_table(rows, spec, outcome, roof, term.stdout, roof_note)
+            _print_table(safe_display(rows), spec, outcome, roof, term.stdout, roof_note)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)
