@@ -383,14 +383,17 @@ def _check_bundle_ids(con: duckdb.DuckDBPyConnection, alias: str, tables: set[st
             check_ids("price fetch", (r[0] for r in ids), name)
     except IdError as exc:
         raise BundleError(f"{exc}: refused, nothing imported") from None
+    except duckdb.PermissionException:
+        raise
     except duckdb.Error as exc:  # no run_id / fetch_id column: not what an export writes
         raise BundleError(f"{name} is not a tokentop bundle: {one_line(exc)}") from None
 
 
-def _copy_out(path: Path, name: str, local_version: int, scratch: Path) -> dict:
+def _copy_out(path: Path, name: str, local_version: int, scratch: Path, have: Sequence[str] = ()) -> dict:
     """Read the untrusted bundle on a DuckDB connection of its own (in memory) with external access
     switched off, check what it holds, and copy its plain tables into `scratch`, a DuckDB file this
-    process made: the store's connection then reads only that copy, never the bundle itself.
+    process made: the store's connection then reads only that copy, never the bundle itself. The
+    rows of runs in `have` (already in the local database) are not copied, only their runs row.
     Returns the manifest; raises BundleError with one line."""
     src = duckdb.connect(":memory:")
     try:
@@ -417,8 +420,14 @@ def _copy_out(path: Path, name: str, local_version: int, scratch: Path) -> dict:
                     got = src.execute(f"SELECT count(*) FROM untrusted.main.{table}").fetchone()[0]
                     if got != expected:
                         raise BundleError(f"{name} is damaged: {table} has {got} rows, the manifest says {expected}")
+            src.execute("CREATE TEMP TABLE tt_have AS SELECT unnest(?::VARCHAR[]) AS run_id", [list(have)])
             for table in sorted(tables):
-                src.execute(f"CREATE TABLE scratch.main.{table} AS SELECT * FROM untrusted.main.{table}")
+                skip = ("WHERE run_id NOT IN (SELECT run_id FROM tt_have)"
+                        if table in RUN_TABLES and table != "runs" and have else "")
+                src.execute(f"CREATE TABLE scratch.main.{table} AS SELECT * FROM untrusted.main.{table} {skip}")
+        except duckdb.PermissionException as exc:  # reached a file or URL: external access is off
+            raise BundleError(f"{name} tries to read files or the network when read ({one_line(exc)}): "
+                              "refused, nothing imported") from None
         except duckdb.Error as exc:
             raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
         return manifest
@@ -442,11 +451,13 @@ def import_bundle(store, path: str | os.PathLike) -> ImportResult:
     # A DuckDB file carries the magic "DUCK" at offset 8; say plainly what anything else is.
     if len(head) < 12 or head[8:12] != b"DUCK":
         raise BundleError(f"{name} is not a tokentop bundle (not a DuckDB file)")
-    local_version = store.schema_version()
+    with store.reading() as con:
+        local_version = schema_version(con)
+        have = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     result = ImportResult(source=name)
     with tempfile.TemporaryDirectory(prefix="tokentop-import-") as tmp:
         scratch = Path(tmp) / "bundle-copy.duckdb"
-        _copy_out(path, name, local_version, scratch)
+        _copy_out(path, name, local_version, scratch, have)
         alias = "tt_import_" + uuid.uuid4().hex[:8]
         with store.connection() as con:
             con.execute(f"ATTACH {sql_literal(scratch)} AS {alias} (READ_ONLY)")

@@ -84,6 +84,10 @@ class RemoteError(Exception):
         self.code = code
 
 
+class RemoteMissing(RemoteError):
+    """An object the remote does not have (a run's manifest lists a file that is not there)."""
+
+
 def default_remote() -> str | None:
     return os.environ.get("TOKENTOP_REMOTE") or None
 
@@ -150,6 +154,8 @@ class Remote:
 
         try:
             return bytes(obstore.get(self.store, key).bytes())
+        except FileNotFoundError:
+            raise RemoteMissing(f"{key} is not on {self.name}") from None
         except Exception as exc:
             raise RemoteError(f"cannot read {key} from {self.name}: {one_line(exc)}") from None
 
@@ -430,33 +436,54 @@ def _check_manifest(raw: bytes, run_id: str, local_version: int) -> tuple[dict[s
     return tables, None
 
 
-def _check_files(run_id: str, tables: dict[str, int], folder: Path) -> str | None:
-    """The downloaded Parquet of one run: every row of this run (a file of run A may not carry rows
-    for run B), price fetch ids of the store's shape, row counts as the manifest says. None when
-    fine, else why the run is refused. Read on a connection of its own, not the database's."""
+def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str]:
+    """The downloaded Parquet of every run (root/<run_id>/<file>): each file holds rows of its own run
+    only (a file of run A may not carry rows for run B), price fetch ids have the store's shape, row
+    counts are what the manifest says. Returns {run_id: why it is refused} for the runs that fail.
+    Read on a connection of its own, not the database's; one query per table for all the runs."""
     import duckdb
 
     from data.store import IdError, check_ids
 
+    refused: dict[str, str] = {}
     con = duckdb.connect(":memory:")
     try:
-        for table, expected in tables.items():
-            rel = f"read_parquet({sql_literal(folder / FILES[table])})"
-            ids = [r[0] for r in con.execute(f"SELECT DISTINCT run_id FROM {rel}").fetchall()]
-            if ids != [run_id]:
-                return f"its {FILES[table]} holds rows of another run" if ids else f"its {FILES[table]} is empty"
-            if table == "prices":
-                check_ids("price fetch", (r[0] for r in con.execute(f"SELECT DISTINCT fetch_id FROM {rel}").fetchall()))
-            got = con.execute(f"SELECT count(*) FROM {rel}").fetchone()[0]
-            if expected >= 0 and got != expected:
-                return f"its {FILES[table]} has {got} rows, the manifest says {expected}"
-    except IdError as exc:
-        return str(exc)
-    except duckdb.Error as exc:
-        return f"damaged file: {one_line(exc)}"
+        for table, name in FILES.items():
+            paths = {str(root / run_id / name): run_id for run_id, tables in wanted.items() if table in tables}
+            if not paths:
+                continue
+            rel = f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], filename = true, union_by_name = true)"
+            try:
+                found: dict[str, list[tuple[str, int]]] = {}
+                for filename, run_id, rows in con.execute(
+                        f"SELECT filename, run_id, count(*) FROM {rel} GROUP BY ALL").fetchall():
+                    found.setdefault(filename, []).append((run_id, rows))
+                bad_fetch: dict[str, str] = {}
+                if table == "prices":
+                    for filename, fetch_id in con.execute(f"SELECT DISTINCT filename, fetch_id FROM {rel}").fetchall():
+                        try:
+                            check_ids("price fetch", [fetch_id])
+                        except IdError as exc:
+                            bad_fetch.setdefault(filename, str(exc))
+            except duckdb.Error as exc:  # one damaged file: say which runs it could be, refuse them all
+                for run_id in paths.values():
+                    refused.setdefault(run_id, f"damaged {name}: {one_line(exc)}")
+                continue
+            for path, run_id in paths.items():
+                groups = found.get(path, [])
+                expected = wanted[run_id][table]
+                if [r for r, _n in groups] != [run_id]:
+                    why = f"its {name} holds rows of another run" if groups else f"its {name} is empty"
+                elif path in bad_fetch:
+                    why = bad_fetch[path]
+                elif expected >= 0 and groups[0][1] != expected:
+                    why = f"its {name} has {groups[0][1]} rows, the manifest says {expected}"
+                else:
+                    continue
+                refused.setdefault(run_id, why)
     finally:
         con.close()
-    return None
+    return refused
 
 
 def pull(store, remote: str | Remote | None) -> PullResult:
@@ -494,14 +521,23 @@ def pull(store, remote: str | Remote | None) -> PullResult:
             folder.mkdir()
             downloads += [(f"runs/{run_id}/{FILES[table]}", folder / FILES[table]) for table in tables]
             wanted[run_id] = tables
-        _parallel(lambda item: item[1].write_bytes(target.get(item[0])), downloads)
-        files: dict[str, list[str]] = {}
-        for run_id, tables in list(wanted.items()):
-            reason = _check_files(run_id, tables, Path(tmp) / run_id)
-            if reason is not None:
-                result.refused[run_id] = reason
+        def download(item: tuple[str, Path]) -> str | None:
+            try:
+                item[1].write_bytes(target.get(item[0]))
+            except RemoteMissing as exc:  # that run is refused; an unreachable remote stops the pull
+                return str(exc)
+            return None
+
+        for key, why in zip((key for key, _ in downloads), _parallel(download, downloads)):
+            run_id = key.split("/")[1]
+            if why and run_id in wanted:
+                result.refused[run_id] = f"a file its manifest lists is missing ({why})"
                 del wanted[run_id]
-                continue
+        for run_id, why in _check_files(wanted, Path(tmp)).items():
+            result.refused[run_id] = why
+            del wanted[run_id]
+        files: dict[str, list[str]] = {}
+        for run_id, tables in wanted.items():
             for table in tables:
                 files.setdefault(table, []).append(str(Path(tmp) / run_id / FILES[table]))
         if not wanted:
