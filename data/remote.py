@@ -445,6 +445,23 @@ def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str
 
     from data.store import IdError, check_ids
 
+    def read(con, paths: list[str], table: str) -> tuple[dict[str, list[tuple[object, int]]], dict[str, str]]:
+        """{file: [(run_id, rows)]} and {file: a misshapen fetch id's reason} for these files."""
+        rel = (f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], filename = 'tt_source_file', "
+               "union_by_name = true)")
+        found: dict[str, list[tuple[object, int]]] = {}
+        for path, run_id, rows in con.execute(
+                f"SELECT tt_source_file, run_id, count(*) FROM {rel} GROUP BY ALL").fetchall():
+            found.setdefault(path, []).append((run_id, rows))
+        bad: dict[str, str] = {}
+        if table == "prices":
+            for path, fetch_id in con.execute(f"SELECT DISTINCT tt_source_file, fetch_id FROM {rel}").fetchall():
+                try:
+                    check_ids("price fetch", [fetch_id])
+                except IdError as exc:
+                    bad.setdefault(path, str(exc))
+        return found, bad
+
     refused: dict[str, str] = {}
     con = duckdb.connect(":memory:")
     try:
@@ -452,24 +469,21 @@ def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str
             paths = {str(root / run_id / name): run_id for run_id, tables in wanted.items() if table in tables}
             if not paths:
                 continue
-            rel = f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], filename = true, union_by_name = true)"
             try:
-                found: dict[str, list[tuple[str, int]]] = {}
-                for filename, run_id, rows in con.execute(
-                        f"SELECT filename, run_id, count(*) FROM {rel} GROUP BY ALL").fetchall():
-                    found.setdefault(filename, []).append((run_id, rows))
-                bad_fetch: dict[str, str] = {}
-                if table == "prices":
-                    for filename, fetch_id in con.execute(f"SELECT DISTINCT filename, fetch_id FROM {rel}").fetchall():
-                        try:
-                            check_ids("price fetch", [fetch_id])
-                        except IdError as exc:
-                            bad_fetch.setdefault(filename, str(exc))
-            except duckdb.Error as exc:  # one damaged file: say which runs it could be, refuse them all
-                for run_id in paths.values():
-                    refused.setdefault(run_id, f"damaged {name}: {one_line(exc)}")
-                continue
+                found, bad_fetch = read(con, list(paths), table)
+            except duckdb.Error:  # a damaged or odd file: find it, one file at a time
+                found, bad_fetch = {}, {}
+                for path, run_id in paths.items():
+                    try:
+                        one, bad = read(con, [path], table)
+                    except duckdb.Error as exc:
+                        refused.setdefault(run_id, f"damaged {name}: {one_line(exc)}")
+                        continue
+                    found.update(one)
+                    bad_fetch.update(bad)
             for path, run_id in paths.items():
+                if run_id in refused:
+                    continue
                 groups = found.get(path, [])
                 expected = wanted[run_id][table]
                 if [r for r, _n in groups] != [run_id]:
@@ -480,7 +494,7 @@ def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str
                     why = f"its {name} has {groups[0][1]} rows, the manifest says {expected}"
                 else:
                     continue
-                refused.setdefault(run_id, why)
+                refused[run_id] = why
     finally:
         con.close()
     return refused

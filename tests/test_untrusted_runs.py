@@ -181,17 +181,30 @@ def test_pull_refuses_misnamed_or_crafted_runs_and_takes_the_rest(exported, toke
     m5 = json.loads((runs / second / "manifest.json").read_text())
     m5.update(run_id=fifth, files={table: f"../{first}/{name}" for table, name in m5["files"].items()})
     (runs / fifth / "manifest.json").write_text(json.dumps(m5))
+    # 5. A run with a damaged file: refused alone (the other runs' files of that table still read).
+    sixth = new_run_id()
+    while sixth in (third, fourth, fifth):
+        sixth = new_run_id()
+    shutil.copytree(runs / fifth, runs / sixth)
+    with duckdb.connect() as con:
+        for f in (runs / fifth).glob("*.parquet"):
+            con.execute(f"COPY (SELECT * REPLACE ('{sixth}' AS run_id) FROM read_parquet('{f}')) "
+                        f"TO '{runs / sixth / f.name}' (FORMAT parquet)")
+    data = (runs / sixth / "requests.parquet").read_bytes()
+    (runs / sixth / "requests.parquet").write_bytes(data[: len(data) // 2])
+    (runs / sixth / "manifest.json").write_text(json.dumps({**m5, "run_id": sixth}))
 
     dst = tmp_path / "pulled.duckdb"
     proc = tokentop(tokentop_cmd, cli_env, "pull", "--remote", str(remote), "--json", "--db", str(dst))
     out = json.loads(proc.stdout)
     assert sorted(out["pulled"]) == sorted([first, second, fifth])
-    assert set(out["refused"]) == {"escaped-run", third, fourth}
+    assert set(out["refused"]) == {"escaped-run", third, fourth, sixth}
+    assert out["refused"][sixth].startswith("damaged requests.parquet")
     assert "not one tokentop makes" in out["refused"]["escaped-run"]
     assert "versions are not whole numbers" in out["refused"][third]
     assert "holds rows of another run" in out["refused"][fourth]
     warnings = proc.stderr.strip().splitlines()
-    assert len(warnings) == 3 and all(w.startswith("tokentop: warning:") for w in warnings), proc.stderr
+    assert len(warnings) == 4 and all(w.startswith("tokentop: warning:") for w in warnings), proc.stderr
     assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     with Store(dst) as s:
         assert sorted(r["run_id"] for r in s.query("SELECT run_id FROM runs")) == sorted([first, second, fifth])
