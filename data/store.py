@@ -83,6 +83,15 @@ class RequestRow:
     # Client self-check: lateness against the schedule, and the wait on the concurrency limit.
     send_lag_ms: float | None = None
     queue_wait_ms: float | None = None
+    # Schema 006: how tokens were counted, first content, stopping early, failures, schedule-to-finish.
+    token_count_source: str | None = None
+    ttfc_ms: float | None = None
+    first_chunk_empty: bool | None = None
+    asked_tokens: int | None = None
+    stopped_early: bool | None = None
+    error_kind: str | None = None
+    http_status: int | None = None
+    schedule_to_finish_ms: float | None = None
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -326,7 +335,8 @@ class Store:
                 return None
             rows = matches
         run = rows[0]
-        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health"):
+        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health",
+                    "failures_by_kind"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -432,6 +442,8 @@ _REQUEST_TYPES = {
     "tpot_ms": "DOUBLE", "tps": "DOUBLE", "success": "BOOLEAN", "finish_reason": "VARCHAR", "error": "VARCHAR",
     "output_text": "VARCHAR", "ttfo_ms": "DOUBLE", "reasoning_tokens": "INTEGER", "answer_tokens": "INTEGER",
     "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
+    "token_count_source": "VARCHAR", "ttfc_ms": "DOUBLE", "first_chunk_empty": "BOOLEAN", "asked_tokens": "INTEGER",
+    "stopped_early": "BOOLEAN", "error_kind": "VARCHAR", "http_status": "INTEGER", "schedule_to_finish_ms": "DOUBLE",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]
@@ -489,12 +501,19 @@ def update_finished_run(
     summary: Any = None,
     error: str | None = None,
 ) -> None:
-    # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column.
+    # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column;
+    # so do the run's failures and how its tokens were counted (schema 006).
     health = summary.get("client_health") if isinstance(summary, dict) else None
+    overall = (summary.get("overall") if isinstance(summary, dict) else None) or {}
+    sources = overall.get("token_count_sources") or {}
     con.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ? "
-        "WHERE run_id = ?",
-        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, _json(health), run_id],
+        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ?, "
+        "failed_requests = ?, failure_rate = ?, failures_by_kind = ?, stopped_early = ?, token_count_source = ?, "
+        "output_tokens_estimated = ? WHERE run_id = ?",
+        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, _json(health),
+         overall.get("failed"), overall.get("failure_rate"), _json(overall.get("failures_by_kind")),
+         overall.get("stopped_early"), ", ".join(sorted(sources)) or None, overall.get("output_tokens_estimated"),
+         run_id],
     )
 
 

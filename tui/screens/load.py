@@ -206,8 +206,12 @@ class LoadScreen(Screen):
         r = dict(run.summary.get("overall", {}))
         self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
+        failed = int(r.get("failed") or 0)
+        # A level with failures is flagged: its failure rate in red here, how they failed in the status line.
+        failed_cell = Text(f"{failed} ({100 * (r.get('failure_rate') or 0):.0f}%)" if failed else "0",
+                           style="bold red" if failed else "")
         self.query_one("#load-table", PagedTable).add_data_row([
-            Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
+            Text(str(r.get("label", ""))), str(r.get("completed", 0)), failed_cell,
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
             _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(run.run.run_id),
@@ -225,8 +229,16 @@ class LoadScreen(Screen):
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
             return
+        from engine.measure.metrics import failure_note
+
         word = "stopped" if result.stopped else "done"
-        self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        status = f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}"
+        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
+        if flagged:  # levels whose requests failed: flagged here, how they failed in a notification
+            status = f"! failures at {', '.join(str(label) for label, _n in flagged)} · " + status
+            self.notify("\n".join(f"{label}: {note}" for label, note in flagged), severity="warning",
+                        title="Requests failed", markup=False, timeout=10)
+        self._set_status(status)
         if self.finished:
             self.load_frontier([f["run_id"] for f in self.finished])
         gpu = getattr(self.session, "gpu", None)

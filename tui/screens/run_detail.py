@@ -20,8 +20,8 @@ from textual_plotext import PlotextPlot
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.measure.metrics import itl_gaps_s
 from engine.terminal_text import safe_display
-from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, fmt_date, model_name,
-                        reasoning_line, where_line)
+from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, failures_line, fmt_date,
+                        model_name, reasoning_line, stream_lines, where_line)
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -175,7 +175,12 @@ class RunDetailScreen(Screen):
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", "; ".join(self.roofline)))
-        rows.append(("reasoning", reasoning_line((r.get("summary") or {}).get("overall") or {})))
+        overall = (r.get("summary") or {}).get("overall") or {}
+        rows.append(("reasoning", reasoning_line(overall)))
+        failed = [q for q in self.requests if not q.get("success")]
+        if failed:
+            rows.append(("failures", failures_line(overall, len(self.requests), len(failed), failed[0].get("error"))))
+        rows += [("stream", text) for text in stream_lines(overall, self.requests)]
         health_lines = client_health_lines(client_health_of(r))
         rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
