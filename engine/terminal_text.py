@@ -12,7 +12,8 @@ What is removed (ECMA-48 / ISO 6429): whole escape sequences — CSI (ESC [ or U
 parameters, OSC, DCS, SOS, PM and APC strings (ESC ] / P / X / ^ / _ or U+009D / 0090 / 0098 /
 009E / 009F) up to their terminator (BEL or ST), and two-character escapes (ESC c, ESC 7, ESC ( B);
 then every remaining C0 control except newline and tab (CR too: it would overwrite the line), DEL
-and every C1 control (U+0080-U+009F). A sequence cut off at the end loses its introducer, so what
+and every C1 control (U+0080-U+009F), and the bidirectional
+override, embedding and isolate characters (U+202A-U+202E, U+2066-U+2069). A sequence cut off at the end loses its introducer, so what
 is left prints as plain characters.
 
 JSON output keeps the text exact (json escapes control characters itself): call these only on the
@@ -28,7 +29,9 @@ import re
 from typing import Any
 
 # Every sequence starts with one of these, so text without any is returned as it is (the usual case).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Bidirectional embeddings/overrides/isolates (U+202A-202E, U+2066-2069) are stripped too: they do not
+# drive the terminal, but they reorder what it shows (a hostname that reads as another: "Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SEQUENCE = re.compile(
     r"""
     (?:\x1b\[|\x9b) [0-?]* [ -/]* [@-~]                          # CSI ... final byte

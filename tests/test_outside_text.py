@@ -43,6 +43,7 @@ DEVICE = "NVIDIA \x9b6nH100\x85"
     ("a\x1bcb\x1b7c\x1b(Bd", "abcd"),                                # ESC c (reset), ESC 7, ESC ( B
     ("a\rb\r\nc", "ab\nc"),                                          # CR would overwrite the line
     ("a\x00\x07\x08\x0b\x0c\x7f\x85\x9fb", "ab"),                    # lone C0, DEL, C1
+    ("host\u202egnp.exe\u2066x\u2069", "hostgnp.exex"),                 # bidi override/isolates reorder text
     ("cut \x1b]0;never ends", "cut 0;never ends"),                   # unterminated: introducer gone
     ("[bold red]x[/] :smile:", "[bold red]x[/] :smile:"),            # markup is not this function's
 ])
