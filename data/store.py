@@ -37,6 +37,10 @@ _FIRST_BACKOFF_S = 0.002
 _MAX_BACKOFF_S = 0.05
 
 
+# The one-row manifest table every bundle holds (data/bundle.py); a database never has it.
+BUNDLE_MANIFEST_TABLE = "tokentop_bundle"
+
+
 class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
@@ -101,7 +105,38 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 def new_run_id() -> str:
+    """A run id: local start time and 6 random hex digits, e.g. 20260101-093000-1a2b3c (time-sortable;
+    engine/orchestrator.py makes the same shape). Ids become keys here and paths on a remote
+    (runs/<run_id>/), so ids from outside must pass check_ids("run", ...)."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def new_fetch_id() -> str:
+    """A price fetch id (prices.fetch_id, price_fetches.fetch_id): 12 random hex digits."""
+    return uuid.uuid4().hex[:12]
+
+
+class IdError(ValueError):
+    """An id from outside (a bundle, a remote, a manifest) that is not of a shape this store makes;
+    the message is one line and shows the id escaped (it is outside text)."""
+
+
+# The only shapes tokentop makes (new_run_id, new_fetch_id); anything else from outside is refused.
+ID_SHAPES = {
+    "run": (re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}"), "YYYYMMDD-HHMMSS-xxxxxx"),
+    "price fetch": (re.compile(r"[0-9a-f]{12}"), "12 hex digits"),
+}
+
+
+def check_ids(kind: str, ids: Iterable[Any], where: str = "") -> None:
+    """The one id check for everything that crosses the box's edge (import, export, push, pull).
+    `kind` is "run" or "price fetch"; raises IdError naming the first id that is not exactly the
+    shape new_run_id / new_fetch_id make (not a string, path separators, dots, control characters…)."""
+    shape, example = ID_SHAPES[kind]
+    for value in ids:
+        if not isinstance(value, str) or shape.fullmatch(value) is None:
+            shown = ascii(value) if len(str(value)) <= 60 else ascii(str(value)[:60]) + "…"
+            raise IdError(f"{where + ': ' if where else ''}{kind} id {shown} is not one tokentop makes ({example})")
 
 
 def _json(value: Any) -> str | None:
@@ -120,6 +155,7 @@ class Store:
                 f"cannot open database {self.path}: {exc} (choose a writable file with --db PATH or TOKENTOP_DB)"
             ) from None
         self._gate = _gate_for(self.path)
+        self._refuse_bundle()  # before migrate(), which would write into it
         self.migrate()
         self.recover_crashed_runs()
 
@@ -163,6 +199,25 @@ class Store:
                 raise
 
     # -- schema -------------------------------------------------------------
+    def _refuse_bundle(self) -> None:
+        """A bundle (`tokentop export`) named as the database (--db, TOKENTOP_DB) is refused, read-only,
+        before anything is written to it: it is input to import, never a database to run in."""
+        try:
+            if not self.path.is_file() or self.path.stat().st_size == 0:
+                return
+        except OSError:
+            return
+        with self.reading() as con:
+            found = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?", [BUNDLE_MANIFEST_TABLE]
+            ).fetchone()[0]
+        if found:
+            raise StoreError(
+                f"{self.path} is a bundle written by `tokentop export`, not a database: "
+                f"import it with `tokentop import {self.path}` (and use --db for the database to import into)"
+            )
+
     def migrate(self) -> int:
         with self.connection() as con:
             con.execute(

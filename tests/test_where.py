@@ -296,7 +296,8 @@ def sse_server():
     proc.wait(timeout=10)
 
 
-def test_provider_and_price_are_stored_with_the_run_and_shown(tmp_path, sse_server, tokentop_cmd, cli_env, capsys):
+def test_provider_and_price_are_stored_with_the_run_and_shown(tmp_path, sse_server, tokentop_cmd, cli_env, capsys,
+                                                              monkeypatch):
     db = str(tmp_path / "where.duckdb")
     suite = tmp_path / "tiny.toml"
     suite.write_text('name = "tiny"\nreps = 1\n[[cases]]\nid = "short"\nprompt = "Hi"\noutput_tokens = 8\n')
@@ -315,6 +316,7 @@ def test_provider_and_price_are_stored_with_the_run_and_shown(tmp_path, sse_serv
     assert (listed["provider"], listed["price_per_hour_usd"]) == ("runpod", 2.49)
     assert main(["--db", db, "show", rid]) == 0
     assert "RunPod · $2.49/h paid" in capsys.readouterr().out
+    monkeypatch.setenv("COLUMNS", "200")  # "where" is one of the columns an 80-column table leaves out (and names)
     assert main(["--db", db, "runs"]) == 0
     assert "RunPod" in capsys.readouterr().out
 

@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
 from tui.format import Col, _console, print_table
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         }))
         return 0
     console = _console(sys.stdout)
-    for rc in results:
+    for rc in safe_display(results):
         print_run(console, rc)
     return 0
 
@@ -168,6 +169,7 @@ def run_views(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(result.to_dict()), default=str))
         return 0
     console = _console(sys.stdout)
+    result = safe_display(result)  # stored runs and price replies: outside text, shown on a terminal
     if args.matrix:
         print_matrix(console, result)
     elif slo is not None:

@@ -9,6 +9,7 @@ import threading
 
 from engine.measure.metrics import failure_note, json_safe
 from engine.measure.progress import TokenProgress, planned_lengths
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     _sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
+        note = lambda m: print(f"tokentop: {safe_text(str(m))}", file=err, flush=True)  # noqa: E731
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                    "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            _print_table(rows, spec, outcome, roof, term.stdout, roof_note)
+            _print_table(safe_display(rows), spec, outcome, roof, term.stdout, roof_note)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)

@@ -8,6 +8,7 @@ import sys
 
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import UsageError, add_db_option, open_store
 
 
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     gpu = resolve_gpu(args.gpu) if args.gpu else None
     with open_store(args) as store:
         if args.refresh:
-            print(f"tokentop: {refresh_summary(refresh(store))}", file=sys.stderr)
+            from engine.terminal_text import safe_text
+
+            print(f"tokentop: {safe_text(refresh_summary(refresh(store)))}", file=sys.stderr)  # quotes API replies
         board = price_board(store)
     rows = board.rows if gpu is None else board.for_gpu(gpu)
     if args.json:
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         out["prices"] = [r.to_dict() for r in rows]
         print(json.dumps(out))
         return 0
-    print_board(board, rows, gpu, sys.stdout)
+    print_board(safe_display(board), safe_display(rows), gpu, sys.stdout)
     return 0
 
 

@@ -24,6 +24,7 @@ from textual_plotext import PlotextPlot
 from textual.message import Message
 
 from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import positive_int
 
 from tui.widgets.fields import NumberField
@@ -274,7 +275,7 @@ class LoadScreen(Screen):
             self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _set_status(self, text: str) -> None:
-        self.last_message = text
+        self.last_message = text = safe_text(text)  # quotes a server's error
         self.query_one("#load-status", Label).update(Text(text))
 
     # -- the priced frontier of the sweep just run -------------------------------------------------
@@ -283,7 +284,7 @@ class LoadScreen(Screen):
         from data.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+            self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))
         except Exception:
             pass  # the sweep's own chart stays; Compare (m) shows the frontier too
 

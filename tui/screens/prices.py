@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from data.prices import PriceBoard, age_text, price_board, refresh_async, refresh_summary, source_age
+from engine.terminal_text import safe_display
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
@@ -77,9 +78,9 @@ class PricesScreen(Screen):
         try:
             board = price_board(self.store, now=self.fixed_now)
         except Exception as exc:  # the database stayed locked by another process, or is broken
-            self.post_message(self.RefreshFailed(f"could not read stored prices: {exc}".splitlines()[0]))
+            self.post_message(self.RefreshFailed(safe_display(f"could not read stored prices: {exc}".splitlines()[0])))
             return
-        self.post_message(self.BoardLoaded(board))
+        self.post_message(self.BoardLoaded(safe_display(board)))  # price-API replies: outside text
 
     def action_columns(self) -> None:
         for table in self.query(PagedTable):
@@ -98,9 +99,9 @@ class PricesScreen(Screen):
         try:
             results = await refresh_async(self.store, env=self.env, now=self.fixed_now)
         except Exception as exc:  # the board still shows what is stored
-            self.post_message(self.RefreshFailed(f"{type(exc).__name__}: {exc}"))
+            self.post_message(self.RefreshFailed(safe_display(f"{type(exc).__name__}: {exc}")))
             return
-        self.refresh_text = refresh_summary(results)
+        self.refresh_text = safe_display(refresh_summary(results))  # quotes price-API replies
         self.load_board()
 
     @on(BoardLoaded)

@@ -14,9 +14,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
-from tui.widgets.bar_chart import Bar, BarChart
-
+from engine.terminal_text import safe_display
 from tui.format import case_rows, fmt_date, model_name, plain_value
+from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
@@ -115,7 +115,7 @@ class SideBySideScreen(Screen):
         except Exception as exc:
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        self.post_message(self.RunsLoaded(runs))
+        self.post_message(self.RunsLoaded(safe_display(runs)))  # stored runs: outside text
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:

@@ -13,8 +13,8 @@ from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from data.run_figures import BATCH1_HEADER
-from engine.measure.live import StreamSanitizer
 from engine.measure.progress import TokenProgress, planned_lengths
+from engine.terminal_text import StreamSanitizer
 from tui.widgets.fields import NumberField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
