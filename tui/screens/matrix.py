@@ -27,6 +27,7 @@ from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.fields import type_into
 from tui.widgets.frontier_chart import draw_frontier
+from tui.widgets.paged_table import cell_width
 
 DEFAULT_SLO = "ttft=500,tpot=50"
 WIDE = 118  # from this width every matrix column fits at once
@@ -35,7 +36,21 @@ SLO_COLUMNS = (("GPU", None), ("best", None), ("tok/s", None), ("TTFT ms", None)
                ("$/1M", None), ("provider", None))
 LEVEL_COLUMNS = (("GPU", None), ("level", None), ("ok", None), ("tok/s", None), ("TTFT ms", None),
                  ("TPOT ms", None), ("goodput", None), ("meets the SLO?", 20))
-FRONTIER_WIDTHS = (None,) * 7
+FRONTIER_TABLE_HEADERS = ("curve", "level", "GPU tok/s", "user tok/s", "TTFT ms", "$/1M", "pareto")
+
+
+def fill_sized(table: DataTable, headers: list[str], rows: list[list]) -> None:
+    """Columns as wide as their widest value (header included), set before the rows go in: a value is
+    never cut, whatever order the rows arrive in (a table wider than the screen scrolls sideways)."""
+    widths = [max([cell_width(h)] + [cell_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    cursor = table.cursor_row
+    table.clear(columns=True)
+    for header, width in zip(headers, widths):
+        table.add_column(header, width=width)
+    for row in rows:
+        table.add_row(*row)
+    if rows and cursor:
+        table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
 
 
 class CompareMatrixScreen(Screen):
@@ -115,9 +130,8 @@ class CompareMatrixScreen(Screen):
             for label, width in columns:
                 table.add_column(label, width=width)
         table = self.query_one("#frontier-table", DataTable)
-        headers = ("curve", "level", "GPU tok/s", "user tok/s", "TTFT ms", "$/1M", "pareto")
-        for label, width in zip(headers, FRONTIER_WIDTHS):
-            table.add_column(label, width=width)
+        for label in FRONTIER_TABLE_HEADERS:
+            table.add_column(label)
         self._set_matrix_columns()
         self.load_matrix()
         self.load_slo(self.slo_text, self.percentile)
@@ -228,13 +242,11 @@ class CompareMatrixScreen(Screen):
 
     def fill_matrix(self) -> None:
         table = self.query_one("#matrix-table", DataTable)
-        table.clear()
         columns = self._visible_columns()
         rows = self.matrix.rows if self.matrix else []
         models = self.matrix.models() if self.matrix else []
-        for row in rows:
-            cells = matrix_cells(row)
-            table.add_row(*[cells[i] for i in columns])
+        cells = [matrix_cells(row) for row in rows]
+        fill_sized(table, [MATRIX_COLUMNS[i][0] for i in columns], [[c[i] for i in columns] for c in cells])
         title = Text("Compare — your runs by GPU × provider", style="bold")
         if len(models) == 1:
             title.append(f" · {models[0]}", style="")
@@ -288,30 +300,31 @@ class CompareMatrixScreen(Screen):
                 note.append(f"Cheapest in time: {cheapest.gpu_key} on {provider_label(c.provider)}, "
                             f"${c.usd_per_million:.2f}/1M.", style="bold green")
         self.query_one("#slo-note", Static).update(note)
-        table = self.query_one("#slo-table", DataTable)
-        table.clear()
+        table_rows: list[list] = []
         for a in answers:
             gpu = a.gpu_key or "CPU"
             gpu += f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
             b = a.best
             if b is None:
-                table.add_row(Text(gpu), Text("none meets", style="bold red"), "–", "–", "–", "–", "")
+                table_rows.append([Text(gpu), Text("none meets", style="bold red"), "–", "–", "–", "–", ""])
             elif not a.costs:
-                table.add_row(Text(gpu), Text(short_level(b.label)), Text(f"{b.output_throughput:.1f}", justify="right"),
-                              Text(f"{b.ttft_ms:.0f}", justify="right"), Text(f"{b.tpot_ms:.1f}", justify="right"),
-                              "–", Text("nobody rents it"))
+                table_rows.append([Text(gpu), Text(short_level(b.label)),
+                                   Text(f"{b.output_throughput:.1f}", justify="right"),
+                                   Text(f"{b.ttft_ms:.0f}", justify="right"), Text(f"{b.tpot_ms:.1f}", justify="right"),
+                                   "–", Text("nobody rents it")])
             for i, c in enumerate(a.costs if b is not None else []):
                 # One row per provider: the same level's throughput at each provider's $/h.
                 style = "bold green" if c.cheapest and a.cheapest_overall else ""
                 first = i == 0
-                table.add_row(Text(gpu if first else "", style=style),
-                              Text(short_level(b.label) if first else "", style=style),
-                              Text(f"{b.output_throughput:.1f}" if first else "", justify="right"),
-                              Text(f"{b.ttft_ms:.0f}" if first else "", justify="right"),
-                              Text(f"{b.tpot_ms:.1f}" if first else "", justify="right"),
-                              Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
-                              Text(f"{provider_label(c.provider)}{'*' if c.measured_here else ''} "
-                                   f"{SOURCE_MARK.get(c.price_source, '')}"))
+                table_rows.append([
+                    Text(gpu if first else "", style=style), Text(short_level(b.label) if first else "", style=style),
+                    Text(f"{b.output_throughput:.1f}" if first else "", justify="right"),
+                    Text(f"{b.ttft_ms:.0f}" if first else "", justify="right"),
+                    Text(f"{b.tpot_ms:.1f}" if first else "", justify="right"),
+                    Text(f"{c.usd_per_million:.2f}" + ("◀" if c.cheapest else " "), style=style, justify="right"),
+                    Text(f"{provider_label(c.provider)}{'*' if c.measured_here else ''} "
+                         f"{SOURCE_MARK.get(c.price_source, '')}")])
+        fill_sized(self.query_one("#slo-table", DataTable), [label for label, _w in SLO_COLUMNS], table_rows)
         self._fill_levels(answers)
 
     def _fill_levels(self, answers) -> None:
@@ -341,10 +354,8 @@ class CompareMatrixScreen(Screen):
         chart = self.query_one("#frontier-chart", PlotextPlot)
         draw_frontier(chart.plt, self.frontier, self.axis)
         chart.refresh()
-        table = self.query_one("#frontier-table", DataTable)
-        table.clear()
-        for p in self.frontier.points:
-            table.add_row(*frontier_cells(p))
+        fill_sized(self.query_one("#frontier-table", DataTable), list(FRONTIER_TABLE_HEADERS),
+                   [frontier_cells(p) for p in self.frontier.points])
 
     # -- actions ------------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:
