@@ -193,8 +193,10 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
 
         keys("F3")
         look(lambda s: "seed:" in s, 20, "the Suite screen")
+        time.sleep(1)  # its table has taken focus (Shift+Tab counts from there)
         keys("BTab", "BTab", "BTab")  # Shift+Tab x3: table -> answer pane -> reps -> the suite field
         tmux("send-keys", "-t", name, "-l", str(suite))
+        look(lambda s: "tiny: hi 8, story 24 tok" in s, 20, "the tiny suite in the suite field")
         keys("Enter")
         done = look(lambda s: "completed: 2/2 requests · run" in flat(s), 180, "the suite to finish")
         run_id = re.search(r"run (\d{8}-\d{6}-[0-9a-f]{6})", flat(done)).group(1)  # the whole id, not cut
