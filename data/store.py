@@ -79,6 +79,12 @@ class RequestRow:
     # Client self-check: lateness against the schedule, and the wait on the concurrency limit.
     send_lag_ms: float | None = None
     queue_wait_ms: float | None = None
+    # Workloads (schema 007): the conversation and turn, the prompt length asked for, cached prompt tokens.
+    conversation_id: int | None = None
+    turn_index: int | None = None
+    target_input_tokens: int | None = None
+    cached_tokens: int | None = None
+    prompt_form: str | None = None
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -211,11 +217,12 @@ class Store:
         dtype: str | None = None,
         label: str | None = None,
         run_id: str | None = None,
+        workload: dict[str, Any] | None = None,
     ) -> str:
         """Insert a 'running' run row; returns its id."""
         run_id, params = run_row_params(
             kind=kind, engine=engine, model=model, environment=environment, suite=suite, suite_json=suite_json,
-            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id,
+            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id, workload=workload,
         )
         with self.connection() as con:
             insert_run(con, params)
@@ -249,6 +256,7 @@ class Store:
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
                    r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
                    r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
+                   r.workload_key, r.workload_label,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
                    avg(q.tps) FILTER (WHERE q.success) AS mean_tps,
@@ -271,7 +279,7 @@ class Store:
                 return None
             rows = matches
         run = rows[0]
-        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health"):
+        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health", "workload"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -319,6 +327,7 @@ def run_row_params(
     dtype: str | None = None,
     label: str | None = None,
     run_id: str | None = None,
+    workload: dict[str, Any] | None = None,
 ) -> tuple[str, list[Any]]:
     run_id = run_id or new_run_id()
     # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
@@ -354,6 +363,9 @@ def run_row_params(
         where.get("region"),
         where.get("price_per_hour_usd"),
         _json(gpus_used),
+        _json(workload),
+        (workload or {}).get("key"),
+        (workload or {}).get("label"),
     ]
 
 
@@ -362,9 +374,9 @@ def insert_run(con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
         """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
                engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
                driver, environment, label, provider, provider_source, instance_id, instance_type,
-               region, price_per_hour_usd, gpus_used)
+               region, price_per_hour_usd, gpus_used, workload, workload_key, workload_label)
            VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                   ?, ?, ?, ?, ?, ?, ?)""",
+                   ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         params,
     )
 
@@ -376,7 +388,8 @@ _REQUEST_TYPES = {
     "output_tokens": "INTEGER", "target_tokens": "INTEGER", "ttft_ms": "DOUBLE", "e2el_ms": "DOUBLE",
     "tpot_ms": "DOUBLE", "tps": "DOUBLE", "success": "BOOLEAN", "finish_reason": "VARCHAR", "error": "VARCHAR",
     "output_text": "VARCHAR", "ttfo_ms": "DOUBLE", "reasoning_tokens": "INTEGER", "answer_tokens": "INTEGER",
-    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
+    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE", "conversation_id": "INTEGER", "turn_index": "INTEGER",
+    "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER", "prompt_form": "VARCHAR",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]

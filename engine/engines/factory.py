@@ -59,6 +59,7 @@ def make_engine(
     tensor_parallel_size: int = 1,
     pipeline_parallel_size: int = 1,
     extra_args: dict | None = None,
+    tokenizer: str | None = None,
     log=lambda _m: None,
 ) -> EngineChoice:
     if engine not in ENGINES:
@@ -68,13 +69,15 @@ def make_engine(
             raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
         from engine.engines.openai_engine import OpenAIEngine
 
-        eng = OpenAIEngine(endpoint, model, api=api)
+        eng = OpenAIEngine(endpoint, model, api=api, tokenizer=tokenizer)
         return EngineChoice(eng, model or "(served model)", f"the model served at {eng.base_url}")
     if endpoint:
         raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
     from engine.engines.vllm_engine import VllmEngine
 
     path, label, reason = resolve_model(model, log=log)
+    if tokenizer:
+        extra_args = {**(extra_args or {}), "tokenizer": tokenizer}
     return EngineChoice(
         VllmEngine(
             path,

@@ -42,6 +42,7 @@ class OpenAIEngine(Engine):
         api: str = "chat",
         api_key: str | None = None,
         max_connections: int = 256,
+        tokenizer: str | None = None,
     ):
         if api not in ("chat", "completions"):
             raise BadRequestError(f"--api must be chat or completions (got {api!r})")
@@ -55,6 +56,13 @@ class OpenAIEngine(Engine):
         self.client: httpx.AsyncClient | None = None
         self.served_models: list[str] = []
         self.continuous_usage = True
+        # The model's tokenizer for token-exact workloads (workload_tokens): --tokenizer, else the served
+        # model's folder when the server says where it is (vLLM's /v1/models `root`) and it is on this
+        # machine, else the model id in the local Hugging Face cache. Loaded on first use, never downloaded.
+        self.tokenizer_option = tokenizer
+        self.model_root: str | None = None
+        self._tokens: Any = None
+        self._tokens_tried = False
 
     async def start(self, progress: ProgressSink) -> None:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -88,7 +96,8 @@ class OpenAIEngine(Engine):
             )
         try:
             payload = resp.json()
-            self.served_models = [str(m["id"]) for m in payload.get("data", [])]
+            cards = [m for m in payload.get("data", []) if isinstance(m, dict)]
+            self.served_models = [str(m["id"]) for m in cards]
         except (ValueError, KeyError, TypeError, AttributeError):
             await self.close()
             raise BadRequestError(f"{self.base_url}/models did not return an OpenAI model list: check --endpoint")
@@ -104,7 +113,55 @@ class OpenAIEngine(Engine):
         else:
             await self.close()
             raise BadRequestError(f"{self.base_url} serves no model; pass --model NAME")
+        root = next((m.get("root") for m in cards if str(m.get("id")) == self.model), None)
+        self.model_root = str(root) if isinstance(root, str) and root else None
         progress(f"connected: {self.model}")
+
+    def workload_tokens(self):
+        """The model's tokenizer (see __init__), loaded once; None when none is on this machine.
+        BadRequestError when --tokenizer names one that cannot be loaded."""
+        if self._tokens_tried:
+            return self._tokens
+        self._tokens_tried = True
+        from engine.workloads.tokens import Tokens
+
+        if self.tokenizer_option:
+            tok = _load_tokenizer(self.tokenizer_option)
+            if tok is None:
+                raise BadRequestError(f"--tokenizer {self.tokenizer_option}: no tokenizer there (a local model folder, "
+                                      "or a model id in the Hugging Face cache)")
+            self._tokens = Tokens(tok, source=self.tokenizer_option)
+            return self._tokens
+        for candidate in (self.model_root, self.requested_model, self.model):
+            if not candidate:
+                continue
+            if candidate == self.model_root and not os.path.isdir(candidate):
+                continue
+            tok = _load_tokenizer(candidate)
+            if tok is not None:
+                self._tokens = Tokens(tok, source=candidate)
+                break
+        return self._tokens
+
+    async def reset_prefix_cache(self) -> tuple[bool, str]:
+        """POST /reset_prefix_cache on the server (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)."""
+        if self.client is None:
+            return False, "the engine is not running"
+        url = self.base_url.removesuffix("/v1") + "/reset_prefix_cache"
+        try:
+            resp = await self.client.post(url, timeout=CONNECT_TIMEOUT_S * 2)
+        except httpx.HTTPError as exc:
+            return False, f"POST /reset_prefix_cache failed ({_reason(exc)})"
+        if resp.status_code in (404, 405):
+            return False, ("the server has no /reset_prefix_cache (vLLM serves it with VLLM_SERVER_DEV_MODE=1): "
+                           "levels may read earlier levels' prefix cache")
+        if resp.status_code != 200:
+            return False, f"POST /reset_prefix_cache answered HTTP {resp.status_code}"
+        try:
+            ok = resp.json().get("success", True)
+        except (ValueError, AttributeError):
+            ok = True  # older vLLM answers 200 with no body
+        return (True, "prefix cache reset") if ok else (False, "the server refused to reset its prefix cache (busy)")
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -121,7 +178,7 @@ class OpenAIEngine(Engine):
             "device_kind": "remote",
         }
 
-    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+    def _payload(self, request: GenerationRequest, prompt: dict[str, Any] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -138,21 +195,32 @@ class OpenAIEngine(Engine):
             # vLLM's extensions (also accepted by SGLang): generate exactly max_tokens.
             payload["min_tokens"] = request.max_tokens
             payload["ignore_eos"] = True
-        prompt = request.prompt
-        if request.input_len is not None:
-            # Synthetic prompt of about input_len tokens; the exact count comes back in usage.
-            prompt = " ".join(["hello"] * max(1, request.input_len - 1))
-        if self.api == "chat":
-            payload["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            payload["prompt"] = prompt
+        payload.update(prompt if prompt is not None else self.prompt_fields(request)[0])
         return payload
+
+    def prompt_fields(self, request: GenerationRequest) -> tuple[dict[str, Any], str]:
+        """The request's prompt as the API takes it, and how the model will see it (RequestRecord.prompt_form):
+        the chat API gets messages (the server wraps them in the chat template); the completions API gets
+        the text, which re-tokenises to the workload's exact ids, or the ids themselves for a trace (as
+        vLLM's bench sends them), or a conversation in the model's chat template (needs the tokenizer)."""
+        messages = request.messages or (("user", request.prompt),)
+        if self.api == "chat":
+            return {"messages": [{"role": r, "content": c} for r, c in messages]}, "chat"
+        if request.messages:
+            tokens = self._tokens
+            if tokens is not None and tokens.has_chat_template:
+                return {"prompt": tokens.chat_text(request.messages)}, "chat"
+            return {"prompt": "\n".join(f"{r}: {c}" for r, c in request.messages) + "\nassistant:"}, "chat"
+        if request.prompt_token_ids is not None and (request.send_ids or not request.prompt):
+            return {"prompt": list(request.prompt_token_ids)}, "ids"
+        return {"prompt": request.prompt}, "text"
 
     async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
         if self.client is None:
             raise EngineError("the engine is not running")
         path = "/chat/completions" if self.api == "chat" else "/completions"
-        payload = self._payload(request)
+        prompt, record.prompt_form = self.prompt_fields(request)
+        payload = self._payload(request, prompt)
         parts: list[str] = []
         reasoning_parts: list[str] = []
         last_completion_tokens = 0
@@ -228,12 +296,25 @@ class OpenAIEngine(Engine):
                         record.reported_output_tokens = int(usage["completion_tokens"])
                     if usage.get("prompt_tokens") is not None:
                         record.input_tokens = int(usage["prompt_tokens"])
+                    details = usage.get("prompt_tokens_details")
+                    if isinstance(details, dict) and details.get("cached_tokens") is not None:
+                        record.cached_tokens = int(details["cached_tokens"])
                     if not choices and _reasoning_tokens(usage) is not None:
                         record.reported_reasoning_tokens = _reasoning_tokens(usage)
         # After the last chunk (nothing here delays a timestamp): the reasoning/answer split.
         split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=self.continuous_usage)
         record.reasoning_text = "".join(reasoning_parts)
         record.text = "".join(parts)
+
+
+def _load_tokenizer(name: str):
+    """A Hugging Face tokenizer from a local folder or the local cache (never downloaded), or None."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except Exception:
+        return None
 
 
 def _reasoning_tokens(usage: dict) -> int | None:
