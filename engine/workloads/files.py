@@ -243,7 +243,14 @@ def trace_rows(path: Path, labels: dict[str, str], limit: int | None, what: str)
                     raise DatasetFileError(f"dataset {path.name}: no '{plain(labels[key], 60)}' field; expected {what} "
                                            f"(name the field with --timed-trace-label-{key.replace('_', '-')})")
             hash_expr = f'CAST("{_ident(labels["hash_ids"])}" AS BIGINT[])' if labels["hash_ids"] in cols else "NULL"
-            total = con.execute(f"SELECT count(*) FROM {scan(path, json_cols)}", [str(path)]).fetchone()[0]
+            keys = ("timestamp", "input_length", "output_length")
+            counts = con.execute(f"""SELECT count(*), {', '.join(f'count("{_ident(labels[k])}")' for k in keys)}
+                                     FROM {scan(path, json_cols)}""", [str(path)]).fetchone()
+            total = counts[0]
+            for key, present in zip(keys, counts[1:]):
+                if total and not present:  # JSON: a declared field no line has
+                    raise DatasetFileError(f"dataset {path.name}: no '{plain(labels[key], 60)}' field; expected {what} "
+                                           f"(name the field with --timed-trace-label-{key.replace('_', '-')})")
             sql = f"""SELECT row_number() OVER () AS line, CAST("{_ident(labels['timestamp'])}" AS DOUBLE),
                              CAST("{_ident(labels['input_length'])}" AS BIGINT),
                              CAST("{_ident(labels['output_length'])}" AS BIGINT), {hash_expr}
