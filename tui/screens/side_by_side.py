@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from tui.format import case_rows, fmt_date, model_name, short
+from tui.format import case_rows, fmt_date, model_name, short, workload_name
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
@@ -34,6 +34,7 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("started", lambda r: fmt_date(r.get("started_at"))),
     ("status", lambda r: r.get("status")),
     ("kind", lambda r: r.get("kind")),
+    ("workload", workload_name),
     ("host", lambda r: r.get("hostname")),
     ("device", lambda r: r.get("device")),
     ("GPU key", lambda r: r.get("gpu_key")),
