@@ -123,6 +123,11 @@ def tmux(*args: str, check: bool = True) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=check).stdout
 
 
+def exited(rc_file) -> bool:
+    """The shell wrote its exit line (it creates the file before writing it)."""
+    return rc_file.exists() and "EXIT=" in rc_file.read_text()
+
+
 def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
     end = time.monotonic() + timeout
     screen = ""
@@ -222,7 +227,7 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
 
         wait_screen(name, lists_them, 30, "History to list the other processes' runs")
         tmux("send-keys", "-t", name, "q")
-        wait_screen(name, lambda s: (tmp_path / "rc").exists(), 60, "the app to exit")
+        wait_screen(name, lambda s: exited(tmp_path / "rc"), 60, "the app to exit")
         assert (tmp_path / "rc").read_text().strip() == "EXIT=0"
     finally:
         stop_file.touch()

@@ -22,6 +22,11 @@ def capture(name: str) -> str:
     return tmux("capture-pane", "-p", "-t", name, check=False)
 
 
+def exited(rc_file) -> bool:
+    """The shell wrote its exit line (it creates the file before writing it)."""
+    return rc_file.exists() and "EXIT=" in rc_file.read_text()
+
+
 def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
     end = time.monotonic() + timeout
     screen = ""
@@ -53,7 +58,7 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
         screen = wait_screen(name, lambda s: "stored run" in s, 120, "the answer, gauges and the stored run")
         assert "TTFT" in screen and "TPS (req)" in screen 
         tmux("send-keys", "-t", name, "q")  # quitting stores what finished
-        wait_screen(name, lambda s: (tmp_path / "rc").exists(), 60, "tokentop to exit")
+        wait_screen(name, lambda s: exited(tmp_path / "rc"), 60, "tokentop to exit")
         assert (tmp_path / "rc").read_text().strip() == "EXIT=0"
     finally:
         tmux("kill-session", "-t", name, check=False)
