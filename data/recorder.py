@@ -69,7 +69,8 @@ def gpu_key_for(name: str | None, memory_mb: int | None = None) -> str | None:
 
 def fidelity_fields(record: RequestRecord, metrics: RequestMetrics) -> dict[str, Any]:
     """The reasoning split and the client's own lateness, as RequestRow fields. TTFO equals TTFT
-    when the response carried no reasoning (schema 004)."""
+    when the response carried no reasoning (schema 004). Schema 006: how the tokens were counted,
+    TTFC, asked/got, failure kind, schedule-to-finish."""
     ttfo = metrics.ttfo_s if metrics.reasoning_tokens is not None else metrics.ttft_s
     return dict(
         ttfo_ms=_ms(ttfo),
@@ -78,6 +79,15 @@ def fidelity_fields(record: RequestRecord, metrics: RequestMetrics) -> dict[str,
         chunk_reasoning_tokens=list(record.chunk_reasoning_tokens) if record.chunk_reasoning_tokens is not None else None,
         send_lag_ms=_send_lag_ms(record),
         queue_wait_ms=record.queue_wait_ns / 1e6 if record.queue_wait_ns is not None else None,
+        # schema 006
+        token_count_source=record.token_count_source,
+        ttfc_ms=_ms(metrics.ttfc_s),
+        first_chunk_empty=metrics.first_chunk_empty if record.chunk_ns else None,
+        asked_tokens=metrics.asked_tokens,
+        stopped_early=metrics.stopped_early if metrics.success else None,
+        error_kind=None if metrics.success else (record.error_kind or metrics.error_kind),
+        http_status=None if metrics.success else record.http_status,
+        schedule_to_finish_ms=_ms(metrics.schedule_to_finish_s),
     )
 
 

@@ -36,6 +36,10 @@ _FIRST_BACKOFF_S = 0.002
 _MAX_BACKOFF_S = 0.05
 
 
+# The one-row manifest table every bundle holds (data/bundle.py); a database never has it.
+BUNDLE_MANIFEST_TABLE = "tokentop_bundle"
+
+
 class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
@@ -85,6 +89,15 @@ class RequestRow:
     target_input_tokens: int | None = None
     cached_tokens: int | None = None
     prompt_form: str | None = None
+    # Schema 006: how tokens were counted, first content, stopping early, failures, schedule-to-finish.
+    token_count_source: str | None = None
+    ttfc_ms: float | None = None
+    first_chunk_empty: bool | None = None
+    asked_tokens: int | None = None
+    stopped_early: bool | None = None
+    error_kind: str | None = None
+    http_status: int | None = None
+    schedule_to_finish_ms: float | None = None
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -97,7 +110,38 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 def new_run_id() -> str:
+    """A run id: local start time and 6 random hex digits, e.g. 20260101-093000-1a2b3c (time-sortable;
+    engine/orchestrator.py makes the same shape). Ids become keys here and paths on a remote
+    (runs/<run_id>/), so ids from outside must pass check_ids("run", ...)."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def new_fetch_id() -> str:
+    """A price fetch id (prices.fetch_id, price_fetches.fetch_id): 12 random hex digits."""
+    return uuid.uuid4().hex[:12]
+
+
+class IdError(ValueError):
+    """An id from outside (a bundle, a remote, a manifest) that is not of a shape this store makes;
+    the message is one line and shows the id escaped (it is outside text)."""
+
+
+# The only shapes tokentop makes (new_run_id, new_fetch_id); anything else from outside is refused.
+ID_SHAPES = {
+    "run": (re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}"), "YYYYMMDD-HHMMSS-xxxxxx"),
+    "price fetch": (re.compile(r"[0-9a-f]{12}"), "12 hex digits"),
+}
+
+
+def check_ids(kind: str, ids: Iterable[Any], where: str = "") -> None:
+    """The one id check for everything that crosses the box's edge (import, export, push, pull).
+    `kind` is "run" or "price fetch"; raises IdError naming the first id that is not exactly the
+    shape new_run_id / new_fetch_id make (not a string, path separators, dots, control characters…)."""
+    shape, example = ID_SHAPES[kind]
+    for value in ids:
+        if not isinstance(value, str) or shape.fullmatch(value) is None:
+            shown = ascii(value) if len(str(value)) <= 60 else ascii(str(value)[:60]) + "…"
+            raise IdError(f"{where + ': ' if where else ''}{kind} id {shown} is not one tokentop makes ({example})")
 
 
 def _json(value: Any) -> str | None:
@@ -116,6 +160,7 @@ class Store:
                 f"cannot open database {self.path}: {exc} (choose a writable file with --db PATH or TOKENTOP_DB)"
             ) from None
         self._gate = _gate_for(self.path)
+        self._refuse_bundle()  # before migrate(), which would write into it
         self.migrate()
         self.recover_crashed_runs()
 
@@ -159,6 +204,25 @@ class Store:
                 raise
 
     # -- schema -------------------------------------------------------------
+    def _refuse_bundle(self) -> None:
+        """A bundle (`tokentop export`) named as the database (--db, TOKENTOP_DB) is refused, read-only,
+        before anything is written to it: it is input to import, never a database to run in."""
+        try:
+            if not self.path.is_file() or self.path.stat().st_size == 0:
+                return
+        except OSError:
+            return
+        with self.reading() as con:
+            found = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?", [BUNDLE_MANIFEST_TABLE]
+            ).fetchone()[0]
+        if found:
+            raise StoreError(
+                f"{self.path} is a bundle written by `tokentop export`, not a database: "
+                f"import it with `tokentop import {self.path}` (and use --db for the database to import into)"
+            )
+
     def migrate(self) -> int:
         with self.connection() as con:
             con.execute(
@@ -279,7 +343,8 @@ class Store:
                 return None
             rows = matches
         run = rows[0]
-        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health", "workload"):
+        for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health",
+                    "failures_by_kind", "workload"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -388,8 +453,11 @@ _REQUEST_TYPES = {
     "output_tokens": "INTEGER", "target_tokens": "INTEGER", "ttft_ms": "DOUBLE", "e2el_ms": "DOUBLE",
     "tpot_ms": "DOUBLE", "tps": "DOUBLE", "success": "BOOLEAN", "finish_reason": "VARCHAR", "error": "VARCHAR",
     "output_text": "VARCHAR", "ttfo_ms": "DOUBLE", "reasoning_tokens": "INTEGER", "answer_tokens": "INTEGER",
-    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE", "conversation_id": "INTEGER", "turn_index": "INTEGER",
-    "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER", "prompt_form": "VARCHAR",
+    "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
+    "token_count_source": "VARCHAR", "ttfc_ms": "DOUBLE", "first_chunk_empty": "BOOLEAN", "asked_tokens": "INTEGER",
+    "stopped_early": "BOOLEAN", "error_kind": "VARCHAR", "http_status": "INTEGER", "schedule_to_finish_ms": "DOUBLE",
+    "conversation_id": "INTEGER", "turn_index": "INTEGER", "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER",
+    "prompt_form": "VARCHAR",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]
@@ -447,12 +515,19 @@ def update_finished_run(
     summary: Any = None,
     error: str | None = None,
 ) -> None:
-    # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column.
+    # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column;
+    # so do the run's failures and how its tokens were counted (schema 006).
     health = summary.get("client_health") if isinstance(summary, dict) else None
+    overall = (summary.get("overall") if isinstance(summary, dict) else None) or {}
+    sources = overall.get("token_count_sources") or {}
     con.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ? "
-        "WHERE run_id = ?",
-        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, _json(health), run_id],
+        "UPDATE runs SET status = ?, finished_at = ?, duration_s = ?, summary = ?, error = ?, client_health = ?, "
+        "failed_requests = ?, failure_rate = ?, failures_by_kind = ?, stopped_early = ?, token_count_source = ?, "
+        "output_tokens_estimated = ? WHERE run_id = ?",
+        [status, datetime.now(timezone.utc), duration_s, _json(summary), error, _json(health),
+         overall.get("failed"), overall.get("failure_rate"), _json(overall.get("failures_by_kind")),
+         overall.get("stopped_early"), ", ".join(sorted(sources)) or None, overall.get("output_tokens_estimated"),
+         run_id],
     )
 
 

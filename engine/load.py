@@ -207,11 +207,18 @@ class LevelOutcome:
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
     start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
+    # The level's first scheduled send (a rate pattern's first arrival is not at 0): its duration counts from here.
+    first_send_ns: int = 0
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
     planned: int = 0  # requests the level meant to send (every conversation's every turn)
     warmup: dict[str, Any] = field(default_factory=dict)  # warm-ups sent and failed, the cache reset
+
+    @property
+    def end_s(self) -> float:
+        """perf_counter seconds when the level ended."""
+        return (self.first_send_ns or self.start_ns) / 1e9 + self.duration_s
 
     def send_offsets_s(self) -> list[float]:
         return sorted((r.st_ns - self.start_ns) / 1e9 for r in self.records if r.st_ns)
@@ -313,6 +320,10 @@ class LoadRunner:
                 return
             while True:
                 index, record = item
+                tokens_before = record.output_tokens
+                self.host.engine.settle(record)  # a tokenizer's counts, here: never on the engine loop
+                if record.success:
+                    self.live.output_tokens += record.output_tokens - tokens_before
                 m = request_metrics(record)
                 by_index[index] = record
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
@@ -363,7 +374,7 @@ class LoadRunner:
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
         outcome.result.update(level_extras(outcome.records, outcome.warmup, self.workload))
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
-        lags = self.host.loop_lag.window(begin_s, begin_s + outcome.duration_s)
+        lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags)
         return outcome
 
@@ -437,7 +448,8 @@ class LoadRunner:
                 else:
                     record = await self._send(engine, request, live)
             except asyncio.CancelledError:
-                record = RequestRecord(request=request, success=False, error="aborted", aborted=True)
+                record = RequestRecord(request=request, success=False, error="aborted", aborted=True,
+                                       error_kind="aborted")
             # The client's self-check: when the pattern meant it to go, and the wait on the limit.
             record.scheduled_ns = scheduled_ns
             record.queue_wait_ns = queue_wait_ns
@@ -472,6 +484,9 @@ class LoadRunner:
 
         start_ns = time.perf_counter_ns()
         outcome.start_ns = start_ns
+        # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
+        # a random interval after the start, which vLLM's bench counts into its duration).
+        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
         if on_begin is not None:
             on_begin(start_ns)
         start = start_ns / 1e9
@@ -495,7 +510,7 @@ class LoadRunner:
                     break
                 await asyncio.wait(set(tasks), timeout=0.05)
         finally:
-            outcome.duration_s = (time.perf_counter_ns() - start_ns) / 1e9
+            outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
 
     @staticmethod
     async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:

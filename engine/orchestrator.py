@@ -81,6 +81,9 @@ class RequestStarted:
     total: int
     request: GenerationRequest
     t_ns: int  # perf_counter_ns just before it was handed to the engine
+    # text -> tokens for chunks whose count is provisional (the engine's tokenizer once loaded), so a
+    # live meter counts them the way the stored record will; None when there is none.
+    count: Callable[[str], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -442,7 +445,8 @@ class Orchestrator:
                     break
                 if info.kind == "suite":
                     self._reset_prefix_cache()  # an honest repetition: never served from the last one's cache
-                self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns()))
+                self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns(),
+                                         self.host.engine.live_counter()))
                 handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))
                 record = self._wait(job, handle)
                 metrics = request_metrics(record)
@@ -580,7 +584,7 @@ class Orchestrator:
                 outcome = LevelOutcome(level=level, status="failed", error=_one_line(exc))
             _bracket(gpu, server)  # and one just after it
             t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
-            t1 = t0 + outcome.duration_s
+            t1 = outcome.end_s if outcome.start_ns else t0 + outcome.duration_s
             gpu_rows = tuple(used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), self.environment())
                              ) if gpu is not None and gpu.available else ()
             server_rows = tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter())) if server is not None else ()
@@ -745,7 +749,7 @@ class RunWatcher:
                 if event.run.kind == "load":
                     view.levels.append(event.run)
             elif isinstance(event, RequestStarted):
-                meter = LiveMeter(window_s=self.window_s, bucket_s=self.bucket_s)
+                meter = LiveMeter(window_s=self.window_s, bucket_s=self.bucket_s, count=event.count)
                 meter.begin(st_ns=event.t_ns)
                 view.meters[event.index] = meter
                 view.requests[event.index] = event.request
@@ -759,8 +763,8 @@ class RunWatcher:
                 if view.kind == "suite":
                     view.case_summaries[event.record.request.case_id] = case_aggregates(view, event.record.request.case_id)
                 meter = view.meters.get(event.index)
-                if meter is not None:
-                    meter.finish(st_ns=event.record.st_ns)
+                if meter is not None:  # the record's final counts: the last gauges equal what is stored
+                    meter.finish(record=event.record)
             elif isinstance(event, RunFinished):
                 view.runs.append(event)
             elif isinstance(event, StopRequested):

@@ -41,6 +41,9 @@ class Chunk:
     text: str
     tokens: int  # output tokens this chunk carried (0 for an empty first chunk)
     reasoning: str = ""  # reasoning text this chunk carried (reasoning models), kept apart from the answer
+    # False when `tokens` is provisional (the server sent no per-event usage: 1 per non-empty event);
+    # a live meter with a tokenizer counts the text instead, and the final count replaces it.
+    exact: bool = True
 
 
 @dataclass
@@ -79,6 +82,18 @@ class RequestRecord:
     # How the prompt reached the model: "ids" (token ids as given), "text" (raw text, tokenised by the
     # server), "chat" (wrapped in the chat template, so the count includes the template's tokens).
     prompt_form: str | None = None
+    # How chunk_tokens were counted (engine.measure.tokens.SOURCES): "usage", "engine",
+    # "usage+tokenizer", "usage+spread", "tokenizer" or "events" (the last two are estimates).
+    token_count_source: str | None = None
+    # Each event's text (reasoning + answer), kept only while the counts may still be refined by a
+    # tokenizer off the token path (Engine.settle); None once settled.
+    chunk_texts: list[str] | None = None
+    # The first event that carried text or reasoning (TTFC); TTFT counts any event, as vLLM does.
+    first_content_ns: int | None = None
+    # Why it failed: "http" (with http_status), "stream" (an error event inside a 200 stream),
+    # "timeout", "connection", "no output", "aborted", "engine" or "other"; None when it succeeded.
+    error_kind: str | None = None
+    http_status: int | None = None
 
     @property
     def has_reasoning(self) -> bool:

@@ -30,6 +30,8 @@ def test_streams_exact_counts_from_usage(vllm_server, api):
         assert rec.success, rec.error
         assert rec.reported_output_tokens == 16 and rec.output_tokens == 16
         assert sum(rec.chunk_tokens) == 16  # continuous usage stats give per-chunk counts
+        assert rec.token_count_source == "usage" and rec.finish_reason == "length"
+        assert rec.first_content_ns is not None and rec.first_content_ns >= rec.chunk_ns[0]
         assert rec.input_tokens and rec.input_tokens > 3
         m = request_metrics(rec)
         assert m.ttft_s > 0 and m.tpot_s > 0

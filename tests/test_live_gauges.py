@@ -1,4 +1,4 @@
-"""engine/measure/live.py: gauge maths on synthetic timestamps, and the output sanitiser."""
+"""engine/measure/live.py: gauge maths on synthetic timestamps (the output sanitiser: test_outside_text.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.measure.live import LiveMeter, StreamSanitizer, clean_text
+from engine.measure.live import LiveMeter
 from engine.measure.metrics import request_metrics
 from engine.types import Chunk, GenerationRequest, RequestRecord
 
@@ -127,15 +127,42 @@ def test_begin_resets_and_feed_is_thread_safe():
     assert m.snapshot(now_ns=1).tokens == 0
 
 
-def test_clean_text_strips_escapes_and_controls_keeps_markup_characters():
-    raw = "[bold red]x[/] \x1b[31mred\x1b[0m \x1b]0;title\x07ok\ttab\r\nnext\x00\x07\x9b2J"
-    out = clean_text(raw)
-    assert out == "[bold red]x[/] red ok    tab\nnext"
-    assert "\x1b" not in out
+def test_provisional_chunks_are_counted_by_the_tokenizer_and_flagged_estimated():
+    """A server without per-event usage: the live meter counts each chunk's text with the tokenizer
+    (on the thread that takes the snapshot) and says the count is an estimate."""
+    m = LiveMeter(count=lambda text: len(text.split()))
+    m.begin(st_ns=0)
+    m.feed(Chunk(50 * MS, "one two", 1, exact=False))
+    m.feed(Chunk(70 * MS, " three four", 1, exact=False))
+    s = m.snapshot(now_ns=70 * MS)
+    assert s.tokens == 4 and s.estimated
+    assert s.tpot_s == pytest.approx(0.020 / 3)
 
 
-def test_stream_sanitizer_holds_split_escape():
-    s = StreamSanitizer()
-    parts = ["hello \x1b[3", "1mred\x1b", "[0m done \x1b]8;;http://x", "\x1b\\link"]
-    out = "".join(s.feed(p) for p in parts) + s.flush()
-    assert out == "hello red done link"
+def test_finish_takes_the_records_final_counts_so_the_gauges_equal_the_stored_figures():
+    """Several tokens per event (case 5): the live meter saw 1 per event, the record settled 4 each."""
+    m = LiveMeter(bucket_s=0.25)
+    m.begin(st_ns=0)
+    times = [120 * MS, 140 * MS, 160 * MS]
+    for t in times:
+        m.feed(Chunk(t, "w w w w", 1, exact=False))
+    assert m.snapshot(now_ns=160 * MS).tokens == 3
+    rec = RequestRecord(request=GenerationRequest("x", 12), st_ns=0, chunk_ns=times, chunk_tokens=[4, 4, 4])
+    rec.success, rec.reported_output_tokens, rec.token_count_source = True, 12, "usage+spread"
+    m.finish(record=rec)
+    s, rm = m.snapshot(now_ns=10**10), request_metrics(rec)
+    assert s.tokens == 12 and not s.estimated and s.token_source == "usage+spread"
+    assert s.tpot_s == pytest.approx(rm.tpot_s) and s.tps_request == pytest.approx(rm.tps)
+    assert s.series == pytest.approx((48.0,))  # 12 tokens in the first 0.25 s bucket
+
+
+def test_finish_reports_a_request_that_stopped_early():
+    m = LiveMeter()
+    m.begin(st_ns=0)
+    m.feed(Chunk(10 * MS, "Hi", 1))
+    rec = RequestRecord(request=GenerationRequest("x", 20, enforce_length=True), st_ns=0, chunk_ns=[10 * MS],
+                        chunk_tokens=[1])
+    rec.success, rec.finish_reason = True, "eos_token"
+    m.finish(record=rec)
+    s = m.snapshot()
+    assert s.stopped_early == (20, 1) and s.finish_reason == "eos_token" and s.tpot_s is None

@@ -11,7 +11,7 @@ from engine.measure.metrics import aggregate, metrics_from_offsets, request_metr
 from engine.types import GenerationRequest, RequestRecord
 
 
-def _synthetic_records(seed: int = 7, n: int = 12) -> list[RequestRecord]:
+def _synthetic_records(seed: int = 7, n: int = 12, one_token_chunks: bool = False) -> list[RequestRecord]:
     rng = random.Random(seed)
     records = []
     t = 1_000_000_000_000
@@ -21,7 +21,7 @@ def _synthetic_records(seed: int = 7, n: int = 12) -> list[RequestRecord]:
         # Chunks that sometimes carry several tokens (like a server bundling), as vLLM's bench sees them.
         chunk_ns, chunk_tokens, now, left = [], [], st + rng.randint(20_000_000, 200_000_000), tokens
         while left > 0:
-            k = min(left, rng.choice([1, 1, 1, 2, 3]))
+            k = 1 if one_token_chunks else min(left, rng.choice([1, 1, 1, 2, 3]))
             chunk_ns.append(now)
             chunk_tokens.append(k)
             left -= k
@@ -56,11 +56,11 @@ def _vllm_outputs(records):
     return inputs, outputs
 
 
-@pytest.mark.parametrize("seed", [1, 7, 42])
-def test_aggregates_equal_vllm_calculate_metrics(seed):
+@pytest.mark.parametrize("seed,one_token_chunks", [(1, False), (7, False), (42, False), (3, True)])
+def test_aggregates_equal_vllm_calculate_metrics(seed, one_token_chunks):
     from vllm.benchmarks.serve import calculate_metrics
 
-    records = _synthetic_records(seed)
+    records = _synthetic_records(seed, one_token_chunks=one_token_chunks)
     duration = (max(r.chunk_ns[-1] for r in records) - min(r.st_ns for r in records)) / 1e9
     slo = {"ttft": 120.0, "tpot": 40.0}
     ours = aggregate([request_metrics(r) for r in records], duration, percentiles=(50, 90, 99), slo_ms=slo)
@@ -72,8 +72,15 @@ def test_aggregates_equal_vllm_calculate_metrics(seed):
     assert ours["total_output_tokens"] == theirs.total_output
     assert ours["total_input_tokens"] == theirs.total_input
     for name in ("request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
-                 "max_output_tokens_per_s", "max_concurrent_requests"):
+                 "max_concurrent_requests"):
         assert ours[name] == pytest.approx(getattr(theirs, name), rel=1e-12), name
+    # vLLM's peak counts every chunk as one token: ours keeps that figure under its own name, and
+    # counts the tokens each chunk carried in max_output_tokens_per_s (the same when chunks carry one).
+    assert ours["max_output_chunks_per_s"] == theirs.max_output_tokens_per_s
+    if one_token_chunks:
+        assert ours["max_output_tokens_per_s"] == theirs.max_output_tokens_per_s
+    else:
+        assert ours["max_output_tokens_per_s"] > theirs.max_output_tokens_per_s
     for metric in ("ttft", "tpot", "itl", "e2el"):
         for stat in ("mean", "median", "std"):
             key = f"{stat}_{metric}_ms"
@@ -117,6 +124,9 @@ def test_recompute_from_stored_offsets_matches():
     assert np.allclose(again.itl_s, direct.itl_s)
 
 
-def test_empty_aggregate_reports_zeros_like_vllm():
+def test_aggregates_over_no_values_are_none_not_zero():
+    """vLLM reports 0 for an aggregate over nothing (np.mean(x or 0)); tokentop stores None (null, "—")."""
     out = aggregate([], 1.0)
-    assert out["completed"] == 0 and out["mean_ttft_ms"] == 0.0 and out["output_throughput"] == 0.0
+    assert out["completed"] == 0 and out["output_throughput"] == 0.0
+    assert out["mean_ttft_ms"] is None and out["p99_ttft_ms"] is None and out["mean_tps"] is None
+    assert out["failure_rate"] is None and out["failures_by_kind"] == {}

@@ -78,14 +78,69 @@ async def test_vultr_counts_gpus_from_total_vram_and_skips_fractional_plans(pric
     res = (await fetch(price_server, ["vultr"]))["vultr"]
     assert res.ok, res.reason
     a100 = {r.instance_type: r for r in res.rows if r.gpu_raw_name == "NVIDIA_A100"}
-    assert set(a100) == {"vcg-a100-6c-60g-40vram", "vcg-a100-12c-120g-80vram", "vcg-a100-24c-240g-160vram"}
-    assert a100["vcg-a100-6c-60g-40vram"].gpu_key == "A100-SXM-40"
+    # The 4 GB and 40 GB plans are slices of the 80 GB card (half its vCPUs and memory for the 40).
+    assert set(a100) == {"vcg-a100-12c-120g-80vram", "vcg-a100-24c-240g-160vram"}
     assert a100["vcg-a100-12c-120g-80vram"].gpu_count == 1
     two = a100["vcg-a100-24c-240g-160vram"]
     assert (two.gpu_key, two.gpu_count, two.usd_per_gpu_hour) == ("A100-SXM-80", 2, pytest.approx(2.397))
     assert all(r.approximate for r in a100.values())  # Vultr does not say SXM or PCIe
     assert not [r for r in res.rows if r.gpu_raw_name == "NVIDIA_A16"]  # 2 GB slice of a card
     assert by(res.rows, gpu_raw_name="NVIDIA_GX1")[0].gpu_key is None
+
+
+def _vultr_plan(plan_id: str, gpu_type: str, vram: int, hourly: float) -> dict:
+    """A plan as Vultr's /v2/plans?type=vcg lists it (vCPUs and memory as its id says)."""
+    import re
+
+    cpu, ram = re.search(r"(\d+)c-(\d+)g-", plan_id).groups()
+    return {"id": plan_id, "vcpu_count": int(cpu), "ram": int(ram) * 1024, "disk": 50, "disk_count": 1,
+            "bandwidth": 1024, "monthly_cost": round(hourly * 730, 2), "hourly_cost": hourly, "type": "vcg",
+            "locations": ["ewr"], "gpu_vram_gb": vram, "gpu_type": gpu_type}
+
+
+async def test_vultr_a100_slices_are_fractional_never_a_smaller_whole_gpu(price_server):
+    """Issue 17 case 12: Vultr's A100 plans are an 80 GB card, two of them, and 4-40 GB slices of the
+    card. The 40 GB slice (6 vCPU, 60 GB: half the card's plan) used to be priced as a whole A100-40."""
+    body = {"plans": [
+        _vultr_plan("vcg-a100-1c-6g-4vram", "NVIDIA_A100", 4, 0.123),
+        _vultr_plan("vcg-a100-2c-15g-10vram", "NVIDIA_A100", 10, 0.308),
+        _vultr_plan("vcg-a100-3c-30g-20vram", "NVIDIA_A100", 20, 0.616),
+        _vultr_plan("vcg-a100-6c-60g-40vram", "NVIDIA_A100", 40, 1.397),
+        _vultr_plan("vcg-a100-12c-120g-80vram", "NVIDIA_A100", 80, 2.397),
+        _vultr_plan("vcg-a100-24c-240g-160vram", "NVIDIA_A100", 160, 4.794),
+        _vultr_plan("vcg-a16-2c-8g-2vram", "NVIDIA_A16", 2, 0.059),
+        _vultr_plan("vcg-a16-6c-64g-16vram", "NVIDIA_A16", 16, 0.47),
+        _vultr_plan("vcg-l40s-16c-180g-48vram", "NVIDIA_L40S", 48, 1.671),
+    ], "meta": {"total": 9, "links": {"next": "", "prev": ""}}}
+    price_server.expect_request("/v2/plans").respond_with_json(body)
+    res = (await fetch(price_server, ["vultr"]))["vultr"]
+    assert res.ok, res.reason
+    rows = {r.instance_type: r for r in res.rows}
+    assert not [r for r in res.rows if r.gpu_key in ("A100-SXM-40", "A100-PCIE-40")]  # no slice as a whole A100-40
+    assert set(rows) == {"vcg-a100-12c-120g-80vram", "vcg-a100-24c-240g-160vram", "vcg-a16-6c-64g-16vram",
+                         "vcg-l40s-16c-180g-48vram"}
+    one, two = rows["vcg-a100-12c-120g-80vram"], rows["vcg-a100-24c-240g-160vram"]
+    assert (one.gpu_key, one.gpu_count, one.usd_per_gpu_hour) == ("A100-SXM-80", 1, pytest.approx(2.397))
+    assert (two.gpu_key, two.gpu_count, two.usd_per_gpu_hour) == ("A100-SXM-80", 2, pytest.approx(2.397))
+    assert (rows["vcg-a16-6c-64g-16vram"].gpu_key, rows["vcg-a16-6c-64g-16vram"].gpu_count) == ("A16-16", 1)
+    # The slices are counted in the provider's note.
+    assert "5 fractional-GPU plan(s) skipped" in res.reason and "vcg-a100-1c-6g-4vram" in res.reason
+
+
+async def test_vultr_smaller_whole_card_only_when_not_a_share_of_the_full_card(price_server):
+    """A plan whose vCPUs or memory exceed the full card's plan is not a slice of that card: its VRAM,
+    a whole smaller card of the family, keys it as that card (approximate)."""
+    body = {"plans": [
+        _vultr_plan("vcg-a100-12c-120g-80vram", "NVIDIA_A100", 80, 2.397),
+        _vultr_plan("vcg-a100-16c-128g-40vram", "NVIDIA_A100", 40, 1.5),  # more than the 80 GB plan's share
+        _vultr_plan("vcg-a100-6c-60g-40vram", "NVIDIA_A100", 40, 1.397),  # half the 80 GB plan: a slice
+    ]}
+    price_server.expect_request("/v2/plans").respond_with_json(body)
+    res = (await fetch(price_server, ["vultr"]))["vultr"]
+    rows = {r.instance_type: r for r in res.rows}
+    assert set(rows) == {"vcg-a100-12c-120g-80vram", "vcg-a100-16c-128g-40vram"}
+    assert rows["vcg-a100-16c-128g-40vram"].gpu_key == "A100-SXM-40" and rows["vcg-a100-16c-128g-40vram"].approximate
+    assert "1 fractional-GPU plan(s) skipped" in res.reason
 
 
 async def test_lambda_with_key_converts_cents_to_dollars(price_server):

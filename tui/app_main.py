@@ -20,6 +20,13 @@ def validate_engine_options(options: dict) -> None:
         raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
     if engine == "openai" and not options.get("endpoint"):
         raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
+    if options.get("tokenizer"):
+        from engine.measure.tokens import find_tokenizer
+
+        folder, why = find_tokenizer(options["tokenizer"])  # a path check, offline
+        if folder is None:
+            raise BadRequestError(f"--tokenizer {options['tokenizer']}: {why}: pass a local tokenizer folder "
+                                  "or a cached model id")
     if engine == "vllm":
         if options.get("endpoint"):
             raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
@@ -57,7 +64,7 @@ def run_app(args: argparse.Namespace) -> int:
             store.close()
         code = app.return_code or 0
         if code and app.engine_error:  # printed after the screen is restored
-            print(f"tokentop: error: {app.engine_error}", file=term.stderr)
+            fail(app.engine_error, code, term.stderr)
     return code
 
 

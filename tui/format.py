@@ -106,13 +106,71 @@ def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) 
         style="dim",
     )
     failed = [r for r in requests if not r.get("success")]
+    overall = (run.get("summary") or {}).get("overall") or {}
     if failed:
-        console.print(Text(f"{len(failed)} request(s) failed or aborted: {failed[0].get('error')}"))
-    line = reasoning_line((run.get("summary") or {}).get("overall") or {})
+        console.print(Text(failures_line(overall, len(requests), len(failed), failed[0].get("error")), style="yellow"))
+    for text in stream_lines(overall, requests):
+        console.print(Text(text))
+    line = reasoning_line(overall)
     if line:
         console.print(Text(line))
     for text, style in client_health_lines(client_health_of(run)):
         console.print(Text(text), style=style)
+
+
+def failures_line(agg: dict[str, Any], total: int, failed: int, first_error: Any = None) -> str:
+    """"5 of 10 requests failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1; first: ..." """
+    from engine.terminal_text import safe_text
+
+    kinds = agg.get("failures_by_kind") or {}
+    text = f"{failed} of {total} request(s) failed or aborted ({100.0 * failed / total:.0f} %)" if total else \
+        f"{failed} request(s) failed or aborted"
+    if kinds:
+        text += ": " + ", ".join(f"{kind} ×{n}" for kind, n in kinds.items())
+    if first_error:
+        text += f"; first: {safe_text(str(first_error))}"
+    return text
+
+
+def token_source_line(agg: dict[str, Any]) -> str | None:
+    """How the run's output tokens were counted, when tokentop counted them itself."""
+    from engine.measure.tokens import describe_source, is_estimated
+
+    sources = [s for s in (agg.get("token_count_sources") or {}) if s not in ("usage", "engine", "unknown")]
+    if not sources:
+        return None
+    word = "estimated" if any(is_estimated(s) for s in sources) else "counted by tokentop"
+    return f"output tokens {word}: " + "; ".join(describe_source(s) for s in sources)
+
+
+def stream_lines(agg: dict[str, Any], requests: list[dict[str, Any]]) -> list[str]:
+    """What the stream itself said beyond vLLM's figures: how tokens were counted, requests that
+    stopped early ("asked N, got M"), content that came after an empty first chunk (TTFC), and the
+    schedule-to-finish latency of a load level."""
+    from engine.terminal_text import safe_text
+
+    lines = []
+    line = token_source_line(agg)
+    if line:
+        lines.append(line)
+    early = [r for r in requests if r.get("stopped_early")]
+    if early:
+        shown = ", ".join(f"#{r.get('request_index')} asked {r.get('asked_tokens')}, got {r.get('output_tokens')}"
+                          + (f" ({safe_text(str(r['finish_reason']))})" if r.get("finish_reason") else "")
+                          for r in early[:3])
+        more = f" and {len(early) - 3} more" if len(early) > 3 else ""
+        lines.append(f"stopped early: {len(early)} request(s) got fewer tokens than they enforced: {shown}{more}")
+    empty = int(agg.get("first_chunk_empty") or 0)
+    if empty:
+        lines.append(f"first content: TTFC mean {_fmt(agg.get('mean_ttfc_ms'), '{:.1f}')} / p99 "
+                     f"{_fmt(agg.get('p99_ttfc_ms'), '{:.1f}')} ms; {empty} request(s) began with a chunk that "
+                     "carried no text (TTFT counts it, as vLLM does)")
+    if agg.get("mean_schedule_to_finish_ms") is not None:
+        lines.append("schedule-to-finish (scheduled send to last token, client queue included): mean "
+                     f"{_fmt(agg.get('mean_schedule_to_finish_ms'), '{:.0f}')} / p50 "
+                     f"{_fmt(agg.get('p50_schedule_to_finish_ms'), '{:.0f}')} / p99 "
+                     f"{_fmt(agg.get('p99_schedule_to_finish_ms'), '{:.0f}')} ms")
+    return lines
 
 
 def reasoning_line(agg: dict[str, Any]) -> str | None:
@@ -182,13 +240,20 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
         "error": run.get("error"),
         "client_health": client_health_of(run) or None,
         "warnings": list((client_health_of(run) or {}).get("warnings") or []),
+        # schema 006: how the output tokens were counted, and the run's failures
+        "token_count_source": run.get("token_count_source"),
+        "output_tokens_estimated": run.get("output_tokens_estimated"),
+        "failures": {"failed": run.get("failed_requests"), "failure_rate": run.get("failure_rate"),
+                     "by_kind": run.get("failures_by_kind") or {}, "stopped_early": run.get("stopped_early")},
     }
     if requests is not None:
         out["requests"] = [
             {k: r.get(k) for k in ("request_index", "case_id", "rep", "input_tokens", "output_tokens",
                                    "target_tokens", "ttft_ms", "tpot_ms", "e2el_ms", "tps", "success",
                                    "finish_reason", "error", "ttfo_ms", "reasoning_tokens", "answer_tokens",
-                                   "send_lag_ms", "queue_wait_ms")}
+                                   "send_lag_ms", "queue_wait_ms", "token_count_source", "ttfc_ms",
+                                   "first_chunk_empty", "asked_tokens", "stopped_early", "error_kind",
+                                   "http_status", "schedule_to_finish_ms")}
             for r in requests
         ]
     return out

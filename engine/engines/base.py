@@ -49,6 +49,16 @@ class Engine(ABC):
         driver thread, never the engine loop (it may load a tokenizer from disk)."""
         return None
 
+    def settle(self, record: RequestRecord) -> None:
+        """Finish counting a record's tokens off the token path (engine.measure.tokens): called on the
+        thread that receives the finished record, never on the engine loop. Idempotent; the base
+        engine's counts are final already."""
+
+    def live_counter(self):
+        """A `text -> tokens` function a live meter may use on the UI thread for chunks whose count
+        is provisional (Chunk.exact False), or None."""
+        return None
+
     async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestRecord:
         """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending."""
         record = RequestRecord(request=request)
@@ -62,16 +72,34 @@ class Engine(ABC):
                 record.success = bool(record.chunk_ns)
                 if not record.success:
                     record.error = "no output chunk was received"
+                    record.error_kind = "no output"
         except asyncio.CancelledError:
             record.aborted = True
             record.success = False
             record.error = "aborted"
+            record.error_kind = "aborted"
             # The record (with the chunks that did arrive) is returned, not lost with the task.
         except Exception as exc:  # a request failure is data, not a crash
             record.success = False
             record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            record.error_kind = record.error_kind or error_kind_of(exc)
+        if record.error is not None and record.error_kind is None:
+            record.error_kind = "other"
         return record
 
 
 def _ignore(_: Chunk) -> None:
     return None
+
+
+def error_kind_of(exc: BaseException) -> str:
+    """"timeout" or "connection" for the transport errors of any client (by class name, so engine/
+    needs no HTTP library here), else "other"."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, TimeoutError) or any("Timeout" in n for n in names):
+        return "timeout"
+    if isinstance(exc, ConnectionError) or names & {"TransportError", "NetworkError", "ConnectError", "ReadError",
+                                                     "WriteError", "RemoteProtocolError", "ProtocolError",
+                                                     "ClientConnectionError", "ServerDisconnectedError"}:
+        return "connection"
+    return "other"

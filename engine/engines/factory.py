@@ -55,6 +55,7 @@ def make_engine(
     model: str | None = None,
     endpoint: str | None = None,
     api: str = "chat",
+    tokenizer: str | None = None,
     dtype: str = "auto",
     tensor_parallel_size: int = 1,
     pipeline_parallel_size: int = 1,
@@ -76,8 +77,13 @@ def make_engine(
     from engine.engines.vllm_engine import VllmEngine
 
     path, label, reason = resolve_model(model, log=log)
-    if tokenizer:
-        extra_args = {**(extra_args or {}), "tokenizer": tokenizer}
+    if tokenizer:  # vLLM's own --tokenizer, checked offline first: a local folder or the local HF cache
+        from engine.measure.tokens import find_tokenizer
+
+        folder, why = find_tokenizer(tokenizer)
+        if folder is None:
+            raise BadRequestError(f"--tokenizer {tokenizer}: {why}: pass a local tokenizer folder or a cached model id")
+        extra_args = {**(extra_args or {}), "tokenizer": str(folder)}
     return EngineChoice(
         VllmEngine(
             path,

@@ -42,7 +42,11 @@ class RequestHandle:
             self._host.loop.call_soon_threadsafe(task.cancel)
 
     def result(self, timeout: float | None = None) -> RequestRecord:
-        return self.future.result(timeout)
+        """The finished record, its token counts settled on this (the caller's) thread: a tokenizer
+        never runs on the engine loop (engine.measure.tokens)."""
+        record = self.future.result(timeout)
+        self._host.engine.settle(record)
+        return record
 
     def done(self) -> bool:
         return self.future.done()

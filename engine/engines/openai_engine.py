@@ -1,6 +1,9 @@
 """Any OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp server, Ollama) over httpx
-streaming. Chunks are timestamped as each SSE event is read, exactly where `vllm bench serve`
-takes its timestamps; token counts come from the server's `usage` when it sends one."""
+streaming. The response's bytes are split into SSE events by engine/engines/sse.py (lines end only
+at CR, LF, CRLF) and every event a read completed is timestamped with that read's arrival, where
+`vllm bench serve` takes its timestamps. Token counts per event come from the server's `usage` when
+it sends one on every event; otherwise see engine/measure/tokens.py (the tokenizer, the final usage
+spread over the events, or the number of events — and the record says which)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,17 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from engine.engines.base import ChunkSink, Engine, ProgressSink
+from engine.engines.sse import SSEParser
+from engine.measure.tokens import LazyCounter, find_tokenizer, settle_counts
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
+
+try:  # msgspec (a vLLM dependency) decodes an event ~3x faster than json; same result
+    import msgspec
+
+    _decode = msgspec.json.Decoder().decode
+except ImportError:  # pragma: no cover
+    _decode = json.loads
+_LENIENT = json.JSONDecoder(strict=False)
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 300.0
@@ -56,15 +69,22 @@ class OpenAIEngine(Engine):
         self.client: httpx.AsyncClient | None = None
         self.served_models: list[str] = []
         self.continuous_usage = True
-        # The model's tokenizer for token-exact workloads (workload_tokens): --tokenizer, else the served
-        # model's folder when the server says where it is (vLLM's /v1/models `root`) and it is on this
-        # machine, else the model id in the local Hugging Face cache. Loaded on first use, never downloaded.
-        self.tokenizer_option = tokenizer
+        # --tokenizer (vLLM's and AIPerf's name): counts tokens when the server sends no per-event
+        # usage; else the served model id is tried (a local folder or the local HF cache only).
+        self.tokenizer = tokenizer
+        self.counter: LazyCounter | None = None
+        # The served model's folder when the server names it (vLLM's /v1/models `root`): a tokenizer on this
+        # machine for counting and for token-exact workloads (workload_tokens), loaded on first use.
         self.model_root: str | None = None
         self._tokens: Any = None
         self._tokens_tried = False
 
     async def start(self, progress: ProgressSink) -> None:
+        if self.tokenizer:
+            folder, why = find_tokenizer(self.tokenizer)  # a path check: loading waits for first use
+            if folder is None:
+                raise BadRequestError(f"--tokenizer {self.tokenizer}: {why}: pass a local tokenizer folder "
+                                      "or a model id in the local Hugging Face cache")
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
         self.client = httpx.AsyncClient(
@@ -114,33 +134,30 @@ class OpenAIEngine(Engine):
             await self.close()
             raise BadRequestError(f"{self.base_url} serves no model; pass --model NAME")
         root = next((m.get("root") for m in cards if str(m.get("id")) == self.model), None)
-        self.model_root = str(root) if isinstance(root, str) and root else None
+        self.model_root = str(root) if isinstance(root, str) and root and os.path.isdir(root) else None
         progress(f"connected: {self.model}")
+        self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model_root, self.model])
 
     def workload_tokens(self):
-        """The model's tokenizer (see __init__), loaded once; None when none is on this machine.
-        BadRequestError when --tokenizer names one that cannot be loaded."""
+        """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
+        --tokenizer, else the served model's folder when it is on this machine, else the model id in the
+        local Hugging Face cache (engine.measure.tokens.find_tokenizer: never downloaded); None when there
+        is none. BadRequestError when --tokenizer names one that cannot be loaded."""
         if self._tokens_tried:
             return self._tokens
         self._tokens_tried = True
         from engine.workloads.tokens import Tokens
 
-        if self.tokenizer_option:
-            tok = _load_tokenizer(self.tokenizer_option)
-            if tok is None:
-                raise BadRequestError(f"--tokenizer {self.tokenizer_option}: no tokenizer there (a local model folder, "
-                                      "or a model id in the Hugging Face cache)")
-            self._tokens = Tokens(tok, source=self.tokenizer_option)
-            return self._tokens
-        for candidate in (self.model_root, self.requested_model, self.model):
-            if not candidate:
-                continue
-            if candidate == self.model_root and not os.path.isdir(candidate):
-                continue
-            tok = _load_tokenizer(candidate)
+        candidates = [self.tokenizer] if self.tokenizer else [self.model_root, self.requested_model, self.model]
+        for name in candidates:
+            folder, _why = find_tokenizer(name)
+            tok = _load_tokenizer(str(folder)) if folder is not None else None
             if tok is not None:
-                self._tokens = Tokens(tok, source=candidate)
+                self._tokens = Tokens(tok, source=str(name))
                 break
+            if self.tokenizer:
+                raise BadRequestError(f"--tokenizer {self.tokenizer}: no tokenizer can be read there "
+                                      "(a local model folder, or a model id in the Hugging Face cache)")
         return self._tokens
 
     async def reset_prefix_cache(self) -> tuple[bool, str]:
@@ -173,7 +190,8 @@ class OpenAIEngine(Engine):
             "engine": self.name,
             "model": self.model,
             "dtype": None,
-            "engine_args": {"endpoint": self.base_url, "api": self.api},
+            "engine_args": {"endpoint": self.base_url, "api": self.api,
+                            **({"tokenizer": self.tokenizer} if self.tokenizer else {})},
             "versions": {},
             "device_kind": "remote",
         }
@@ -221,98 +239,228 @@ class OpenAIEngine(Engine):
         path = "/chat/completions" if self.api == "chat" else "/completions"
         prompt, record.prompt_form = self.prompt_fields(request)
         payload = self._payload(request, prompt)
-        parts: list[str] = []
-        reasoning_parts: list[str] = []
-        last_completion_tokens = 0
-        last_reasoning_tokens = 0
+        try:
+            async with self.client.stream("POST", path, json=payload) as resp:
+                if resp.status_code != 200:
+                    body = (await resp.aread())[:4000]
+                    text = body.decode("utf-8", "replace")
+                    if resp.status_code in (400, 422) and self.continuous_usage and "usage" in text.lower():
+                        # A server that rejects continuous usage stats: retry once without them.
+                        self.continuous_usage = False
+                        record.st_ns = time.perf_counter_ns()
+                        return await self._generate(request, record, on_chunk)
+                    record.error = f"HTTP {resp.status_code}: {error_message(body) or resp.reason_phrase or 'no body'}"
+                    record.error_kind, record.http_status = "http", resp.status_code
+                    return
+                stream = _Stream(self.api, record, on_chunk)
+                parser = SSEParser()
+                # No content-encoding: the raw bytes as they arrived (the transport does not decompress).
+                chunks = resp.aiter_bytes() if resp.headers.get("content-encoding") else resp.aiter_raw()
+                try:
+                    async for raw in chunks:
+                        now = time.perf_counter_ns()  # every event this read completed arrived now
+                        for data in parser.feed(raw):
+                            if stream.event(data, now):
+                                break
+                        else:
+                            continue
+                        break
+                    else:
+                        now = time.perf_counter_ns()
+                        for data in parser.close():
+                            if stream.event(data, now):
+                                break
+                finally:
+                    await chunks.aclose()  # left early ([DONE], an error): closed here, not by the GC
+        except httpx.TimeoutException as exc:
+            record.error, record.error_kind = f"timeout: {_reason(exc)}", "timeout"
+            return
+        except httpx.TransportError as exc:
+            record.error, record.error_kind = f"connection: {_reason(exc)}", "connection"
+            return
+        if record.error is not None:
+            return
+        # After the last event (nothing here delays a timestamp): counts, the reasoning split, text.
+        stream.finish(continuous=self.continuous_usage)
+
+    def settle(self, record: RequestRecord) -> None:
+        """The tokenizer's per-event counts for a record whose server sent no per-event usage (on the
+        caller's thread, off the token path: see engine.measure.tokens)."""
+        if record.chunk_texts is None:
+            return
+        counter = self.counter.get() if self.counter is not None else None
+        if counter is not None:
+            provisional = (list(record.chunk_tokens), record.token_count_source)
+            try:
+                settle_counts(record, counter)
+            except Exception:  # a tokenizer that fails on this text: keep the provisional counts
+                record.chunk_tokens, record.token_count_source = provisional
+                counter = None
+        if counter is not None:
+            kinds = record.extra.pop("chunk_kinds", None)
+            if kinds is not None and record.reasoning_method not in (None, "per-chunk usage"):
+                record.chunk_reasoning_tokens = None
+                split_reasoning(record, record.extra.pop("chunk_reasoning", [None] * len(kinds)), kinds,
+                                continuous=self.continuous_usage)
+        record.chunk_texts = None
+        record.extra.pop("chunk_kinds", None)
+        record.extra.pop("chunk_reasoning", None)
+
+    def live_counter(self):
+        counter = self.counter.ready if self.counter is not None else None
+        return counter.count if counter is not None else None
+
+
+class _Stream:
+    """One response's events, decoded as they arrive (engine/engines/sse.py splits the bytes)."""
+
+    __slots__ = ("api", "record", "on_chunk", "parts", "reasoning_parts", "texts", "last_completion",
+                 "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage", "saw_usage")
+
+    def __init__(self, api: str, record: RequestRecord, on_chunk: ChunkSink):
+        self.api, self.record, self.on_chunk = api, record, on_chunk
+        self.parts: list[str] = []
+        self.reasoning_parts: list[str] = []
+        self.texts: list[str] = []  # each event's reasoning + answer text, to count tokens by
+        self.last_completion = 0
+        self.last_reasoning = 0
         # Per chunk: reasoning tokens from the server's cumulative usage details (exact), or None
         # where it gave none; and which text fields the chunk carried (for the fallback split).
-        chunk_reasoning: list[int | None] = []
-        chunk_kinds: list[int] = []  # bit 1: reasoning text, bit 2: answer text
-        async with self.client.stream("POST", path, json=payload) as resp:
-            if resp.status_code != 200:
-                body = (await resp.aread())[:300].decode("utf-8", "replace")
-                if resp.status_code in (400, 422) and self.continuous_usage and "usage" in body.lower():
-                    # A server that rejects continuous usage stats: retry once without them.
-                    self.continuous_usage = False
-                    record.st_ns = time.perf_counter_ns()
-                    return await self._generate(request, record, on_chunk)
-                record.error = f"HTTP {resp.status_code}: {_one_line(body)}"
-                return
-            async for line in resp.aiter_lines():
-                if not line or line.startswith(":"):
-                    continue
-                data = line.removeprefix("data:").strip()
-                if data == "[DONE]":
-                    break
-                now = time.perf_counter_ns()
-                try:
-                    event = json.loads(data)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                if "error" in event and not event.get("choices"):
-                    record.error = _one_line(str(event["error"]))
-                    return
-                usage = event.get("usage") or None
-                choices = event.get("choices")
-                if choices:
-                    choice = choices[0]
-                    reasoning = ""
-                    if self.api == "chat":
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content") or ""
-                        # vLLM's reasoning parsers: `reasoning` (new) or `reasoning_content` (older, DeepSeek's API).
-                        reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
-                    else:
-                        text = choice.get("text") or ""
-                    if usage and usage.get("completion_tokens") is not None:
-                        tokens = int(usage["completion_tokens"]) - last_completion_tokens
-                        last_completion_tokens = int(usage["completion_tokens"])
-                        cumulative = _reasoning_tokens(usage)
-                        if cumulative is not None:
-                            chunk_reasoning.append(cumulative - last_reasoning_tokens)
-                            last_reasoning_tokens = cumulative
-                        else:
-                            chunk_reasoning.append(None)
-                    else:
-                        tokens = 1 if (text or reasoning) else 0
-                        chunk_reasoning.append(None)
-                    record.chunk_ns.append(now)
-                    record.chunk_tokens.append(tokens)
-                    chunk_kinds.append((1 if reasoning else 0) | (2 if text else 0))
-                    if text:
-                        parts.append(text)
-                        if record.first_answer_ns is None:
-                            record.first_answer_ns = now
-                    if reasoning:
-                        reasoning_parts.append(reasoning)
-                    on_chunk(Chunk(now, text, tokens, reasoning))
-                    if choice.get("finish_reason"):
-                        record.finish_reason = choice["finish_reason"]
-                if usage:
-                    if usage.get("completion_tokens") is not None:
-                        record.reported_output_tokens = int(usage["completion_tokens"])
-                    if usage.get("prompt_tokens") is not None:
-                        record.input_tokens = int(usage["prompt_tokens"])
-                    details = usage.get("prompt_tokens_details")
-                    if isinstance(details, dict) and details.get("cached_tokens") is not None:
-                        record.cached_tokens = int(details["cached_tokens"])
-                    if not choices and _reasoning_tokens(usage) is not None:
-                        record.reported_reasoning_tokens = _reasoning_tokens(usage)
-        # After the last chunk (nothing here delays a timestamp): the reasoning/answer split.
-        split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=self.continuous_usage)
-        record.reasoning_text = "".join(reasoning_parts)
-        record.text = "".join(parts)
+        self.chunk_reasoning: list[int | None] = []
+        self.chunk_kinds: list[int] = []  # bit 1: reasoning text, bit 2: answer text
+        self.all_usage = True  # every event that carried text carried the server's cumulative usage
+        self.saw_usage = False
+
+    def event(self, data: bytes, now: int) -> bool:
+        """Handle one event's data; True at the end of the stream ([DONE] or an error)."""
+        if data == b"[DONE]":
+            return True
+        try:
+            event = _decode(data)
+        except ValueError:
+            try:  # lenient: raw control characters inside strings (json's strict=False)
+                event = _LENIENT.decode(data.decode("utf-8", "replace"))
+            except ValueError:
+                return False
+        if not isinstance(event, dict):
+            return False
+        record = self.record
+        choices = event.get("choices")
+        if not choices and ("error" in event or event.get("object") == "error"):
+            record.error = error_message(event) or "the server reported an error without a message"
+            record.error_kind = "stream"
+            return True
+        usage = event.get("usage") or None
+        if choices:
+            choice = choices[0]
+            reasoning = ""
+            if self.api == "chat":
+                delta = choice.get("delta") or {}
+                text = delta.get("content") or ""
+                # vLLM's reasoning parsers: `reasoning` (new) or `reasoning_content` (older, DeepSeek's API).
+                reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
+            else:
+                text = choice.get("text") or ""
+            if usage and usage.get("completion_tokens") is not None:
+                cumulative = int(usage["completion_tokens"])
+                tokens = cumulative - self.last_completion
+                self.last_completion = cumulative
+                exact = self.saw_usage = True
+                cumulative_reasoning = _reasoning_tokens(usage)
+                if cumulative_reasoning is not None:
+                    self.chunk_reasoning.append(cumulative_reasoning - self.last_reasoning)
+                    self.last_reasoning = cumulative_reasoning
+                else:
+                    self.chunk_reasoning.append(None)
+            elif text or reasoning:
+                tokens = 1  # provisional: settled after the stream
+                exact = self.all_usage = False
+                self.chunk_reasoning.append(None)
+            else:  # an event with nothing in it (a role-only first event) carries no token
+                tokens, exact = 0, True
+                self.chunk_reasoning.append(None)
+            record.chunk_ns.append(now)
+            record.chunk_tokens.append(tokens)
+            self.chunk_kinds.append((1 if reasoning else 0) | (2 if text else 0))
+            self.texts.append(reasoning + text if reasoning else text)
+            if text:
+                self.parts.append(text)
+                if record.first_answer_ns is None:
+                    record.first_answer_ns = now
+            if reasoning:
+                self.reasoning_parts.append(reasoning)
+            if record.first_content_ns is None and (text or reasoning):
+                record.first_content_ns = now
+            self.on_chunk(Chunk(now, text, tokens, reasoning, exact))
+            if choice.get("finish_reason"):
+                record.finish_reason = choice["finish_reason"]
+        if usage:
+            if usage.get("completion_tokens") is not None:
+                record.reported_output_tokens = int(usage["completion_tokens"])
+            if usage.get("prompt_tokens") is not None:
+                record.input_tokens = int(usage["prompt_tokens"])
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and details.get("cached_tokens") is not None:
+                record.cached_tokens = int(details["cached_tokens"])
+            if not choices and _reasoning_tokens(usage) is not None:
+                record.reported_reasoning_tokens = _reasoning_tokens(usage)
+        return False
+
+    def finish(self, *, continuous: bool) -> None:
+        record = self.record
+        if self.all_usage and self.saw_usage and record.chunk_ns:
+            record.token_count_source = "usage"
+        elif record.chunk_ns:
+            # No per-event usage: the final usage spread over the events, or one per event, for now;
+            # Engine.settle refines it with the tokenizer off the token path.
+            record.chunk_texts = self.texts
+            settle_counts(record, None)
+            record.extra["chunk_kinds"] = self.chunk_kinds
+            record.extra["chunk_reasoning"] = list(self.chunk_reasoning)
+        split_reasoning(record, self.chunk_reasoning, self.chunk_kinds, continuous=continuous)
+        record.reasoning_text = "".join(self.reasoning_parts)
+        record.text = "".join(self.parts)
 
 
-def _load_tokenizer(name: str):
-    """A Hugging Face tokenizer from a local folder or the local cache (never downloaded), or None."""
+def error_message(body: bytes | str | dict) -> str:
+    """The server's own message from an error body or event, whatever its shape: OpenAI's
+    `{"error": {"message", "type", "code"}}`, `{"error": "text"}`, vLLM's older
+    `{"object": "error", "message", "type", "code"}`, FastAPI's `{"detail": ...}`, or plain text.
+    One line, at most 300 characters; "" for an empty body."""
+    obj: object = body
+    if isinstance(body, (bytes, str)):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        try:
+            obj = json.loads(text, strict=False)
+        except ValueError:
+            return _one_line(text, 300)
+    if not isinstance(obj, dict):
+        return _one_line(str(obj), 300)
+    err = obj.get("error")
+    source = err if isinstance(err, dict) else obj
+    if isinstance(err, str) and err:
+        message = err
+    elif isinstance(source.get("message"), str) and source.get("message"):
+        message = source["message"]
+    elif obj.get("detail") is not None:
+        detail = obj["detail"]
+        message = detail if isinstance(detail, str) else json.dumps(detail)
+    elif err is not None:
+        message = json.dumps(err)
+    else:
+        message = json.dumps(obj)
+    extra = [str(source[k]) for k in ("type", "code") if isinstance(source, dict) and source.get(k) not in (None, "")]
+    if extra:
+        message = f"{message} ({', '.join(extra)})"
+    return _one_line(message, 300)
+
+
+def _load_tokenizer(folder: str):
+    """A Hugging Face tokenizer from a local folder (never downloaded), or None."""
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except Exception:
         return None
 
@@ -333,7 +481,9 @@ def split_reasoning(record: RequestRecord, chunk_reasoning: list[int | None], ch
         it carried (reasoning vs content); exact except a chunk carrying both, split in half;
       * "final usage totals": only the final usage's reasoning_tokens — exact totals, per-chunk
         split estimated from the text fields;
-      * "chunk count (estimate)": no counts at all — one token per non-empty chunk.
+      * "tokenizer (estimate)": no counts at all — the tokenizer's count of each chunk's text;
+      * "chunk count (estimate)": no counts at all and no tokenizer — one token per non-empty chunk
+        (or the final usage spread over the chunks).
     A response with no reasoning text and no reasoning count is left as "no reasoning" (None)."""
     saw_text = any(k & 1 for k in chunk_kinds)
     exact = [r for r in chunk_reasoning if r is not None]
@@ -356,9 +506,11 @@ def split_reasoning(record: RequestRecord, chunk_reasoning: list[int | None], ch
     record.chunk_reasoning_tokens = split
     if record.reported_reasoning_tokens is not None:
         record.reasoning_method = "final usage totals"
-    elif continuous and any(r is None for r in chunk_reasoning) and record.reported_output_tokens is not None \
-            and sum(record.chunk_tokens) == record.reported_output_tokens:
+    elif continuous and record.token_count_source == "usage" and any(r is None for r in chunk_reasoning) \
+            and record.reported_output_tokens is not None and sum(record.chunk_tokens) == record.reported_output_tokens:
         record.reasoning_method = "per-chunk usage + text"
+    elif record.token_count_source == "tokenizer":
+        record.reasoning_method = "tokenizer (estimate)"
     else:
         record.reasoning_method = "chunk count (estimate)"
 
@@ -378,5 +530,5 @@ def _reason(exc: BaseException) -> str:
     return _one_line(text) or type(exc).__name__
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
+def _one_line(text: str, limit: int = 200) -> str:
+    return " ".join(text.split())[:limit]

@@ -35,6 +35,8 @@ class SyntheticOverheadEngine(Engine):
                 await asyncio.sleep(max(0.0, ahead))
         record.reported_output_tokens = request.max_tokens
         record.finish_reason = "length"
+        record.token_count_source = "engine"
+        record.first_content_ns = record.chunk_ns[0] if record.chunk_ns else None
 
     async def close(self) -> None:
         return None

@@ -219,17 +219,21 @@ class VllmEngine(Engine):
                 chunk_ids.append(completion.token_ids)
             if completion.text:
                 parts.append(completion.text)
+                if record.first_content_ns is None:
+                    record.first_content_ns = now
             on_chunk(Chunk(now, completion.text or "", n))
             if output.finished:
                 record.finish_reason = completion.finish_reason
                 finished = True
         record.text = "".join(parts)
         record.reported_output_tokens = total
+        record.token_count_source = "engine"
         if not finished or record.finish_reason not in ("stop", "length"):
             # Ended by the engine (shutting down, Ctrl-C reaching its process, an engine error): what
             # streamed is kept, but it is not a finished request, so it counts in no metric.
             record.aborted = record.finish_reason in (None, "abort")
             record.error = f"the engine ended the request before it finished ({record.finish_reason or 'no reason'})"
+            record.error_kind = "aborted" if record.aborted else "engine"
         if self.reasoning_parser is not None:
             split_reasoning_ids(record, chunk_ids, self.reasoning_parser)
 

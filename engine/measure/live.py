@@ -1,4 +1,5 @@
-"""Live gauge maths for one streaming request, and a sanitiser for model output shown on a terminal.
+"""Live gauge maths for one streaming request (model output is made safe for a terminal by
+engine/terminal_text.py, the one place that strips control characters).
 
 `LiveMeter.feed(chunk)` is called on the engine thread for every chunk: it only appends to a
 buffer under a lock (cheap, so the engine's timestamps are never delayed). The UI calls
@@ -9,19 +10,22 @@ Definitions follow vLLM's (engine/measure/metrics.py): TTFT = first chunk - st; 
 successive chunks; TPOT = (last chunk - first chunk) / (tokens - 1); the request's TPS is the
 article's batch-1 TPS, tokens / elapsed (E2EL once finished). While a request streams, `st` is the
 moment the UI handed it to the engine (a few microseconds before the engine's own `st`);
-`finish(st_ns=record.st_ns)` switches to the engine's exact `st`, so the final gauges equal the
-stored metrics.
+`finish(record=record)` switches to the engine's exact `st` and to the record's final per-chunk token
+counts (engine.measure.tokens: a server without per-event usage is counted after the request), so
+the final gauges equal the stored metrics. While a request streams, a chunk whose count is
+provisional (Chunk.exact False) is counted with `count` (the model's tokenizer, on the UI thread
+that takes the snapshot) when one is given; the snapshot says when the count is an estimate.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.types import Chunk
+from engine.measure.tokens import is_estimated
+from engine.types import Chunk, RequestRecord
 
 NS = 1_000_000_000
 
@@ -44,6 +48,13 @@ class LiveSnapshot:
     reasoning: bool = False
     ttfo_s: float | None = None
     reasoning_tokens: int = 0
+    # How the tokens were counted (engine.measure.tokens.SOURCES; known once done) and whether the
+    # count is an estimate (provisional counts while streaming, or an estimated final count).
+    token_source: str | None = None
+    estimated: bool = False
+    # Once done: "asked N, got M" when a request that enforced its length stopped early.
+    stopped_early: tuple[int, int] | None = None
+    finish_reason: str | None = None
 
     @property
     def decode_rate(self) -> float | None:
@@ -63,12 +74,15 @@ class _Totals:
     reasoning_tokens: int = 0  # tokens of chunks that carried reasoning text only
     reasoning_seen: bool = False
     first_answer_ns: int | None = None
+    provisional: bool = False  # some chunk's count was not the server's/engine's
+    times: list[int] = field(default_factory=list)  # every chunk's arrival, to recount at the end
 
 
 class LiveMeter:
     """Thread-safe accumulator of one request's chunks (or a sequence of requests: call begin())."""
 
-    def __init__(self, window_s: float = 1.0, bucket_s: float = 0.25, max_series: int = 240):
+    def __init__(self, window_s: float = 1.0, bucket_s: float = 0.25, max_series: int = 240, count=None):
+        self.count = count  # text -> tokens for provisional chunks (a tokenizer), or None
         self.window_ns = int(window_s * NS)
         self.bucket_ns = int(bucket_s * NS)
         self.max_series = max_series
@@ -92,20 +106,55 @@ class LiveMeter:
             self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
             self.end_ns: int | None = None
             self.done = False
+            self.token_source: str | None = None
+            self.stopped_early: tuple[int, int] | None = None
+            self.finish_reason: str | None = None
             self._t = _Totals()
             self._text: list[str] = []
             self._window: deque[tuple[int, int]] = deque()
             self._window_tokens = 0
 
-    def finish(self, st_ns: int | None = None, end_ns: int | None = None) -> None:
+    def finish(self, st_ns: int | None = None, end_ns: int | None = None, record: RequestRecord | None = None) -> None:
         """The request ended: freeze the clock at its last chunk (or now); optionally take the
-        engine's exact `st`."""
+        engine's exact `st`. With the finished `record`, its final per-chunk token counts replace the
+        live ones (when the meter saw every chunk), so the final gauges equal the stored figures."""
         with self._state:
             self._drain()
+            if record is not None:
+                st_ns = st_ns or record.st_ns
             if st_ns:
                 self.st_ns = st_ns
+            if record is not None:
+                self._recount(record)
             self.end_ns = end_ns or self._t.last_ns or time.perf_counter_ns()
             self.done = True
+
+    def _recount(self, record: RequestRecord) -> None:
+        t = self._t
+        self.token_source = record.token_count_source
+        self.finish_reason = record.finish_reason
+        request = record.request
+        asked = getattr(request, "max_tokens", None) if getattr(request, "enforce_length", False) else None
+        if record.success and asked is not None and record.output_tokens < asked:
+            self.stopped_early = (asked, record.output_tokens)
+        counts = list(record.chunk_tokens)
+        if len(counts) != len(t.times):
+            return
+        t.provisional = False
+        t.tokens = record.output_tokens  # what TPOT and TPS are stored with
+        if record.reasoning_tokens is not None:
+            t.reasoning_tokens = record.reasoning_tokens
+        t.buckets = []
+        self._window.clear()
+        self._window_tokens = 0
+        for t_ns, k in zip(t.times, counts):
+            b = max(0, (t_ns - self.st_ns) // self.bucket_ns)
+            if b >= len(t.buckets):
+                t.buckets.extend([0] * (b + 1 - len(t.buckets)))
+            t.buckets[b] += k
+            if k:
+                self._window.append((t_ns, k))
+                self._window_tokens += k
 
     def _drain(self) -> None:
         with self._lock:
@@ -114,8 +163,18 @@ class LiveMeter:
             return
         t = self._t
         texts = self._text
+        count = self.count
         for c in new:
             texts.append(c.text)
+            t.times.append(c.t_ns)
+            tokens = c.tokens
+            if not c.exact:
+                t.provisional = True
+                if count is not None:
+                    try:
+                        tokens = count(c.reasoning + c.text)
+                    except Exception:  # a tokenizer that fails on this text: the provisional count
+                        pass
             if t.first_ns is None:
                 t.first_ns = c.t_ns
             elif t.last_ns is not None:
@@ -124,21 +183,21 @@ class LiveMeter:
                 t.itl_count += 1
                 t.itl_last_ns = gap
             t.last_ns = c.t_ns
-            t.tokens += c.tokens
+            t.tokens += tokens
             t.chunks += 1
             if c.reasoning:
                 t.reasoning_seen = True
                 if not c.text:
-                    t.reasoning_tokens += c.tokens
+                    t.reasoning_tokens += tokens
             if c.text and t.first_answer_ns is None:
                 t.first_answer_ns = c.t_ns
             b = max(0, (c.t_ns - self.st_ns) // self.bucket_ns)
             if b >= len(t.buckets):
                 t.buckets.extend([0] * (b + 1 - len(t.buckets)))
-            t.buckets[b] += c.tokens
-            if c.tokens:
-                self._window.append((c.t_ns, c.tokens))
-                self._window_tokens += c.tokens
+            t.buckets[b] += tokens
+            if tokens:
+                self._window.append((c.t_ns, tokens))
+                self._window_tokens += tokens
 
     def snapshot(self, now_ns: int | None = None) -> LiveSnapshot:
         with self._state:
@@ -188,53 +247,8 @@ class LiveMeter:
             reasoning=t.reasoning_seen,
             ttfo_s=(t.first_answer_ns - self.st_ns) / NS if t.reasoning_seen and t.first_answer_ns is not None else None,
             reasoning_tokens=t.reasoning_tokens,
+            token_source=self.token_source,
+            estimated=t.provisional or is_estimated(self.token_source),
+            stopped_early=self.stopped_early if self.done else None,
+            finish_reason=self.finish_reason if self.done else None,
         )
-
-
-# -- terminal safety ------------------------------------------------------------
-_ESCAPES = re.compile(
-    r"""
-    \x1b\[[0-?]*[ -/]*[@-~]                # CSI ... final byte (colours, cursor moves)
-  | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)      # OSC ... BEL or ST (titles, hyperlinks)
-  | \x1b[PX^_][^\x1b]*\x1b\\               # DCS / SOS / PM / APC ... ST
-  | \x1b[@-Z\\-_]                          # two-byte escapes
-  | \x9b[0-?]*[ -/]*[@-~]                  # 8-bit CSI
-    """,
-    re.VERBOSE,
-)
-# C0 controls except \t and \n, DEL, C1 controls.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_INCOMPLETE_TAIL = re.compile(r"(?:\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*)?|\x9b[0-?]*[ -/]*)$")
-
-
-def clean_text(text: str, tab: str = "    ") -> str:
-    """Model output made safe for a terminal: escape sequences removed, control characters
-    dropped (\\r too: it would overwrite the line), tabs expanded. Markup is not touched here —
-    render the result as plain text (rich.text.Text), never as markup."""
-    if not text:
-        return text
-    text = _ESCAPES.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\t", tab)
-    return _CONTROLS.sub("", text)
-
-
-class StreamSanitizer:
-    """`clean_text` for a stream: an escape sequence split across chunks is held back until it
-    completes (at most `max_hold` characters), so no half of it leaks onto the screen."""
-
-    def __init__(self, max_hold: int = 64):
-        self._hold = ""
-        self.max_hold = max_hold
-
-    def feed(self, text: str) -> str:
-        text = self._hold + text
-        self._hold = ""
-        m = _INCOMPLETE_TAIL.search(text)
-        if m and m.start() < len(text) and len(text) - m.start() <= self.max_hold:
-            self._hold = text[m.start():]
-            text = text[: m.start()]
-        return clean_text(text)
-
-    def flush(self) -> str:
-        text, self._hold = self._hold, ""
-        return clean_text(text)

@@ -13,7 +13,11 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1, stream=None) -> int:
-    print(f"tokentop: error: {message}", file=stream or sys.stderr)
+    """One line on stderr, `tokentop: error: ...`; the message may quote outside text (a server's
+    reply, a bundle's content), so it passes engine.terminal_text.safe_text first."""
+    from engine.terminal_text import safe_text
+
+    print(f"tokentop: error: {safe_text(str(message))}", file=stream or sys.stderr)
     return code
 
 
@@ -39,10 +43,10 @@ def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     g.add_argument("--endpoint", default=d(None), help="server URL for --engine openai, e.g. http://127.0.0.1:8000")
     g.add_argument("--api", choices=["chat", "completions"], default=d("chat"),
                    help="OpenAI API to call with --engine openai (default: chat)")
-    g.add_argument("--tokenizer", default=d(None), metavar="PATH",
-                   help="the model's tokenizer (a local folder, or a model id in the Hugging Face cache) for "
-                        "token-exact workloads against --engine openai; default: the served model's folder when "
-                        "it is on this machine, else the model id in the cache")
+    g.add_argument("--tokenizer", default=d(None), metavar="NAME_OR_PATH",
+                   help="the model's tokenizer (a local folder or a model id in the local Hugging Face cache; "
+                        "never downloaded), to count tokens when a server sends no per-event usage; "
+                        "default: the served model id when it is one")
     g.add_argument("--dtype", default=d("auto"), help="vLLM dtype (default: auto)")
     g.add_argument("--tensor-parallel-size", "-tp", type=positive_int, default=d(1), help="vLLM tensor parallel size")
     g.add_argument("--pipeline-parallel-size", "-pp", type=positive_int, default=d(1), help="vLLM pipeline parallel size")
@@ -96,11 +100,11 @@ def engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         model=args.model,
         endpoint=args.endpoint,
         api=args.api,
+        tokenizer=getattr(args, "tokenizer", None),
         dtype=args.dtype,
         tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         extra_args=parse_engine_args(args.engine_arg),
-        tokenizer=getattr(args, "tokenizer", None),
         where=where_options(args),
     )
 

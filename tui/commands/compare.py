@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
 
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         }))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(110, Console(file=sys.stdout).width))
+    results = safe_display(results)
     if workloads_differ(results):
         console.print(Text("≠ these runs ran different workloads: " + "; ".join(
             f"{rc.run_id}: {rc.workload}" for rc in results) + " — their figures do not compare one to one",
@@ -177,6 +179,7 @@ def run_views(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(result.to_dict()), default=str))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(80, Console(file=sys.stdout).width))
+    result = safe_display(result)  # stored runs and price replies: outside text, shown on a terminal
     if args.matrix:
         print_matrix(console, result)
     elif slo is not None:

@@ -9,6 +9,8 @@ import threading
 
 from engine.measure.metrics import json_safe
 from engine.workloads import DATASET_NAMES
+from engine.measure.metrics import failure_note, json_safe
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -187,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     _sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
+        note = lambda m: print(f"tokentop: {safe_text(str(m))}", file=err, flush=True)  # noqa: E731
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)
@@ -234,11 +236,16 @@ def run(args: argparse.Namespace) -> int:
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
                    "levels": rows,
+                   # levels where requests failed, each with its failure rate and kinds (also in `levels`)
+                   "levels_with_failures": [{"label": r.get("label"), "run_id": r.get("run_id"),
+                                             "failed": r.get("failed"), "failure_rate": r.get("failure_rate"),
+                                             "failures_by_kind": r.get("failures_by_kind"),
+                                             "note": failure_note(r)} for r in rows if r.get("failed")],
                    "client_health": [r.summary.get("client_health") for r in outcome.levels],
                    "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            _print_table(rows, spec, outcome, roof, term.stdout, roof_note)
+            _print_table(safe_display(rows), spec, outcome, roof, term.stdout, roof_note)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)
@@ -257,7 +264,9 @@ def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
 
 
 def _level_line(res: dict, status: str) -> str:
-    line = (f"  {res.get('label')}: {status}, {res.get('completed', 0)} ok / {res.get('failed', 0)} failed, "
+    failed = int(res.get("failed") or 0)
+    rate = f" ({100 * res['failure_rate']:.0f} %)" if failed and res.get("failure_rate") else ""
+    line = (f"  {res.get('label')}: {status}, {res.get('completed', 0)} ok / {failed} failed{rate}, "
             f"{_f(res.get('request_throughput'), '{:.2f}')} req/s, {_f(res.get('output_throughput'))} tok/s, "
             f"TTFT p50 {_f(res.get('p50_ttft_ms'), '{:.0f}')} ms p99 {_f(res.get('p99_ttft_ms'), '{:.0f}')} ms")
     if res.get("request_goodput") is not None:
@@ -276,7 +285,9 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     cols += ["J/tok", "run"]
     table = []
     for r in rows:
-        line = [r.get("label"), str(r.get("completed", 0)), str(r.get("failed", 0)),
+        failed = int(r.get("failed") or 0)
+        fail = f"{failed} ({100 * r['failure_rate']:.0f}%) !" if failed and r.get("failure_rate") else str(failed)
+        line = [r.get("label"), str(r.get("completed", 0)), fail,
                 _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
                 _f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None, "{:.0f}"),
                 _f(r.get("max_output_tokens_per_s"), "{:.0f}"), _f(r.get("p50_ttft_ms"), "{:.0f} ms"),
@@ -290,6 +301,27 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)), file=out)
     for row in table:
         print("  ".join(x.ljust(w) for x, w in zip(row, widths)), file=out)
+    for r in rows:  # a level with failures is flagged, with how its requests failed
+        note = failure_note(r)
+        if note:
+            print(f"! {r.get('label')}: {note}", file=out)
+    early = [r for r in rows if r.get("stopped_early")]
+    for r in early:
+        print(f"! {r.get('label')}: {r['stopped_early']} request(s) stopped early (fewer tokens than enforced)", file=out)
+    from tui.format import token_source_line
+
+    s2f = [r for r in rows if r.get("p99_schedule_to_finish_ms") is not None]
+    if s2f:
+        print("schedule-to-finish (scheduled send to last token, the client's queue included):", file=out)
+        for r in s2f:
+            print(f"  {r.get('label')}: p50 {_f(r.get('p50_schedule_to_finish_ms'), '{:.0f}')} / p90 "
+                  f"{_f(r.get('p90_schedule_to_finish_ms'), '{:.0f}')} / p99 "
+                  f"{_f(r.get('p99_schedule_to_finish_ms'), '{:.0f}')} ms (E2EL p99 "
+                  f"{_f(r.get('p99_e2el_ms'), '{:.0f}')} ms)", file=out)
+    for r in rows:
+        line = token_source_line(r)
+        if line:
+            print(f"{r.get('label')}: {line}", file=out)
     print(f"stopped: {outcome.stop_reason}", file=out)
     for line in workload_lines(rows, spec):
         print(line, file=out)

@@ -26,6 +26,7 @@ from textual_plotext import PlotextPlot
 from tui.commands.common import positive_int
 from textual.message import Message
 
+from engine.terminal_text import safe_display, safe_text
 from tui.widgets.fields import NumberField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
@@ -312,8 +313,12 @@ class LoadScreen(Screen):
         r = dict(run.summary.get("overall", {}))
         self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
         goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
+        failed = int(r.get("failed") or 0)
+        # A level with failures is flagged: its failure rate in red here, how they failed in the status line.
+        failed_cell = Text(f"{failed} ({100 * (r.get('failure_rate') or 0):.0f}%)" if failed else "0",
+                           style="bold red" if failed else "")
         self.query_one("#load-table", PagedTable).add_data_row([
-            Text(str(r.get("label", ""))), str(r.get("completed", 0)), str(r.get("failed", 0)),
+            Text(str(r.get("label", ""))), str(r.get("completed", 0)), failed_cell,
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
             _f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None, "{:.0f}"),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
@@ -336,8 +341,16 @@ class LoadScreen(Screen):
         if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
             self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
                         timeout=10)
+        from engine.measure.metrics import failure_note
+
         word = "stopped" if result.stopped else "done"
-        self._set_status(f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}")
+        status = f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}"
+        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
+        if flagged:  # levels whose requests failed: flagged here, how they failed in a notification
+            status = f"! failures at {', '.join(str(label) for label, _n in flagged)} · " + status
+            self.notify("\n".join(f"{label}: {note}" for label, note in flagged), severity="warning",
+                        title="Requests failed", markup=False, timeout=10)
+        self._set_status(status)
         if self.finished:
             self.load_frontier([f["run_id"] for f in self.finished])
         gpu = getattr(self.session, "gpu", None)
@@ -345,7 +358,7 @@ class LoadScreen(Screen):
             self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _set_status(self, text: str) -> None:
-        self.last_message = text
+        self.last_message = text = safe_text(text)  # quotes a server's error
         self.query_one("#load-status", Label).update(Text(text))
 
     # -- the priced frontier of the sweep just run -------------------------------------------------
@@ -354,7 +367,7 @@ class LoadScreen(Screen):
         from data.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+            self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))
         except Exception:
             pass  # the sweep's own chart stays; Compare (m) shows the frontier too
 

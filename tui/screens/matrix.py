@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
+from engine.terminal_text import safe_display
 from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
 from tui.widgets.frontier_chart import draw_frontier
@@ -129,7 +130,7 @@ class CompareMatrixScreen(Screen):
         from data.matrix import build_matrix
 
         try:
-            self.post_message(self.MatrixLoaded(build_matrix(self.store, now=self.fixed_now)))
+            self.post_message(self.MatrixLoaded(safe_display(build_matrix(self.store, now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("matrix", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -139,7 +140,8 @@ class CompareMatrixScreen(Screen):
         from engine.load import parse_slo
 
         try:
-            self.post_message(self.SloLoaded(cost_at_slo(self.store, parse_slo(text), percentile, now=self.fixed_now)))
+            self.post_message(self.SloLoaded(safe_display(cost_at_slo(self.store, parse_slo(text), percentile,
+                                                                      now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("slo", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -148,7 +150,7 @@ class CompareMatrixScreen(Screen):
         from data.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierLoaded(build_frontier(self.store, percentile, now=self.fixed_now)))
+            self.post_message(self.FrontierLoaded(safe_display(build_frontier(self.store, percentile, now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("frontier", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -219,7 +221,7 @@ class CompareMatrixScreen(Screen):
     @on(Failed)
     def _failed(self, message: Failed) -> None:
         target = {"matrix": "#matrix-legend", "slo": "#slo-note", "frontier": "#matrix-legend"}[message.what]
-        self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {message.reason}"))
+        self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {safe_display(message.reason)}"))
 
     @on(Input.Submitted)
     def _slo_submitted(self) -> None:

@@ -19,8 +19,9 @@ from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.measure.metrics import itl_gaps_s
-from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, fmt_date, model_name,
-                        reasoning_line, where_line)
+from engine.terminal_text import safe_display
+from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, failures_line, fmt_date,
+                        model_name, reasoning_line, stream_lines, where_line)
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -98,7 +99,8 @@ class RunDetailScreen(Screen):
         if run:  # reads the model's config and weight sizes from disk: here, not on the UI thread
             roof, why_not = stored_run_roofline(run)
             roofline = roofline_text(roof, run.get("device"), why_not)
-        self.post_message(self.RunLoaded(run, requests, chunks, roofline=roofline))
+        # Stored runs may be imported: every field is outside text (engine.terminal_text).
+        self.post_message(self.RunLoaded(*safe_display((run, requests, chunks)), roofline=safe_display(roofline)))
 
     @on(RunLoaded)
     def _run_loaded(self, message: RunLoaded) -> None:
@@ -173,7 +175,12 @@ class RunDetailScreen(Screen):
         ]
         env = r.get("environment") or {}
         rows.append(("roofline", "; ".join(self.roofline)))
-        rows.append(("reasoning", reasoning_line((r.get("summary") or {}).get("overall") or {})))
+        overall = (r.get("summary") or {}).get("overall") or {}
+        rows.append(("reasoning", reasoning_line(overall)))
+        failed = [q for q in self.requests if not q.get("success")]
+        if failed:
+            rows.append(("failures", failures_line(overall, len(self.requests), len(failed), failed[0].get("error"))))
+        rows += [("stream", text) for text in stream_lines(overall, self.requests)]
         health_lines = client_health_lines(client_health_of(r))
         rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]

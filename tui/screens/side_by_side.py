@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from engine.terminal_text import safe_display
 from tui.format import case_rows, fmt_date, model_name, short, workload_name
 from tui.widgets.status_bar import StatusBar
 
@@ -112,7 +113,7 @@ class SideBySideScreen(Screen):
         except Exception as exc:
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        self.post_message(self.RunsLoaded(runs))
+        self.post_message(self.RunsLoaded(safe_display(runs)))  # stored runs: outside text
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:

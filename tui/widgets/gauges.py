@@ -36,12 +36,35 @@ def stats_table(snap: LiveSnapshot, compact: bool = False) -> Table:
         ("TPOT", _ms(snap.tpot_s)),
         ("ITL last", _ms(snap.itl_last_s)),
         ("ITL mean", _ms(snap.itl_mean_s)),
-        ("tokens", f"{snap.tokens}"),
+        # "est.": the server sent no per-event usage, so tokentop counted (tokenizer, or events).
+        ("tokens", f"{snap.tokens} est." if snap.estimated else f"{snap.tokens}"),
         ("elapsed", f"{snap.elapsed_s:.1f} s"),
     ]
+    if snap.stopped_early:  # a request that enforced its length and got fewer tokens
+        asked, got = snap.stopped_early
+        rows.append(("stopped early", f"{got} of {asked}"))
     for label, value in rows:
         table.add_row(label, Text(value))
     return table
+
+
+NOTE = "TPS = tokens / elapsed; TPOT, ITL as vLLM"
+SOURCE_NOTES = {
+    "tokenizer": "tokens: the tokenizer's estimate (no usage from the server)",
+    "events": "tokens: the number of events (no usage, no tokenizer: pass --tokenizer)",
+    "usage+spread": "tokens: the server's total, spread over its events",
+    "usage+tokenizer": "tokens: the server's total, split by the tokenizer",
+}
+
+
+def gauge_note(snap: LiveSnapshot) -> str:
+    """The note under the gauges: vLLM's definitions, and how the tokens were counted when the
+    server did not count them per event."""
+    if snap.done and snap.token_source in SOURCE_NOTES:
+        return f"{NOTE}. {SOURCE_NOTES[snap.token_source]}"
+    if snap.estimated:
+        return f"{NOTE}. tokens: counted by tokentop (no per-event usage)"
+    return NOTE
 
 
 class GaugePanel(Vertical):
@@ -63,7 +86,7 @@ class GaugePanel(Vertical):
             yield Digits("0.0", classes="gauge-digits")
         yield Static(stats_table(LiveSnapshot(), self.compact), classes="gauge-stats")
         yield Sparkline([], summary_function=max, classes="gauge-spark")
-        yield Static("TPS = tokens / elapsed; TPOT, ITL as vLLM", classes="gauge-note")
+        yield Static(NOTE, classes="gauge-note")
 
     def show(self, snap: LiveSnapshot) -> None:
         self.last = snap
@@ -72,6 +95,8 @@ class GaugePanel(Vertical):
         if not self.compact:
             self.query_one(".gauge-digits", Digits).update(f"{snap.tps_now:.1f}")
         self.query_one(".gauge-stats", Static).update(stats_table(snap, self.compact))
+        if not self.compact:
+            self.query_one(".gauge-note", Static).update(Text(gauge_note(snap)))
         spark = self.query_one(".gauge-spark", Sparkline)
         width = max(8, spark.size.width or 24)
         spark.data = list(snap.series[-width:])
