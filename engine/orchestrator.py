@@ -437,14 +437,17 @@ class Orchestrator:
         """Requests one after another (batch 1): a suite, or one interactive request."""
         self._begin_run(job, info)
         outcome = SuiteOutcome(status="completed")
+        can_reset = True
         t_begin = time.perf_counter()
         try:
             for index, request in enumerate(requests):
                 if job.stop_event.is_set():
                     outcome.status = "aborted"
                     break
-                if info.kind == "suite":
-                    self._reset_prefix_cache()  # an honest repetition: never served from the last one's cache
+                if info.kind == "suite" and can_reset:
+                    # An honest repetition: never served from the last one's cache. An engine that cannot
+                    # reset (a server outside vLLM's dev mode) is not asked again in this run.
+                    can_reset = self._reset_prefix_cache()[0]
                 self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns(),
                                          self.host.engine.live_counter()))
                 handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))

@@ -60,7 +60,6 @@ def make_engine(
     tensor_parallel_size: int = 1,
     pipeline_parallel_size: int = 1,
     extra_args: dict | None = None,
-    tokenizer: str | None = None,
     log=lambda _m: None,
 ) -> EngineChoice:
     if engine not in ENGINES:
