@@ -324,15 +324,17 @@ class Orchestrator:
     def start_suite(self, suite: Suite, reps: int | None = None, *, stop_event: threading.Event | None = None) -> Job:
         reps = reps or suite.reps
         job = self._new_job("suite", stop_event)
-        try:
-            requests = suite.requests(reps, tokens=self._tokens())
-        except BaseException:
-            with self._lock:
-                self._current = None
-            raise
-        info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests),
-                       workload=suite.workload_identity())
-        return self._launch(job, lambda: self._run_sequence(job, info, requests))
+
+        def body() -> JobFinished:
+            try:  # a dataset suite samples its file here, on the job's thread (with the engine's tokenizer)
+                requests = suite.requests(reps, tokens=self._tokens() if suite.dataset is not None else None)
+            except BadRequestError as exc:
+                return JobFinished(job.job_id, job.kind, "failed", (), error=str(exc))
+            info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests),
+                           workload=suite.workload_identity())
+            return self._run_sequence(job, info, requests)
+
+        return self._launch(job, body)
 
     def _tokens(self):
         from engine.load import engine_tokens
