@@ -84,6 +84,12 @@ class RequestRow:
     # Client self-check: lateness against the schedule, and the wait on the concurrency limit.
     send_lag_ms: float | None = None
     queue_wait_ms: float | None = None
+    # Workloads (schema 007): the conversation and turn, the prompt length asked for, cached prompt tokens.
+    conversation_id: int | None = None
+    turn_index: int | None = None
+    target_input_tokens: int | None = None
+    cached_tokens: int | None = None
+    prompt_form: str | None = None
     # Schema 006: how tokens were counted, first content, stopping early, failures, schedule-to-finish.
     token_count_source: str | None = None
     ttfc_ms: float | None = None
@@ -276,11 +282,12 @@ class Store:
         dtype: str | None = None,
         label: str | None = None,
         run_id: str | None = None,
+        workload: dict[str, Any] | None = None,
     ) -> str:
         """Insert a 'running' run row; returns its id."""
         run_id, params = run_row_params(
             kind=kind, engine=engine, model=model, environment=environment, suite=suite, suite_json=suite_json,
-            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id,
+            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id, workload=workload,
         )
         with self.connection() as con:
             insert_run(con, params)
@@ -316,6 +323,7 @@ class Store:
                    r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
                    TRY_CAST(json_extract_string(r.suite_json, '$.load.max_concurrency') AS INTEGER) AS max_concurrency,
                    json_extract_string(r.suite_json, '$.load.request_rate') AS request_rate,
+                   r.workload_key, r.workload_label,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
                    avg(q.tps) FILTER (WHERE {counted}) AS mean_tps,
@@ -339,7 +347,7 @@ class Store:
             rows = matches
         run = rows[0]
         for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health",
-                    "failures_by_kind"):
+                    "failures_by_kind", "workload"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -387,6 +395,7 @@ def run_row_params(
     dtype: str | None = None,
     label: str | None = None,
     run_id: str | None = None,
+    workload: dict[str, Any] | None = None,
 ) -> tuple[str, list[Any]]:
     run_id = run_id or new_run_id()
     # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
@@ -422,6 +431,9 @@ def run_row_params(
         where.get("region"),
         where.get("price_per_hour_usd"),
         _json(gpus_used),
+        _json(workload),
+        (workload or {}).get("key"),
+        (workload or {}).get("label"),
     ]
 
 
@@ -430,9 +442,9 @@ def insert_run(con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
         """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
                engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
                driver, environment, label, provider, provider_source, instance_id, instance_type,
-               region, price_per_hour_usd, gpus_used)
+               region, price_per_hour_usd, gpus_used, workload, workload_key, workload_label)
            VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                   ?, ?, ?, ?, ?, ?, ?)""",
+                   ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         params,
     )
 
@@ -447,6 +459,8 @@ _REQUEST_TYPES = {
     "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
     "token_count_source": "VARCHAR", "ttfc_ms": "DOUBLE", "first_chunk_empty": "BOOLEAN", "asked_tokens": "INTEGER",
     "stopped_early": "BOOLEAN", "error_kind": "VARCHAR", "http_status": "INTEGER", "schedule_to_finish_ms": "DOUBLE",
+    "conversation_id": "INTEGER", "turn_index": "INTEGER", "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER",
+    "prompt_form": "VARCHAR",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]

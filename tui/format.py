@@ -525,3 +525,10 @@ def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: 
     console.print(Text("roofline: " + lines[0]), style="" if roof else "dim")
     for line in lines[1:]:
         console.print(Text("  " + line))
+
+
+def workload_name(run: dict[str, Any]) -> str:
+    """The label of the workload a stored run ran (data.workloads: legacy runs' derived too)."""
+    from data.workloads import run_workload
+
+    return run_workload(run)[1]

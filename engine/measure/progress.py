@@ -25,6 +25,15 @@ def planned_lengths(requests) -> list[int | None]:
     return [r.max_tokens if getattr(r, "enforce_length", False) else None for r in requests]
 
 
+def workload_lengths(workload, num_prompts: int) -> list[int | None]:
+    """A load level's planned output lengths from its workload's settings, without building its requests:
+    every request's length when the workload enforces one length for all (random tokens, shared prefixes,
+    a suite with --output-len), else None (a dataset's or trace's own lengths: progress counts requests)."""
+    length = getattr(workload, "output_len", None)
+    enforced = getattr(workload, "enforce_length", False)
+    return [int(length) if length and enforced else None] * max(0, int(num_prompts))
+
+
 class TokenProgress:
     """Progress over planned requests: `finish(i)` when request i ends, `live(tokens)` for the tokens
     streamed so far by the requests still running. Units are output tokens when every planned request

@@ -59,7 +59,17 @@ def run(args: argparse.Namespace) -> int:
             if code is not None:
                 return code
             reps = args.reps or suite.reps
-            progress.begin(planned_lengths(suite.requests(reps)))
+            if suite.dataset is not None:  # sampled now, with the engine's tokenizer: bad input is exit 2
+                from engine.load import engine_tokens
+                from engine.types import BadRequestError
+
+                try:
+                    planned = suite.requests(reps, tokens=engine_tokens(session.host.engine))
+                except BadRequestError as exc:
+                    return fail(str(exc), 2, err)
+            else:
+                planned = suite.requests(reps)
+            progress.begin(planned_lengths(planned))  # the ETA counts tokens where lengths are enforced
             stop = threading.Event()
             interrupted = _stop_on_signals(stop)
             run_id, outcome, runner = session.run_suite(

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.run_ids:
             return fail("--matrix, --slo and --frontier use every run in the database: give no RUN_ID", 2)
         return run_views(args)
-    from data.compare import CompareError, compare_runs, latest_completed_run_id
+    from data.compare import CompareError, compare_runs, latest_completed_run_id, workloads_differ
     from data.prices import price_board
 
     with open_store(args) as store:
@@ -67,12 +67,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "now": board.now.isoformat(),
+            "workloads_differ": workloads_differ(results),
             "runs": [r.to_dict() for r in results],
             "providers": [s.to_dict() for s in board.statuses.values()],
         }))
         return 0
     console = _console(sys.stdout)
-    for rc in safe_display(results):
+    results = safe_display(results)
+    if workloads_differ(results):
+        console.print(Text("≠ these runs ran different workloads: " + "; ".join(
+            f"{rc.run_id}: {rc.workload}" for rc in results) + " — their figures do not compare one to one",
+            style="bold yellow"))
+        console.print()
+    for rc in results:
         print_run(console, rc)
     return 0
 
@@ -90,6 +97,8 @@ def print_run(console: Console, rc) -> None:
     where = where_text(rc)
     if where:
         console.print(Text(where))
+    if rc.workload:
+        console.print(Text(f"workload {rc.workload}"))
     if rc.per_user_tps:
         console.print(Text(f"per-user speed {rc.per_user_tps:.1f} {rc.per_user_label} (each request's tokens / E2EL "
                            "while others ran beside it): a latency figure, not a cost basis"))
@@ -191,14 +200,17 @@ def print_matrix(console: Console, matrix) -> None:
 
     for note in matrix.notes:
         console.print(Text(note))
-    for model in matrix.models():
-        console.print(Text(model, style="bold"))
+    for model, workload in matrix.groups():
+        heading = Text(model, style="bold")
+        heading.append(f" · workload {workload}", style="bold cyan")
+        console.print(heading)
         cols = _table([h for h, _w, _j in MATRIX_COLUMNS], {i: j for i, (_h, _w, j) in enumerate(MATRIX_COLUMNS)})
-        rows = [matrix_cells(row) for row in matrix.rows if row.model == model]
+        rows = [matrix_cells(row) for row in matrix.rows if row.model == model and row.workload == workload]
         # GPU and provider on every page; the columns past the terminal's width follow in a second table.
         print_table(console, cols, rows, layout="pages", fixed=2)
     if matrix.rows:
-        console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis"))
+        console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis and workload"))
+        console.print(Text("runs on different workloads are never averaged: one table per workload"))
         console.print(Text("b1: batch-1 TPS; ld: throughput under load (mean±std ·runs)"))
         console.print(Text(SOURCE_LEGEND))
         console.print(Text(MEASURED_LEGEND))
@@ -225,7 +237,9 @@ def print_slo(console: Console, result) -> None:
         console.print(Text("No load levels stored yet: run `tokentop load` first."))
     for a in result.answers:
         count = f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
-        console.print(Text(f"{a.model} · {a.gpu}{count}", style="bold"))
+        heading = Text(f"{a.model} · {a.gpu}{count}", style="bold")
+        heading.append(f" · workload {a.workload}", style="bold cyan")
+        console.print(heading)
         head = Text("  ")
         head.append(Text(a.message, style="" if a.best else "bold red"))
         if a.cheapest_overall:
@@ -258,9 +272,13 @@ def print_frontier(console: Console, frontier) -> None:
         return
     headers = list(FRONTIER_HEADERS)
     headers[4] = f"p{frontier.percentile:g} TTFT"
-    cols = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
-    cols[0] = Col(headers[0], wrap=True, min_width=12)
-    print_table(console, cols, [frontier_cells(p) for p in frontier.points], layout="pages", fixed=1)
+    for workload in frontier.workloads():  # each workload has its own fronts: never one table
+        console.print(Text(f"workload {workload}", style="bold cyan"))
+        cols = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
+        cols[0] = Col(headers[0], wrap=True, min_width=12)
+        print_table(console, cols, [frontier_cells(p) for p in frontier.points if p.level.workload == workload],
+                    layout="pages", fixed=1)
     console.print(Text("GPU tok/s: output throughput per GPU; user tok/s: mean output tokens / E2EL"))
     console.print(Text("$/1M: at the cheapest provider for that GPU (every provider in --json)"))
-    console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front"))
+    console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front "
+                       "(per model and workload)"))

@@ -93,6 +93,8 @@ def app_command(args: argparse.Namespace) -> list[str]:
         argv += ["--model", args.model]
     if args.endpoint:
         argv += ["--endpoint", args.endpoint]
+    if getattr(args, "tokenizer", None):
+        argv += ["--tokenizer", args.tokenizer]
     for pair in args.engine_arg or []:
         argv += ["--engine-arg", pair]
     return argv

@@ -1,5 +1,8 @@
-"""Load screen: pick a pattern, levels and SLOs; watch throughput, concurrency, TTFT and errors live;
-a chart of throughput and TTFT against concurrency grows as the sweep proceeds.
+"""Load screen: pick a pattern, levels, the workload (random tokens, shared prefixes, a dataset file,
+a trace, a suite; multi-turn) and SLOs; watch throughput, concurrency, TTFT and errors live; a chart of
+throughput and TTFT against concurrency grows as the sweep proceeds. Each workload's own fields show
+when it is chosen; the form's values go through the same domain rules as `tokentop load`'s options
+(data.load_runs.form_workload and load_spec).
 
 The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
 while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
@@ -18,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from textual.message import Message
@@ -32,11 +35,13 @@ from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
-# vLLM's headline figures and names first (what `vllm bench serve` prints first), latencies in ms.
+# vLLM's headline figures and names first (what `vllm bench serve` prints first), latencies in ms; the
+# prefix-cache hit rate beside throughput.
 COLUMNS = ("level", "ok", "failed", "stopped", "duration s", "in tok", "out tok", "req/s", "out tok/s", "total tok/s",
-           "TTFT mean", "TTFT med", "TTFT p99", "TPOT mean", "TPOT med", "ITL mean", "ITL med", "ITL p99",
+           "hit %", "TTFT mean", "TTFT med", "TTFT p99", "TPOT mean", "TPOT med", "ITL mean", "ITL med", "ITL p99",
            BATCH1_HEADER, PER_USER_HEADER, "goodput", "run")
 DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
+WORKLOADS = ("random", "prefix_repetition", "sharegpt", "custom", "timed_trace", "mooncake_trace", "suite")
 
 
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
@@ -77,6 +82,9 @@ class LoadScreen(Screen):
         self._final_shown = False
         self._levels_seen = 0
         self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.workload = None  # the workload of the load started here (its notes are shown when it ends)
+        self._input_len = "128"  # kept while another workload hides the random-only input length
+        self.turn_lines: list[str] = []  # TTFT p50 per turn of the last multi-turn load
         self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
@@ -91,6 +99,13 @@ class LoadScreen(Screen):
             yield Button("Start", id="load-start", variant="success", compact=True)
             yield Button("Stop", id="load-stop", variant="error", disabled=True, compact=True)
         with Horizontal(classes="load-row"):
+            yield Label("workload", classes="load-label")
+            yield Select([(k, k) for k in WORKLOADS], value="random", allow_blank=False, id="load-workload",
+                         compact=True)
+            yield Label("file", classes="load-label")
+            yield Input("", placeholder="a dataset file, or a suite (seed, TOML)", id="load-file", compact=True,
+                        disabled=True)
+        with Horizontal(classes="load-row"):
             yield Label("input len", classes="load-label")
             yield NumberField("128", placeholder="128", id="load-input-len", restrict=r"[0-9]*", compact=True)
             yield Label("output len", classes="load-label")
@@ -100,6 +115,35 @@ class LoadScreen(Screen):
             yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
             yield Label("burstiness", classes="load-label")
             yield Input("1", placeholder="1", id="load-burstiness", compact=True)
+        with Horizontal(classes="load-row", id="load-options"):
+            with Horizontal(classes="load-opts", id="opts-random"):
+                yield Label("range ratio", classes="load-label")
+                yield Input("", placeholder="0", id="load-range-ratio", compact=True)
+                yield Label("prefix len", classes="load-label")
+                yield NumberField("", placeholder="0", id="load-prefix-len", restrict=r"[0-9]*", compact=True)
+                yield Label("turns", classes="load-label")
+                yield NumberField("", placeholder="1", id="load-turns", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-prefix"):
+                yield Label("prefix", classes="load-label")
+                yield NumberField("", placeholder="256", id="load-prefix", restrict=r"[0-9]*", compact=True)
+                yield Label("suffix", classes="load-label")
+                yield NumberField("", placeholder="256", id="load-suffix", restrict=r"[0-9]*", compact=True)
+                yield Label("prefixes", classes="load-label")
+                yield NumberField("", placeholder="10", id="load-prefixes", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-sharegpt"):
+                yield Checkbox("multi-turn", id="load-multi-turn", compact=True)
+                yield Label("max turns", classes="load-label")
+                yield NumberField("", placeholder="all", id="load-max-turns", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-trace"):
+                yield Label("time ×", classes="load-label")
+                yield Input("", placeholder="file's", id="load-time-scale", compact=True)
+                yield Label("block", classes="load-label")
+                yield NumberField("", placeholder="preset", id="load-block", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-think"):
+                yield Label("think ms", classes="load-label")
+                yield Input("", placeholder="0", id="load-think", compact=True)
+            yield Label("warm-ups", classes="load-label")
+            yield NumberField("0", placeholder="0", id="load-warmups", restrict=r"[0-9]*", compact=True)
         with Horizontal(classes="load-row"):
             yield Label("SLO ms", classes="load-label")
             yield Input("", placeholder="none, e.g. ttft=500", id="load-slo", compact=True)
@@ -114,6 +158,7 @@ class LoadScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._show_workload_fields("random")
         self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
         self.query_one("#load-table", PagedTable).border_subtitle = "latencies in ms"
         runs = getattr(self.app, "runs", None)
@@ -139,13 +184,72 @@ class LoadScreen(Screen):
             return False
         return view.running or self.job is not view.job or not self._final_shown
 
+    # -- the workload's fields ---------------------------------------------------------------
+    @on(Select.Changed, "#load-workload")
+    def _workload_changed(self, event: Select.Changed) -> None:
+        self._show_workload_fields(str(event.value))
+
+    @on(Checkbox.Changed, "#load-multi-turn")
+    def _multi_turn_changed(self, event: Checkbox.Changed) -> None:
+        self._show_workload_fields(str(self.query_one("#load-workload", Select).value))
+
+    def _show_workload_fields(self, kind: str) -> None:
+        """Only the chosen workload's own fields show; input len is for random tokens only; a dataset's
+        output lengths are its own unless output len is typed."""
+        groups = {"opts-random": kind == "random", "opts-prefix": kind == "prefix_repetition",
+                  "opts-sharegpt": kind == "sharegpt", "opts-trace": kind.endswith("_trace"),
+                  "opts-think": kind == "random" or (kind == "sharegpt"
+                                                     and self.query_one("#load-multi-turn", Checkbox).value)}
+        for group, shown in groups.items():
+            self.query_one(f"#{group}").display = shown
+        file = self.query_one("#load-file", Input)
+        file.disabled = kind in ("random", "prefix_repetition")
+        file.placeholder = ("none: tokens are drawn" if file.disabled else "seed, or a suite TOML file"
+                            if kind == "suite" else "a JSON, JSONL, CSV or Parquet file")
+        trace = kind.endswith("_trace")
+        for field in ("#load-pattern", "#load-levels"):  # a trace sets its own send times
+            self.query_one(field).disabled = trace
+        self.query_one("#load-levels", Input).placeholder = "the trace's times" if trace else "1,2,4 or sweep"
+        if trace:
+            from engine.workloads.traces import PRESETS
+
+            preset = PRESETS[kind]
+            self.query_one("#load-time-scale", Input).placeholder = f"{preset['sec_multiplier']:g}"
+            self.query_one("#load-block", Input).placeholder = str(preset["chunk_hash_size"])
+        inputs = self.query_one("#load-input-len", Input)
+        if kind == "random":
+            inputs.disabled = False
+            inputs.value = inputs.value or self._input_len
+        elif not inputs.disabled:
+            self._input_len = inputs.value or self._input_len
+            inputs.value, inputs.disabled = "", True
+        inputs.placeholder = "128" if kind == "random" else "–"
+        output = self.query_one("#load-output-len", Input)
+        if kind in ("random", "prefix_repetition"):
+            if not output.value:
+                output.value = DEFAULT_OUTPUT_LEN
+            output.placeholder = DEFAULT_OUTPUT_LEN
+        else:
+            if output.value == DEFAULT_OUTPUT_LEN:
+                output.value = ""  # a dataset's, trace's or suite's own lengths, unless typed
+            output.placeholder = "file's" if kind != "suite" else "suite"
+
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
-        """The form's settings through the same domain function as `tokentop load`'s options."""
-        from data.load_runs import load_spec
+        """The form's settings through the same domain functions as `tokentop load`'s options."""
+        from data.load_runs import form_workload, load_spec
 
         def val(widget_id: str) -> str:
             return self.query_one(widget_id, Input).value.strip()
+
+        kind = str(self.query_one("#load-workload", Select).value)
+        options, suite = form_workload(
+            kind, path=val("#load-file"), range_ratio=val("#load-range-ratio"), prefix_len=val("#load-prefix-len"),
+            prefix=val("#load-prefix"), suffix=val("#load-suffix"), prefixes=val("#load-prefixes"),
+            turns=val("#load-turns") if kind == "random" else val("#load-max-turns"), think=val("#load-think"),
+            multi_turn=self.query_one("#load-multi-turn", Checkbox).value, time_scale=val("#load-time-scale"),
+            block=val("#load-block"))
+        warmups = _int(val("#load-warmups"), "warm-ups", zero=True) or 0
 
         pattern = self.query_one("#load-pattern", Select).value
         levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
@@ -153,14 +257,16 @@ class LoadScreen(Screen):
         if problem is not None:
             raise ValueError(problem)
         burstiness = float(val("#load-burstiness") or 1)
+        trace = kind.endswith("_trace")
         return load_spec(
-            concurrency=levels if pattern == "concurrency" else None,
-            request_rate=levels if pattern == "rate" else None,
-            burstiness=burstiness if pattern == "rate" else 1.0,
-            input_len=_int(val("#load-input-len"), "input len"),
+            concurrency=None if trace else levels if pattern == "concurrency" else None,
+            request_rate=None if trace else levels if pattern == "rate" else None,
+            burstiness=burstiness if pattern == "rate" and not trace else 1.0,
+            input_len=_int(val("#load-input-len"), "input len") if kind == "random" else None,
             output_len=_int(val("#load-output-len"), "output len"),
             num_prompts=_int(val("#load-num-prompts"), "prompts per level"),
             slo=val("#load-slo") or None,
+            suite=suite, workload=options, num_warmups=warmups,
         )
 
     # -- actions ------------------------------------------------------------------------
@@ -191,7 +297,8 @@ class LoadScreen(Screen):
             return
         self._reset()
         self.frontier, self.chart_view = None, "load"
-        self._set_status(f"running {len(spec.levels)} level(s)…")
+        self.workload = spec.prompts
+        self._set_status(f"running {len(spec.levels)} level(s) of {spec.prompts.label()}…")
         self._buttons(running=True)
 
     @on(Button.Pressed, "#load-stop")
@@ -239,7 +346,10 @@ class LoadScreen(Screen):
             Text(str(r.get("label", ""))), num("completed", "{:.0f}"), failed_cell,
             num("aborted", "{:.0f}"), num("duration", "{:.2f}"), num("total_input_tokens", "{:.0f}"),
             num("total_output_tokens", "{:.0f}"), num("request_throughput", "{:.2f}"), num("output_throughput"),
-            num("total_token_throughput"), num("mean_ttft_ms"), num("median_ttft_ms"), num("p99_ttft_ms"),
+            num("total_token_throughput"),
+            Text(_f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None,
+                    "{:.0f}"), justify="right"),
+            num("mean_ttft_ms"), num("median_ttft_ms"), num("p99_ttft_ms"),
             num("mean_tpot_ms", "{:.2f}"), num("median_tpot_ms", "{:.2f}"), num("mean_itl_ms", "{:.2f}"),
             num("median_itl_ms", "{:.2f}"), num("p99_itl_ms", "{:.2f}"),
             Text(_f(b1), justify="right"), Text(_f(user), justify="right"), Text(goodput, justify="right"),
@@ -258,6 +368,16 @@ class LoadScreen(Screen):
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
             return
+        workload = getattr(self, "workload", None)
+        if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
+            self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
+                        timeout=10)
+        turns = [f for f in self.finished if f.get("ttft_by_turn")]
+        if turns:  # conversations: TTFT grows with the context, turn by turn
+            self.turn_lines = [f"{f.get('label')}: " + ", ".join(
+                f"turn {int(t) + 1} {v['p50_ms']:.0f} ms" for t, v in f["ttft_by_turn"].items()) for f in turns]
+            self.notify("\n".join(self.turn_lines), title="TTFT p50 by turn", severity="information",
+                        markup=False, timeout=15)
         from engine.measure.metrics import failure_note
 
         word = "stopped" if result.stopped else "done"
@@ -327,17 +447,16 @@ class LoadScreen(Screen):
         self.query_one("#load-live", Static).update(live_text(s, self._level_progress(view, s)))
 
     def _level_progress(self, view, s) -> str:
-        """The running level's progress by tokens where its lengths are known (synthetic prompts), with
-        the same ETA rule as the CLI (engine.measure.progress)."""
-        from engine.measure.progress import TokenProgress
+        """The running level's progress by tokens where its workload enforces one length (random tokens,
+        shared prefixes), else by requests, with the same ETA rule as the CLI (engine.measure.progress)."""
+        from engine.measure.progress import TokenProgress, workload_lengths
 
         level = view.levels[-1] if view.levels else None
         if level is None or level.level is None:
             return ""
-        prompts = (level.suite_json or {}).get("prompts") or {}
-        n = level.level.num_prompts
-        length = prompts.get("output_len") if prompts.get("input_len") is not None or prompts.get("output_len") else None
-        progress = TokenProgress([length] * n, now=time.monotonic() - s["elapsed_s"])
+        n = max(level.total, level.level.num_prompts)
+        lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * n
+        progress = TokenProgress(lengths, now=time.monotonic() - s["elapsed_s"])
         for i in range(min(n, s["completed"] + s["failed"] + s.get("stopped", 0))):
             progress.finish(i)
         return progress.text()
@@ -409,10 +528,12 @@ def live_text(s: dict, progress: str) -> Text:
     return text
 
 
-def _int(text: str, name: str) -> int | None:
+def _int(text: str, name: str, zero: bool = False) -> int | None:
     """An optional field: empty means the default; otherwise the CLI's own check, with the field named."""
     if not text:
         return None
+    if zero and text.strip() == "0":
+        return 0
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError as exc:

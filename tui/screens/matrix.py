@@ -3,8 +3,9 @@ $/1M by GPU x provider; the cheapest tokens that still answer in time (cost at a
 throughput–latency frontier.
 
 At 80 columns the table shows GPU, provider, speeds, $/h and $/1M on both cost bases; `w` shows the rest
-(TTFT, the article's 2024 figures, runs). Everything is computed in thread workers (data.matrix,
-data.frontier) that post typed messages back.
+(TTFT, the article's 2024 figures, runs). Runs of different workloads are never mixed: every tab shows one
+workload at a time, named in the title, and `k` moves to the next. Everything is computed in thread workers
+(data.matrix, data.frontier) that post typed messages back.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class CompareMatrixScreen(Screen):
         Binding("w", "more_columns", "Columns", id="matrix.more", tooltip="the matrix's other columns (below 118 wide)"),
         Binding("b", "basis", "Basis", id="matrix.basis", tooltip="the cost chart's basis: under load or batch-1"),
         Binding("x", "axis", "Axis", id="matrix.axis", tooltip="the frontier's x axis: per-user tok/s or TTFT"),
+        Binding("k", "next_workload", "Workload", id="matrix.workload",
+                tooltip="the next workload: runs on different workloads are never averaged or ranked together"),
         Binding("r", "reload", "Reload", id="matrix.reload", show=False),
         Binding("escape", "back", "Back", id="matrix.back"),
     ]
@@ -100,9 +103,11 @@ class CompareMatrixScreen(Screen):
         self.page = 0  # 0: the cost columns; 1: the rest (only below WIDE columns)
         self.basis = LOAD
         self.axis = "user"
+        self.workload: str | None = None  # the workload every tab shows (None: the first there is)
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Compare — your runs by GPU × provider · loading…"), id="matrix-title")
+        yield Static(Text("Compare — your runs by GPU × provider, one workload at a time · loading…"),
+                     id="matrix-title")
         with TabbedContent(id="matrix-tabs", initial="tab-matrix"):
             with TabPane("Matrix", id="tab-matrix"):
                 yield DataTable(id="matrix-table", cursor_type="row", zebra_stripes=True)
@@ -168,22 +173,69 @@ class CompareMatrixScreen(Screen):
         except Exception as exc:
             self.post_message(self.Failed("frontier", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
+    # -- workloads: one at a time ---------------------------------------------------------------
+    def workloads(self) -> list[str]:
+        """Every workload the loaded views hold, in table order."""
+        names: list[str] = []
+        if self.matrix is not None:
+            names += [w for _m, w in self.matrix.groups()]
+        if self.slo is not None:
+            names += [a.workload for a in self.slo.answers]
+        if self.frontier is not None:
+            names += self.frontier.workloads()
+        return list(dict.fromkeys(names))
+
+    def current_workload(self) -> str | None:
+        names = self.workloads()
+        if self.workload not in names:
+            self.workload = names[0] if names else None
+        return self.workload
+
+    def action_next_workload(self) -> None:
+        names = self.workloads()
+        if len(names) < 2:
+            self.notify("every run here ran one workload" if names else "no runs yet", severity="information")
+            return
+        current = self.current_workload()
+        self.workload = names[(names.index(current) + 1) % len(names)]
+        self._refill()
+
+    def _refill(self) -> None:
+        if self.matrix is not None:
+            self.fill_matrix()
+            self.draw_cost_chart()
+        if self.slo is not None:
+            self.fill_slo()
+        if self.frontier is not None:
+            self.fill_frontier()
+
+    def _workload_text(self) -> Text:
+        names = self.workloads()
+        current = self.current_workload()
+        text = Text()
+        if current is None:
+            return text
+        text.append(" · workload ", style="")
+        text.append(current, style="bold cyan")
+        if len(names) > 1:
+            text.append(f" ({names.index(current) + 1}/{len(names)} k)", style="dim")
+        return text
+
     # -- messages -> state ------------------------------------------------------------------------
     @on(MatrixLoaded)
     def _matrix_loaded(self, message: MatrixLoaded) -> None:
         self.matrix = message.matrix
-        self.fill_matrix()
-        self.draw_cost_chart()
+        self._refill()
 
     @on(SloLoaded)
     def _slo_loaded(self, message: SloLoaded) -> None:
         self.slo = message.result
-        self.fill_slo()
+        self._refill()
 
     @on(FrontierLoaded)
     def _frontier_loaded(self, message: FrontierLoaded) -> None:
         self.frontier = message.frontier
-        self.fill_frontier()
+        self._refill()
 
     @on(Failed)
     def _failed(self, message: Failed) -> None:
@@ -193,6 +245,8 @@ class CompareMatrixScreen(Screen):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """Each tab's own keys only on that tab (the footer fits 80 columns and shows what works here)."""
         tab = self.query_one(TabbedContent).active if self.is_mounted else "tab-matrix"
+        if action == "tab" and parameters and parameters[0] == tab:
+            return False  # the key of the tab already shown
         if action in ("basis", "more_columns"):
             return tab == "tab-matrix"
         if action == "axis":
@@ -243,13 +297,16 @@ class CompareMatrixScreen(Screen):
     def fill_matrix(self) -> None:
         table = self.query_one("#matrix-table", DataTable)
         columns = self._visible_columns()
-        rows = self.matrix.rows if self.matrix else []
-        models = self.matrix.models() if self.matrix else []
+        workload = self.current_workload()
+        rows = [r for r in (self.matrix.rows if self.matrix else []) if r.workload == workload]
+        models = list(dict.fromkeys(r.model for r in rows))
         cells = [matrix_cells(row) for row in rows]
         fill_sized(table, [MATRIX_COLUMNS[i][0] for i in columns], [[c[i] for i in columns] for c in cells])
-        title = Text("Compare — your runs by GPU × provider", style="bold")
+        # The workload first: at 80 columns a long model name may be cut, the workload never is.
+        title = Text("Compare", style="bold")
+        title.append_text(self._workload_text())
         if len(models) == 1:
-            title.append(f" · {models[0]}", style="")
+            title.append(f" · {models[0].rsplit('/', 1)[-1]}", style="")
         elif len(models) > 1:
             title.append(f" · {len(models)} models (see GPU rows)", style="")
         self.query_one("#matrix-title", Static).update(title)
@@ -264,7 +321,9 @@ class CompareMatrixScreen(Screen):
         """$/1M by GPU × provider, cheapest first: every bar labelled, the ones that do not fit named."""
         chart = self.query_one("#matrix-chart", BarChart)
         name = "throughput under load" if self.basis == LOAD else "batch-1 TPS"
-        rows = [r for r in (self.matrix.rows if self.matrix else []) if self.basis in r.costs]
+        workload = self.current_workload()
+        rows = [r for r in (self.matrix.rows if self.matrix else [])
+                if self.basis in r.costs and r.workload == workload]
         if rows:
             rows = sorted(rows, key=lambda r: r.costs[self.basis])
             bars = [Bar(chart_label(r) + (" ◀" if self.basis in r.cheapest else ""), r.costs[self.basis],
@@ -287,10 +346,13 @@ class CompareMatrixScreen(Screen):
         result = self.slo
         pct = f"p{result.percentile:g}"
         limits = ", ".join(f"{k.upper()} ≤ {v:g} ms" for k, v in result.slo_ms.items())
-        answers = result.answers
+        workload = self.current_workload()
+        answers = [a for a in result.answers if a.workload == workload]
         note = Text(f"{pct} {limits}; a level with a failed request misses it. ")
-        if not answers:
+        if not result.answers:
             note.append("No load levels stored yet: run a sweep on the Load screen (l).")
+        elif not answers:
+            note.append(f"No load levels of this workload ({workload}): k shows the next.")
         elif not any(a.best for a in answers):
             note.append("No level meets the SLO.", style="bold red")
         else:
@@ -351,11 +413,15 @@ class CompareMatrixScreen(Screen):
 
     # -- the frontier -------------------------------------------------------------------------------
     def fill_frontier(self) -> None:
+        from dataclasses import replace
+
         chart = self.query_one("#frontier-chart", PlotextPlot)
-        draw_frontier(chart.plt, self.frontier, self.axis)
+        workload = self.current_workload()
+        mine = replace(self.frontier, points=[p for p in self.frontier.points if p.level.workload == workload])
+        draw_frontier(chart.plt, mine, self.axis)
         chart.refresh()
         fill_sized(self.query_one("#frontier-table", DataTable), list(FRONTIER_TABLE_HEADERS),
-                   [frontier_cells(p) for p in self.frontier.points])
+                   [frontier_cells(p) for p in self.frontier.points if p.level.workload == self.current_workload()])
 
     # -- actions ------------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
 from engine.terminal_text import safe_display
-from tui.format import case_rows, fmt_date, model_name, plain_value
+from tui.format import case_rows, fmt_date, model_name, plain_value, workload_name
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.status_bar import StatusBar
 
@@ -36,6 +36,7 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("started", lambda r: fmt_date(r.get("started_at"))),
     ("status", lambda r: r.get("status")),
     ("kind", lambda r: r.get("kind")),
+    ("workload", workload_name),
     ("host", lambda r: r.get("hostname")),
     ("device", lambda r: r.get("device")),
     ("GPU key", lambda r: r.get("gpu_key")),

@@ -138,8 +138,12 @@ class SuiteScreen(Screen):
                 self.notify(str(exc), severity="error")
             return None
         self.suite = suite
-        cases = ", ".join(f"{c.id} {c.output_tokens}" for c in suite.cases)
-        desc.update(Text(f"{suite.name}: {cases} tok, T={suite.temperature}"))
+        if suite.dataset is not None:  # the prompts come from a dataset file (engine.workloads)
+            desc.update(Text(f"{suite.name}: {suite.workload().label()}, {suite.dataset_prompts} prompts a "
+                             f"repetition, T={suite.temperature}"))
+        else:
+            cases = ", ".join(f"{c.id} {c.output_tokens}" for c in suite.cases)
+            desc.update(Text(f"{suite.name}: {cases} tok, T={suite.temperature}"))
         reps = self.query_one("#suite-reps", Input)
         reps.placeholder = str(suite.reps)
         if not self.running:
@@ -150,10 +154,12 @@ class SuiteScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         n = reps or suite.reps
+        per_case = n * (suite.dataset_prompts if suite.dataset is not None else 1)  # a dataset: its prompts, each rep
         # a determinate bar at 0 (an indeterminate one animates for ever)
-        self.query_one(ProgressBar).update(total=len(suite.cases) * n, progress=0)
+        self.query_one(ProgressBar).update(total=len(suite.cases) * per_case, progress=0)
         for case in suite.cases:
-            table.add_row(Text(case.id), str(case.output_tokens), f"0/{n}", *["–"] * (len(COLUMNS) - 3), key=case.id)
+            target = str(case.output_tokens) if case.output_tokens else "file's"
+            table.add_row(Text(case.id), target, f"0/{per_case}", *["–"] * (len(COLUMNS) - 3), key=case.id)
 
     @on(Input.Submitted, "#suite-name, #suite-reps")
     def _field_submitted(self) -> None:
@@ -193,11 +199,15 @@ class SuiteScreen(Screen):
             self.notify(str(exc), severity="warning")
             return
         self.reps = reps
-        self.requests = suite.requests(reps)
+        # A dataset suite's prompts are sampled in the run's own thread (a file read, maybe a tokenizer load).
+        self.requests = suite.requests(reps) if suite.dataset is None else []
         self.metrics, self.records = [], []
         self.shown_index, self._applied, self._final_shown = None, 0, False
         self._reset_table(suite, reps)
-        self.progress = TokenProgress(planned_lengths(self.requests))
+        # Progress in tokens where every request's length is known; a dataset suite (sampled later, in
+        # the run's thread) counts requests.
+        self.progress = TokenProgress(planned_lengths(self.requests) if self.requests
+                                      else [None] * (len(suite.cases) * self._per_case()))
         self.query_one(ProgressBar).update(total=self.progress.total, progress=0)
         self.query_one(StreamView).focus()
         self.ticker.resume()
@@ -229,7 +239,8 @@ class SuiteScreen(Screen):
         if self.suite is not None:
             reps = max(1, view.total // max(1, len(self.suite.cases)))
             self._reset_table(self.suite, reps)
-            self.progress = TokenProgress(planned_lengths(self.suite.requests(reps)))
+            self.progress = TokenProgress(planned_lengths(self.suite.requests(reps)) if self.suite.dataset is None
+                                          else [None] * view.total)  # a dataset is never sampled here
         else:
             self.progress = TokenProgress([None] * view.total)
 
@@ -261,7 +272,7 @@ class SuiteScreen(Screen):
         total = view.total
         self.sanitizer = StreamSanitizer()
         if req is not None:
-            self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self.reps} · "
+            self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self._per_case()} · "
                                                   f"request {index + 1}/{total}")
             self.query_one("#suite-progress-label", Static).update(
                 Text(f"{len(self.metrics)}/{total} req · {self.progress.text()}"))
@@ -285,10 +296,17 @@ class SuiteScreen(Screen):
         self.query_one("#suite-progress-label", Static).update(
             Text(f"{len(self.metrics)}/{view.total} req · {self.progress.text()}"))
 
+    def _per_case(self) -> int:
+        """Requests per case: the repetitions, or for a dataset suite its prompts in every repetition."""
+        suite = self.suite
+        if suite is not None and suite.dataset is not None:
+            return (self.reps or suite.reps) * suite.dataset_prompts
+        return self.reps
+
     def _update_case(self, case_id: str, agg: dict) -> None:
         done = agg.get("completed", 0)
         values = {
-            "done": f"{done}/{self.reps}",
+            "done": f"{done}/{self._per_case()}",
             "tokens": _fmt(agg.get("mean_output_tokens") if done else None, "{:.0f}"),
             "ttft_mean": _fmt(agg.get("mean_ttft_ms") if done else None, "{:.1f}"),
             "ttft_median": _fmt(agg.get("median_ttft_ms") if done else None, "{:.1f}"),
