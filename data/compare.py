@@ -155,7 +155,10 @@ def per_user_speed(store, run: dict[str, Any]) -> float | None:
 
 
 def _speeds(store, run: dict[str, Any]) -> tuple[list[tuple[float, TpsBasis]], float | None, float | None]:
-    requests = [r for r in store.get_requests(run["run_id"]) if r.get("success")]
+    from data.run_figures import counts
+
+    # The requests the run's figures count (data.run_figures): a stopped generation costs what it streamed.
+    requests = [r for r in store.get_requests(run["run_id"]) if counts(run.get("kind"), r)]
     ttft = _mean([r.get("ttft_ms") for r in requests])
     per_request = _mean([r.get("tps") for r in requests])
     speeds: list[tuple[float, TpsBasis]] = []
