@@ -21,8 +21,9 @@ the engine loop, so storing never delays another request's timestamps.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import math
-import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from engine.types import BadRequestError, GenerationRequest, RequestRecord
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
 SWEEP_MAX_LEVEL = 256
+DRAIN_S = 0.05  # how often the driver thread collects finished records (and sees a stop)
 DEFAULT_TEMPERATURE = 0.8
 
 
@@ -294,37 +296,33 @@ class LoadRunner:
         requests = self.prompts.requests(level.num_prompts, level_index)
         offsets = arrival_offsets(len(requests), level.request_rate, level.burstiness, self.seed + level_index)
         outcome = LevelOutcome(level=level, status="completed")
-        done_q: queue.Queue = queue.Queue()
+        # Finished records cross to this thread through a deque (appends are atomic), collected every
+        # DRAIN_S: the engine loop never wakes this thread per request (each wake-up takes the GIL
+        # from the loop that timestamps tokens).
+        done_q: collections.deque = collections.deque()
         self.live.reset(level.label, level_index)
         cancel = threading.Event()
         future = self.host.call(self._drive(requests, offsets, level.max_concurrency, done_q, outcome, cancel, on_begin))
-        by_index: dict[int, RequestRecord] = {}
+        by_index: dict[int, tuple[RequestRecord, RequestMetrics]] = {}
 
-        def drain(block: float) -> None:
-            try:
-                item = done_q.get(timeout=block)
-            except queue.Empty:
-                return
-            while True:
-                index, record = item
+        def drain() -> None:
+            while done_q:
+                index, record = done_q.popleft()
                 tokens_before = record.output_tokens
                 self.host.engine.settle(record)  # a tokenizer's counts, here: never on the engine loop
                 if record.success:
                     self.live.output_tokens += record.output_tokens - tokens_before
                 m = request_metrics(record)
-                by_index[index] = record
+                by_index[index] = (record, m)
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
-                try:
-                    item = done_q.get_nowait()
-                except queue.Empty:
-                    return
 
         try:
             while not future.done():
                 if self.stop_event.is_set() and not cancel.is_set():
                     cancel.set()
                     outcome.status = "aborted"
-                drain(0.05)
+                drain()
+                concurrent.futures.wait([future], timeout=DRAIN_S)
             future.result()
         except KeyboardInterrupt:
             self.interrupted = True
@@ -337,12 +335,10 @@ class LoadRunner:
         except Exception as exc:
             outcome.status = "failed"
             outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        drain(0)
-        while not done_q.empty():
-            drain(0)
+        drain()
         order = sorted(by_index)
-        outcome.records = [by_index[i] for i in order]
-        outcome.metrics = [request_metrics(r) for r in outcome.records]
+        outcome.records = [by_index[i][0] for i in order]
+        outcome.metrics = [by_index[i][1] for i in order]
         ok = sum(1 for m in outcome.metrics if m.success)
         if outcome.status == "completed" and ok == 0:
             outcome.status = "failed"
@@ -357,7 +353,13 @@ class LoadRunner:
         engine = self.host.engine
         live = self.live
         sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        tasks: list[asyncio.Task] = []
+        pending: set[asyncio.Task] = set()
+        all_done = asyncio.Event()
+
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            if not pending:
+                all_done.set()
 
         async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
             queue_wait_ns = None
@@ -382,7 +384,7 @@ class LoadRunner:
                     live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
             else:
                 live.failed += 1
-            done_q.put((index, record))
+            done_q.append((index, record))
 
         start_ns = time.perf_counter_ns()
         outcome.start_ns = start_ns
@@ -402,14 +404,24 @@ class LoadRunner:
                     delay = start + offset - time.perf_counter()
                 if cancel.is_set():
                     break
-                tasks.append(asyncio.create_task(one(index, request, start_ns + int(offset * 1e9))))
-            while tasks and not all(t.done() for t in tasks):
+                task = asyncio.create_task(one(index, request, start_ns + int(offset * 1e9)))
+                pending.add(task)
+                task.add_done_callback(finished)
+            # Wait for the last one (woken the moment it ends, so the duration is exact), looking at
+            # `cancel` every DRAIN_S: O(1) per wake-up however many requests the level has.
+            while pending:
                 if cancel.is_set():
-                    for t in tasks:
+                    waiting = list(pending)
+                    for t in waiting:
                         t.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                    await asyncio.gather(*waiting, return_exceptions=True)
                     break
-                await asyncio.wait(tasks, timeout=0.05)
+                all_done.clear()
+                if pending:
+                    try:
+                        await asyncio.wait_for(all_done.wait(), DRAIN_S)
+                    except TimeoutError:
+                        pass
         finally:
             outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
 
