@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engine.measure.client_health import assess
+from engine.measure.client_health import assess, cpu_sample, cpu_use
 from engine.engines.host import EngineHost
 from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
@@ -233,6 +233,7 @@ class LevelOutcome:
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
+    client_cpu: list[dict[str, Any]] = field(default_factory=list)  # per client process: client_health.cpu_use
 
     @property
     def end_s(self) -> float:
@@ -346,7 +347,7 @@ class LoadRunner:
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
         lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
-        outcome.client_health = assess(outcome.records, lags)
+        outcome.client_health = assess(outcome.records, lags, outcome.client_cpu)
         return outcome
 
     async def _drive(self, requests, offsets, max_concurrency, done_q, outcome: LevelOutcome, cancel, on_begin) -> None:
@@ -386,6 +387,7 @@ class LoadRunner:
                 live.failed += 1
             done_q.append((index, record))
 
+        cpu_before = cpu_sample()  # this (the loop) thread's CPU clocks: the level's client CPU use
         start_ns = time.perf_counter_ns()
         outcome.start_ns = start_ns
         # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
@@ -424,6 +426,7 @@ class LoadRunner:
                         pass
         finally:
             outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
+            outcome.client_cpu = [cpu_use(cpu_before, cpu_sample())]
 
     @staticmethod
     async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
