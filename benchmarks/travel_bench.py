@@ -30,7 +30,7 @@ def fill(store: Store, runs: int, requests: int, chunks: int) -> None:
         con.execute(
             """INSERT INTO runs (run_id, kind, status, started_at, finished_at, duration_s, suite, engine, engine_args,
                    model, hostname, device, gpu_key, gpu_count, environment, summary, provider, price_per_hour_usd)
-               SELECT printf('bench-%06d', i), 'suite', 'completed', now() - INTERVAL 1 DAY + i * INTERVAL 1 SECOND,
+               SELECT printf('20260101-%06d-%06x', i, i), 'suite', 'completed', now() - INTERVAL 1 DAY + i * INTERVAL 1 SECOND,
                       now(), 30.0, 'seed', 'vllm', '{"enforce_eager": true}', 'llama-8b', 'box-' || (i % 3),
                       'NVIDIA H100 80GB HBM3', 'H100-SXM-80', 1, '{"python": "3.11"}', '{"cases": {}}', 'runpod', 2.69
                FROM range(?) t(i)""",
@@ -39,26 +39,26 @@ def fill(store: Store, runs: int, requests: int, chunks: int) -> None:
         con.execute(
             """INSERT INTO requests (run_id, request_index, case_id, rep, sent_at, send_offset_s, prompt, input_tokens,
                    output_tokens, target_tokens, ttft_ms, e2el_ms, tpot_ms, tps, success, finish_reason, output_text)
-               SELECT printf('bench-%06d', r), q, 'short', q, now(), q * 1.5, 'Write a haiku.', 20, ?, ?,
+               SELECT printf('20260101-%06d-%06x', r, r), q, 'short', q, now(), q * 1.5, 'Write a haiku.', 20, ?, ?,
                       40 + random() * 10, 900 + random() * 100, 9.0, 110.0, true, 'length', 'word word word'
                FROM range(?) a(r), range(?) b(q)""",
             [chunks, chunks, runs, requests],
         )
         con.execute(
             """INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens)
-               SELECT printf('bench-%06d', r), q, c, 40000000 + c * 9000000 + (random() * 1000000)::BIGINT, 1
+               SELECT printf('20260101-%06d-%06x', r, r), q, c, 40000000 + c * 9000000 + (random() * 1000000)::BIGINT, 1
                FROM range(?) a(r), range(?) b(q), range(?) d(c)""",
             [runs, requests, chunks],
         )
         con.execute(
             """INSERT INTO gpu_samples (run_id, t_s, gpu_index, util_pct, power_w)
-               SELECT printf('bench-%06d', r), s * 0.5, 0, 95.0, 350.0 FROM range(?) a(r), range(60) b(s)""",
+               SELECT printf('20260101-%06d-%06x', r, r), s * 0.5, 0, 95.0, 350.0 FROM range(?) a(r), range(60) b(s)""",
             [runs],
         )
         con.execute(
             """INSERT INTO prices (fetch_id, provider, gpu_key, gpu_raw_name, approximate, gpu_count, usd_per_hour,
                    usd_per_gpu_hour, pricing_type, source, fetched_at)
-               VALUES ('f1', 'runpod', 'H100-SXM-80', 'H100 SXM', false, 1, 2.69, 2.69, 'on-demand', 'live',
+               VALUES ('0000000000f1', 'runpod', 'H100-SXM-80', 'H100 SXM', false, 1, 2.69, 2.69, 'on-demand', 'live',
                        now() - INTERVAL 2 DAY)"""
         )
 

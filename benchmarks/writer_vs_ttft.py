@@ -56,7 +56,8 @@ def main() -> int:
     dataset = work / "prompts.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     rows: list[dict] = []
-    with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0]) as server:
+    with ManagedVllmServer(model, served_model_name=served, cpu=not nvml_gpus()[0],
+                           env={"VLLM_SERVER_DEV_MODE": "1"}) as server:
         base = server.base_url
         n = num_prompts_for(c)
 

@@ -11,6 +11,11 @@ Tables, with the local schema's columns: runs, requests, chunks, gpu_samples, se
 before the run ended: what tokentop would have shown for it), plus `tokentop_bundle`, a one-row
 manifest (format, format_version, schema_version, created_at, hostname, run_ids, row_counts).
 
+A bundle is someone else's file: import reads it on a DuckDB connection of its own with external
+access switched off, refuses one holding anything but plain tables in its main schema (views, macros,
+other schemas, generated columns...) or ids of shapes tokentop does not make, and copies its tables
+out before the local database's transaction reads them (see _copy_out).
+
 Importing keeps where each run came from: hostname and provider stay as measured, runs.origin says
 "import:<file>" (or "pull:<remote>") and runs.imported_at when. A run already present is skipped,
 so importing twice adds nothing. Imported prices go into the price history only (price_fetches is
@@ -22,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,9 +37,11 @@ from typing import Iterable, Iterator, Sequence
 
 import duckdb
 
+from data.store import BUNDLE_MANIFEST_TABLE
+
 FORMAT = "tokentop-bundle"
 FORMAT_VERSION = 1
-MANIFEST_TABLE = "tokentop_bundle"
+MANIFEST_TABLE = BUNDLE_MANIFEST_TABLE
 # Tables holding one run's rows (keyed by run_id), then the prices stored when the runs ran.
 RUN_TABLES = ("runs", "requests", "chunks", "gpu_samples", "server_samples")
 TABLES = RUN_TABLES + ("prices",)
@@ -178,6 +186,17 @@ def prices_select(selection: str, *, per_run: bool = False) -> str:
 
 
 # -- export ---------------------------------------------------------------------
+def check_export_ids(run_ids: Iterable[str], what: str) -> None:
+    """Runs leaving the box must carry ids of the shape the store makes (they become keys and remote
+    paths elsewhere); one that does not (stored before ids were checked) refuses with one line."""
+    from data.store import IdError, check_ids
+
+    try:
+        check_ids("run", run_ids)
+    except IdError as exc:
+        raise BundleError(f"{exc}: refused ({what} the other runs by id)") from None
+
+
 def export_runs(store, run_ids: Sequence[str] | None, path: str | os.PathLike, *, overwrite: bool = False) -> ExportResult:
     """Write one bundle with everything of the given runs (default: every run not still running).
     Written to PATH.partial and renamed, so a crash never leaves a half bundle under PATH."""
@@ -196,6 +215,7 @@ def export_runs(store, run_ids: Sequence[str] | None, path: str | os.PathLike, *
         ids = select_runs(con, run_ids)
         if not ids:
             raise BundleError("no finished runs to export: see `tokentop runs`")
+        check_export_ids(ids, "export")
         version = schema_version(con)
         present = local_tables(con)
         try:
@@ -286,31 +306,140 @@ def merge_runs(
 
 
 def _read_manifest(con: duckdb.DuckDBPyConnection, alias: str, name: str) -> dict:
-    tables = {
-        r[0]
-        for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall()
-    }
-    if MANIFEST_TABLE not in tables or "runs" not in tables:
+    """The bundle's one-row manifest, from a plain table in its main schema (checked by _refuse_objects)."""
+    if MANIFEST_TABLE not in _main_tables(con, alias) or "runs" not in _main_tables(con, alias):
         raise BundleError(f"{name} is a DuckDB file but not a tokentop bundle (no {MANIFEST_TABLE} table)")
-    rows = con.execute(f"SELECT * FROM {alias}.{MANIFEST_TABLE}").fetchall()
+    rows = con.execute(f"SELECT * FROM {alias}.main.{MANIFEST_TABLE}").fetchall()
     cols = [d[0] for d in con.description]
     if len(rows) != 1:
         raise BundleError(f"{name}: the bundle's manifest is damaged")
     manifest = dict(zip(cols, rows[0]))
     if manifest.get("format") != FORMAT:
-        raise BundleError(f"{name} is not a tokentop bundle (format {manifest.get('format')!r})")
-    if (manifest.get("format_version") or 0) > FORMAT_VERSION:
+        raise BundleError(f"{name} is not a tokentop bundle (format {ascii(manifest.get('format'))[:40]})")
+    try:
+        format_version = int(manifest.get("format_version") or 0)
+        manifest["schema_version"] = int(manifest.get("schema_version") or 0)
+        counts = manifest.get("row_counts")
+        counts = json.loads(counts) if isinstance(counts, str) else (counts or {})
+        manifest["row_counts"] = {str(k): int(v) for k, v in dict(counts).items()}
+    except (TypeError, ValueError):
+        raise BundleError(f"{name}: the bundle's manifest is damaged") from None
+    if format_version > FORMAT_VERSION:
         raise BundleError(
-            f"{name} is bundle format {manifest['format_version']}, newer than this tokentop's {FORMAT_VERSION}: "
+            f"{name} is bundle format {format_version}, newer than this tokentop's {FORMAT_VERSION}: "
             "upgrade tokentop to import it"
         )
-    counts = manifest.get("row_counts")
-    manifest["row_counts"] = json.loads(counts) if isinstance(counts, str) else (counts or {})
     return manifest
 
 
+def _main_tables(con: duckdb.DuckDBPyConnection, alias: str) -> set[str]:
+    """Base tables in the attached database's main schema (views are not tables)."""
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main'", [alias]
+        ).fetchall()
+    }
+
+
+def _refuse_objects(con: duckdb.DuckDBPyConnection, alias: str, name: str) -> None:
+    """A bundle holds plain tables in its main schema and nothing else (an export writes only those).
+    A view or macro can run any DuckDB function when read (read_text, read_csv, network readers), a
+    generated column computes on read, and another schema can hide a real table behind a view of the
+    expected name: any of them refuses the whole bundle."""
+    checks = [
+        ("a schema", "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? AND NOT internal"),
+        ("a view", "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal"),
+        ("a macro", "SELECT schema_name || '.' || function_name FROM duckdb_functions() WHERE database_name = ? "
+                    "AND NOT internal"),
+        ("a sequence", "SELECT schema_name || '.' || sequence_name FROM duckdb_sequences() WHERE database_name = ?"),
+        ("a type", "SELECT schema_name || '.' || type_name FROM duckdb_types() WHERE database_name = ? AND NOT internal"),
+        ("a generated column", "SELECT table_name || '.' || column_name FROM duckdb_columns() "
+                               "WHERE database_name = ? AND is_generated"),
+        ("a table outside its main schema", "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+                                            "WHERE database_name = ? AND schema_name <> 'main'"),
+    ]
+    for what, sql in checks:
+        found = con.execute(sql + " LIMIT 1", [alias]).fetchall()
+        if found:
+            raise BundleError(
+                f"{name} holds {what} ({ascii(found[0][0])[:60]}); a tokentop bundle holds plain tables only: "
+                "refused, nothing imported"
+            )
+
+
+def _check_bundle_ids(con: duckdb.DuckDBPyConnection, alias: str, tables: set[str], manifest: dict, name: str) -> None:
+    """Every run id (in any table and in the manifest) and price fetch id has a shape the store makes."""
+    from data.store import IdError, check_ids
+
+    try:
+        check_ids("run", manifest.get("run_ids") or [], name)
+        for table in RUN_TABLES:
+            if table in tables:
+                ids = con.execute(f"SELECT DISTINCT run_id FROM {alias}.main.{table}").fetchall()
+                check_ids("run", (r[0] for r in ids), name)
+        if "prices" in tables:
+            ids = con.execute(f"SELECT DISTINCT fetch_id FROM {alias}.main.prices").fetchall()
+            check_ids("price fetch", (r[0] for r in ids), name)
+    except IdError as exc:
+        raise BundleError(f"{exc}: refused, nothing imported") from None
+    except duckdb.PermissionException:
+        raise
+    except duckdb.Error as exc:  # no run_id / fetch_id column: not what an export writes
+        raise BundleError(f"{name} is not a tokentop bundle: {one_line(exc)}") from None
+
+
+def _copy_out(path: Path, name: str, local_version: int, scratch: Path, have: Sequence[str] = ()) -> dict:
+    """Read the untrusted bundle on a DuckDB connection of its own (in memory) with external access
+    switched off, check what it holds, and copy its plain tables into `scratch`, a DuckDB file this
+    process made: the store's connection then reads only that copy, never the bundle itself. The
+    rows of runs in `have` (already in the local database) are not copied, only their runs row.
+    Returns the manifest; raises BundleError with one line."""
+    src = duckdb.connect(":memory:")
+    try:
+        # No extension may be fetched or loaded on a view's behalf, and no file or URL read once attached.
+        src.execute("SET autoinstall_known_extensions = false")
+        src.execute("SET autoload_known_extensions = false")
+        try:
+            src.execute(f"ATTACH {sql_literal(path)} AS untrusted (READ_ONLY)")
+        except duckdb.Error as exc:
+            raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
+        src.execute(f"ATTACH {sql_literal(scratch)} AS scratch")
+        src.execute("SET enable_external_access = false")
+        src.execute("SET lock_configuration = true")
+        try:
+            _refuse_objects(src, "untrusted", name)
+            manifest = _read_manifest(src, "untrusted", name)
+            check_schema(manifest["schema_version"], local_version, name)
+            tables = _main_tables(src, "untrusted") & set(TABLES)
+            _check_bundle_ids(src, "untrusted", tables, manifest, name)
+            # The counts must match what the exporter wrote; a damaged block fails the copy below
+            # (DuckDB checksums every block).
+            for table, expected in manifest["row_counts"].items():
+                if table in tables:
+                    got = src.execute(f"SELECT count(*) FROM untrusted.main.{table}").fetchone()[0]
+                    if got != expected:
+                        raise BundleError(f"{name} is damaged: {table} has {got} rows, the manifest says {expected}")
+            src.execute("CREATE TEMP TABLE tt_have AS SELECT unnest(?::VARCHAR[]) AS run_id", [list(have)])
+            for table in sorted(tables):
+                skip = ("WHERE run_id NOT IN (SELECT run_id FROM tt_have)"
+                        if table in RUN_TABLES and table != "runs" and have else "")
+                src.execute(f"CREATE TABLE scratch.main.{table} AS SELECT * FROM untrusted.main.{table} {skip}")
+        except duckdb.PermissionException as exc:  # reached a file or URL: external access is off
+            raise BundleError(f"{name} tries to read files or the network when read ({one_line(exc)}): "
+                              "refused, nothing imported") from None
+        except duckdb.Error as exc:
+            raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
+        return manifest
+    finally:
+        src.close()
+
+
 def import_bundle(store, path: str | os.PathLike) -> ImportResult:
-    """Merge one bundle into the local database in one transaction (all or nothing)."""
+    """Merge one bundle into the local database in one transaction (all or nothing). The bundle is
+    untrusted input: it is read with DuckDB's external access off and must hold plain tables only, with
+    ids of the shapes tokentop makes (see _copy_out); anything else refuses it with BundleError before
+    anything is written."""
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -322,44 +451,33 @@ def import_bundle(store, path: str | os.PathLike) -> ImportResult:
     # A DuckDB file carries the magic "DUCK" at offset 8; say plainly what anything else is.
     if len(head) < 12 or head[8:12] != b"DUCK":
         raise BundleError(f"{name} is not a tokentop bundle (not a DuckDB file)")
-    alias = "tt_import_" + uuid.uuid4().hex[:8]
+    with store.reading() as con:
+        local_version = schema_version(con)
+        have = [r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()]
     result = ImportResult(source=name)
-    with store.connection() as con:
-        try:
-            con.execute(f"ATTACH {sql_literal(path)} AS {alias} (READ_ONLY)")
-        except duckdb.Error as exc:
-            raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
-        try:
-            manifest = _read_manifest(con, alias, name)
-            check_schema(int(manifest.get("schema_version") or 0), schema_version(con), name)
-            tables = {
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [alias]
-                ).fetchall()
-            }
-            sources = {t: f"{alias}.{t}" for t in TABLES if t in tables}
-            # The counts must match what the exporter wrote; a damaged block fails the INSERT below
-            # (DuckDB checksums every block), which rolls the whole bundle back.
-            for table, expected in manifest["row_counts"].items():
-                if table in sources:
-                    got = con.execute(f"SELECT count(*) FROM {sources[table]}").fetchone()[0]
-                    if got != expected:
-                        raise BundleError(f"{name} is damaged: {table} has {got} rows, the manifest says {expected}")
-            con.execute("BEGIN")
+    with tempfile.TemporaryDirectory(prefix="tokentop-import-") as tmp:
+        scratch = Path(tmp) / "bundle-copy.duckdb"
+        _copy_out(path, name, local_version, scratch, have)
+        alias = "tt_import_" + uuid.uuid4().hex[:8]
+        with store.connection() as con:
+            con.execute(f"ATTACH {sql_literal(scratch)} AS {alias} (READ_ONLY)")
             try:
-                result.imported, result.skipped, result.prices = merge_runs(con, sources, origin=f"import:{path.name}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except duckdb.Error as exc:
-            raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
-        finally:
-            try:
-                con.execute(f"DETACH {alias}")
-            except duckdb.Error:
-                pass
+                sources = {t: f"{alias}.main.{t}" for t in TABLES if t in _main_tables(con, alias)}
+                con.execute("BEGIN")
+                try:
+                    result.imported, result.skipped, result.prices = merge_runs(
+                        con, sources, origin=f"import:{path.name}")
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            except duckdb.Error as exc:
+                raise BundleError(f"{name} is damaged or truncated: {one_line(exc)}") from None
+            finally:
+                try:
+                    con.execute(f"DETACH {alias}")
+                except duckdb.Error:
+                    pass
     return result
 
 

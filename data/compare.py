@@ -23,6 +23,17 @@ from pricing.gpus import gpu_label
 from pricing.models import provider_label
 
 
+def run_workload(run: dict[str, Any]) -> tuple[str, str]:
+    from data.workloads import run_workload as of
+
+    return of(run)
+
+
+def workloads_differ(results: list["RunCosts"]) -> bool:
+    """Several runs compared on different workloads: their figures answer different questions."""
+    return len({r.workload_key for r in results}) > 1
+
+
 class CompareError(Exception):
     """A run cannot be compared; the message says why (one line)."""
 
@@ -86,6 +97,8 @@ class RunCosts:
     provider: str | None = None  # where the run ran (runs.provider), and what was paid there
     instance_type: str | None = None
     price_per_hour_usd: float | None = None
+    workload: str = ""  # what the run sent (data.workloads): costs of different workloads do not compare 1:1
+    workload_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("costs", "reference")}
@@ -252,6 +265,7 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
         instance_gpus=instance_gpus, gpus_used_note=used_note, provider=run.get("provider"),
         instance_type=run.get("instance_type"), price_per_hour_usd=run.get("price_per_hour_usd"),
     )
+    rc.workload_key, rc.workload = run_workload(run)
     order = {b.label: i for i, (_, b) in enumerate(speeds)}
     paid = run.get("price_per_hour_usd")
     if paid and speeds:

@@ -8,9 +8,10 @@ the level's duration; output throughput = output tokens of successful requests /
 
 A level meets the SLOs when, at the chosen percentile (p99 by default), every named latency is within
 its limit and no request failed (a request that never answered did not answer in time). Across the
-load levels of one model on one GPU (every sweep, every machine), the answer is the passing level with
-the highest output throughput, and its $/1M output tokens per provider: the cheapest tokens that still
-answer in time.
+load levels of one model on one GPU and one workload (every sweep, every machine), the answer is the
+passing level with the highest output throughput, and its $/1M output tokens per provider: the cheapest
+tokens that still answer in time — for that workload. Levels of different workloads (data.workloads)
+are never mixed: each workload gets its own answers, its own cheapest, its own Pareto fronts.
 
 The frontier: one point per level, throughput per GPU against per-user tok/s (the mean of output
 tokens / E2EL over its requests: what one user sees) and against TTFT at the percentile, with $/1M at
@@ -74,6 +75,8 @@ class LevelStats:
     good_requests: int | None = None
     meets: bool | None = None
     why_not: str = ""
+    workload: str = ""  # the label of the workload the level ran (data.workloads)
+    workload_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +109,7 @@ def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: f
         completed=len(ok), failed=len(requests) - len(ok), duration_s=duration, output_throughput=throughput,
         per_gpu_throughput=throughput / run.gpus_used, per_user_tps=(sum(per_user) / len(per_user)) if per_user else None,
         ttft_ms=pct(ttfts), tpot_ms=pct(tpots), e2el_ms=pct(e2els),
+        workload=run.workload_label, workload_key=run.workload_key,
     )
     if slo_ms:
         series = {"ttft": ttfts, "tpot": all_tpots, "e2el": e2els}
@@ -170,13 +174,15 @@ class ProviderCost:
 @dataclass
 class SloAnswer:
     model: str
+    workload: str  # the label of the workload every level of this answer ran
     gpu_key: str
     gpu: str
     gpus_used: int
     levels: list[LevelStats]
     best: LevelStats | None  # the passing level with the highest output throughput; None = none passes
     costs: list[ProviderCost] = field(default_factory=list)
-    cheapest_overall: bool = False  # the model's cheapest tokens that still answer in time
+    cheapest_overall: bool = False  # the model's cheapest tokens that still answer in time, on this workload
+    workload_key: str = ""
 
     @property
     def message(self) -> str:
@@ -190,7 +196,8 @@ class SloAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "gpu_key": self.gpu_key, "gpu": self.gpu, "gpus_used": self.gpus_used,
+            "model": self.model, "workload": self.workload, "workload_key": self.workload_key,
+            "gpu_key": self.gpu_key, "gpu": self.gpu, "gpus_used": self.gpus_used,
             "meets_slo": self.best is not None, "message": self.message,
             "best": self.best.to_dict() if self.best else None,
             "costs": [c.to_dict() for c in self.costs], "cheapest_overall": self.cheapest_overall,
@@ -241,20 +248,21 @@ def cost_at_slo(store, slo_ms: dict[str, float], percentile: float = DEFAULT_PER
     board = board or price_board(store, now=now)
     facts = {r.run_id: r for r in load_facts(store, kinds=["load"], model=model)}
     levels = load_levels(store, percentile, slo_ms, model=model)
-    groups: dict[tuple[str, str, int], list[LevelStats]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, int], list[LevelStats]] = defaultdict(list)
     for s in levels:
-        groups[(s.model, s.gpu_key, s.gpus_used)].append(s)
+        groups[(s.model, s.workload, s.workload_key, s.gpu_key, s.gpus_used)].append(s)
     answers = []
-    for (model_name, gpu_key, used), stats in sorted(groups.items()):
+    for (model_name, workload, wkey, gpu_key, used), stats in sorted(groups.items()):
         passing = [s for s in stats if s.meets]
         best = max(passing, key=lambda s: s.output_throughput) if passing else None
-        answer = SloAnswer(model_name, gpu_key, gpu_label(gpu_key) if gpu_key else "CPU", used, stats, best)
+        answer = SloAnswer(model_name, workload, gpu_key, gpu_label(gpu_key) if gpu_key else "CPU", used, stats, best,
+                           workload_key=wkey)
         if best is not None and gpu_key:
             runs = [facts[s.run_id] for s in stats]
             answer.costs = _costs_at(board, gpu_key, used, runs, best.output_throughput, {best.provider})
         answers.append(answer)
-    for model_name in dict.fromkeys(a.model for a in answers):
-        priced = [a for a in answers if a.model == model_name and a.costs]
+    for model_name, wkey in dict.fromkeys((a.model, a.workload_key) for a in answers):
+        priced = [a for a in answers if a.model == model_name and a.workload_key == wkey and a.costs]
         if priced:
             min(priced, key=lambda a: a.costs[0].usd_per_million).cheapest_overall = True
     return SloResult(dict(slo_ms), percentile, answers, board.now)
@@ -307,6 +315,10 @@ class Frontier:
     now: datetime
     notes: list[str] = field(default_factory=list)
 
+    def workloads(self) -> list[str]:
+        """The workloads of the points, in order: each has its own fronts."""
+        return list(dict.fromkeys(p.level.workload for p in self.points))
+
     def curves(self) -> dict[str, list[FrontierPoint]]:
         out: dict[str, list[FrontierPoint]] = defaultdict(list)
         for p in self.points:
@@ -326,7 +338,8 @@ class Frontier:
 def build_frontier(store, percentile: float = DEFAULT_PERCENTILE, *, board: PriceBoard | None = None,
                    now: datetime | None = None, run_ids: Iterable[str] | None = None,
                    model: str | None = None) -> Frontier:
-    """Points of every load level on a GPU (or of the sweeps of `run_ids`), priced, Pareto marked per model."""
+    """Points of every load level on a GPU (or of the sweeps of `run_ids`), priced, Pareto marked per model and
+    workload (a level never competes with one that ran other requests)."""
     board = board or price_board(store, now=now)
     run_ids = list(run_ids) if run_ids is not None else None
     facts = {r.run_id: r for r in load_facts(store, kinds=["load"], model=model)}
@@ -347,8 +360,9 @@ def build_frontier(store, percentile: float = DEFAULT_PERCENTILE, *, board: Pric
                     costs[provider] = usd_per_million_tokens(price.usd_per_hour, s.output_throughput)
         cheapest = min(costs, key=costs.get) if costs else None
         frontier.points.append(FrontierPoint(s, costs, cheapest, costs.get(cheapest) if cheapest else None))
-    for model_name in dict.fromkeys(p.level.model for p in frontier.points):
-        pts = [p for p in frontier.points if p.level.model == model_name and p.level.completed]
+    for model_name, wkey in dict.fromkeys((p.level.model, p.level.workload_key) for p in frontier.points):
+        pts = [p for p in frontier.points
+               if p.level.model == model_name and p.level.workload_key == wkey and p.level.completed]
         users = [p for p in pts if p.level.per_user_tps is not None]
         for p, on in zip(users, pareto_front([(p.level.per_user_tps, p.level.per_gpu_throughput) for p in users])):
             p.pareto_user = on

@@ -15,20 +15,26 @@ from typing import Any, Callable, Sequence
 
 from data.paths import assets_dir
 from data.session import Session, wait_for
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, PromptSource, default_num_prompts, parse_slo
+from engine.load import LevelOutcome, LiveLoad, LoadLevel, default_num_prompts, engine_tokens, parse_slo
 from engine.measure.metrics import RequestMetrics
 from engine.orchestrator import Job, JobStarted, RequestFinished, RunFinished, RunStarted
 from engine.types import BadRequestError, RequestRecord
+from engine.workloads import Workload, WorkloadOptions, make_workload
 
 
 @dataclass
 class LoadSpec:
     levels: list[LoadLevel]
-    prompts: PromptSource
+    prompts: Workload  # where the requests come from (engine.workloads)
     slo_ms: dict[str, float] = field(default_factory=dict)
     auto_stop: bool = False  # the automatic sweep: stop when throughput stops rising / TTFT SLO breaks
-    pattern: str = "concurrency"  # concurrency | rate
+    pattern: str = "concurrency"  # concurrency | rate | trace
     seed: int = 0
+    num_warmups: int = 0  # per level, sent and not measured (vLLM's --num-warmups)
+
+    @property
+    def workload(self) -> Workload:
+        return self.prompts
 
 
 @dataclass
@@ -59,6 +65,7 @@ def level_settings(spec: LoadSpec, level: LoadLevel, index: int) -> dict[str, An
         "prompts": spec.prompts.to_json(),
         "slo_ms": dict(spec.slo_ms),
         "seed": spec.seed,
+        "num_warmups": spec.num_warmups,
     }
 
 
@@ -96,6 +103,9 @@ def run_load(
         elif isinstance(event, RunFinished) and on_level_done:
             on_level_done(event.run.level_index or 0, level_result(event))
 
+    prepare_workload(session, spec)  # a dataset this engine cannot run: BadRequestError (exit 2), no level
+    for line in spec.prompts.notes:
+        note(line)
     unsubscribe = orchestrator.subscribe(sink)
     try:
         job = start_load(session, spec, stop=stop, live=live, server_sampler=server_sampler)
@@ -105,6 +115,14 @@ def run_load(
     return load_outcome(job, session)
 
 
+def prepare_workload(session: Session, spec: LoadSpec) -> Workload:
+    """Sample the workload with the engine's tokenizer, once (the orchestrator does it too when nobody
+    did: the app's Load screen). BadRequestError when it cannot run with this engine."""
+    assert session.host is not None, "start_engine() first"
+    spec.prompts.prepare(engine_tokens(session.host.engine), max((lv.num_prompts for lv in spec.levels), default=None))
+    return spec.prompts
+
+
 def start_load(session: Session, spec: LoadSpec, *, stop: threading.Event | None = None,
                live: LiveLoad | None = None, server_sampler: Any = None) -> Job:
     """Start a load spec on the session's orchestrator (non-blocking: the app)."""
@@ -112,7 +130,7 @@ def start_load(session: Session, spec: LoadSpec, *, stop: threading.Event | None
     return session.orchestrator.start_load(
         spec.levels, spec.prompts, settings=lambda i, level: level_settings(spec, level, i),
         slo_ms=spec.slo_ms, auto_stop=spec.auto_stop, seed=spec.seed, server_sampler=server_sampler,
-        stop_event=stop, live=live)
+        stop_event=stop, live=live, num_warmups=spec.num_warmups)
 
 
 def level_result(event: RunFinished) -> LevelResult:
@@ -265,25 +283,48 @@ def _rate_list(text: str) -> list[float]:
 def load_spec(*, concurrency: str | None = None, request_rate: str | None = None, burstiness: float = 1.0,
               max_concurrency: int | None = None, max_level: int = 64, input_len: int | None = None,
               output_len: int | None = None, suite: str | None = None, num_prompts: int | None = None,
-              slo: str | None = None, seed: int = 0) -> LoadSpec:
-    """A load run's levels and prompts from the user's settings (the `load` command's options and the
-    app's Load form alike); bad input raises BadRequestError with a one-line reason."""
+              slo: str | None = None, seed: int = 0, workload: WorkloadOptions | None = None,
+              num_warmups: int = 0) -> LoadSpec:
+    """A load run's levels and workload from the user's settings (the `load` command's options and the
+    app's Load form alike); bad input raises BadRequestError with a one-line reason. `workload` holds the
+    dataset options (vLLM's names); input_len/output_len/seed given here fill it where it leaves them unset.
+    A suite file with a [dataset] table makes that dataset the workload."""
     from data.paths import resolve_suite
     from engine.load import sweep_levels
 
     slo_ms = parse_slo(slo)
-    if suite and input_len:
-        raise BadRequestError("--input-len is for synthetic prompts; drop it or drop --suite")
+    opts = workload or WorkloadOptions()
+    if input_len is not None:
+        opts.input_len = input_len
+    if output_len is not None:
+        opts.output_len = output_len
+    if seed and not opts.seed:
+        opts.seed = seed
+    if num_warmups < 0:
+        raise BadRequestError(f"--num-warmups must be 0 or more (got {num_warmups})")
     if request_rate is None and (burstiness != 1.0):
         raise BadRequestError("--burstiness needs --request-rate")
+    chosen = resolve_suite(suite) if suite else None
+    if chosen is not None and chosen.dataset is not None:
+        if opts.dataset_name or opts.input_len is not None:
+            raise BadRequestError(f"suite {chosen.name} names its dataset: drop --dataset-name/--input-len, "
+                                  "or drop --suite")
+        made = chosen.workload()
+        if opts.output_len is not None:
+            made.output_len = opts.output_len
+    else:
+        made = make_workload(opts, suite=chosen)
+    if made.self_timed:
+        if concurrency is not None or request_rate is not None:
+            raise BadRequestError(f"a {made.kind} sets its own send times: drop --concurrency/--request-rate "
+                                  "(--max-concurrency caps requests in flight, --timed-trace-sec-multiplier "
+                                  "stretches time)")
+        n = num_prompts or made.default_num_prompts() or 10
+        levels = [LoadLevel(max_concurrency=max_concurrency, num_prompts=n, self_timed=True)]
+        return LoadSpec(levels=levels, prompts=made, slo_ms=slo_ms, pattern="trace", seed=opts.seed,
+                        num_warmups=num_warmups)
     if request_rate is None and max_concurrency is not None:
         raise BadRequestError("--max-concurrency goes with --request-rate; for N users use --concurrency N")
-    if suite:
-        chosen = resolve_suite(suite)
-        prompts = PromptSource(suite_requests=tuple(chosen.requests(1)), suite_name=chosen.name,
-                               output_len=output_len, seed=seed)
-    else:
-        prompts = PromptSource(input_len=input_len or 128, output_len=output_len or 128, seed=seed)
     auto = False
     if request_rate is not None:
         pattern = "rate"
@@ -298,4 +339,76 @@ def load_spec(*, concurrency: str | None = None, request_rate: str | None = None
         else:
             counts = _int_list(text, "--concurrency")
         levels = [LoadLevel(max_concurrency=c, num_prompts=num_prompts or default_num_prompts(c)) for c in counts]
-    return LoadSpec(levels=levels, prompts=prompts, slo_ms=slo_ms, auto_stop=auto, pattern=pattern, seed=seed)
+    return LoadSpec(levels=levels, prompts=made, slo_ms=slo_ms, auto_stop=auto, pattern=pattern, seed=opts.seed,
+                    num_warmups=num_warmups)
+
+
+# -- the app's Load form -> workload options ------------------------------------------------------------
+FORM_WORKLOADS = ("random", "prefix_repetition", "sharegpt", "custom", "timed_trace", "mooncake_trace", "suite")
+
+
+def _form_number(text: str, label: str, cast=int, minimum: float = 0):
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = cast(text)
+    except ValueError:
+        raise BadRequestError(f"{label}: {text!r} is not a {'whole number' if cast is int else 'number'}") from None
+    if value < minimum or (isinstance(value, float) and math.isinf(value)):
+        raise BadRequestError(f"{label} must be {minimum:g} or more (got {text})")
+    return value
+
+
+def parse_think_time(text: str) -> tuple[float | None, str | None]:
+    """The form's think time: '500' (fixed, ms) or 'exp 500' / 'exp:500' (exponential with that mean)."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None, None
+    dist = "fixed"
+    for mark in ("exp:", "exp ", "exp"):
+        if text.startswith(mark):
+            dist, text = "exponential", text[len(mark):].strip()
+            break
+    return _form_number(text, "think ms", float), dist
+
+
+def form_workload(kind: str, *, path: str = "", range_ratio: str = "", prefix_len: str = "", prefix: str = "",
+                  suffix: str = "", prefixes: str = "", turns: str = "", think: str = "", multi_turn: bool = False,
+                  time_scale: str = "", block: str = "", seed: int = 0) -> tuple[WorkloadOptions, str | None]:
+    """The Load form's workload fields, as typed, to (WorkloadOptions, suite name or file) — the `load`
+    command's options by another road; load_spec checks them the same way. Bad input: BadRequestError
+    naming the field."""
+    if kind not in FORM_WORKLOADS:
+        raise BadRequestError(f"workload {kind!r} is not one of {', '.join(FORM_WORKLOADS)}")
+    path = (path or "").strip()
+    if kind == "suite":
+        return WorkloadOptions(seed=seed), path or "seed"
+    opts = WorkloadOptions(dataset_name=kind, seed=seed)
+    if kind in ("sharegpt", "custom", "timed_trace", "mooncake_trace"):
+        if not path:
+            raise BadRequestError(f"the {kind} workload reads a file: type its path in the file field")
+        opts.dataset_path = path
+    if kind == "random":
+        if range_ratio.strip():
+            opts.random_range_ratio = range_ratio.strip()
+        opts.random_prefix_len = _form_number(prefix_len, "prefix len")
+        n = _form_number(turns, "turns", minimum=1)
+        if n is not None and n > 1:
+            opts.multi_turn, opts.turns = True, n
+    elif kind == "prefix_repetition":
+        opts.prefix_repetition_prefix_len = _form_number(prefix, "prefix")
+        opts.prefix_repetition_suffix_len = _form_number(suffix, "suffix")
+        opts.prefix_repetition_num_prefixes = _form_number(prefixes, "prefixes", minimum=1)
+    elif kind == "sharegpt":
+        opts.multi_turn = bool(multi_turn)
+        if multi_turn:
+            opts.max_turns = _form_number(turns, "max turns", minimum=1)
+    elif kind in ("timed_trace", "mooncake_trace"):
+        opts.timed_trace_sec_multiplier = _form_number(time_scale, "time ×", float)
+        if opts.timed_trace_sec_multiplier == 0:
+            raise BadRequestError("time × must be above 0")
+        opts.timed_trace_chunk_hash_size = _form_number(block, "block", minimum=1)
+    if opts.multi_turn:
+        opts.turn_delay_ms, opts.turn_delay_dist = parse_think_time(think)
+    return opts, None

@@ -1,6 +1,8 @@
 """The article's GPU x provider table, filled from the user's own runs on every machine in the database.
 
-One row per model x GPU (x GPUs used) x provider. Runs imported or pulled from other boxes are just rows
+One row per model x workload x GPU (x GPUs used) x provider: runs on different workloads (data.workloads:
+a ShareGPT file, random 128→128, the article's suite...) are never averaged together, and each row names
+its workload. Runs imported or pulled from other boxes are just rows
 of the same `runs` table, so a fleet's runs land side by side. Every provider that rents a GPU you
 measured gets a row; a row whose figures come from runs measured on that very provider (runs.provider)
 is marked `measured_here` and uses only those runs; the other providers' rows use every run of that GPU.
@@ -29,6 +31,7 @@ from typing import Any, Iterable
 
 from data.compare import gpus_for_cost
 from data.prices import PriceBoard, article_reference, price_board
+from data.workloads import run_workload
 from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
@@ -70,6 +73,8 @@ class RunFacts:
     output_tokens: int = 0
     mean_tps: float | None = None  # output tokens / E2EL, mean over successful requests
     mean_ttft_ms: float | None = None
+    workload_key: str = ""  # data.workloads.run_workload: runs with different keys are never averaged
+    workload_label: str = ""
 
     @property
     def paid_for_used(self) -> float | None:
@@ -122,6 +127,7 @@ def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None =
     sql = """
         SELECT r.run_id, r.kind, r.model, r.gpu_key, r.gpu_count, r.gpus_used, r.environment, r.engine_args, r.provider,
                r.price_per_hour_usd, r.hostname, r.pid, r.started_at, r.duration_s, r.suite_json, r.summary,
+               r.suite, r.workload_key, r.workload_label,
                count(q.request_index) FILTER (WHERE q.success) AS completed,
                count(q.request_index) FILTER (WHERE NOT q.success) AS failed,
                coalesce(sum(q.output_tokens) FILTER (WHERE q.success), 0) AS output_tokens,
@@ -141,6 +147,7 @@ def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None =
     out = []
     for row in store.query(sql, params):
         used, box = _gpus_used(row)
+        wkey, wlabel = run_workload(row)
         out.append(RunFacts(
             run_id=row["run_id"], kind=row["kind"], model=row.get("model") or "?", gpu_key=row.get("gpu_key"),
             gpus_used=used, instance_gpus=box, provider=row.get("provider") or None,
@@ -149,7 +156,7 @@ def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None =
             settings=_json(row.get("suite_json")) or {}, summary=_json(row.get("summary")) or {},
             completed=int(row.get("completed") or 0), failed=int(row.get("failed") or 0),
             output_tokens=int(row.get("output_tokens") or 0), mean_tps=row.get("mean_tps"),
-            mean_ttft_ms=row.get("mean_ttft_ms"),
+            mean_ttft_ms=row.get("mean_ttft_ms"), workload_key=wkey, workload_label=wlabel,
         ))
     return out
 
@@ -159,7 +166,8 @@ def sweeps(load_runs: Iterable[RunFacts]) -> list[list[RunFacts]]:
     level_index rising; a level_index that does not rise starts a new sweep (the app can run several)."""
     groups: dict[tuple, list[list[RunFacts]]] = defaultdict(list)
     for run in sorted(load_runs, key=lambda r: (str(r.started_at), r.run_id)):
-        key = (run.hostname, run.pid, run.model, run.gpu_key, json.dumps(run.settings.get("levels"), sort_keys=True))
+        key = (run.hostname, run.pid, run.model, run.gpu_key, run.workload_key,
+               json.dumps(run.settings.get("levels"), sort_keys=True))
         chains = groups[key]
         index = run.settings.get("level_index")
         previous = chains[-1][-1].settings.get("level_index") if chains else None
@@ -234,6 +242,7 @@ class Stat:
 @dataclass
 class MatrixRow:
     model: str
+    workload: str  # the label of the workload every figure of the row was measured on
     gpu_key: str
     gpu: str
     gpus_used: int
@@ -246,8 +255,9 @@ class MatrixRow:
     ttft_ms: Stat | None
     price: Price | None
     costs: dict[str, float] = field(default_factory=dict)  # basis label -> $/1M output tokens
-    cheapest: list[str] = field(default_factory=list)  # bases on which this row is the model's cheapest
+    cheapest: list[str] = field(default_factory=list)  # bases on which this row is the cheapest of its model x workload
     reference: dict[str, Any] | None = None  # the article's 2024 row for this GPU and provider
+    workload_key: str = ""
 
     @property
     def provider_name(self) -> str:
@@ -270,6 +280,10 @@ class Matrix:
 
     def models(self) -> list[str]:
         return list(dict.fromkeys(r.model for r in self.rows))
+
+    def groups(self) -> list[tuple[str, str]]:
+        """(model, workload label) in table order: each is one table, never mixed with another."""
+        return list(dict.fromkeys((r.model, r.workload) for r in self.rows))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -322,16 +336,19 @@ def build_matrix(store, *, board: PriceBoard | None = None, now: datetime | None
         matrix.notes.append(f"{cpu} run(s) on a device no provider rents (CPU or an unknown GPU) are left out.")
     if not gpu_runs:
         matrix.notes.append("No GPU runs in this database yet: the article's 2024 figures are shown for reference.")
-    groups: dict[tuple[str, str, int], list[RunFacts]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, int], list[RunFacts]] = defaultdict(list)
     for r in gpu_runs:
-        groups[(r.model, r.gpu_key, r.gpus_used)].append(r)
-    for (model_name, gpu_key, used), runs in sorted(groups.items()):
+        if r.kind == "interactive":
+            continue  # ad-hoc prompts are no basis (see _batch1_runs): not a workload of the table
+        groups[(r.model, r.workload_label, r.workload_key, r.gpu_key, r.gpus_used)].append(r)
+    for (model_name, workload, wkey, gpu_key, used), runs in sorted(groups.items()):
         for provider in providers_for(board, gpu_key, runs):
             own = [r for r in runs if r.provider == provider]
             basis_runs = own or runs
             b1 = _batch1_runs(basis_runs)
             row = MatrixRow(
-                model=model_name, gpu_key=gpu_key, gpu=gpu_label(gpu_key), gpus_used=used, provider=provider,
+                model=model_name, workload=workload, workload_key=wkey, gpu_key=gpu_key, gpu=gpu_label(gpu_key),
+                gpus_used=used, provider=provider,
                 measured_here=bool(own), run_ids=[r.run_id for r in basis_runs],
                 hosts=sorted({r.hostname or "?" for r in basis_runs}),
                 batch1_tps=Stat.of([r.mean_tps for r in b1]),
@@ -345,8 +362,8 @@ def build_matrix(store, *, board: PriceBoard | None = None, now: datetime | None
                     if stat is not None:
                         row.costs[basis.label] = usd_per_million_tokens(row.price.usd_per_hour, stat.mean)
             matrix.rows.append(row)
-    for model_name in matrix.models():
-        rows = [r for r in matrix.rows if r.model == model_name]
+    for model_name, wkey in dict.fromkeys((r.model, r.workload_key) for r in matrix.rows):
+        rows = [r for r in matrix.rows if r.model == model_name and r.workload_key == wkey]
         for basis in COST_BASES:
             priced = [r for r in rows if basis.label in r.costs]
             if priced:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -17,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from data.paths import assets_dir
+from data.store import new_fetch_id
 from pricing.fetch import LIVE_PROVIDERS, fetch_live
 from pricing.models import (
     FAILED,
@@ -73,7 +73,7 @@ def article_reference() -> dict[str, Any]:
 # -- writing ----------------------------------------------------------------------------------------
 def save_fetch(store, results: Iterable[FetchResult], *, fetch_id: str | None = None) -> str:
     """Store one refresh: a status row per provider and every price row. Returns the fetch id."""
-    fetch_id = fetch_id or uuid.uuid4().hex[:12]
+    fetch_id = fetch_id or new_fetch_id()
     with store.transaction() as con:
         for res in results:
             attempted = _utc(res.attempted_at) or datetime.now(timezone.utc)

@@ -91,6 +91,18 @@ def fidelity_fields(record: RequestRecord, metrics: RequestMetrics) -> dict[str,
     )
 
 
+def workload_fields(record: RequestRecord) -> dict[str, Any]:
+    """A request's place in its workload (schema 007) as RequestRow fields."""
+    req = record.request
+    return dict(
+        conversation_id=getattr(req, "conversation_id", None),
+        turn_index=getattr(req, "turn", None),
+        target_input_tokens=getattr(req, "input_len", None),
+        cached_tokens=record.cached_tokens,
+        prompt_form=record.prompt_form,
+    )
+
+
 def _send_lag_ms(record: RequestRecord) -> float | None:
     """Actual send (st) - scheduled send, less the intended wait on the concurrency limit."""
     if record.scheduled_ns is None or not record.st_ns:
@@ -292,6 +304,7 @@ class RunRecorder:
         reps: int | None = None,
         label: str | None = None,
         run_id: str | None = None,
+        workload: dict[str, Any] | None = None,
     ) -> str:
         for gpu in (environment.get("gpus") or []) + (environment.get("gpus_used") or []):
             gpu.setdefault("key", gpu_key_for(gpu.get("name"), gpu.get("memory_mb")))
@@ -307,6 +320,7 @@ class RunRecorder:
             reps=reps,
             label=label,
             run_id=run_id,
+            workload=workload,
         )
         self.run_id = run_id
         self.writer.submit(run_id, "run", lambda con: insert_run(con, params))
@@ -353,6 +367,7 @@ class RunRecorder:
             chunk_t_ns=[t - record.st_ns for t in record.chunk_ns],
             chunk_tokens=list(record.chunk_tokens),
             **fidelity_fields(record, metrics),
+            **workload_fields(record),
         )
         run_id = self.run_id
         self.writer.submit(run_id, "request", None, row)

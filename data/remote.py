@@ -29,7 +29,6 @@ import atexit
 import json
 import os
 import queue
-import re
 import socket
 import tempfile
 import threading
@@ -66,7 +65,15 @@ FILES = {
 }
 
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+def _bad_run_id(run_id: object) -> str | None:
+    """None for an id of the shape the store makes, else why not (one line; data.store.check_ids)."""
+    from data.store import IdError, check_ids
+
+    try:
+        check_ids("run", [run_id])
+    except IdError as exc:
+        return str(exc)
+    return None
 
 
 class RemoteError(Exception):
@@ -75,6 +82,10 @@ class RemoteError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+class RemoteMissing(RemoteError):
+    """An object the remote does not have (a run's manifest lists a file that is not there)."""
 
 
 def default_remote() -> str | None:
@@ -143,11 +154,14 @@ class Remote:
 
         try:
             return bytes(obstore.get(self.store, key).bytes())
+        except FileNotFoundError:
+            raise RemoteMissing(f"{key} is not on {self.name}") from None
         except Exception as exc:
             raise RemoteError(f"cannot read {key} from {self.name}: {one_line(exc)}") from None
 
-    def complete_runs(self) -> dict[str, str]:
-        """run_id -> manifest key, for every run whose manifest is there (so it is complete)."""
+    def listed_runs(self) -> dict[str, str]:
+        """Folder name -> manifest key, for every runs/<name>/manifest.json listed: the names are the
+        remote's word, not yet checked (see complete_runs)."""
         import obstore
 
         found: dict[str, str] = {}
@@ -155,12 +169,16 @@ class Remote:
             for batch in obstore.list(self.store, "runs/", chunk_size=1000):
                 for meta in batch:
                     parts = meta["path"].split("/")
-                    # Only ids tokentop makes (a listing could name anything; it becomes a local path).
-                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST and _PLAIN_ID.match(parts[1]):
+                    if len(parts) == 3 and parts[0] == "runs" and parts[2] == MANIFEST and parts[1]:
                         found[parts[1]] = meta["path"]
         except Exception as exc:
             raise RemoteError(f"cannot list {self.name}: {one_line(exc)}") from None
         return found
+
+    def complete_runs(self) -> dict[str, str]:
+        """run_id -> manifest key, for every run whose manifest is there (so it is complete) and whose
+        id has the shape tokentop makes (a listing could name anything; it becomes a local path)."""
+        return {name: key for name, key in self.listed_runs().items() if _bad_run_id(name) is None}
 
 
 TRANSFER_THREADS = 16  # objects in flight at once (obstore releases the GIL while it waits)
@@ -205,13 +223,15 @@ class PushResult:
     pushed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # run_id -> one-line reason
     not_tried: list[str] = field(default_factory=list)  # after a failure, the rest wait for the next try
+    refused: dict[str, str] = field(default_factory=dict)  # run_id -> why it may not leave (a misshapen id)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def to_dict(self) -> dict:
-        return {"remote": self.remote, "pushed": self.pushed, "failed": self.failed, "not_tried": self.not_tried}
+        return {"remote": self.remote, "pushed": self.pushed, "failed": self.failed, "not_tried": self.not_tried,
+                "refused": self.refused}
 
 
 def _record_pushes(store, remote: str, outcomes: list[tuple[str, str, str | None]]) -> None:
@@ -287,8 +307,8 @@ def _write_runs(store, run_ids: list[str], folder: Path) -> dict[str, tuple[dict
                 if not per_run.get(run_id):
                     continue
                 found = list((folder / "all" / table / f"run_id={run_id}").glob("*.parquet"))
-                if not _PLAIN_ID.match(run_id) or len(found) != 1:
-                    files = None  # an id hive paths would escape, or a split file: copy this run on its own
+                if len(found) != 1:
+                    files = None  # a split file: copy this run on its own
                     break
                 files[FILES[table]] = found[0]
                 rows[table] = per_run[run_id]
@@ -328,6 +348,13 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
             todo += [r for r in pending_runs(store, target.name, failed_only=True) if r not in todo]
     else:
         todo = pending_runs(store, target.name)
+    # An id that is not of the store's own shape (stored before ids were checked) would become a path
+    # on the remote: it is refused here, said once per push, and never recorded as a failed push.
+    for run_id in todo:
+        reason = _bad_run_id(run_id)
+        if reason is not None:
+            result.refused[run_id] = reason
+    todo = [r for r in todo if r not in result.refused]
     stop = threading.Event()  # the first failure: the remote is likely down, stop sending
 
     def send(run_id: str, manifest: dict, files: dict[str, Path]) -> str | None:
@@ -380,12 +407,114 @@ class PullResult:
         return {"remote": self.remote, "pulled": self.pulled, "already_here": self.already_here, "refused": self.refused}
 
 
+def _check_manifest(raw: bytes, run_id: str, local_version: int) -> tuple[dict[str, int], str | None]:
+    """A run's manifest.json (the remote's word): {table: expected rows} for the tables it lists, or
+    (_, why it is refused). Only the table names are taken from it; the files read are always
+    runs/<run_id>/<FILES[table]>, never a name the manifest gives."""
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return {}, "bad manifest: not JSON"
+    if not isinstance(manifest, dict) or manifest.get("format") != REMOTE_FORMAT:
+        return {}, "bad manifest: not a tokentop run manifest"
+    if manifest.get("run_id") != run_id:
+        return {}, "bad manifest: it names another run than its folder"
+    versions = (manifest.get("format_version", 0), manifest.get("schema_version", 0))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in versions):
+        return {}, "bad manifest: its versions are not whole numbers"
+    if versions[0] > REMOTE_FORMAT_VERSION or versions[1] > local_version:
+        return {}, (f"schema version {versions[1]} is newer than this tokentop's {local_version}: "
+                    "upgrade tokentop to pull it")
+    files, counts = manifest.get("files"), manifest.get("row_counts") or {}
+    if not isinstance(files, dict) or not isinstance(counts, dict) or "runs" not in files:
+        return {}, "bad manifest: no list of its files"
+    tables = {}
+    for table in files:
+        if table in FILES:
+            rows = counts.get(table)
+            tables[table] = rows if isinstance(rows, int) and not isinstance(rows, bool) else -1
+    return tables, None
+
+
+def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str]:
+    """The downloaded Parquet of every run (root/<run_id>/<file>): each file holds rows of its own run
+    only (a file of run A may not carry rows for run B), price fetch ids have the store's shape, row
+    counts are what the manifest says. Returns {run_id: why it is refused} for the runs that fail.
+    Read on a connection of its own, not the database's; one query per table for all the runs."""
+    import duckdb
+
+    from data.store import IdError, check_ids
+
+    def read(con, paths: list[str], table: str) -> tuple[dict[str, list[tuple[object, int]]], dict[str, str]]:
+        """{file: [(run_id, rows)]} and {file: a misshapen fetch id's reason} for these files."""
+        rel = (f"read_parquet([{', '.join(sql_literal(p) for p in paths)}], filename = 'tt_source_file', "
+               "union_by_name = true)")
+        found: dict[str, list[tuple[object, int]]] = {}
+        for path, run_id, rows in con.execute(
+                f"SELECT tt_source_file, run_id, count(*) FROM {rel} GROUP BY ALL").fetchall():
+            found.setdefault(path, []).append((run_id, rows))
+        bad: dict[str, str] = {}
+        if table == "prices":
+            for path, fetch_id in con.execute(f"SELECT DISTINCT tt_source_file, fetch_id FROM {rel}").fetchall():
+                try:
+                    check_ids("price fetch", [fetch_id])
+                except IdError as exc:
+                    bad.setdefault(path, str(exc))
+        return found, bad
+
+    refused: dict[str, str] = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for table, name in FILES.items():
+            paths = {str(root / run_id / name): run_id for run_id, tables in wanted.items() if table in tables}
+            if not paths:
+                continue
+            try:
+                found, bad_fetch = read(con, list(paths), table)
+            except duckdb.Error:  # a damaged or odd file: find it, one file at a time
+                found, bad_fetch = {}, {}
+                for path, run_id in paths.items():
+                    try:
+                        one, bad = read(con, [path], table)
+                    except duckdb.Error as exc:
+                        refused.setdefault(run_id, f"damaged {name}: {one_line(exc)}")
+                        continue
+                    found.update(one)
+                    bad_fetch.update(bad)
+            for path, run_id in paths.items():
+                if run_id in refused:
+                    continue
+                groups = found.get(path, [])
+                expected = wanted[run_id][table]
+                if [r for r, _n in groups] != [run_id]:
+                    why = f"its {name} holds rows of another run" if groups else f"its {name} is empty"
+                elif path in bad_fetch:
+                    why = bad_fetch[path]
+                elif expected >= 0 and groups[0][1] != expected:
+                    why = f"its {name} has {groups[0][1]} rows, the manifest says {expected}"
+                else:
+                    continue
+                refused[run_id] = why
+    finally:
+        con.close()
+    return refused
+
+
 def pull(store, remote: str | Remote | None) -> PullResult:
     """Fetch the complete runs the local database lacks and import them in one transaction, with
-    origin "pull:<remote>". Everything is downloaded first: an unreachable remote changes nothing."""
+    origin "pull:<remote>". Everything is downloaded first: an unreachable remote changes nothing.
+    The remote is untrusted: a run whose folder name is not a run id of the store's shape, whose
+    manifest is not tokentop's, or whose files hold other runs' rows or misshapen ids is refused
+    (PullResult.refused, one line each) and nothing of it is written; the others are pulled."""
     target = remote if isinstance(remote, Remote) else open_remote(remote)
     result = PullResult(remote=target.name)
-    listed = target.complete_runs()
+    listed = {}
+    for run_id, key in target.listed_runs().items():
+        reason = _bad_run_id(run_id)
+        if reason is None:
+            listed[run_id] = key
+        else:
+            result.refused[run_id] = reason
     with store.connection() as con:
         local_version = schema_version(con)
         have = {r[0] for r in con.execute("SELECT run_id FROM runs").fetchall()}
@@ -396,34 +525,35 @@ def pull(store, remote: str | Remote | None) -> PullResult:
     with tempfile.TemporaryDirectory(prefix="tokentop-pull-") as tmp:
         manifests = dict(zip(missing, _parallel(lambda r: target.get(listed[r]), missing)))
         downloads: list[tuple[str, Path]] = []
-        files: dict[str, list[str]] = {}
-        wanted: list[str] = []
+        wanted: dict[str, dict[str, int]] = {}
         for run_id in missing:
-            try:
-                manifest = json.loads(manifests[run_id])
-                if manifest.get("format") != REMOTE_FORMAT or manifest.get("run_id") != run_id:
-                    raise ValueError("not a tokentop run manifest")
-                if int(manifest.get("format_version") or 0) > REMOTE_FORMAT_VERSION or int(
-                    manifest.get("schema_version") or 0
-                ) > local_version:
-                    result.refused[run_id] = (
-                        f"schema version {manifest.get('schema_version')} is newer than this tokentop's "
-                        f"{local_version}: upgrade tokentop to pull it"
-                    )
-                    continue
-                names = dict(manifest["files"])
-            except (ValueError, KeyError, TypeError) as exc:
-                result.refused[run_id] = f"bad manifest: {one_line(exc)}"
+            tables, reason = _check_manifest(manifests[run_id], run_id, local_version)
+            if reason is not None:
+                result.refused[run_id] = reason
                 continue
-            folder = Path(tmp) / run_id
+            folder = Path(tmp) / run_id  # a checked id: a plain folder name
             folder.mkdir()
-            for table, name in names.items():
-                if table not in FILES or name != FILES[table]:
-                    continue
-                downloads.append((f"runs/{run_id}/{name}", folder / name))
-                files.setdefault(table, []).append(str(folder / name))
-            wanted.append(run_id)
-        _parallel(lambda item: item[1].write_bytes(target.get(item[0])), downloads)
+            downloads += [(f"runs/{run_id}/{FILES[table]}", folder / FILES[table]) for table in tables]
+            wanted[run_id] = tables
+        def download(item: tuple[str, Path]) -> str | None:
+            try:
+                item[1].write_bytes(target.get(item[0]))
+            except RemoteMissing as exc:  # that run is refused; an unreachable remote stops the pull
+                return str(exc)
+            return None
+
+        for key, why in zip((key for key, _ in downloads), _parallel(download, downloads)):
+            run_id = key.split("/")[1]
+            if why and run_id in wanted:
+                result.refused[run_id] = f"a file its manifest lists is missing ({why})"
+                del wanted[run_id]
+        for run_id, why in _check_files(wanted, Path(tmp)).items():
+            result.refused[run_id] = why
+            del wanted[run_id]
+        files: dict[str, list[str]] = {}
+        for run_id, tables in wanted.items():
+            for table in tables:
+                files.setdefault(table, []).append(str(Path(tmp) / run_id / FILES[table]))
         if not wanted:
             return result
         sources = {
@@ -433,7 +563,7 @@ def pull(store, remote: str | Remote | None) -> PullResult:
         with store.connection() as con:
             con.execute("BEGIN")
             try:
-                imported, _, _ = merge_runs(con, sources, origin=f"pull:{target.name}", run_ids=wanted)
+                imported, _, _ = merge_runs(con, sources, origin=f"pull:{target.name}", run_ids=list(wanted))
                 # They are on that remote already: never push them back.
                 if imported:
                     con.execute(

@@ -61,7 +61,8 @@ class RecorderSink:
             env["model_path"] = model_path
             env["model_reason"] = desc.get("model_reason")
             recorder.start(kind=run.kind, engine_description=desc, environment=env, suite=run.suite_name,
-                           suite_json=run.suite_json, reps=run.reps, label=label, run_id=run.run_id)
+                           suite_json=run.suite_json, reps=run.reps, label=label, run_id=run.run_id,
+                           workload=run.workload)
             self._recorders[run.run_id] = recorder
             return recorder
 

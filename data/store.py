@@ -37,6 +37,10 @@ _FIRST_BACKOFF_S = 0.002
 _MAX_BACKOFF_S = 0.05
 
 
+# The one-row manifest table every bundle holds (data/bundle.py); a database never has it.
+BUNDLE_MANIFEST_TABLE = "tokentop_bundle"
+
+
 class StoreError(Exception):
     """The database cannot be opened or written; the message says what to do."""
 
@@ -80,6 +84,12 @@ class RequestRow:
     # Client self-check: lateness against the schedule, and the wait on the concurrency limit.
     send_lag_ms: float | None = None
     queue_wait_ms: float | None = None
+    # Workloads (schema 007): the conversation and turn, the prompt length asked for, cached prompt tokens.
+    conversation_id: int | None = None
+    turn_index: int | None = None
+    target_input_tokens: int | None = None
+    cached_tokens: int | None = None
+    prompt_form: str | None = None
     # Schema 006: how tokens were counted, first content, stopping early, failures, schedule-to-finish.
     token_count_source: str | None = None
     ttfc_ms: float | None = None
@@ -101,7 +111,38 @@ def _migrations() -> list[tuple[int, str, str]]:
 
 
 def new_run_id() -> str:
+    """A run id: local start time and 6 random hex digits, e.g. 20260101-093000-1a2b3c (time-sortable;
+    engine/orchestrator.py makes the same shape). Ids become keys here and paths on a remote
+    (runs/<run_id>/), so ids from outside must pass check_ids("run", ...)."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def new_fetch_id() -> str:
+    """A price fetch id (prices.fetch_id, price_fetches.fetch_id): 12 random hex digits."""
+    return uuid.uuid4().hex[:12]
+
+
+class IdError(ValueError):
+    """An id from outside (a bundle, a remote, a manifest) that is not of a shape this store makes;
+    the message is one line and shows the id escaped (it is outside text)."""
+
+
+# The only shapes tokentop makes (new_run_id, new_fetch_id); anything else from outside is refused.
+ID_SHAPES = {
+    "run": (re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}"), "YYYYMMDD-HHMMSS-xxxxxx"),
+    "price fetch": (re.compile(r"[0-9a-f]{12}"), "12 hex digits"),
+}
+
+
+def check_ids(kind: str, ids: Iterable[Any], where: str = "") -> None:
+    """The one id check for everything that crosses the box's edge (import, export, push, pull).
+    `kind` is "run" or "price fetch"; raises IdError naming the first id that is not exactly the
+    shape new_run_id / new_fetch_id make (not a string, path separators, dots, control characters…)."""
+    shape, example = ID_SHAPES[kind]
+    for value in ids:
+        if not isinstance(value, str) or shape.fullmatch(value) is None:
+            shown = ascii(value) if len(str(value)) <= 60 else ascii(str(value)[:60]) + "…"
+            raise IdError(f"{where + ': ' if where else ''}{kind} id {shown} is not one tokentop makes ({example})")
 
 
 def _json(value: Any) -> str | None:
@@ -120,6 +161,7 @@ class Store:
                 f"cannot open database {self.path}: {exc} (choose a writable file with --db PATH or TOKENTOP_DB)"
             ) from None
         self._gate = _gate_for(self.path)
+        self._refuse_bundle()  # before migrate(), which would write into it
         self.migrate()
         self.recover_crashed_runs()
 
@@ -163,6 +205,25 @@ class Store:
                 raise
 
     # -- schema -------------------------------------------------------------
+    def _refuse_bundle(self) -> None:
+        """A bundle (`tokentop export`) named as the database (--db, TOKENTOP_DB) is refused, read-only,
+        before anything is written to it: it is input to import, never a database to run in."""
+        try:
+            if not self.path.is_file() or self.path.stat().st_size == 0:
+                return
+        except OSError:
+            return
+        with self.reading() as con:
+            found = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?", [BUNDLE_MANIFEST_TABLE]
+            ).fetchone()[0]
+        if found:
+            raise StoreError(
+                f"{self.path} is a bundle written by `tokentop export`, not a database: "
+                f"import it with `tokentop import {self.path}` (and use --db for the database to import into)"
+            )
+
     def migrate(self) -> int:
         with self.connection() as con:
             con.execute(
@@ -221,11 +282,12 @@ class Store:
         dtype: str | None = None,
         label: str | None = None,
         run_id: str | None = None,
+        workload: dict[str, Any] | None = None,
     ) -> str:
         """Insert a 'running' run row; returns its id."""
         run_id, params = run_row_params(
             kind=kind, engine=engine, model=model, environment=environment, suite=suite, suite_json=suite_json,
-            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id,
+            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id, workload=workload,
         )
         with self.connection() as con:
             insert_run(con, params)
@@ -259,6 +321,7 @@ class Store:
             SELECT r.run_id, r.kind, r.status, r.started_at, r.finished_at, r.duration_s, r.suite, r.reps,
                    r.engine, r.model, r.hostname, r.device, r.gpu_key, r.gpu_count, r.label,
                    r.provider, r.provider_source, r.instance_id, r.instance_type, r.region, r.price_per_hour_usd,
+                   r.workload_key, r.workload_label,
                    count(q.request_index) AS requests,
                    count(q.request_index) FILTER (WHERE q.success) AS completed,
                    avg(q.tps) FILTER (WHERE q.success) AS mean_tps,
@@ -282,7 +345,7 @@ class Store:
             rows = matches
         run = rows[0]
         for key in ("suite_json", "engine_args", "environment", "summary", "gpus_used", "client_health",
-                    "failures_by_kind"):
+                    "failures_by_kind", "workload"):
             if isinstance(run.get(key), str):
                 run[key] = json.loads(run[key])
         return run
@@ -330,6 +393,7 @@ def run_row_params(
     dtype: str | None = None,
     label: str | None = None,
     run_id: str | None = None,
+    workload: dict[str, Any] | None = None,
 ) -> tuple[str, list[Any]]:
     run_id = run_id or new_run_id()
     # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
@@ -365,6 +429,9 @@ def run_row_params(
         where.get("region"),
         where.get("price_per_hour_usd"),
         _json(gpus_used),
+        _json(workload),
+        (workload or {}).get("key"),
+        (workload or {}).get("label"),
     ]
 
 
@@ -373,9 +440,9 @@ def insert_run(con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
         """INSERT INTO runs (run_id, kind, status, started_at, suite, suite_json, reps, engine,
                engine_args, model, dtype, hostname, pid, device, gpu_key, gpu_count, gpu_memory_mb,
                driver, environment, label, provider, provider_source, instance_id, instance_type,
-               region, price_per_hour_usd, gpus_used)
+               region, price_per_hour_usd, gpus_used, workload, workload_key, workload_label)
            VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                   ?, ?, ?, ?, ?, ?, ?)""",
+                   ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         params,
     )
 
@@ -390,6 +457,8 @@ _REQUEST_TYPES = {
     "send_lag_ms": "DOUBLE", "queue_wait_ms": "DOUBLE",
     "token_count_source": "VARCHAR", "ttfc_ms": "DOUBLE", "first_chunk_empty": "BOOLEAN", "asked_tokens": "INTEGER",
     "stopped_early": "BOOLEAN", "error_kind": "VARCHAR", "http_status": "INTEGER", "schedule_to_finish_ms": "DOUBLE",
+    "conversation_id": "INTEGER", "turn_index": "INTEGER", "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER",
+    "prompt_form": "VARCHAR",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]

@@ -12,10 +12,22 @@ Patterns (vLLM's option names):
     above the best level so far ("throughput stopped rising"), when a level's p99 TTFT is above the
     TTFT SLO, when a level has failed requests, or at the maximum level.
 
+What a level sends comes from a workload (engine/workloads): synthetic token prompts, a dataset, a
+timed trace (its requests carry their own send times: a fixed schedule, `LoadLevel.self_timed`) or
+multi-turn conversations (a conversation's next turn is handed back by the workload when a reply has
+come in, and sent after its think time). The workload is a source of requests; this runner is the
+only driver.
+
+Before every level: `--num-warmups` copies of its first request are sent and not measured (as
+`vllm bench serve` does), then the engine's prefix cache is reset (in-process: AsyncLLM's
+reset_prefix_cache(); a vLLM server: POST /reset_prefix_cache, which only answers in its dev mode), so
+a repeated level does not read the previous level's cache as speed. Whether it could be reset is
+stored with the level.
+
 `st` is taken by Engine.generate just before a request is handed to the engine — after the
 semaphore, as in vLLM's bench — so a request's stored send time is when it really went out.
-Finished records are handed to the caller's thread through a queue: nothing is written to disk on
-the engine loop, so storing never delays another request's timestamps.
+Finished records are handed to the caller's thread through a deque it empties every DRAIN_S: nothing
+is written to disk on the engine loop, so storing never delays another request's timestamps.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import itertools
 import math
 import threading
 import time
@@ -35,6 +48,10 @@ from engine.measure.client_health import assess, cpu_sample, cpu_use
 from engine.engines.host import EngineHost
 from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
+from engine.workloads.base import LevelSource, Workload
+from engine.workloads.conversations import ttft_by_turn
+from engine.workloads.synthetic import RandomWorkload, SuiteWorkload
+from engine.workloads.tokens import Tokens
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
 SWEEP_MAX_LEVEL = 256
@@ -50,9 +67,12 @@ class LoadLevel:
     burstiness: float = 1.0  # 1 = Poisson; <1 burstier; >1 more regular (gamma)
     max_concurrency: int | None = None
     num_prompts: int = 10
+    self_timed: bool = False  # a trace: every request has its own send time (rate/burstiness unused)
 
     @property
     def label(self) -> str:
+        if self.self_timed:
+            return "trace" + (f" max-concurrency {self.max_concurrency}" if self.max_concurrency else "")
         if math.isinf(self.request_rate):
             return f"concurrency {self.max_concurrency}" if self.max_concurrency else "all at once"
         text = f"rate {self.request_rate:g}/s"
@@ -65,63 +85,24 @@ class LoadLevel:
     @property
     def concurrency(self) -> int | None:
         """The level's x-axis value in a concurrency sweep."""
-        return self.max_concurrency if math.isinf(self.request_rate) else None
+        return self.max_concurrency if math.isinf(self.request_rate) and not self.self_timed else None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["request_rate"] = "inf" if math.isinf(self.request_rate) else self.request_rate
+        if not self.self_timed:
+            data.pop("self_timed")  # the stored shape of levels before traces
         return data
 
 
-@dataclass(frozen=True)
-class PromptSource:
-    """Synthetic prompts of exact token lengths, or a suite's prompts (cycled)."""
-
-    input_len: int | None = None
-    output_len: int | None = None
-    suite_requests: tuple[GenerationRequest, ...] = ()
-    suite_name: str | None = None
-    temperature: float = DEFAULT_TEMPERATURE
-    seed: int = 0
-
-    def requests(self, n: int, level_index: int = 0) -> list[GenerationRequest]:
-        out = []
-        for i in range(n):
-            seed = self.seed + level_index * 100_003 + i  # distinct prompts per request and level
-            if self.suite_requests:
-                base = self.suite_requests[i % len(self.suite_requests)]
-                out.append(
-                    GenerationRequest(
-                        prompt=base.prompt,
-                        max_tokens=self.output_len or base.max_tokens,
-                        temperature=base.temperature,
-                        top_p=base.top_p,
-                        enforce_length=base.enforce_length,
-                        seed=seed,
-                        case_id=base.case_id,
-                        rep=i,
-                    )
-                )
-            else:
-                out.append(
-                    GenerationRequest(
-                        prompt="",
-                        input_len=self.input_len,
-                        max_tokens=self.output_len or 128,
-                        temperature=self.temperature,
-                        enforce_length=True,
-                        seed=seed,
-                        case_id="load",
-                        rep=i,
-                    )
-                )
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        if self.suite_requests:
-            return {"suite": self.suite_name, "output_len": self.output_len, "seed": self.seed}
-        return {"input_len": self.input_len, "output_len": self.output_len,
-                "temperature": self.temperature, "seed": self.seed}
+def PromptSource(input_len: int | None = None, output_len: int | None = None,
+                 suite_requests: Sequence[GenerationRequest] = (), suite_name: str | None = None,
+                 temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> Workload:
+    """Synthetic random-token prompts of `input_len` tokens (vLLM's random dataset), or a suite's prompts
+    cycled: the workloads `tokentop load` had before datasets (engine.workloads.synthetic)."""
+    if suite_requests:
+        return SuiteWorkload(tuple(suite_requests), suite_name or "suite", output_len=output_len, seed=seed)
+    return RandomWorkload(input_len or 128, output_len or 128, temperature=temperature, seed=seed)
 
 
 def arrival_offsets(n: int, request_rate: float, burstiness: float = 1.0, seed: int = 0) -> list[float]:
@@ -233,6 +214,8 @@ class LevelOutcome:
     result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
+    planned: int = 0  # requests the level meant to send (every conversation's every turn)
+    warmup: dict[str, Any] = field(default_factory=dict)  # warm-ups sent and failed, the cache reset
     client_cpu: list[dict[str, Any]] = field(default_factory=list)  # per client process: client_health.cpu_use
 
     @property
@@ -267,43 +250,73 @@ def summarise_level(
 
 class LoadRunner:
     """Runs load levels on an EngineHost. Synchronous: call from a worker thread or the main thread;
-    it waits in short slices, so Ctrl-C (KeyboardInterrupt) and stop() are seen promptly."""
+    it waits in short slices, so Ctrl-C (KeyboardInterrupt) and stop() are seen promptly.
+
+    `prompts` is the workload (engine.workloads): prepare() it once with the engine's tokenizer before
+    the first level (run_level does so when nobody did)."""
 
     def __init__(
         self,
         host: EngineHost,
-        prompts: PromptSource,
+        prompts: Workload,
         *,
         slo_ms: dict[str, float] | None = None,
         seed: int = 0,
         on_record: RecordSink | None = None,
         stop: threading.Event | None = None,
         live: LiveLoad | None = None,
+        num_warmups: int = 0,
+        reset_prefix_cache: bool = True,
     ):
         self.host = host
-        self.prompts = prompts
+        self.workload = prompts
         self.slo_ms = dict(slo_ms or {})
         self.seed = seed
         self.on_record = on_record or (lambda *_: None)
         self.stop_event = stop or threading.Event()
         self.live = live or LiveLoad()
+        self.num_warmups = int(num_warmups or 0)
+        self.reset_prefix_cache = reset_prefix_cache
         self.interrupted = False
+
+    @property
+    def prompts(self) -> Workload:
+        return self.workload
 
     def stop(self) -> None:
         self.stop_event.set()
 
+    def prepare(self, max_prompts: int | None = None) -> Workload:
+        """Prepare the workload with the engine's tokenizer (once; BadRequestError when it cannot run)."""
+        self.workload.prepare(engine_tokens(self.host.engine), max_prompts)
+        return self.workload
+
     # -- one level ----------------------------------------------------------------
-    def run_level(self, level: LoadLevel, level_index: int = 0, on_begin: Callable[[int], None] | None = None) -> LevelOutcome:
-        requests = self.prompts.requests(level.num_prompts, level_index)
-        offsets = arrival_offsets(len(requests), level.request_rate, level.burstiness, self.seed + level_index)
+    def run_level(self, level: LoadLevel, level_index: int = 0, on_begin: Callable[[int], None] | None = None,
+                  on_ready: Callable[[], None] | None = None) -> LevelOutcome:
+        """One level: warm-ups and the prefix-cache reset, then `on_ready()` (the caller's last sample
+        before the level), then the requests on the level's pattern; `on_begin(start_ns)` when the
+        level's clock starts."""
         outcome = LevelOutcome(level=level, status="completed")
+        self.live.reset(level.label, level_index)
+        try:
+            self.prepare(level.num_prompts)
+            source = self.workload.level(level.num_prompts, level_index)
+            planned = source.initial()
+        except BadRequestError as exc:
+            outcome.status, outcome.error = "failed", str(exc)
+            outcome.result = summarise_level(level, [], 0.0, self.slo_ms)
+            return outcome
+        outcome.planned = source.total
+        if level.self_timed:
+            offsets = [max(0.0, float(p.at_s or 0.0)) for p in planned]
+        else:
+            offsets = arrival_offsets(len(planned), level.request_rate, level.burstiness, self.seed + level_index)
         # Finished records cross to this thread through a deque (appends are atomic), collected every
         # DRAIN_S: the engine loop never wakes this thread per request (each wake-up takes the GIL
         # from the loop that timestamps tokens).
         done_q: collections.deque = collections.deque()
-        self.live.reset(level.label, level_index)
         cancel = threading.Event()
-        future = self.host.call(self._drive(requests, offsets, level.max_concurrency, done_q, outcome, cancel, on_begin))
         by_index: dict[int, tuple[RequestRecord, RequestMetrics]] = {}
 
         def drain() -> None:
@@ -318,6 +331,15 @@ class LoadRunner:
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
 
         try:
+            first = planned[0].request if planned else None
+            outcome.warmup = self._wait(self.host.call(self._before_level(first, level.max_concurrency, cancel)),
+                                        cancel) or {}
+            if self.stop_event.is_set():
+                raise _Stopped()
+            if on_ready is not None:
+                on_ready()
+            future = self.host.call(self._drive(source, planned, offsets, level.max_concurrency, done_q, outcome,
+                                                cancel, on_begin))
             while not future.done():
                 if self.stop_event.is_set() and not cancel.is_set():
                     cancel.set()
@@ -325,6 +347,8 @@ class LoadRunner:
                 drain()
                 concurrent.futures.wait([future], timeout=DRAIN_S)
             future.result()
+        except _Stopped:
+            outcome.status = "aborted"
         except KeyboardInterrupt:
             self.interrupted = True
             outcome.status = "aborted"
@@ -345,22 +369,76 @@ class LoadRunner:
             outcome.status = "failed"
             outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
+        outcome.result.update(level_extras(outcome.records, outcome.warmup, self.workload))
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
         lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags, outcome.client_cpu)
         return outcome
 
-    async def _drive(self, requests, offsets, max_concurrency, done_q, outcome: LevelOutcome, cancel, on_begin) -> None:
+    def _wait(self, future, cancel: threading.Event):
+        """A future of the engine loop, waited for in slices (stop and Ctrl-C are seen)."""
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.05)
+                except TimeoutError:
+                    if self.stop_event.is_set():
+                        cancel.set()
+                        future.cancel()  # warm-ups in flight are dropped: nothing of them is kept
+                        raise _Stopped() from None
+        except KeyboardInterrupt:
+            self.interrupted = True
+            cancel.set()
+            future.cancel()
+            raise _Stopped() from None
+
+    async def _before_level(self, first: GenerationRequest | None, max_concurrency: int | None,
+                            cancel: threading.Event) -> dict[str, Any]:
+        """--num-warmups copies of the level's first request (sent, not measured), then the prefix-cache
+        reset. Runs on the engine loop before the level's clock starts."""
+        engine = self.host.engine
+        out: dict[str, Any] = {"num_warmups": 0, "warmups_failed": 0}
+        if self.num_warmups and first is not None:
+            sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+            async def warm() -> bool:
+                if cancel.is_set():
+                    return True
+                if sem is None:
+                    return (await engine.generate(first)).success
+                async with sem:
+                    return (await engine.generate(first)).success
+
+            results = await asyncio.gather(*(warm() for _ in range(self.num_warmups)), return_exceptions=True)
+            out["num_warmups"] = self.num_warmups
+            out["warmups_failed"] = sum(1 for r in results if r is not True)
+        if self.reset_prefix_cache:
+            try:
+                ok, note = await engine.reset_prefix_cache()
+            except Exception as exc:  # a reset that fails is said, never a failed level
+                ok, note = False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            out["prefix_cache_reset"] = bool(ok)
+            out["prefix_cache_reset_note"] = note
+        return out
+
+    async def _drive(self, source: LevelSource, planned, offsets, max_concurrency, done_q, outcome: LevelOutcome,
+                     cancel, on_begin) -> None:
         engine = self.host.engine
         live = self.live
         sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        pending: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task] = set()
         all_done = asyncio.Event()
+        indexes = itertools.count(len(planned))  # follow-ups are numbered after the first wave, as sent
 
         def finished(task: asyncio.Task) -> None:
-            pending.discard(task)
-            if not pending:
+            tasks.discard(task)
+            if not tasks:
                 all_done.set()
+
+        def spawn(coro) -> None:
+            task = asyncio.create_task(coro)
+            tasks.add(task)
+            task.add_done_callback(finished)
 
         async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
             queue_wait_ns = None
@@ -386,6 +464,26 @@ class LoadRunner:
             else:
                 live.failed += 1
             done_q.append((index, record))
+            if cancel.is_set():
+                return
+            try:
+                follow = source.follow_up(request, record)  # a conversation's next turn, with the reply
+            except Exception:  # a workload's bug ends that conversation, not the level
+                follow = None
+            if follow is not None:
+                spawn(later(follow.request, time.perf_counter_ns() + int(follow.delay_s * 1e9)))
+
+        async def later(request: GenerationRequest, due_ns: int) -> None:
+            """A follow-up after its think time; one stopped while it waits was never sent (no record)."""
+            try:
+                while (delay := (due_ns - time.perf_counter_ns()) / 1e9) > 0:
+                    if cancel.is_set():
+                        return
+                    await asyncio.sleep(min(delay, 0.05))
+            except asyncio.CancelledError:
+                return
+            if not cancel.is_set():
+                await one(next(indexes), request, due_ns)
 
         cpu_before = cpu_sample()  # this (the loop) thread's CPU clocks: the level's client CPU use
         start_ns = time.perf_counter_ns()
@@ -397,7 +495,7 @@ class LoadRunner:
             on_begin(start_ns)
         start = start_ns / 1e9
         try:
-            for index, (request, offset) in enumerate(zip(requests, offsets)):
+            for index, (item, offset) in enumerate(zip(planned, offsets)):
                 if cancel.is_set():
                     break
                 delay = start + offset - time.perf_counter()
@@ -406,24 +504,21 @@ class LoadRunner:
                     delay = start + offset - time.perf_counter()
                 if cancel.is_set():
                     break
-                task = asyncio.create_task(one(index, request, start_ns + int(offset * 1e9)))
-                pending.add(task)
-                task.add_done_callback(finished)
+                spawn(one(index, item.request, start_ns + int(offset * 1e9)))
             # Wait for the last one (woken the moment it ends, so the duration is exact), looking at
             # `cancel` every DRAIN_S: O(1) per wake-up however many requests the level has.
-            while pending:
+            while tasks:
                 if cancel.is_set():
-                    waiting = list(pending)
-                    for t in waiting:
+                    pending = list(tasks)
+                    for t in pending:
                         t.cancel()
-                    await asyncio.gather(*waiting, return_exceptions=True)
+                    await asyncio.gather(*pending, return_exceptions=True)
                     break
                 all_done.clear()
-                if pending:
-                    try:
-                        await asyncio.wait_for(all_done.wait(), DRAIN_S)
-                    except TimeoutError:
-                        pass
+                try:
+                    await asyncio.wait_for(all_done.wait(), DRAIN_S)
+                except TimeoutError:
+                    pass
         finally:
             outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
             outcome.client_cpu = [cpu_use(cpu_before, cpu_sample())]
@@ -472,6 +567,56 @@ class LoadRunner:
                 reason = verdict
                 break
         return outcomes, reason
+
+
+class _Stopped(Exception):
+    """Stopped before the level's first request went out."""
+
+
+def engine_tokens(engine: Any) -> Tokens | None:
+    """The engine's tokenizer for workloads (engine.workloads.tokens.Tokens), or None when it has none."""
+    getter = getattr(engine, "workload_tokens", None)
+    if getter is None:
+        return None
+    try:
+        return getter()
+    except BadRequestError:
+        raise
+    except Exception:
+        return None
+
+
+def level_extras(records: Sequence[RequestRecord], warmup: dict[str, Any], workload: Workload | None) -> dict[str, Any]:
+    """What a level adds to vLLM's figures: the workload's label, warm-ups and the prefix-cache reset,
+    the schedule lag (actual send - scheduled send, ms: a trace's fixed schedule, or the pattern's), prompt
+    lengths against their targets, prefix-cache hits per request, and TTFT per turn of conversations."""
+    out: dict[str, Any] = {}
+    if workload is not None:
+        out["workload"] = workload.label()
+    out.update({k: v for k, v in (warmup or {}).items()})
+    lags = [(r.st_ns - r.scheduled_ns) / 1e6 for r in records if r.scheduled_ns is not None and r.st_ns]
+    if lags:
+        arr = np.asarray(lags)
+        out.update(mean_schedule_lag_ms=float(arr.mean()), p99_schedule_lag_ms=float(np.percentile(arr, 99)),
+                   max_schedule_lag_ms=float(arr.max()))
+    ok = [r for r in records if r.success]
+    checked = [r for r in ok if r.request.input_len is not None and r.input_tokens is not None
+               and r.prompt_form != "chat"]
+    if checked:
+        diffs = [r.input_tokens - r.request.input_len for r in checked]
+        out["total_target_input_tokens"] = int(sum(r.request.input_len for r in checked))
+        out["input_len_checked"] = len(checked)
+        out["input_len_mismatches"] = sum(1 for d in diffs if d)
+        out["max_input_len_error"] = int(max(diffs, key=abs))
+    cached = [r for r in ok if r.cached_tokens is not None and r.input_tokens]
+    if cached:
+        out["total_cached_tokens"] = int(sum(r.cached_tokens for r in cached))
+        out["request_prefix_hit_rate"] = out["total_cached_tokens"] / max(1, sum(r.input_tokens for r in cached))
+    turns = ttft_by_turn(records)
+    if turns:
+        out["ttft_by_turn"] = turns
+        out["conversations"] = len({r.request.conversation_id for r in records})
+    return out
 
 
 def sweep_verdict(result: dict[str, Any], best_so_far: float, slo_ms: dict[str, float]) -> str | None:

@@ -30,13 +30,14 @@ from typing import Any, Callable, Sequence
 from engine.telemetry.environment import used_gpu_samples
 from engine.engines.host import EngineHost, RequestHandle
 from engine.measure.live import LiveMeter
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner, PromptSource
+from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner
 from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request_metrics
 from engine.workloads.suites import Suite
 from engine.telemetry.gpu import GpuSampler, summarise_gpu
 from engine.measure.client_health import assess
 from engine.telemetry.server import MetricsScraper
-from engine.types import Chunk, EngineError, GenerationRequest, RequestRecord
+from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
+from engine.workloads.base import Workload, workload_key
 
 SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0  # /metrics scrapes during load levels (see _run_load)
 
@@ -62,6 +63,9 @@ class RunInfo:
     total: int = 0  # planned requests
     level_index: int | None = None  # load: which level of the sweep
     level: LoadLevel | None = None
+    # What the run's requests were (engine.workloads.base.Workload.identity): stored with the run, so
+    # runs on different workloads are never averaged together.
+    workload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -313,20 +317,32 @@ class Orchestrator:
     # -- starting ---------------------------------------------------------------------------
     def start_interactive(self, request: GenerationRequest) -> Job:
         job = self._new_job("interactive")
-        info = RunInfo(new_run_id(), job.job_id, "interactive", "interactive", total=1)
+        info = RunInfo(new_run_id(), job.job_id, "interactive", "interactive", total=1,
+                       workload=named_workload("interactive", "interactive"))
         return self._launch(job, lambda: self._run_sequence(job, info, [request]))
 
     def start_suite(self, suite: Suite, reps: int | None = None, *, stop_event: threading.Event | None = None) -> Job:
         reps = reps or suite.reps
         job = self._new_job("suite", stop_event)
-        requests = suite.requests(reps)
-        info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests))
+        try:
+            requests = suite.requests(reps, tokens=self._tokens())
+        except BaseException:
+            with self._lock:
+                self._current = None
+            raise
+        info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests),
+                       workload=suite.workload_identity())
         return self._launch(job, lambda: self._run_sequence(job, info, requests))
+
+    def _tokens(self):
+        from engine.load import engine_tokens
+
+        return engine_tokens(self.host.engine)
 
     def start_load(
         self,
         levels: Sequence[LoadLevel],
-        prompts: PromptSource,
+        prompts: Workload,
         *,
         settings: Callable[[int, LoadLevel], dict[str, Any]],
         slo_ms: dict[str, float] | None = None,
@@ -335,14 +351,16 @@ class Orchestrator:
         server_sampler: Any = None,
         stop_event: threading.Event | None = None,
         live: LiveLoad | None = None,
+        num_warmups: int = 0,
     ) -> Job:
         """A load sweep: every level is its own stored run (kind "load"); `settings(i, level)` is
-        the level's stored suite_json."""
+        the level's stored suite_json; `prompts` the workload its requests come from (prepared here,
+        with the engine's tokenizer, before the first level)."""
         job = self._new_job("load", stop_event)
         if live is not None:
             job.live = live
         return self._launch(job, lambda: self._run_load(job, list(levels), prompts, settings, dict(slo_ms or {}),
-                                                       auto_stop, seed, server_sampler))
+                                                       auto_stop, seed, server_sampler, num_warmups))
 
     def _new_job(self, kind: str, stop_event: threading.Event | None = None) -> Job:
         with self._lock:
@@ -425,6 +443,8 @@ class Orchestrator:
                 if job.stop_event.is_set():
                     outcome.status = "aborted"
                     break
+                if info.kind == "suite":
+                    self._reset_prefix_cache()  # an honest repetition: never served from the last one's cache
                 self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns(),
                                          self.host.engine.live_counter()))
                 handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))
@@ -465,6 +485,13 @@ class Orchestrator:
             self.emit(finished)
         return JobFinished(job.job_id, job.kind, outcome.status, (finished,), error=outcome.error,
                            stopped=job.interrupted)
+
+    def _reset_prefix_cache(self) -> tuple[bool, str]:
+        """The engine's prefix cache emptied (engine.engines.base.Engine.reset_prefix_cache), on its loop."""
+        try:
+            return self.host.call(self.host.engine.reset_prefix_cache()).result(timeout=10)
+        except Exception as exc:
+            return False, _one_line(exc)
 
     def _chunk_sink(self, run_id: str, job_id: str, index: int) -> Callable[[Chunk], None] | None:
         """The one request's chunk callback, bound once (the token path pays a call, not a lookup).
@@ -513,9 +540,16 @@ class Orchestrator:
         record.error = record.error or "aborted"
         return record
 
-    def _run_load(self, job: Job, levels: list[LoadLevel], prompts: PromptSource,
+    def _run_load(self, job: Job, levels: list[LoadLevel], prompts: Workload,
                   settings: Callable[[int, LoadLevel], dict[str, Any]], slo_ms: dict[str, float],
-                  auto_stop: bool, seed: int, server_sampler: Any) -> JobFinished:
+                  auto_stop: bool, seed: int, server_sampler: Any, num_warmups: int = 0) -> JobFinished:
+        runner = LoadRunner(self.host, prompts, slo_ms=slo_ms, seed=seed, stop=job.stop_event, live=job.live,
+                            num_warmups=num_warmups)
+        try:
+            runner.prepare(max((lv.num_prompts for lv in levels), default=None))
+        except BadRequestError as exc:  # a dataset that cannot run with this engine: one line, no level
+            return JobFinished(job.job_id, job.kind, "failed", (), error=str(exc))
+        identity = prompts.to_json()
         gpu = self.gpu
         own_server = server_sampler is None
         server, server_note = (server_sampler, None)
@@ -528,20 +562,24 @@ class Orchestrator:
                 server.interval_s = SCRAPE_INTERVAL_UNDER_LOAD_S
             if server is not None:
                 server.start()
-        runner = LoadRunner(self.host, prompts, slo_ms=slo_ms, seed=seed, stop=job.stop_event, live=job.live)
         finished: list[RunFinished] = []
 
         def level_runner(index: int, level: LoadLevel) -> LevelOutcome:
             info = RunInfo(new_run_id(), job.job_id, "load", "load", settings(index, level), None,
-                           total=level.num_prompts, level_index=index, level=level)
+                           total=level.num_prompts, level_index=index, level=level, workload=identity)
             self._begin_run(job, info)
             origin: list[int] = []
             runner.on_record = lambda i, record, metrics: self.emit(
                 RequestFinished(info.run_id, job.job_id, i, record, metrics, origin[0] if origin else None))
-            _bracket(gpu, server)  # a sample just before the level: the baseline for its counters
             t_begin = time.perf_counter()
+
+            def ready() -> None:  # after the warm-ups and the cache reset: the baseline for the level's counters
+                nonlocal t_begin
+                _bracket(gpu, server)
+                t_begin = time.perf_counter()
+
             try:
-                outcome = runner.run_level(level, index, on_begin=origin.append)
+                outcome = runner.run_level(level, index, on_begin=origin.append, on_ready=ready)
             except BaseException as exc:
                 outcome = LevelOutcome(level=level, status="failed", error=_one_line(exc))
             _bracket(gpu, server)  # and one just after it
@@ -566,6 +604,14 @@ class Orchestrator:
                 [], [], [], gpu_samples=level_gpu, level_result=outcome.result,
                 gpu_note=(gpu.note if gpu is not None else None) or "no GPU telemetry", server=server_summary))
             summary["client_health"] = json_safe(outcome.client_health)
+            hit_rate = (server_summary or {}).get("prefix_hit_rate")
+            if hit_rate is None:
+                hit_rate = outcome.result.get("request_prefix_hit_rate")
+            for part in (summary.get("overall"), summary.get("load")):
+                if isinstance(part, dict):
+                    part["prefix_cache_hit_rate"] = hit_rate  # beside the level's throughput
+            summary["workload"] = json_safe({"label": identity.get("label"), "key": identity.get("key"),
+                                             **prompts.report()})
             done = RunFinished(info, outcome.status, outcome.duration_s, summary, outcome.error,
                                samples_origin_s=t0, gpu_samples=gpu_rows, server_samples=server_rows,
                                outcome=outcome)
@@ -588,6 +634,13 @@ class Orchestrator:
         return JobFinished(job.job_id, job.kind, status, tuple(finished), stop_reason=reason, error=error,
                            stopped=job.interrupted,
                            server_note=server_note or (server.note if server is not None else None))
+
+
+def named_workload(kind: str, label: str, **params: Any) -> dict[str, Any]:
+    """The identity of a run whose requests are not a Workload's (an interactive prompt)."""
+    ident: dict[str, Any] = {"kind": kind, "params": params, "label": label}
+    ident["key"] = workload_key(ident)
+    return ident
 
 
 def _chunk_event(sink: Sink, run_id: str, job_id: str, index: int, chunk: Chunk) -> None:

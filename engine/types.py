@@ -17,8 +17,20 @@ class GenerationRequest:
     seed: int | None = None
     case_id: str = "interactive"
     rep: int = 0
-    # Synthetic load prompts are given as raw token counts; the engine builds a prompt of that size.
+    # The prompt length the workload asked for, in tokens as the engine counts them (special tokens
+    # included, chat template not): stored beside the engine's own count (RequestRecord.input_tokens).
     input_len: int | None = None
+    # The exact prompt tokens (engine.workloads: synthetic, prefix_repetition, traces), as the server's
+    # tokenizer would produce them from `prompt` (special tokens included, no chat template). The
+    # in-process engine feeds them as they are; the openai engine sends `prompt` (text that re-tokenises
+    # to them) on the completions API, or the ids themselves when `send_ids` (traces, like vLLM).
+    prompt_token_ids: tuple[int, ...] | None = None
+    send_ids: bool = False
+    # A multi-turn conversation: the whole history as (role, content) pairs, the last being this
+    # turn's user message (`prompt`). The engine wraps them in the model's chat template.
+    messages: tuple[tuple[str, str], ...] | None = None
+    conversation_id: int | None = None  # which simulated user (multi-turn), stored per request
+    turn: int | None = None  # 0-based turn index within the conversation
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,12 @@ class RequestRecord:
     # long it waited on the client's own concurrency limit before it could (vLLM #54101).
     scheduled_ns: int | None = None
     queue_wait_ns: int | None = None
+    # Prompt tokens the engine served from its prefix cache (in-process: RequestOutput.num_cached_tokens;
+    # a server: usage.prompt_tokens_details.cached_tokens where it reports it), None when unknown.
+    cached_tokens: int | None = None
+    # How the prompt reached the model: "ids" (token ids as given), "text" (raw text, tokenised by the
+    # server), "chat" (wrapped in the chat template, so the count includes the template's tokens).
+    prompt_form: str | None = None
     # How chunk_tokens were counted (engine.measure.tokens.SOURCES): "usage", "engine",
     # "usage+tokenizer", "usage+spread", "tokenizer" or "events" (the last two are estimates).
     token_count_source: str | None = None

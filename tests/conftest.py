@@ -58,7 +58,8 @@ def vllm_server(embedded_model_path):
     """A real vLLM OpenAI-compatible server on loopback (CPU build), started once."""
     from engine.engines.managed_server import ManagedVllmServer
 
-    server = ManagedVllmServer(embedded_model_path, served_model_name="smollm2")
+    # Dev mode: its POST /reset_prefix_cache lets load levels start with the prefix cache empty.
+    server = ManagedVllmServer(embedded_model_path, served_model_name="smollm2", env={"VLLM_SERVER_DEV_MODE": "1"})
     server.start()
     yield server
     server.stop()

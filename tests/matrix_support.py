@@ -69,7 +69,7 @@ def build_box(path, name: str) -> Store:
         for index, (level, data) in enumerate(zip(levels, sweep["levels"])):
             rec = RunRecorder(store)
             rec.start(kind="load", engine_description=desc, environment=json.loads(json.dumps(env)), suite="load",
-                      suite_json=level_settings(spec, level, index))
+                      suite_json=level_settings(spec, level, index), workload=spec.prompts.identity())
             rec.set_origin(T0)
             metrics = []
             for i, (req, req_spec) in enumerate(zip(spec.prompts.requests(len(data["requests"]), index), data["requests"])):

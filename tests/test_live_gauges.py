@@ -1,4 +1,4 @@
-"""engine/measure/live.py: gauge maths on synthetic timestamps, and the output sanitiser."""
+"""engine/measure/live.py: gauge maths on synthetic timestamps (the output sanitiser: test_outside_text.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.measure.live import LiveMeter, StreamSanitizer, clean_text
+from engine.measure.live import LiveMeter
 from engine.measure.metrics import request_metrics
 from engine.types import Chunk, GenerationRequest, RequestRecord
 
@@ -125,20 +125,6 @@ def test_begin_resets_and_feed_is_thread_safe():
     assert m.snapshot(now_ns=10**12).tokens == n_threads * per
     m.begin(st_ns=0)
     assert m.snapshot(now_ns=1).tokens == 0
-
-
-def test_clean_text_strips_escapes_and_controls_keeps_markup_characters():
-    raw = "[bold red]x[/] \x1b[31mred\x1b[0m \x1b]0;title\x07ok\ttab\r\nnext\x00\x07\x9b2J"
-    out = clean_text(raw)
-    assert out == "[bold red]x[/] red ok    tab\nnext"
-    assert "\x1b" not in out
-
-
-def test_stream_sanitizer_holds_split_escape():
-    s = StreamSanitizer()
-    parts = ["hello \x1b[3", "1mred\x1b", "[0m done \x1b]8;;http://x", "\x1b\\link"]
-    out = "".join(s.feed(p) for p in parts) + s.flush()
-    assert out == "hello red done link"
 
 
 def test_provisional_chunks_are_counted_by_the_tokenizer_and_flagged_estimated():

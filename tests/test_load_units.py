@@ -105,7 +105,7 @@ def test_prompt_source_synthetic_and_suite():
     reqs = PromptSource(input_len=32, output_len=8).requests(3)
     assert [r.input_len for r in reqs] == [32, 32, 32]
     assert all(r.max_tokens == 8 and r.enforce_length for r in reqs)
-    assert len({r.seed for r in reqs}) == 3  # distinct prompts
+    assert all(r.seed is None for r in reqs)  # like vllm bench serve: no per-request seed (prompts differ)
     base = (GenerationRequest(prompt="a", max_tokens=50, case_id="short"),
             GenerationRequest(prompt="b", max_tokens=200, case_id="medium"))
     reqs = PromptSource(suite_requests=base, suite_name="seed").requests(3)

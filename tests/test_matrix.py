@@ -42,49 +42,66 @@ def stored(db: Path, sql: str, params=()) -> list[tuple]:
         return con.execute(sql, list(params)).fetchall()
 
 
+SUITE, RANDOM = "suite seed", "random 128→100"  # the boxes' two workloads: the suite, and the sweeps' prompts
+
+
 def test_two_machines_merged_give_both_rows_with_costs_from_the_formula(capsys, fleet_db):
     out = cli_json(capsys, fleet_db, "--matrix")
-    rows = {(r["gpu_key"], r["provider"]): r for r in out["rows"]}
-    h100, a100 = rows[("H100-SXM-80", "runpod")], rows[("A100-SXM-80", "lambda")]
+    rows = {(r["workload"], r["gpu_key"], r["provider"]): r for r in out["rows"]}
+    # One table per workload: the suite's rows and the sweeps' rows are never averaged together.
+    assert {r["workload"] for r in out["rows"]} == {SUITE, RANDOM}
+    h100, a100 = rows[(SUITE, "H100-SXM-80", "runpod")], rows[(SUITE, "A100-SXM-80", "lambda")]
+    h100_load, a100_load = rows[(RANDOM, "H100-SXM-80", "runpod")], rows[(RANDOM, "A100-SXM-80", "lambda")]
     # Both machines' rows, each marked as measured on its own provider; other providers renting those GPUs
     # get a row too, estimated from the same runs.
     assert h100["measured_here"] and a100["measured_here"]
     assert h100["hosts"] == ["runpod-h100-7f3a"] and a100["hosts"] == ["lambda-a100-node"]
-    assert not rows[("H100-SXM-80", "vastai")]["measured_here"]
-    assert {p for g, p in rows if g == "A100-SXM-80"} >= {"runpod", "vastai", "lambda", "vultr", "coreweave"}
+    assert not rows[(SUITE, "H100-SXM-80", "vastai")]["measured_here"]
+    assert {p for w, g, p in rows if g == "A100-SXM-80"} >= {"runpod", "vastai", "lambda", "vultr", "coreweave"}
 
-    # Batch-1 TPS by hand from the stored requests: per run, mean of output tokens / E2EL; then over runs
-    # (suite runs, and the load level that ran one request at a time).
-    per_run = [tps for (tps,) in stored(fleet_db, """
-        SELECT avg(q.output_tokens / (q.e2el_ms / 1000)) FROM requests q JOIN runs r USING (run_id)
-        WHERE (r.kind = 'suite' OR json_extract(r.suite_json, '$.load.max_concurrency')::INT = 1)
-          AND r.gpu_key = 'H100-SXM-80' AND q.success GROUP BY run_id""")]
-    assert len(per_run) == 3 and h100["batch1_tps"]["n"] == 3
-    assert h100["batch1_tps"]["mean"] == pytest.approx(np.mean(per_run))
-    assert h100["batch1_tps"]["std"] == pytest.approx(np.std(per_run, ddof=1))
+    # Batch-1 TPS by hand from the stored requests: per run, mean of output tokens / E2EL; then over the runs
+    # of one workload (the suite runs; the sweep's level that ran one request at a time).
+    def per_run(where: str) -> list[float]:
+        return [tps for (tps,) in stored(fleet_db, f"""
+            SELECT avg(q.output_tokens / (q.e2el_ms / 1000)) FROM requests q JOIN runs r USING (run_id)
+            WHERE {where} AND r.gpu_key = 'H100-SXM-80' AND q.success GROUP BY run_id""")]
+
+    suites = per_run("r.kind = 'suite'")
+    level1 = per_run("json_extract(r.suite_json, '$.load.max_concurrency')::INT = 1")
+    assert len(suites) == 2 and h100["batch1_tps"]["n"] == 2
+    assert h100["batch1_tps"]["mean"] == pytest.approx(np.mean(suites))
+    assert h100["batch1_tps"]["std"] == pytest.approx(np.std(suites, ddof=1))
+    assert len(level1) == 1 and h100_load["batch1_tps"]["n"] == 1
+    assert h100_load["batch1_tps"]["mean"] == pytest.approx(level1[0])
     # Throughput under load: the sweep's best level, output tokens of successful requests / duration.
     ((peak,),) = stored(fleet_db, """
         SELECT max(t) FROM (SELECT sum(q.output_tokens) FILTER (WHERE q.success) / any_value(r.duration_s) AS t
         FROM runs r JOIN requests q USING (run_id) WHERE r.kind = 'load' AND r.gpu_key = 'A100-SXM-80' GROUP BY run_id)""")
-    assert a100["load_throughput"]["mean"] == pytest.approx(peak)
+    assert a100_load["load_throughput"]["mean"] == pytest.approx(peak)
+    assert a100["load_throughput"] is None  # the suite ran no load
 
     # $/h: the price paid where known, for the GPUs the run used (TP=2 on an 8-GPU node: 2/8 of it).
     assert h100["usd_per_hour"] == pytest.approx(2.69) and h100["price_source"] == "paid"
     assert a100["gpus_used"] == 2 and a100["usd_per_hour"] == pytest.approx(14.32 * 2 / 8)
     assert a100["price_source"] == "paid"
-    vast = rows[("A100-SXM-80", "vastai")]  # no price paid there: the snapshot's per-GPU price x 2 GPUs
+    vast = rows[(SUITE, "A100-SXM-80", "vastai")]  # no price paid there: the snapshot's per-GPU price x 2 GPUs
     assert vast["price_source"] == "snapshot" and vast["usd_per_hour"] == pytest.approx(1.40 * 2)
 
     for r in out["rows"]:
         # cost = $/h / (TPS x 3600) x 1e6, on batch-1 TPS and throughput under load only
         assert set(r["costs"]) <= {B1, LOAD} and PER_REQUEST not in r["costs"]
         for basis, stat in ((B1, r["batch1_tps"]), (LOAD, r["load_throughput"])):
-            assert r["costs"][basis] == pytest.approx(r["usd_per_hour"] / (stat["mean"] * 3600) * 1e6)
-    # The cheapest per basis is marked once, and is the lowest.
-    for basis in (B1, LOAD):
-        marked = [r for r in out["rows"] if basis in r["cheapest"]]
-        assert len(marked) == 1
-        assert marked[0]["costs"][basis] == min(r["costs"][basis] for r in out["rows"] if basis in r["costs"])
+            if basis in r["costs"]:
+                assert r["costs"][basis] == pytest.approx(r["usd_per_hour"] / (stat["mean"] * 3600) * 1e6)
+    # The cheapest per basis is marked once per workload, and is that workload's lowest.
+    for workload in (SUITE, RANDOM):
+        mine = [r for r in out["rows"] if r["workload"] == workload]
+        for basis in (B1, LOAD):
+            priced = [r for r in mine if basis in r["costs"]]
+            marked = [r for r in mine if basis in r["cheapest"]]
+            assert len(marked) == (1 if priced else 0)
+            if priced:
+                assert marked[0]["costs"][basis] == min(r["costs"][basis] for r in priced)
     # The article's 2024 figures beside a one-GPU row, none beside a two-GPU one.
     assert h100["reference"]["tps"] == 230 and h100["reference"]["usd_per_million"] == pytest.approx(3.2 / (230 * 3600) * 1e6)
     assert a100["reference"] is None
@@ -93,6 +110,7 @@ def test_two_machines_merged_give_both_rows_with_costs_from_the_formula(capsys, 
     assert main(["--db", str(fleet_db), "compare", "--matrix"]) == 0
     text = capsys.readouterr().out
     assert "RunPod*" in text and "Lambda*" in text and "A100-SXM-80 ×2" in text
+    assert f"workload {SUITE}" in text and f"workload {RANDOM}" in text
     assert all(len(line) <= 80 for line in text.splitlines())
 
 

@@ -59,6 +59,15 @@ async def test_compare_matrix_opens_by_keyboard_from_the_start_state(fleet):
             "GPU", "provider", "b1 TPS", "load tok/s", "$/h", "$/1M b1", "$/1M ld"]
         assert ["A100-SXM-80 ×2", "Lambda*"] == rows[2][:2] and rows[2][4] == "3.58 P"
         assert sum(r[5].endswith("◀") for r in rows) == 1 and sum(r[6].endswith("◀") for r in rows) == 1
+        title = screen.query_one("#matrix-title", Static)
+        assert "Compare · workload random 128→100 (1/2 k) · Meta-Llama-3-8B-Instruct" in str(title.render())
+        await pilot.press("k")  # the other workload: the suite's runs, never averaged with the sweeps
+        assert "workload suite seed (2/2 k)" in str(title.render())
+        suite_rows = cells(table)
+        assert suite_rows and all(r[3] == "–" for r in suite_rows)  # a suite has no throughput under load
+        assert ["A100-SXM-80 ×2", "Lambda*"] == suite_rows[2][:2]
+        await pilot.press("k")
+        assert "workload random 128→100" in str(title.render()) and cells(table) == rows
         await pilot.press("w")  # the rest of the columns, one key away
         assert [str(c.label) for c in table.columns.values()][2:6] == ["TTFT", "art. $/1M", "art. TPS", "runs"]
 

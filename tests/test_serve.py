@@ -125,6 +125,12 @@ def _type(text: str) -> str:
     return json.dumps(["stdin", text])
 
 
+async def _ws_url(http, url: str) -> str:
+    """The websocket URL the page gives a browser (it carries the token), as textual.js uses it."""
+    page = await (await http.get(url)).text()
+    return re.search(r'data-session-websocket-url="([^"]+)"', page).group(1)
+
+
 @pytest.fixture
 def tiny_server(cli_env):
     server = ServerProcess([sys.executable, "-c", SERVE_TINY, str(TINY_APP)], env=cli_env, cwd=str(ROOT))
@@ -153,9 +159,10 @@ def test_every_browser_shares_one_app_that_outlives_a_reload(tiny_server):
 
     async def browsers() -> None:
         async with aiohttp.ClientSession() as http:
-            page = await (await http.get(url)).text()
-            assert f'data-session-websocket-url="ws://{url.split("//")[1]}/ws"' in page
-            ws_url = url.replace("http://", "ws://") + "/ws?width=80&height=24"
+            ws_url = await _ws_url(http, url)
+            host, token = re.fullmatch(r"http://([^/]+)/\?token=(\S+)", url).groups()
+            assert ws_url == f"ws://{host}/ws/{token}"
+            ws_url += "?width=80&height=24"  # as textual.js appends it
             async with http.ws_connect(ws_url) as first:
                 await _screen_until(first, b"engine=")
                 processes.append(_app_processes(tiny_server)[0])
@@ -189,7 +196,7 @@ def test_stopping_serve_leaves_no_process(tiny_server, sig):
 
     async def watch() -> None:
         async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url.replace("http://", "ws://") + "/ws") as ws:
+            async with http.ws_connect(await _ws_url(http, url)) as ws:
                 await _screen_until(ws, b"engine=")  # the app has started its child
 
     asyncio.run(watch())
@@ -205,10 +212,10 @@ def test_quitting_the_app_closes_the_browsers_and_the_next_one_starts_it_again(t
     import aiohttp
 
     url = tiny_server.url()
-    ws_url = url.replace("http://", "ws://") + "/ws"
 
     async def quit_and_return() -> None:
         async with aiohttp.ClientSession() as http:
+            ws_url = await _ws_url(http, url)
             async with http.ws_connect(ws_url) as ws:
                 await _screen_until(ws, b"engine=")
                 first, _ = _app_processes(tiny_server)
@@ -233,7 +240,9 @@ def test_allow_remote_serves_on_every_address_with_a_warning(cli_env, tmp_path):
                             "--endpoint", "http://127.0.0.1:9"], env=cli_env, cwd=str(ROOT))
     try:
         assert server.url().startswith("http://0.0.0.0:")
-        server.wait_for_output(r"warning: listening on 0\.0\.0\.0: anyone who can reach port \d+ can drive the app", 10)
+        server.wait_for_output(r"warning: listening on 0\.0\.0\.0: anyone who can reach port \d+ and has the URL "
+                               r"can drive the app", 10)
+        assert re.search(r"serving the app on http://0\.0\.0\.0:\d+/\?token=[\w-]{40,}", server.output)
         assert "ssh -L" not in server.output
         assert server.stop(signal.SIGTERM) == 0
     finally:

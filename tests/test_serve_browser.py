@@ -42,6 +42,13 @@ for (let row = 0; row < term.rows; row++) {
 }
 return lines.join('\\n');
 """
+# Opens a websocket from the page and says whether the server let it open.
+WEBSOCKET_PROBE = """
+const [url, done] = arguments;
+const ws = new WebSocket(url);
+ws.onopen = () => { ws.close(); done('open'); };
+ws.onerror = () => done('refused');
+"""
 
 
 def capture_terminal(driver) -> None:
@@ -103,9 +110,17 @@ def test_served_app_streams_a_typed_prompt_in_a_browser(browser, tokentop_cmd, c
     server = ServerProcess([*tokentop_cmd, "serve", "--port", "0", "--db", str(db)], env=cli_env)
     try:
         url = server.url(60)
-        assert url.startswith("http://127.0.0.1:")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", url), url
         assert "ssh -L" in server.output
 
+        # Without the token the browser gets neither the page nor the websocket (on loopback too).
+        host = url.split("/")[2]
+        browser.get(f"http://{host}/")
+        assert browser.find_element(By.TAG_NAME, "body").text.startswith("tokentop serve: forbidden")
+        for ws_url in (f"ws://{host}/ws?width=80&height=24", f"ws://{host}/ws/not-the-token?width=80&height=24"):
+            assert browser.execute_async_script(WEBSOCKET_PROBE, ws_url) == "refused", ws_url
+        assert "a browser joined" not in server.output
+        # With it, the page and its websocket serve the app (below).
         browser.get(url)
         wait_screen(browser, lambda s: "TTFT" in s and "TPS (req)" in s and "tokens" in s, 60, "the gauges")
         wait_screen(browser, lambda s: "CPU" in s and "starting engine" not in s, 300, "the engine to be ready")

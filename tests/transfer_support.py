@@ -7,7 +7,7 @@ import subprocess
 from datetime import datetime, timedelta, timezone
 
 from data.recorder import RunRecorder
-from data.store import Store
+from data.store import Store, new_fetch_id
 from data.telemetry import add_gpu_samples, add_server_samples
 from engine.measure.metrics import request_metrics
 from engine.telemetry.server import ServerSample
@@ -52,7 +52,7 @@ def record_run(store: Store, *, host: str = "box-a", provider: str = "runpod", g
 
 def save_prices(store: Store, *, provider: str = "runpod", at: datetime | None = None, usd: float = 2.5) -> None:
     at = at or datetime.now(timezone.utc) - timedelta(hours=1)
-    fetch_id = f"f{random.randrange(10**9)}"
+    fetch_id = new_fetch_id()  # the shape the store makes (imports refuse any other)
     with store.connection() as con:
         con.execute(
             """INSERT INTO prices (fetch_id, provider, gpu_key, gpu_raw_name, approximate, gpu_count, usd_per_hour,

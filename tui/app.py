@@ -23,6 +23,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
 
+from engine.terminal_text import safe_text
 from tui.messages import (
     ClientHealthWarnings,
     EngineFailed,
@@ -134,7 +135,9 @@ class TokentopApp(App[int]):
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True) -> None:
         """Every notification is plain text: they carry engine errors, server replies and file names,
-        and a stray "[/x]" in one would be read as markup (and raise). Screens' notify() lands here."""
+        and a stray "[/x]" in one would be read as markup (and raise), an escape sequence would drive
+        the terminal (engine.terminal_text). Screens' notify() lands here."""
+        message, title = safe_text(str(message)), safe_text(str(title))
         if timeout is None:
             super().notify(message, title=title, severity=severity, markup=False)
         else:
@@ -243,6 +246,12 @@ class TokentopApp(App[int]):
         return f"{d.get('engine', '?')} · {model} · {self.session.device}"
 
     def status_parts(self) -> tuple[str, str, str]:
+        """(state, engine line, database) for the status bar; the engine line quotes a server's model
+        id and start-up messages, so it is made terminal-safe."""
+        state, engine, db = self._status_parts()
+        return state, safe_text(engine), safe_text(db)
+
+    def _status_parts(self) -> tuple[str, str, str]:
         db = self.db_label or (self._short_path(self.store.path) if self.store is not None else "none")
         if self.engine_state == "ready":
             return "ready", self.engine_label(), db
@@ -280,7 +289,13 @@ class TokentopApp(App[int]):
             return
         run_id, status, kind = event.run.run_id, event.status, event.run.kind
         warnings = ((event.summary or {}).get("client_health") or {}).get("warnings") or []
-        if warnings:
+        # One notice per finished run: a toast per warning stacked over the Live and Suite gauges (as
+        # high as TTFT at 80x24) just when the run's final figures are shown. The warnings themselves
+        # are in the run (run detail, `tokentop show`).
+        checked = (f" · {len(warnings)} client self-check warning{'s' if len(warnings) > 1 else ''}: "
+                   "see the run (F4)") if warnings else ""
+        level = "warning" if warnings else "information"
+        if warnings and kind not in ("interactive", "suite"):
             self.post_message(ClientHealthWarnings(run_id, warnings))
         sink = getattr(self.session, "recorder_sink", None)
         if sink is not None and sink.errors:
@@ -289,13 +304,14 @@ class TokentopApp(App[int]):
             if status == "failed":
                 self.notify(f"run {run_id} failed: {event.error}", severity="error")
             else:
-                self.notify(f"stored run {run_id} ({status})", timeout=3)
+                self.notify(f"stored run {run_id} ({status}){checked}", severity=level, timeout=6 if warnings else 3)
         elif kind == "suite":
             done = sum(1 for m in getattr(event.outcome, "metrics", []) if m.success)
             if status == "completed":
-                self.notify(f"suite finished: run {run_id}", timeout=4)
+                self.notify(f"suite finished: run {run_id}{checked}", severity=level, timeout=6 if warnings else 4)
             elif status == "aborted":
-                self.notify(f"suite stopped; {done} finished requests kept in run {run_id}", timeout=5)
+                self.notify(f"suite stopped; {done} finished requests kept in run {run_id}{checked}", severity=level,
+                            timeout=6 if warnings else 5)
             else:
                 self.notify(f"suite failed: {event.error}", severity="error", timeout=10)
         if isinstance(self.screen, HistoryScreen):
@@ -320,10 +336,10 @@ class TokentopApp(App[int]):
 
     @on(ClientHealthWarnings)
     def client_health_warnings(self, message: ClientHealthWarnings) -> None:
-        """The client may have shaped a run's figures: say so, whichever screen ran it."""
-        for warning in message.warnings:
-            self.notify(warning, title=f"client self-check · run {message.run_id or '–'}", severity="warning",
-                        timeout=10)
+        """The client may have shaped a run's figures (a load level's): say so in one notice, whichever
+        screen ran it."""
+        self.notify("\n".join(message.warnings), title=f"client self-check · run {message.run_id or '–'}",
+                    severity="warning", timeout=10)
 
     # -- actions ----------------------------------------------------------------
     def action_quit_app(self) -> None:

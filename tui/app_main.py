@@ -64,7 +64,7 @@ def run_app(args: argparse.Namespace) -> int:
             store.close()
         code = app.return_code or 0
         if code and app.engine_error:  # printed after the screen is restored
-            print(f"tokentop: error: {app.engine_error}", file=term.stderr)
+            fail(app.engine_error, code, term.stderr)
     return code
 
 

@@ -120,7 +120,7 @@ def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) 
 
 def failures_line(agg: dict[str, Any], total: int, failed: int, first_error: Any = None) -> str:
     """"5 of 10 requests failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1; first: ..." """
-    from engine.measure.live import clean_text
+    from engine.terminal_text import safe_text
 
     kinds = agg.get("failures_by_kind") or {}
     text = f"{failed} of {total} request(s) failed or aborted ({100.0 * failed / total:.0f} %)" if total else \
@@ -128,7 +128,7 @@ def failures_line(agg: dict[str, Any], total: int, failed: int, first_error: Any
     if kinds:
         text += ": " + ", ".join(f"{kind} ×{n}" for kind, n in kinds.items())
     if first_error:
-        text += f"; first: {clean_text(str(first_error))}"
+        text += f"; first: {safe_text(str(first_error))}"
     return text
 
 
@@ -147,7 +147,7 @@ def stream_lines(agg: dict[str, Any], requests: list[dict[str, Any]]) -> list[st
     """What the stream itself said beyond vLLM's figures: how tokens were counted, requests that
     stopped early ("asked N, got M"), content that came after an empty first chunk (TTFC), and the
     schedule-to-finish latency of a load level."""
-    from engine.measure.live import clean_text
+    from engine.terminal_text import safe_text
 
     lines = []
     line = token_source_line(agg)
@@ -156,7 +156,7 @@ def stream_lines(agg: dict[str, Any], requests: list[dict[str, Any]]) -> list[st
     early = [r for r in requests if r.get("stopped_early")]
     if early:
         shown = ", ".join(f"#{r.get('request_index')} asked {r.get('asked_tokens')}, got {r.get('output_tokens')}"
-                          + (f" ({clean_text(str(r['finish_reason']))})" if r.get("finish_reason") else "")
+                          + (f" ({safe_text(str(r['finish_reason']))})" if r.get("finish_reason") else "")
                           for r in early[:3])
         more = f" and {len(early) - 3} more" if len(early) > 3 else ""
         lines.append(f"stopped early: {len(early)} request(s) got fewer tokens than they enforced: {shown}{more}")
@@ -344,3 +344,10 @@ def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: 
     console.print(Text("roofline: " + lines[0]), style="" if roof else "dim")
     for line in lines[1:]:
         console.print(Text("  " + line))
+
+
+def workload_name(run: dict[str, Any]) -> str:
+    """The label of the workload a stored run ran (data.workloads: legacy runs' derived too)."""
+    from data.workloads import run_workload
+
+    return run_workload(run)[1]

@@ -43,6 +43,16 @@ class Engine(ABC):
         """False once the engine cannot serve any more (its process died)."""
         return True
 
+    async def reset_prefix_cache(self) -> tuple[bool, str]:
+        """Empty the engine's prefix cache before a measured level. Returns (reset, a plain line saying
+        what happened or why it could not be done). Runs on the engine loop."""
+        return False, f"the {self.name} engine cannot reset its prefix cache"
+
+    def workload_tokens(self):
+        """The model's tokenizer for workloads (engine.workloads.tokens.Tokens), or None. Called from a
+        driver thread, never the engine loop (it may load a tokenizer from disk)."""
+        return None
+
     def settle(self, record: RequestRecord) -> None:
         """Finish counting a record's tokens off the token path (engine.measure.tokens): called on the
         thread that receives the finished record, never on the engine loop. Idempotent; the base

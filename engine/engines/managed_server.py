@@ -33,6 +33,7 @@ class ManagedVllmServer:
         cpu: bool = True,
         extra_args: list[str] | None = None,
         python: str = sys.executable,
+        env: dict[str, str] | None = None,
     ):
         self.model = model
         self.port = port or free_port()
@@ -40,6 +41,7 @@ class ManagedVllmServer:
         self.cpu = cpu
         self.extra_args = list(extra_args or [])
         self.python = python
+        self.env = dict(env or {})  # extra environment, e.g. VLLM_SERVER_DEV_MODE=1 (POST /reset_prefix_cache)
         self.proc: subprocess.Popen | None = None
         self.log_path: Path = log_dir() / f"vllm-server-{self.port}.log"
 
@@ -60,7 +62,7 @@ class ManagedVllmServer:
 
     def start(self, timeout: float = 240.0) -> "ManagedVllmServer":
         prepare_vllm_env()
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         log = open(self.log_path, "ab")
         # Own process group: stop() takes the API server and its engine core down together.
         self.proc = subprocess.Popen(

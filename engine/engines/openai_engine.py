@@ -86,6 +86,11 @@ class OpenAIEngine(Engine):
         # usage; else the served model id is tried (a local folder or the local HF cache only).
         self.tokenizer = tokenizer
         self.counter: LazyCounter | None = None
+        # The served model's folder when the server names it (vLLM's /v1/models `root`): a tokenizer on this
+        # machine for counting and for token-exact workloads (workload_tokens), loaded on first use.
+        self.model_root: str | None = None
+        self._tokens: Any = None
+        self._tokens_tried = False
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         """uvloop where it is installed (libuv's loop: less Python per read and per timer than asyncio's
@@ -133,7 +138,8 @@ class OpenAIEngine(Engine):
             )
         try:
             payload = resp.json()
-            self.served_models = [str(m["id"]) for m in payload.get("data", [])]
+            cards = [m for m in payload.get("data", []) if isinstance(m, dict)]
+            self.served_models = [str(m["id"]) for m in cards]
         except (ValueError, KeyError, TypeError, AttributeError):
             await self.close()
             raise BadRequestError(f"{self.base_url}/models did not return an OpenAI model list: check --endpoint")
@@ -149,8 +155,52 @@ class OpenAIEngine(Engine):
         else:
             await self.close()
             raise BadRequestError(f"{self.base_url} serves no model; pass --model NAME")
+        root = next((m.get("root") for m in cards if str(m.get("id")) == self.model), None)
+        self.model_root = str(root) if isinstance(root, str) and root and os.path.isdir(root) else None
         progress(f"connected: {self.model}")
-        self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model])
+        self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model_root, self.model])
+
+    def workload_tokens(self):
+        """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
+        --tokenizer, else the served model's folder when it is on this machine, else the model id in the
+        local Hugging Face cache (engine.measure.tokens.find_tokenizer: never downloaded); None when there
+        is none. BadRequestError when --tokenizer names one that cannot be loaded."""
+        if self._tokens_tried:
+            return self._tokens
+        self._tokens_tried = True
+        from engine.workloads.tokens import Tokens
+
+        candidates = [self.tokenizer] if self.tokenizer else [self.model_root, self.requested_model, self.model]
+        for name in candidates:
+            folder, _why = find_tokenizer(name)
+            tok = _load_tokenizer(str(folder)) if folder is not None else None
+            if tok is not None:
+                self._tokens = Tokens(tok, source=str(name))
+                break
+            if self.tokenizer:
+                raise BadRequestError(f"--tokenizer {self.tokenizer}: no tokenizer can be read there "
+                                      "(a local model folder, or a model id in the Hugging Face cache)")
+        return self._tokens
+
+    async def reset_prefix_cache(self) -> tuple[bool, str]:
+        """POST /reset_prefix_cache on the server (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)."""
+        if self.client is None:
+            return False, "the engine is not running"
+        url = self.base_url.removesuffix("/v1") + "/reset_prefix_cache"
+        try:
+            resp = await self.client.post(url, timeout=CONNECT_TIMEOUT_S * 2)
+        except httpx.HTTPError as exc:
+            return False, f"POST /reset_prefix_cache failed ({_reason(exc)})"
+        if resp.status_code in (404, 405):
+            return False, ("the server has no /reset_prefix_cache (vLLM serves it with VLLM_SERVER_DEV_MODE=1): "
+                           "levels may read earlier levels' prefix cache")
+        if resp.status_code != 200:
+            return False, f"POST /reset_prefix_cache answered HTTP {resp.status_code}"
+        try:
+            ok = resp.json().get("success", True)
+        except (ValueError, AttributeError):
+            ok = True  # older vLLM answers 200 with no body
+        return (True, "prefix cache reset") if ok else (False, "the server refused to reset its prefix cache (busy)")
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -171,7 +221,7 @@ class OpenAIEngine(Engine):
             "device_kind": "remote",
         }
 
-    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+    def _payload(self, request: GenerationRequest, prompt: dict[str, Any] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -188,21 +238,32 @@ class OpenAIEngine(Engine):
             # vLLM's extensions (also accepted by SGLang): generate exactly max_tokens.
             payload["min_tokens"] = request.max_tokens
             payload["ignore_eos"] = True
-        prompt = request.prompt
-        if request.input_len is not None:
-            # Synthetic prompt of about input_len tokens; the exact count comes back in usage.
-            prompt = " ".join(["hello"] * max(1, request.input_len - 1))
-        if self.api == "chat":
-            payload["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            payload["prompt"] = prompt
+        payload.update(prompt if prompt is not None else self.prompt_fields(request)[0])
         return payload
+
+    def prompt_fields(self, request: GenerationRequest) -> tuple[dict[str, Any], str]:
+        """The request's prompt as the API takes it, and how the model will see it (RequestRecord.prompt_form):
+        the chat API gets messages (the server wraps them in the chat template); the completions API gets
+        the text, which re-tokenises to the workload's exact ids, or the ids themselves for a trace (as
+        vLLM's bench sends them), or a conversation in the model's chat template (needs the tokenizer)."""
+        messages = request.messages or (("user", request.prompt),)
+        if self.api == "chat":
+            return {"messages": [{"role": r, "content": c} for r, c in messages]}, "chat"
+        if request.messages:
+            tokens = self._tokens
+            if tokens is not None and tokens.has_chat_template:
+                return {"prompt": tokens.chat_text(request.messages)}, "chat"
+            return {"prompt": "\n".join(f"{r}: {c}" for r, c in request.messages) + "\nassistant:"}, "chat"
+        if request.prompt_token_ids is not None and (request.send_ids or not request.prompt):
+            return {"prompt": list(request.prompt_token_ids)}, "ids"
+        return {"prompt": request.prompt}, "text"
 
     async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
         session = self._session
         if session is None:
             raise EngineError("the engine is not running")
-        body = _encode(self._payload(request))
+        prompt, record.prompt_form = self.prompt_fields(request)
+        body = _encode(self._payload(request, prompt))
         try:
             # aiohttp directly (vLLM's bench client does the same): no wrapper layers per request or per read.
             async with session.post(self._stream_url, data=body, headers=_JSON) as resp:
@@ -293,10 +354,15 @@ class _Details(msgspec.Struct):
     reasoning_tokens: int | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     completion_tokens_details: _Details | None = None
+    prompt_tokens_details: _PromptDetails | None = None
 
 
 class _Event(msgspec.Struct):
@@ -374,6 +440,9 @@ class _Stream:
                 record.reported_output_tokens = completion
             if usage.prompt_tokens is not None:
                 record.input_tokens = usage.prompt_tokens
+            prompt_details = usage.prompt_tokens_details
+            if prompt_details is not None and prompt_details.cached_tokens is not None:
+                record.cached_tokens = prompt_details.cached_tokens
             if not choices and reasoning_total is not None:
                 record.reported_reasoning_tokens = reasoning_total
         return False
@@ -417,6 +486,9 @@ class _Stream:
                 record.reported_output_tokens = int(usage["completion_tokens"])
             if usage.get("prompt_tokens") is not None:
                 record.input_tokens = int(usage["prompt_tokens"])
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and details.get("cached_tokens") is not None:
+                record.cached_tokens = int(details["cached_tokens"])
             if not choices and _reasoning_tokens(usage) is not None:
                 record.reported_reasoning_tokens = _reasoning_tokens(usage)
         return False
@@ -543,6 +615,16 @@ def error_message(body: bytes | str | dict) -> str:
     if extra:
         message = f"{message} ({', '.join(extra)})"
     return _one_line(message, 300)
+
+
+def _load_tokenizer(folder: str):
+    """A Hugging Face tokenizer from a local folder (never downloaded), or None."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception:
+        return None
 
 
 def _reasoning_tokens(usage: dict) -> int | None:

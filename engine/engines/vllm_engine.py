@@ -7,7 +7,6 @@ engine's token ids and timestamps are taken the moment the output reaches this l
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from typing import Any
@@ -18,6 +17,7 @@ from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest,
 
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
 CPU_MAX_MODEL_LEN = 4096
+RESET_WAIT_S = 2.0  # how long reset_prefix_cache retries while vLLM still holds blocks
 
 
 class VllmEngine(Engine):
@@ -75,7 +75,10 @@ class VllmEngine(Engine):
             tensor_parallel_size=self.tensor_parallel_size,
             pipeline_parallel_size=self.pipeline_parallel_size,
             disable_log_stats=False,
-            enable_prefix_caching=False,
+            # vLLM's default (on), as `vllm serve` has it: shared prefixes are served from the cache as a
+            # real server serves them. Every load level starts with the cache reset (reset_prefix_cache)
+            # and suite repetitions do too, so a repeat never reads an earlier one's cache as speed.
+            enable_prefix_caching=True,
         )
         if self.is_cpu:
             args["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes or CPU_KV_CACHE_BYTES
@@ -131,6 +134,29 @@ class VllmEngine(Engine):
         llm = self.llm
         return llm is not None and not llm.errored
 
+    async def reset_prefix_cache(self) -> tuple[bool, str]:
+        """AsyncLLM.reset_prefix_cache(); vLLM refuses while blocks are still held (a request finishing),
+        so it is tried for up to RESET_WAIT_S."""
+        llm = self.llm
+        if llm is None:
+            return False, "the engine is not running"
+        if not self.engine_args.get("enable_prefix_caching", True):
+            return True, "prefix caching is off (enable_prefix_caching=false): nothing to reset"
+        deadline = time.perf_counter() + RESET_WAIT_S
+        while True:
+            if await llm.reset_prefix_cache():
+                return True, "prefix cache reset"
+            if time.perf_counter() > deadline:
+                return False, f"vLLM did not reset its prefix cache within {RESET_WAIT_S:g} s (blocks still in use)"
+            await asyncio.sleep(0.02)
+
+    def workload_tokens(self):
+        from engine.workloads.tokens import Tokens
+
+        if self.tokenizer is None:
+            return None
+        return Tokens(self.tokenizer, source=f"{self.model} (the engine's)")
+
     def describe(self) -> dict[str, Any]:
         return {
             "engine": self.name,
@@ -143,20 +169,12 @@ class VllmEngine(Engine):
 
     # -- requests -------------------------------------------------------------
     def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
+        """The ids fed to the model: a workload's exact token ids as they are (what a server makes of the
+        prompt's text), else the conversation (or the one prompt) in the model's chat template."""
+        if request.prompt_token_ids is not None:
+            return list(request.prompt_token_ids)
         tok = self.tokenizer
-        if request.input_len is not None:
-            # Synthetic prompt of an exact length, like vLLM's random dataset: ids from the vocab,
-            # seeded so a given request is reproducible.
-            rng = random.Random(request.seed if request.seed is not None else request.input_len)
-            special = set(getattr(tok, "all_special_ids", []) or [])
-            vocab = len(tok)
-            ids: list[int] = []
-            while len(ids) < request.input_len:
-                i = rng.randrange(0, vocab)
-                if i not in special:
-                    ids.append(i)
-            return ids
-        messages = [{"role": "user", "content": request.prompt}]
+        messages = [{"role": r, "content": c} for r, c in (request.messages or (("user", request.prompt),))]
         out = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(out, dict) or hasattr(out, "input_ids"):
             out = out["input_ids"]
@@ -179,6 +197,7 @@ class VllmEngine(Engine):
         )
         ids = self.prompt_token_ids(request)
         record.input_tokens = len(ids)
+        record.prompt_form = "ids" if request.prompt_token_ids is not None else "chat"
         total = 0
         parts: list[str] = []
         chunk_ids: list = []  # each output's token ids, for the reasoning split after the last one
@@ -193,6 +212,9 @@ class VllmEngine(Engine):
             total += n
             record.chunk_ns.append(now)
             record.chunk_tokens.append(n)
+            cached = getattr(output, "num_cached_tokens", None)
+            if cached is not None:
+                record.cached_tokens = int(cached)
             if self.reasoning_parser is not None:
                 chunk_ids.append(completion.token_ids)
             if completion.text:

@@ -1,4 +1,5 @@
-"""Live gauge maths for one streaming request, and a sanitiser for model output shown on a terminal.
+"""Live gauge maths for one streaming request (model output is made safe for a terminal by
+engine/terminal_text.py, the one place that strips control characters).
 
 `LiveMeter.feed(chunk)` is called on the engine thread for every chunk: it only appends to a
 buffer under a lock (cheap, so the engine's timestamps are never delayed). The UI calls
@@ -18,7 +19,6 @@ that takes the snapshot) when one is given; the snapshot says when the count is 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
@@ -252,52 +252,3 @@ class LiveMeter:
             stopped_early=self.stopped_early if self.done else None,
             finish_reason=self.finish_reason if self.done else None,
         )
-
-
-# -- terminal safety ------------------------------------------------------------
-_ESCAPES = re.compile(
-    r"""
-    \x1b\[[0-?]*[ -/]*[@-~]                # CSI ... final byte (colours, cursor moves)
-  | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)      # OSC ... BEL or ST (titles, hyperlinks)
-  | \x1b[PX^_][^\x1b]*\x1b\\               # DCS / SOS / PM / APC ... ST
-  | \x1b[@-Z\\-_]                          # two-byte escapes
-  | \x9b[0-?]*[ -/]*[@-~]                  # 8-bit CSI
-    """,
-    re.VERBOSE,
-)
-# C0 controls except \t and \n, DEL, C1 controls.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_INCOMPLETE_TAIL = re.compile(r"(?:\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*)?|\x9b[0-?]*[ -/]*)$")
-
-
-def clean_text(text: str, tab: str = "    ") -> str:
-    """Model output made safe for a terminal: escape sequences removed, control characters
-    dropped (\\r too: it would overwrite the line), tabs expanded. Markup is not touched here —
-    render the result as plain text (rich.text.Text), never as markup."""
-    if not text:
-        return text
-    text = _ESCAPES.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\t", tab)
-    return _CONTROLS.sub("", text)
-
-
-class StreamSanitizer:
-    """`clean_text` for a stream: an escape sequence split across chunks is held back until it
-    completes (at most `max_hold` characters), so no half of it leaks onto the screen."""
-
-    def __init__(self, max_hold: int = 64):
-        self._hold = ""
-        self.max_hold = max_hold
-
-    def feed(self, text: str) -> str:
-        text = self._hold + text
-        self._hold = ""
-        m = _INCOMPLETE_TAIL.search(text)
-        if m and m.start() < len(text) and len(text) - m.start() <= self.max_hold:
-            self._hold = text[m.start():]
-            text = text[: m.start()]
-        return clean_text(text)
-
-    def flush(self) -> str:
-        text, self._hold = self._hold, ""
-        return clean_text(text)

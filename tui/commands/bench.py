@@ -9,6 +9,7 @@ import threading
 import time
 
 from engine.measure.metrics import json_safe
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             obj["roofline_note"] = why
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            print_case_table(run, requests, file=term.stdout)
+            print_case_table(safe_display(run), safe_display(requests), file=term.stdout)
             print_roofline(roof, run, file=term.stdout, why=why)
         store.close()
         if runner.interrupted:
@@ -139,7 +140,7 @@ class _Progress:
 
     def note(self, message: str) -> None:
         self._clear()
-        print(f"tokentop: {message}", file=self.stream, flush=True)
+        print(f"tokentop: {safe_text(str(message))}", file=self.stream, flush=True)
 
     def begin(self, total: int) -> None:
         self.total, self.done, self.t0 = total, 0, time.monotonic()
@@ -165,6 +166,7 @@ class _Progress:
             print(file=self.stream, flush=True)
 
     def _line(self, text: str, final: bool = False) -> None:
+        text = safe_text(text)  # carries a server's error text
         if self.tty:
             self.stream.write("\r\x1b[2K" + text)
             self.stream.flush()

@@ -13,7 +13,11 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = 1, stream=None) -> int:
-    print(f"tokentop: error: {message}", file=stream or sys.stderr)
+    """One line on stderr, `tokentop: error: ...`; the message may quote outside text (a server's
+    reply, a bundle's content), so it passes engine.terminal_text.safe_text first."""
+    from engine.terminal_text import safe_text
+
+    print(f"tokentop: error: {safe_text(str(message))}", file=stream or sys.stderr)
     return code
 
 

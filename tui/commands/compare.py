@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.run_ids:
             return fail("--matrix, --slo and --frontier use every run in the database: give no RUN_ID", 2)
         return run_views(args)
-    from data.compare import CompareError, compare_runs, latest_completed_run_id
+    from data.compare import CompareError, compare_runs, latest_completed_run_id, workloads_differ
     from data.prices import price_board
 
     with open_store(args) as store:
@@ -65,11 +66,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "now": board.now.isoformat(),
+            "workloads_differ": workloads_differ(results),
             "runs": [r.to_dict() for r in results],
             "providers": [s.to_dict() for s in board.statuses.values()],
         }))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(110, Console(file=sys.stdout).width))
+    results = safe_display(results)
+    if workloads_differ(results):
+        console.print(Text("≠ these runs ran different workloads: " + "; ".join(
+            f"{rc.run_id}: {rc.workload}" for rc in results) + " — their figures do not compare one to one",
+            style="bold yellow"))
+        console.print()
     for rc in results:
         print_run(console, rc)
     return 0
@@ -87,6 +95,8 @@ def print_run(console: Console, rc) -> None:
     where = where_text(rc)
     if where:
         console.print(Text(where))
+    if rc.workload:
+        console.print(Text(f"workload {rc.workload}"))
     if rc.per_user_tps:
         console.print(Text(f"per-user speed {rc.per_user_tps:.1f} {rc.per_user_label} (each request's tokens / E2EL "
                            "while others ran beside it): a latency figure, not a cost basis"))
@@ -169,6 +179,7 @@ def run_views(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(result.to_dict()), default=str))
         return 0
     console = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=max(80, Console(file=sys.stdout).width))
+    result = safe_display(result)  # stored runs and price replies: outside text, shown on a terminal
     if args.matrix:
         print_matrix(console, result)
     elif slo is not None:
@@ -192,14 +203,17 @@ def print_matrix(console: Console, matrix) -> None:
     shown = MATRIX_COLUMNS if wide else MATRIX_COLUMNS[:NARROW]
     for note in matrix.notes:
         console.print(Text(note))
-    for model in matrix.models():
-        console.print(Text(model, style="bold"))
+    for model, workload in matrix.groups():
+        heading = Text(model, style="bold")
+        heading.append(f" · workload {workload}", style="bold cyan")
+        console.print(heading)
         table = _table([h for h, _w, _j in shown], {i: j for i, (_h, _w, j) in enumerate(shown)})
-        for row in (r for r in matrix.rows if r.model == model):
+        for row in (r for r in matrix.rows if r.model == model and r.workload == workload):
             table.add_row(*matrix_cells(row)[:len(shown)])
         console.print(table)
     if matrix.rows:
-        console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis"))
+        console.print(Text("$/1M output tokens = $/h / (TPS × 3600) × 1e6; ◀ cheapest per basis and workload"))
+        console.print(Text("runs on different workloads are never averaged: one table per workload"))
         console.print(Text("b1: batch-1 TPS; ld: throughput under load (mean±std ·runs)"))
         console.print(Text(SOURCE_LEGEND))
         console.print(Text(MEASURED_LEGEND))
@@ -229,7 +243,9 @@ def print_slo(console: Console, result) -> None:
         console.print(Text("No load levels stored yet: run `tokentop load` first."))
     for a in result.answers:
         count = f" ×{a.gpus_used}" if a.gpus_used > 1 else ""
-        console.print(Text(f"{a.model} · {a.gpu}{count}", style="bold"))
+        heading = Text(f"{a.model} · {a.gpu}{count}", style="bold")
+        heading.append(f" · workload {a.workload}", style="bold cyan")
+        console.print(heading)
         head = Text("  ")
         head.append(Text(a.message, style="" if a.best else "bold red"))
         if a.cheapest_overall:
@@ -262,10 +278,14 @@ def print_frontier(console: Console, frontier) -> None:
         return
     headers = list(FRONTIER_HEADERS)
     headers[4] = f"p{frontier.percentile:g} TTFT"
-    table = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
-    for p in frontier.points:
-        table.add_row(*frontier_cells(p))
-    console.print(table)
+    for workload in frontier.workloads():  # each workload has its own fronts: never one table
+        console.print(Text(f"workload {workload}", style="bold cyan"))
+        table = _table(headers, {2: "right", 3: "right", 4: "right", 5: "right"})
+        for p in frontier.points:
+            if p.level.workload == workload:
+                table.add_row(*frontier_cells(p))
+        console.print(table)
     console.print(Text("GPU tok/s: output throughput per GPU; user tok/s: mean output tokens / E2EL"))
     console.print(Text("$/1M: at the cheapest provider for that GPU (every provider in --json)"))
-    console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front"))
+    console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front "
+                       "(per model and workload)"))

@@ -7,7 +7,10 @@ import json
 import math
 import threading
 
+from engine.measure.metrics import json_safe
+from engine.workloads import DATASET_NAMES
 from engine.measure.metrics import failure_note, json_safe
+from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
     add_engine_options,
@@ -28,6 +31,15 @@ patterns (vLLM bench serve's names):
                             --max-concurrency N caps requests in flight
 goodput counts requests meeting every --slo (ms), e.g. --slo ttft=500,tpot=50.
 Without --num-prompts each level sends max(10, 3 x concurrency) requests (10 per rate level).
+
+workloads (vLLM bench serve's --dataset-name; nothing is downloaded):
+  random              token prompts of --input-len (--random-range-ratio, --random-prefix-len)
+  prefix_repetition   N shared prefixes (--prefix-repetition-prefix-len/-suffix-len/-num-prefixes)
+  sharegpt FILE       ShareGPT JSON, vLLM's sampling and length rules (--multi-turn: whole chats)
+  custom FILE         JSONL, one {"prompt": ..., "output_tokens": N} per line
+  timed_trace FILE    a trace replayed on its timestamps (--timed-trace-* options)
+  mooncake_trace FILE the Mooncake format: timestamp ms, input/output_length, 512-token hash_ids
+before every level: --num-warmups requests (not measured), then the prefix cache is reset.
 """
 
 
@@ -46,16 +58,86 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="gamma shape for --request-rate (1 = Poisson)")
     p.add_argument("--max-concurrency", type=positive_int, default=None, help="cap on requests in flight (with --request-rate)")
     p.add_argument("--max-level", type=positive_int, default=64, help="largest concurrency of --concurrency sweep (default 64)")
-    p.add_argument("--input-len", type=positive_int, default=None, help="synthetic prompt length in tokens (default 128)")
-    p.add_argument("--output-len", type=positive_int, default=None, help="output tokens per request (default 128)")
-    p.add_argument("--suite", default=None, help="use a suite's prompts ('seed' or a TOML file) instead of synthetic ones")
-    p.add_argument("--num-prompts", type=positive_int, default=None, help="requests per level")
+    p.add_argument("--input-len", "--random-input-len", dest="input_len", type=positive_int, default=None,
+                   help="random prompts: length in tokens (default 128)")
+    p.add_argument("--output-len", "--random-output-len", "--sharegpt-output-len", dest="output_len",
+                   type=positive_int, default=None,
+                   help="output tokens per request (default 128; a dataset's own lengths when it has them)")
+    p.add_argument("--suite", default=None,
+                   help="a suite's prompts ('seed' or a TOML file, which may name a [dataset]) instead of synthetic ones")
+    p.add_argument("--num-prompts", type=positive_int, default=None,
+                   help="requests per level (conversations with --multi-turn; a trace: its first N, default all)")
+    p.add_argument("--num-warmups", type=_non_negative_int("--num-warmups"), default=0,
+                   help="requests sent before every level and not measured (default 0)")
+    w = p.add_argument_group("workload (vLLM bench serve's names)")
+    w.add_argument("--dataset-name", default=None, choices=list(DATASET_NAMES), metavar="NAME",
+                   help="random (default), prefix_repetition, sharegpt, custom, timed_trace, mooncake_trace")
+    w.add_argument("--dataset-path", default=None, metavar="FILE",
+                   help="the dataset file (JSON, JSONL, CSV or Parquet) for sharegpt, custom and the traces")
+    w.add_argument("--random-range-ratio", default=None, metavar="R",
+                   help='random: lengths uniform in [L(1-R), L(1+R)], R in [0, 1), or {"input": R, "output": R}')
+    w.add_argument("--random-prefix-len", type=_non_negative_int("--random-prefix-len"), default=None, metavar="N",
+                   help="random: N tokens of one fixed prefix before every prompt")
+    w.add_argument("--prefix-repetition-prefix-len", type=_non_negative_int("--prefix-repetition-prefix-len"),
+                   default=None, metavar="N", help="prefix_repetition: shared prefix tokens (default 256)")
+    w.add_argument("--prefix-repetition-suffix-len", type=_non_negative_int("--prefix-repetition-suffix-len"),
+                   default=None, metavar="N", help="prefix_repetition: tokens after the prefix (default 256)")
+    w.add_argument("--prefix-repetition-num-prefixes", type=positive_int, default=None, metavar="N",
+                   help="prefix_repetition: how many prefixes (default 10); num_prompts // N prompts each")
+    w.add_argument("--prefix-repetition-output-len", type=positive_int, default=None, metavar="N",
+                   help="prefix_repetition: output tokens (default 128)")
+    w.add_argument("--disable-shuffle", action="store_true", help="sharegpt/custom: keep the file's order")
+    w.add_argument("--timed-trace-chunk-hash-size", type=positive_int, default=None, metavar="N",
+                   help="tokens per hash id (timed_trace 16, mooncake_trace 512)")
+    w.add_argument("--timed-trace-sec-multiplier", type=_positive_float("--timed-trace-sec-multiplier"), default=None,
+                   metavar="X", help="send time = timestamp x X seconds (timed_trace 1, mooncake_trace 0.001); "
+                   "smaller compresses the trace")
+    for key, default in (("timestamp", "timestamp"), ("input-length", "input_length"),
+                         ("output-length", "output_length"), ("hash-ids", "hash_ids")):
+        w.add_argument(f"--timed-trace-label-{key}", default=None, metavar="FIELD",
+                       help=f"the trace's field for the {key.replace('-', ' ')} (default {default})")
+    m = p.add_argument_group("multi-turn conversations")
+    m.add_argument("--multi-turn", action="store_true",
+                   help="each simulated user sends every next turn with the whole chat so far (sharegpt: the "
+                   "file's turns; random: --turns messages)")
+    m.add_argument("--turns", type=positive_int, default=None, help="random --multi-turn: turns per user (default 3)")
+    m.add_argument("--max-turns", type=positive_int, default=None, help="sharegpt --multi-turn: at most N turns")
+    m.add_argument("--turn-delay-ms", type=_non_negative_float("--turn-delay-ms"), default=None, metavar="MS",
+                   help="think time between a reply and the next turn (default 0)")
+    m.add_argument("--turn-delay-dist", choices=["fixed", "exponential"], default=None,
+                   help="think time fixed, or exponential with mean --turn-delay-ms")
     p.add_argument("--slo", default=None, help="SLOs in ms for goodput, e.g. ttft=500,tpot=50 (also e2el)")
     p.add_argument("--seed", type=int, default=0, help="seed for arrivals and prompts (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_db_option(p)
     add_engine_options(p, suppress=True)
     p.set_defaults(func=run)
+
+
+def _non_negative_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a whole number") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be 0 or more (got {text})")
+        return value
+
+    return parse
+
+
+def _non_negative_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a number") from None
+        if not value >= 0 or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"{name} must be 0 or more (got {text})")
+        return value
+
+    return parse
 
 
 def _positive_float(name: str):
@@ -79,7 +161,20 @@ def build_spec(args: argparse.Namespace):
     return load_spec(concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
                      max_concurrency=args.max_concurrency, max_level=args.max_level, input_len=args.input_len,
                      output_len=args.output_len, suite=args.suite, num_prompts=args.num_prompts, slo=args.slo,
-                     seed=args.seed)
+                     seed=args.seed, workload=workload_options(args), num_warmups=args.num_warmups)
+
+
+def workload_options(args: argparse.Namespace):
+    """The workload options of the command line (engine.workloads.WorkloadOptions, vLLM's names)."""
+    from engine.workloads import WorkloadOptions
+
+    names = ("dataset_name", "dataset_path", "random_range_ratio", "random_prefix_len",
+             "prefix_repetition_prefix_len", "prefix_repetition_suffix_len", "prefix_repetition_num_prefixes",
+             "prefix_repetition_output_len", "timed_trace_chunk_hash_size", "timed_trace_sec_multiplier",
+             "timed_trace_label_timestamp", "timed_trace_label_input_length", "timed_trace_label_output_length",
+             "timed_trace_label_hash_ids", "disable_shuffle", "multi_turn", "turns", "max_turns", "turn_delay_ms",
+             "turn_delay_dist")
+    return WorkloadOptions(seed=args.seed, **{n: getattr(args, n) for n in names})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     _sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: print(f"tokentop: {m}", file=err, flush=True)  # noqa: E731
+        note = lambda m: print(f"tokentop: {safe_text(str(m))}", file=err, flush=True)  # noqa: E731
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)
@@ -105,8 +200,14 @@ def run(args: argparse.Namespace) -> int:
             def level_start(i, level):
                 note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {level.num_prompts} requests")
 
+            reset_said: list[str] = []
+
             def level_done(i, result):
-                note(_level_line(result.summary.get("overall", {}), result.outcome.status))
+                overall = result.summary.get("overall", {})
+                note(_level_line(overall, result.outcome.status))
+                if overall.get("prefix_cache_reset") is False and not reset_said:
+                    reset_said.append("said")  # once: the same server, the same answer
+                    note(f"prefix cache not reset before the level: {overall.get('prefix_cache_reset_note')}")
                 for warning in (result.summary.get("client_health") or {}).get("warnings") or []:
                     note(f"warning: {warning}")
 
@@ -128,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         rows = level_rows(outcome.levels)
         if args.json:
             obj = {"pattern": spec.pattern, "stop_reason": outcome.stop_reason, "slo_ms": spec.slo_ms,
-                   "prompts": spec.prompts.to_json(), "engine": desc.get("engine"), "model": desc.get("model_label"),
+                   "prompts": spec.prompts.to_json(), "workload": spec.prompts.to_json(),
+                   "workload_report": spec.prompts.report(), "num_warmups": spec.num_warmups,
+                   "engine": desc.get("engine"), "model": desc.get("model_label"),
                    "engine_args": desc.get("engine_args"), "device": session.device,
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
@@ -142,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
                    "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
-            _print_table(rows, spec, outcome, roof, term.stdout, roof_note)
+            _print_table(safe_display(rows), spec, outcome, roof, term.stdout, roof_note)
         store.close()
         if outcome.interrupted:
             print(f"tokentop: interrupted: {len(rows)} level(s) stored", file=err)
@@ -168,11 +271,15 @@ def _level_line(res: dict, status: str) -> str:
             f"TTFT p50 {_f(res.get('p50_ttft_ms'), '{:.0f}')} ms p99 {_f(res.get('p99_ttft_ms'), '{:.0f}')} ms")
     if res.get("request_goodput") is not None:
         line += f", goodput {_f(res.get('request_goodput'), '{:.2f}')} req/s"
+    if res.get("prefix_cache_hit_rate") is not None:
+        line += f", prefix cache hits {100 * res['prefix_cache_hit_rate']:.0f} %"
     return line
 
 
 def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -> None:
-    cols = ["level", "ok", "fail", "req/s", "out tok/s", "peak tok/s", "TTFT p50", "TTFT p99", "TPOT mean", "ITL p99"]
+    print(f"workload: {spec.prompts.label()}", file=out)
+    cols = ["level", "ok", "fail", "req/s", "out tok/s", "hit %", "peak tok/s", "TTFT p50", "TTFT p99", "TPOT mean",
+            "ITL p99"]
     if spec.slo_ms:
         cols.append("goodput")
     cols += ["J/tok", "run"]
@@ -182,6 +289,7 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
         fail = f"{failed} ({100 * r['failure_rate']:.0f}%) !" if failed and r.get("failure_rate") else str(failed)
         line = [r.get("label"), str(r.get("completed", 0)), fail,
                 _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
+                _f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None, "{:.0f}"),
                 _f(r.get("max_output_tokens_per_s"), "{:.0f}"), _f(r.get("p50_ttft_ms"), "{:.0f} ms"),
                 _f(r.get("p99_ttft_ms"), "{:.0f} ms"), _f(r.get("mean_tpot_ms"), "{:.1f} ms"),
                 _f(r.get("p99_itl_ms"), "{:.1f} ms")]
@@ -215,6 +323,8 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
         if line:
             print(f"{r.get('label')}: {line}", file=out)
     print(f"stopped: {outcome.stop_reason}", file=out)
+    for line in workload_lines(rows, spec):
+        print(line, file=out)
     if spec.slo_ms:
         print("goodput = requests/s meeting every SLO (" +
               ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items()) + ")", file=out)
@@ -231,3 +341,35 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
         print("roofline: " + lines[0], file=out)
         for line in lines[1:]:
             print("  " + line, file=out)
+
+
+def workload_lines(rows, spec) -> list[str]:
+    """What the table leaves out about the workload: warm-ups, the cache reset, prompt lengths against their
+    targets, a trace's schedule lag, TTFT per turn of conversations, and what sampling skipped."""
+    lines = []
+    first = rows[0] if rows else {}
+    if spec.num_warmups:
+        failed = sum(int(r.get("warmups_failed") or 0) for r in rows)
+        lines.append(f"warm-up: {spec.num_warmups} request(s) before every level, not measured"
+                     + (f" ({failed} failed)" if failed else ""))
+    if first.get("prefix_cache_reset") is not None:
+        not_reset = [r for r in rows if r.get("prefix_cache_reset") is False]
+        lines.append("prefix cache reset before every level" if not not_reset else
+                     f"prefix cache NOT reset before {len(not_reset)} level(s): {not_reset[0].get('prefix_cache_reset_note')}")
+    for r in rows:
+        if r.get("input_len_checked"):
+            bad = r.get("input_len_mismatches") or 0
+            lines.append(f"{r.get('label')}: prompt tokens {r.get('total_input_tokens')} "
+                         f"(target {r.get('total_target_input_tokens')}): "
+                         + ("every prompt exact" if not bad else
+                            f"{bad} of {r['input_len_checked']} differ, by up to {r.get('max_input_len_error')}"))
+        if r.get("mean_schedule_lag_ms") is not None and spec.pattern == "trace":
+            lines.append(f"{r.get('label')}: schedule lag (actual - scheduled send) mean "
+                         f"{r['mean_schedule_lag_ms']:.1f} ms, p99 {r['p99_schedule_lag_ms']:.1f} ms, "
+                         f"max {r['max_schedule_lag_ms']:.1f} ms")
+        turns = r.get("ttft_by_turn") or {}
+        if turns:
+            lines.append(f"{r.get('label')}: TTFT by turn (p50 ms, mean prompt tokens): " + ", ".join(
+                f"{int(t) + 1}: {v['p50_ms']:.0f} ({v['mean_input_tokens'] or 0:.0f} tok)" for t, v in turns.items()))
+    lines.extend(spec.prompts.notes)
+    return lines

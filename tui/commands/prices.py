@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from engine.terminal_text import safe_display
 from tui.commands.common import UsageError, add_db_option, open_store
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         out["prices"] = [r.to_dict() for r in rows]
         print(json.dumps(out))
         return 0
-    print_board(board, rows, gpu, sys.stdout)
+    print_board(safe_display(board), safe_display(rows), gpu, sys.stdout)
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from engine.measure.metrics import json_safe
+from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
 from tui.format import print_case_table, print_runs_table, run_to_json
 
@@ -31,7 +32,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_safe(runs), default=str))
     else:
-        print_runs_table(runs, sys.stdout)
+        print_runs_table(safe_display(runs), sys.stdout)
     return 0
 
 
@@ -44,5 +45,5 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_safe(run_to_json(run, requests)), default=str))
     else:
-        print_case_table(run, requests, sys.stdout)
+        print_case_table(safe_display(run), safe_display(requests), sys.stdout)
     return 0

@@ -6,6 +6,12 @@ running app on every page reload. Instead this server keeps exactly ONE app proc
 with the server (so the engine warms up before anyone opens the page), every browser attaches to
 it (same screen, same keyboard), a browser that leaves or reloads does not stop it, and it stops
 only when the server stops or someone quits the app (`q`); the next browser then starts a fresh one.
+
+Whoever reaches the port can drive the app (start loads, quit it), so the page and its websocket ask
+for a random token, as Jupyter does: `secrets.token_urlsafe(32)` made at start, printed in the URL
+(`/?token=...`), kept in this process's memory only (never stored, never in a log or the app's
+environment). The page hands it on in its websocket URL (`/ws/<token>`); a request without it gets
+403 and one line, on loopback too. `--no-token` turns it off, and is refused with `--allow-remote`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -41,8 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--allow-remote", action="store_true",
-                   help="allow a --host other than loopback: anyone who reaches it can drive the app "
-                        "(no password, no TLS)")
+                   help="allow a --host other than loopback: anyone who reaches it with the token can drive "
+                        "the app (no TLS: the token crosses the network in clear)")
+    p.add_argument("--no-token", action="store_true",
+                   help="serve without the URL's random token: anyone who reaches the port (any user of this "
+                        "machine) can drive the app; refused with --allow-remote")
     add_db_option(p)
     add_engine_options(p, suppress=True)
     p.set_defaults(func=run_serve)
@@ -83,6 +93,8 @@ def app_command(args: argparse.Namespace) -> list[str]:
         argv += ["--model", args.model]
     if args.endpoint:
         argv += ["--endpoint", args.endpoint]
+    if getattr(args, "tokenizer", None):
+        argv += ["--tokenizer", args.tokenizer]
     for pair in args.engine_arg or []:
         argv += ["--engine-arg", pair]
     return argv
@@ -96,16 +108,19 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         validate_engine_options(engine_kwargs(args))
         open_store(args).close()  # a bad or unwritable --db is reported here, not in the browser
+        if args.no_token and args.allow_remote:
+            raise UsageError("--no-token and --allow-remote together would let anyone on the network drive "
+                             "the app: drop --no-token (the printed URL carries the token)")
         if not args.allow_remote and not is_loopback(args.host):
             raise UsageError(
-                f"--host {args.host} is reachable from other machines and the app has no password or TLS; "
+                f"--host {args.host} is reachable from other machines and the app has no TLS; "
                 "use an SSH port forward instead (see `tokentop serve --help`), or add --allow-remote"
             )
     except (UsageError, BadRequestError) as exc:
         return fail(str(exc), 2)
 
     _, server_class = server_classes()
-    server = server_class(app_command(args), host=args.host, port=args.port)
+    server = server_class(app_command(args), host=args.host, port=args.port, require_token=not args.no_token)
     try:
         return asyncio.run(server.run())
     except CannotListen as exc:  # the port is taken, or the address is not this machine's
@@ -120,6 +135,7 @@ def server_classes():
     """textual-serve's Server and AppService, imported when serving (aiohttp is slow to import)."""
     from aiohttp import WSMsgType, web
     import aiohttp_jinja2
+    import jinja2
     from textual_serve.app_service import AppService
     from textual_serve.server import Server
 
@@ -184,9 +200,13 @@ def server_classes():
                 self._task = None
 
     class SharedAppServer(Server):
-        def __init__(self, argv: list[str], host: str, port: int) -> None:
+        """require_token: the page and the websocket need the random token printed in the URL."""
+
+        def __init__(self, argv: list[str], host: str, port: int, *, require_token: bool = True) -> None:
             super().__init__(shlex.join(argv), host=host, port=port, title="tokentop")
             self.argv = argv
+            # In memory only: printed once in the URL, never stored, logged or passed to the app.
+            self._token: str | None = secrets.token_urlsafe(32) if require_token else None
             self.app: SharedApp | None = None
             self.viewers: set[web.WebSocketResponse] = set()
             self._size = (80, 24)
@@ -224,18 +244,49 @@ def server_classes():
             return 0
 
         def _announce(self, port: int) -> None:
-            url = f"http://{_url_host(self.host)}:{port}"
+            query = f"/?token={self._token}" if self._token else ""
+            url = f"http://{_url_host(self.host)}:{port}{query}"
             print(f"tokentop serve: serving the app on {url}", flush=True)
             print(f"  app: {shlex.join(['tokentop', *self.argv[3:]])}", flush=True)
             if is_loopback(self.host):
                 print("  loopback only. From your laptop, forward the port over SSH:", flush=True)
                 print(f"    ssh -L {port}:127.0.0.1:{port} user@this-box", flush=True)
-                print(f"  then open http://127.0.0.1:{port}", flush=True)
+                print(f"  then open http://127.0.0.1:{port}{query}", flush=True)
             else:
-                print(f"  open http://<this machine's address>:{port} from another machine", flush=True)
+                print(f"  open http://<this machine's address>:{port}{query} from another machine", flush=True)
                 print(f"tokentop serve: warning: listening on {self.host}: anyone who can reach port {port} "
-                      "can drive the app (no password, no TLS)", file=sys.stderr, flush=True)
+                      "and has the URL can drive the app (no TLS: the token crosses the network in clear)",
+                      file=sys.stderr, flush=True)
+            if self._token:
+                print("  the URL's token is the password: share it only with who may drive the app", flush=True)
+            else:
+                print("tokentop serve: warning: --no-token: anyone who can reach the port (any user of this "
+                      "machine) can drive the app", file=sys.stderr, flush=True)
             print("  every browser shares one app and one engine (it is loading now). Ctrl+C stops.", flush=True)
+
+        async def _make_app(self) -> web.Application:
+            """textual-serve's routes, less its file downloads (tokentop delivers none), with the token
+            checked on the page and the websocket; the static assets (textual.js, fonts) are public."""
+            app = web.Application()
+            aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(self.templates_path))
+            app.add_routes([
+                web.get("/", self.handle_index, name="index"),
+                web.get("/ws", self.handle_websocket, name="websocket"),
+                web.get("/ws/{token}", self.handle_websocket, name="websocket_token"),
+                web.static("/static", self.statics_path, show_index=False, name="static"),
+            ])
+            app.on_startup.append(self.on_startup)
+            app.on_shutdown.append(self.on_shutdown)
+            return app
+
+        def _refused(self, given: str | None) -> web.Response | None:
+            """403 and one line unless `given` is the token (compared in constant time)."""
+            if self._token is None:
+                return None
+            if given and secrets.compare_digest(given.encode(), self._token.encode()):
+                return None
+            return web.Response(status=403, text="tokentop serve: forbidden: open the URL serve printed, "
+                                                 "with its ?token=\n")
 
         async def on_startup(self, app: web.Application) -> None:
             pass  # textual-serve prints a logo here; run() says what matters instead
@@ -279,19 +330,30 @@ def server_classes():
                 await ws.close()
             self.viewers.clear()
 
-        @aiohttp_jinja2.template("app_index.html")
-        async def handle_index(self, request: web.Request) -> dict[str, Any]:
+        async def handle_index(self, request: web.Request) -> web.StreamResponse:
+            refused = self._refused(request.query.get("token"))
+            if refused is not None:
+                return refused
             # URLs from the Host the browser used, so a port forward to any local port works.
             base = f"{request.scheme}://{request.host}"
             ws_scheme = "wss" if request.scheme == "https" else "ws"
-            return {
+            # textual.js appends "?width=..&height=.." to this URL, so the token goes in its path.
+            path = f"/ws/{self._token}" if self._token else "/ws"
+            response = aiohttp_jinja2.render_template("app_index.html", request, {
                 "font_size": _to_int(request.query.get("fontsize"), 16),
-                "app_websocket_url": f"{ws_scheme}://{request.host}/ws",
+                "app_websocket_url": f"{ws_scheme}://{request.host}{path}",
                 "config": {"static": {"url": f"{base}/static/"}},
                 "application": {"name": "tokentop"},
-            }
+            })
+            # The page carries the token: never cached, never sent on as a Referer to anywhere else.
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
 
-        async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        async def handle_websocket(self, request: web.Request) -> web.StreamResponse:
+            refused = self._refused(request.match_info.get("token"))
+            if refused is not None:
+                return refused
             ws = web.WebSocketResponse(heartbeat=15)
             await ws.prepare(request)
             if self._stopping:

@@ -125,6 +125,8 @@ def run_push(args: argparse.Namespace) -> int:
         (RemoteError, BundleError),
         lambda r: f"pushed {len(r.pushed)} run(s) to {r.remote}",
     )
+    for reason in (result.refused.values() if result is not None else ()):
+        warn(f"not pushed: {reason}")  # the reason names the id
     if result is not None and result.failed:
         run_id, reason = next(iter(result.failed.items()))
         waiting = f"; {len(result.not_tried)} more wait" if result.not_tried else ""
@@ -142,8 +144,25 @@ def run_pull(args: argparse.Namespace) -> int:
         lambda r: f"pulled {len(r.pulled)} run(s) from {r.remote} ({r.already_here} already here)",
     )
     for run_id, reason in (result.refused.items() if result is not None else ()):
-        print(f"tokentop: warning: run {run_id} not pulled: {reason}", file=sys.stderr)
+        warn(f"run {run_id} not pulled: {reason}" if _plain(run_id) else f"not pulled: {reason}")
     return code
+
+
+def warn(message: str) -> None:
+    """One `tokentop: warning:` line on stderr; it quotes a remote's words, so it is made terminal-safe."""
+    from engine.terminal_text import safe_text
+
+    print(f"tokentop: warning: {safe_text(message)}", file=sys.stderr)
+
+
+def _plain(run_id: str) -> bool:
+    from data.store import IdError, check_ids
+
+    try:
+        check_ids("run", [run_id])
+    except IdError:
+        return False
+    return True
 
 
 _reporting = False
@@ -159,13 +178,14 @@ def report_background_pushes() -> None:
 
     def report(result, error) -> None:
         if error:
-            print(f"tokentop: warning: push to the remote failed: {error}", file=sys.stderr)
+            warn(f"push to the remote failed: {error}")
             return
         if result.pushed:
             print(f"tokentop: pushed run(s) {', '.join(result.pushed)} to {result.remote}", file=sys.stderr)
         for run_id, reason in result.failed.items():
-            print(f"tokentop: warning: push of run {run_id} to {result.remote} failed ({reason}); "
-                  "it is retried on the next push", file=sys.stderr)
+            warn(f"push of run {run_id} to {result.remote} failed ({reason}); it is retried on the next push")
+        for reason in result.refused.values():
+            warn(f"not pushed: {reason}")
 
     add_push_listener(report)
 

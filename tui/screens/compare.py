@@ -20,6 +20,7 @@ from textual_plotext import PlotextPlot
 
 from data.compare import RunCosts, compare_runs
 from pricing.cost import TpsBasis
+from engine.terminal_text import safe_display
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
@@ -79,9 +80,10 @@ class CompareScreen(Screen):
     def load(self) -> None:
         try:
             with self.store.reading():  # one open of the file for every query
-                self.post_message(self.Loaded(compare_runs(self.store, self.run_ids, now=self.fixed_now)))
+                # stored runs and price replies: outside text (engine.terminal_text)
+                self.post_message(self.Loaded(safe_display(compare_runs(self.store, self.run_ids, now=self.fixed_now))))
         except Exception as exc:
-            self.post_message(self.LoadFailed(str(exc)))
+            self.post_message(self.LoadFailed(safe_display(str(exc))))
 
     @on(Loaded)
     def show(self, message: Loaded) -> None:

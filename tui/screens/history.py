@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from engine.terminal_text import safe_display
 from tui.format import fmt_date, model_name, short, where_short
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
@@ -108,7 +109,8 @@ class HistoryScreen(Screen):
     def _load_runs(self) -> None:
         store = self.app.store
         try:
-            self.post_message(self.RunsLoaded(store.list_runs() if store is not None else []))
+            # Stored runs may be imported: every field is outside text (engine.terminal_text).
+            self.post_message(self.RunsLoaded(safe_display(store.list_runs()) if store is not None else []))
         except Exception as exc:  # StoreError (locked too long) or a broken file: say so, keep the table
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
 

@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from engine.measure.live import StreamSanitizer
+from engine.terminal_text import StreamSanitizer
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView

@@ -1,5 +1,8 @@
-"""Load screen: pick a pattern, levels and SLOs; watch throughput, concurrency, TTFT and errors live;
-a chart of throughput and TTFT against concurrency grows as the sweep proceeds.
+"""Load screen: pick a pattern, levels, the workload (random tokens, shared prefixes, a dataset file,
+a trace, a suite; multi-turn) and SLOs; watch throughput, concurrency, TTFT and errors live; a chart of
+throughput and TTFT against concurrency grows as the sweep proceeds. Each workload's own fields show
+when it is chosen; the form's values go through the same domain rules as `tokentop load`'s options
+(data.load_runs.form_workload and load_spec).
 
 The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
 while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
@@ -17,18 +20,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
 from tui.commands.common import positive_int
 from textual.message import Message
 
+from engine.terminal_text import safe_display, safe_text
 from tui.widgets.fields import NumberField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
-COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
+COLUMNS = ("level", "ok", "failed", "req/s", "out tok/s", "hit %", "TTFT p50", "TTFT p99", "TPOT", "goodput", "run")
+DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
+WORKLOADS = ("random", "prefix_repetition", "sharegpt", "custom", "timed_trace", "mooncake_trace", "suite")
 
 
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
@@ -65,6 +71,8 @@ class LoadScreen(Screen):
         self._final_shown = False
         self._levels_seen = 0
         self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.workload = None  # the workload of the load started here (its notes are shown when it ends)
+        self._input_len = "128"  # kept while another workload hides the random-only input length
         self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
@@ -79,14 +87,51 @@ class LoadScreen(Screen):
             yield Button("Start", id="load-start", variant="success", compact=True)
             yield Button("Stop", id="load-stop", variant="error", disabled=True, compact=True)
         with Horizontal(classes="load-row"):
+            yield Label("workload", classes="load-label")
+            yield Select([(k, k) for k in WORKLOADS], value="random", allow_blank=False, id="load-workload",
+                         compact=True)
+            yield Label("file", classes="load-label")
+            yield Input("", placeholder="a dataset file, or a suite (seed, TOML)", id="load-file", compact=True,
+                        disabled=True)
+        with Horizontal(classes="load-row"):
             yield Label("input len", classes="load-label")
             yield NumberField("128", placeholder="128", id="load-input-len", restrict=r"[0-9]*", compact=True)
             yield Label("output len", classes="load-label")
-            yield NumberField("64", placeholder="128", id="load-output-len", restrict=r"[0-9]*", compact=True)
+            yield NumberField(DEFAULT_OUTPUT_LEN, placeholder=DEFAULT_OUTPUT_LEN, id="load-output-len",
+                              restrict=r"[0-9]*", compact=True)
             yield Label("prompts/level", classes="load-label")
             yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
             yield Label("burstiness", classes="load-label")
             yield Input("1", placeholder="1", id="load-burstiness", compact=True)
+        with Horizontal(classes="load-row", id="load-options"):
+            with Horizontal(classes="load-opts", id="opts-random"):
+                yield Label("range ratio", classes="load-label")
+                yield Input("", placeholder="0", id="load-range-ratio", compact=True)
+                yield Label("prefix len", classes="load-label")
+                yield NumberField("", placeholder="0", id="load-prefix-len", restrict=r"[0-9]*", compact=True)
+                yield Label("turns", classes="load-label")
+                yield NumberField("", placeholder="1", id="load-turns", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-prefix"):
+                yield Label("prefix", classes="load-label")
+                yield NumberField("", placeholder="256", id="load-prefix", restrict=r"[0-9]*", compact=True)
+                yield Label("suffix", classes="load-label")
+                yield NumberField("", placeholder="256", id="load-suffix", restrict=r"[0-9]*", compact=True)
+                yield Label("prefixes", classes="load-label")
+                yield NumberField("", placeholder="10", id="load-prefixes", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-sharegpt"):
+                yield Checkbox("multi-turn", id="load-multi-turn", compact=True)
+                yield Label("max turns", classes="load-label")
+                yield NumberField("", placeholder="all", id="load-max-turns", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-trace"):
+                yield Label("time ×", classes="load-label")
+                yield Input("", placeholder="file's", id="load-time-scale", compact=True)
+                yield Label("block", classes="load-label")
+                yield NumberField("", placeholder="preset", id="load-block", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-think"):
+                yield Label("think ms", classes="load-label")
+                yield Input("", placeholder="0", id="load-think", compact=True)
+            yield Label("warm-ups", classes="load-label")
+            yield NumberField("0", placeholder="0", id="load-warmups", restrict=r"[0-9]*", compact=True)
         with Horizontal(classes="load-row"):
             yield Label("SLO ms", classes="load-label")
             yield Input("", placeholder="ttft=500,tpot=50", id="load-slo", compact=True)
@@ -101,6 +146,7 @@ class LoadScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._show_workload_fields("random")
         self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
         runs = getattr(self.app, "runs", None)
         if runs is None:  # hosted by a bare App (tests): this screen holds the runs itself
@@ -125,13 +171,72 @@ class LoadScreen(Screen):
             return False
         return view.running or self.job is not view.job or not self._final_shown
 
+    # -- the workload's fields ---------------------------------------------------------------
+    @on(Select.Changed, "#load-workload")
+    def _workload_changed(self, event: Select.Changed) -> None:
+        self._show_workload_fields(str(event.value))
+
+    @on(Checkbox.Changed, "#load-multi-turn")
+    def _multi_turn_changed(self, event: Checkbox.Changed) -> None:
+        self._show_workload_fields(str(self.query_one("#load-workload", Select).value))
+
+    def _show_workload_fields(self, kind: str) -> None:
+        """Only the chosen workload's own fields show; input len is for random tokens only; a dataset's
+        output lengths are its own unless output len is typed."""
+        groups = {"opts-random": kind == "random", "opts-prefix": kind == "prefix_repetition",
+                  "opts-sharegpt": kind == "sharegpt", "opts-trace": kind.endswith("_trace"),
+                  "opts-think": kind == "random" or (kind == "sharegpt"
+                                                     and self.query_one("#load-multi-turn", Checkbox).value)}
+        for group, shown in groups.items():
+            self.query_one(f"#{group}").display = shown
+        file = self.query_one("#load-file", Input)
+        file.disabled = kind in ("random", "prefix_repetition")
+        file.placeholder = ("none: tokens are drawn" if file.disabled else "seed, or a suite TOML file"
+                            if kind == "suite" else "a JSON, JSONL, CSV or Parquet file")
+        trace = kind.endswith("_trace")
+        for field in ("#load-pattern", "#load-levels"):  # a trace sets its own send times
+            self.query_one(field).disabled = trace
+        self.query_one("#load-levels", Input).placeholder = "the trace's times" if trace else "1,2,4 or sweep"
+        if trace:
+            from engine.workloads.traces import PRESETS
+
+            preset = PRESETS[kind]
+            self.query_one("#load-time-scale", Input).placeholder = f"{preset['sec_multiplier']:g}"
+            self.query_one("#load-block", Input).placeholder = str(preset["chunk_hash_size"])
+        inputs = self.query_one("#load-input-len", Input)
+        if kind == "random":
+            inputs.disabled = False
+            inputs.value = inputs.value or self._input_len
+        elif not inputs.disabled:
+            self._input_len = inputs.value or self._input_len
+            inputs.value, inputs.disabled = "", True
+        inputs.placeholder = "128" if kind == "random" else "–"
+        output = self.query_one("#load-output-len", Input)
+        if kind in ("random", "prefix_repetition"):
+            if not output.value:
+                output.value = DEFAULT_OUTPUT_LEN
+            output.placeholder = DEFAULT_OUTPUT_LEN
+        else:
+            if output.value == DEFAULT_OUTPUT_LEN:
+                output.value = ""  # a dataset's, trace's or suite's own lengths, unless typed
+            output.placeholder = "file's" if kind != "suite" else "suite"
+
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
-        """The form's settings through the same domain function as `tokentop load`'s options."""
-        from data.load_runs import load_spec
+        """The form's settings through the same domain functions as `tokentop load`'s options."""
+        from data.load_runs import form_workload, load_spec
 
         def val(widget_id: str) -> str:
             return self.query_one(widget_id, Input).value.strip()
+
+        kind = str(self.query_one("#load-workload", Select).value)
+        options, suite = form_workload(
+            kind, path=val("#load-file"), range_ratio=val("#load-range-ratio"), prefix_len=val("#load-prefix-len"),
+            prefix=val("#load-prefix"), suffix=val("#load-suffix"), prefixes=val("#load-prefixes"),
+            turns=val("#load-turns") if kind == "random" else val("#load-max-turns"), think=val("#load-think"),
+            multi_turn=self.query_one("#load-multi-turn", Checkbox).value, time_scale=val("#load-time-scale"),
+            block=val("#load-block"))
+        warmups = _int(val("#load-warmups"), "warm-ups", zero=True) or 0
 
         pattern = self.query_one("#load-pattern", Select).value
         levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
@@ -139,14 +244,16 @@ class LoadScreen(Screen):
             burstiness = float(val("#load-burstiness") or 1)
         except ValueError:
             raise ValueError(f"burstiness {val('#load-burstiness')!r} is not a number") from None
+        trace = kind.endswith("_trace")
         return load_spec(
-            concurrency=levels if pattern == "concurrency" else None,
-            request_rate=levels if pattern == "rate" else None,
-            burstiness=burstiness if pattern == "rate" else 1.0,
-            input_len=_int(val("#load-input-len"), "input len"),
+            concurrency=None if trace else levels if pattern == "concurrency" else None,
+            request_rate=None if trace else levels if pattern == "rate" else None,
+            burstiness=burstiness if pattern == "rate" and not trace else 1.0,
+            input_len=_int(val("#load-input-len"), "input len") if kind == "random" else None,
             output_len=_int(val("#load-output-len"), "output len"),
             num_prompts=_int(val("#load-num-prompts"), "prompts per level"),
             slo=val("#load-slo") or None,
+            suite=suite, workload=options, num_warmups=warmups,
         )
 
     # -- actions ------------------------------------------------------------------------
@@ -177,7 +284,8 @@ class LoadScreen(Screen):
             return
         self._reset()
         self.frontier, self.chart_view = None, "load"
-        self._set_status(f"running {len(spec.levels)} level(s)…")
+        self.workload = spec.prompts
+        self._set_status(f"running {len(spec.levels)} level(s) of {spec.prompts.label()}…")
         self._buttons(running=True)
 
     @on(Button.Pressed, "#load-stop")
@@ -212,6 +320,7 @@ class LoadScreen(Screen):
         self.query_one("#load-table", PagedTable).add_data_row([
             Text(str(r.get("label", ""))), str(r.get("completed", 0)), failed_cell,
             _f(r.get("request_throughput"), "{:.2f}"), _f(r.get("output_throughput")),
+            _f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None, "{:.0f}"),
             _f(r.get("p50_ttft_ms"), "{:.0f} ms"), _f(r.get("p99_ttft_ms"), "{:.0f} ms"),
             _f(r.get("mean_tpot_ms"), "{:.1f} ms"), goodput, Text(run.run.run_id),
         ])
@@ -228,6 +337,10 @@ class LoadScreen(Screen):
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
             return
+        workload = getattr(self, "workload", None)
+        if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
+            self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
+                        timeout=10)
         from engine.measure.metrics import failure_note
 
         word = "stopped" if result.stopped else "done"
@@ -245,7 +358,7 @@ class LoadScreen(Screen):
             self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _set_status(self, text: str) -> None:
-        self.last_message = text
+        self.last_message = text = safe_text(text)  # quotes a server's error
         self.query_one("#load-status", Label).update(Text(text))
 
     # -- the priced frontier of the sweep just run -------------------------------------------------
@@ -254,7 +367,7 @@ class LoadScreen(Screen):
         from data.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierReady(build_frontier(self.session.store, run_ids=run_ids)))
+            self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))
         except Exception:
             pass  # the sweep's own chart stays; Compare (m) shows the frontier too
 
@@ -327,10 +440,12 @@ class LoadScreen(Screen):
         chart.refresh()
 
 
-def _int(text: str, name: str) -> int | None:
+def _int(text: str, name: str, zero: bool = False) -> int | None:
     """An optional field: empty means the default; otherwise the CLI's own check, with the field named."""
     if not text:
         return None
+    if zero and text.strip() == "0":
+        return 0
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError as exc:

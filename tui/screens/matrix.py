@@ -3,8 +3,9 @@ $/1M by GPU x provider; the cheapest tokens that still answer in time (cost at a
 throughput–latency frontier.
 
 At 80 columns the table shows GPU, provider, speeds, $/h and $/1M on both cost bases; `w` shows the rest
-(TTFT, the article's 2024 figures, runs). Everything is computed in thread workers (data.matrix,
-data.frontier) that post typed messages back.
+(TTFT, the article's 2024 figures, runs). Runs of different workloads are never mixed: every tab shows one
+workload at a time, named in the title, and `k` moves to the next. Everything is computed in thread workers
+(data.matrix, data.frontier) that post typed messages back.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
+from engine.terminal_text import safe_display
 from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
 from tui.widgets.frontier_chart import draw_frontier
@@ -42,6 +44,8 @@ class CompareMatrixScreen(Screen):
         Binding("w", "more_columns", "More cols", id="matrix.more"),
         Binding("b", "basis", "Basis", id="matrix.basis"),
         Binding("x", "axis", "Axis", id="matrix.axis"),
+        Binding("k", "next_workload", "Workload", id="matrix.workload",
+                tooltip="the next workload: runs on different workloads are never averaged or ranked together"),
         Binding("r", "reload", "Reload", id="matrix.reload", show=False),
         Binding("escape", "back", "Back", id="matrix.back"),
     ]
@@ -79,9 +83,11 @@ class CompareMatrixScreen(Screen):
         self.page = 0  # 0: the cost columns; 1: the rest (only below WIDE columns)
         self.basis = LOAD
         self.axis = "user"
+        self.workload: str | None = None  # the workload every tab shows (None: the first there is)
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("Compare — your runs by GPU × provider · loading…"), id="matrix-title")
+        yield Static(Text("Compare — your runs by GPU × provider, one workload at a time · loading…"),
+                     id="matrix-title")
         with TabbedContent(id="matrix-tabs", initial="tab-matrix"):
             with TabPane("Matrix", id="tab-matrix"):
                 yield DataTable(id="matrix-table", cursor_type="row", zebra_stripes=True)
@@ -124,7 +130,7 @@ class CompareMatrixScreen(Screen):
         from data.matrix import build_matrix
 
         try:
-            self.post_message(self.MatrixLoaded(build_matrix(self.store, now=self.fixed_now)))
+            self.post_message(self.MatrixLoaded(safe_display(build_matrix(self.store, now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("matrix", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -134,7 +140,8 @@ class CompareMatrixScreen(Screen):
         from engine.load import parse_slo
 
         try:
-            self.post_message(self.SloLoaded(cost_at_slo(self.store, parse_slo(text), percentile, now=self.fixed_now)))
+            self.post_message(self.SloLoaded(safe_display(cost_at_slo(self.store, parse_slo(text), percentile,
+                                                                      now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("slo", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -143,31 +150,78 @@ class CompareMatrixScreen(Screen):
         from data.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierLoaded(build_frontier(self.store, percentile, now=self.fixed_now)))
+            self.post_message(self.FrontierLoaded(safe_display(build_frontier(self.store, percentile, now=self.fixed_now))))
         except Exception as exc:
             self.post_message(self.Failed("frontier", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+
+    # -- workloads: one at a time ---------------------------------------------------------------
+    def workloads(self) -> list[str]:
+        """Every workload the loaded views hold, in table order."""
+        names: list[str] = []
+        if self.matrix is not None:
+            names += [w for _m, w in self.matrix.groups()]
+        if self.slo is not None:
+            names += [a.workload for a in self.slo.answers]
+        if self.frontier is not None:
+            names += self.frontier.workloads()
+        return list(dict.fromkeys(names))
+
+    def current_workload(self) -> str | None:
+        names = self.workloads()
+        if self.workload not in names:
+            self.workload = names[0] if names else None
+        return self.workload
+
+    def action_next_workload(self) -> None:
+        names = self.workloads()
+        if len(names) < 2:
+            self.notify("every run here ran one workload" if names else "no runs yet", severity="information")
+            return
+        current = self.current_workload()
+        self.workload = names[(names.index(current) + 1) % len(names)]
+        self._refill()
+
+    def _refill(self) -> None:
+        if self.matrix is not None:
+            self.fill_matrix()
+            self.draw_cost_chart()
+        if self.slo is not None:
+            self.fill_slo()
+        if self.frontier is not None:
+            self.fill_frontier()
+
+    def _workload_text(self) -> Text:
+        names = self.workloads()
+        current = self.current_workload()
+        text = Text()
+        if current is None:
+            return text
+        text.append(" · workload ", style="")
+        text.append(current, style="bold cyan")
+        if len(names) > 1:
+            text.append(f" ({names.index(current) + 1}/{len(names)} k)", style="dim")
+        return text
 
     # -- messages -> state ------------------------------------------------------------------------
     @on(MatrixLoaded)
     def _matrix_loaded(self, message: MatrixLoaded) -> None:
         self.matrix = message.matrix
-        self.fill_matrix()
-        self.draw_cost_chart()
+        self._refill()
 
     @on(SloLoaded)
     def _slo_loaded(self, message: SloLoaded) -> None:
         self.slo = message.result
-        self.fill_slo()
+        self._refill()
 
     @on(FrontierLoaded)
     def _frontier_loaded(self, message: FrontierLoaded) -> None:
         self.frontier = message.frontier
-        self.fill_frontier()
+        self._refill()
 
     @on(Failed)
     def _failed(self, message: Failed) -> None:
         target = {"matrix": "#matrix-legend", "slo": "#slo-note", "frontier": "#matrix-legend"}[message.what]
-        self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {message.reason}"))
+        self.query_one(target, Static).update(Text(f"Cannot show the {message.what}: {safe_display(message.reason)}"))
 
     @on(Input.Submitted)
     def _slo_submitted(self) -> None:
@@ -204,14 +258,17 @@ class CompareMatrixScreen(Screen):
         table = self.query_one("#matrix-table", DataTable)
         table.clear()
         columns = self._visible_columns()
-        rows = self.matrix.rows if self.matrix else []
-        models = self.matrix.models() if self.matrix else []
+        workload = self.current_workload()
+        rows = [r for r in (self.matrix.rows if self.matrix else []) if r.workload == workload]
+        models = list(dict.fromkeys(r.model for r in rows))
         for row in rows:
             cells = matrix_cells(row)
             table.add_row(*[cells[i] for i in columns])
-        title = Text("Compare — your runs by GPU × provider", style="bold")
+        # The workload first: at 80 columns a long model name may be cut, the workload never is.
+        title = Text("Compare", style="bold")
+        title.append_text(self._workload_text())
         if len(models) == 1:
-            title.append(f" · {models[0]}", style="")
+            title.append(f" · {models[0].rsplit('/', 1)[-1]}", style="")
         elif len(models) > 1:
             title.append(f" · {len(models)} models (see GPU rows)", style="")
         self.query_one("#matrix-title", Static).update(title)
@@ -229,7 +286,9 @@ class CompareMatrixScreen(Screen):
         plt.clear_figure()
         name = "throughput under load" if self.basis == LOAD else "batch-1 TPS"
         plt.title(f"$/1M output tokens on {name} (b: basis)")
-        rows = [r for r in (self.matrix.rows if self.matrix else []) if self.basis in r.costs]
+        workload = self.current_workload()
+        rows = [r for r in (self.matrix.rows if self.matrix else [])
+                if self.basis in r.costs and r.workload == workload]
         if rows:
             fits = max(3, chart.size.height - 4) if chart.size.height else 5  # one bar per line, inside the frame
             rows = sorted(rows, key=lambda r: r.costs[self.basis])[:fits][::-1]  # the cheapest at the top
@@ -251,10 +310,13 @@ class CompareMatrixScreen(Screen):
         result = self.slo
         pct = f"p{result.percentile:g}"
         limits = ", ".join(f"{k.upper()} ≤ {v:g} ms" for k, v in result.slo_ms.items())
-        answers = result.answers
+        workload = self.current_workload()
+        answers = [a for a in result.answers if a.workload == workload]
         note = Text(f"{pct} {limits}; a level with a failed request misses it. ")
-        if not answers:
+        if not result.answers:
             note.append("No load levels stored yet: run a sweep on the Load screen (l).")
+        elif not answers:
+            note.append(f"No load levels of this workload ({workload}): k shows the next.")
         elif not any(a.best for a in answers):
             note.append("No level meets the SLO.", style="bold red")
         else:
@@ -300,13 +362,18 @@ class CompareMatrixScreen(Screen):
 
     # -- the frontier -------------------------------------------------------------------------------
     def fill_frontier(self) -> None:
+        from dataclasses import replace
+
         chart = self.query_one("#frontier-chart", PlotextPlot)
-        draw_frontier(chart.plt, self.frontier, self.axis)
+        workload = self.current_workload()
+        mine = replace(self.frontier, points=[p for p in self.frontier.points if p.level.workload == workload])
+        draw_frontier(chart.plt, mine, self.axis)
         chart.refresh()
         table = self.query_one("#frontier-table", DataTable)
         table.clear()
         for p in self.frontier.points:
-            table.add_row(*frontier_cells(p))
+            if p.level.workload == self.current_workload():
+                table.add_row(*frontier_cells(p))
 
     # -- actions ------------------------------------------------------------------------------------
     def action_tab(self, tab: str) -> None:

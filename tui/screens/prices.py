@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from data.prices import PriceBoard, age_text, price_board, refresh_async, source_age
+from engine.terminal_text import safe_display
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
@@ -75,9 +76,9 @@ class PricesScreen(Screen):
         try:
             board = price_board(self.store, now=self.fixed_now)
         except Exception as exc:  # the database stayed locked by another process, or is broken
-            self.post_message(self.RefreshFailed(f"could not read stored prices: {exc}".splitlines()[0]))
+            self.post_message(self.RefreshFailed(safe_display(f"could not read stored prices: {exc}".splitlines()[0])))
             return
-        self.post_message(self.BoardLoaded(board))
+        self.post_message(self.BoardLoaded(safe_display(board)))  # price-API replies: outside text
 
     def action_columns(self) -> None:
         for table in self.query(PagedTable):
@@ -95,7 +96,7 @@ class PricesScreen(Screen):
         try:
             await refresh_async(self.store, env=self.env, now=self.fixed_now)
         except Exception as exc:  # the board still shows what is stored
-            self.post_message(self.RefreshFailed(f"{type(exc).__name__}: {exc}"))
+            self.post_message(self.RefreshFailed(safe_display(f"{type(exc).__name__}: {exc}")))
             return
         self.load_board()
 

@@ -19,6 +19,7 @@ from textual_plotext import PlotextPlot
 
 from data.load_runs import roofline_text, stored_run_roofline
 from engine.measure.metrics import itl_gaps_s
+from engine.terminal_text import safe_display
 from tui.format import (CASE_COLUMNS, case_rows, client_health_lines, client_health_of, failures_line, fmt_date,
                         model_name, reasoning_line, stream_lines, where_line)
 from tui.widgets.paged_table import PagedTable
@@ -98,7 +99,8 @@ class RunDetailScreen(Screen):
         if run:  # reads the model's config and weight sizes from disk: here, not on the UI thread
             roof, why_not = stored_run_roofline(run)
             roofline = roofline_text(roof, run.get("device"), why_not)
-        self.post_message(self.RunLoaded(run, requests, chunks, roofline=roofline))
+        # Stored runs may be imported: every field is outside text (engine.terminal_text).
+        self.post_message(self.RunLoaded(*safe_display((run, requests, chunks)), roofline=safe_display(roofline)))
 
     @on(RunLoaded)
     def _run_loaded(self, message: RunLoaded) -> None:

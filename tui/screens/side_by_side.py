@@ -15,7 +15,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
-from tui.format import case_rows, fmt_date, model_name, short
+from engine.terminal_text import safe_display
+from tui.format import case_rows, fmt_date, model_name, short, workload_name
 from tui.widgets.status_bar import StatusBar
 
 # (label, getter, format, higher is better?) for per-case figures
@@ -34,6 +35,7 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("started", lambda r: fmt_date(r.get("started_at"))),
     ("status", lambda r: r.get("status")),
     ("kind", lambda r: r.get("kind")),
+    ("workload", workload_name),
     ("host", lambda r: r.get("hostname")),
     ("device", lambda r: r.get("device")),
     ("GPU key", lambda r: r.get("gpu_key")),
@@ -111,7 +113,7 @@ class SideBySideScreen(Screen):
         except Exception as exc:
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
             return
-        self.post_message(self.RunsLoaded(runs))
+        self.post_message(self.RunsLoaded(safe_display(runs)))  # stored runs: outside text
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
-from engine.measure.live import StreamSanitizer
+from engine.terminal_text import StreamSanitizer
 from tui.widgets.fields import NumberField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
@@ -130,8 +130,12 @@ class SuiteScreen(Screen):
                 self.notify(str(exc), severity="error")
             return None
         self.suite = suite
-        cases = ", ".join(f"{c.id} {c.output_tokens}" for c in suite.cases)
-        desc.update(Text(f"{suite.name}: {cases} tok, T={suite.temperature}"))
+        if suite.dataset is not None:  # the prompts come from a dataset file (engine.workloads)
+            desc.update(Text(f"{suite.name}: {suite.workload().label()}, {suite.dataset_prompts} prompts a "
+                             f"repetition, T={suite.temperature}"))
+        else:
+            cases = ", ".join(f"{c.id} {c.output_tokens}" for c in suite.cases)
+            desc.update(Text(f"{suite.name}: {cases} tok, T={suite.temperature}"))
         reps = self.query_one("#suite-reps", Input)
         reps.placeholder = str(suite.reps)
         if not self.running:
@@ -142,10 +146,12 @@ class SuiteScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         n = reps or suite.reps
+        per_case = n * (suite.dataset_prompts if suite.dataset is not None else 1)  # a dataset: its prompts, each rep
         # a determinate bar at 0 (an indeterminate one animates for ever)
-        self.query_one(ProgressBar).update(total=len(suite.cases) * n, progress=0)
+        self.query_one(ProgressBar).update(total=len(suite.cases) * per_case, progress=0)
         for case in suite.cases:
-            table.add_row(Text(case.id), str(case.output_tokens), f"0/{n}", *["–"] * (len(COLUMNS) - 3), key=case.id)
+            target = str(case.output_tokens) if case.output_tokens else "file's"
+            table.add_row(Text(case.id), target, f"0/{per_case}", *["–"] * (len(COLUMNS) - 3), key=case.id)
 
     @on(Input.Submitted, "#suite-name, #suite-reps")
     def _field_submitted(self) -> None:
@@ -245,7 +251,7 @@ class SuiteScreen(Screen):
         total = view.total
         self.sanitizer = StreamSanitizer()
         if req is not None:
-            self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self.reps} · "
+            self.query_one(StreamView).clear(head=f"{req.case_id} · rep {req.rep + 1}/{self._per_case()} · "
                                                   f"request {index + 1}/{total}")
             self.query_one("#suite-progress-label", Static).update(
                 Text(f"{len(self.metrics)}/{total} · {req.case_id} rep {req.rep + 1}"))
@@ -263,10 +269,17 @@ class SuiteScreen(Screen):
             if not metrics.success and not record.aborted:
                 self.notify(f"request failed: {record.error}", severity="error")
 
+    def _per_case(self) -> int:
+        """Requests per case: the repetitions, or for a dataset suite its prompts in every repetition."""
+        suite = self.suite
+        if suite is not None and suite.dataset is not None:
+            return (self.reps or suite.reps) * suite.dataset_prompts
+        return self.reps
+
     def _update_case(self, case_id: str, agg: dict) -> None:
         done = agg.get("completed", 0)
         values = {
-            "done": f"{done}/{self.reps}",
+            "done": f"{done}/{self._per_case()}",
             "tokens": _fmt(agg.get("mean_output_tokens") if done else None, "{:.0f}"),
             "ttft_mean": _fmt(agg.get("mean_ttft_ms") if done else None, "{:.1f}"),
             "ttft_median": _fmt(agg.get("median_ttft_ms") if done else None, "{:.1f}"),

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from engine.measure.live import clean_text
+from engine.terminal_text import safe_text
 
 
 class StreamView(VerticalScroll, can_focus=True):
@@ -31,12 +31,12 @@ class StreamView(VerticalScroll, can_focus=True):
         return self._body
 
     def clear(self, head: str = "") -> None:
-        self._head = Text(clean_text(head), style="bold") if head else Text()
+        self._head = Text(safe_text(head), style="bold") if head else Text()
         self._body = ""
         self._render_text()
 
     def append(self, text: str) -> None:
-        """`text` must already be sanitised (engine.measure.live.StreamSanitizer)."""
+        """`text` must already be sanitised (engine.terminal_text.StreamSanitizer)."""
         if not text:
             return
         body = self._body + text

@@ -1,0 +1,111 @@
+"""Multi-turn conversations: each simulated user keeps its chat history and sends its next turn with
+the whole history, after a think time, once the previous reply has come back.
+
+A conversation is a list of user turns (text and the output length asked for). Its first turn goes out
+on the level's pattern; every later turn is a follow-up (engine.workloads.base.LevelSource.follow_up)
+built on the engine loop from the reply just received: history = every earlier user message and the
+model's actual replies, then the new user message. The think time between a reply and the next turn is
+`--turn-delay-ms`, fixed or drawn from an exponential distribution with that mean (seeded per
+conversation and turn, so a replay waits the same). A failed turn ends its conversation. Each request
+carries its conversation id and turn index (stored per request), so TTFT per turn — which grows with
+the context — can be read from any run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.types import BadRequestError, GenerationRequest, RequestRecord
+from engine.workloads.base import FollowUp, LevelSource, Planned
+from engine.workloads.tokens import stable_int
+
+DELAY_DISTRIBUTIONS = ("fixed", "exponential")
+
+
+@dataclass(frozen=True)
+class Turn:
+    text: str  # the user's message
+    output_len: int  # tokens asked of the reply
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    turns: tuple[Turn, ...]
+
+
+@dataclass(frozen=True)
+class ThinkTime:
+    """The pause between a reply and the user's next turn (`--turn-delay-ms`, `--turn-delay-dist`)."""
+
+    mean_ms: float = 0.0
+    distribution: str = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.distribution not in DELAY_DISTRIBUTIONS:
+            raise BadRequestError(f"--turn-delay-dist {self.distribution!r} must be fixed or exponential")
+        if not (self.mean_ms >= 0) or self.mean_ms == float("inf"):
+            raise BadRequestError(f"--turn-delay-ms must be 0 or more milliseconds (got {self.mean_ms:g})")
+
+    def seconds(self, seed: int, conversation: int, turn: int) -> float:
+        if self.mean_ms <= 0:
+            return 0.0
+        if self.distribution == "fixed":
+            return self.mean_ms / 1000.0
+        rng = np.random.default_rng(stable_int("think", seed, conversation, turn))
+        return float(rng.exponential(self.mean_ms / 1000.0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turn_delay_ms": self.mean_ms, "turn_delay_dist": self.distribution}
+
+
+class ConversationSource(LevelSource):
+    """One level of conversations: their first turns, and each next turn as a follow-up."""
+
+    def __init__(self, conversations: Sequence[Conversation], make_request, think: ThinkTime, seed: int = 0):
+        """make_request(text, output_len, index, **fields) -> GenerationRequest (the workload's settings)."""
+        self.conversations = {c.id: c for c in conversations}
+        self.make_request = make_request
+        self.think = think
+        self.seed = seed
+        super().__init__([Planned(self._turn(c, 0, ())) for c in conversations if c.turns])
+
+    def _turn(self, conv: Conversation, t: int, history: tuple[tuple[str, str], ...]) -> GenerationRequest:
+        turn = conv.turns[t]
+        messages = history + (("user", turn.text),)
+        return self.make_request(turn.text, turn.output_len, t, messages=messages, conversation_id=conv.id,
+                                 turn=t)
+
+    def follow_up(self, request: GenerationRequest, record: RequestRecord) -> FollowUp | None:
+        conv = self.conversations.get(request.conversation_id) if request.conversation_id is not None else None
+        t = (request.turn or 0) + 1
+        if conv is None or t >= len(conv.turns) or not record.success:
+            return None
+        history = tuple(request.messages or (("user", request.prompt),)) + (("assistant", record.text),)
+        return FollowUp(self._turn(conv, t, history), self.think.seconds(self.seed, conv.id, t))
+
+    @property
+    def total(self) -> int:
+        return sum(len(c.turns) for c in self.conversations.values())
+
+
+def ttft_by_turn(records: Sequence[RequestRecord]) -> dict[str, dict[str, float]]:
+    """TTFT per turn index over the successful requests of a level: {"0": {"n", "mean_ms", "p50_ms",
+    "p99_ms", "mean_input_tokens"}, ...} (numpy linear percentiles, vLLM's). Empty for single-turn runs."""
+    by_turn: dict[int, list[RequestRecord]] = {}
+    for r in records:
+        turn = getattr(r.request, "turn", None)
+        if turn is not None and r.success and r.chunk_ns:
+            by_turn.setdefault(int(turn), []).append(r)
+    out: dict[str, dict[str, float]] = {}
+    for turn in sorted(by_turn):
+        rs = by_turn[turn]
+        ttfts = np.asarray([(r.chunk_ns[0] - r.st_ns) / 1e6 for r in rs])
+        inputs = [r.input_tokens for r in rs if r.input_tokens is not None]
+        out[str(turn)] = {"n": len(rs), "mean_ms": float(ttfts.mean()), "p50_ms": float(np.percentile(ttfts, 50)),
+                          "p99_ms": float(np.percentile(ttfts, 99)),
+                          "mean_input_tokens": float(np.mean(inputs)) if inputs else None}
+    return out
