@@ -217,6 +217,14 @@ class LevelOutcome:
     planned: int = 0  # requests the level meant to send (every conversation's every turn)
     warmup: dict[str, Any] = field(default_factory=dict)  # warm-ups sent and failed, the cache reset
     client_cpu: list[dict[str, Any]] = field(default_factory=list)  # per client process: client_health.cpu_use
+    end_ns: int = 0  # perf_counter_ns when the last request ended
+    client_processes: int = 1  # processes that drove the level (engine.client_pool)
+    # Client processes: their event loops' lags (s; None: this process's EngineHost probe has them), what
+    # went wrong with one (a process that died: one line each), and this (the parent) process's CPU use
+    # in cores while they drove the level (it stores and computes; None with one process).
+    loop_lags_s: list[float] | None = None
+    client_errors: list[str] = field(default_factory=list)
+    parent_process_cores: float | None = None
 
     @property
     def end_s(self) -> float:
@@ -267,6 +275,7 @@ class LoadRunner:
         live: LiveLoad | None = None,
         num_warmups: int = 0,
         reset_prefix_cache: bool = True,
+        client_processes: int = 1,
     ):
         self.host = host
         self.workload = prompts
@@ -278,6 +287,26 @@ class LoadRunner:
         self.num_warmups = int(num_warmups or 0)
         self.reset_prefix_cache = reset_prefix_cache
         self.interrupted = False
+        self.client_processes = max(1, int(client_processes or 1))
+        self.pool = None  # engine.client_pool.ClientPool, with client_processes > 1
+
+    def start_clients(self) -> None:
+        """Start the client processes (client_processes > 1), once: each runs its own engine that sends
+        its share of every level (engine.client_pool). BadRequestError when the engine runs in this
+        process only (the in-process vLLM engine); EngineError when a process cannot start."""
+        if self.client_processes <= 1 or self.pool is not None:
+            return
+        from engine.client_pool import ClientPool
+
+        pool = ClientPool(self.host.engine, self.client_processes)
+        pool.start(stop=self.stop_event)
+        self.pool = pool
+
+    def close(self) -> None:
+        """Stop the client processes, if any (idempotent): none is left behind."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()
 
     @property
     def prompts(self) -> Workload:
@@ -338,8 +367,13 @@ class LoadRunner:
                 raise _Stopped()
             if on_ready is not None:
                 on_ready()
-            future = self.host.call(self._drive(source, planned, offsets, level.max_concurrency, done_q, outcome,
-                                                cancel, on_begin))
+            if self.client_processes > 1:
+                self.start_clients()
+                future = self.pool.start_level(level, source, planned, offsets, done_q, outcome, cancel, on_begin,
+                                               self.live)
+            else:
+                future = self.host.call(self._drive(source, planned, offsets, level.max_concurrency, done_q, outcome,
+                                                    cancel, on_begin))
             while not future.done():
                 if self.stop_event.is_set() and not cancel.is_set():
                     cancel.set()
@@ -371,8 +405,14 @@ class LoadRunner:
         outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
         outcome.result.update(level_extras(outcome.records, outcome.warmup, self.workload))
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
-        lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
+        lags = outcome.loop_lags_s
+        if lags is None:
+            lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
         outcome.client_health = assess(outcome.records, lags, outcome.client_cpu)
+        outcome.client_health["client_processes"] = outcome.client_processes
+        if outcome.parent_process_cores is not None:
+            outcome.client_health["parent_process_cores"] = outcome.parent_process_cores
+        outcome.client_health["warnings"][:0] = outcome.client_errors
         return outcome
 
     def _wait(self, future, cancel: threading.Event):
@@ -423,114 +463,8 @@ class LoadRunner:
 
     async def _drive(self, source: LevelSource, planned, offsets, max_concurrency, done_q, outcome: LevelOutcome,
                      cancel, on_begin) -> None:
-        engine = self.host.engine
-        live = self.live
-        sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        tasks: set[asyncio.Task] = set()
-        all_done = asyncio.Event()
-        indexes = itertools.count(len(planned))  # follow-ups are numbered after the first wave, as sent
-
-        def finished(task: asyncio.Task) -> None:
-            tasks.discard(task)
-            if not tasks:
-                all_done.set()
-
-        def spawn(coro) -> None:
-            task = asyncio.create_task(coro)
-            tasks.add(task)
-            task.add_done_callback(finished)
-
-        async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
-            queue_wait_ns = None
-            try:
-                if sem is not None:
-                    ready_ns = time.perf_counter_ns()
-                    async with sem:
-                        queue_wait_ns = time.perf_counter_ns() - ready_ns
-                        record = await self._send(engine, request, live)
-                else:
-                    record = await self._send(engine, request, live)
-            except asyncio.CancelledError:
-                record = RequestRecord(request=request, success=False, error="aborted", aborted=True,
-                                       error_kind="aborted")
-            # The client's self-check: when the pattern meant it to go, and the wait on the limit.
-            record.scheduled_ns = scheduled_ns
-            record.queue_wait_ns = queue_wait_ns
-            if record.success:
-                live.completed += 1
-                live.output_tokens += record.output_tokens
-                if record.chunk_ns:
-                    live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
-            else:
-                live.failed += 1
-            done_q.append((index, record))
-            if cancel.is_set():
-                return
-            try:
-                follow = source.follow_up(request, record)  # a conversation's next turn, with the reply
-            except Exception:  # a workload's bug ends that conversation, not the level
-                follow = None
-            if follow is not None:
-                spawn(later(follow.request, time.perf_counter_ns() + int(follow.delay_s * 1e9)))
-
-        async def later(request: GenerationRequest, due_ns: int) -> None:
-            """A follow-up after its think time; one stopped while it waits was never sent (no record)."""
-            try:
-                while (delay := (due_ns - time.perf_counter_ns()) / 1e9) > 0:
-                    if cancel.is_set():
-                        return
-                    await asyncio.sleep(min(delay, 0.05))
-            except asyncio.CancelledError:
-                return
-            if not cancel.is_set():
-                await one(next(indexes), request, due_ns)
-
-        cpu_before = cpu_sample()  # this (the loop) thread's CPU clocks: the level's client CPU use
-        start_ns = time.perf_counter_ns()
-        outcome.start_ns = start_ns
-        # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
-        # a random interval after the start, which vLLM's bench counts into its duration).
-        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
-        if on_begin is not None:
-            on_begin(start_ns)
-        start = start_ns / 1e9
-        try:
-            for index, (item, offset) in enumerate(zip(planned, offsets)):
-                if cancel.is_set():
-                    break
-                delay = start + offset - time.perf_counter()
-                while delay > 0 and not cancel.is_set():
-                    await asyncio.sleep(min(delay, 0.05))
-                    delay = start + offset - time.perf_counter()
-                if cancel.is_set():
-                    break
-                spawn(one(index, item.request, start_ns + int(offset * 1e9)))
-            # Wait for the last one (woken the moment it ends, so the duration is exact), looking at
-            # `cancel` every DRAIN_S: O(1) per wake-up however many requests the level has.
-            while tasks:
-                if cancel.is_set():
-                    pending = list(tasks)
-                    for t in pending:
-                        t.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-                    break
-                all_done.clear()
-                try:
-                    await asyncio.wait_for(all_done.wait(), DRAIN_S)
-                except TimeoutError:
-                    pass
-        finally:
-            outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
-            outcome.client_cpu = [cpu_use(cpu_before, cpu_sample())]
-
-    @staticmethod
-    async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
-        live.sent += 1
-        live.in_flight += 1
-        try:
-            return await engine.generate(request)  # st taken inside, just before sending
-        finally:
-            live.in_flight -= 1
+        await drive(self.host.engine, self.live, source, planned, offsets, max_concurrency, done_q, outcome, cancel,
+                    on_begin)
 
     # -- several levels -------------------------------------------------------------
     def run_levels(
@@ -567,6 +501,131 @@ class LoadRunner:
                 reason = verdict
                 break
         return outcomes, reason
+
+
+async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, offsets: Sequence[float],
+                max_concurrency: int | None, done_q: collections.deque, outcome: LevelOutcome, cancel: threading.Event,
+                on_begin: Callable[[int], None] | None = None, *, indexes: Sequence[int] | None = None,
+                next_index: Callable[[], int] | None = None, start_ns: int | None = None) -> None:
+    """The one driver of a level (run on the engine loop): send `planned` (engine.workloads.base.Planned)
+    on `offsets` (s after the level's start, ascending) under `max_concurrency`, and every follow-up the
+    source hands back; each finished record goes to `done_q` as (index, record). Fills the outcome's
+    start_ns, first_send_ns, end_ns, duration_s (first scheduled send to the last request's end) and
+    client_cpu (this process: engine.measure.client_health.cpu_use).
+
+    A client process driving its share of a level (engine.client_pool) passes the level-wide `indexes`
+    of its requests, `next_index` (the level's shared numbering of follow-ups) and `start_ns`, the level's
+    common start on the perf_counter clock (CLOCK_MONOTONIC, one clock for every process): each send
+    waits for start_ns + its offset."""
+    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    tasks: set[asyncio.Task] = set()
+    all_done = asyncio.Event()
+    # follow-ups are numbered after the first wave, as sent
+    next_index = next_index or itertools.count(len(planned)).__next__
+
+    def finished(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not tasks:
+            all_done.set()
+
+    def spawn(coro) -> None:
+        task = asyncio.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(finished)
+
+    async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
+        queue_wait_ns = None
+        try:
+            if sem is not None:
+                ready_ns = time.perf_counter_ns()
+                async with sem:
+                    queue_wait_ns = time.perf_counter_ns() - ready_ns
+                    record = await _send(engine, request, live)
+            else:
+                record = await _send(engine, request, live)
+        except asyncio.CancelledError:
+            record = RequestRecord(request=request, success=False, error="aborted", aborted=True,
+                                   error_kind="aborted")
+        # The client's self-check: when the pattern meant it to go, and the wait on the limit.
+        record.scheduled_ns = scheduled_ns
+        record.queue_wait_ns = queue_wait_ns
+        if record.success:
+            live.completed += 1
+            live.output_tokens += record.output_tokens
+            if record.chunk_ns:
+                live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
+        else:
+            live.failed += 1
+        done_q.append((index, record))
+        if cancel.is_set():
+            return
+        try:
+            follow = source.follow_up(request, record)  # a conversation's next turn, with the reply
+        except Exception:  # a workload's bug ends that conversation, not the level
+            follow = None
+        if follow is not None:
+            spawn(later(follow.request, time.perf_counter_ns() + int(follow.delay_s * 1e9)))
+
+    async def later(request: GenerationRequest, due_ns: int) -> None:
+        """A follow-up after its think time; one stopped while it waits was never sent (no record)."""
+        try:
+            while (delay := (due_ns - time.perf_counter_ns()) / 1e9) > 0:
+                if cancel.is_set():
+                    return
+                await asyncio.sleep(min(delay, 0.05))
+        except asyncio.CancelledError:
+            return
+        if not cancel.is_set():
+            await one(next_index(), request, due_ns)
+
+    cpu_before = cpu_sample()  # this (the loop) thread's CPU clocks: the level's client CPU use
+    start_ns = start_ns or time.perf_counter_ns()
+    outcome.start_ns = start_ns
+    # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
+    # a random interval after the start, which vLLM's bench counts into its duration).
+    first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
+    if on_begin is not None:
+        on_begin(start_ns)
+    start = start_ns / 1e9
+    try:
+        for k, (item, offset) in enumerate(zip(planned, offsets)):
+            index = indexes[k] if indexes is not None else k
+            if cancel.is_set():
+                break
+            delay = start + offset - time.perf_counter()
+            while delay > 0 and not cancel.is_set():
+                await asyncio.sleep(min(delay, 0.05))
+                delay = start + offset - time.perf_counter()
+            if cancel.is_set():
+                break
+            spawn(one(index, item.request, start_ns + int(offset * 1e9)))
+        # Wait for the last one (woken the moment it ends, so the duration is exact), looking at
+        # `cancel` every DRAIN_S: O(1) per wake-up however many requests the level has.
+        while tasks:
+            if cancel.is_set():
+                pending = list(tasks)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+            all_done.clear()
+            try:
+                await asyncio.wait_for(all_done.wait(), DRAIN_S)
+            except TimeoutError:
+                pass
+    finally:
+        outcome.end_ns = time.perf_counter_ns()
+        outcome.duration_s = max(0, outcome.end_ns - first_ns) / 1e9
+        outcome.client_cpu = [cpu_use(cpu_before, cpu_sample())]
+
+
+async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
+    live.sent += 1
+    live.in_flight += 1
+    try:
+        return await engine.generate(request)  # st taken inside, just before sending
+    finally:
+        live.in_flight -= 1
 
 
 class _Stopped(Exception):

@@ -39,6 +39,17 @@ class Engine(ABC):
         """The event loop the EngineHost runs this engine on (asyncio's own unless an engine knows better)."""
         return asyncio.new_event_loop()
 
+    def worker_spec(self) -> dict[str, Any] | None:
+        """What a client process needs to build its own copy of this started engine
+        (`type(self).from_worker_spec(spec)`, engine.client_pool), picklable; None when the engine can
+        only run in this process (the in-process vLLM engine)."""
+        return None
+
+    @classmethod
+    def from_worker_spec(cls, spec: dict[str, Any]) -> "Engine":
+        """An unstarted engine from worker_spec() (in a client process)."""
+        raise NotImplementedError(f"the {cls.name} engine runs in one process only")
+
     def healthy(self) -> bool:
         """False once the engine cannot serve any more (its process died)."""
         return True

@@ -160,6 +160,22 @@ class OpenAIEngine(Engine):
         progress(f"connected: {self.model}")
         self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model_root, self.model])
 
+    def worker_spec(self) -> dict[str, Any] | None:
+        """This engine's settings for a client process (engine.client_pool): the endpoint, the model the
+        server named, the API, what the server accepted (continuous usage stats) and whether the tokenizer
+        was loaded. The API key travels only to this machine's own child process, through its pipe."""
+        return {"endpoint": self.base_url, "model": self.model, "api": self.api, "api_key": self._api_key,
+                "max_connections": self.max_connections, "tokenizer": self.tokenizer,
+                "continuous_usage": self.continuous_usage,
+                "load_tokens": self._tokens is not None and self.api == "completions"}
+
+    @classmethod
+    def from_worker_spec(cls, spec: dict[str, Any]) -> "OpenAIEngine":
+        engine = cls(spec["endpoint"], spec.get("model"), api=spec.get("api", "chat"), api_key=spec.get("api_key"),
+                     max_connections=int(spec.get("max_connections") or 256), tokenizer=spec.get("tokenizer"))
+        engine.continuous_usage = bool(spec.get("continuous_usage", True))
+        return engine
+
     def workload_tokens(self):
         """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
         --tokenizer, else the served model's folder when it is on this machine, else the model id in the
