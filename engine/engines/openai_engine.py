@@ -1,14 +1,16 @@
 """Any OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp server, Ollama).
 
-The streaming POST goes through aiohttp directly, as `vllm bench serve`'s client does (the control
-calls, /models, use httpx). The response's bytes are split into SSE events by engine/engines/sse.py
-(lines end only at CR, LF, CRLF) and every event a read completed is timestamped with that read's
-arrival, where `vllm bench serve` takes its timestamps. Token counts per event come from the server's
+The streaming POST goes through engine/engines/http1.py, a lean HTTP/1.1 client whose protocol hands
+every read's body bytes, with the read's arrival time taken first, straight to this module's parser (the
+control calls, /models and /reset_prefix_cache, use httpx). The bytes are split into SSE events by
+engine/engines/sse.py (lines end only at CR, LF, CRLF) and every event a read completed is timestamped
+with that read's arrival — where `vllm bench serve` (aiohttp, one coroutine wake-up per read) takes its
+timestamps too, a wake-up later. Token counts per event come from the server's
 `usage` when it sends one on every event; otherwise see engine/measure/tokens.py (the tokenizer, the
 final usage spread over the events, or the number of events — and the record says which).
 
 The token path is kept lean (benchmarks/RESULTS.md, "client ceiling"): one request body encoded by
-msgspec, one URL parsed once, an event decoded by msgspec into a typed struct holding only the fields
+msgspec, no coroutine per read, an event decoded by msgspec into a typed struct holding only the fields
 read here (an event of any other shape goes through the general dict reader, with the same result),
 no Chunk object unless a live sink asked for chunks, and the per-event bookkeeping a reasoning model
 needs only once one shows up."""
@@ -20,12 +22,12 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 import msgspec
-from yarl import URL
 
+from engine.engines import http1
 from engine.engines.base import NO_SINK, ChunkSink, Engine, ProgressSink
 from engine.engines.sse import SSEParser
 from engine.measure.tokens import LazyCounter, find_tokenizer, settle_counts
@@ -78,8 +80,8 @@ class OpenAIEngine(Engine):
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.max_connections = max_connections
         self.client: httpx.AsyncClient | None = None  # control calls (/models)
-        self._session: aiohttp.ClientSession | None = None  # the streaming POSTs
-        self._stream_url = URL(self.base_url + ("/chat/completions" if api == "chat" else "/completions"))
+        self._stream_client: http1.Client | None = None  # the streaming POSTs (engine/engines/http1.py)
+        self._stream_path = urlsplit(self.base_url).path + ("/chat/completions" if api == "chat" else "/completions")
         self.served_models: list[str] = []
         self.continuous_usage = True
         # --tokenizer (vLLM's and AIPerf's name): counts tokens when the server sends no per-event
@@ -111,12 +113,10 @@ class OpenAIEngine(Engine):
         # Neither client reads proxy settings from the environment: a measurement goes straight to the server.
         self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False,
                                         timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
-        self._session = aiohttp.ClientSession(
-            headers=headers,
-            connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
-            # No limit on a whole response; READ_TIMEOUT_S between reads, CONNECT_TIMEOUT_S to connect.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S),
-        )
+        # The streaming POSTs: engine/engines/http1.py (no limit on a whole response; READ_TIMEOUT_S without
+        # a byte, CONNECT_TIMEOUT_S to connect).
+        self._stream_client = http1.Client(self.base_url, headers=headers, limit=self.max_connections,
+                                           connect_timeout_s=CONNECT_TIMEOUT_S)
         progress(f"connecting to {self.base_url}")
         try:
             resp = await self.client.get("/models", timeout=CONNECT_TIMEOUT_S * 2)
@@ -220,11 +220,11 @@ class OpenAIEngine(Engine):
 
     async def close(self) -> None:
         client, self.client = self.client, None
-        session, self._session = self._session, None
+        stream_client, self._stream_client = self._stream_client, None
         if client is not None:
             await client.aclose()
-        if session is not None:
-            await session.close()
+        if stream_client is not None:
+            await stream_client.close()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -275,52 +275,50 @@ class OpenAIEngine(Engine):
         return {"prompt": request.prompt}, "text"
 
     async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
-        session = self._session
-        if session is None:
+        client = self._stream_client
+        if client is None:
             raise EngineError("the engine is not running")
         prompt, record.prompt_form = self.prompt_fields(request)
         body = _encode(self._payload(request, prompt))
+        stream = _Stream(self.api, record, None if on_chunk is NO_SINK else on_chunk)
+        parser = SSEParser()
+        feed, handle = parser.feed, stream.event
+
+        def on_body(raw: bytes, now: int) -> bool:
+            """One read's body bytes, inside the protocol's data_received: `now` is the read's arrival,
+            and every event it completed arrived then. True once the stream has ended ([DONE], an error)."""
+            for data in feed(raw):
+                if handle(data, now):
+                    return True
+            return False
+
+        def resent() -> None:  # a stale keep-alive connection: sent again on a fresh one, st with it
+            record.st_ns = time.perf_counter_ns()
+
         try:
-            # aiohttp directly (vLLM's bench client does the same): no wrapper layers per request or per read.
-            async with session.post(self._stream_url, data=body, headers=_JSON) as resp:
-                if resp.status != 200:
-                    head = await _head(resp, 4000)
-                    text = head.decode("utf-8", "replace")
-                    if resp.status in (400, 422) and self.continuous_usage and "usage" in text.lower():
-                        # A server that rejects continuous usage stats: retry once without them.
-                        self.continuous_usage = False
-                        record.st_ns = time.perf_counter_ns()
-                        return await self._generate(request, record, on_chunk)
-                    record.error = f"HTTP {resp.status}: {error_message(head) or resp.reason or 'no body'}"
-                    record.error_kind, record.http_status = "http", resp.status
-                    return
-                stream = _Stream(self.api, record, None if on_chunk is NO_SINK else on_chunk)
-                parser = SSEParser()
-                feed, handle = parser.feed, stream.event
-                readany = resp.content.readany
-                ended = False
-                while not ended:
-                    raw = await readany()  # everything that has arrived (decompressed if the server compressed it)
-                    if not raw:
-                        break
-                    now = time.perf_counter_ns()  # every event this read completed arrived now
-                    for data in feed(raw):
-                        if handle(data, now):
-                            ended = True
-                            break
-                if not ended:
-                    now = time.perf_counter_ns()
-                    for data in parser.close():
-                        if handle(data, now):
-                            break
-                else:
-                    await _drain(resp)
-        except TimeoutError as exc:  # aiohttp's read and connect timeouts are TimeoutErrors
+            resp = await client.post(self._stream_path, body, on_body, read_timeout_s=READ_TIMEOUT_S,
+                                     end_grace_s=DRAIN_AFTER_END_S, on_retry=resent)
+        except TimeoutError as exc:  # connecting, or no byte for READ_TIMEOUT_S
             record.error, record.error_kind = f"timeout: {_timeout_reason(exc)}", "timeout"
             return
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # refused, reset, closed mid-stream (http1.ProtocolError is a ConnectionError)
             record.error, record.error_kind = f"connection: {_reason(exc)}", "connection"
             return
+        if resp.status != 200:
+            text = resp.body.decode("utf-8", "replace")
+            if resp.status in (400, 422) and self.continuous_usage and "usage" in text.lower():
+                # A server that rejects continuous usage stats: retry once without them.
+                self.continuous_usage = False
+                record.st_ns = time.perf_counter_ns()
+                return await self._generate(request, record, on_chunk)
+            record.error = f"HTTP {resp.status}: {error_message(resp.body) or resp.reason or 'no body'}"
+            record.error_kind, record.http_status = "http", resp.status
+            return
+        if record.error is None and not stream.ended:
+            now = time.perf_counter_ns()  # the response ended without [DONE]: an event left unterminated
+            for data in parser.close():
+                if handle(data, now):
+                    break
         if record.error is not None:
             return
         # After the last event (nothing here delays a timestamp): counts, the reasoning split, text.
@@ -399,15 +397,18 @@ class _Stream:
 
     __slots__ = ("chat", "record", "on_chunk", "parts", "reasoning_parts", "texts", "last_completion",
                  "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage", "saw_usage", "chunk_ns",
-                 "chunk_tokens")
+                 "chunk_tokens", "ended")
 
     def __init__(self, api: str, record: RequestRecord, on_chunk: ChunkSink | None):
         self.chat = api == "chat"
+        self.ended = False  # [DONE] or an error event came
         self.record, self.on_chunk = record, on_chunk  # on_chunk None: nobody asked for Chunk objects
         self.chunk_ns, self.chunk_tokens = record.chunk_ns, record.chunk_tokens
-        self.parts: list[str] = []
+        # Each event's reasoning + answer text (to count tokens by, and the answer while there is no
+        # reasoning); the answer's parts are kept apart only once reasoning shows up.
+        self.texts: list[str] = []
+        self.parts: list[str] | None = None
         self.reasoning_parts: list[str] = []
-        self.texts: list[str] = []  # each event's reasoning + answer text, to count tokens by
         self.last_completion = 0
         self.last_reasoning = 0
         # Per chunk: reasoning tokens from the server's cumulative usage details (exact), or None
@@ -421,6 +422,7 @@ class _Stream:
     def event(self, data: bytes, now: int) -> bool:
         """Handle one event's data; True at the end of the stream ([DONE] or an error)."""
         if data == b"[DONE]":
+            self.ended = True
             return True
         try:
             event = _decode_event(data)
@@ -479,6 +481,7 @@ class _Stream:
         if not choices and ("error" in event or event.get("object") == "error"):
             record.error = error_message(event) or "the server reported an error without a message"
             record.error_kind = "stream"
+            self.ended = True
             return True
         usage = event.get("usage") or None
         if choices:
@@ -538,6 +541,7 @@ class _Stream:
             kinds = self.chunk_kinds
             if kinds is None:  # the first reasoning text: the events before it carried answer text or nothing
                 kinds = self.chunk_kinds = [2 if t else 0 for t in self.texts]
+                self.parts = [t for t in self.texts if t]
             kinds.append(3 if text else 1)
             self.texts.append(reasoning + text)
             self.reasoning_parts.append(reasoning)
@@ -548,7 +552,8 @@ class _Stream:
                 self.chunk_kinds.append(2 if text else 0)
             self.texts.append(text)
         if text:
-            self.parts.append(text)
+            if self.parts is not None:
+                self.parts.append(text)
             if record.first_answer_ns is None:
                 record.first_answer_ns = now
                 if record.first_content_ns is None:
@@ -559,45 +564,27 @@ class _Stream:
     def finish(self, *, continuous: bool) -> None:
         record = self.record
         n = len(record.chunk_ns)
-        chunk_reasoning = self.chunk_reasoning if self.chunk_reasoning is not None else [None] * n
-        chunk_kinds = self.chunk_kinds if self.chunk_kinds is not None else [2 if t else 0 for t in self.texts]
-        if self.all_usage and self.saw_usage and n:
+        # No reasoning text, count or total: nothing to split (split_reasoning would say so after a
+        # walk over every chunk).
+        reasoning = (self.chunk_kinds is not None or self.chunk_reasoning is not None
+                     or record.reported_reasoning_tokens is not None)
+        usage_counts = bool(self.all_usage and self.saw_usage and n)
+        if usage_counts:
             record.token_count_source = "usage"
-        elif n:
-            # No per-event usage: the final usage spread over the events, or one per event, for now;
-            # Engine.settle refines it with the tokenizer off the token path.
-            record.chunk_texts = self.texts
-            settle_counts(record, None)
-            record.extra["chunk_kinds"] = chunk_kinds
-            record.extra["chunk_reasoning"] = list(chunk_reasoning)
-        split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=continuous)
+        if reasoning or (n and not usage_counts):
+            chunk_reasoning = self.chunk_reasoning if self.chunk_reasoning is not None else [None] * n
+            chunk_kinds = self.chunk_kinds if self.chunk_kinds is not None else [2 if t else 0 for t in self.texts]
+            if n and not usage_counts:
+                # No per-event usage: the final usage spread over the events, or one per event, for now;
+                # Engine.settle refines it with the tokenizer off the token path.
+                record.chunk_texts = self.texts
+                settle_counts(record, None)
+                record.extra["chunk_kinds"] = chunk_kinds
+                record.extra["chunk_reasoning"] = list(chunk_reasoning)
+            if reasoning:
+                split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=continuous)
         record.reasoning_text = "".join(self.reasoning_parts)
-        record.text = "".join(self.parts)
-
-
-async def _head(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The first `limit` bytes of a response body (all of it when shorter)."""
-    out = b""
-    while len(out) < limit:
-        more = await resp.content.read(limit - len(out))
-        if not more:
-            break
-        out += more
-    return out
-
-
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    """Read what is left of a response after its last event, so its connection serves the next request;
-    a server that keeps the stream open beyond DRAIN_AFTER_END_S loses the connection instead."""
-    content = resp.content
-    if content.at_eof():
-        return
-    try:
-        async with asyncio.timeout(DRAIN_AFTER_END_S):
-            while await content.readany():
-                pass
-    except (TimeoutError, aiohttp.ClientError):
-        resp.close()
+        record.text = "".join(self.parts if self.parts is not None else self.texts)
 
 
 def error_message(body: bytes | str | dict) -> str:
@@ -709,13 +696,8 @@ def _reason(exc: BaseException) -> str:
 
 
 def _timeout_reason(exc: BaseException) -> str:
-    """aiohttp's timeouts often carry no text: say which limit it was."""
-    text = _one_line(str(exc))
-    if text:
-        return text
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return f"no connection within {CONNECT_TIMEOUT_S:g} s"
-    return f"no data for {READ_TIMEOUT_S:g} s"
+    """What a timeout was: http1's read timeout says it; a connect timeout (asyncio.timeout) carries no text."""
+    return _one_line(str(exc)) or f"no connection within {CONNECT_TIMEOUT_S:g} s"
 
 
 def _one_line(text: str, limit: int = 200) -> str:
