@@ -324,15 +324,17 @@ class Orchestrator:
     def start_suite(self, suite: Suite, reps: int | None = None, *, stop_event: threading.Event | None = None) -> Job:
         reps = reps or suite.reps
         job = self._new_job("suite", stop_event)
-        try:
-            requests = suite.requests(reps, tokens=self._tokens())
-        except BaseException:
-            with self._lock:
-                self._current = None
-            raise
-        info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests),
-                       workload=suite.workload_identity())
-        return self._launch(job, lambda: self._run_sequence(job, info, requests))
+
+        def body() -> JobFinished:
+            try:  # a dataset suite samples its file here, on the job's thread (with the engine's tokenizer)
+                requests = suite.requests(reps, tokens=self._tokens() if suite.dataset is not None else None)
+            except BadRequestError as exc:
+                return JobFinished(job.job_id, job.kind, "failed", (), error=str(exc))
+            info = RunInfo(new_run_id(), job.job_id, "suite", suite.name, suite.to_json(), reps, total=len(requests),
+                           workload=suite.workload_identity())
+            return self._run_sequence(job, info, requests)
+
+        return self._launch(job, body)
 
     def _tokens(self):
         from engine.load import engine_tokens
@@ -441,14 +443,17 @@ class Orchestrator:
         """Requests one after another (batch 1): a suite, or one interactive request."""
         self._begin_run(job, info)
         outcome = SuiteOutcome(status="completed")
+        can_reset = True
         t_begin = time.perf_counter()
         try:
             for index, request in enumerate(requests):
                 if job.stop_event.is_set():
                     outcome.status = "aborted"
                     break
-                if info.kind == "suite":
-                    self._reset_prefix_cache()  # an honest repetition: never served from the last one's cache
+                if info.kind == "suite" and can_reset:
+                    # An honest repetition: never served from the last one's cache. An engine that cannot
+                    # reset (a server outside vLLM's dev mode) is not asked again in this run.
+                    can_reset = self._reset_prefix_cache()[0]
                 self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns(),
                                          self.host.engine.live_counter()))
                 handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))

@@ -96,6 +96,11 @@ class ReplayServer:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                if method == "POST" and path.rstrip("/").endswith("/reset_prefix_cache"):
+                    # as a vLLM server outside its dev mode: no such route (load levels try it first)
+                    writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 if method == "GET":
                     payload = json.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]}).encode()
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"

@@ -384,3 +384,30 @@ def test_trace_requests_go_out_on_their_timestamps(echo_host, mooncake, tokens):
     assert sent == pytest.approx([0.0, 0.125, 0.45, 0.7], abs=0.04)
     assert outcome.result["max_schedule_lag_ms"] < 40
     assert outcome.result["label"] == "trace"
+
+
+def test_a_server_that_cannot_reset_its_prefix_cache_is_said_and_stored(tmp_path):
+    """A server outside vLLM's dev mode has no POST /reset_prefix_cache: the level runs, and says so."""
+    from data.load_runs import LoadSpec, run_load
+    from data.session import Session
+    from data.store import Store
+    from engine.load import LoadLevel, PromptSource
+    from tests.sse_replay import ReplayServer, plain_stream
+
+    with ReplayServer(plain_stream(5)) as server, Store(tmp_path / "r.duckdb") as store:
+        session = Session(store, dict(engine="openai", endpoint=server.url))
+        session.start_engine()
+        workload = PromptSource(input_len=8, output_len=5)
+        try:
+            outcome = run_load(session, LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=2)],
+                                                 prompts=workload))
+        finally:
+            session.shutdown()
+        overall = outcome.levels[0].summary["overall"]
+        assert outcome.levels[0].outcome.status == "completed"
+        assert overall["prefix_cache_reset"] is False
+        assert "VLLM_SERVER_DEV_MODE=1" in overall["prefix_cache_reset_note"]
+        stored = store.get_run(outcome.levels[0].run_id)["summary"]["overall"]
+        assert stored["prefix_cache_reset"] is False
+        # no tokenizer for this server's model: the random prompts say their lengths are approximate
+        assert any("approximate" in n for n in workload.notes)

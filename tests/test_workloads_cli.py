@@ -130,3 +130,23 @@ def test_load_text_output_names_the_workload_and_the_reset(vllm_server, tokentop
     assert "warm-up: 1 request(s) before every level, not measured" in out
     assert "prefix cache reset before every level" in out
     assert "prompt tokens 64 (target 64): every prompt exact" in out
+
+
+def test_bench_runs_a_suite_of_dataset_prompts(vllm_server, tokentop_cmd, cli_env, db_path, tmp_path):
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"Say {w}."}) + "\n"
+                                                    for w in ("yes", "no", "maybe")))
+    suite = tmp_path / "mine.toml"
+    suite.write_text('name = "mine"\nreps = 2\n[dataset]\nname = "custom"\npath = "prompts.jsonl"\n'
+                     'num_prompts = 3\noutput_len = 4\n')
+    cmd = [*tokentop_cmd, "bench", "--engine", "openai", "--endpoint", vllm_server.base_url, "--model", "smollm2",
+           "--suite", str(suite), "--db", str(db_path), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from data.store import Store
+
+    with Store(db_path) as store:
+        run = store.get_run(json.loads(proc.stdout)["run_id"])
+        rows = store.get_requests(run["run_id"])
+    assert run["workload"]["kind"] == "custom" and run["workload"]["file"]["name"] == "prompts.jsonl"
+    assert len(rows) == 6 and sorted({r["prompt"] for r in rows}) == ["Say maybe.", "Say no.", "Say yes."]
+    assert all(r["output_tokens"] == 4 for r in rows)

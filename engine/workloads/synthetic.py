@@ -119,8 +119,8 @@ class RandomWorkload(Workload):
     def _prepare(self, tokens: Tokens | None, max_prompts: int | None) -> None:
         self.check()
         if tokens is None:
-            self.notes.append("no tokenizer for this model: prompts are words of about --input-len tokens, "
-                              "the server's count is stored (pass --tokenizer for exact lengths)")
+            self.notes.append("no tokenizer for this model: prompt lengths are approximate (words of about "
+                              "--input-len tokens; the server's count is stored; pass --tokenizer for exact ones)")
             return
         r_in, _ = _ratios(self.range_ratio)
         real = max(0, self.input_len - tokens.num_special)

@@ -60,6 +60,14 @@ def run(args: argparse.Namespace) -> int:
                 return code
             reps = args.reps or suite.reps
             total = len(suite.cases) * reps
+            if suite.dataset is not None:  # sampled now, with the engine's tokenizer: bad input is exit 2
+                from engine.load import engine_tokens
+                from engine.types import BadRequestError
+
+                try:
+                    total = len(suite.requests(reps, tokens=engine_tokens(session.host.engine)))
+                except BadRequestError as exc:
+                    return fail(str(exc), 2, err)
             progress.begin(total)
             stop = threading.Event()
             interrupted = _stop_on_signals(stop)

@@ -73,6 +73,7 @@ class LoadScreen(Screen):
         self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
         self.workload = None  # the workload of the load started here (its notes are shown when it ends)
         self._input_len = "128"  # kept while another workload hides the random-only input length
+        self.turn_lines: list[str] = []  # TTFT p50 per turn of the last multi-turn load
         self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
@@ -341,6 +342,12 @@ class LoadScreen(Screen):
         if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
             self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
                         timeout=10)
+        turns = [f for f in self.finished if f.get("ttft_by_turn")]
+        if turns:  # conversations: TTFT grows with the context, turn by turn
+            self.turn_lines = [f"{f.get('label')}: " + ", ".join(
+                f"turn {int(t) + 1} {v['p50_ms']:.0f} ms" for t, v in f["ttft_by_turn"].items()) for f in turns]
+            self.notify("\n".join(self.turn_lines), title="TTFT p50 by turn", severity="information",
+                        markup=False, timeout=15)
         from engine.measure.metrics import failure_note
 
         word = "stopped" if result.stopped else "done"

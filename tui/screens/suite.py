@@ -191,11 +191,12 @@ class SuiteScreen(Screen):
             self.notify(str(exc), severity="warning")
             return
         self.reps = reps
-        self.requests = suite.requests(reps)
+        # A dataset suite's prompts are sampled in the run's own thread (a file read, maybe a tokenizer load).
+        self.requests = suite.requests(reps) if suite.dataset is None else []
         self.metrics, self.records = [], []
         self.shown_index, self._applied, self._final_shown = None, 0, False
         self._reset_table(suite, reps)
-        self.query_one(ProgressBar).update(total=len(self.requests), progress=0)
+        self.query_one(ProgressBar).update(total=len(self.requests) or len(suite.cases) * self._per_case(), progress=0)
         self.query_one(StreamView).focus()
         self.ticker.resume()
 
