@@ -159,13 +159,20 @@ class ClientPool:
     def start(self, stop: threading.Event | None = None, timeout_s: float = READY_TIMEOUT_S) -> bool:
         """Start the processes and wait until each has started its engine. False when `stop` was set
         meanwhile (the processes are closed again); EngineError (one line) when one cannot start."""
-        for k in range(self.processes):
-            parent, child = self.ctx.Pipe(duplex=True)
-            proc = self.ctx.Process(target=worker_main, args=(k, child, self.engine_class, self.spec, self.counter),
-                                    name=f"tokentop-client-{k + 1}", daemon=True)
-            proc.start()
-            child.close()
-            self.workers.append(_Worker(k, proc, parent))
+        # Started with the terminal's signals blocked (the mask is inherited): a Ctrl-C while a process is
+        # still importing stays pending until it ignores them, instead of killing it half-started.
+        old_mask = _block(TERMINAL_SIGNALS)
+        try:
+            for k in range(self.processes):
+                parent, child = self.ctx.Pipe(duplex=True)
+                proc = self.ctx.Process(target=worker_main, args=(k, child, self.engine_class, self.spec,
+                                                                  self.counter),
+                                        name=f"tokentop-client-{k + 1}", daemon=True)
+                proc.start()
+                child.close()
+                self.workers.append(_Worker(k, proc, parent))
+        finally:
+            _restore(old_mask)
         waiting = {w.conn: w for w in self.workers}
         deadline = time.monotonic() + timeout_s
         try:
@@ -180,6 +187,9 @@ class ClientPool:
                     try:
                         message = conn.recv()
                     except (EOFError, OSError):
+                        if stop is not None and stop.wait(0.5):  # stopped meanwhile: that is all it was
+                            self.close()
+                            return False
                         raise EngineError(f"{w.exit_line()} while starting") from None
                     if message[0] != "ready":
                         raise EngineError(f"client process {w.index + 1} could not start: {message[1]}")
@@ -396,9 +406,9 @@ class ClientPool:
 def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter) -> None:
     """A client process: start the engine, then drive each share of a level the parent sends, until
     "close" or until the parent is gone. Runs in a spawned process (engine/ only: no store, no UI)."""
-    for sig in (signal.SIGINT, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, signal.SIG_IGN)  # the parent stops us over the pipe
+    for sig in TERMINAL_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)  # the parent stops us over the pipe
+    _restore(set())  # the parent blocked them while starting us (a pending one is dropped by SIG_IGN)
     _die_with_parent()
     from engine.engines.host import EngineHost
 
@@ -493,6 +503,22 @@ def _drive_share(index: int, conn, host, counter, no: int, level, source, positi
     cpu = dict(outcome.client_cpu[0]) if outcome.client_cpu else None
     lags = host.loop_lag.window(start_ns / 1e9, (outcome.end_ns or time.perf_counter_ns()) / 1e9)
     return _send(conn, ("done", no, {"end_ns": outcome.end_ns, "cpu": cpu, "lags": lags, "error": error}))
+
+
+TERMINAL_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+def _block(signals) -> set | None:
+    """Block `signals` in the calling thread; returns the mask to restore (None where there are no masks)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, set(signals))
+
+
+def _restore(mask: set | None) -> None:
+    """Set the calling thread's mask back (`set()`: nothing blocked)."""
+    if mask is not None and hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _send(conn, message) -> bool:

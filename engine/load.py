@@ -299,8 +299,8 @@ class LoadRunner:
         from engine.client_pool import ClientPool
 
         pool = ClientPool(self.host.engine, self.client_processes)
-        pool.start(stop=self.stop_event)
-        self.pool = pool
+        if pool.start(stop=self.stop_event):  # False: stopped while they started (and closed again)
+            self.pool = pool
 
     def close(self) -> None:
         """Stop the client processes, if any (idempotent): none is left behind."""
@@ -369,6 +369,8 @@ class LoadRunner:
                 on_ready()
             if self.client_processes > 1:
                 self.start_clients()
+                if self.pool is None:
+                    raise _Stopped()
                 future = self.pool.start_level(level, source, planned, offsets, done_q, outcome, cancel, on_begin,
                                                self.live)
             else:
