@@ -279,3 +279,45 @@ def test_perf_counter_is_one_clock_for_every_process():
                        text=True, check=True).stdout)
     after = time.perf_counter_ns()
     assert before < child < after
+
+
+def test_ctrl_c_while_the_client_processes_start_is_a_plain_stop(tokentop_cmd, cli_env, tmp_path):
+    """Ctrl-C to the whole group while the workers are still starting (importing): tokentop stops as it
+    would with one process — exit 130, nothing stored, no error about a worker, no process left."""
+    db = tmp_path / "early.duckdb"
+    with ScriptServer([_reply()]) as server:
+        proc = subprocess.Popen([*tokentop_cmd, "load", "--engine", "openai", "--endpoint", server.url,
+                                 "--client-processes", "2", "--concurrency", "4", "--num-prompts", "8",
+                                 "--db", str(db)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        children: set[int] = set()
+        try:
+            while True:
+                line = proc.stderr.readline()
+                assert line, "tokentop ended before starting its client processes"
+                if "2 client processes" in line:
+                    break
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not _spawned_of(proc.pid):
+                time.sleep(0.01)
+            children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+            assert children, "no client process was started"
+            os.killpg(proc.pid, signal.SIGINT)
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.stdout.read(), proc.stderr.read()
+    assert rc == 130, err
+    assert "client process" not in err + out and "Traceback" not in err
+    assert not wait_until_gone(children, 10)
+    with Store(db) as store:
+        assert [r for r in store.list_runs() if r["kind"] == "load"] == []
+
+
+def _spawned_of(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)
+                if any("spawn_main" in part for part in _cmdline(c))]
+    except psutil.Error:
+        return []
