@@ -1,6 +1,8 @@
-"""The openai engine's own HTTP/1.1 client (engine/engines/http1.py) against raw responses on loopback:
-every framing a server may choose gives the same record, connections are kept and reused, a keep-alive
-connection the server dropped is retried once, and broken answers are failures of kind "connection"."""
+"""The openai engine's own HTTP/1.1 client (engine/engines/http1.py: httptools' llhttp parser on an
+asyncio Protocol) against raw responses on loopback: every framing a server may choose gives the same
+record, connections are kept and reused, a keep-alive connection the server dropped is retried once,
+broken answers are failures of kind "connection" that say why, one read is one on_body call, and the
+answer reads the same however the reads cut its bytes."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import threading
 
 import pytest
 
+import engine.engines.openai_engine as openai_engine
+from engine.engines import http1
 from engine.engines.host import EngineHost
 from engine.engines.openai_engine import OpenAIEngine
 from engine.types import GenerationRequest
@@ -174,12 +178,126 @@ def test_an_error_status_keeps_the_servers_message_from_a_chunked_body():
     assert record.error == "HTTP 503: overloaded, retry (busy)"
 
 
+def test_an_error_status_with_an_empty_body_says_the_reason_phrase_and_keeps_the_connection():
+    answers = [b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\r\n", OK_CHUNKED + _chunked(_sse())]
+    with RawServer(lambda n: (answers[n - 1], "keep")) as server:
+        first, second = _requests(server, 2)
+    assert not first.success and first.http_status == 429 and first.error == "HTTP 429: Too Many Requests"
+    _ok(second)
+    assert len(server.post_connections) == 1
+
+
+def test_a_long_error_body_is_cut_at_its_message_and_the_connection_dropped(monkeypatch):
+    """A 503 whose body never ends: the first ERROR_BODY_BYTES are its message, at once (not a read
+    timeout), and the connection is not kept (the rest of the body was never read)."""
+    monkeypatch.setattr(openai_engine, "READ_TIMEOUT_S", 5.0)
+    endless = b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n" + _chunked(b"busy " * 2000, size=500)[:-5]
+    answers = [endless, OK_CHUNKED + _chunked(_sse())]
+    with RawServer(lambda n: (answers[n - 1], "keep")) as server:
+        first, second = _requests(server, 2)
+    assert not first.success and first.error_kind == "http" and first.http_status == 503
+    assert first.error.startswith("HTTP 503: busy busy") and len(first.error) < http1.ERROR_BODY_BYTES + 20
+    _ok(second)
+    assert len(server.post_connections) == 2
+
+
+def test_a_stream_the_server_leaves_open_after_done_ends_after_the_grace(monkeypatch):
+    """[DONE] came, the chunked body never ends: the record is complete after DRAIN_AFTER_END_S and the
+    connection is not kept."""
+    monkeypatch.setattr(openai_engine, "DRAIN_AFTER_END_S", 0.2)
+    monkeypatch.setattr(openai_engine, "READ_TIMEOUT_S", 20.0)
+    open_ended = OK_CHUNKED + _chunked(_sse())[:-5]  # without the last chunk
+    with RawServer(lambda n: (open_ended, "keep")) as server:
+        first, second = _requests(server, 2)
+    _ok(first)
+    _ok(second)
+    assert len(server.post_connections) == 2
+
+
 @pytest.mark.parametrize("raw, why", [
-    pytest.param(OK_CHUNKED + b"zz\r\nabc\r\n", "bad chunk size", id="bad-chunk-size"),
-    pytest.param(OK_CHUNKED + b"3\r\nabcXY", "did not end with CRLF", id="chunk-without-crlf"),
-    pytest.param(b"SPDY/3 200 OK\r\n\r\n", "not an HTTP response", id="not-http"),
+    pytest.param(OK_CHUNKED + b"zz\r\nabc\r\n", "Invalid character in chunk size", id="bad-chunk-size"),
+    pytest.param(OK_CHUNKED + b"3\r\nabcXY", "Expected LF after chunk data", id="chunk-without-crlf"),
+    pytest.param(b"SPDY/3 200 OK\r\n\r\n", "Expected HTTP/", id="not-http"),
+    pytest.param(b"HTTP/1.1 2x0 OK\r\n\r\n", "Invalid status code", id="bad-status"),
+    pytest.param(b"HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n", "Invalid character in Content-Length",
+                 id="bad-content-length"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 70000 + b"\r\n\r\n", "the response head is too large",
+                 id="head-too-large"),
 ])
 def test_a_broken_answer_is_a_connection_failure_that_says_why(raw, why):
     with RawServer(lambda n: (raw, "keep")) as server:
         (record,) = _requests(server)
     assert not record.success and record.error_kind == "connection" and why in record.error, record.error
+    assert "not valid HTTP/1.1" in record.error or "too large" in record.error
+
+
+async def test_one_read_of_many_http_chunks_is_one_on_body_call():
+    """The whole answer in one write, ~100 HTTP chunks: the caller gets one on_body call with all the
+    body bytes and the read's arrival time, not one per chunk."""
+    with RawServer(lambda n: (OK_CHUNKED + _chunked(_sse(), size=7), "keep")) as server:
+        client = http1.Client(server.url)
+        calls: list[tuple[bytes, int]] = []
+        try:
+            resp = await client.post("/v1/chat/completions", b"{}", lambda data, now: calls.append((data, now)) or False,
+                                     read_timeout_s=10)
+        finally:
+            await client.close()
+    assert resp.status == 200 and resp.reason == "OK"
+    assert len(calls) == 1 and calls[0][0] == _sse()
+
+
+class _Transport:
+    """Just enough of a transport for a _Connection fed by hand."""
+
+    def __init__(self):
+        self.closing = False
+
+    def write(self, data):
+        pass
+
+    def is_closing(self):
+        return self.closing
+
+    def close(self):
+        self.closing = True
+
+    abort = close
+
+
+async def _feed(reads: list[bytes]) -> tuple[http1.Response, bytes, int, bool]:
+    conn = http1._Connection(http1.Client("http://127.0.0.1:9"))
+    conn.connection_made(_Transport())
+    got: list[bytes] = []
+    task = asyncio.ensure_future(conn.exchange(b"POST", lambda data, now: got.append(data) or False, 10, 1))
+    await asyncio.sleep(0)  # the exchange has started (its waiter is set)
+    for data in reads:
+        conn.data_received(data)
+    resp = await task
+    return resp, b"".join(got), len(got), conn.reusable
+
+
+ANSWERS = {
+    "chunked": OK_CHUNKED.replace(b"\r\n\r\n", b"\r\nx-a: 1\r\n\r\n") + _chunked(_sse(1), size=9, ext=b";n=v",
+                                                                                 trailer=b"x-t: 2\r\n"),
+    "content-length": b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: %d\r\n\r\n%s" % (len(_sse(1)), _sse(1)),
+    "interim-gzip": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(gzip.compress(_sse(1))), gzip.compress(_sse(1))),
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWERS))
+async def test_an_answer_reads_the_same_however_the_reads_cut_it(name):
+    """Cut in two at every byte, and one byte per read: the same status, reason and body, the
+    connection kept, and never more on_body calls than reads."""
+    raw = ANSWERS[name]
+    cuts = [[raw[:i], raw[i:]] for i in range(1, len(raw))] + [[raw[i:i + 1] for i in range(len(raw))]]
+    for reads in cuts:
+        resp, body, calls, reusable = await _feed(reads)
+        assert (resp.status, resp.reason, body, reusable) == (200, "OK", _sse(1), True), [len(r) for r in reads[:2]]
+        assert calls <= len(reads)
+
+
+async def test_bytes_after_the_answer_keep_the_answer_and_drop_the_connection():
+    for after in (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc", b"garbage"):
+        resp, body, _, reusable = await _feed([ANSWERS["chunked"] + after])
+        assert resp.status == 200 and body == _sse(1) and not reusable

@@ -28,6 +28,8 @@ import zlib
 from typing import Callable
 from urllib.parse import urlsplit
 
+import httptools
+
 MAX_HEAD_BYTES = 65536
 ERROR_BODY_BYTES = 4000  # of a non-200 answer, what is kept for its message
 
@@ -127,24 +129,24 @@ class Client:
         self._idle.clear()
 
 
-def _chunk_size(line: bytes) -> int:
-    text = line.split(b";", 1)[0].strip()
-    try:
-        return int(text, 16)
-    except ValueError:
-        raise ProtocolError(f"bad chunk size {text[:20]!r}") from None
-
-
 class _Stale(Exception):
     """A reused connection closed before any byte of the answer: safe to send again."""
 
 
-# Response parser states
-_HEAD, _SIZE, _DATA, _CRLF, _TRAILER, _LENGTH, _UNTIL_CLOSE, _DONE = range(8)
+def _malformed(exc: Exception) -> ProtocolError:
+    """llhttp's reason for refusing the server's bytes (httptools' HttpParserError: 'Invalid character in
+    chunk size', 'Expected HTTP/, RTSP/ or ICE/', ...), as a ProtocolError."""
+    return ProtocolError(f"the server's answer is not valid HTTP/1.1: {exc}")
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one exchange at a time."""
+    """One keep-alive connection; at most one exchange at a time. Its llhttp parser lives as long as the
+    connection: on a kept connection the next answer starts where the last one ended.
+
+    The methods named on_* are httptools' parser callbacks (it looks them up once, when the parser is
+    made). `on_body` is the `append` of a list: llhttp calls it once per span of body bytes (each HTTP
+    chunk's data), so no Python frame runs per chunk, and `data_received` joins one read's spans into the
+    one `on_body(data, now_ns)` call the caller gets."""
 
     def __init__(self, client: Client):
         self.client = client
@@ -153,6 +155,10 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         self.waiter: asyncio.Future | None = None
         self.fresh = True
+        self.pieces: list[bytes] = []
+        self.on_body = self.pieces.append
+        self.complete = True  # (no exchange yet)
+        self.parser = httptools.HttpResponseParser(self)
 
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -165,12 +171,12 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self.state == _UNTIL_CLOSE:  # a body framed by the connection's end: it has ended
+        if self.head_done and self.until_close:  # a body framed by the connection's end: it has ended
             self._finish()
-        elif self.state == _HEAD and not self.got_bytes and not self.fresh:
+        elif not self.got_bytes and not self.fresh:
             waiter.set_exception(_Stale())
         else:
-            where = "before answering" if self.state == _HEAD else "before the response ended"
+            where = "before the response ended" if self.head_done else "before answering"
             waiter.set_exception(ProtocolError(f"the server closed the connection {where}"
                                                + (f" ({exc})" if exc else "")))
 
@@ -180,19 +186,90 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()  # this read's arrival: every event it completes arrived now
         self.last_ns = now
-        if self.waiter is None or self.waiter.done():
+        waiter = self.waiter
+        if waiter is None or waiter.done():
             self.reusable = False  # bytes nobody asked for: this connection is no longer in step
             if self.transport is not None:
                 self.transport.close()
             return
         self.got_bytes = True
+        pieces = self.pieces
         try:
-            self._read(data, now)
+            try:
+                self.parser.feed_data(data)
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+                if not self.complete:
+                    raise _malformed(exc) from None
+                self.extra = True  # not HTTP after the answer: the answer stands, the connection goes
+            if not self.head_done:  # every byte so far was head (the answer's, or an interim one's)
+                self.head_bytes += len(data)
+                if self.head_bytes > MAX_HEAD_BYTES:
+                    raise ProtocolError("the response head is too large")
+            if pieces:
+                if self.complete:
+                    del pieces[self.body_pieces:]  # spans of an answer after ours (the connection goes)
+                if pieces:
+                    body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                    pieces.clear()
+                    self._body(body, now)
+            if self.complete:
+                self._finish()
         except Exception as exc:  # a protocol error, or the caller's on_body raised
+            pieces.clear()
             self.reusable = False
-            if not self.waiter.done():
-                self.waiter.set_exception(exc)
+            if not waiter.done():
+                waiter.set_exception(exc)
             self.abort()
+
+    # -- httptools (llhttp) callbacks, inside feed_data ---------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True  # another answer after ours, that nobody asked for
+            return
+        self.reason = b""
+        self.encoding = b""
+        self.framed = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason  # (in two parts when a read ends inside the status line)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            return  # a trailer
+        self.header_bytes += len(name) + len(value)
+        name = name.lower()
+        if name == b"content-encoding":
+            self.encoding = value.strip().lower()
+        elif name == b"content-length" or name == b"transfer-encoding" and b"chunked" in value.lower():
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # an interim answer: the real one follows
+        if self.header_bytes > MAX_HEAD_BYTES:  # one read brought it all: data_received says it
+            self.head_bytes = self.header_bytes
+            return
+        self.head_done = True
+        self.response = Response(status, self.reason.decode("latin-1"))
+        if self.encoding in (b"gzip", b"x-gzip"):
+            self.decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding == b"deflate":
+            self.decompress = zlib.decompressobj()
+        if status != 200:
+            self.error_body = []
+        # neither Content-Length nor chunked: the body ends with the connection (llhttp reads it all as
+        # body; httptools has no end-of-input call, so connection_lost ends it)
+        self.until_close = not self.framed and status not in (204, 304)
+
+    def on_message_complete(self) -> None:
+        if self.complete or not self.head_done:
+            return  # the end of an interim answer, or of one after ours
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # now: llhttp resets it for the next message
+        self.body_pieces = len(self.pieces)
 
     # -- an exchange --------------------------------------------------------------------------
     @property
@@ -202,14 +279,21 @@ class _Connection(asyncio.Protocol):
     async def exchange(self, request: bytes, on_body: OnBody, read_timeout_s: float, end_grace_s: float) -> Response:
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
-        self.on_body = on_body
-        self.ended = False
-        self.state = _HEAD
-        self.buf = b""
+        self.sink = on_body
+        self.ended = False  # the caller's on_body said the stream has ended
         self.got_bytes = False
+        self.head_bytes = 0  # bytes read before the head was complete
+        self.header_bytes = 0  # of header names and values
+        self.head_done = False  # the final answer's head has been read
+        self.complete = False  # the final answer has ended (llhttp's on_message_complete)
+        self.extra = False  # bytes came after it: the connection is out of step
+        self.reason = b""
+        self.encoding = b""
+        self.framed = False
+        self.until_close = False
         self.response: Response | None = None
-        self.remaining = 0
-        self.keep_alive = True
+        self.keep_alive = False
+        self.body_pieces = 0
         self.decompress = None
         self.error_body: list[bytes] | None = None
         self.error_len = 0
@@ -225,7 +309,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self._timer.cancel()
             self.waiter = None
-            self.on_body = None
+            self.sink = None
             self.fresh = False
 
     def _check_timeout(self) -> None:
@@ -243,7 +327,6 @@ class _Connection(asyncio.Protocol):
         """The caller had its answer, the server did not end the response within end_grace_s: done, and
         the connection is not kept."""
         if self.waiter is not None and not self.waiter.done():
-            self.keep_alive = False
             self._finish()
             self.abort()
 
@@ -253,164 +336,16 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def _finish(self) -> None:
-        """The answer has ended."""
-        self.state = _DONE
-        self.reusable = self.keep_alive and not self.lost and not self.buf
+        """The answer has ended (or the caller has all it needs of it): the waiter gets the Response. The
+        connection is kept only after a whole answer that llhttp says keeps it, with nothing after it."""
+        waiter = self.waiter
+        if waiter.done():
+            return
+        self.reusable = self.complete and self.keep_alive and not self.extra and not self.lost
         response = self.response
         if self.error_body is not None:
             response.body = b"".join(self.error_body)[:ERROR_BODY_BYTES]
-        if not self.waiter.done():
-            self.waiter.set_result(response)
-
-    # -- parsing ---------------------------------------------------------------------------
-    def _read(self, data: bytes, now: int) -> None:
-        buf = self.buf + data if self.buf else data
-        self.buf = b""
-        if self.state == _HEAD:
-            buf = self._head(buf)
-            if buf is None:
-                return
-        state = self.state
-        if state == _LENGTH:
-            take = buf[:self.remaining]
-            self.remaining -= len(take)
-            if len(buf) > len(take):
-                self.buf = buf[len(take):]  # more than the body: out of step
-                self.keep_alive = False
-            if take:
-                self._body(take, now)
-            if self.remaining == 0:
-                self._finish()
-            return
-        if state == _UNTIL_CLOSE:
-            if buf:
-                self._body(buf, now)
-            return
-        pieces: list[bytes] = []
-        pos = 0
-        end = len(buf)
-        find = buf.find
-        while pos < end:
-            if state == _SIZE:
-                eol = find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                try:
-                    size = int(buf[pos:eol], 16)
-                except ValueError:  # chunk extensions (";name=value"), or not a size at all
-                    size = _chunk_size(buf[pos:eol])
-                start = eol + 2
-                if size == 0:
-                    pos = start
-                    state = _TRAILER
-                    continue
-                stop = start + size
-                if stop + 2 <= end:  # the usual case: the whole chunk and its CRLF are in this read
-                    if buf[stop:stop + 2] != b"\r\n":
-                        raise ProtocolError("a chunk did not end with CRLF")
-                    pieces.append(buf[start:stop])
-                    pos = stop + 2
-                    continue
-                pos = start
-                self.remaining = size
-                state = _DATA
-            elif state == _DATA:
-                stop = pos + self.remaining
-                if stop <= end:
-                    pieces.append(buf[pos:stop])
-                    self.remaining = 0
-                    pos = stop
-                    state = _CRLF
-                else:
-                    pieces.append(buf[pos:])
-                    self.remaining -= end - pos
-                    pos = end
-            elif state == _CRLF:
-                if end - pos < 2:
-                    break
-                if buf[pos:pos + 2] != b"\r\n":
-                    raise ProtocolError("a chunk did not end with CRLF")
-                pos += 2
-                state = _SIZE
-            elif state == _TRAILER:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                line_empty = eol == pos
-                pos = eol + 2
-                if line_empty:
-                    state = _DONE
-                    break
-            else:
-                break
-        self.state = state
-        if pos < end:
-            self.buf = buf[pos:]
-        if pieces:
-            self._body(pieces[0] if len(pieces) == 1 else b"".join(pieces), now)
-        if state == _DONE:
-            self._finish()
-
-    def _head(self, buf: bytes) -> bytes | None:
-        """Parse the status line and headers; returns the bytes after them (None: need more)."""
-        while True:
-            at = buf.find(b"\r\n\r\n")
-            if at < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise ProtocolError("the response head is too large")
-                self.buf = buf
-                return None
-            lines = buf[:at].decode("latin-1").split("\r\n")
-            buf = buf[at + 4:]
-            status_line = lines[0].split(" ", 2)
-            if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
-                raise ProtocolError(f"not an HTTP response: {lines[0][:60]!r}")
-            try:
-                status = int(status_line[1])
-            except ValueError:
-                raise ProtocolError(f"bad status line: {lines[0][:60]!r}") from None
-            if 100 <= status < 200 and status != 101:
-                continue  # an interim answer: the real one follows
-            break
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.response = Response(status, status_line[2] if len(status_line) > 2 else "")
-        connection = headers.get("connection", "").lower()
-        if status_line[0] == "HTTP/1.0":
-            self.keep_alive = "keep-alive" in connection
-        else:
-            self.keep_alive = "close" not in connection
-        encoding = headers.get("content-encoding", "").lower().strip()
-        if encoding in ("gzip", "x-gzip"):
-            self.decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif encoding == "deflate":
-            self.decompress = zlib.decompressobj()
-        if status != 200:
-            self.error_body = []
-        if status in (204, 304):
-            self.state = _LENGTH
-            self.remaining = 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self.state = _SIZE
-        elif "content-length" in headers:
-            try:
-                self.remaining = int(headers["content-length"])
-            except ValueError:
-                raise ProtocolError("bad Content-Length") from None
-            self.state = _LENGTH
-        else:
-            self.state = _UNTIL_CLOSE
-            self.keep_alive = False
-        if self.state == _LENGTH and self.remaining == 0:
-            self.buf = buf
-            self.keep_alive = self.keep_alive and not buf
-            self._finish()
-            return None
-        return buf
+        waiter.set_result(response)
 
     def _body(self, data: bytes, now: int) -> None:
         if self.decompress is not None:
@@ -422,12 +357,10 @@ class _Connection(asyncio.Protocol):
                 self.error_body.append(data)
                 self.error_len += len(data)
             if self.error_len >= ERROR_BODY_BYTES:  # enough for a message: the rest is not read
-                self.keep_alive = False
-                self.state = _DONE
                 self._finish()
             return
-        if not self.ended and self.on_body(data, now):
+        if not self.ended and self.sink(data, now):
             self.ended = True  # the caller has what it needs: the rest is read (framing only), briefly
-            if self.state != _DONE:
+            if not self.complete:
                 self._timer.cancel()
                 self._timer = asyncio.get_running_loop().call_later(self.end_grace_s, self._end_grace)
