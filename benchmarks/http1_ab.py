@@ -12,6 +12,11 @@ event decoded with msgspec (what the engine does before its own bookkeeping), [D
 metrics, no storage, no engine thread: the client's own cost. Each round runs every tree once per level,
 the order rotated round by round; printed are medians and the median of per-round paired ratios to the
 first tree (a round's runs are neighbours in time, so they share a busy machine's load).
+
+Then the framing alone, without sockets or a server (steadier on a busy machine): each tree's connection
+protocol is fed the same reads of a recorded-shape answer (head, 64 chunked events as the source writes
+them, [DONE], the last chunk) by hand, with 1, 8 or 65 HTTP chunks per read; printed is the median
+microseconds per answer (the exchange's own future and timer included) and the paired ratio.
 """
 
 from __future__ import annotations
@@ -79,17 +84,49 @@ def child(tree: str) -> None:
         await client.close()
         return {"req_s": n / wall, "cpu_ms_per_req": cpu * 1000 / n, "events": events, "failed": failed}
 
+    class Transport:  # just enough for a connection fed by hand
+        def write(self, data): pass
+        def is_closing(self): return False
+        def close(self): pass
+        abort = close
+
+    def answer_reads(per: int) -> list[bytes]:
+        event = b"data: " + json.dumps({"id": "cmpl-1764410000000000000", "object": "chat.completion.chunk", "created": 0,
+                                        "model": "fast-sse", "choices": [{"index": 0, "delta": {"content": " tok"},
+                                                                          "finish_reason": None}]}).encode() + b"\n\n"
+        chunks = [b"%x\r\n%s\r\n" % (len(event), event)] * 64 + [b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        return [head] + [b"".join(chunks[i:i + per]) for i in range(0, len(chunks), per)]
+
+    async def framing(per: int, n: int) -> dict:
+        conn = http1._Connection(http1.Client("http://127.0.0.1:9"))
+        conn.connection_made(Transport())
+        reads = answer_reads(per)
+        sink = lambda data, now: False  # noqa: E731
+        t0 = time.perf_counter()
+        for _ in range(n):
+            task = asyncio.ensure_future(conn.exchange(b"POST", sink, 10.0, 1.0))
+            await asyncio.sleep(0)  # the exchange has sent its request
+            for data in reads:
+                conn.data_received(data)
+            await task
+        return {"us_per_answer": (time.perf_counter() - t0) / n * 1e6}
+
     loop = asyncio.new_event_loop()
     loop.run_until_complete(level(8, 50, 8))  # warm: imports, first connections
     print("ready", flush=True)
     for line in sys.stdin:
-        c, n, length = (int(x) for x in line.split())
+        words = line.split()
+        if words[0] == "framing":
+            print(json.dumps(loop.run_until_complete(framing(int(words[1]), int(words[2])))), flush=True)
+            continue
+        c, n, length = (int(x) for x in words)
         print(json.dumps(loop.run_until_complete(level(c, n, length))), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trees", required=True, help="NAME=PATH,... (the first is the reference of the ratios)")
+    ap.add_argument("--trees", default="", help="NAME=PATH,... (the first is the reference of the ratios)")
     ap.add_argument("--concurrency", default="32,128")
     ap.add_argument("--num-prompts", type=int, default=400)
     ap.add_argument("--output-len", type=int, default=64)
@@ -100,6 +137,8 @@ def main() -> None:
     if a.child:
         child(a.child)
         return
+    if not a.trees:
+        ap.error("--trees NAME=PATH,... is needed")
     from harness_ceiling import free_port, start_source
 
     trees = [item.split("=", 1) for item in a.trees.split(",")]
@@ -128,6 +167,14 @@ def main() -> None:
                     runs.setdefault((name, c), []).append(res)
                     print(f"  c={c} round {r + 1} {name}: {res['req_s']:.1f} req/s, "
                           f"{res['cpu_ms_per_req']:.3f} CPU ms/req", file=sys.stderr, flush=True)
+        framing: dict[tuple[str, int], list[float]] = {}
+        for per in (1, 8, 65):
+            for r in range(a.rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    proc = procs[name]
+                    proc.stdin.write(f"framing {per} 2000\n")
+                    proc.stdin.flush()
+                    framing.setdefault((name, per), []).append(json.loads(proc.stdout.readline())["us_per_answer"])
     finally:
         for proc in procs.values():
             proc.stdin.close()
@@ -155,6 +202,15 @@ def main() -> None:
             print(f"{name:12} {c:>4} {row['req_s']:>7.1f} {row['paired_req_s']:>6.3f} {row['cpu_ms_per_req']:>10.3f} "
                   f"{row['paired_cpu']:>6.3f}  {[round(x['req_s']) for x in rs]} | "
                   f"{[round(x['cpu_ms_per_req'], 3) for x in rs]}")
+    print("framing alone (no socket), 2,000 answers of 64 chunked events per round:")
+    print(f"{'client':12} {'chunks/read':>11} {'us/answer':>9} {'paired':>6}  rounds us/answer")
+    for per in (1, 8, 65):
+        for name in names:
+            xs, ys = framing[(name, per)], framing[(ref, per)]
+            ratio = statistics.median(x / y for x, y in zip(xs, ys))
+            table.append({"client": name, "framing_chunks_per_read": per, "us_per_answer": statistics.median(xs),
+                          "paired": ratio, "rounds": xs})
+            print(f"{name:12} {per:>11} {statistics.median(xs):>9.1f} {ratio:>6.3f}  {[round(x) for x in xs]}")
     if a.json:
         Path(a.json).write_text(json.dumps({"started": started, "load_before": load_before, "load_after": load_after,
                                             "args": vars(a), "rows": table}, indent=1))

@@ -3,17 +3,29 @@
 Why not aiohttp (what `vllm bench serve` uses): a streamed response reaches aiohttp's reader through
 six Python calls per HTTP chunk (protocol, parser callbacks, the stream reader's buffer) and one
 coroutine wake-up per read; profiled against the fast local source that was a third of the client's
-CPU (benchmarks/RESULTS.md, "client ceiling"). Here the response is read by an asyncio Protocol: every
-read is handled inside `data_received`, which takes the read's arrival time (perf_counter_ns) first,
-strips the chunked framing and hands the body bytes to the caller's `on_body(data, now_ns)` — in
-tokentop, the SSE parser and the event decoder — so no coroutine runs per read and the timestamp is
-taken before anything else happens.
+CPU, and this client halved the whole client's profiled CPU (2.38 -> 1.18 s for 400 requests x 64
+chunks) and took tokentop from 1.18x / 1.00x to 1.29x / 1.22x `vllm bench serve`'s requests/s at 32 /
+128 users (benchmarks/RESULTS.md, "client ceiling"). Here the response is read by an asyncio Protocol:
+every read is handled inside `data_received`, which takes the read's arrival time (perf_counter_ns)
+first, then feeds the bytes to the parser and hands the read's body bytes, in one call, to the caller's
+`on_body(data, now_ns)` — in tokentop, the SSE parser and the event decoder — so no coroutine runs per
+read and the timestamp is taken before anything else happens.
+
+The framing (status line, headers, chunked coding, Content-Length, the keep-alive decision, interim
+1xx answers) is llhttp's, through httptools (MagicStack's binding, the parser uvicorn uses), not ours:
+its per-chunk work is C, and the only Python it calls per HTTP chunk is a list's `append`. Against the
+hand-written parser it replaced, fed the same reads without a socket, it needs 0.3-0.5x the time per
+64-event answer (48-131 µs instead of 116-220 µs, 1 to 65 chunks per read); end to end against the
+fast source, where the source sets the pace, the two are within a busy machine's noise (paired
+requests/s 0.86-0.98x at 32 streams, 0.99-1.08x at 128; benchmarks/http1_ab.py, RESULTS.md).
 
 What it speaks: HTTP/1.1 over TCP or TLS (the default SSL context, the server's name checked),
 keep-alive connections pooled per client (at most `limit` open, a reused connection the server had
 closed is retried once on a fresh one before any byte came back), responses framed by
 `Transfer-Encoding: chunked`, `Content-Length` or the connection's end, `Content-Encoding` gzip or
-deflate (never asked for: requests carry `Accept-Encoding: identity`), interim 1xx responses skipped.
+deflate (never asked for: requests carry `Accept-Encoding: identity`), interim 1xx responses skipped,
+response heads up to MAX_HEAD_BYTES. What llhttp refuses (a bad chunk size, a status line that is not
+HTTP, both Content-Length and chunked, ...) is a ProtocolError carrying llhttp's reason.
 Timeouts: `connect_timeout_s` to connect, `read_timeout_s` without a byte (both TimeoutError). No
 proxies (a measurement goes straight to the server), no HTTP/2, no redirects.
 """
