@@ -169,7 +169,6 @@ class _Connection(asyncio.Protocol):
         self.fresh = True
         self.pieces: list[bytes] = []
         self.on_body = self.pieces.append
-        self.complete = True  # (no exchange yet)
         self.parser = httptools.HttpResponseParser(self)
 
     # -- asyncio callbacks ------------------------------------------------------------------
