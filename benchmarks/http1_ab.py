@@ -91,9 +91,9 @@ def child(tree: str) -> None:
         abort = close
 
     def answer_reads(per: int) -> list[bytes]:
-        event = b"data: " + json.dumps({"id": "cmpl-1764410000000000000", "object": "chat.completion.chunk", "created": 0,
-                                        "model": "fast-sse", "choices": [{"index": 0, "delta": {"content": " tok"},
-                                                                          "finish_reason": None}]}).encode() + b"\n\n"
+        event = {"id": "cmpl-1764410000000000000", "object": "chat.completion.chunk", "created": 0, "model": "fast-sse",
+                 "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]}
+        event = b"data: " + json.dumps(event).encode() + b"\n\n"
         chunks = [b"%x\r\n%s\r\n" % (len(event), event)] * 64 + [b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
         head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
         return [head] + [b"".join(chunks[i:i + per]) for i in range(0, len(chunks), per)]
@@ -186,7 +186,8 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores; started {started}, load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after")
     ref = names[0]
-    print(f"{'client':12} {'conc':>4} {'req/s':>7} {'paired':>6} {'CPU ms/req':>10} {'paired':>6}  rounds req/s | CPU ms/req")
+    print(f"{'client':12} {'conc':>4} {'req/s':>7} {'paired':>6} {'CPU ms/req':>10} {'paired':>6}  "
+          "rounds req/s | CPU ms/req")
     table = []
     for c in levels:
         for name in names:

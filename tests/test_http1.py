@@ -191,7 +191,8 @@ def test_a_long_error_body_is_cut_at_its_message_and_the_connection_dropped(monk
     """A 503 whose body never ends: the first ERROR_BODY_BYTES are its message, at once (not a read
     timeout), and the connection is not kept (the rest of the body was never read)."""
     monkeypatch.setattr(openai_engine, "READ_TIMEOUT_S", 5.0)
-    endless = b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n" + _chunked(b"busy " * 2000, size=500)[:-5]
+    endless = (b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n"
+               + _chunked(b"busy " * 2000, size=500)[:-5])  # without the last chunk
     answers = [endless, OK_CHUNKED + _chunked(_sse())]
     with RawServer(lambda n: (answers[n - 1], "keep")) as server:
         first, second = _requests(server, 2)
@@ -238,8 +239,8 @@ async def test_one_read_of_many_http_chunks_is_one_on_body_call():
         client = http1.Client(server.url)
         calls: list[tuple[bytes, int]] = []
         try:
-            resp = await client.post("/v1/chat/completions", b"{}", lambda data, now: calls.append((data, now)) or False,
-                                     read_timeout_s=10)
+            resp = await client.post("/v1/chat/completions", b"{}",
+                                     lambda data, now: calls.append((data, now)) or False, read_timeout_s=10)
         finally:
             await client.close()
     assert resp.status == 200 and resp.reason == "OK"
@@ -277,11 +278,13 @@ async def _feed(reads: list[bytes]) -> tuple[http1.Response, bytes, int, bool]:
 
 
 ANSWERS = {
-    "chunked": OK_CHUNKED.replace(b"\r\n\r\n", b"\r\nx-a: 1\r\n\r\n") + _chunked(_sse(1), size=9, ext=b";n=v",
-                                                                                 trailer=b"x-t: 2\r\n"),
-    "content-length": b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: %d\r\n\r\n%s" % (len(_sse(1)), _sse(1)),
-    "interim-gzip": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(gzip.compress(_sse(1))), gzip.compress(_sse(1))),
+    "chunked": (OK_CHUNKED.replace(b"\r\n\r\n", b"\r\nx-a: 1\r\n\r\n")
+                + _chunked(_sse(1), size=9, ext=b";n=v", trailer=b"x-t: 2\r\n")),
+    "content-length": (b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: %d\r\n\r\n%s"
+                       % (len(_sse(1)), _sse(1))),
+    "interim-gzip": (b"HTTP/1.1 100 Continue\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(gzip.compress(_sse(1))), gzip.compress(_sse(1)))),
 }
 
 
