@@ -188,9 +188,9 @@ def tokentop_workload(workload: str, dataset: Path, input_len: int, out_len: int
 
 
 def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], conc: int, n: int, out_len: int,
-                 temp: float, db: Path, *, sampler=None) -> dict:
+                 temp: float, db: Path, *, sampler=None, client_processes: int = 1) -> dict:
     """tokentop's full load path for one level: `sampler` (a workload from tokentop_workload), else the
-    given prompts sent as they are."""
+    given prompts sent as they are; `client_processes` share the level (engine.client_pool)."""
     from data.load_runs import LoadSpec, run_load
     from data.session import Session
     from data.store import Store
@@ -198,7 +198,8 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
 
     api = "completions" if workload in COMPLETIONS else "chat"
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=conc, num_prompts=n)],
-                    prompts=sampler if sampler is not None else fixed_prompts(prompts, out_len, temp))
+                    prompts=sampler if sampler is not None else fixed_prompts(prompts, out_len, temp),
+                    client_processes=client_processes)
     before = server_prompt_tokens(base_url)
     with Store(db) as store:
         session = Session(store, dict(engine="openai", endpoint=base_url, model=served, api=api))
@@ -216,16 +217,16 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
     return out
 
 
-def paired_ratios(rows: list[dict], workload: str, concurrency: int) -> dict[str, float]:
-    """Median over rounds of tokentop / vLLM within the same round."""
+def paired_ratios(rows: list[dict], workload: str, concurrency: int, tool: str = "tokentop") -> dict[str, float]:
+    """Median over rounds of `tool` / vLLM within the same round."""
     out = {}
     for k in METRICS:
         per_round = []
         for r in sorted({x["round"] for x in rows}):
             pair = {x["tool"]: x[k] for x in rows
                     if x["round"] == r and x["workload"] == workload and x["concurrency"] == concurrency}
-            if "vllm" in pair and "tokentop" in pair and pair["vllm"]:
-                per_round.append(pair["tokentop"] / pair["vllm"])
+            if "vllm" in pair and tool in pair and pair["vllm"]:
+                per_round.append(pair[tool] / pair["vllm"])
         out[k] = statistics.median(per_round) if per_round else float("nan")
     return out
 
@@ -242,8 +243,12 @@ def main() -> int:
     ap.add_argument("--output-len", type=int, default=32)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--model", default=None, help="model for the server (default: the embedded one)")
+    ap.add_argument("--client-processes", default="1",
+                    help="tokentop with these numbers of client processes, e.g. 1,2 (each its own tool)")
     ap.add_argument("--json", default=None, help="write every round and the medians here")
     opts = ap.parse_args()
+    tt_tools = {("tokentop" if int(n) == 1 else f"tokentop x{int(n)}"): int(n)
+                for n in opts.client_processes.split(",") if n.strip()}
     levels = [int(x) for x in opts.levels.split(",") if x.strip()]
     workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
     PREFIX.update(prefix_len=opts.prefix_len, suffix_len=opts.suffix_len, num_prefixes=opts.num_prefixes)
@@ -291,14 +296,17 @@ def main() -> int:
             for w in workloads:
                 for c in levels:
                     n, prompts = plans[(w, c)]
-                    order = ["vllm", "tokentop"] if (r + levels.index(c)) % 2 == 0 else ["tokentop", "vllm"]
+                    order = ["vllm", *tt_tools]
+                    if (r + levels.index(c)) % 2:
+                        order.reverse()
                     for tool in order:
                         if tool == "vllm":
                             res = run_vllm_bench(vllm_args(w, base, model, served, dataset, n, c, opts.input_len,
                                                            opts.output_len, opts.temperature))
                         else:
                             res = run_tokentop(w, base, served, prompts, c, n, opts.output_len, opts.temperature,
-                                               work / f"r{r}-{w}-{c}.duckdb", sampler=samplers.get(w))
+                                               work / f"r{r}-{w}-{c}-{tool}.duckdb", sampler=samplers.get(w),
+                                               client_processes=tt_tools[tool])
                         rows.append({"round": r + 1, "workload": w, "concurrency": c, "tool": tool, **res})
                         warn = " !" + "; ".join(res.get("client_health_warnings") or []) if res.get(
                             "client_health_warnings") else ""
@@ -308,45 +316,48 @@ def main() -> int:
                               f"{res['prompt_tokens']:>7}{warn}", flush=True)
 
     print("\nmedians over rounds, and ratios tokentop / vllm bench serve:")
-    print(f"{'workload':<8} {'conc':>4} {'vLLM TTFT':>9} {'tt TTFT':>8} {'ratio':>6} {'vLLM TPOT':>9} {'tt TPOT':>8} "
-          f"{'ratio':>6} {'vLLM tok/s':>10} {'tt tok/s':>8} {'ratio':>6}  within target")
+    print(f"{'workload':<8} {'conc':>4} {'tool':<12} {'vLLM TTFT':>9} {'tt TTFT':>8} {'ratio':>6} {'vLLM TPOT':>9} "
+          f"{'tt TPOT':>8} {'ratio':>6} {'vLLM tok/s':>10} {'tt tok/s':>8} {'ratio':>6}  within target")
     medians = []
     all_ok = True
     tokens_equal = True
     for w in workloads:
         for c in levels:
-            med = {}
-            for tool in ("vllm", "tokentop"):
-                sel = [x for x in rows if x["workload"] == w and x["concurrency"] == c and x["tool"] == tool]
-                med[tool] = {k: statistics.median(x[k] for x in sel) for k in METRICS}
-            ratios = {k: med["tokentop"][k] / med["vllm"][k] for k in METRICS}
-            prompt_totals = {tool: sorted({x["prompt_tokens"] for x in rows if x["workload"] == w
-                                           and x["concurrency"] == c and x["tool"] == tool}) for tool in med}
-            equal = prompt_totals["vllm"] == prompt_totals["tokentop"] and len(prompt_totals["vllm"]) == 1
-            tokens_equal &= equal
-            paired = paired_ratios(rows, w, c)
-            ok = {k: abs(ratios[k] - 1) <= TOLERANCE[k] for k in METRICS}
-            all_ok &= all(ok.values())
-            medians.append({"workload": w, "concurrency": c, "vllm": med["vllm"], "tokentop": med["tokentop"],
-                            "ratio": ratios, "within": ok, "paired_ratio": paired, "prompt_tokens": prompt_totals,
-                            "prompt_tokens_equal": equal})
-            v, t = med["vllm"], med["tokentop"]
-            print(f"{w:<8} {c:>4} {v['mean_ttft_ms']:>9.1f} {t['mean_ttft_ms']:>8.1f} {ratios['mean_ttft_ms']:>6.3f} "
-                  f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
-                  f"{v['output_throughput']:>10.2f} {t['output_throughput']:>8.2f} "
-                  f"{ratios['output_throughput']:>6.3f}  "
-                  + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:{'yes' if ok[k] else 'NO'}"
-                              for k in METRICS))
+            for tt in tt_tools:
+                med = {}
+                for tool in ("vllm", tt):
+                    sel = [x for x in rows if x["workload"] == w and x["concurrency"] == c and x["tool"] == tool]
+                    med[tool] = {k: statistics.median(x[k] for x in sel) for k in METRICS}
+                ratios = {k: med[tt][k] / med["vllm"][k] for k in METRICS}
+                prompt_totals = {tool: sorted({x["prompt_tokens"] for x in rows if x["workload"] == w
+                                               and x["concurrency"] == c and x["tool"] == tool}) for tool in med}
+                equal = prompt_totals["vllm"] == prompt_totals[tt] and len(prompt_totals["vllm"]) == 1
+                tokens_equal &= equal
+                paired = paired_ratios(rows, w, c, tt)
+                ok = {k: abs(ratios[k] - 1) <= TOLERANCE[k] for k in METRICS}
+                all_ok &= all(ok.values())
+                medians.append({"workload": w, "concurrency": c, "tool": tt, "vllm": med["vllm"], "tokentop": med[tt],
+                                "ratio": ratios, "within": ok, "paired_ratio": paired, "prompt_tokens": prompt_totals,
+                                "prompt_tokens_equal": equal})
+                v, t = med["vllm"], med[tt]
+                print(f"{w:<8} {c:>4} {tt:<12} {v['mean_ttft_ms']:>9.1f} {t['mean_ttft_ms']:>8.1f} "
+                      f"{ratios['mean_ttft_ms']:>6.3f} "
+                      f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
+                      f"{v['output_throughput']:>10.2f} {t['output_throughput']:>8.2f} "
+                      f"{ratios['output_throughput']:>6.3f}  "
+                      + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:{'yes' if ok[k] else 'NO'}"
+                                  for k in METRICS))
     print("\nmedian of per-round ratios (each round's two runs are adjacent in time, so they share the "
           "machine's load):")
     for m in medians:
         p = m["paired_ratio"]
-        print(f"{m['workload']:<8} {m['concurrency']:>4}  TTFT {p['mean_ttft_ms']:.3f}  TPOT {p['mean_tpot_ms']:.3f}  "
+        print(f"{m['workload']:<8} {m['concurrency']:>4} {m['tool']:<12} TTFT {p['mean_ttft_ms']:.3f}  "
+              f"TPOT {p['mean_tpot_ms']:.3f}  "
               f"output throughput {p['output_throughput']:.3f}")
     print("\nprompt tokens the server counted per run (every round):")
     for m in medians:
         t = m["prompt_tokens"]
-        print(f"{m['workload']:<8} {m['concurrency']:>4}  vllm {t['vllm']}  tokentop {t['tokentop']}  "
+        print(f"{m['workload']:<8} {m['concurrency']:>4} {m['tool']:<12} vllm {t['vllm']}  {m['tool']} {t[m['tool']]}  "
               f"equal: {'yes' if m['prompt_tokens_equal'] else 'NO'}")
     print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}; "
           f"prompt token totals equal: {'yes' if tokens_equal else 'NO'}")

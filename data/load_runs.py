@@ -31,6 +31,7 @@ class LoadSpec:
     pattern: str = "concurrency"  # concurrency | rate | trace
     seed: int = 0
     num_warmups: int = 0  # per level, sent and not measured (vLLM's --num-warmups)
+    client_processes: int = 1  # processes sharing every level's requests (engine.client_pool; openai engine only)
 
     @property
     def workload(self) -> Workload:
@@ -66,6 +67,7 @@ def level_settings(spec: LoadSpec, level: LoadLevel, index: int) -> dict[str, An
         "slo_ms": dict(spec.slo_ms),
         "seed": spec.seed,
         "num_warmups": spec.num_warmups,
+        "client_processes": spec.client_processes,
     }
 
 
@@ -130,7 +132,7 @@ def start_load(session: Session, spec: LoadSpec, *, stop: threading.Event | None
     return session.orchestrator.start_load(
         spec.levels, spec.prompts, settings=lambda i, level: level_settings(spec, level, i),
         slo_ms=spec.slo_ms, auto_stop=spec.auto_stop, seed=spec.seed, server_sampler=server_sampler,
-        stop_event=stop, live=live, num_warmups=spec.num_warmups)
+        stop_event=stop, live=live, num_warmups=spec.num_warmups, client_processes=spec.client_processes)
 
 
 def level_result(event: RunFinished) -> LevelResult:

@@ -141,11 +141,13 @@ class StoreWriter:
             if self._closed:
                 raise StoreError(f"the store {self.store.path} is closed: run {run_id} cannot be written")
             self._seq += 1
+            was_idle = not self._pending
             self._pending.append(_Write(self._seq, run_id, what, apply, request, time.monotonic()))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="tokentop-store-writer", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            if was_idle:  # the writer sleeps until there is work; later writes join the batch it gathers
+                self._cond.notify_all()  # (a wake-up per request would take the GIL from the engine loop)
             return self._seq
 
     def flush(self, timeout: float = LOCK_WAIT_S) -> int:

@@ -26,16 +26,17 @@ stored with the level.
 
 `st` is taken by Engine.generate just before a request is handed to the engine — after the
 semaphore, as in vLLM's bench — so a request's stored send time is when it really went out.
-Finished records are handed to the caller's thread through a queue: nothing is written to disk on
-the engine loop, so storing never delays another request's timestamps.
+Finished records are handed to the caller's thread through a deque it empties every DRAIN_S: nothing
+is written to disk on the engine loop, so storing never delays another request's timestamps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import itertools
 import math
-import queue
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from engine.measure.client_health import assess
+from engine.measure.client_health import assess, cpu_sample, cpu_use
 from engine.engines.host import EngineHost
 from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
@@ -54,6 +55,7 @@ from engine.workloads.tokens import Tokens
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
 SWEEP_MAX_LEVEL = 256
+DRAIN_S = 0.05  # how often the driver thread collects finished records (and sees a stop)
 DEFAULT_TEMPERATURE = 0.8
 
 
@@ -216,6 +218,15 @@ class LevelOutcome:
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
     planned: int = 0  # requests the level meant to send (every conversation's every turn)
     warmup: dict[str, Any] = field(default_factory=dict)  # warm-ups sent and failed, the cache reset
+    client_cpu: list[dict[str, Any]] = field(default_factory=list)  # per client process: client_health.cpu_use
+    end_ns: int = 0  # perf_counter_ns when the last request ended
+    client_processes: int = 1  # processes that drove the level (engine.client_pool)
+    # Client processes: their event loops' lags (s; None: this process's EngineHost probe has them), what
+    # went wrong with one (a process that died: one line each), and this (the parent) process's CPU use
+    # in cores while they drove the level (it stores and computes; None with one process).
+    loop_lags_s: list[float] | None = None
+    client_errors: list[str] = field(default_factory=list)
+    parent_process_cores: float | None = None
 
     @property
     def end_s(self) -> float:
@@ -266,6 +277,7 @@ class LoadRunner:
         live: LiveLoad | None = None,
         num_warmups: int = 0,
         reset_prefix_cache: bool = True,
+        client_processes: int = 1,
     ):
         self.host = host
         self.workload = prompts
@@ -277,6 +289,26 @@ class LoadRunner:
         self.num_warmups = int(num_warmups or 0)
         self.reset_prefix_cache = reset_prefix_cache
         self.interrupted = False
+        self.client_processes = max(1, int(client_processes or 1))
+        self.pool = None  # engine.client_pool.ClientPool, with client_processes > 1
+
+    def start_clients(self) -> None:
+        """Start the client processes (client_processes > 1), once: each runs its own engine that sends
+        its share of every level (engine.client_pool). BadRequestError when the engine runs in this
+        process only (the in-process vLLM engine); EngineError when a process cannot start."""
+        if self.client_processes <= 1 or self.pool is not None:
+            return
+        from engine.client_pool import ClientPool
+
+        pool = ClientPool(self.host.engine, self.client_processes)
+        if pool.start(stop=self.stop_event):  # False: stopped while they started (and closed again)
+            self.pool = pool
+
+    def close(self) -> None:
+        """Stop the client processes, if any (idempotent): none is left behind."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()
 
     @property
     def prompts(self) -> Workload:
@@ -311,28 +343,23 @@ class LoadRunner:
             offsets = [max(0.0, float(p.at_s or 0.0)) for p in planned]
         else:
             offsets = arrival_offsets(len(planned), level.request_rate, level.burstiness, self.seed + level_index)
-        done_q: queue.Queue = queue.Queue()
+        # Finished records cross to this thread through a deque (appends are atomic), collected every
+        # DRAIN_S: the engine loop never wakes this thread per request (each wake-up takes the GIL
+        # from the loop that timestamps tokens).
+        done_q: collections.deque = collections.deque()
         cancel = threading.Event()
-        by_index: dict[int, RequestRecord] = {}
+        by_index: dict[int, tuple[RequestRecord, RequestMetrics]] = {}
 
-        def drain(block: float) -> None:
-            try:
-                item = done_q.get(timeout=block)
-            except queue.Empty:
-                return
-            while True:
-                index, record = item
+        def drain() -> None:
+            while done_q:
+                index, record = done_q.popleft()
                 tokens_before = record.output_tokens
                 self.host.engine.settle(record)  # a tokenizer's counts, here: never on the engine loop
                 if record.success:
                     self.live.output_tokens += record.output_tokens - tokens_before
                 m = request_metrics(record)
-                by_index[index] = record
+                by_index[index] = (record, m)
                 self.on_record(index, record, m)  # stored on this thread, not the engine loop
-                try:
-                    item = done_q.get_nowait()
-                except queue.Empty:
-                    return
 
         try:
             first = planned[0].request if planned else None
@@ -342,13 +369,21 @@ class LoadRunner:
                 raise _Stopped()
             if on_ready is not None:
                 on_ready()
-            future = self.host.call(self._drive(source, planned, offsets, level.max_concurrency, done_q, outcome,
-                                                cancel, on_begin))
+            if self.client_processes > 1:
+                self.start_clients()
+                if self.pool is None:
+                    raise _Stopped()
+                future = self.pool.start_level(level, source, planned, offsets, done_q, outcome, cancel, on_begin,
+                                               self.live)
+            else:
+                future = self.host.call(self._drive(source, planned, offsets, level.max_concurrency, done_q, outcome,
+                                                    cancel, on_begin))
             while not future.done():
                 if self.stop_event.is_set() and not cancel.is_set():
                     cancel.set()
                     outcome.status = "aborted"
-                drain(0.05)
+                drain()
+                concurrent.futures.wait([future], timeout=DRAIN_S)
             future.result()
         except _Stopped:
             outcome.status = "aborted"
@@ -363,12 +398,10 @@ class LoadRunner:
         except Exception as exc:
             outcome.status = "failed"
             outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-        drain(0)
-        while not done_q.empty():
-            drain(0)
+        drain()
         order = sorted(by_index)
-        outcome.records = [by_index[i] for i in order]
-        outcome.metrics = [request_metrics(r) for r in outcome.records]
+        outcome.records = [by_index[i][0] for i in order]
+        outcome.metrics = [by_index[i][1] for i in order]
         ok = sum(1 for m in outcome.metrics if m.success)
         if outcome.status == "completed" and ok == 0:
             outcome.status = "failed"
@@ -390,8 +423,14 @@ class LoadRunner:
             ended = int(result.get("completed") or 0) + failed
             result["failure_rate"] = failed / ended if ended else None
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
-        lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
-        outcome.client_health = assess(outcome.records, lags)
+        lags = outcome.loop_lags_s
+        if lags is None:
+            lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
+        outcome.client_health = assess(outcome.records, lags, outcome.client_cpu)
+        outcome.client_health["client_processes"] = outcome.client_processes
+        if outcome.parent_process_cores is not None:
+            outcome.client_health["parent_process_cores"] = outcome.parent_process_cores
+        outcome.client_health["warnings"][:0] = outcome.client_errors
         return outcome
 
     def _wait(self, future, cancel: threading.Event):
@@ -442,101 +481,8 @@ class LoadRunner:
 
     async def _drive(self, source: LevelSource, planned, offsets, max_concurrency, done_q, outcome: LevelOutcome,
                      cancel, on_begin) -> None:
-        engine = self.host.engine
-        live = self.live
-        sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        tasks: set[asyncio.Task] = set()
-        indexes = itertools.count(len(planned))  # follow-ups are numbered after the first wave, as sent
-
-        def spawn(coro) -> None:
-            task = asyncio.create_task(coro)
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-        async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
-            queue_wait_ns = None
-            try:
-                if sem is not None:
-                    ready_ns = time.perf_counter_ns()
-                    async with sem:
-                        queue_wait_ns = time.perf_counter_ns() - ready_ns
-                        record = await self._send(engine, request, live)
-                else:
-                    record = await self._send(engine, request, live)
-            except asyncio.CancelledError:
-                return  # stopped while waiting for a free slot: never sent, so neither counted nor stored
-            # The client's self-check: when the pattern meant it to go, and the wait on the limit.
-            record.scheduled_ns = scheduled_ns
-            record.queue_wait_ns = queue_wait_ns
-            if record.aborted and not record.success:
-                live.stopped += 1
-            elif record.success:
-                live.completed += 1
-                live.output_tokens += record.output_tokens
-                if record.chunk_ns:
-                    live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
-            else:
-                live.failed += 1
-            done_q.put((index, record))
-            if cancel.is_set():
-                return
-            try:
-                follow = source.follow_up(request, record)  # a conversation's next turn, with the reply
-            except Exception:  # a workload's bug ends that conversation, not the level
-                follow = None
-            if follow is not None:
-                spawn(later(follow.request, time.perf_counter_ns() + int(follow.delay_s * 1e9)))
-
-        async def later(request: GenerationRequest, due_ns: int) -> None:
-            """A follow-up after its think time; one stopped while it waits was never sent (no record)."""
-            try:
-                while (delay := (due_ns - time.perf_counter_ns()) / 1e9) > 0:
-                    if cancel.is_set():
-                        return
-                    await asyncio.sleep(min(delay, 0.05))
-            except asyncio.CancelledError:
-                return
-            if not cancel.is_set():
-                await one(next(indexes), request, due_ns)
-
-        start_ns = time.perf_counter_ns()
-        outcome.start_ns = start_ns
-        # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
-        # a random interval after the start, which vLLM's bench counts into its duration).
-        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
-        if on_begin is not None:
-            on_begin(start_ns)
-        start = start_ns / 1e9
-        try:
-            for index, (item, offset) in enumerate(zip(planned, offsets)):
-                if cancel.is_set():
-                    break
-                delay = start + offset - time.perf_counter()
-                while delay > 0 and not cancel.is_set():
-                    await asyncio.sleep(min(delay, 0.05))
-                    delay = start + offset - time.perf_counter()
-                if cancel.is_set():
-                    break
-                spawn(one(index, item.request, start_ns + int(offset * 1e9)))
-            while tasks:
-                if cancel.is_set():
-                    pending = list(tasks)
-                    for t in pending:
-                        t.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-                    break
-                await asyncio.wait(set(tasks), timeout=0.05)
-        finally:
-            outcome.duration_s = max(0, time.perf_counter_ns() - first_ns) / 1e9
-
-    @staticmethod
-    async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
-        live.sent += 1
-        live.in_flight += 1
-        try:
-            return await engine.generate(request)  # st taken inside, just before sending
-        finally:
-            live.in_flight -= 1
+        await drive(self.host.engine, self.live, source, planned, offsets, max_concurrency, done_q, outcome, cancel,
+                    on_begin)
 
     # -- several levels -------------------------------------------------------------
     def run_levels(
@@ -573,6 +519,132 @@ class LoadRunner:
                 reason = verdict
                 break
         return outcomes, reason
+
+
+async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, offsets: Sequence[float],
+                max_concurrency: int | None, done_q: collections.deque, outcome: LevelOutcome, cancel: threading.Event,
+                on_begin: Callable[[int], None] | None = None, *, indexes: Sequence[int] | None = None,
+                next_index: Callable[[], int] | None = None, start_ns: int | None = None) -> None:
+    """The one driver of a level (run on the engine loop): send `planned` (engine.workloads.base.Planned)
+    on `offsets` (s after the level's start, ascending) under `max_concurrency`, and every follow-up the
+    source hands back; each finished record goes to `done_q` as (index, record). Fills the outcome's
+    start_ns, first_send_ns, end_ns, duration_s (first scheduled send to the last request's end) and
+    client_cpu (this process: engine.measure.client_health.cpu_use).
+
+    A client process driving its share of a level (engine.client_pool) passes the level-wide `indexes`
+    of its requests, `next_index` (the level's shared numbering of follow-ups) and `start_ns`, the level's
+    common start on the perf_counter clock (CLOCK_MONOTONIC, one clock for every process): each send
+    waits for start_ns + its offset."""
+    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    tasks: set[asyncio.Task] = set()
+    all_done = asyncio.Event()
+    # follow-ups are numbered after the first wave, as sent
+    next_index = next_index or itertools.count(len(planned)).__next__
+
+    def finished(task: asyncio.Task) -> None:
+        tasks.discard(task)
+        if not tasks:
+            all_done.set()
+
+    def spawn(coro) -> None:
+        task = asyncio.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(finished)
+
+    async def one(index: int, request: GenerationRequest, scheduled_ns: int) -> None:
+        queue_wait_ns = None
+        try:
+            if sem is not None:
+                ready_ns = time.perf_counter_ns()
+                async with sem:
+                    queue_wait_ns = time.perf_counter_ns() - ready_ns
+                    record = await _send(engine, request, live)
+            else:
+                record = await _send(engine, request, live)
+        except asyncio.CancelledError:
+            return  # stopped while waiting for a free slot: never sent, so neither counted nor stored
+        # The client's self-check: when the pattern meant it to go, and the wait on the limit.
+        record.scheduled_ns = scheduled_ns
+        record.queue_wait_ns = queue_wait_ns
+        if record.aborted and not record.success:
+            live.stopped += 1  # cut short by the stop: not a failure of the server or the connection
+        elif record.success:
+            live.completed += 1
+            live.output_tokens += record.output_tokens
+            if record.chunk_ns:
+                live.recent_ttft_ms.append((record.chunk_ns[0] - record.st_ns) / 1e6)
+        else:
+            live.failed += 1
+        done_q.append((index, record))
+        if cancel.is_set():
+            return
+        try:
+            follow = source.follow_up(request, record)  # a conversation's next turn, with the reply
+        except Exception:  # a workload's bug ends that conversation, not the level
+            follow = None
+        if follow is not None:
+            spawn(later(follow.request, time.perf_counter_ns() + int(follow.delay_s * 1e9)))
+
+    async def later(request: GenerationRequest, due_ns: int) -> None:
+        """A follow-up after its think time; one stopped while it waits was never sent (no record)."""
+        try:
+            while (delay := (due_ns - time.perf_counter_ns()) / 1e9) > 0:
+                if cancel.is_set():
+                    return
+                await asyncio.sleep(min(delay, 0.05))
+        except asyncio.CancelledError:
+            return
+        if not cancel.is_set():
+            await one(next_index(), request, due_ns)
+
+    cpu_before = cpu_sample()  # this (the loop) thread's CPU clocks: the level's client CPU use
+    start_ns = start_ns or time.perf_counter_ns()
+    outcome.start_ns = start_ns
+    # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
+    # a random interval after the start, which vLLM's bench counts into its duration).
+    first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
+    if on_begin is not None:
+        on_begin(start_ns)
+    start = start_ns / 1e9
+    try:
+        for k, (item, offset) in enumerate(zip(planned, offsets)):
+            index = indexes[k] if indexes is not None else k
+            if cancel.is_set():
+                break
+            delay = start + offset - time.perf_counter()
+            while delay > 0 and not cancel.is_set():
+                await asyncio.sleep(min(delay, 0.05))
+                delay = start + offset - time.perf_counter()
+            if cancel.is_set():
+                break
+            spawn(one(index, item.request, start_ns + int(offset * 1e9)))
+        # Wait for the last one (woken the moment it ends, so the duration is exact), looking at
+        # `cancel` every DRAIN_S: O(1) per wake-up however many requests the level has.
+        while tasks:
+            if cancel.is_set():
+                pending = list(tasks)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+            all_done.clear()
+            try:
+                await asyncio.wait_for(all_done.wait(), DRAIN_S)
+            except TimeoutError:
+                pass
+    finally:
+        outcome.end_ns = time.perf_counter_ns()
+        outcome.duration_s = max(0, outcome.end_ns - first_ns) / 1e9
+        outcome.client_cpu = [cpu_use(cpu_before, cpu_sample())]
+
+
+async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
+    live.sent += 1
+    live.in_flight += 1
+    try:
+        return await engine.generate(request)  # st taken inside, just before sending
+    finally:
+        live.in_flight -= 1
 
 
 class _Stopped(Exception):

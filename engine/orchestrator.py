@@ -354,15 +354,19 @@ class Orchestrator:
         stop_event: threading.Event | None = None,
         live: LiveLoad | None = None,
         num_warmups: int = 0,
+        client_processes: int = 1,
     ) -> Job:
         """A load sweep: every level is its own stored run (kind "load"); `settings(i, level)` is
         the level's stored suite_json; `prompts` the workload its requests come from (prepared here,
-        with the engine's tokenizer, before the first level)."""
+        with the engine's tokenizer, before the first level). `client_processes` > 1 shares every level's
+        requests among that many client processes (engine.client_pool; the openai engine only), started
+        before the first level and stopped when the job ends."""
         job = self._new_job("load", stop_event)
         if live is not None:
             job.live = live
         return self._launch(job, lambda: self._run_load(job, list(levels), prompts, settings, dict(slo_ms or {}),
-                                                       auto_stop, seed, server_sampler, num_warmups))
+                                                       auto_stop, seed, server_sampler, num_warmups,
+                                                       client_processes))
 
     def _new_job(self, kind: str, stop_event: threading.Event | None = None) -> Job:
         with self._lock:
@@ -547,13 +551,16 @@ class Orchestrator:
 
     def _run_load(self, job: Job, levels: list[LoadLevel], prompts: Workload,
                   settings: Callable[[int, LoadLevel], dict[str, Any]], slo_ms: dict[str, float],
-                  auto_stop: bool, seed: int, server_sampler: Any, num_warmups: int = 0) -> JobFinished:
+                  auto_stop: bool, seed: int, server_sampler: Any, num_warmups: int = 0,
+                  client_processes: int = 1) -> JobFinished:
         runner = LoadRunner(self.host, prompts, slo_ms=slo_ms, seed=seed, stop=job.stop_event, live=job.live,
-                            num_warmups=num_warmups)
+                            num_warmups=num_warmups, client_processes=client_processes)
         try:
             runner.prepare(max((lv.num_prompts for lv in levels), default=None))
-        except BadRequestError as exc:  # a dataset that cannot run with this engine: one line, no level
-            return JobFinished(job.job_id, job.kind, "failed", (), error=str(exc))
+            runner.start_clients()  # before the first level: a process's start-up is in no level
+        except (BadRequestError, EngineError) as exc:  # cannot run with this engine: one line, no level
+            runner.close()
+            return JobFinished(job.job_id, job.kind, "failed", (), error=str(exc), stopped=job.interrupted)
         identity = prompts.to_json()
         gpu = self.gpu
         own_server = server_sampler is None
@@ -630,6 +637,7 @@ class Orchestrator:
         except BaseException as exc:
             status, error = "failed", _one_line(exc)
         finally:
+            runner.close()  # the client processes, if any: none outlives the job
             if server is not None and own_server:
                 server.stop()
         if job.stop_event.is_set():

@@ -107,3 +107,81 @@ def test_lag_threshold_is_five_percent_of_ttft_with_a_floor():
     assert lag_threshold_ms(400.0) == 20.0
     assert lag_threshold_ms(10.0) == 2.0
     assert lag_threshold_ms(None) == 2.0
+
+
+class Burner(Starver):
+    """Keeps the engine loop's thread on a CPU (a busy loop, not a sleep): the client itself is the limit."""
+
+    def _tick(self) -> None:
+        if self.running:
+            end = time.perf_counter() + self.block_s
+            while time.perf_counter() < end:  # on purpose: CPU work on the loop thread
+                pass
+            self.loop.call_later(self.every_s, self._tick)
+
+
+def _level_with(server, db, loop_hog=None, **spec_kw):
+    store = Store(db)
+    session = Session(store, dict(engine="openai", endpoint=server.url))
+    session.start_engine()
+    hog = loop_hog(session.host.loop) if loop_hog else None
+    try:
+        if hog:
+            hog.start()
+        spec = LoadSpec(levels=[LoadLevel(max_concurrency=2, num_prompts=6)],
+                        prompts=PromptSource(input_len=8, output_len=20), **spec_kw)
+        outcome = run_load(session, spec)
+    finally:
+        if hog:
+            hog.stop()
+        session.shutdown()
+    return store, outcome.levels[0]
+
+
+def test_a_level_the_client_itself_limited_is_flagged_with_its_cpu(tmp_path, capsys):
+    """The engine loop kept busy on a CPU for the whole level: its CPU figures say so, the level is marked
+    client-bound with one warning (stored, shown); the same level without the hog is not."""
+    hog = lambda loop: Burner(loop, block_s=0.05, every_s=0.0005)  # noqa: E731
+    with ReplayServer(plain_stream(20), delay_s=0.003) as server:
+        store, level = _level_with(server, tmp_path / "bound.duckdb", hog)
+        _, calm = _level_with(server, tmp_path / "calm.duckdb")
+    health = level.summary["client_health"]
+    (cpu,) = health["client_cpu"]
+    # running or waiting for a CPU nearly all the level (this busy box lends it a core only part of the time)
+    assert cpu["loop_runnable"] >= 0.9 and cpu["loop_busy"] > 0.2 and cpu["process_cores"] > 0.2
+    assert health["client_bound"] is True
+    bound = [w for w in health["warnings"] if "the client was the bottleneck" in w]
+    assert len(bound) == 1 and "--client-processes" in bound[0]
+    calm_health = calm.summary["client_health"]
+    assert calm_health["client_bound"] is False
+    assert not any("the client was the bottleneck" in w for w in calm_health["warnings"])
+    assert calm_health["client_cpu"][0]["loop_runnable"] < 0.9
+    store.close()
+    db = str(tmp_path / "bound.duckdb")
+    assert main(["--db", db, "show", level.run_id]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the client was the bottleneck" in out and "loop busy" in out
+
+
+def test_each_client_process_joins_the_self_check(tmp_path):
+    """With 2 client processes the level's self-check holds each worker's CPU use (its own pid) and the
+    parent's, and the worker loops' lags."""
+    with ReplayServer(plain_stream(20), delay_s=0.003) as server:
+        store, level = _level_with(server, tmp_path / "two.duckdb", client_processes=2)
+    health = level.summary["client_health"]
+    cpu = health["client_cpu"]
+    assert [c["worker"] for c in cpu] == [1, 2] and len({c["pid"] for c in cpu}) == 2
+    assert all(c["process_cores"] > 0 and 0 < c["loop_runnable"] <= 1 for c in cpu)
+    assert health["client_processes"] == 2 and health["parent_process_cores"] is not None
+    assert health["loop_lag_ms"]["n"] > 0
+    store.close()
+
+
+def test_the_busiest_worker_is_named_in_the_warning():
+    cpu = [{"worker": 1, "loop_runnable": 0.4, "loop_busy": 0.4, "loop_waiting": 0.0, "process_cores": 0.4},
+           {"worker": 2, "loop_runnable": 0.97, "loop_busy": 0.9, "loop_waiting": 0.07, "process_cores": 1.0}]
+    health = assess([_record(0, [1, 1])], loop_lags_s=[], cpu=cpu)
+    (warning,) = [w for w in health["warnings"] if "bottleneck" in w]
+    assert "worker 2's event loop (1 of 2 workers)" in warning and "97%" in warning
+    assert health["client_bound"] is True
+    assert assess([_record(0, [1, 1])], loop_lags_s=[])["client_bound"] is None

@@ -47,3 +47,20 @@ def test_load_cli_json_against_server(vllm_server, tokentop_cmd, cli_env, db_pat
     with Store(db_path) as store:
         runs = [r for r in store.list_runs() if r["kind"] == "load"]
         assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
+
+
+def test_load_cli_with_two_client_processes_against_server(vllm_server, tokentop_cmd, cli_env, db_path):
+    """--client-processes 2 against a real vLLM server: every request of every level completes, the
+    server counts them all, and each level's self-check holds both processes' CPU use."""
+    cmd = [*tokentop_cmd, "load", "--engine", "openai", "--endpoint", vllm_server.base_url, "--model", "smollm2",
+           "--client-processes", "2", "--concurrency", "1,3", "--input-len", "16", "--output-len", "8",
+           "--num-prompts", "4", "--db", str(db_path), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 client processes share every level's requests" in proc.stderr
+    obj = json.loads(proc.stdout)
+    assert [lv["completed"] for lv in obj["levels"]] == [4, 4]
+    assert all(lv["total_output_tokens"] == 32 for lv in obj["levels"])
+    # concurrency 1: one user, so one process sat it out; concurrency 3: users 2 + 1
+    assert [len(h["client_cpu"]) for h in obj["client_health"]] == [1, 2]
+    assert [h["client_processes"] for h in obj["client_health"]] == [1, 2]

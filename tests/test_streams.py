@@ -147,6 +147,35 @@ def test_parser_gives_the_same_events_however_the_bytes_are_cut():
         assert got == want
 
 
+def test_parser_reads_whole_lf_events_and_any_other_line_alike_however_cut():
+    """The common bytes (one-line `data: X` events ending in LF LF, several per read) and every other
+    shape around them (several data lines, comments, other fields, `data:` without a space, an empty
+    value) give the events the standard defines, wherever the reads cut the stream."""
+    rng = random.Random(11)
+    shapes = [
+        (lambda p: b"data: " + p + b"\n\n", lambda p: p),
+        (lambda p: b"data:" + p + b"\n\n", lambda p: p),
+        (lambda p: b"data: " + p + b"\ndata: two\n\n", lambda p: p + b"\ntwo"),
+        (lambda p: b": ping\ndata: " + p + b"\n\n", lambda p: p),
+        (lambda p: b"event: x\nid: 3\ndata: " + p + b"\n\n", lambda p: p),
+        (lambda p: b"data: \n\n", lambda p: b""),
+    ]
+    stream, want = b"", []
+    for i in range(300):
+        payload = json.dumps({"i": i}).encode()
+        make, expect = shapes[0] if rng.random() < 0.7 else rng.choice(shapes[1:])
+        stream += make(payload)
+        want.append(expect(payload))
+    for _ in range(30):
+        p, got, pos = SSEParser(), [], 0
+        while pos < len(stream):
+            n = rng.choice([1, 3, 17, 60, 200, 1000])
+            got += p.feed(stream[pos:pos + n])
+            pos += n
+        got += p.close()
+        assert got == want
+
+
 # -- cases 5 and 6: tokens counted per event, and how -------------------------------------------------
 def _four_per_event() -> Reply:
     """Case 5: completions events at 120/140/160 ms carrying 4 tokens each; usage only at the end."""

@@ -253,6 +253,12 @@ def client_health_lines(health: dict[str, Any]) -> list[tuple[str, str]]:
         parts.append(f"queue wait mean {queue.get('mean', 0):.0f} ms")
     if health.get("tokens_per_chunk") is not None:
         parts.append(f"{health['tokens_per_chunk']:.2f} tokens/chunk")
+    cpu = [c for c in health.get("client_cpu") or [] if isinstance(c, dict)]
+    if cpu:
+        busiest = max(float(c.get("loop_runnable") or 0.0) for c in cpu)
+        cores = sum(float(c.get("process_cores") or 0.0) for c in cpu)
+        who = "loop" if len(cpu) == 1 else f"{len(cpu)} processes, busiest loop"
+        parts.append(f"{who} busy {busiest:.0%}, {cores:.2f} cores")
     lines = [(f"client self-check: {', '.join(parts)}", "dim")] if parts else []
     lines += [(f"warning: {w}", "yellow") for w in health.get("warnings") or []]
     lines += [(f"note: {n}", "dim") for n in health.get("notes") or []]

@@ -35,6 +35,21 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Model, dtype, engine arguments: what a stored run needs to be reproducible."""
 
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the EngineHost runs this engine on (asyncio's own unless an engine knows better)."""
+        return asyncio.new_event_loop()
+
+    def worker_spec(self) -> dict[str, Any] | None:
+        """What a client process needs to build its own copy of this started engine
+        (`type(self).from_worker_spec(spec)`, engine.client_pool), picklable; None when the engine can
+        only run in this process (the in-process vLLM engine)."""
+        return None
+
+    @classmethod
+    def from_worker_spec(cls, spec: dict[str, Any]) -> "Engine":
+        """An unstarted engine from worker_spec() (in a client process)."""
+        raise NotImplementedError(f"the {cls.name} engine runs in one process only")
+
     def healthy(self) -> bool:
         """False once the engine cannot serve any more (its process died)."""
         return True
@@ -62,7 +77,7 @@ class Engine(ABC):
     async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestRecord:
         """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending."""
         record = RequestRecord(request=request)
-        sink = on_chunk or _ignore
+        sink = on_chunk or NO_SINK
         record.sent_wall = time.time()
         record.st_ns = time.perf_counter_ns()
         try:
@@ -90,6 +105,10 @@ class Engine(ABC):
 
 def _ignore(_: Chunk) -> None:
     return None
+
+
+# The sink `generate` passes when the caller gave none: an engine may skip building Chunk objects then.
+NO_SINK: ChunkSink = _ignore
 
 
 def error_kind_of(exc: BaseException) -> str:

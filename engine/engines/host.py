@@ -64,7 +64,7 @@ class EngineHost:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.engine = engine
-        self.loop = asyncio.new_event_loop()
+        self.loop = engine.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name=f"tokentop-{engine.name}", daemon=True)
         self._thread.start()
         self._handles: set[RequestHandle] = set()

@@ -1,32 +1,45 @@
-"""Any OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp server, Ollama) over httpx
-streaming. The response's bytes are split into SSE events by engine/engines/sse.py (lines end only
-at CR, LF, CRLF) and every event a read completed is timestamped with that read's arrival, where
-`vllm bench serve` takes its timestamps. Token counts per event come from the server's `usage` when
-it sends one on every event; otherwise see engine/measure/tokens.py (the tokenizer, the final usage
-spread over the events, or the number of events — and the record says which)."""
+"""Any OpenAI-compatible server (vllm serve, SGLang, TGI, llama.cpp server, Ollama).
+
+The streaming POST goes through engine/engines/http1.py, a lean HTTP/1.1 client whose protocol hands
+every read's body bytes, with the read's arrival time taken first, straight to this module's parser (the
+control calls, /models and /reset_prefix_cache, use httpx). The bytes are split into SSE events by
+engine/engines/sse.py (lines end only at CR, LF, CRLF) and every event a read completed is timestamped
+with that read's arrival — where `vllm bench serve` (aiohttp, one coroutine wake-up per read) takes its
+timestamps too, a wake-up later. Token counts per event come from the server's
+`usage` when it sends one on every event; otherwise see engine/measure/tokens.py (the tokenizer, the
+final usage spread over the events, or the number of events — and the record says which).
+
+The token path is kept lean (benchmarks/RESULTS.md, "client ceiling"): one request body encoded by
+msgspec, no coroutine per read, an event decoded by msgspec into a typed struct holding only the fields
+read here (an event of any other shape goes through the general dict reader, with the same result),
+no Chunk object unless a live sink asked for chunks, and the per-event bookkeeping a reasoning model
+needs only once one shows up."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import msgspec
 
-from engine.engines.base import ChunkSink, Engine, ProgressSink
+from engine.engines import http1
+from engine.engines.base import NO_SINK, ChunkSink, Engine, ProgressSink
 from engine.engines.sse import SSEParser
 from engine.measure.tokens import LazyCounter, find_tokenizer, settle_counts
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
-try:  # msgspec (a vLLM dependency) decodes an event ~3x faster than json; same result
-    import msgspec
-
-    _decode = msgspec.json.Decoder().decode
-except ImportError:  # pragma: no cover
-    _decode = json.loads
+_decode = msgspec.json.Decoder().decode  # ~3x faster than json.loads; the same result
+_encode = msgspec.json.encode
 _LENIENT = json.JSONDecoder(strict=False)
+_JSON = {"Content-Type": "application/json"}
+# After [DONE] the rest of the response (the chunked body's terminator) is read so the connection is
+# kept for the next request; a server that keeps the stream open longer than this loses it instead.
+DRAIN_AFTER_END_S = 1.0
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 300.0
@@ -66,7 +79,9 @@ class OpenAIEngine(Engine):
         # The key comes from the environment only, and is never stored or shown.
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self.max_connections = max_connections
-        self.client: httpx.AsyncClient | None = None
+        self.client: httpx.AsyncClient | None = None  # control calls (/models)
+        self._stream_client: http1.Client | None = None  # the streaming POSTs (engine/engines/http1.py)
+        self._stream_path = urlsplit(self.base_url).path + ("/chat/completions" if api == "chat" else "/completions")
         self.served_models: list[str] = []
         self.continuous_usage = True
         # --tokenizer (vLLM's and AIPerf's name): counts tokens when the server sends no per-event
@@ -79,6 +94,15 @@ class OpenAIEngine(Engine):
         self._tokens: Any = None
         self._tokens_tried = False
 
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """uvloop where it is installed (libuv's loop: less Python per read and per timer than asyncio's
+        own, measured in benchmarks/RESULTS.md), else asyncio's."""
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - Windows, or a build without it
+            return asyncio.new_event_loop()
+        return uvloop.new_event_loop()
+
     async def start(self, progress: ProgressSink) -> None:
         if self.tokenizer:
             folder, why = find_tokenizer(self.tokenizer)  # a path check: loading waits for first use
@@ -86,15 +110,13 @@ class OpenAIEngine(Engine):
                 raise BadRequestError(f"--tokenizer {self.tokenizer}: {why}: pass a local tokenizer folder "
                                       "or a model id in the local Hugging Face cache")
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-            # httpx's API over aiohttp's transport: measured 2.3-2.7x the streamed chunks/s of the
-            # default httpcore transport (benchmarks/harness_ceiling.py), as fast as vLLM's own client.
-            transport=AiohttpTransport(limits=limits),
-        )
+        # Neither client reads proxy settings from the environment: a measurement goes straight to the server.
+        self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False,
+                                        timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+        # The streaming POSTs: engine/engines/http1.py (no limit on a whole response; READ_TIMEOUT_S without
+        # a byte, CONNECT_TIMEOUT_S to connect).
+        self._stream_client = http1.Client(self.base_url, headers=headers, limit=self.max_connections,
+                                           connect_timeout_s=CONNECT_TIMEOUT_S)
         progress(f"connecting to {self.base_url}")
         try:
             resp = await self.client.get("/models", timeout=CONNECT_TIMEOUT_S * 2)
@@ -137,6 +159,22 @@ class OpenAIEngine(Engine):
         self.model_root = str(root) if isinstance(root, str) and root and os.path.isdir(root) else None
         progress(f"connected: {self.model}")
         self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model_root, self.model])
+
+    def worker_spec(self) -> dict[str, Any] | None:
+        """This engine's settings for a client process (engine.client_pool): the endpoint, the model the
+        server named, the API, what the server accepted (continuous usage stats) and whether the tokenizer
+        was loaded. The API key travels only to this machine's own child process, through its pipe."""
+        return {"endpoint": self.base_url, "model": self.model, "api": self.api, "api_key": self._api_key,
+                "max_connections": self.max_connections, "tokenizer": self.tokenizer,
+                "continuous_usage": self.continuous_usage,
+                "load_tokens": self._tokens is not None and self.api == "completions"}
+
+    @classmethod
+    def from_worker_spec(cls, spec: dict[str, Any]) -> "OpenAIEngine":
+        engine = cls(spec["endpoint"], spec.get("model"), api=spec.get("api", "chat"), api_key=spec.get("api_key"),
+                     max_connections=int(spec.get("max_connections") or 256), tokenizer=spec.get("tokenizer"))
+        engine.continuous_usage = bool(spec.get("continuous_usage", True))
+        return engine
 
     def workload_tokens(self):
         """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
@@ -182,8 +220,11 @@ class OpenAIEngine(Engine):
 
     async def close(self) -> None:
         client, self.client = self.client, None
+        stream_client, self._stream_client = self._stream_client, None
         if client is not None:
             await client.aclose()
+        if stream_client is not None:
+            await stream_client.close()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -234,50 +275,50 @@ class OpenAIEngine(Engine):
         return {"prompt": request.prompt}, "text"
 
     async def _generate(self, request: GenerationRequest, record: RequestRecord, on_chunk: ChunkSink) -> None:
-        if self.client is None:
+        client = self._stream_client
+        if client is None:
             raise EngineError("the engine is not running")
-        path = "/chat/completions" if self.api == "chat" else "/completions"
         prompt, record.prompt_form = self.prompt_fields(request)
-        payload = self._payload(request, prompt)
+        body = _encode(self._payload(request, prompt))
+        stream = _Stream(self.api, record, None if on_chunk is NO_SINK else on_chunk)
+        parser = SSEParser()
+        feed, handle = parser.feed, stream.event
+
+        def on_body(raw: bytes, now: int) -> bool:
+            """One read's body bytes, inside the protocol's data_received: `now` is the read's arrival,
+            and every event it completed arrived then. True once the stream has ended ([DONE], an error)."""
+            for data in feed(raw):
+                if handle(data, now):
+                    return True
+            return False
+
+        def resent() -> None:  # a stale keep-alive connection: sent again on a fresh one, st with it
+            record.st_ns = time.perf_counter_ns()
+
         try:
-            async with self.client.stream("POST", path, json=payload) as resp:
-                if resp.status_code != 200:
-                    body = (await resp.aread())[:4000]
-                    text = body.decode("utf-8", "replace")
-                    if resp.status_code in (400, 422) and self.continuous_usage and "usage" in text.lower():
-                        # A server that rejects continuous usage stats: retry once without them.
-                        self.continuous_usage = False
-                        record.st_ns = time.perf_counter_ns()
-                        return await self._generate(request, record, on_chunk)
-                    record.error = f"HTTP {resp.status_code}: {error_message(body) or resp.reason_phrase or 'no body'}"
-                    record.error_kind, record.http_status = "http", resp.status_code
-                    return
-                stream = _Stream(self.api, record, on_chunk)
-                parser = SSEParser()
-                # No content-encoding: the raw bytes as they arrived (the transport does not decompress).
-                chunks = resp.aiter_bytes() if resp.headers.get("content-encoding") else resp.aiter_raw()
-                try:
-                    async for raw in chunks:
-                        now = time.perf_counter_ns()  # every event this read completed arrived now
-                        for data in parser.feed(raw):
-                            if stream.event(data, now):
-                                break
-                        else:
-                            continue
-                        break
-                    else:
-                        now = time.perf_counter_ns()
-                        for data in parser.close():
-                            if stream.event(data, now):
-                                break
-                finally:
-                    await chunks.aclose()  # left early ([DONE], an error): closed here, not by the GC
-        except httpx.TimeoutException as exc:
-            record.error, record.error_kind = f"timeout: {_reason(exc)}", "timeout"
+            resp = await client.post(self._stream_path, body, on_body, read_timeout_s=READ_TIMEOUT_S,
+                                     end_grace_s=DRAIN_AFTER_END_S, on_retry=resent)
+        except TimeoutError as exc:  # connecting, or no byte for READ_TIMEOUT_S
+            record.error, record.error_kind = f"timeout: {_timeout_reason(exc)}", "timeout"
             return
-        except httpx.TransportError as exc:
+        except OSError as exc:  # refused, reset, closed mid-stream (http1.ProtocolError is a ConnectionError)
             record.error, record.error_kind = f"connection: {_reason(exc)}", "connection"
             return
+        if resp.status != 200:
+            text = resp.body.decode("utf-8", "replace")
+            if resp.status in (400, 422) and self.continuous_usage and "usage" in text.lower():
+                # A server that rejects continuous usage stats: retry once without them.
+                self.continuous_usage = False
+                record.st_ns = time.perf_counter_ns()
+                return await self._generate(request, record, on_chunk)
+            record.error = f"HTTP {resp.status}: {error_message(resp.body) or resp.reason or 'no body'}"
+            record.error_kind, record.http_status = "http", resp.status
+            return
+        if record.error is None and not stream.ended:
+            now = time.perf_counter_ns()  # the response ended without [DONE]: an event left unterminated
+            for data in parser.close():
+                if handle(data, now):
+                    break
         if record.error is not None:
             return
         # After the last event (nothing here delays a timestamp): counts, the reasoning split, text.
@@ -311,30 +352,121 @@ class OpenAIEngine(Engine):
         return counter.count if counter is not None else None
 
 
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning: str | None = None  # vLLM's reasoning parsers (new name)
+    reasoning_content: str | None = None  # older vLLM, DeepSeek's API
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None  # chat
+    text: str | None = None  # completions
+    finish_reason: str | None = None
+
+
+class _Details(msgspec.Struct):
+    reasoning_tokens: int | None = None
+
+
+class _PromptDetails(msgspec.Struct):
+    cached_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    completion_tokens_details: _Details | None = None
+    prompt_tokens_details: _PromptDetails | None = None
+
+
+class _Event(msgspec.Struct):
+    """The fields of a streamed event this module reads; msgspec skips the rest without building them."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    object: str | None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+_UNUSUAL = (msgspec.ValidationError, msgspec.DecodeError)
+
+
 class _Stream:
     """One response's events, decoded as they arrive (engine/engines/sse.py splits the bytes)."""
 
-    __slots__ = ("api", "record", "on_chunk", "parts", "reasoning_parts", "texts", "last_completion",
-                 "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage", "saw_usage")
+    __slots__ = ("chat", "record", "on_chunk", "parts", "reasoning_parts", "texts", "last_completion",
+                 "last_reasoning", "chunk_reasoning", "chunk_kinds", "all_usage", "saw_usage", "chunk_ns",
+                 "chunk_tokens", "ended")
 
-    def __init__(self, api: str, record: RequestRecord, on_chunk: ChunkSink):
-        self.api, self.record, self.on_chunk = api, record, on_chunk
-        self.parts: list[str] = []
+    def __init__(self, api: str, record: RequestRecord, on_chunk: ChunkSink | None):
+        self.chat = api == "chat"
+        self.ended = False  # [DONE] or an error event came
+        self.record, self.on_chunk = record, on_chunk  # on_chunk None: nobody asked for Chunk objects
+        self.chunk_ns, self.chunk_tokens = record.chunk_ns, record.chunk_tokens
+        # Each event's reasoning + answer text (to count tokens by, and the answer while there is no
+        # reasoning); the answer's parts are kept apart only once reasoning shows up.
+        self.texts: list[str] = []
+        self.parts: list[str] | None = None
         self.reasoning_parts: list[str] = []
-        self.texts: list[str] = []  # each event's reasoning + answer text, to count tokens by
         self.last_completion = 0
         self.last_reasoning = 0
         # Per chunk: reasoning tokens from the server's cumulative usage details (exact), or None
-        # where it gave none; and which text fields the chunk carried (for the fallback split).
-        self.chunk_reasoning: list[int | None] = []
-        self.chunk_kinds: list[int] = []  # bit 1: reasoning text, bit 2: answer text
+        # where it gave none; and which text fields the chunk carried (for the fallback split). Both
+        # stay None (nothing to keep per event) until an event carries a reasoning count or text.
+        self.chunk_reasoning: list[int | None] | None = None
+        self.chunk_kinds: list[int] | None = None  # bit 1: reasoning text, bit 2: answer text
         self.all_usage = True  # every event that carried text carried the server's cumulative usage
         self.saw_usage = False
 
     def event(self, data: bytes, now: int) -> bool:
         """Handle one event's data; True at the end of the stream ([DONE] or an error)."""
         if data == b"[DONE]":
+            self.ended = True
             return True
+        try:
+            event = _decode_event(data)
+        except _UNUSUAL:  # not JSON, or a field of another type: the general reader decides
+            return self._general(data, now)
+        if event.error is not msgspec.UNSET or event.object == "error":
+            return self._general(data, now)
+        usage = event.usage
+        if usage is not None:
+            completion = usage.completion_tokens
+            details = usage.completion_tokens_details
+            reasoning_total = details.reasoning_tokens if details is not None else None
+        else:
+            completion = reasoning_total = None
+        choices = event.choices
+        if choices:
+            choice = choices[0]
+            if self.chat:
+                delta = choice.delta
+                if delta is None:
+                    text = reasoning = ""
+                else:
+                    text = delta.content or ""
+                    reasoning = delta.reasoning or delta.reasoning_content or ""
+            else:
+                text, reasoning = choice.text or "", ""
+            self._chunk(now, text, reasoning, completion, reasoning_total)
+            if choice.finish_reason:
+                self.record.finish_reason = choice.finish_reason
+        if usage is not None:
+            record = self.record
+            if completion is not None:
+                record.reported_output_tokens = completion
+            if usage.prompt_tokens is not None:
+                record.input_tokens = usage.prompt_tokens
+            prompt_details = usage.prompt_tokens_details
+            if prompt_details is not None and prompt_details.cached_tokens is not None:
+                record.cached_tokens = prompt_details.cached_tokens
+            if not choices and reasoning_total is not None:
+                record.reported_reasoning_tokens = reasoning_total
+        return False
+
+    def _general(self, data: bytes, now: int) -> bool:
+        """An event of any shape, read as plain JSON (lenient about raw control characters)."""
         try:
             event = _decode(data)
         except ValueError:
@@ -349,49 +481,23 @@ class _Stream:
         if not choices and ("error" in event or event.get("object") == "error"):
             record.error = error_message(event) or "the server reported an error without a message"
             record.error_kind = "stream"
+            self.ended = True
             return True
         usage = event.get("usage") or None
         if choices:
             choice = choices[0]
             reasoning = ""
-            if self.api == "chat":
+            if self.chat:
                 delta = choice.get("delta") or {}
                 text = delta.get("content") or ""
-                # vLLM's reasoning parsers: `reasoning` (new) or `reasoning_content` (older, DeepSeek's API).
                 reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
             else:
                 text = choice.get("text") or ""
+            completion = reasoning_total = None
             if usage and usage.get("completion_tokens") is not None:
-                cumulative = int(usage["completion_tokens"])
-                tokens = cumulative - self.last_completion
-                self.last_completion = cumulative
-                exact = self.saw_usage = True
-                cumulative_reasoning = _reasoning_tokens(usage)
-                if cumulative_reasoning is not None:
-                    self.chunk_reasoning.append(cumulative_reasoning - self.last_reasoning)
-                    self.last_reasoning = cumulative_reasoning
-                else:
-                    self.chunk_reasoning.append(None)
-            elif text or reasoning:
-                tokens = 1  # provisional: settled after the stream
-                exact = self.all_usage = False
-                self.chunk_reasoning.append(None)
-            else:  # an event with nothing in it (a role-only first event) carries no token
-                tokens, exact = 0, True
-                self.chunk_reasoning.append(None)
-            record.chunk_ns.append(now)
-            record.chunk_tokens.append(tokens)
-            self.chunk_kinds.append((1 if reasoning else 0) | (2 if text else 0))
-            self.texts.append(reasoning + text if reasoning else text)
-            if text:
-                self.parts.append(text)
-                if record.first_answer_ns is None:
-                    record.first_answer_ns = now
-            if reasoning:
-                self.reasoning_parts.append(reasoning)
-            if record.first_content_ns is None and (text or reasoning):
-                record.first_content_ns = now
-            self.on_chunk(Chunk(now, text, tokens, reasoning, exact))
+                completion = int(usage["completion_tokens"])
+                reasoning_total = _reasoning_tokens(usage)
+            self._chunk(now, text, reasoning, completion, reasoning_total)
             if choice.get("finish_reason"):
                 record.finish_reason = choice["finish_reason"]
         if usage:
@@ -406,20 +512,79 @@ class _Stream:
                 record.reported_reasoning_tokens = _reasoning_tokens(usage)
         return False
 
+    def _chunk(self, now: int, text: str, reasoning: str, completion: int | None, reasoning_total: int | None) -> None:
+        """One event that carried a choice: its timestamp, tokens and texts."""
+        per_reasoning = self.chunk_reasoning
+        if completion is not None:
+            tokens = completion - self.last_completion
+            self.last_completion = completion
+            exact = self.saw_usage = True
+            if reasoning_total is not None:
+                if per_reasoning is None:
+                    per_reasoning = self.chunk_reasoning = [None] * len(self.chunk_ns)
+                per_reasoning.append(reasoning_total - self.last_reasoning)
+                self.last_reasoning = reasoning_total
+            elif per_reasoning is not None:
+                per_reasoning.append(None)
+        else:
+            if text or reasoning:
+                tokens = 1  # provisional: settled after the stream
+                exact = self.all_usage = False
+            else:  # an event with nothing in it (a role-only first event) carries no token
+                tokens, exact = 0, True
+            if per_reasoning is not None:
+                per_reasoning.append(None)
+        self.chunk_ns.append(now)
+        self.chunk_tokens.append(tokens)
+        record = self.record
+        if reasoning:
+            kinds = self.chunk_kinds
+            if kinds is None:  # the first reasoning text: the events before it carried answer text or nothing
+                kinds = self.chunk_kinds = [2 if t else 0 for t in self.texts]
+                self.parts = [t for t in self.texts if t]
+            kinds.append(3 if text else 1)
+            self.texts.append(reasoning + text)
+            self.reasoning_parts.append(reasoning)
+            if record.first_content_ns is None:
+                record.first_content_ns = now
+        else:
+            if self.chunk_kinds is not None:
+                self.chunk_kinds.append(2 if text else 0)
+            self.texts.append(text)
+        if text:
+            if self.parts is not None:
+                self.parts.append(text)
+            if record.first_answer_ns is None:
+                record.first_answer_ns = now
+                if record.first_content_ns is None:
+                    record.first_content_ns = now
+        if self.on_chunk is not None:
+            self.on_chunk(Chunk(now, text, tokens, reasoning, exact))
+
     def finish(self, *, continuous: bool) -> None:
         record = self.record
-        if self.all_usage and self.saw_usage and record.chunk_ns:
+        n = len(record.chunk_ns)
+        # No reasoning text, count or total: nothing to split (split_reasoning would say so after a
+        # walk over every chunk).
+        reasoning = (self.chunk_kinds is not None or self.chunk_reasoning is not None
+                     or record.reported_reasoning_tokens is not None)
+        usage_counts = bool(self.all_usage and self.saw_usage and n)
+        if usage_counts:
             record.token_count_source = "usage"
-        elif record.chunk_ns:
-            # No per-event usage: the final usage spread over the events, or one per event, for now;
-            # Engine.settle refines it with the tokenizer off the token path.
-            record.chunk_texts = self.texts
-            settle_counts(record, None)
-            record.extra["chunk_kinds"] = self.chunk_kinds
-            record.extra["chunk_reasoning"] = list(self.chunk_reasoning)
-        split_reasoning(record, self.chunk_reasoning, self.chunk_kinds, continuous=continuous)
+        if reasoning or (n and not usage_counts):
+            chunk_reasoning = self.chunk_reasoning if self.chunk_reasoning is not None else [None] * n
+            chunk_kinds = self.chunk_kinds if self.chunk_kinds is not None else [2 if t else 0 for t in self.texts]
+            if n and not usage_counts:
+                # No per-event usage: the final usage spread over the events, or one per event, for now;
+                # Engine.settle refines it with the tokenizer off the token path.
+                record.chunk_texts = self.texts
+                settle_counts(record, None)
+                record.extra["chunk_kinds"] = chunk_kinds
+                record.extra["chunk_reasoning"] = list(chunk_reasoning)
+            if reasoning:
+                split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=continuous)
         record.reasoning_text = "".join(self.reasoning_parts)
-        record.text = "".join(self.parts)
+        record.text = "".join(self.parts if self.parts is not None else self.texts)
 
 
 def error_message(body: bytes | str | dict) -> str:
@@ -528,6 +693,11 @@ def _reason(exc: BaseException) -> str:
     if "refused" in text.lower() or "errno 111" in text.lower():
         return "connection refused"
     return _one_line(text) or type(exc).__name__
+
+
+def _timeout_reason(exc: BaseException) -> str:
+    """What a timeout was: http1's read timeout says it; a connect timeout (asyncio.timeout) carries no text."""
+    return _one_line(str(exc)) or f"no connection within {CONNECT_TIMEOUT_S:g} s"
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -34,9 +34,6 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The data of every event this chunk completed, in order (often one, sometimes none)."""
-        if (chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and chunk.count(b"\n") == 2
-                and self._started and not (self._rest or self._data or self._after_cr) and b"\r" not in chunk):
-            return [chunk[6:-2]]  # the usual chunk: exactly one whole one-line event
         if self._after_cr:
             self._after_cr = False
             if chunk[:1] == b"\n":
@@ -49,6 +46,17 @@ class SSEParser:
             self._started = True
             if buf.startswith(_BOM):
                 buf = buf[3:]
+        if buf[:6] == b"data: " and not self._data and b"\r" not in buf:
+            # The usual bytes: whole one-line events ("data: X" and a blank line each), then at most the
+            # start of the next line. Split at the blank lines; anything else takes the general path.
+            cut = buf.rfind(b"\n\n")
+            if cut >= 0 and b"\n" not in buf[cut + 2:]:
+                head = buf[:cut]
+                events = head.split(b"\n\n")
+                # no newline but the separators, and each separator followed by "data: "
+                if head.count(b"\n") == 2 * len(events) - 2 and head.count(b"\n\ndata: ") == len(events) - 1:
+                    self._rest = buf[cut + 2:]
+                    return [e[6:] for e in events]
         if b"\r" in buf:
             if buf.endswith(b"\r"):
                 self._after_cr = True

@@ -10,9 +10,18 @@ Measured during every run:
   * queue wait — the wait on the client's own concurrency limit (`--max-concurrency`), which
     `vllm bench serve` leaves out of its latencies (vLLM issue #54101): reported, not a fault;
   * chunks vs tokens — a server that sends several tokens per chunk makes per-chunk ITL overstate
-    the per-token latency (vLLM #27485): TPOT stays right, ITL does not.
+    the per-token latency (vLLM #27485): TPOT stays right, ITL does not;
+  * CPU use (load levels), per client process ("worker"): the process's CPU seconds over the level's
+    wall time (cores), and how much of the level its event-loop thread — the one that sends requests
+    and timestamps tokens — spent running on a CPU and, on Linux (/proc schedstat), waiting in the run
+    queue for one. A loop that was runnable (running or waiting for a CPU) for LOOP_BUSY_MAX (90 %) of
+    the level had work queued nearly all the time: requests went out and tokens were read as fast as
+    that process could, so the client, not the server, set the level's throughput.
 
-Thresholds (why, in README "The client checks itself"): the figures compared with `vllm bench serve`
+Thresholds (why, in README "The client checks itself"):
+a loop runnable >= 90 % of the level is the client's limit (an asyncio loop idle less than a tenth of
+the time is a queue, not a server waiting on its answers; measured: 84-97 % at the fast local
+source's ceiling, 5-40 % against a CPU vLLM server). the figures compared with `vllm bench serve`
 are means, and our fidelity target for TTFT is 5 %. A chunk that arrives during a stall waits out the
 rest of it, so the expected delay of a timestamp is the mean loop lag: a mean lag (or mean send lag)
 above 5 % of the run's median TTFT can bias mean TTFT by more than the whole error budget. The 2 ms
@@ -25,9 +34,11 @@ in runs whose figures matched vLLM's within 3 % (OS descheduling stalls any clie
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -39,6 +50,44 @@ PROBE_KEEP = 200_000  # samples kept (about an hour at 50 Hz)
 LAG_FRACTION_OF_TTFT = 0.05
 LAG_FLOOR_MS = 2.0
 TOKENS_PER_CHUNK_MAX = 1.03
+LOOP_BUSY_MAX = 0.90  # the loop thread runnable this share of a level or more: the client set the pace
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU clocks of this process and of the calling thread (take it on the event-loop thread)."""
+
+    t_ns: int  # perf_counter_ns
+    process_s: float  # CPU seconds of the whole process, every thread (time.process_time)
+    thread_s: float  # CPU seconds of the calling thread (time.thread_time)
+    thread_wait_s: float | None  # seconds the calling thread waited in the run queue (Linux schedstat), else None
+
+
+def cpu_sample() -> CpuSample:
+    """A CpuSample now. Call it on the thread to measure (the engine loop): a few microseconds."""
+    wait = None
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:  # on-CPU ns, run-queue wait ns, slices
+            wait = int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    return CpuSample(time.perf_counter_ns(), time.process_time(), time.thread_time(), wait)
+
+
+def cpu_use(before: CpuSample, after: CpuSample, worker: int = 0) -> dict[str, Any]:
+    """One client process's CPU use between two samples of its loop thread.
+
+    Returns {"worker", "wall_s", "process_cores" (CPU s / wall s, all threads), "loop_busy" (the loop
+    thread's CPU s / wall s, 0..1), "loop_waiting" (its run-queue wait / wall, None off Linux),
+    "loop_runnable" (busy + waiting, 0..1), "pid"}."""
+    wall = max((after.t_ns - before.t_ns) / 1e9, 1e-9)
+    busy = min(1.0, max(0.0, after.thread_s - before.thread_s) / wall)
+    waiting = None
+    if after.thread_wait_s is not None and before.thread_wait_s is not None:
+        waiting = min(1.0, max(0.0, after.thread_wait_s - before.thread_wait_s) / wall)
+    return {"worker": worker, "pid": os.getpid(), "wall_s": wall,
+            "process_cores": max(0.0, after.process_s - before.process_s) / wall,
+            "loop_busy": busy, "loop_waiting": waiting, "loop_runnable": min(1.0, busy + (waiting or 0.0))}
 
 
 class LoopLagProbe:
@@ -97,9 +146,12 @@ def lag_threshold_ms(median_ttft_ms: float | None) -> float:
     return max(LAG_FLOOR_MS, LAG_FRACTION_OF_TTFT * median_ttft_ms)
 
 
-def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float]) -> dict[str, Any]:
+def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float],
+           cpu: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The run's client-health figures, with warnings (the client may have shaped the figures) and
-    notes (what the figures leave out). Everything in milliseconds."""
+    notes (what the figures leave out). Times in milliseconds; `cpu` is one `cpu_use()` dict per client
+    process (a load level), kept as "client_cpu" with "client_bound" (True when any process's loop was
+    runnable >= LOOP_BUSY_MAX of the level; None when not measured)."""
     records = list(records)
     ok = [r for r in records if r.success and r.chunk_ns]
     ttfts = [(r.chunk_ns[0] - r.st_ns) / 1e6 for r in ok]
@@ -128,6 +180,16 @@ def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float]) -> di
     if per_chunk is not None and per_chunk > TOKENS_PER_CHUNK_MAX:
         warnings.append(f"the server sent {per_chunk:.2f} tokens per chunk: per-chunk ITL is not per-token "
                         f"latency; use TPOT")
+    cpu = [dict(c) for c in cpu or ()]
+    bound = [c for c in cpu if (c.get("loop_runnable") or 0.0) >= LOOP_BUSY_MAX]
+    if bound:
+        worst = max(bound, key=lambda c: c["loop_runnable"])
+        who = "its event loop" if len(cpu) == 1 else f"worker {worst['worker']}'s event loop ({len(bound)} of {len(cpu)} workers)"
+        split = (f" (running {worst['loop_busy']:.0%}, waiting for a CPU {worst['loop_waiting']:.0%})"
+                 if worst.get("loop_waiting") is not None else "")
+        warnings.append(f"the client was the bottleneck: {who} was busy {worst['loop_runnable']:.0%} of the level"
+                        f"{split}; throughput is the client's, not the server's — use more --client-processes "
+                        f"or free CPU cores")
     if queue and queue["mean"] > 0.5 and median_ttft:
         notes.append(f"latencies leave out a mean {queue['mean']:.0f} ms (p99 {queue['p99']:.0f} ms) wait on "
                      f"the client's concurrency limit, as vllm bench serve does (vLLM #54101)")
@@ -142,6 +204,8 @@ def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float]) -> di
         "multi_token_chunks": multi,
         "median_ttft_ms": median_ttft,
         "lag_threshold_ms": threshold,
+        "client_cpu": cpu or None,
+        "client_bound": (bool(bound) if cpu else None),
         "warnings": warnings,
         "notes": notes,
     }

@@ -20,7 +20,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 from engine.workloads.tokens import Tokens
@@ -59,6 +59,14 @@ class LevelSource:
     def follow_up(self, request: GenerationRequest, record: RequestRecord) -> FollowUp | None:
         """The request to send after `request` finished (None: nothing follows). Runs on the engine loop."""
         return None
+
+    def share(self, positions: Sequence[int]) -> "LevelSource":
+        """The part of this level a client process drives (engine.client_pool): the requests at
+        `positions` of initial(), in that order, with their follow-ups. Picklable (it crosses to the
+        process). A source with follow-ups overrides it (conversations: whole conversations)."""
+        if type(self).follow_up is not LevelSource.follow_up:
+            raise NotImplementedError(f"{type(self).__name__} has follow-ups but cannot be shared among processes")
+        return LevelSource([self._planned[i] for i in positions])
 
     @property
     def total(self) -> int:
@@ -158,8 +166,25 @@ class Workload(ABC):
 
     def request(self, prompt: str, max_tokens: int, index: int, **extra: Any) -> GenerationRequest:
         """A request with this workload's sampling settings (no per-request seed: vLLM's bench sends none)."""
+        return self.request_maker()(prompt, max_tokens, index, **extra)
+
+    def request_maker(self) -> "RequestMaker":
+        """`request` as a small picklable object (what a conversation builds its next turns with, also in
+        a client process)."""
+        return RequestMaker(self.temperature, self.enforce_length, self.kind)
+
+
+@dataclass(frozen=True)
+class RequestMaker:
+    """Makes a workload's requests: its sampling settings, nothing else (picklable, cheap to send)."""
+
+    temperature: float
+    enforce_length: bool
+    case_id: str
+
+    def __call__(self, prompt: str, max_tokens: int, index: int, **extra: Any) -> GenerationRequest:
         return GenerationRequest(prompt=prompt, max_tokens=max_tokens, temperature=self.temperature,
-                                 enforce_length=self.enforce_length, seed=None, case_id=self.kind, rep=index,
+                                 enforce_length=self.enforce_length, seed=None, case_id=self.case_id, rep=index,
                                  **extra)
 
 

@@ -87,6 +87,13 @@ class ConversationSource(LevelSource):
         history = tuple(request.messages or (("user", request.prompt),)) + (("assistant", record.text),)
         return FollowUp(self._turn(conv, t, history), self.think.seconds(self.seed, conv.id, t))
 
+    def share(self, positions: Sequence[int]) -> "ConversationSource":
+        """Whole conversations for a client process: those whose first turns are at `positions` of
+        initial(), in that order (picklable when make_request is, e.g. a workload's request_maker())."""
+        firsts = self.initial()
+        chosen = [self.conversations[firsts[i].request.conversation_id] for i in positions]
+        return ConversationSource(chosen, self.make_request, self.think, self.seed)
+
     @property
     def total(self) -> int:
         return sum(len(c.turns) for c in self.conversations.values())

@@ -221,7 +221,7 @@ class ShareGPTWorkload(FileWorkload):
         self._fill(num_prompts)
         chosen = self._oversample(self._valid, num_prompts)
         if self.multi_turn:
-            return ConversationSource([Conversation(c, turns) for c, turns in enumerate(chosen)], self.request,
+            return ConversationSource([Conversation(c, turns) for c, turns in enumerate(chosen)], self.request_maker(),
                                       self.think, self.seed)
         return LevelSource([Planned(self.request(p, out, i, input_len=plen)) for i, (p, plen, out) in enumerate(chosen)])
 

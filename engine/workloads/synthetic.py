@@ -175,7 +175,7 @@ class RandomWorkload(Workload):
             convs = [Conversation(c, tuple(Turn(p.text, p.output_len)
                                            for p in prompts[c * self.turns:(c + 1) * self.turns]))
                      for c in range(num_prompts)]
-            return ConversationSource(convs, self.request, self.think, self.seed)
+            return ConversationSource(convs, self.request_maker(), self.think, self.seed)
         return LevelSource([Planned(self.request(p.text, p.output_len, i, input_len=p.target,
                                                  prompt_token_ids=p.ids))
                             for i, p in enumerate(self.sample(num_prompts))])

@@ -107,6 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="think time between a reply and the next turn (default 0)")
     m.add_argument("--turn-delay-dist", choices=["fixed", "exponential"], default=None,
                    help="think time fixed, or exponential with mean --turn-delay-ms")
+    p.add_argument("--client-processes", type=positive_int, default=None, metavar="N",
+                   help="processes sharing every level's requests (--engine openai; default: one per 2 idle "
+                   "cores, at most 8; 1 with the in-process vLLM engine)")
     p.add_argument("--slo", default=None, help="SLOs in ms for goodput, e.g. ttft=500,tpot=50 (also e2el)")
     p.add_argument("--seed", type=int, default=0, help="seed for arrivals and prompts (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -159,10 +162,28 @@ def build_spec(args: argparse.Namespace):
     live in the domain (data.load_runs.load_spec) so the app's Load form applies the same ones."""
     from data.load_runs import load_spec
 
-    return load_spec(concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
+    spec = load_spec(concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
                      max_concurrency=args.max_concurrency, max_level=args.max_level, input_len=args.input_len,
                      output_len=args.output_len, suite=args.suite, num_prompts=args.num_prompts, slo=args.slo,
                      seed=args.seed, workload=workload_options(args), num_warmups=args.num_warmups)
+    spec.client_processes = client_processes(args)
+    return spec
+
+
+def client_processes(args: argparse.Namespace) -> int:
+    """--client-processes, or its default: one per 2 idle cores with --engine openai
+    (engine.client_pool.default_client_processes), 1 with the in-process engine, which cannot be shared."""
+    from engine.client_pool import default_client_processes
+    from engine.types import BadRequestError
+
+    asked = getattr(args, "client_processes", None)
+    openai = getattr(args, "engine", "vllm") == "openai"
+    if asked is None:
+        return default_client_processes() if openai else 1
+    if asked > 1 and not openai:
+        raise BadRequestError(f"--client-processes {asked} needs --engine openai: the in-process vLLM engine "
+                              "runs inside this process only (drop --client-processes)")
+    return asked
 
 
 def workload_options(args: argparse.Namespace):
@@ -197,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
             if code is not None:
                 return code
             desc = session.describe()
+            if spec.client_processes > 1:
+                note(f"{spec.client_processes} client processes share every level's requests")
 
             progress = _LevelProgress(err)
 
