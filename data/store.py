@@ -333,7 +333,7 @@ class Store:
                    sum(q.output_tokens) FILTER (WHERE {counted}) AS output_tokens
             FROM runs r LEFT JOIN requests q USING (run_id)
             GROUP BY ALL
-            ORDER BY r.started_at DESC
+            ORDER BY r.started_at DESC, r.run_id DESC
         """.format(counted=COUNTED_SQL)
         if limit:
             sql += f" LIMIT {int(limit)}"

@@ -78,9 +78,12 @@ def add_load_sweep(store: Store, *, concurrencies=(1, 8), ttft_ms=(81.0, 3735.4)
         result["aborted"], result["not_sent"] = 0, 0
         rec.finish("completed", duration_s=duration,
                    summary=json_safe(run_summary([], [], [], level_result=result, gpu_note="no GPU")))
-        if started is not None:
+        if started is not None:  # one level after the other, as a sweep runs them
+            from datetime import timedelta
+
             with store.connection() as con:
-                con.execute("UPDATE runs SET started_at = ?, pid = NULL WHERE run_id = ?", [started, run_id])
+                con.execute("UPDATE runs SET started_at = ?, pid = NULL WHERE run_id = ?",
+                            [started + timedelta(minutes=index), run_id])
         run_ids.append(run_id)
     return run_ids
 
