@@ -223,10 +223,11 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
         tmux("send-keys", "-t", name, "F4")  # History, from the prompt box (F-keys work whatever has focus)
         def lists_them(screen: str) -> bool:
             shown = re.search(r"runs (\d+)/", screen)
-            return "writer" in screen and shown is not None and int(shown.group(1)) >= 4
+            # the writer's runs are its suite "concurrent" (its model "writer" is on History's second column set)
+            return "suite concurrent" in screen and shown is not None and int(shown.group(1)) >= 4
 
         wait_screen(name, lists_them, 30, "History to list the other processes' runs")
-        tmux("send-keys", "-t", name, "q")
+        tmux("send-keys", "-t", name, "F10")
         wait_screen(name, lambda s: exited(tmp_path / "rc"), 60, "the app to exit")
         assert (tmp_path / "rc").read_text().strip() == "EXIT=0"
     finally:

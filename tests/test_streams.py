@@ -30,6 +30,11 @@ from tui.cli import main
 NOT_LINE_ENDS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
+def flat(text: str) -> str:
+    """The CLI's output with its line wrapping undone (notes wrap at the terminal's width, 80 without one)."""
+    return " ".join(text.split())
+
+
 def _host(server: ScriptServer, **kwargs) -> EngineHost:
     host = EngineHost(OpenAIEngine(server.url, **kwargs))
     host.start().result(10)
@@ -233,7 +238,7 @@ def test_without_usage_the_tokenizer_counts_and_the_count_is_marked_estimated(st
     assert row["token_count_source"] == "tokenizer" and row["output_tokens"] == 4
     assert run["output_tokens_estimated"] is True and run["token_count_source"] == "tokenizer"
     assert main(["--db", str(store.path), "show", run["run_id"]]) == 0
-    out = capsys.readouterr().out
+    out = flat(capsys.readouterr().out)
     assert "output tokens estimated: the tokenizer on the text" in out
     assert main(["--db", str(store.path), "show", run["run_id"], "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -247,7 +252,7 @@ def test_without_usage_or_tokenizer_the_count_is_the_number_of_events(store, cap
     assert view.records[0].chunk_tokens == [1, 1] and row["token_count_source"] == "events"
     assert run["output_tokens_estimated"] is True
     assert main(["--db", str(store.path), "show", run["run_id"]]) == 0
-    assert "the number of events (estimate: no usage and no tokenizer; pass --tokenizer)" in capsys.readouterr().out
+    assert "the number of events (estimate: no usage and no tokenizer; pass --tokenizer)" in flat(capsys.readouterr().out)
 
 
 def test_final_usage_split_by_the_tokenizer_keeps_the_servers_total(embedded_model_path):
@@ -330,7 +335,7 @@ def test_request_that_stopped_early_says_asked_and_got_and_tpot_is_none(store, c
     assert overall["stopped_early"] == 1 and run["stopped_early"] == 1
     assert view.meters[0].snapshot().stopped_early == (20, 1)
     assert main(["--db", str(store.path), "show", run["run_id"]]) == 0
-    out = capsys.readouterr().out
+    out = flat(capsys.readouterr().out)
     assert "stopped early: 1 request(s) got fewer tokens than they enforced: #0 asked 20, got 1 (eos_token)" in out
     assert "0.00" not in out.split("ms throughout")[0]  # the table has no made-up 0.00
     assert main(["--db", str(store.path), "show", run["run_id"], "--json"]) == 0
@@ -403,7 +408,7 @@ def test_load_cli_flags_a_level_with_failures_in_json_and_table(tokentop_cmd, cl
         table = subprocess.run(base, capture_output=True, text=True, env=cli_env, timeout=180)
     assert table.returncode == 0, table.stderr
     assert "5 (50%) !" in table.stdout
-    assert "! concurrency 1: 5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1" in table.stdout
+    assert "! concurrency 1: 5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1" in flat(table.stdout)
 
 
 def test_schedule_to_finish_shows_the_clients_queue(store):
@@ -443,7 +448,7 @@ def test_role_only_first_event_time_to_first_content_is_stored_and_flagged(store
     overall = run["summary"]["overall"]
     assert overall["first_chunk_empty"] == 1 and overall["mean_ttfc_ms"] == pytest.approx(row["ttfc_ms"])
     assert main(["--db", str(store.path), "show", run["run_id"]]) == 0
-    assert "1 request(s) began with a chunk that carried no text" in capsys.readouterr().out
+    assert "1 request(s) began with a chunk that carried no text" in flat(capsys.readouterr().out)
 
 
 def test_ttfc_equals_ttft_when_the_first_event_carries_text():
