@@ -216,7 +216,8 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
         assert "b1 TPS" in history and "user tok/s" in history
 
         keys("F7")
-        look(lambda s: "Compare — your runs" in s and "Matrix  SLO  Frontier" in s, 30, "Compare")
+        # loaded: the matrix's header row is there (the title says "Compare — your runs … loading…" only until then)
+        look(lambda s: "Matrix  SLO  Frontier" in s and "GPU  provider" in s and "loading…" not in s, 30, "Compare")
         keys("o")
         look(lambda s: "SLO ms" in s, 30, "the SLO tab, the cursor in its field")
         tmux("send-keys", "-t", name, "-l", "ttft=4000,tpot=80")  # t, f, p, q would be shortcuts elsewhere
