@@ -35,19 +35,14 @@ from data.workloads import run_workload
 from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
+from data.run_figures import stored_json
 
 PAID = "paid"  # the price the user gave for the instance the run measured on
 COST_BASES = (TpsBasis.BATCH1, TpsBasis.THROUGHPUT)  # never PER_REQUEST: that is per-user speed
 
 
 # -- what a stored run says about itself ---------------------------------------------------------------
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
+_json = stored_json  # one decoder for stored JSON columns (data.run_figures)
 
 
 @dataclass

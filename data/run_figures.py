@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -48,16 +49,20 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def stored_json(value: Any) -> Any:
+    """A JSON column of a stored row (suite_json, workload, environment...): DuckDB hands JSON back as
+    text, which is decoded; any other value is returned as it is; text that is not JSON gives None."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
 def load_setting(run: dict[str, Any]) -> dict[str, Any]:
     """A load level's settings ({request_rate, max_concurrency, ...}) from a run row or a list_runs row."""
-    settings = run.get("suite_json")
-    if isinstance(settings, str):
-        import json
-
-        try:
-            settings = json.loads(settings)
-        except ValueError:
-            settings = None
+    settings = stored_json(run.get("suite_json"))
     load = (settings or {}).get("load") if isinstance(settings, dict) else None
     if isinstance(load, dict):
         return load

@@ -12,19 +12,13 @@ group runs by it, and side by side marks runs whose keys differ.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from engine.workloads.base import workload_key
+from data.run_figures import stored_json
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
+_json = stored_json  # one decoder for stored JSON columns (data.run_figures)
 
 
 def run_workload(run: dict[str, Any]) -> tuple[str, str]:
