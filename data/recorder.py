@@ -180,6 +180,14 @@ class StoreWriter:
             self._cond.notify_all()
         return left
 
+    def join(self, timeout: float) -> bool:
+        """After close(): wait up to `timeout` seconds for the thread to end (it ends after its current
+        try, a locked database included). True when no thread is left."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
     # -- the thread ----------------------------------------------------------------
     def _loop(self) -> None:
         while True:
@@ -279,9 +287,14 @@ def writer_for(store: Store) -> StoreWriter:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    # A process that ends without finish()/close() still writes what it buffered (bounded wait).
-    for writer in list(_writers):
+    # A process that ends without finish()/close() still writes what it buffered (bounded wait), and
+    # each writer's thread is out of DuckDB before the interpreter tears down: a daemon thread inside a
+    # DuckDB call then is ended mid-C++ and aborts the whole process.
+    writers = list(_writers)
+    for writer in writers:
         writer.close()
+    for writer in writers:
+        writer.join(WRITE_ATTEMPT_S + RETRY_PAUSE_S + 1.0)
 
 
 class RunRecorder:

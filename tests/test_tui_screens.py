@@ -42,12 +42,12 @@ def make_app(store, mode="live") -> TokentopApp:
 # -- snapshots -------------------------------------------------------------------
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_live(snap_compare, fixed, size):
-    assert snap_compare(make_app(fixed, "live"), terminal_size=size)
+    assert snap_compare(make_app(fixed, "live"), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_suite(snap_compare, fixed, size):
-    assert snap_compare(make_app(fixed, "suite"), terminal_size=size)
+    assert snap_compare(make_app(fixed, "suite"), terminal_size=size, run_before=settle)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -107,18 +107,20 @@ def test_snapshot_load_form(snap_compare, fixed):
 @pytest.mark.parametrize("mode", ["live", "history"])
 def test_snapshot_help(snap_compare, fixed, mode):
     async def open_help(pilot):
+        await settle(pilot)
         await pilot.press("f1")
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(fixed, mode), terminal_size=(80, 24), run_before=open_help)
 
 
 def test_snapshot_run_detail_other_columns(snap_compare, fixed):
     async def open_detail(pilot):
+        await settle(pilot)
         await pilot.press("enter")
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("v")  # the columns that did not fit at 80 wide
-        await pilot.pause()
+        await settle(pilot)
 
     assert snap_compare(make_app(fixed, "history"), terminal_size=(80, 24), run_before=open_detail)
 

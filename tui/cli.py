@@ -75,16 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The console script. Called with no argv (a real process) and the app ran: once everything is
-    stored and the engine is down, the process ends at once (`_exit_now`) instead of spending ~2 s in
-    the interpreter's teardown of torch and vLLM's modules."""
+    """The console script: returns the exit status (0 ok, 1 engine or unexpected error, 2 bad input,
+    130 interrupted). Called with no argv (a real process), it ends the process itself once the command is
+    done (`_exit_now`): everything is stored and the engine is down by then, and the interpreter's own
+    teardown of torch, vLLM and DuckDB, with their daemon threads still parked in C++, costs ~2 s and can
+    abort the process ("terminate called ... exception not rethrown") after a run that succeeded."""
     code = _main(argv)
-    if argv is None and _APP_RAN:
+    if argv is None:
         _exit_now(code)
     return code
-
-
-_APP_RAN = False
 
 
 def _exit_now(code: int) -> None:
@@ -106,7 +105,6 @@ def _exit_now(code: int) -> None:
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    global _APP_RAN
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
@@ -121,7 +119,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "func", None) is None:
                 from tui.app_main import run_app
 
-                _APP_RAN = True
                 return run_app(args)
             return int(args.func(args) or 0)
         finally:
