@@ -65,8 +65,9 @@ async def test_load_screen_flags_a_level_with_failures(store):
                 cells = [str(c) for c in table.get_row_at(0)]
                 assert "5 (50%)" in cells
                 assert screen.last_message.startswith("! failures at concurrency 1")
-                notes = [n.message for n in app._notifications]
-                assert any("5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1" in n for n in notes)
+                note = "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"
+                # the notification is a message the app handles after the status line is set
+                await _wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
         finally:
             session.shutdown()
 
