@@ -11,12 +11,12 @@ of the machine: per-GPU price x GPUs used, or the price paid for the instance x 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from data.prices import PriceBoard, article_reference, price_board, source_age
+from data.run_figures import stored_json
 from pricing.answer_cost import answer_costs
 from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
@@ -183,30 +183,15 @@ def gpus_for_cost(run: dict[str, Any]) -> tuple[int, int | None, str]:
 
     Runs recorded with gpus_used say so directly. Older runs stored every GPU NVML saw as gpu_count: the
     engine used TP x PP of them, so that is what they are costed for."""
-    env = run.get("environment") or {}
-    if isinstance(env, str):
-        try:
-            env = json.loads(env)
-        except ValueError:
-            env = {}
+    env = stored_json(run.get("environment")) or {}
     loc = env.get("location") or {}
     instance = loc.get("instance_gpus") or (len(env.get("gpus") or []) or None)
-    used = run.get("gpus_used")
-    if isinstance(used, str):
-        try:
-            used = json.loads(used)
-        except ValueError:
-            used = None
+    used = stored_json(run.get("gpus_used"))
     if used is None:
         used = env.get("gpus_used")
     if isinstance(used, list) and used:
         return len(used), instance, env.get("gpus_used_note") or "GPUs the engine was given"
-    args = run.get("engine_args") or {}
-    if isinstance(args, str):
-        try:
-            args = json.loads(args)
-        except ValueError:
-            args = {}
+    args = stored_json(run.get("engine_args")) or {}
     seen = int(run.get("gpu_count") or 1)
     parallel = int(args.get("tensor_parallel_size") or 1) * int(args.get("pipeline_parallel_size") or 1)
     return max(1, min(seen, parallel)), instance or seen, f"TP x PP = {parallel} of {seen} GPU(s) seen"

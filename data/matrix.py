@@ -31,20 +31,17 @@ from typing import Any, Iterable
 
 from data.compare import gpus_for_cost
 from data.prices import PriceBoard, article_reference, price_board
+from data.run_figures import stored_json
 from data.workloads import run_workload
 from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
-from data.run_figures import stored_json
 
 PAID = "paid"  # the price the user gave for the instance the run measured on
 COST_BASES = (TpsBasis.BATCH1, TpsBasis.THROUGHPUT)  # never PER_REQUEST: that is per-user speed
 
 
 # -- what a stored run says about itself ---------------------------------------------------------------
-_json = stored_json  # one decoder for stored JSON columns (data.run_figures)
-
-
 @dataclass
 class RunFacts:
     """One completed run, reduced to what the matrix, the SLO search and the frontier need."""
@@ -148,7 +145,7 @@ def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None =
             gpus_used=used, instance_gpus=box, provider=row.get("provider") or None,
             price_paid=row.get("price_per_hour_usd"), hostname=row.get("hostname"), pid=row.get("pid"),
             started_at=row.get("started_at"), duration_s=row.get("duration_s"),
-            settings=_json(row.get("suite_json")) or {}, summary=_json(row.get("summary")) or {},
+            settings=stored_json(row.get("suite_json")) or {}, summary=stored_json(row.get("summary")) or {},
             completed=int(row.get("completed") or 0), failed=int(row.get("failed") or 0),
             output_tokens=int(row.get("output_tokens") or 0), mean_tps=row.get("mean_tps"),
             mean_ttft_ms=row.get("mean_ttft_ms"), workload_key=wkey, workload_label=wlabel,

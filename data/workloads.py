@@ -14,11 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.workloads.base import workload_key
 from data.run_figures import stored_json
-
-
-_json = stored_json  # one decoder for stored JSON columns (data.run_figures)
+from engine.workloads.base import workload_key
 
 
 def run_workload(run: dict[str, Any]) -> tuple[str, str]:
@@ -28,7 +25,7 @@ def run_workload(run: dict[str, Any]) -> tuple[str, str]:
     if key:
         return str(key), str(label or key)
     kind = run.get("kind")
-    settings = _json(run.get("suite_json")) or {}
+    settings = stored_json(run.get("suite_json")) or {}
     if kind == "interactive":
         return _named("interactive", "interactive", {})
     if kind == "suite":

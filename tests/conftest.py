@@ -25,12 +25,9 @@ def pytest_unconfigure(config):
     code = getattr(config, "_tokentop_exitstatus", None)
     if code is None or os.environ.get("TOKENTOP_TEST_FULL_TEARDOWN"):
         return
-    import atexit
+    from tui.cli import _exit_now
 
-    atexit._run_exitfuncs()  # the store writers' last flush, pushes in flight, vLLM's temp folder
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)
+    _exit_now(code)  # exit handlers (store writers' last flush, pushes in flight), flush, os._exit
 
 
 @pytest.fixture(scope="session")
