@@ -305,3 +305,23 @@ def test_every_binding_of_every_screen_has_an_id():
     for screen in [*screens, TokentopApp]:
         for binding in screen.BINDINGS:
             assert binding.id, (screen.__name__, binding)
+
+
+async def test_s_puts_the_cursor_in_the_suite_field_whatever_has_focus(fixed):
+    """`s` on Suite moves the cursor into the suite field from the state the screen opens in and from its
+    table and answer pane; inside the field `s` is typed, like any letter."""
+    app = make_app(fixed, "live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3", "s")  # at once: before or after the screen's own focus, the same result
+        await pilot.pause()
+        suite = app.screen
+        name = suite.query_one("#suite-name", Input)
+        assert suite.id == "suite" and suite.focused is name
+        for home in (DataTable, StreamView):
+            suite.query_one(home).focus()
+            await pilot.pause()
+            await pilot.press("s")
+            await pilot.pause()
+            assert suite.focused is name, home
+        await pilot.press("end", "s")
+        assert name.value == "seeds"

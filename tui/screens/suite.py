@@ -46,6 +46,8 @@ class SuiteScreen(Screen):
         Binding("r", "run", "Run", id="suite.run", tooltip="run the suite (Enter in a field does too)"),
         Binding("ctrl+r", "run", "Run", id="suite.run_ctrl", show=False, priority=True,
                 tooltip="run the suite, whatever has focus"),
+        Binding("s", "edit_suite", "Suite field", id="suite.edit", show=False,
+                tooltip="the cursor to the suite field (seed, a TOML file or a dataset file); Tab then goes to reps"),
         Binding("escape", "cancel", "Cancel", id="suite.cancel", tooltip="cancel the running suite; finished requests are kept"),
         Binding("ctrl+x", "cancel", "Stop", id="suite.stop", priority=True,
                 tooltip="stop the running suite, whatever has focus; finished requests are kept"),
@@ -172,6 +174,10 @@ class SuiteScreen(Screen):
             self.app.runs.stop()
             return True
         return False
+
+    def action_edit_suite(self) -> None:
+        """`s`: the cursor into the suite field, whatever had focus (or nothing yet, on a screen just opened)."""
+        self.query_one("#suite-name", Input).focus()
 
     def action_run(self) -> None:
         if self.running:
