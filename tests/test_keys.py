@@ -325,3 +325,23 @@ async def test_s_puts_the_cursor_in_the_suite_field_whatever_has_focus(fixed):
             assert suite.focused is name, home
         await pilot.press("end", "s")
         assert name.value == "seeds"
+
+
+@pytest.mark.parametrize("mode, keys, field", [
+    ("suite", ["shift+tab"] * 3, "#suite-name"),  # table -> answer pane -> reps -> the suite field
+    ("load", ["tab"], "#load-levels"),  # pattern -> levels
+])
+async def test_tab_counts_from_the_screens_auto_focus_even_before_it_is_applied(fixed, mode, keys, field):
+    """A Tab that comes before the screen has applied its auto-focus (nothing focused yet: a loaded box)
+    lands where it does a moment later, not where Textual's Tab from no focus goes (the first widget)."""
+    app = make_app(fixed, session=FakeSession(fixed))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f6" if mode == "load" else "f3")
+        await pilot.pause()
+        settled = app.screen.focused
+        assert settled is not None  # the screen's auto-focus, as a user normally finds it
+        app.screen.set_focus(None)  # the state a key can meet before the screen resumes
+        await pilot.pause()
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert app.screen.focused is app.screen.query_one(field)

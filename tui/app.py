@@ -442,6 +442,32 @@ class TokentopApp(App[int]):
             return
         self.push_screen(HelpScreen.for_screen(self, self.screen))
 
+    def action_focus_next(self) -> None:
+        """Tab: the next widget, counted from where the screen's auto-focus puts the cursor (see
+        `_settle_auto_focus`)."""
+        self._settle_auto_focus()
+        self.screen.focus_next()
+
+    def action_focus_previous(self) -> None:
+        """Shift+Tab: the previous widget, counted like Tab."""
+        self._settle_auto_focus()
+        self.screen.focus_previous()
+
+    def _settle_auto_focus(self) -> None:
+        """Give a screen with nothing focused its auto-focus first. Textual applies AUTO_FOCUS when the
+        screen resumes, and a key can come before that (a loaded box, a terminal that reported focus-out).
+        Textual's Tab from no focus goes to the *first* widget, so Tab and Shift+Tab would land somewhere
+        else than they do a moment later."""
+        screen = self.screen
+        if screen.focused is not None:
+            return
+        selector = self.AUTO_FOCUS if screen.AUTO_FOCUS is None else screen.AUTO_FOCUS
+        if not selector:
+            return
+        target = next((w for w in screen.query(selector) if w.focusable), None)
+        if target is not None:
+            screen.set_focus(target)
+
     def action_leave_field(self) -> None:
         """Esc in a text field moves focus out of it, to the screen's main widget; a second Esc does
         what Esc does on that screen (stop, cancel, back)."""
