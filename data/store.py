@@ -557,8 +557,12 @@ def update_finished_run(
 
 
 # -- opening the file ---------------------------------------------------------------------------------
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+# DuckDB names the holder as "in /usr/bin/python3 (PID 123)", or only "in PID 0" when it cannot read the
+# holder's executable; PID 0 is a lock already gone when DuckDB asked who held it: retried like any other.
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?:(?P<exe>.*?) \()?PID (?P<pid>\d+)\)?")
 _OTHER_CONFIG = "different configuration"  # this process has the file open in the other mode
+_LOCK_CONFLICT = "Conflicting lock is held"  # another process holds it, however DuckDB names the holder
+# (other "Could not set lock" errors, e.g. a file system without locks, are not waited out)
 
 
 class _FileGate:
@@ -672,21 +676,24 @@ def _connect(path: Path, write: bool, wait_s: float) -> tuple[duckdb.DuckDBPyCon
                 read_only = False  # someone in this process holds it writable: share that
                 continue
             holder = _LOCK_HOLDER.search(text)
-            if holder is None and _OTHER_CONFIG not in text:
+            if holder is None and _LOCK_CONFLICT not in text and _OTHER_CONFIG not in text:
                 reason = text.splitlines()[0] if text else type(exc).__name__
                 raise StoreError(
                     f"cannot open database {path}: {reason} (choose a writable file with --db PATH or TOKENTOP_DB)"
                 ) from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _locked_error(path, holder, wait_s) from None
+                raise _locked_error(path, holder, _OTHER_CONFIG in text, wait_s) from None
             time.sleep(min(remaining, delay * (0.5 + random.random())))
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
-def _locked_error(path: Path, holder: re.Match | None, wait_s: float) -> DatabaseLocked:
+def _locked_error(path: Path, holder: re.Match | None, in_this_process: bool, wait_s: float) -> DatabaseLocked:
     pid = int(holder["pid"]) if holder else None
-    who = f"process {pid} ({_describe_process(pid, holder['exe'])})" if holder else "this process"
+    if pid:
+        who = f"process {pid} ({_describe_process(pid, holder['exe'] or f'PID {pid}')})"
+    else:
+        pid, who = None, "this process" if in_this_process else "another process"
     return DatabaseLocked(
         f"database {path} is locked by {who}, still after {wait_s:g} s: wait for it to finish, stop it, "
         "or use another file with --db PATH",
