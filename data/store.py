@@ -557,8 +557,9 @@ def update_finished_run(
 
 
 # -- opening the file ---------------------------------------------------------------------------------
-# DuckDB names the holder as "in /usr/bin/python3 (PID 123)", or only "in PID 0" when it cannot read the
-# holder's executable; PID 0 is a lock already gone when DuckDB asked who held it: retried like any other.
+# DuckDB names the holder as "in /usr/bin/python3 (PID 123)", or only "in PID 0" when it cannot name it
+# (seen in CI while another process wrote: most likely a lock released before DuckDB asked who held it);
+# either way a conflict, waited out like any other.
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?:(?P<exe>.*?) \()?PID (?P<pid>\d+)\)?")
 _OTHER_CONFIG = "different configuration"  # this process has the file open in the other mode
 _LOCK_CONFLICT = "Conflicting lock is held"  # another process holds it, however DuckDB names the holder
