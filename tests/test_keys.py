@@ -327,6 +327,25 @@ async def test_s_puts_the_cursor_in_the_suite_field_whatever_has_focus(fixed):
         assert name.value == "seeds"
 
 
+async def test_a_path_typed_right_after_s_goes_into_the_suite_field(fixed):
+    """A terminal delivers `s` and the path typed after it in one burst (tmux send-keys, a paste, a fast
+    typist): every key must land in the field. Were the cursor moved one step later, `t`, `m`, `p` and `l`
+    would toggle the theme and open Compare, Prices and Load (CI met that)."""
+    from textual import events
+
+    app = make_app(fixed, session=FakeSession(fixed))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        suite, theme = app.screen, app.theme
+        for key in ["s", *"tmpl"]:  # queued together, as the driver queues keys read in one go
+            app._driver.send_message(events.Key(key, key))
+        await pilot.pause()
+        await pilot.pause()
+        assert app.screen is suite and app.theme == theme
+        assert suite.query_one("#suite-name", Input).value == "tmpl"  # focusing selects "seed": typing replaces it
+
+
 @pytest.mark.parametrize("mode, keys, field", [
     ("suite", ["shift+tab"] * 3, "#suite-name"),  # table -> answer pane -> reps -> the suite field
     ("load", ["tab"], "#load-levels"),  # pattern -> levels
@@ -345,3 +364,20 @@ async def test_tab_counts_from_the_screens_auto_focus_even_before_it_is_applied(
         await pilot.press(*keys)
         await pilot.pause()
         assert app.screen.focused is app.screen.query_one(field)
+
+
+async def test_a_level_typed_right_after_tab_goes_into_the_levels_field(fixed):
+    """Tab and a digit in one burst on Load: the digit goes into the levels field Tab moved to, not to
+    the selector Tab left, where `1` would switch to Live."""
+    from textual import events
+
+    app = make_app(fixed, session=FakeSession(fixed))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f6")
+        await pilot.pause()
+        load = app.screen
+        for key, char in (("tab", None), ("1", "1"), ("comma", ","), ("3", "3")):
+            app._driver.send_message(events.Key(key, char))
+        await pilot.pause()
+        await pilot.pause()
+        assert app.screen is load and load.query_one("#load-levels", Input).value == "1,3"

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
-from textual import on, work
+from textual import events, on, work
 from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -441,6 +441,22 @@ class TokentopApp(App[int]):
             self.pop_screen()
             return
         self.push_screen(HelpScreen.for_screen(self, self.screen))
+
+    def on_key(self, event: events.Key) -> None:
+        """Type-ahead. The app hands each key to the widget that has focus when the key comes in. A key
+        that moves the cursor into a text field (`s` on Suite, Tab) acts only once it has bubbled back up,
+        so the keys typed right behind it (tmux send-keys, a paste, a fast typist) were already handed
+        to the old widget. They come back up unused while the field has focus. Each one goes into the
+        field, in order, instead of being lost."""
+        focused = self.focused
+        if (getattr(event, "retyped", False) or not isinstance(focused, Input) or focused.disabled
+                or not event.is_printable or not event.character
+                or not focused.check_consume_key(event.key, event.character)):
+            return
+        event.stop()
+        again = events.Key(event.key, event.character)
+        again.retyped = True  # the field had its turn: if it lets this one up again, it stops here
+        focused.post_message(again)
 
     def action_focus_next(self) -> None:
         """Tab: the next widget, counted from where the screen's auto-focus puts the cursor (see

@@ -176,8 +176,10 @@ class SuiteScreen(Screen):
         return False
 
     def action_edit_suite(self) -> None:
-        """`s`: the cursor into the suite field, whatever had focus (or nothing yet, on a screen just opened)."""
-        self.query_one("#suite-name", Input).focus()
+        """`s`: the cursor into the suite field, whatever had focus (or nothing yet, on a screen just opened).
+        At once, not with Widget.focus(), which defers the move behind keys already queued: a path typed
+        right after `s` would run its letters as shortcuts."""
+        self.set_focus(self.query_one("#suite-name", Input))
 
     def action_run(self) -> None:
         if self.running:
