@@ -56,6 +56,24 @@ def _vllm_outputs(records):
     return inputs, outputs
 
 
+def _vllm_head_peak_concurrency(outputs) -> int:
+    """max_concurrent_requests as vLLM HEAD computes it (vllm/benchmarks/serve.py calculate_metrics,
+    commit 009e6d4, replacing 0.32's whole-second buckets): a sweep over the successful outputs'
+    half-open [start_time, start_time + latency) intervals, events sorted by (time, delta) so that a
+    departure (-1) precedes an arrival (+1) at the same instant. Transcribed here because the installed
+    vLLM (0.32) predates it."""
+    events = []
+    for output in (o for o in outputs if o.success):
+        events.append((output.start_time, 1))
+        events.append((output.start_time + output.latency, -1))
+    events.sort(key=lambda x: (x[0], x[1]))
+    current = peak = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
 @pytest.mark.parametrize("seed,one_token_chunks", [(1, False), (7, False), (42, False), (3, True)])
 def test_aggregates_equal_vllm_calculate_metrics(seed, one_token_chunks):
     from vllm.benchmarks.serve import calculate_metrics
@@ -71,9 +89,12 @@ def test_aggregates_equal_vllm_calculate_metrics(seed, one_token_chunks):
     assert ours["failed"] == theirs.failed
     assert ours["total_output_tokens"] == theirs.total_output
     assert ours["total_input_tokens"] == theirs.total_input
-    for name in ("request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
-                 "max_concurrent_requests"):
+    for name in ("request_throughput", "request_goodput", "output_throughput", "total_token_throughput"):
         assert ours[name] == pytest.approx(getattr(theirs, name), rel=1e-12), name
+    # Peak concurrency: vLLM's exact overlap count (HEAD), which the installed vLLM 0.32 does not have yet:
+    # its whole-second buckets can only read as many requests or more.
+    assert ours["max_concurrent_requests"] == _vllm_head_peak_concurrency(outputs)
+    assert ours["max_concurrent_requests"] <= theirs.max_concurrent_requests
     # vLLM's peak counts every chunk as one token: ours keeps that figure under its own name, and
     # counts the tokens each chunk carried in max_output_tokens_per_s (the same when chunks carry one).
     assert ours["max_output_chunks_per_s"] == theirs.max_output_tokens_per_s

@@ -18,6 +18,16 @@ are defined):
   * max_output_tokens_per_s buckets each chunk's token count; vLLM counts every chunk as one token
     (so a role-only first chunk counts and a 4-token chunk counts once: vLLM #27485). vLLM's figure
     is kept as max_output_chunks_per_s. They are equal when every chunk carries one token.
+max_concurrent_requests is the exact peak of requests in flight, as vLLM computes it after 0.32
+(vllm/benchmarks/serve.py calculate_metrics at HEAD, commit 009e6d4: a sweep over [start, start + latency) half-open
+intervals, an end sorted before a start at the same instant). vLLM 0.32 counted, per whole second
+from the first send, every request active at any time in that second: five back-to-back requests at
+concurrency 1 read as a peak of 2 to 5. peak tok/s (max_output_tokens_per_s) is still bucketed per
+whole second, as vLLM HEAD still does.
+
+Steady state (steady_state()): the figures over a level's plateau — while the requests in flight are
+at least 95 % of the level's concurrency — by the rule of vLLM's Rust client vllm-bench
+(src/metrics/steady_state.rs, detect_window and compute); see steady_state() for the rule.
 Added beside vLLM's names: TTFC (first chunk with text or reasoning), schedule-to-finish latency
 (load levels), failure rate and failures by kind, requests that stopped early, and which source the
 token counts came from (engine.measure.tokens).
@@ -269,9 +279,10 @@ def failure_counts(failed: Sequence[RequestMetrics]) -> dict[str, int]:
 
 
 def _peak_rates(ok: Sequence[RequestMetrics]) -> tuple[float, float, int]:
-    """vLLM's max_output_tokens_per_s / max_concurrent_requests: output bucketed per second from the
-    first send. Returns (peak tokens/s — each chunk's token count, peak chunks/s — vLLM's own figure,
-    which counts every chunk as one token, peak concurrent requests)."""
+    """vLLM's max_output_tokens_per_s / max_concurrent_requests. Output is bucketed per whole second
+    from the first send (vLLM 0.32 and HEAD alike); the concurrency is the exact overlap count
+    (peak_concurrency, vLLM HEAD). Returns (peak tokens/s — each chunk's token count, peak chunks/s —
+    vLLM's own figure, which counts every chunk as one token, peak concurrent requests)."""
     if not ok:
         return 0.0, 0.0, 0
     t0 = min(m.start_s for m in ok)
@@ -279,22 +290,186 @@ def _peak_rates(ok: Sequence[RequestMetrics]) -> tuple[float, float, int]:
     buckets = int(np.ceil(t_end - t0)) + 1
     tokens = np.zeros(buckets)
     chunks = np.zeros(buckets)
-    concurrent = np.zeros(buckets)
     for m in ok:
-        t = m.start_s + (m.ttft_s or 0)
-        times = [t]
-        for gap in m.itl_s:
-            t += gap
-            times.append(t)
-        counts = m.chunk_tokens if len(m.chunk_tokens) == len(times) else _even_counts(m.output_tokens, len(times))
-        for tt, k in zip(times, counts):
+        for tt, k in _chunk_times(m):
             b = int(tt - t0)
             if 0 <= b < buckets:
                 tokens[b] += k
                 chunks[b] += 1
-        for s in range(int(m.start_s - t0), int(m.start_s + (m.e2el_s or 0) - t0) + 1):
-            concurrent[s] += 1
-    return float(tokens.max()), float(chunks.max()), int(concurrent.max())
+    return float(tokens.max()), float(chunks.max()), peak_concurrency(ok)
+
+
+def _chunk_times(m: RequestMetrics) -> list[tuple[float, int]]:
+    """(perf_counter s, tokens) of each chunk of a request: st + TTFT, then the ITL gaps cumulated (as
+    vLLM rebuilds token times from start_time, ttft and itl). Stored runs recomputed without per-chunk
+    counts spread the total over the chunks."""
+    t = m.start_s + (m.ttft_s or 0)
+    times = [t]
+    for gap in m.itl_s:
+        t += gap
+        times.append(t)
+    counts = m.chunk_tokens if len(m.chunk_tokens) == len(times) else _even_counts(m.output_tokens, len(times))
+    return list(zip(times, counts))
+
+
+def _events(ok: Sequence[RequestMetrics]) -> list[tuple[float, int]]:
+    """(time s, +1 start / -1 end) of every request's half-open interval [st, st + E2EL), sorted by
+    time with an end before a start at the same instant (vLLM HEAD's key (time, delta))."""
+    events = [(m.start_s, 1) for m in ok] + [(m.start_s + (m.e2el_s or 0.0), -1) for m in ok]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def peak_concurrency(metrics: Sequence[RequestMetrics]) -> int:
+    """The exact peak of requests in flight among the successful ones: a sweep over their [st, st +
+    E2EL) intervals, an end counted before a start at the same instant (a request that ends as the next
+    begins does not overlap it). vllm/benchmarks/serve.py calculate_metrics at vLLM HEAD (after 0.32,
+    which bucketed by whole seconds). 0 when none succeeded."""
+    current = peak = 0
+    for _t, delta in _events([m for m in metrics if m.success]):
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+STEADY_STATE_THRESHOLD = 0.95  # vllm-bench --steady-state-threshold's default
+
+
+def steady_state(
+    metrics: Sequence[RequestMetrics],
+    target_concurrency: int | None,
+    duration_s: float,
+    *,
+    threshold: float = STEADY_STATE_THRESHOLD,
+    min_window_s: float | None = None,
+) -> dict[str, Any] | None:
+    """A level's figures over its plateau, or None when it has none. The rule of vLLM's Rust client
+    vllm-bench (src/metrics/steady_state.rs detect_window and compute; src/benchmark.rs gates it):
+
+    * only a closed-loop level has one: a fixed concurrency N (`--max-concurrency N`, `--request-rate
+      inf`); a rate level or a trace has none (target_concurrency None);
+    * threshold_abs = max(1, ceil(threshold * N)); over the successful requests' [st, st + E2EL)
+      intervals, an end sorted before a start at the same instant, the window opens at the FIRST start
+      that lifts the requests in flight from below threshold_abs to it or above, and closes at the
+      LAST end that drops them below it (dips in between stay inside the window);
+    * requests started in the window, st in [start, end), give TTFT, TPOT (requests with > 1 token)
+      and the input tokens; requests completed in it (st + E2EL in [start, end)) give the request
+      throughput; output tokens count by the time each chunk arrived in [start, end) (tokens of
+      requests started before the window count when they arrive inside it; tokens after it do not);
+    * no window when the requests in flight never reach threshold_abs, or when no request started and
+      none completed in it; a window shorter than min_window_s (default max(10 s, 10 % of the level))
+      carries a warning, as vllm-bench prints it.
+
+    Where tokentop differs from vllm-bench (the same numbers otherwise): each chunk counts the tokens it
+    carried (vllm-bench counts a chunk as one token; equal when every chunk carries one: see
+    max_output_tokens_per_s), and a statistic over no values is None, not 0.
+
+    Returns {"window": {start_s, end_s (s from the first successful send), duration_s,
+    target_concurrency, threshold, threshold_abs, observed_peak, requests_started_in_window,
+    requests_completed_in_window, requests_total, warning}, "duration", "request_throughput" (req/s),
+    "input_throughput", "output_throughput", "total_token_throughput" (tok/s), "mean_ttft_ms",
+    "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p90_tpot_ms", "p99_tpot_ms"}:
+    vllm-bench's names (its percentiles_ttft_ms list as pNN_ttft_ms)."""
+    if not target_concurrency or target_concurrency <= 0:
+        return None
+    ok = [m for m in metrics if m.success]
+    if not ok:
+        return None
+    threshold_abs = max(1, math.ceil(threshold * target_concurrency))
+    current = observed_peak = 0
+    up: float | None = None
+    last_down: float | None = None
+    for t, delta in _events(ok):
+        before = current
+        current = max(0, current + delta)
+        observed_peak = max(observed_peak, current)
+        if delta > 0 and up is None and before < threshold_abs <= current:
+            up = t
+        elif delta < 0 and before >= threshold_abs > current:
+            last_down = t
+    if up is None:
+        return None
+    end = last_down if last_down is not None else max(m.start_s + (m.e2el_s or 0.0) for m in ok)
+    t0 = min(m.start_s for m in ok)
+    started = [m for m in ok if up <= m.start_s < end]
+    completed = [m for m in ok if up <= m.start_s + (m.e2el_s or 0.0) < end]
+    if not started and not completed:
+        return None
+    span = end - up
+    dur = max(span, 1e-9)
+    floor_s = min_window_s if min_window_s is not None else max(10.0, 0.1 * duration_s)
+    warning = None
+    if span < floor_s:
+        warning = (f"steady-state window is {span:.1f}s ({100.0 * span / max(duration_s, 1e-9):.1f}% of run); "
+                   "may not be representative")
+    output = 0
+    for m in ok:
+        for tt, k in _chunk_times(m) if m.output_tokens or m.itl_s else ():
+            if tt >= end:
+                break
+            if tt >= up:
+                output += k
+    input_tokens = sum(m.input_tokens or 0 for m in started)
+    ttft = _stats("ttft", [m.ttft_s for m in started if m.ttft_s is not None], (99.0,))
+    tpot = _stats("tpot", [m.tpot_s for m in started if m.tpot_s is not None], (90.0, 99.0))
+    return {
+        "window": {
+            "start_s": up - t0, "end_s": end - t0, "duration_s": span,
+            "target_concurrency": int(target_concurrency), "threshold": threshold, "threshold_abs": threshold_abs,
+            "observed_peak": observed_peak, "requests_started_in_window": len(started),
+            "requests_completed_in_window": len(completed), "requests_total": len(ok), "warning": warning,
+        },
+        "duration": span,
+        "request_throughput": len(completed) / dur,
+        "input_throughput": input_tokens / dur,
+        "output_throughput": output / dur,
+        "total_token_throughput": (input_tokens + output) / dur,
+        **{k: ttft[k] for k in ("mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms")},
+        **{k: tpot[k] for k in ("mean_tpot_ms", "median_tpot_ms", "p90_tpot_ms", "p99_tpot_ms")},
+    }
+
+
+def steady_state_fields(metrics: Sequence[RequestMetrics], target_concurrency: int | None,
+                        duration_s: float) -> dict[str, Any]:
+    """What a load level's summary stores beside its whole-run figures: {"steady_state": steady_state()
+    or None, "steady_state_note": None, or why there is no plateau (one line)}."""
+    result = steady_state(metrics, target_concurrency, duration_s)
+    note = None
+    if result is None:
+        if not target_concurrency:
+            note = "no plateau: only a fixed-concurrency level has one (not a rate or a trace)"
+        elif not any(m.success for m in metrics):
+            note = "no plateau: no request succeeded"
+        else:
+            need = max(1, math.ceil(STEADY_STATE_THRESHOLD * target_concurrency))
+            note = (f"no plateau: never {need} requests in flight "
+                    f"({STEADY_STATE_THRESHOLD:.0%} of {target_concurrency}; peak {peak_concurrency(metrics)})")
+    return {"steady_state": result, "steady_state_note": note}
+
+
+def steady_state_lines(res: dict[str, Any]) -> list[str]:
+    """A level's steady state in at most two lines of under 80 columns, for `tokentop load`, `show` and
+    the Load screen (res: a level's stored summary). [] when the summary predates steady state."""
+    if "steady_state" not in res:
+        return []
+    ss = res.get("steady_state")
+    if not isinstance(ss, dict):
+        return [str(res.get("steady_state_note") or "no plateau")]
+
+    def f(value: Any, fmt: str) -> str:
+        return fmt.format(value) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+    w = ss.get("window") or {}
+    whole = f(res.get("duration"), "{:.1f}")
+    first = (f"steady {f(ss.get('duration'), '{:.1f}')} of {whole} s, >= {w.get('threshold_abs')} in flight: "
+             f"{f(ss.get('request_throughput'), '{:.2f}')} req/s, {f(ss.get('output_throughput'), '{:.1f}')} tok/s")
+    second = (f"  TTFT mean/med/p99 {f(ss.get('mean_ttft_ms'), '{:.0f}')}/{f(ss.get('median_ttft_ms'), '{:.0f}')}/"
+              f"{f(ss.get('p99_ttft_ms'), '{:.0f}')} ms, TPOT {f(ss.get('mean_tpot_ms'), '{:.1f}')}/"
+              f"{f(ss.get('median_tpot_ms'), '{:.1f}')}/{f(ss.get('p99_tpot_ms'), '{:.1f}')} ms")
+    lines = [first, second]
+    if w.get("warning"):
+        lines.append(f"  ! {w['warning']}")
+    return lines
 
 
 def _even_counts(total: int, n: int) -> list[int]:

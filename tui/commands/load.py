@@ -9,8 +9,9 @@ import threading
 
 from engine.measure.metrics import json_safe
 from engine.workloads import DATASET_NAMES
-from engine.measure.metrics import failure_note, json_safe
+from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import TokenProgress, workload_lengths
+from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
@@ -407,6 +408,13 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
                 f"{_f(r.get('p90_schedule_to_finish_ms'), '{:.0f}')} / p99 "
                 f"{_f(r.get('p99_schedule_to_finish_ms'), '{:.0f}')} ms (E2EL p99 "
                 f"{_f(r.get('p99_e2el_ms'), '{:.0f}')} ms)")
+    steady = [r for r in rows if steady_state_lines(r)]
+    if steady:  # the plateau's figures beside the table's whole-run ones (engine.measure.metrics.steady_state)
+        say("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
+        for r in steady:
+            say(f"  {r.get('label')}:")
+            for text in steady_state_lines(r):
+                say(f"    {text}")
     for r in rows:
         line = token_source_line(r)
         if line:
@@ -414,6 +422,11 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     say(f"sweep: {outcome.stop_reason}")
     for line in workload_lines(rows, spec):
         say(line)
+    split = [line for r in rows for line in split_lines(r)]  # the server's own timing, where it sent it
+    if split:
+        say(SPLIT_NOTE, "dim")
+        for line in split:
+            say(line)
     if spec.slo_ms:
         say("goodput = requests/s meeting every SLO (" + ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items())
             + ")")
