@@ -150,6 +150,10 @@ def test_load_cli_shows_the_steady_state_and_the_exact_peak(tokentop_cmd, cli_en
         assert proc.returncode == 0, proc.stderr
         one, four = json.loads(proc.stdout)["levels"]
         table = subprocess.run(base, capture_output=True, text=True, env=cli_env, timeout=180)
+    show = subprocess.run([*tokentop_cmd, "show", one["run_id"], "--db", str(tmp_path / "l.duckdb")],
+                          capture_output=True, text=True, env=cli_env, timeout=60)
+    show_four = subprocess.run([*tokentop_cmd, "show", four["run_id"], "--db", str(tmp_path / "l.duckdb")],
+                               capture_output=True, text=True, env=cli_env, timeout=60)
     assert one["max_concurrent_requests"] == 1 and four["max_concurrent_requests"] == 3
     w = one["steady_state"]["window"]
     assert (w["threshold_abs"], w["requests_started_in_window"], w["requests_total"]) == (1, 3, 3)
@@ -166,3 +170,9 @@ def test_load_cli_shows_the_steady_state_and_the_exact_peak(tokentop_cmd, cli_en
     assert "  concurrency 4:" in block
     assert "    no plateau: never 4 requests in flight (95% of 4; peak 3)" in block
     assert all(len(line) <= 80 for line in block)
+    # `tokentop show` of each level: the same lines under its table
+    assert show.returncode == 0, show.stderr
+    shown = show.stdout.splitlines()
+    at = shown.index("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
+    assert shown[at + 1].startswith("  steady ") and ">= 1 in flight:" in shown[at + 1]
+    assert "  no plateau: never 4 requests in flight (95% of 4; peak 3)" in show_four.stdout.splitlines()

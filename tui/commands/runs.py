@@ -46,4 +46,17 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(run_to_json(run, requests)), default=str))
     else:
         print_case_table(safe_display(run), safe_display(requests), sys.stdout)
+        _print_steady_state(run)
     return 0
+
+
+def _print_steady_state(run: dict) -> None:
+    """A load level's steady state (its plateau, engine.measure.metrics.steady_state) under its table."""
+    from engine.measure.metrics import steady_state_lines
+
+    overall = (run.get("summary") or {}).get("overall") or {}
+    lines = steady_state_lines(overall) if run.get("kind") == "load" else []
+    if lines:
+        print("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
+        for line in lines:
+            print(f"  {line}")
