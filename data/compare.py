@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from data.prices import PriceBoard, article_reference, price_board, source_age
-from data.run_figures import stored_json
+from data.run_figures import LOAD_FIGURES, stored_json
 from pricing.answer_cost import answer_costs
 from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
@@ -98,6 +98,8 @@ class RunCosts:
     provider: str | None = None  # where the run ran (runs.provider), and what was paid there
     instance_type: str | None = None
     price_per_hour_usd: float | None = None
+    # A load run's throughput under load is its whole run's (data.run_figures.LOAD_FIGURES); "" otherwise.
+    throughput_figures: str = ""
     workload: str = ""  # what the run sent (data.workloads): costs of different workloads do not compare 1:1
     workload_key: str = ""
 
@@ -115,7 +117,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 def _load_throughput(summary: Any) -> float | None:
-    """Output tokens/s of a load run: summary["overall"], else the top level, else the best case."""
+    """Output tokens/s of a load run: summary["overall"], else the top level, else the best case. The
+    whole-run figure (data.run_figures.LOAD_FIGURES), not the steady state stored beside it."""
     if not isinstance(summary, dict):
         return None
     for d in (summary.get("overall"), summary):
@@ -261,6 +264,8 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
         instance_type=run.get("instance_type"), price_per_hour_usd=run.get("price_per_hour_usd"),
     )
     rc.workload_key, rc.workload = run_workload(run)
+    if any(b is TpsBasis.THROUGHPUT for _t, b in speeds):
+        rc.throughput_figures = LOAD_FIGURES
     order = {b.label: i for i, (_, b) in enumerate(speeds)}
     paid = run.get("price_per_hour_usd")
     if paid and speeds:

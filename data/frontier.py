@@ -10,7 +10,9 @@ A level meets the SLOs when, at the chosen percentile (p99 by default), every na
 its limit and no request failed (a request that never answered did not answer in time). Across the
 load levels of one model on one GPU and one workload (every sweep, every machine), the answer is the
 passing level with the highest output throughput, and its $/1M output tokens per provider: the cheapest
-tokens that still answer in time — for that workload. Levels of different workloads (data.workloads)
+tokens that still answer in time — for that workload. Both use each level's whole-run figures
+(data.run_figures.LOAD_FIGURES: ramp-up and drain included, as `vllm bench serve` reports them), not its
+steady state, and say so ("figures" in --json, a line on screen). Levels of different workloads (data.workloads)
 are never mixed: each workload gets its own answers, its own cheapest, its own Pareto fronts.
 
 The frontier: one point per level, throughput per GPU against per-user tok/s (the mean of output
@@ -29,6 +31,7 @@ import numpy as np
 
 from data.matrix import Price, RunFacts, load_facts, price_for, providers_for, sweeps
 from data.prices import PriceBoard, price_board
+from data.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from pricing.cost import usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
@@ -219,6 +222,7 @@ class SloResult:
                      "requests, vLLM's definitions) is within the limit and no request failed; the answer is the "
                      "passing level with the highest output throughput"),
             "formula": "usd_per_million = usd_per_hour / (output_throughput * 3600) * 1e6",
+            "figures": LOAD_FIGURES, "figures_note": LOAD_FIGURES_NOTE,
             "answers": [a.to_dict() for a in self.answers],
         }
 
@@ -331,6 +335,7 @@ class Frontier:
             "axes": {"x_user": "per-user tok/s (mean output tokens / E2EL)",
                      "x_ttft": f"p{self.percentile:g} TTFT ms", "y": "output tok/s per GPU"},
             "formula": "usd_per_million = usd_per_hour / (output_throughput * 3600) * 1e6",
+            "figures": LOAD_FIGURES, "figures_note": LOAD_FIGURES_NOTE,
             "points": [p.to_dict() for p in self.points], "notes": self.notes,
         }
 

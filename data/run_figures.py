@@ -9,6 +9,11 @@
   requests ran one at a time: suite and interactive runs, and load levels at concurrency 1. A load level
   that ran several requests beside each other measures **per-user speed** (tok/s one user sees): a
   different figure, shown in its own column and never sorted, averaged or costed with batch-1 TPS.
+* Which span of a load level. Its throughputs and latencies are over its whole run (first send to last
+  token, ramp-up and drain included), as `vllm bench serve` reports them, and so are the costs and the
+  SLO answer (data.compare, data.frontier). The figures over its plateau (steady state, vllm-bench's
+  rule: engine.measure.metrics.steady_state) are stored beside them and shown by `tokentop load` and
+  `show`; nothing is costed on them yet.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ PER_USER = "per_user"
 # Column headers, the same everywhere.
 BATCH1_HEADER = "b1 TPS"
 PER_USER_HEADER = "user tok/s"
+
+# The figures costs and SLO answers use for a load level (module docstring), said wherever they are shown.
+LOAD_FIGURES = "whole run"
+LOAD_FIGURES_NOTE = "figures: each level's whole run, ramp-up and drain included (not its plateau)"
 
 # SQL over `runs r JOIN requests q`: the requests a run's figures count (see the module docstring).
 COUNTED_SQL = "(q.success OR (r.kind = 'interactive' AND q.ttft_ms IS NOT NULL AND q.e2el_ms IS NOT NULL))"

@@ -176,3 +176,30 @@ def test_load_cli_shows_the_steady_state_and_the_exact_peak(tokentop_cmd, cli_en
     at = shown.index("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
     assert shown[at + 1].startswith("  steady ") and ">= 1 in flight:" in shown[at + 1]
     assert "  no plateau: never 4 requests in flight (95% of 4; peak 3)" in show_four.stdout.splitlines()
+
+
+def test_the_slo_answer_the_frontier_and_a_load_runs_cost_say_they_use_whole_run_figures(capsys, tmp_path):
+    """Costs, the SLO answer and the frontier are computed on each level's whole run (ramp-up and drain
+    included, as `vllm bench serve` reports it), not on its plateau: each says so, in --json and on screen."""
+    from matrix_support import build_box
+    from tui.cli import main
+
+    db = tmp_path / "box.duckdb"
+    build_box(db, "box_h100_runpod").close()
+    note = "figures: each level's whole run, ramp-up and drain included (not its plateau)"
+    for args in (["--slo", "ttft=500,tpot=50"], ["--frontier"]):
+        capsys.readouterr()
+        assert main(["--db", str(db), "compare", *args, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert (out["figures"], out["figures_note"]) == ("whole run", note)
+        assert main(["--db", str(db), "compare", *args]) == 0
+        assert note in capsys.readouterr().out.splitlines()
+    from data.store import Store
+
+    with Store(db) as store:
+        level = next(r for r in store.list_runs() if r["kind"] == "load")
+    assert main(["--db", str(db), "compare", level["run_id"], "--json"]) == 0
+    (costs,) = json.loads(capsys.readouterr().out)["runs"]
+    assert costs["throughput_figures"] == "whole run"
+    assert main(["--db", str(db), "compare", level["run_id"]]) == 0
+    assert "throughput under load: the level's whole run (ramp-up and drain included)" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
+from data.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from tui.format import Col, _console, print_table
 
 
@@ -125,6 +126,8 @@ def print_run(console: Console, rc) -> None:
         print_table(console, cols, rows, layout="pages", fixed=1)
         bases = " or ".join(s["tps_basis"] for s in speeds) or rc.tps_basis
         console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {bases} (named on each row)."))
+        if rc.throughput_figures:  # which span of the level the throughput under load is (data.run_figures)
+            console.print(Text(f"throughput under load: the level's {LOAD_FIGURES} (ramp-up and drain included)"))
         if answers:
             console.print(Text("$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
     if rc.reference:
@@ -233,6 +236,7 @@ def print_slo(console: Console, result) -> None:
     slo = ", ".join(f"{k.upper()} ≤ {v:g} ms" for k, v in result.slo_ms.items())
     console.print(Text(f"SLO: p{result.percentile:g} {slo}", style="bold"))
     console.print(Text("(a level meets it: no request failed, each named pXX within its limit)"))
+    console.print(Text(LOAD_FIGURES_NOTE))
     if not result.answers:
         console.print(Text("No load levels stored yet: run `tokentop load` first."))
     for a in result.answers:
@@ -279,6 +283,7 @@ def print_frontier(console: Console, frontier) -> None:
         print_table(console, cols, [frontier_cells(p) for p in frontier.points if p.level.workload == workload],
                     layout="pages", fixed=1)
     console.print(Text("GPU tok/s: output throughput per GPU; user tok/s: mean output tokens / E2EL"))
+    console.print(Text(LOAD_FIGURES_NOTE))
     console.print(Text("$/1M: at the cheapest provider for that GPU (every provider in --json)"))
     console.print(Text("pareto: U on the GPU tok/s vs user tok/s front, T on the GPU tok/s vs TTFT front "
                        "(per model and workload)"))
