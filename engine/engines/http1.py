@@ -89,7 +89,8 @@ class Client:
         """POST `body` to `path` and stream the answer: for a 200, every read's body bytes go to
         `on_body(data, now_ns)` as they arrive (inside the protocol's data_received, `now_ns` taken first);
         once it returns True the rest of the answer is read without it, for at most `end_grace_s` (then the
-        connection is closed instead of kept). Returns the Response when the answer has ended. Raises TimeoutError (connect, or no byte for read_timeout_s), OSError/ConnectionError
+        connection is closed instead of kept; a server that closes it first — SGLang after an error event —
+        has still answered). Returns the Response when the answer has ended. Raises TimeoutError (connect, or no byte for read_timeout_s), OSError/ConnectionError
         (refused, reset, closed mid-answer: ProtocolError). Cancelling it closes the connection.
         `on_retry()` is called before a retry on a fresh connection (the first one was a stale keep-alive)."""
         if self._closed:
@@ -183,6 +184,8 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         if self.head_done and self.until_close:  # a body framed by the connection's end: it has ended
+            self._finish()
+        elif self.ended:  # the caller had all it needed ([DONE], an error event): the close ends the grace
             self._finish()
         elif not self.got_bytes and not self.fresh:
             waiter.set_exception(_Stale())

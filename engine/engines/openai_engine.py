@@ -302,7 +302,13 @@ class OpenAIEngine(Engine):
             record.error, record.error_kind = f"timeout: {_timeout_reason(exc)}", "timeout"
             return
         except OSError as exc:  # refused, reset, closed mid-stream (http1.ProtocolError is a ConnectionError)
-            record.error, record.error_kind = f"connection: {_reason(exc)}", "connection"
+            if not stream.ended:  # an error event the close cut short of its blank line: still the server's
+                now = time.perf_counter_ns()
+                for data in parser.close():
+                    if b'"error"' in data and handle(data, now):
+                        break
+            if record.error_kind != "stream":  # else the server said why before it closed: that stands
+                record.error, record.error_kind = f"connection: {_reason(exc)}", "connection"
             return
         if resp.status != 200:
             text = resp.body.decode("utf-8", "replace")
@@ -353,7 +359,7 @@ class OpenAIEngine(Engine):
 
 
 class _Delta(msgspec.Struct):
-    content: str | None = None
+    content: str | list | None = None  # a string, or typed blocks (content_blocks)
     reasoning: str | None = None  # vLLM's reasoning parsers (new name)
     reasoning_content: str | None = None  # older vLLM, DeepSeek's API
 
@@ -447,6 +453,9 @@ class _Stream:
                 else:
                     text = delta.content or ""
                     reasoning = delta.reasoning or delta.reasoning_content or ""
+                    if text.__class__ is not str:  # typed blocks: Mistral's reasoning models, gateways
+                        text, thinking = content_blocks(text)
+                        reasoning += thinking
             else:
                 text, reasoning = choice.text or "", ""
             self._chunk(now, text, reasoning, completion, reasoning_total)
@@ -478,21 +487,27 @@ class _Stream:
             return False
         record = self.record
         choices = event.get("choices")
-        if not choices and ("error" in event or event.get("object") == "error"):
+        error = event.get("error")
+        # An error event: {"error": ...} (also beside choices: OpenRouter's mid-stream error chunk has
+        # finish_reason "error"), or vLLM's older {"object": "error"}. `"error": null` is no error.
+        if error or (error is not None and not choices) or event.get("object") == "error":
             record.error = error_message(event) or "the server reported an error without a message"
             record.error_kind = "stream"
             self.ended = True
             return True
         usage = event.get("usage") or None
-        if choices:
+        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
             choice = choices[0]
-            reasoning = ""
             if self.chat:
-                delta = choice.get("delta") or {}
-                text = delta.get("content") or ""
-                reasoning = delta.get("reasoning") or delta.get("reasoning_content") or ""
+                delta = choice.get("delta")
+                delta = delta if isinstance(delta, dict) else {}
+                text, reasoning = content_blocks(delta.get("content"))
+                field = delta.get("reasoning") or delta.get("reasoning_content")
+                if isinstance(field, str):
+                    reasoning = field + reasoning
             else:
-                text = choice.get("text") or ""
+                text, reasoning = choice.get("text"), ""
+                text = text if isinstance(text, str) else ""
             completion = reasoning_total = None
             if usage and usage.get("completion_tokens") is not None:
                 completion = int(usage["completion_tokens"])
@@ -587,11 +602,49 @@ class _Stream:
         record.text = "".join(self.parts if self.parts is not None else self.texts)
 
 
+def content_blocks(content: object) -> tuple[str, str]:
+    """(answer text, reasoning text) of a chat delta's `content`. A string is answer text. A list holds
+    typed blocks, as Mistral's reasoning models stream them (Magistral; Mistral Small with
+    reasoning_effort) and gateways in front of them pass them on (LiteLLM issue #16272):
+    `{"type": "text", "text": ...}` is answer text, `{"type": "thinking", "thinking": [text blocks]}`
+    is reasoning (Mistral's OpenAPI ThinkChunk; a string `thinking`, as Anthropic-style blocks carry it,
+    too). Blocks of any other type (Mistral's `reference`, images) carry no text. Outside input:
+    anything else reads as no text; never raises."""
+    if content.__class__ is str:
+        return content, ""  # type: ignore[return-value]
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list):
+        return "", ""
+    text: list[str] = []
+    reasoning: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            text.append(block)
+            continue
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            text.append(block["text"])
+        elif kind == "thinking":
+            inner = block.get("thinking")
+            if isinstance(inner, str):
+                reasoning.append(inner)
+            elif isinstance(inner, list):
+                for part in inner:
+                    part = part.get("text") if isinstance(part, dict) else part
+                    if isinstance(part, str):
+                        reasoning.append(part)
+    return "".join(text), "".join(reasoning)
+
+
 def error_message(body: bytes | str | dict) -> str:
     """The server's own message from an error body or event, whatever its shape: OpenAI's
-    `{"error": {"message", "type", "code"}}`, `{"error": "text"}`, vLLM's older
+    `{"error": {"message", "type", "code"}}` (vLLM, SGLang, llama.cpp, Ollama, OpenRouter),
+    `{"error": "text"}`, TGI's `{"error": "text", "error_type": kind}`, vLLM's older
     `{"object": "error", "message", "type", "code"}`, FastAPI's `{"detail": ...}`, or plain text.
-    One line, at most 300 characters; "" for an empty body."""
+    One line, at most 300 characters, the type and code after it in brackets; "" for an empty body."""
     obj: object = body
     if isinstance(body, (bytes, str)):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
@@ -614,7 +667,8 @@ def error_message(body: bytes | str | dict) -> str:
         message = json.dumps(err)
     else:
         message = json.dumps(obj)
-    extra = [str(source[k]) for k in ("type", "code") if isinstance(source, dict) and source.get(k) not in (None, "")]
+    extra = [str(source[k]) for k in ("type", "error_type", "code")
+             if isinstance(source, dict) and source.get(k) not in (None, "")]
     if extra:
         message = f"{message} ({', '.join(extra)})"
     return _one_line(message, 300)

@@ -14,9 +14,17 @@ one chunk followed by an LF at the start of the next is one line end. Field name
 (`event`, `id`, `retry`) and comments (`:` lines) are skipped. `close()` returns the data of an event
 the stream left without its closing blank line (the standard drops it; `vllm bench serve` keeps a
 final `data:` line, and so do we).
+
+Two lines outside the standard are read as events of their own, since servers send their errors so:
+an `error:` field (llama.cpp's server through 2025, before ggml-org/llama.cpp PR #16109: `error: {"code",
+"message", "type"}`) becomes the data `{"error": <its value>}`, and a line that starts with `{` (a bare
+JSON object: Ollama's OpenAI layer writes a mid-stream error that way, middleware/openai.go writeError)
+is the data as it stands.
 """
 
 from __future__ import annotations
+
+import json
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -77,6 +85,10 @@ class SSEParser:
                 data.append(value[1:] if value[:1] == b" " else value)
             elif line == b"data":  # a field name alone: an empty value
                 data.append(b"")
+            elif line[:6] == b"error:":  # llama.cpp's server before PR #16109: `error: {...}`, an event
+                out.append(_error_field(line[6:]))
+            elif line[:1] == b"{":  # a bare JSON line (Ollama's OpenAI layer writes its errors so): an event
+                out.append(line)
             # comments (":...") and other fields (event, id, retry) carry nothing we use
         return out
 
@@ -85,3 +97,16 @@ class SSEParser:
         out = self.feed(b"\n\n") if (self._rest or self._data) else []
         self._rest, self._data, self._after_cr = b"", [], False
         return out
+
+
+def _error_field(value: bytes) -> bytes:
+    """llama.cpp's `error:` field value as an OpenAI-style error event's data: {"error": value} (the
+    value as a JSON string when it is not a JSON object)."""
+    value = value[1:] if value[:1] == b" " else value
+    try:
+        is_object = isinstance(json.loads(value), dict)
+    except ValueError:
+        is_object = False
+    if not is_object:
+        value = json.dumps(value.decode("utf-8", "replace")).encode()
+    return b'{"error":' + value + b"}"
