@@ -372,6 +372,13 @@ class LoadScreen(Screen):
         if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
             self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
                         timeout=10)
+        from engine.measure.metrics import steady_state_lines
+
+        steady = [f"{f.get('label')}: {lines[0]}" for f in self.finished
+                  for lines in [steady_state_lines(f)] if lines]
+        if steady:  # each level's plateau beside the table's whole-run figures (vllm-bench's rule)
+            self.notify("\n".join(steady), title="Steady state (>= 95 % of the concurrency in flight)",
+                        severity="information", markup=False, timeout=15)
         turns = [f for f in self.finished if f.get("ttft_by_turn")]
         if turns:  # conversations: TTFT grows with the context, turn by turn
             self.turn_lines = [f"{f.get('label')}: " + ", ".join(
