@@ -103,6 +103,27 @@ def workload_fields(record: RequestRecord) -> dict[str, Any]:
     )
 
 
+def server_timing_fields(record: RequestRecord) -> dict[str, Any]:
+    """The server's own timing of the request (schema 011; engine.measure.server_timing.ServerTiming) as
+    RequestRow fields, all None when the server sent none."""
+    t = record.server_timing
+    if t is None:
+        return {}
+    return dict(
+        server_ttft_ms=t.time_to_first_token_ms,
+        server_queue_time_ms=t.queue_time_ms,
+        server_generation_time_ms=t.generation_time_ms,
+        server_mean_itl_ms=t.mean_itl_ms,
+        server_tokens_per_second=t.tokens_per_second,
+        server_timing_source=t.source,
+        spec_acceptance_rate=t.draft_acceptance_rate,
+        spec_acceptance_length=t.mean_acceptance_length,
+        spec_accepted_tokens=t.num_accepted_draft_tokens,
+        spec_draft_tokens=t.num_draft_tokens,
+        spec_steps=t.num_spec_steps,
+    )
+
+
 def _send_lag_ms(record: RequestRecord) -> float | None:
     """Actual send (st) - scheduled send, less the intended wait on the concurrency limit."""
     if record.scheduled_ns is None or not record.st_ns:
@@ -381,6 +402,7 @@ class RunRecorder:
             chunk_tokens=list(record.chunk_tokens),
             **fidelity_fields(record, metrics),
             **workload_fields(record),
+            **server_timing_fields(record),
         )
         run_id = self.run_id
         self.writer.submit(run_id, "request", None, row)

@@ -91,6 +91,18 @@ class RequestRow:
     target_input_tokens: int | None = None
     cached_tokens: int | None = None
     prompt_form: str | None = None
+    # Schema 011: the server's own timing (engine.measure.server_timing; vLLM's per-request metrics).
+    server_ttft_ms: float | None = None  # scheduled -> first token (the queue not included)
+    server_queue_time_ms: float | None = None
+    server_generation_time_ms: float | None = None
+    server_mean_itl_ms: float | None = None
+    server_tokens_per_second: float | None = None
+    server_timing_source: str | None = None  # "server" (the stream's metrics) or "engine" (in-process)
+    spec_acceptance_rate: float | None = None
+    spec_acceptance_length: float | None = None
+    spec_accepted_tokens: int | None = None
+    spec_draft_tokens: int | None = None
+    spec_steps: int | None = None
     # Schema 006: how tokens were counted, first content, stopping early, failures, schedule-to-finish.
     token_count_source: str | None = None
     ttfc_ms: float | None = None
@@ -462,6 +474,10 @@ _REQUEST_TYPES = {
     "stopped_early": "BOOLEAN", "error_kind": "VARCHAR", "http_status": "INTEGER", "schedule_to_finish_ms": "DOUBLE",
     "conversation_id": "INTEGER", "turn_index": "INTEGER", "target_input_tokens": "INTEGER", "cached_tokens": "INTEGER",
     "prompt_form": "VARCHAR",
+    "server_ttft_ms": "DOUBLE", "server_queue_time_ms": "DOUBLE", "server_generation_time_ms": "DOUBLE",
+    "server_mean_itl_ms": "DOUBLE", "server_tokens_per_second": "DOUBLE", "server_timing_source": "VARCHAR",
+    "spec_acceptance_rate": "DOUBLE", "spec_acceptance_length": "DOUBLE", "spec_accepted_tokens": "INTEGER",
+    "spec_draft_tokens": "INTEGER", "spec_steps": "INTEGER",
 }
 _REQUEST_COLUMNS = ", ".join(_REQUEST_TYPES)
 _REQUEST_FIELDS = list(_REQUEST_TYPES)[1:]

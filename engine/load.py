@@ -47,6 +47,7 @@ import numpy as np
 from engine.measure.client_health import assess, cpu_sample, cpu_use
 from engine.engines.host import EngineHost
 from engine.measure.metrics import RequestMetrics, aggregate, request_metrics, steady_state_fields
+from engine.measure.server_timing import level_split
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 from engine.workloads.base import LevelSource, Workload
 from engine.workloads.conversations import ttft_by_turn
@@ -691,6 +692,7 @@ def level_extras(records: Sequence[RequestRecord], warmup: dict[str, Any], workl
     if cached:
         out["total_cached_tokens"] = int(sum(r.cached_tokens for r in cached))
         out["request_prefix_hit_rate"] = out["total_cached_tokens"] / max(1, sum(r.input_tokens for r in cached))
+    out.update(level_split(records))  # the server's own timing: TTFT as queue + engine + rest, spec decode
     turns = ttft_by_turn(records)
     if turns:
         out["ttft_by_turn"] = turns

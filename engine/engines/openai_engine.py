@@ -30,6 +30,7 @@ import msgspec
 from engine.engines import http1
 from engine.engines.base import NO_SINK, ChunkSink, Engine, ProgressSink
 from engine.engines.sse import SSEParser
+from engine.measure.server_timing import parse_server_metrics
 from engine.measure.tokens import LazyCounter, find_tokenizer, settle_counts
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
@@ -391,6 +392,9 @@ class _Event(msgspec.Struct):
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
     error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    # vLLM's per-request timing on the final usage event (--enable-per-request-metrics): kept raw and
+    # read by engine.measure.server_timing (outside input, any shape)
+    metrics: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     object: str | None = None
 
 
@@ -436,6 +440,8 @@ class _Stream:
             return self._general(data, now)
         if event.error is not msgspec.UNSET or event.object == "error":
             return self._general(data, now)
+        if event.metrics is not msgspec.UNSET:
+            self._server_metrics(event.metrics)
         usage = event.usage
         if usage is not None:
             completion = usage.completion_tokens
@@ -474,6 +480,17 @@ class _Stream:
                 record.reported_reasoning_tokens = reasoning_total
         return False
 
+    def _server_metrics(self, raw: msgspec.Raw) -> None:
+        """The server's own timing of the request (engine.measure.server_timing), where it sent one."""
+        try:
+            obj = _decode(raw)
+        except ValueError:  # e.g. 1e999, which msgspec refuses: json reads it (as inf, then dropped)
+            try:
+                obj = _LENIENT.decode(bytes(raw).decode("utf-8", "replace"))
+            except ValueError:
+                return
+        self.record.server_timing = parse_server_metrics(obj) or self.record.server_timing
+
     def _general(self, data: bytes, now: int) -> bool:
         """An event of any shape, read as plain JSON (lenient about raw control characters)."""
         try:
@@ -495,6 +512,8 @@ class _Stream:
             record.error_kind = "stream"
             self.ended = True
             return True
+        if "metrics" in event:
+            self.record.server_timing = parse_server_metrics(event["metrics"]) or self.record.server_timing
         usage = event.get("usage") or None
         if choices and isinstance(choices, list) and isinstance(choices[0], dict):
             choice = choices[0]

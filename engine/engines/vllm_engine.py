@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.engines.base import ChunkSink, Engine, ProgressSink
 from engine.engines.runtime import prepare_vllm_env
+from engine.measure.server_timing import from_engine_stats
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
@@ -233,6 +234,10 @@ class VllmEngine(Engine):
             if output.finished:
                 record.finish_reason = completion.finish_reason
                 finished = True
+                # The engine's own timing (RequestStateStats, kept with stats logging on), as vLLM's
+                # server reports it with --enable-per-request-metrics (engine.measure.server_timing).
+                record.server_timing = from_engine_stats(getattr(output, "metrics", None), total,
+                                                         getattr(completion, "spec_decode_metrics", None))
         record.text = "".join(parts)
         record.reported_output_tokens = total
         record.token_count_source = "engine"

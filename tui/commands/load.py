@@ -11,6 +11,7 @@ from engine.measure.metrics import json_safe
 from engine.workloads import DATASET_NAMES
 from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import TokenProgress, workload_lengths
+from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import (
     add_db_option,
@@ -421,6 +422,11 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     say(f"sweep: {outcome.stop_reason}")
     for line in workload_lines(rows, spec):
         say(line)
+    split = [line for r in rows for line in split_lines(r)]  # the server's own timing, where it sent it
+    if split:
+        say(SPLIT_NOTE, "dim")
+        for line in split:
+            say(line)
     if spec.slo_ms:
         say("goodput = requests/s meeting every SLO (" + ", ".join(f"{k} <= {v:g} ms" for k, v in spec.slo_ms.items())
             + ")")

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from rich.text import Text
+
 from engine.measure.metrics import json_safe
 from engine.terminal_text import safe_display
 from tui.commands.common import add_db_option, fail, open_store
@@ -46,6 +48,7 @@ def run_show(args: argparse.Namespace) -> int:
         print(json.dumps(json_safe(run_to_json(run, requests)), default=str))
     else:
         print_case_table(safe_display(run), safe_display(requests), sys.stdout)
+        _print_server_timing(run)
         _print_steady_state(run)
     return 0
 
@@ -60,3 +63,18 @@ def _print_steady_state(run: dict) -> None:
         print("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
         for line in lines:
             print(f"  {line}")
+
+
+def _print_server_timing(run: dict) -> None:
+    """The level's TTFT split by the server's own timing, and spec-decode acceptance, where it has them."""
+    from engine.measure.server_timing import SPLIT_NOTE, split_lines
+    from engine.terminal_text import safe_text
+    from tui.format import _console
+
+    overall = (run.get("summary") or {}).get("overall") or {}
+    lines = split_lines({**overall, "label": safe_text(str(overall.get("label") or run.get("kind") or "run"))})
+    if lines:
+        console = _console(sys.stdout)
+        console.print(Text(SPLIT_NOTE), style="dim")
+        for line in lines:
+            console.print(Text(line))
