@@ -198,6 +198,9 @@ class RunDetailScreen(Screen):
         if failed:
             rows.append(("failures", failures_line(overall, len(self.requests), len(failed), failed[0].get("error"))))
         rows += [("stream", text) for text in stream_lines(overall, self.requests)]
+        from engine.measure.metrics import steady_state_lines  # a load level's plateau (vllm-bench's rule)
+
+        rows += [("steady state", text.strip()) for text in steady_state_lines(overall)]
         health_lines = client_health_lines(client_health_of(r))
         rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
