@@ -96,8 +96,8 @@ class ReplayServer:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                if method == "POST" and path.rstrip("/").endswith("/reset_prefix_cache"):
-                    # as a vLLM server outside its dev mode: no such route (load levels try it first)
+                if method == "POST" and path.split("?")[0].rstrip("/").endswith(("/reset_prefix_cache", "/flush_cache")):
+                    # as a vLLM server outside its dev mode (no such route; nor SGLang's /flush_cache): load levels try both
                     writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                     await writer.drain()
                     continue

@@ -127,8 +127,8 @@ class ScriptServer:
                 method, _path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if ":" in x)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                if method == "POST" and _path.rstrip("/").endswith("/reset_prefix_cache"):
-                    # as a vLLM server outside its dev mode: no such route (a suite tries it before a request)
+                if method == "POST" and _path.split("?")[0].rstrip("/").endswith(("/reset_prefix_cache", "/flush_cache")):
+                    # as a vLLM server outside its dev mode (no such route; nor SGLang's /flush_cache): a suite tries them first
                     writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                     await writer.drain()
                     continue

@@ -22,7 +22,7 @@ CPU_MAX_MODEL_LEN = 4096
 # nothing to drain; what it would spend the time on is its own (and its worker's) interpreter teardown,
 # 4-5 s on a 2-core machine. Every run is stored before the engine is closed, so waiting buys nothing.
 SHUTDOWN_GRACE_S = 1.0
-RESET_WAIT_S = 2.0  # how long reset_prefix_cache retries while vLLM still holds blocks
+RESET_WAIT_S = 4.0  # how long reset_prefix_cache retries while vLLM still holds blocks (the orchestrator waits 10 s)
 
 
 class VllmEngine(Engine):
@@ -144,20 +144,36 @@ class VllmEngine(Engine):
         return llm is not None and not llm.errored
 
     async def reset_prefix_cache(self) -> tuple[bool, str]:
-        """AsyncLLM.reset_prefix_cache(); vLLM refuses while blocks are still held (a request finishing),
-        so it is tried for up to RESET_WAIT_S."""
+        """AsyncLLM.reset_prefix_cache(reset_connector=True) (vLLM 0.32: vllm/v1/engine/async_llm.py; the
+        KV connector's tier too, as a server's ?reset_external=true). vLLM refuses while blocks are still
+        held (a request finishing, an offload transfer in flight), so it is tried for up to RESET_WAIT_S;
+        then the local cache alone once. A vLLM without the flag is asked without it."""
         llm = self.llm
         if llm is None:
             return False, "the engine is not running"
         if not self.engine_args.get("enable_prefix_caching", True):
             return True, "prefix caching is off (enable_prefix_caching=false): nothing to reset"
+        try:
+            import inspect
+
+            external = "reset_connector" in inspect.signature(llm.reset_prefix_cache).parameters
+        except (TypeError, ValueError):
+            external = False
+        kwargs = {"reset_connector": True} if external else {}
         deadline = time.perf_counter() + RESET_WAIT_S
+        pause = 0.02
         while True:
-            if await llm.reset_prefix_cache():
-                return True, "prefix cache reset"
-            if time.perf_counter() > deadline:
-                return False, f"vLLM did not reset its prefix cache within {RESET_WAIT_S:g} s (blocks still in use)"
-            await asyncio.sleep(0.02)
+            if await llm.reset_prefix_cache(**kwargs):
+                return True, ("prefix cache reset (local and external tiers: reset_connector=True)" if external
+                              else "prefix cache reset")
+            if time.perf_counter() + pause > deadline:
+                break
+            await asyncio.sleep(pause)
+            pause = min(0.25, pause * 2)
+        if external and await llm.reset_prefix_cache():
+            return True, ("local prefix cache reset; the external (KV connector) tier could not be within "
+                          f"{RESET_WAIT_S:g} s: levels may read it")
+        return False, f"vLLM did not reset its prefix cache within {RESET_WAIT_S:g} s (blocks still in use)"
 
     def workload_tokens(self):
         from engine.workloads.tokens import Tokens
