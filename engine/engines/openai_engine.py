@@ -200,24 +200,15 @@ class OpenAIEngine(Engine):
         return self._tokens
 
     async def reset_prefix_cache(self) -> tuple[bool, str]:
-        """POST /reset_prefix_cache on the server (vLLM serves it only with VLLM_SERVER_DEV_MODE=1)."""
+        """Empty the server's prefix cache (engine.engines.cache_reset): vLLM's dev-mode
+        POST /reset_prefix_cache?reset_external=true (its KV connector's tier too), retried while vLLM says
+        it is busy; where there is no such route, SGLang's /flush_cache. (reset?, what happened)."""
+        from engine.engines.cache_reset import reset_server_prefix_cache
+
         if self.client is None:
             return False, "the engine is not running"
-        url = self.base_url.removesuffix("/v1") + "/reset_prefix_cache"
-        try:
-            resp = await self.client.post(url, timeout=CONNECT_TIMEOUT_S * 2)
-        except httpx.HTTPError as exc:
-            return False, f"POST /reset_prefix_cache failed ({_reason(exc)})"
-        if resp.status_code in (404, 405):
-            return False, ("the server has no /reset_prefix_cache (vLLM serves it with VLLM_SERVER_DEV_MODE=1): "
-                           "levels may read earlier levels' prefix cache")
-        if resp.status_code != 200:
-            return False, f"POST /reset_prefix_cache answered HTTP {resp.status_code}"
-        try:
-            ok = resp.json().get("success", True)
-        except (ValueError, AttributeError):
-            ok = True  # older vLLM answers 200 with no body
-        return (True, "prefix cache reset") if ok else (False, "the server refused to reset its prefix cache (busy)")
+        return await reset_server_prefix_cache(self.client, self.base_url.removesuffix("/v1"),
+                                               timeout_s=CONNECT_TIMEOUT_S * 2, reason=_reason)
 
     async def close(self) -> None:
         client, self.client = self.client, None
