@@ -45,6 +45,7 @@ from tui.screens.prices import PricesScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.side_by_side import SideBySideScreen
 from tui.screens.suite import SuiteScreen
+from tui.widgets.fields import TextField
 
 # Widgets that take typing: Esc leaves them (focus moves to the screen's main widget).
 TYPING_WIDGETS = (Input, Select, TextArea)
@@ -447,13 +448,20 @@ class TokentopApp(App[int]):
         that moves the cursor into a text field (`s` on Suite, Tab) acts only once it has bubbled back up,
         so the keys typed right behind it (tmux send-keys, a paste, a fast typist) were already handed
         to the old widget. They come back up unused while the field has focus. Each one goes into the
-        field, in order, instead of being lost."""
+        field, in order, instead of being lost: letters, and the field's editing keys (Left, Home,
+        Backspace, Enter: a TextField applies them in its own queue, so they keep their place among the
+        letters; were they run here, they would overtake the letters still queued for the field)."""
         focused = self.focused
         if (getattr(event, "retyped", False) or not isinstance(focused, Input) or focused.disabled
-                or not event.is_printable or not event.character
-                or not focused.check_consume_key(event.key, event.character)):
+                or getattr(event, "seen_by", None) is focused):
+            return
+        if event.is_printable and event.character:
+            if not focused.check_consume_key(event.key, event.character):
+                return
+        elif not (isinstance(focused, TextField) and focused.own_binding(event.key)):
             return
         event.stop()
+        event.prevent_default()  # App._on_key would run the field's binding now, ahead of its queue
         again = events.Key(event.key, event.character)
         again.retyped = True  # the field had its turn: if it lets this one up again, it stops here
         focused.post_message(again)

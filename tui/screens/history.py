@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from data.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
 from engine.terminal_text import safe_display
 from tui.format import fmt_date, model_name, where_short
+from tui.widgets.fields import TextField
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -99,7 +100,7 @@ class HistoryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
-        flt = Input(placeholder="filter: model, host, GPU, suite, status, date… (f)", id="history-filter")
+        flt = TextField(placeholder="filter: model, host, GPU, suite, status, date… (f)", id="history-filter")
         flt.border_title = "filter"
         yield flt
         yield PagedTable(id="history-table", fixed=2, cursor_type="row", zebra_stripes=True)

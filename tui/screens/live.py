@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from engine.terminal_text import StreamSanitizer
-from tui.widgets.fields import type_into
+from tui.widgets.fields import TextField, type_into
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -41,13 +41,13 @@ class LiveScreen(Screen):
     def compose(self) -> ComposeResult:
         yield StatusBar()
         with Horizontal(id="live-controls"):
-            prompt = Input(placeholder="Type a prompt, Enter to generate", id="live-prompt")
+            prompt = TextField(placeholder="Type a prompt, Enter to generate", id="live-prompt")
             prompt.border_title = "prompt"
             yield prompt
-            max_tokens = Input("128", type="integer", id="live-max-tokens", restrict=r"[0-9]*", max_length=5)
+            max_tokens = TextField("128", type="integer", id="live-max-tokens", restrict=r"[0-9]*", max_length=5)
             max_tokens.border_title = "max"
             yield max_tokens
-            temp = Input("0.8", type="number", id="live-temperature", max_length=4)
+            temp = TextField("0.8", type="number", id="live-temperature", max_length=4)
             temp.border_title = "temp"
             yield temp
         with Horizontal(id="live-main"):

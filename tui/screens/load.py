@@ -30,7 +30,7 @@ from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
 from engine.terminal_text import safe_display, safe_text
 from tui.commands.common import positive_int
 
-from tui.widgets.fields import NumberField
+from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
@@ -95,7 +95,7 @@ class LoadScreen(Screen):
             yield Select([("concurrency", "concurrency"), ("request rate", "rate")], value="concurrency",
                          allow_blank=False, id="load-pattern", compact=True)
             yield Label("levels", classes="load-label")
-            yield Input("1,2,4", placeholder="1,2,4 or sweep", id="load-levels", compact=True)
+            yield TextField("1,2,4", placeholder="1,2,4 or sweep", id="load-levels", compact=True)
             yield Button("Start", id="load-start", variant="success", compact=True)
             yield Button("Stop", id="load-stop", variant="error", disabled=True, compact=True)
         with Horizontal(classes="load-row"):
@@ -103,7 +103,7 @@ class LoadScreen(Screen):
             yield Select([(k, k) for k in WORKLOADS], value="random", allow_blank=False, id="load-workload",
                          compact=True)
             yield Label("file", classes="load-label")
-            yield Input("", placeholder="a dataset file, or a suite (seed, TOML)", id="load-file", compact=True,
+            yield TextField("", placeholder="a dataset file, or a suite (seed, TOML)", id="load-file", compact=True,
                         disabled=True)
         with Horizontal(classes="load-row"):
             yield Label("input len", classes="load-label")
@@ -114,11 +114,11 @@ class LoadScreen(Screen):
             yield Label("prompts/level", classes="load-label")
             yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
             yield Label("burstiness", classes="load-label")
-            yield Input("1", placeholder="1", id="load-burstiness", compact=True)
+            yield TextField("1", placeholder="1", id="load-burstiness", compact=True)
         with Horizontal(classes="load-row", id="load-options"):
             with Horizontal(classes="load-opts", id="opts-random"):
                 yield Label("range ratio", classes="load-label")
-                yield Input("", placeholder="0", id="load-range-ratio", compact=True)
+                yield TextField("", placeholder="0", id="load-range-ratio", compact=True)
                 yield Label("prefix len", classes="load-label")
                 yield NumberField("", placeholder="0", id="load-prefix-len", restrict=r"[0-9]*", compact=True)
                 yield Label("turns", classes="load-label")
@@ -136,17 +136,17 @@ class LoadScreen(Screen):
                 yield NumberField("", placeholder="all", id="load-max-turns", restrict=r"[0-9]*", compact=True)
             with Horizontal(classes="load-opts", id="opts-trace"):
                 yield Label("time ×", classes="load-label")
-                yield Input("", placeholder="file's", id="load-time-scale", compact=True)
+                yield TextField("", placeholder="file's", id="load-time-scale", compact=True)
                 yield Label("block", classes="load-label")
                 yield NumberField("", placeholder="preset", id="load-block", restrict=r"[0-9]*", compact=True)
             with Horizontal(classes="load-opts", id="opts-think"):
                 yield Label("think ms", classes="load-label")
-                yield Input("", placeholder="0", id="load-think", compact=True)
+                yield TextField("", placeholder="0", id="load-think", compact=True)
             yield Label("warm-ups", classes="load-label")
             yield NumberField("0", placeholder="0", id="load-warmups", restrict=r"[0-9]*", compact=True)
         with Horizontal(classes="load-row"):
             yield Label("SLO ms", classes="load-label")
-            yield Input("", placeholder="none, e.g. ttft=500", id="load-slo", compact=True)
+            yield TextField("", placeholder="none, e.g. ttft=500", id="load-slo", compact=True)
             yield Static(Text("goodput: requests within every SLO"), id="load-slo-hint")
         yield Static("", id="load-live")
         with Horizontal(id="load-body"):

@@ -26,7 +26,7 @@ from engine.terminal_text import safe_display
 from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
                                chart_label, frontier_cells, matrix_cells, short_level)
 from tui.widgets.bar_chart import Bar, BarChart
-from tui.widgets.fields import type_into
+from tui.widgets.fields import TextField, type_into
 from tui.widgets.frontier_chart import draw_frontier
 from tui.widgets.paged_table import cell_width
 
@@ -115,10 +115,10 @@ class CompareMatrixScreen(Screen):
                 yield BarChart(id="matrix-chart")
             with TabPane("SLO", id="tab-slo"):
                 with Horizontal(id="slo-form"):
-                    slo = Input(self.slo_text, placeholder="ttft=500,tpot=50", id="slo-input")
+                    slo = TextField(self.slo_text, placeholder="ttft=500,tpot=50", id="slo-input")
                     slo.border_title = "SLO ms"
                     yield slo
-                    pct = Input(f"{self.percentile:g}", placeholder="99", id="slo-percentile", max_length=5)
+                    pct = TextField(f"{self.percentile:g}", placeholder="99", id="slo-percentile", max_length=5)
                     pct.border_title = "pct"
                     yield pct
                 yield Static("", id="slo-note")

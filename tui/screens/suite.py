@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 from data.run_figures import BATCH1_HEADER
 from engine.measure.progress import TokenProgress, planned_lengths
 from engine.terminal_text import StreamSanitizer
-from tui.widgets.fields import NumberField
+from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
@@ -72,7 +72,7 @@ class SuiteScreen(Screen):
 
         yield StatusBar()
         with Horizontal(id="suite-controls"):
-            name = Input("seed", id="suite-name", placeholder="seed or a TOML file",
+            name = TextField("seed", id="suite-name", placeholder="seed or a TOML file",
                          suggester=SuggestFromList(bundled_suite_names(), case_sensitive=False))
             name.border_title = "suite"
             yield name

@@ -1,4 +1,4 @@
-"""Form fields that do not swallow keys they cannot use."""
+"""Form fields that take keys in the order they arrive, and do not swallow keys they cannot use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,37 @@ from textual.widgets import Input
 from textual.widgets._input import _RESTRICT_TYPES
 
 
-class NumberField(Input):
+class TextField(Input):
+    """An Input that applies its editing keys in the order they were typed.
+
+    Textual 8.2.8 (the newest release) types a printable key in `Input._on_key`, at once, but runs the
+    field's own bindings (Left, Home, Backspace, Ctrl+U, Enter, ...) only after the key has bubbled up
+    through every ancestor's message queue to `App._check_bindings`: in a burst (tmux send-keys, a
+    paste, a fast typist on a laggy link) the letters behind an editing key are typed first. `hello`,
+    Left, Left, `X` gave `helloX`. Upstream: Textualize/textual#6605 (open; PR #6631 takes the same
+    approach as this class); a minimal reproduction is benchmarks/textual_key_order.py.
+
+    This field runs its own non-priority bindings from its own key handler, in its queue, like the
+    letters. What runs is what Textual would run: the focused widget is the first namespace of the
+    binding chain, and priority bindings (Esc, Ctrl+Q, Ctrl+X) are checked before a key reaches it.
+    A binding whose action is skipped (SkipAction, check_action False) lets the key go on up."""
+
+    def own_binding(self, key: str) -> bool:
+        """True when `key` is one of this field's own (non-priority) bindings."""
+        return any(not b.priority for b in self._bindings.key_to_bindings.get(key, ()))
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character:
+            return  # typed by Input._on_key, next in the MRO
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.stop()
+                event.prevent_default()
+                return
+        event.seen_by = self  # the app's type-ahead: this field had its turn at the key
+
+
+class NumberField(TextField):
     """An Input for numbers: a printable key it would reject (r in a reps field) is not eaten but
     left to the screen's bindings, so `r` still runs the suite while the field has focus."""
 
