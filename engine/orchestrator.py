@@ -619,9 +619,13 @@ class Orchestrator:
             hit_rate = (server_summary or {}).get("prefix_hit_rate")
             if hit_rate is None:
                 hit_rate = outcome.result.get("request_prefix_hit_rate")
+            # The KV connector's (offload) tier apart: a level it served must not read as cold (issue 21)
+            external = (server_summary or {}).get("external_prefix_hit_rate")
             for part in (summary.get("overall"), summary.get("load")):
                 if isinstance(part, dict):
                     part["prefix_cache_hit_rate"] = hit_rate  # beside the level's throughput
+                    if external is not None:
+                        part["prefix_cache_external_hit_rate"] = external
             summary["workload"] = json_safe({"label": identity.get("label"), "key": identity.get("key"),
                                              **prompts.report()})
             done = RunFinished(info, outcome.status, outcome.duration_s, summary, outcome.error,

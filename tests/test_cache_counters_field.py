@@ -376,3 +376,52 @@ def test_in_process_reset_asks_vllm_032_to_reset_the_connector_too():
     assert ok, note
     assert calls == [{"reset_running_requests": False, "reset_connector": True}] * 2
     assert "external" in note
+
+
+# -- a level, end to end ---------------------------------------------------------------------------
+
+def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_rate(tmp_path):
+    # Source: .venv vllm 0.32 loggers.py counters as a server with a CPU-offload connector moves them: each
+    # request queries 1000 prompt tokens locally (50 hit after the reset), the connector is asked for the
+    # 950 the local cache missed and holds 900 of them. The level must not read as cold.
+    from data.load_runs import LoadSpec, run_load
+    from data.session import Session
+    from data.store import Store
+    from engine.load import LoadLevel, PromptSource
+    from tests.sse_script import chat, event, usage
+    from tui.commands.load import _level_line
+
+    served = []
+    stream = b"".join(event(e) for e in (chat("", role="assistant"), chat("hi"), chat(" there", finish="length",
+                                                                                       usage=usage(2)))) + event("[DONE]")
+
+    def completion(_path):
+        served.append(1)
+        return 200, "text/event-stream", stream
+
+    def metrics(_path):
+        n = len(served)
+        return 200, PROM, _vllm_032_connector_page(1000.0 * n, 50.0 * n, 950.0 * n, 900.0 * n).encode()
+
+    with FieldServer({("GET", "/v1/models"): MODELS, ("GET", "/metrics"): metrics,
+                      ("POST", "/v1/chat/completions"): completion,
+                      ("POST", "/reset_prefix_cache"): [_json({"success": True})]}) as server, \
+            Store(tmp_path / "r.duckdb") as store:
+        session = Session(store, dict(engine="openai", endpoint=server.url, model="m"))
+        session.start_engine()
+        try:
+            outcome = run_load(session, LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=4)],
+                                                 prompts=PromptSource(input_len=8, output_len=2)))
+        finally:
+            session.shutdown()
+        level = outcome.levels[0]
+        overall = level.summary["overall"]
+        assert level.outcome.status == "completed"
+        assert overall["prefix_cache_reset"] is True
+        assert "reset_external=true" in overall["prefix_cache_reset_note"]
+        assert overall["prefix_cache_hit_rate"] == pytest.approx(0.05)
+        assert overall["prefix_cache_external_hit_rate"] == pytest.approx(900 / 950)
+        stored = store.get_run(level.run_id)["summary"]
+        assert stored["overall"]["prefix_cache_external_hit_rate"] == pytest.approx(900 / 950)
+        assert stored["server"]["prefix_hit_rate_all_tiers"] == pytest.approx(0.95)
+        assert "external tier hits 95 % of the misses" in _level_line(overall, "completed")

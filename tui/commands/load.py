@@ -340,6 +340,8 @@ def _level_line(res: dict, status: str) -> str:
         line += f", goodput {_f(res.get('request_goodput'), '{:.2f}')} req/s"
     if res.get("prefix_cache_hit_rate") is not None:
         line += f", prefix cache hits {100 * res['prefix_cache_hit_rate']:.0f} %"
+    if res.get("prefix_cache_external_hit_rate") is not None:  # a KV connector's tier, of the local misses
+        line += f", external tier hits {100 * res['prefix_cache_external_hit_rate']:.0f} % of the misses"
     return line
 
 
