@@ -203,3 +203,98 @@ def test_the_slo_answer_the_frontier_and_a_load_runs_cost_say_they_use_whole_run
     assert costs["throughput_figures"] == "whole run"
     assert main(["--db", str(db), "compare", level["run_id"]]) == 0
     assert "throughput under load: the level's whole run (ramp-up and drain included)" in capsys.readouterr().out
+
+
+# -- field corpus: vllm-bench's own unit tests, replayed ------------------------------------------------
+# vllm-project/vllm-bench, src/metrics/steady_state.rs, `mod tests` (mk / mk_full build a RequestFuncOutput
+# from start_time, latency, ttft, itl and output_tokens; prompt_len 10). Each case below keeps its name and
+# its expectations, with the threshold, target and minimum window it passes.
+def _vb(start: float, latency: float, ttft: float = 0.0, itl=(), output_tokens: int = 0, prompt_len: int = 10):
+    from engine.measure.metrics import RequestMetrics
+
+    tpot = (latency - ttft) / (output_tokens - 1) if output_tokens > 1 else None
+    return RequestMetrics(success=True, output_tokens=output_tokens, input_tokens=prompt_len, ttft_s=ttft,
+                          e2el_s=latency, tpot_s=tpot, itl_s=tuple(itl), start_s=start)
+
+
+def test_vllm_bench_steady_state_rs_window_plateau_trapezoid():
+    ms = [_vb(float(i), 30.0) for i in range(10)] + [_vb(15.0, 5.0)]
+    w = steady_state(ms, 10, 30.0, threshold=1.0, min_window_s=5.0)["window"]
+    assert (w["target_concurrency"], w["threshold_abs"]) == (10, 10)
+    assert w["start_s"] == pytest.approx(9.0) and w["end_s"] == pytest.approx(30.0)
+    assert w["observed_peak"] == 11 and w["warning"] is None
+
+
+def test_vllm_bench_steady_state_rs_window_none_when_never_reaches_threshold():
+    assert steady_state([_vb(i * 10.0, 1.0) for i in range(5)], 5, 100.0, min_window_s=1.0) is None
+
+
+def test_vllm_bench_steady_state_rs_window_none_when_all_fail():
+    from dataclasses import replace
+
+    assert steady_state([replace(_vb(0.0, 1.0), success=False)], 1, 10.0, threshold=1.0) is None
+
+
+def test_vllm_bench_steady_state_rs_window_threshold_one():
+    w = steady_state([_vb(0.0, 5.0), _vb(1.0, 5.0)], 2, 10.0, threshold=1.0, min_window_s=0.1)["window"]
+    assert w["threshold_abs"] == 2 and (w["start_s"], w["end_s"]) == (1.0, 5.0)
+
+
+def test_vllm_bench_steady_state_rs_window_ties_net_to_zero():
+    ms = [_vb(0.0, 5.0), _vb(2.0, 3.0), _vb(5.0, 2.0)]  # two end at 5.0 as the third starts
+    assert steady_state(ms, 2, 20.0, threshold=1.0, min_window_s=0.1)["window"]["observed_peak"] == 2
+    assert peak_concurrency(ms) == 2
+
+
+def test_vllm_bench_steady_state_rs_window_warning_when_short():
+    ms = [_vb(i * 0.1, 1.0) for i in range(10)]
+    assert steady_state(ms, 10, 10.0, threshold=1.0, min_window_s=5.0)["window"]["warning"]
+
+
+def test_vllm_bench_steady_state_rs_window_constant_concurrency_equals_full_run():
+    w = steady_state([_vb(0.0, 10.0)] * 3, 3, 10.0, threshold=1.0, min_window_s=0.1)["window"]
+    assert (w["start_s"], w["end_s"]) == (0.0, 10.0)
+
+
+def test_vllm_bench_steady_state_rs_compute_constant_concurrency_matches_full_run():
+    ms = [_vb(0.0, 10.0, 2.0, [2.0] * 4, 5)] * 3  # tokens at 2, 4, 6, 8, 10: the one at 10 is out
+    ss = steady_state(ms, 3, 10.0, threshold=1.0, min_window_s=0.1)
+    assert ss["window"]["requests_started_in_window"] == 3
+    assert ss["request_throughput"] == 0.0  # the completions at 10.0 are outside [0, 10)
+    assert ss["output_throughput"] == pytest.approx(1.2)
+    assert ss["input_throughput"] == pytest.approx(3.0)
+
+
+def test_vllm_bench_steady_state_rs_compute_drain_only_tokens_not_counted():
+    ms = [_vb(0.0, 10.0, 0.0, [1.0] * 9, 10), _vb(9.9, 30.0, 0.05, [0.02] * 999, 1000)]
+    ss = steady_state(ms, 2, 40.0, threshold=1.0, min_window_s=0.1)
+    assert ss["output_throughput"] <= (10.0 + 6.0) / ss["window"]["duration_s"]
+
+
+def test_vllm_bench_steady_state_rs_compute_tpot_matches_per_request_definition():
+    ss = steady_state([_vb(0.0, 10.0, 2.0, [2.0] * 4, 5)] * 3, 3, 10.0, threshold=1.0, min_window_s=0.1)
+    for key in ("mean_tpot_ms", "median_tpot_ms", "p90_tpot_ms", "p99_tpot_ms"):
+        assert ss[key] == pytest.approx(2000.0), key
+
+
+def test_vllm_bench_steady_state_rs_end_to_end_trapezoid_run():
+    ms = [_vb(float(i), 20.0, 1.0, [1.0] * 9, 10, prompt_len=100) for i in range(5)]
+    ss = steady_state(ms, 5, 25.0, threshold=1.0, min_window_s=1.0)
+    w = ss["window"]
+    assert w["threshold_abs"] == 5 and (w["start_s"], w["end_s"]) == (4.0, 20.0)
+    assert json.loads(json.dumps(ss)) == ss  # stored as JSON with the level
+
+
+# -- field corpus: the public reports that led vLLM to the exact count ---------------------------------
+def test_vllm_issue_56653_requests_touching_at_a_second_boundary_are_not_concurrent():
+    """vllm-project/vllm#56653 (and the test plan of PR #56675): [0, 1) and [1, 2) -> peak 1; the
+    overlapping [0, 1.5) and [1, 2) -> peak 2. vLLM 0.32's inclusive buckets read 2 for both."""
+    assert peak_concurrency([_vb(0.0, 1.0), _vb(1.0, 1.0)]) == 1
+    assert peak_concurrency([_vb(0.0, 1.5), _vb(1.0, 1.0)]) == 2
+
+
+def test_vllm_pr_56647_three_sequential_requests_within_one_second_peak_1():
+    """vllm-project/vllm PR #56647: three sequential requests finishing within one second read as a
+    peak of 3 in buckets; they never overlap."""
+    ms = [_vb(0.0, 0.2), _vb(0.25, 0.2), _vb(0.5, 0.3)]
+    assert aggregate(ms, 0.8)["max_concurrent_requests"] == 1
