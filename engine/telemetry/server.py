@@ -30,7 +30,7 @@ class ServerSample:
     running: float | None = None
     waiting: float | None = None
     kv_cache_usage: float | None = None  # 0..1
-    prefix_cache_queries: float | None = None  # tokens (blocks on vLLM 0.8.0-0.8.1), cumulative: the local cache
+    prefix_cache_queries: float | None = None  # tokens (blocks in the earliest V1), cumulative: the local cache
     prefix_cache_hits: float | None = None  # tokens, cumulative: the local cache
     preemptions: float | None = None  # cumulative
     ttft_count: float | None = None  # cumulative
@@ -76,8 +76,8 @@ _COUNTERS = {
 #   vllm        vllm/v1/metrics/loggers.py (0.9.2 and later; 0.32 here): vllm:prefix_cache_{queries,hits},
 #               tokens, local cache; vllm:external_prefix_cache_{queries,hits}, the KV connector's tier
 #               (queries = the tokens the local cache missed, scheduler.py)
-#   vllm-gpu    the same file in early V1 (0.8.0-0.9.1): vllm:gpu_prefix_cache_{queries,hits} (blocks in
-#               0.8.0-0.8.1, tokens later: the rate means the same), deprecated in 0.9.2, hidden in 0.11
+#   vllm-gpu    the same file in early V1 (to 0.9.1): vllm:gpu_prefix_cache_{queries,hits} (blocks in the
+#               earliest, tokens later: the rate means the same), deprecated in 0.9.2, hidden in 0.11
 #   sglang      SGLang's metrics_collector.py: sglang:prompt_tokens_total and
 #               sglang:cached_tokens_total{cache_source=device|host|storage|...}; device hits are the local
 #               cache, any other source the external tier (queried for what the device missed). A release
