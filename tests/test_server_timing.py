@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 
 import pytest
@@ -107,8 +108,8 @@ def test_vllm_032_final_chat_event_metrics_stored_and_split_shown_by_load_and_sh
     out = flat(proc.stdout)
     # Client TTFT >= 60 ms (the scripted first event); the server says 5 ms queued + 20 ms to the first token.
     assert "TTFT split by the server's own timing" in out
-    assert "concurrency 1: TTFT queue 5.0 + engine 20 + rest " in out
-    assert "(median 5.0 + 20 + " in out and "), 4 req" in out
+    assert re.search(r"concurrency 1: TTFT (\d+) ms = queue 5\.0 \+ engine 20 \+ rest (\d+) ", out), out
+    assert re.search(r"median \d+ = 5\.0 \+ 20 \+ \d+, 4 req with server timing", out), out
     assert all(len(line) <= 80 for line in proc.stdout.splitlines())
 
     with Store(db) as store:
@@ -135,7 +136,7 @@ def test_vllm_032_final_chat_event_metrics_stored_and_split_shown_by_load_and_sh
     text = subprocess.run([*tokentop_cmd, "show", run["run_id"], "--db", str(db)],
                           capture_output=True, text=True, env=cli_env, timeout=60)
     assert text.returncode == 0, text.stderr
-    assert "concurrency 1: TTFT queue 5.0 + engine 20 + rest " in flat(text.stdout)
+    assert re.search(r"concurrency 1: TTFT \d+ ms = queue 5\.0 \+ engine 20 \+ rest \d+", flat(text.stdout))
 
 
 def test_vllm_032_final_completions_event_metrics_read():
@@ -246,6 +247,46 @@ def test_vllm_docs_spec_decode_acceptance_beside_the_levels_throughput(store):
     assert {r["spec_acceptance_length"] for r in rows} == {1.0, 1.2325581395348837}
 
 
+async def test_load_screen_shows_the_split_at_80x24(store):
+    import asyncio
+
+    from textual.app import App
+    from textual.widgets import Input
+
+    from data.session import Session
+
+    class LoadHost(App):
+        def on_mount(self):
+            from tui.screens.load import LoadScreen
+
+            self.push_screen(LoadScreen(session))
+
+    with ScriptServer([vllm_chat_reply(VLLM_032_METRICS)]) as server:
+        session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
+        session.start_engine()
+        try:
+            app = LoadHost()
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                screen = app.screen
+                screen.query_one("#load-levels", Input).value = "1"
+                screen.query_one("#load-num-prompts", Input).value = "4"
+                screen.query_one("#load-output-len", Input).value = "3"
+                screen.action_start()
+                loop = asyncio.get_running_loop()
+                end = loop.time() + 60
+                while screen.running or not screen.finished:
+                    assert loop.time() < end, "timed out"
+                    await pilot.pause(0.1)
+                await pilot.pause()
+                rows = [strip.text for strip in app.screen._compositor.render_strips()]
+        finally:
+            session.shutdown()
+    shown = [row.strip() for row in rows if "= queue 5.0 + engine 20 + rest" in row]
+    assert shown and re.match(r"concurrency 1: TTFT \d+ ms = queue", shown[0]), rows
+    assert any(re.search(r"median \d+ = 5\.0 \+ 20 \+ \d+, 4 req", row) for row in rows), rows
+
+
 def test_split_lines_fit_80_columns_with_a_long_label():
     res = {"label": "rate 12.5/s burstiness 0.5 max-concurrency 128 and a very long workload name",
            "mean_ttft_client_ms": 1234.5, "median_ttft_client_ms": 1200.0, "mean_server_queue_time_ms": 800.25,
@@ -253,7 +294,8 @@ def test_split_lines_fit_80_columns_with_a_long_label():
            "mean_ttft_rest_ms": 134.25, "median_ttft_rest_ms": 120.0, "server_timed_requests": 1000}
     lines = split_lines(res)
     assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
-    assert lines[0].endswith("TTFT queue 800 + engine 300 + rest 134 = 1234 ms")
+    assert lines[0].endswith("…: TTFT 1234 ms = queue 800 + engine 300 + rest 134")
+    assert lines[1] == "  median 1200 = 790 + 290 + 120, 1000 req with server timing"
 
 
 @pytest.mark.engine
@@ -265,7 +307,7 @@ def test_real_vllm_server_per_request_metrics_stored(vllm_server, tokentop_cmd, 
                            "--concurrency", "2", "--num-prompts", "4", "--input-len", "16", "--output-len", "8",
                            "--db", str(db_path)], capture_output=True, text=True, env=cli_env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "concurrency 2: TTFT queue " in flat(proc.stdout)
+    assert re.search(r"concurrency 2: TTFT \d+ ms = queue [\d.]+ \+ engine [\d.]+ \+ rest", flat(proc.stdout))
     with Store(db_path) as store:
         (run,) = store.list_runs()
         rows = [r for r in store.get_requests(run["run_id"]) if r["success"]]

@@ -211,23 +211,20 @@ def _ms(value: float) -> str:
 
 def split_lines(res: dict[str, Any], width: int = 80) -> list[str]:
     """A level's TTFT split and spec-decode acceptance as text lines of at most `width` columns (the
-    `load` command, `show` and the Load screen): "concurrency 4: queue 0.3 + engine 41 + rest 12 =
-    53 ms (median 0.2 + 40 + 11 = 52), 10 req". [] when the level has no server timing."""
+    `load` command, `show` and the Load screen), two for the split and one for spec decode:
+        concurrency 4: TTFT 56 ms = queue 3.1 + engine 41 + rest 12
+          median 53 = 2.0 + 40 + 11, 10 req with server timing
+        concurrency 4: spec decode acceptance 47 %, accepted length 2.40 at 310.2 tok/s
+    [] when the level has no server timing."""
     label = str(res.get("label") or "level")
     lines: list[str] = []
     if res.get("mean_ttft_client_ms") is not None:
-        mean = (f"queue {_ms(res['mean_server_queue_time_ms'])} + engine {_ms(res['mean_server_ttft_ms'])}"
-                f" + rest {_ms(res['mean_ttft_rest_ms'])} = {_ms(res['mean_ttft_client_ms'])} ms")
-        median = (f"median {_ms(res['median_server_queue_time_ms'])} + {_ms(res['median_server_ttft_ms'])}"
-                  f" + {_ms(res['median_ttft_rest_ms'])} = {_ms(res['median_ttft_client_ms'])}")
-        n = f"{res.get('server_timed_requests')} req"
-        one = f"{label}: TTFT {mean} ({median}), {n}"
-        if len(one) <= width:
-            lines.append(one)
-        else:  # a long label: the medians on a line of their own, the label cut to fit
-            room = width - len(f": TTFT {mean}")
-            lines.append(f"{_cut(label, room)}: TTFT {mean}")
-            lines.append(f"  ({median}), {n}")
+        mean = (f"TTFT {_ms(res['mean_ttft_client_ms'])} ms = queue {_ms(res['mean_server_queue_time_ms'])}"
+                f" + engine {_ms(res['mean_server_ttft_ms'])} + rest {_ms(res['mean_ttft_rest_ms'])}")
+        lines.append(f"{_cut(label, width - len(mean) - 2)}: {mean}")
+        lines.append(_cut(f"  median {_ms(res['median_ttft_client_ms'])} = {_ms(res['median_server_queue_time_ms'])}"
+                          f" + {_ms(res['median_server_ttft_ms'])} + {_ms(res['median_ttft_rest_ms'])}, "
+                          f"{res.get('server_timed_requests')} req with server timing", width))
     rate, length = res.get("spec_decode_acceptance_rate"), res.get("spec_decode_acceptance_length")
     if rate is not None or length is not None:
         parts = []

@@ -379,6 +379,7 @@ class LoadScreen(Screen):
         if steady:  # each level's plateau beside the table's whole-run figures (vllm-bench's rule)
             self.notify("\n".join(steady), title="Steady state (>= 95 % of the concurrency in flight)",
                         severity="information", markup=False, timeout=15)
+        self._server_timing()
         turns = [f for f in self.finished if f.get("ttft_by_turn")]
         if turns:  # conversations: TTFT grows with the context, turn by turn
             self.turn_lines = [f"{f.get('label')}: " + ", ".join(
@@ -400,6 +401,19 @@ class LoadScreen(Screen):
         gpu = getattr(self.session, "gpu", None)
         if gpu is not None and not gpu.available and gpu.note and not result.stopped:
             self.notify(gpu.note, severity="information", title="GPU telemetry")
+
+    def _server_timing(self) -> None:
+        """The last level's TTFT split by the server's own timing in the live lines (2 lines, 78 columns at
+        80), every level's in a notification (engine.measure.server_timing); nothing without it."""
+        from engine.measure.server_timing import split_lines
+
+        levels = [split_lines({**f, "label": safe_text(str(f.get("label")))}, width=78) for f in self.finished]
+        levels = [lines for lines in levels if lines]
+        if not levels:
+            return
+        self.query_one("#load-live", Static).update(Text("\n".join(levels[-1][:2])))
+        self.notify("\n".join(line for lines in levels for line in lines), markup=False, timeout=15,
+                    title="TTFT split by the server's timing (ms)", severity="information")
 
     def _set_status(self, text: str) -> None:
         self.last_message = text = safe_text(text)  # quotes a server's error

@@ -201,6 +201,9 @@ class RunDetailScreen(Screen):
         from engine.measure.metrics import steady_state_lines  # a load level's plateau (vllm-bench's rule)
 
         rows += [("steady state", text.strip()) for text in steady_state_lines(overall)]
+        from engine.measure.server_timing import split_lines  # the server's own timing: TTFT split, spec decode
+
+        rows += [("server timing", text.split(": ", 1)[-1]) for text in split_lines(overall, width=10_000)]
         health_lines = client_health_lines(client_health_of(r))
         rows += [("client check", text) for text, style in health_lines if style == "dim"]
         rows += [(f"env {k}", env.get(k)) for k in ENV_KEYS if env.get(k) not in (None, "", [], {})]
