@@ -425,3 +425,16 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
         assert stored["overall"]["prefix_cache_external_hit_rate"] == pytest.approx(900 / 950)
         assert stored["server"]["prefix_hit_rate_all_tiers"] == pytest.approx(0.95)
         assert "external tier hits 95 % of the misses" in _level_line(overall, "completed")
+
+
+def test_sglang_release_without_cached_tokens_counter_has_no_hit_rate_rather_than_zero():
+    # Source: sgl-project/sglang's first metrics_collector.py (SchedulerMetricsCollector): gauges
+    # sglang:prompt_tokens_total ("Number of prefill tokens processed.", multiprocess_mode="sum") and
+    # sglang:cache_hit_rate, no cached-tokens counter yet. Prompt tokens alone must not read as a 0 % rate.
+    page = ("# TYPE sglang:num_running_reqs gauge\nsglang:num_running_reqs{model_name=\"m\"} 1.0\n"
+            "# TYPE sglang:token_usage gauge\nsglang:token_usage{model_name=\"m\"} 0.2\n"
+            "# TYPE sglang:cache_hit_rate gauge\nsglang:cache_hit_rate{model_name=\"m\"} 0.6\n"
+            "# TYPE sglang:prompt_tokens_total gauge\nsglang:prompt_tokens_total{model_name=\"m\"} %s\n")
+    _, level = _level([page % 100.0, page % 900.0])
+    assert level.get("prefix_hit_rate") is None
+    assert "no prefix-cache counters" in level["prefix_cache_note"]

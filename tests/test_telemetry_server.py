@@ -28,6 +28,7 @@ def test_scrape_real_vllm_metrics(vllm_server):
     assert sample.running is not None and sample.waiting is not None
     assert sample.kv_cache_usage is not None and 0.0 <= sample.kv_cache_usage <= 1.0
     assert sample.prefix_cache_queries is not None and sample.preemptions is not None
+    assert sample.prefix_counters == "vllm"  # vllm:prefix_cache_* (0.32's names), not the deprecated ones
     assert sample.ttft_count is not None and "+Inf" in sample.ttft_buckets
 
 

@@ -170,6 +170,8 @@ def _set_prefix(sample: ServerSample, prefix: dict[str, dict[str, float]]) -> No
         parts = prefix.get(fam)
         if not parts or "q" not in parts:
             continue
+        if fam == "sglang" and "h" not in parts and "xh" not in parts:
+            continue  # prompt tokens without a cached-tokens counter: no hit count, not a 0 % rate
         sample.prefix_counters = fam
         sample.prefix_cache_queries = parts["q"]
         sample.prefix_cache_hits = parts.get("h", 0.0)
