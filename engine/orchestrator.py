@@ -44,6 +44,20 @@ SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0  # /metrics scrapes during load levels (see _
 STOP_WAIT_S = 10.0  # how long stop() waits for a job to store what it has
 
 
+def _planned_count(workload: Workload, num_prompts: int) -> int:
+    """Requests a load level sends (follow-up turns included, dropped ones not): its progress total."""
+    try:
+        return int(workload.planned_count(num_prompts))
+    except Exception:  # a workload that cannot say (never a failed level for it)
+        return num_prompts
+
+
+def _level_report(workload: Workload, num_prompts: int) -> dict[str, Any]:
+    """The workload's word on one level (--num-prompts, the requests planned, its notes), stored with it."""
+    report = getattr(workload, "level_report", None)
+    return report(num_prompts) if report is not None else {}
+
+
 def new_run_id() -> str:
     """Same shape as the store's ids (time-sortable), chosen here so every event can name its run."""
     return datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -578,7 +592,8 @@ class Orchestrator:
 
         def level_runner(index: int, level: LoadLevel) -> LevelOutcome:
             info = RunInfo(new_run_id(), job.job_id, "load", "load", settings(index, level), None,
-                           total=level.num_prompts, level_index=index, level=level, workload=identity)
+                           total=_planned_count(prompts, level.num_prompts), level_index=index, level=level,
+                           workload=identity)
             self._begin_run(job, info)
             origin: list[int] = []
             runner.on_record = lambda i, record, metrics: self.emit(
@@ -627,7 +642,7 @@ class Orchestrator:
                     if external is not None:
                         part["prefix_cache_external_hit_rate"] = external
             summary["workload"] = json_safe({"label": identity.get("label"), "key": identity.get("key"),
-                                             **prompts.report()})
+                                             **prompts.report(), **_level_report(prompts, level.num_prompts)})
             done = RunFinished(info, outcome.status, outcome.duration_s, summary, outcome.error,
                                samples_origin_s=t0, gpu_samples=gpu_rows, server_samples=server_rows,
                                outcome=outcome)

@@ -276,7 +276,7 @@ def test_option_mistakes_are_one_line(opts, message):
 
 @pytest.mark.parametrize("kind, content, message", [
     ("sharegpt", "[{\"conversations\": [", "cannot read it as ShareGPT"),
-    ("sharegpt", json.dumps([{"conversations": 5}]), "Expected ARRAY"),
+    ("sharegpt", json.dumps([{"conversations": 5}]), "no entry has a 'conversations' list"),
     ("sharegpt", json.dumps([{"messages": []}]), "no entry has a 'conversations' list"),
     ("sharegpt", json.dumps([{"conversations": [turn(0, "only one")]}]), "no entry has two or more turns"),
     ("custom", json.dumps({"text": "a"}) + "\n", "no line has a 'prompt'"),

@@ -26,9 +26,12 @@ def planned_lengths(requests) -> list[int | None]:
 
 
 def workload_lengths(workload, num_prompts: int) -> list[int | None]:
-    """A load level's planned output lengths from its workload's settings, without building its requests:
-    every request's length when the workload enforces one length for all (random tokens, shared prefixes,
-    a suite with --output-len), else None (a dataset's or trace's own lengths: progress counts requests)."""
+    """A load level's planned output lengths, one per request it will send — a conversation's every turn
+    included, requests a rule drops (prefix_repetition) not (engine.workloads.base.Workload.planned_lengths);
+    None where a length is unknown before the request runs (then progress counts requests)."""
+    planned = getattr(workload, "planned_lengths", None)
+    if planned is not None:
+        return list(planned(num_prompts))
     length = getattr(workload, "output_len", None)
     enforced = getattr(workload, "enforce_length", False)
     return [int(length) if length and enforced else None] * max(0, int(num_prompts))

@@ -296,6 +296,10 @@ class ShareGPTWorkload(FileWorkload):
         """A conversation read by role (see the module docstring): (turns, system) or None (skipped)."""
         merged: list[tuple[str, str | None]] = []
         dropped_at_joins = 0
+        roleless = all(who is None for part in parts for who, _ in part)
+        if roleless:  # no turn says who wrote it (AIPerf's loader tests): alternate, the user first
+            parts = [[("human" if k % 2 == 0 else "gpt", text) for k, (_, text) in enumerate(sum(parts, []))]]
+            self._reshape("no roles: read by position, the user first")
         for part in parts:
             mapped = []
             for who, text in part:
@@ -310,7 +314,7 @@ class ShareGPTWorkload(FileWorkload):
         if len(parts) > 1:
             self._reshape("merged from split parts (X_0, X_1, ...)")
         if dropped_at_joins:
-            self._reshape("a part's first turn repeated the previous part's role: dropped")
+            self._reshape("had a part's first turn dropped (the role the previous part ended with)")
         system_texts = []
         while merged and merged[0][0] == "system":
             system_texts.append(merged.pop(0)[1] or "")

@@ -89,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--prefix-repetition-output-len", type=positive_int, default=None, metavar="N",
                    help="prefix_repetition: output tokens (default 128)")
     w.add_argument("--disable-shuffle", action="store_true", help="sharegpt/custom: keep the file's order")
+    w.add_argument("--skip-chat-template", action="store_true",
+                   help="custom: send prompts without the chat template (vLLM's)")
     w.add_argument("--timed-trace-chunk-hash-size", type=positive_int, default=None, metavar="N",
                    help="tokens per hash id (timed_trace 16, mooncake_trace 512)")
     w.add_argument("--timed-trace-sec-multiplier", type=_positive_float("--timed-trace-sec-multiplier"), default=None,
@@ -195,7 +197,7 @@ def workload_options(args: argparse.Namespace):
              "prefix_repetition_prefix_len", "prefix_repetition_suffix_len", "prefix_repetition_num_prefixes",
              "prefix_repetition_output_len", "timed_trace_chunk_hash_size", "timed_trace_sec_multiplier",
              "timed_trace_label_timestamp", "timed_trace_label_input_length", "timed_trace_label_output_length",
-             "timed_trace_label_hash_ids", "disable_shuffle", "multi_turn", "turns", "max_turns", "turn_delay_ms",
+             "timed_trace_label_hash_ids", "disable_shuffle", "skip_chat_template", "multi_turn", "turns", "max_turns", "turn_delay_ms",
              "turn_delay_dist")
     return WorkloadOptions(seed=args.seed, **{n: getattr(args, n) for n in names})
 
@@ -225,8 +227,14 @@ def run(args: argparse.Namespace) -> int:
             progress = _LevelProgress(err)
 
             def level_start(i, level):
-                note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {level.num_prompts} requests")
-                progress.begin(f"level {i + 1}/{len(spec.levels)}", workload_lengths(spec.prompts, level.num_prompts))
+                lengths = workload_lengths(spec.prompts, level.num_prompts)  # every turn, as sent
+                conv = getattr(spec.prompts, "multi_turn", False) or getattr(spec.prompts, "turns", 1) > 1
+                what = (f"{level.num_prompts} conversations, {len(lengths)} requests" if conv
+                        else f"{len(lengths)} requests")
+                note(f"level {i + 1}/{len(spec.levels)}: {level.label}, {what}")
+                for line in spec.prompts.level_notes(level.num_prompts):
+                    note(line)
+                progress.begin(f"level {i + 1}/{len(spec.levels)}", lengths)
 
             reset_said: list[str] = []
 

@@ -475,10 +475,10 @@ class LoadScreen(Screen):
         level = view.levels[-1] if view.levels else None
         if level is None or level.level is None:
             return ""
-        n = max(level.total, level.level.num_prompts)
-        lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * n
+        n = level.level.num_prompts  # conversations, multi-turn: the lengths count every turn
+        lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * level.total
         progress = TokenProgress(lengths, now=time.monotonic() - s["elapsed_s"])
-        for i in range(min(n, s["completed"] + s["failed"] + s.get("stopped", 0))):
+        for i in range(min(len(lengths), s["completed"] + s["failed"] + s.get("stopped", 0))):
             progress.finish(i)
         return progress.text()
 
