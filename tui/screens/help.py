@@ -14,6 +14,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 # (title, [(keys, what it does)])
+SCROLL_KEYS = "↑ / ↓ / PgUp / PgDn / Home / End"
 Section = tuple[str, list[tuple[str, str]]]
 
 
@@ -72,6 +73,9 @@ class HelpScreen(ModalScreen[None]):
     @classmethod
     def for_screen(cls, app: Any, screen: Screen) -> "HelpScreen":
         own = binding_rows(app, list(getattr(type(screen), "BINDINGS", [])))
+        scroll = getattr(type(screen), "HELP_SCROLL", None)  # a screen whose content can exceed 80x24
+        if scroll:
+            own.append((SCROLL_KEYS, scroll))
         everywhere = binding_rows(app, list(getattr(type(app), "BINDINGS", [])))
         palette = getattr(app, "COMMAND_PALETTE_BINDING", None)
         if palette:

@@ -47,8 +47,16 @@ def nice_ticks(top: float, count: int = 5) -> list[float]:
 TABS = ("tab-summary", "tab-tps", "tab-itl", "tab-tokens", "tab-frontier")
 
 
+# The Summary scrolls from the keyboard, whatever has focus (its container takes these keys itself when
+# focused; these screen bindings catch them when the tabs have focus). No description: Help shows one
+# line for them (HELP_SCROLL), not six.
+SCROLL_KEYS = (("up", "scroll_up"), ("down", "scroll_down"), ("pageup", "page_up"), ("pagedown", "page_down"),
+               ("home", "scroll_home"), ("end", "scroll_end"))
+
+
 class RunDetailScreen(Screen):
     HELP_TITLE = "Run detail"  # Help's title for this screen
+    HELP_SCROLL = "scroll the Summary (everything below the cases: device, roofline, client check, versions)"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="detail.back"),
         Binding("tab", "next_tab", "Next tab", id="detail.next_tab", priority=True, key_display="⇥",
@@ -60,6 +68,7 @@ class RunDetailScreen(Screen):
         Binding("c", "costs", "Costs", id="detail.costs", tooltip="cost per 1M tokens of this run"),
         Binding("v", "more_columns", "Columns", id="detail.columns",
                 tooltip="the summary's other columns (at 80 wide they do not all fit)"),
+        *[Binding(key, f"scroll_summary('{how}')", show=False, id=f"detail.{how}") for key, how in SCROLL_KEYS],
     ]
 
     class RunLoaded(Message):
@@ -86,8 +95,10 @@ class RunDetailScreen(Screen):
         yield Static("", id="detail-title")
         with TabbedContent(id="detail-tabs"):
             with TabPane("Summary", id="tab-summary"):
-                with VerticalScroll():
-                    yield PagedTable(id="detail-cases", fixed=2, cursor_type="row", show_cursor=False)
+                with VerticalScroll(id="detail-summary"):
+                    cases = PagedTable(id="detail-cases", fixed=2, cursor_type="row", show_cursor=False)
+                    cases.can_focus = False  # no cursor: ↑↓ PgDn End scroll the whole summary instead
+                    yield cases
                     yield Static("", id="detail-env")
             with TabPane("TPS", id="tab-tps"):
                 yield PlotextPlot(id="chart-tps")
@@ -98,7 +109,19 @@ class RunDetailScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.query_one("#detail-summary", VerticalScroll).focus()
         self._load_run()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-summary":
+            self.query_one("#detail-summary", VerticalScroll).focus()
+
+    def action_scroll_summary(self, how: str) -> None:
+        """↑ ↓ PgUp PgDn Home End on the Summary tab, whatever has focus."""
+        if self.query_one(TabbedContent).active == "tab-summary":
+            summary = self.query_one("#detail-summary", VerticalScroll)
+            getattr(summary, f"action_{how}")()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="detail-load")
     def _load_run(self) -> None:
