@@ -317,3 +317,17 @@ def test_real_vllm_server_per_request_metrics_stored(vllm_server, tokentop_cmd, 
         assert row["server_ttft_ms"] is not None and row["server_queue_time_ms"] is not None
         assert 0 < row["server_ttft_ms"] <= row["ttft_ms"]
         assert row["server_ttft_ms"] + row["server_queue_time_ms"] <= row["ttft_ms"]
+
+
+def test_managed_server_asks_for_per_request_metrics_only_where_vllm_accepts_them():
+    # vLLM 0.32 refuses --enable-per-request-metrics with --disable-log-stats (launchers/cli_args.py) and
+    # --per-request-spec-decode-metrics without --speculative-config (config/observability.py): either
+    # would stop the server from starting.
+    from engine.engines.managed_server import ManagedVllmServer
+
+    plain = ManagedVllmServer("m", port=1).command()
+    assert "--enable-per-request-metrics" in plain and "--per-request-spec-decode-metrics" not in plain
+    spec = ManagedVllmServer("m", port=1, extra_args=["--speculative-config", '{"method": "ngram"}']).command()
+    assert spec[spec.index("--per-request-spec-decode-metrics") + 1] == "summary"
+    quiet = ManagedVllmServer("m", port=1, extra_args=["--disable-log-stats"]).command()
+    assert "--enable-per-request-metrics" not in quiet

