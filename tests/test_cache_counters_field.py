@@ -389,7 +389,8 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
     from data.store import Store
     from engine.load import LoadLevel, PromptSource
     from tests.sse_script import chat, event, usage
-    from tui.commands.load import _level_line
+    from data.load_runs import level_rows
+    from tui.commands.load import _level_line, load_table
 
     served = []
     stream = b"".join(event(e) for e in (chat("", role="assistant"), chat("hi"), chat(" there", finish="length",
@@ -425,6 +426,9 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
         assert stored["overall"]["prefix_cache_external_hit_rate"] == pytest.approx(900 / 950)
         assert stored["server"]["prefix_hit_rate_all_tiers"] == pytest.approx(0.95)
         assert "external tier hits 95 % of the misses" in _level_line(overall, "completed")
+        cols, table = load_table(level_rows(outcome.levels), None)
+        headers = [c.header for c in cols]
+        assert table[0][headers.index("hit %")] == "5%" and table[0][headers.index("ext hit %")] == "95%"
 
 
 def test_sglang_release_without_cached_tokens_counter_has_no_hit_rate_rather_than_zero():

@@ -369,6 +369,9 @@ def load_table(rows, slo_ms) -> tuple[list, list[list]]:
         ("ITL mean", "mean_itl_ms", "{:.2f}"), ("ITL med", "median_itl_ms", "{:.2f}"),
         ("ITL p99", "p99_itl_ms", "{:.2f}"),
     ]
+    if any(r.get("prefix_cache_external_hit_rate") is not None for r in rows):  # a KV connector's tier
+        figures.insert(figures.index(("hit %", "prefix_cache_hit_rate", "{:.0%}")) + 1,
+                       ("ext hit %", "prefix_cache_external_hit_rate", "{:.0%}"))
     cols = [Col("level", wrap=True, min_width=10)] + [Col(h, "right") for h, _k, _f in figures]
     cols += [Col(BATCH1_HEADER, "right"), Col(PER_USER_HEADER, "right")]
     if slo_ms:
