@@ -322,6 +322,7 @@ def load_spec(*, concurrency: str | None = None, request_rate: str | None = None
                                   "(--max-concurrency caps requests in flight, --timed-trace-sec-multiplier "
                                   "stretches time)")
         n = num_prompts or made.default_num_prompts() or 10
+        made.check_num_prompts(n)  # a trace shorter than --num-prompts: exit 2 before the engine starts
         levels = [LoadLevel(max_concurrency=max_concurrency, num_prompts=n, self_timed=True)]
         return LoadSpec(levels=levels, prompts=made, slo_ms=slo_ms, pattern="trace", seed=opts.seed,
                         num_warmups=num_warmups)

@@ -16,12 +16,15 @@ parent sets the level's start START_AHEAD_S ahead on that clock and each worker 
 start + its offset, as one process would.
 
 How a level is shared out (`split_level`):
-  * closed loop (--concurrency N): N users over the P processes, N // P each and one more for each of
-    the first N % P processes (with N < P, P - N processes sit the level out); the requests are dealt in
-    plan order in proportion to users (equal users: round robin);
+  * closed loop (--concurrency N): the requests dealt round robin in plan order; N users are the shared
+    cap below, so the processes together keep N in flight;
   * a fixed schedule (--request-rate, a trace): the schedule, sorted by send time, dealt round robin, so
-    together the processes send on exactly the one arrival process; --max-concurrency is split like users
-    (a process without a slot gets no requests);
+    together the processes send on exactly the one arrival process (a trace is in time order already:
+    engine.workloads.traces sorts it once, so one process and N send on the same schedule);
+  * --max-concurrency (and --concurrency's N users) is ONE cap shared by every process (`SharedCap`), not
+    split among them: a request waits for a free slot of the whole level, so no process queues while
+    another has a slot idle. The wait is on the client's own limit and stays out of the request's
+    latency: `st` is taken after the slot is had, as with one process (engine.load.drive; vLLM #54101);
   * conversations (--multi-turn): whole conversations, dealt by their first turns as above; a
     conversation's next turns are sent by the process that holds it, numbered on one counter shared by
     the processes, in the order sent (as one process numbers them).
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -75,35 +77,145 @@ def default_client_processes(cpu_count: int | None = None, load_1min: float | No
 
 @dataclass
 class Share:
-    """One worker's part of a level: positions in the level's plan (ascending send time) and its
-    concurrency limit (None: none)."""
+    """One worker's part of a level: positions in the level's plan (ascending send time). The level's
+    --max-concurrency is not split: every worker waits on the one SharedCap."""
 
     positions: list[int] = field(default_factory=list)
-    max_concurrency: int | None = None
 
 
 def split_level(level, offsets: Sequence[float], processes: int) -> list[Share]:
-    """The level's requests dealt among `processes` workers (see the module docstring). `level` is an
-    engine.load.LoadLevel, `offsets` each planned request's send offset (s). Returns one Share per worker,
-    each in ascending send time; together they hold every position once."""
-    n = len(offsets)
+    """The level's requests dealt among `processes` workers (see the module docstring): sorted by send
+    offset (ties in plan order) and dealt round robin. `level` is an engine.load.LoadLevel, `offsets` each
+    planned request's send offset (s). Returns one Share per worker, each in ascending send time; together
+    they hold every position once."""
     p = max(1, int(processes))
-    cap = level.max_concurrency
-    users = [cap // p + (1 if k < cap % p else 0) for k in range(p)] if cap else [None] * p
-    active = [k for k in range(p) if users[k] is None or users[k] > 0]
-    shares = [Share([], users[k]) for k in range(p)]
-    order = sorted(range(n), key=lambda i: (offsets[i], i))
-    closed_loop = math.isinf(level.request_rate) and not level.self_timed and cap
-    if closed_loop:
-        counts = {k: 0 for k in active}
-        for i in order:  # in proportion to users: the worker furthest behind its share takes the next one
-            k = min(active, key=lambda w: ((counts[w] + 1) / users[w], w))
-            counts[k] += 1
-            shares[k].positions.append(i)
-    else:
-        for j, i in enumerate(order):
-            shares[active[j % len(active)]].positions.append(i)
+    shares = [Share([]) for _ in range(p)]
+    for j, i in enumerate(sorted(range(len(offsets)), key=lambda i: (offsets[i], i))):
+        shares[j % p].positions.append(i)
     return shares
+
+
+class SharedCap:
+    """One --max-concurrency for every client process of a pool: a counting semaphore of the machine
+    (multiprocessing, inherited by the spawned workers) holding the level's free slots, and per worker the
+    slots it holds now (`held`, written by that worker only), so the slots of a worker that died are given
+    back to the others. The parent `reset`s it before every level (no worker is driving then): it empties
+    the semaphore and puts `cap` slots in, so nothing a dead worker kept outlives its level."""
+
+    def __init__(self, ctx, processes: int):
+        self.sem = ctx.Semaphore(0)
+        self.held = ctx.Array("q", max(1, int(processes)), lock=False)
+
+    def reset(self, cap: int | None) -> None:
+        """The parent, between levels: `cap` free slots (None: no cap; nothing is taken then)."""
+        while self.sem.acquire(False):
+            pass
+        for k in range(len(self.held)):
+            self.held[k] = 0
+        for _ in range(int(cap or 0)):
+            self.sem.release()
+
+    def forget(self, worker: int) -> int:
+        """The parent, when `worker` died mid-level: its slots go back to the others. Returns how many."""
+        n = max(0, int(self.held[worker]))
+        self.held[worker] = 0
+        for _ in range(n):
+            self.sem.release()
+        return n
+
+    def acquire(self, worker: int, timeout: float) -> bool:
+        """A worker's gate thread: one slot, waiting at most `timeout` s (blocking: never on an event loop)."""
+        if not self.sem.acquire(True, timeout):
+            return False
+        self.held[worker] += 1
+        return True
+
+    def release(self, worker: int) -> None:
+        """A worker gives one slot back (does not block: callable on the event loop)."""
+        self.held[worker] -= 1
+        self.sem.release()
+
+
+class CapGate:
+    """A worker's side of the SharedCap, as engine.load.drive uses a limiter: `await acquire()`, then
+    `release()`. Waiters are served in the order they came (FIFO, as asyncio.Semaphore) by one thread of
+    this process that blocks on the machine-wide semaphore, so the event loop never blocks; the slot is
+    handed to the loop with call_soon_threadsafe. A waiter cancelled meanwhile gives its slot straight back."""
+
+    POLL_S = 0.05  # how often the gate thread looks whether it was closed
+
+    def __init__(self, cap: SharedCap, worker: int):
+        self.cap = cap
+        self.worker = worker
+        self.loop = None
+        self.waiters: collections.deque = collections.deque()  # futures, on the loop only
+        self.wanted = 0  # slots asked for and not yet taken by the thread (under `cv`); a waiter that
+        # left still counts: its slot is handed to the next waiter, or given back by _grant
+        self.cv = threading.Condition()
+        self.closed = False
+        self.thread: threading.Thread | None = None
+
+    async def acquire(self) -> None:
+        import asyncio
+
+        if self.thread is None:
+            self.loop = asyncio.get_running_loop()
+            self.thread = threading.Thread(target=self._serve, name="tokentop-cap-gate", daemon=True)
+            self.thread.start()
+        future = self.loop.create_future()
+        self.waiters.append(future)
+        with self.cv:
+            self.wanted += 1
+            self.cv.notify()
+        try:
+            await future
+        except BaseException:
+            # Left waiting (a stop): the slot the thread takes for it later goes to the next waiter or back.
+            if future.done() and not future.cancelled():
+                self.release()  # had the slot already: give it back
+            else:
+                future.cancel()
+            raise
+
+    def release(self) -> None:
+        self.cap.release(self.worker)
+
+    def _serve(self) -> None:
+        while True:
+            with self.cv:
+                while not self.wanted and not self.closed:
+                    self.cv.wait()
+                if self.closed:
+                    return
+            if not self.cap.acquire(self.worker, self.POLL_S):
+                continue
+            with self.cv:
+                if self.closed:
+                    self.cap.release(self.worker)
+                    return
+                self.wanted -= 1
+            try:
+                self.loop.call_soon_threadsafe(self._grant)
+            except RuntimeError:  # the loop is closed
+                self.cap.release(self.worker)
+                return
+
+    def _grant(self) -> None:
+        """On the loop: the slot to the first waiter still waiting (none left: back to the others)."""
+        while self.waiters:
+            future = self.waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.cap.release(self.worker)
+
+    def close(self) -> None:
+        """Stop the gate thread (the share is done: nothing waits any more)."""
+        with self.cv:
+            self.closed = True
+            self.cv.notify()
+        if self.thread is not None:
+            self.thread.join(self.POLL_S * 4 + 1.0)
 
 
 # -- the parent's side --------------------------------------------------------------------------------
@@ -151,6 +263,7 @@ class ClientPool:
         self.processes = int(processes)
         self.ctx = multiprocessing.get_context("spawn")  # never fork a process with threads and an event loop
         self.counter = self.ctx.Value("q", 0)  # the level's next follow-up index, shared by the workers
+        self.cap = SharedCap(self.ctx, self.processes)  # the level's one --max-concurrency
         self.workers: list[_Worker] = []
         self._level_no = 0
         self._closed = False
@@ -166,7 +279,7 @@ class ClientPool:
             for k in range(self.processes):
                 parent, child = self.ctx.Pipe(duplex=True)
                 proc = self.ctx.Process(target=worker_main, args=(k, child, self.engine_class, self.spec,
-                                                                  self.counter),
+                                                                  self.counter, self.cap),
                                         name=f"tokentop-client-{k + 1}", daemon=True)
                 proc.start()
                 child.close()
@@ -253,6 +366,7 @@ class ClientPool:
         shares = split_level(level, offsets, len(alive))
         with self.counter.get_lock():
             self.counter.value = len(planned)  # follow-ups are numbered after the first wave, as sent
+        self.cap.reset(level.max_concurrency)  # no worker is driving: the previous level has ended
         active: list[_Worker] = []
         for w, share in zip(alive, shares):
             w.pending, w.done, w.armed, w.sent, w.in_flight = set(), None, False, 0, 0
@@ -260,7 +374,7 @@ class ClientPool:
                 continue
             part = source.share(share.positions)
             message = ("level", no, level, part, share.positions, [float(offsets[i]) for i in share.positions],
-                       share.max_concurrency)
+                       bool(level.max_concurrency))
             w.pending = set(share.positions)
             if w.send(message):
                 active.append(w)
@@ -277,7 +391,7 @@ class ClientPool:
             self._poll(active, no, planned, done_q, outcome, live)
         start_ns = time.perf_counter_ns() + int(START_AHEAD_S * 1e9)
         outcome.start_ns = start_ns
-        first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if len(offsets) else start_ns
+        first_ns = outcome.first_send_ns = start_ns + int(min(offsets) * 1e9) if len(offsets) else start_ns
         go = not cancel.is_set()
         if go and on_begin is not None:
             on_begin(start_ns)
@@ -390,6 +504,7 @@ class ClientPool:
             return
         w.alive = False
         w.died_ns = time.perf_counter_ns()
+        self.cap.forget(w.index)  # the slots it held go back to the processes left
         line = w.exit_line()
         lost = sorted(w.pending)
         outcome.client_errors.append(f"{line} during the level: {len(lost)} of its requests did not come back "
@@ -405,7 +520,7 @@ class ClientPool:
 
 
 # -- the worker's side -------------------------------------------------------------------------------
-def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter) -> None:
+def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter, cap: SharedCap) -> None:
     """A client process: start the engine, then drive each share of a level the parent sends, until
     "close" or until the parent is gone. Runs in a spawned process (engine/ only: no store, no UI)."""
     for sig in TERMINAL_SIGNALS:
@@ -435,15 +550,16 @@ def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter) -
                 break  # the parent is gone
             if message[0] == "close":
                 break
-            if message[0] == "level" and not _drive_share(index, conn, host, counter, *message[1:]):
+            if message[0] == "level" and not _drive_share(index, conn, host, counter, cap, *message[1:]):
                 break
     finally:
         host.shutdown(timeout=CLOSE_WAIT_S)
 
 
-def _drive_share(index: int, conn, host, counter, no: int, level, source, positions, offsets, max_concurrency) -> bool:
-    """One level's share: armed, wait for "go", drive, hand back records every DRAIN_S, then "done".
-    False when the parent is gone."""
+def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level, source, positions, offsets,
+                 capped: bool) -> bool:
+    """One level's share: armed, wait for "go", drive (under the level's shared cap when `capped`), hand
+    back records every DRAIN_S, then "done". False when the parent is gone."""
     from engine.load import LevelOutcome, LiveLoad, drive
 
     planned = source.initial()
@@ -468,8 +584,9 @@ def _drive_share(index: int, conn, host, counter, no: int, level, source, positi
             counter.value = value + 1
         return value
 
-    future = host.call(drive(engine, live, source, planned, offsets, max_concurrency, done_q, outcome, cancel,
-                             indexes=positions, next_index=next_index, start_ns=start_ns))
+    gate = CapGate(cap, index) if capped else None
+    future = host.call(drive(engine, live, source, planned, offsets, None, done_q, outcome, cancel,
+                             indexes=positions, next_index=next_index, start_ns=start_ns, limiter=gate))
     parent_gone = False
     while True:
         finished = future.done()  # looked at before draining: nothing is left behind
@@ -500,6 +617,8 @@ def _drive_share(index: int, conn, host, counter, no: int, level, source, positi
         future.result()
     except BaseException as exc:
         error = _one_line(exc)
+    if gate is not None:
+        gate.close()
     if parent_gone:
         return False
     cpu = dict(outcome.client_cpu[0]) if outcome.client_cpu else None

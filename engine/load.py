@@ -526,18 +526,24 @@ class LoadRunner:
 async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, offsets: Sequence[float],
                 max_concurrency: int | None, done_q: collections.deque, outcome: LevelOutcome, cancel: threading.Event,
                 on_begin: Callable[[int], None] | None = None, *, indexes: Sequence[int] | None = None,
-                next_index: Callable[[], int] | None = None, start_ns: int | None = None) -> None:
+                next_index: Callable[[], int] | None = None, start_ns: int | None = None,
+                limiter: Any = None) -> None:
     """The one driver of a level (run on the engine loop): send `planned` (engine.workloads.base.Planned)
-    on `offsets` (s after the level's start, ascending) under `max_concurrency`, and every follow-up the
-    source hands back; each finished record goes to `done_q` as (index, record). Fills the outcome's
-    start_ns, first_send_ns, end_ns, duration_s (first scheduled send to the last request's end) and
-    client_cpu (this process: engine.measure.client_health.cpu_use).
+    on `offsets` (s after the level's start) under `max_concurrency`, and every follow-up the source
+    hands back; each finished record goes to `done_q` as (index, record). Requests go out in time order
+    (offsets sorted, ties in plan order: the order engine.client_pool deals them in, so one process and
+    N send on the same schedule). Fills the outcome's start_ns, first_send_ns, end_ns, duration_s (first
+    scheduled send to the last request's end) and client_cpu (this process:
+    engine.measure.client_health.cpu_use).
 
     A client process driving its share of a level (engine.client_pool) passes the level-wide `indexes`
-    of its requests, `next_index` (the level's shared numbering of follow-ups) and `start_ns`, the level's
+    of its requests, `next_index` (the level's shared numbering of follow-ups), `start_ns`, the level's
     common start on the perf_counter clock (CLOCK_MONOTONIC, one clock for every process): each send
-    waits for start_ns + its offset."""
-    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    waits for start_ns + its offset, and `limiter`, the level's one --max-concurrency shared by every
+    process (engine.client_pool.CapGate: `await acquire()`, `release()`) in place of this process's own
+    semaphore. Either way a request's wait for a slot is its `queue_wait_ns`, and `st` is taken after
+    it (vLLM #54101: latencies leave the client's own queue out)."""
+    sem = limiter if limiter is not None else asyncio.Semaphore(max_concurrency) if max_concurrency else None
     tasks: set[asyncio.Task] = set()
     all_done = asyncio.Event()
     # follow-ups are numbered after the first wave, as sent
@@ -558,9 +564,12 @@ async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, 
         try:
             if sem is not None:
                 ready_ns = time.perf_counter_ns()
-                async with sem:
+                await sem.acquire()
+                try:
                     queue_wait_ns = time.perf_counter_ns() - ready_ns
                     record = await _send(engine, request, live)
+                finally:
+                    sem.release()
             else:
                 record = await _send(engine, request, live)
         except asyncio.CancelledError:
@@ -604,12 +613,14 @@ async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, 
     outcome.start_ns = start_ns
     # The level's duration counts from its first scheduled send (a rate pattern's first arrival is
     # a random interval after the start, which vLLM's bench counts into its duration).
-    first_ns = outcome.first_send_ns = start_ns + int(offsets[0] * 1e9) if offsets else start_ns
+    first_ns = outcome.first_send_ns = start_ns + int(min(offsets) * 1e9) if len(offsets) else start_ns
     if on_begin is not None:
         on_begin(start_ns)
     start = start_ns / 1e9
+    order = sorted(range(min(len(planned), len(offsets))), key=lambda k: (offsets[k], k))
     try:
-        for k, (item, offset) in enumerate(zip(planned, offsets)):
+        for k in order:
+            item, offset = planned[k], offsets[k]
             index = indexes[k] if indexes is not None else k
             if cancel.is_set():
                 break

@@ -7,6 +7,7 @@ processes, real DuckDB files, the real `tokentop load` command under signals."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import signal
@@ -237,24 +238,157 @@ def test_stopping_load_with_workers_stores_aborted_and_leaves_no_process(tokento
         assert any(r["error_kind"] == "aborted" for r in rows)
 
 
-def test_split_level_shares_users_and_keeps_the_schedule():
-    # 5 users over 2 processes: 3 and 2 (the remainder to the first), requests in proportion.
+def test_split_level_deals_round_robin_and_keeps_the_schedule():
+    # 5 users over 2 processes: the requests dealt round robin; the 5 are one cap over both (SharedCap).
     shares = split_level(LoadLevel(max_concurrency=5, num_prompts=15), [0.0] * 15, 2)
-    assert [s.max_concurrency for s in shares] == [3, 2]
-    assert [len(s.positions) for s in shares] == [9, 6]
+    assert [len(s.positions) for s in shares] == [8, 7]
     assert sorted(shares[0].positions + shares[1].positions) == list(range(15))
-    # 1 user over 2 processes: one process sits the level out.
+    # 1 user over 2 processes: both hold requests; the one slot is shared, so neither idles with work left.
     shares = split_level(LoadLevel(max_concurrency=1, num_prompts=4), [0.0] * 4, 2)
-    assert [s.positions for s in shares] == [[0, 1, 2, 3], []]
+    assert [s.positions for s in shares] == [[0, 2], [1, 3]]
     # A fixed schedule: sorted by send time and dealt round robin; together exactly the one schedule.
     offsets = arrival_offsets(9, 3.0, 1.0, seed=2)
     shares = split_level(LoadLevel(request_rate=3.0, num_prompts=9), offsets, 2)
     assert shares[0].positions == [0, 2, 4, 6, 8] and shares[1].positions == [1, 3, 5, 7]
     assert sorted(offsets[i] for s in shares for i in s.positions) == sorted(offsets)
-    # A trace out of order is dealt by send time; a cap smaller than the processes uses that many.
-    trace = [0.3, 0.1, 0.2, 0.0]
-    shares = split_level(LoadLevel(self_timed=True, max_concurrency=1, num_prompts=4), trace, 3)
-    assert [s.positions for s in shares] == [[3, 1, 2, 0], [], []]
+    # Offsets out of order are dealt by send time.
+    shares = split_level(LoadLevel(self_timed=True, max_concurrency=1, num_prompts=4), [0.3, 0.1, 0.2, 0.0], 3)
+    assert [s.positions for s in shares] == [[3, 0], [1], [2]]
+
+
+def _trace(tmp_path, timestamps_ms, output_lengths, name="trace.jsonl"):
+    """A Mooncake-format trace (FAST'25: timestamp ms, input_length, output_length, hash_ids) in the given
+    line order."""
+    path = tmp_path / name
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": 24, "output_length": n, "hash_ids": [1, 2]})
+                            + "\n" for t, n in zip(timestamps_ms, output_lengths)))
+    return path
+
+
+def _trace_spec(path, processes, max_concurrency=None):
+    from data.load_runs import load_spec
+    from engine.workloads import WorkloadOptions
+
+    spec = load_spec(workload=WorkloadOptions(dataset_name="mooncake_trace", dataset_path=str(path),
+                                              timed_trace_chunk_hash_size=16), max_concurrency=max_concurrency)
+    spec.client_processes = processes
+    return spec
+
+
+def _run_tokenized(server: ScriptServer, db, spec: LoadSpec, tokenizer: str):
+    """As _run, with the model's tokenizer (a trace's prompts are token ids)."""
+    store = Store(db)
+    session = Session(store, dict(engine="openai", endpoint=server.url, tokenizer=tokenizer))
+    session.start_engine()
+    try:
+        outcome = run_load(session, spec)
+    finally:
+        session.shutdown()
+    return store, outcome
+
+
+def test_a_trace_out_of_order_has_one_schedule_over_one_and_two_processes(tmp_path, embedded_model_path):
+    """A trace whose lines are not in time order (issue 21: one process sent it in file order and blamed
+    the late lines on the client, the pool sorted it): with 1 and with 2 client processes every request is
+    scheduled at its timestamp counted from the earliest, request i being the i-th earliest, and goes out
+    on it."""
+    stamps = [0, 450, 150, 300, 600, 75, 525, 225]  # ms; sorted: 0 75 150 225 300 450 525 600
+    path = _trace(tmp_path, stamps, [2 + i for i in range(len(stamps))])
+    expected = [t / 1000 for t in sorted(stamps)]
+    scheduled, lengths = {}, {}
+    with ScriptServer([_reply(tokens=2, gap_ms=2)]) as server:
+        for n in (1, 2):
+            store, outcome = _run_tokenized(server, tmp_path / f"t{n}.duckdb", _trace_spec(path, n),
+                                            embedded_model_path)
+            (level,) = outcome.levels
+            assert level.outcome.status == "completed", level.outcome.error
+            rows = store.get_requests(level.run_id)
+            assert [r["request_index"] for r in rows] == list(range(len(stamps)))
+            scheduled[n] = [r["send_offset_s"] - r["send_lag_ms"] / 1000 for r in rows]
+            lengths[n] = [r["target_tokens"] for r in rows]
+            # sent on that schedule: no request waited behind a later one
+            assert max(r["send_lag_ms"] for r in rows) < 60, (n, [r["send_lag_ms"] for r in rows])
+            assert level.summary["client_health"]["client_processes"] == n
+            store.close()
+    assert scheduled[1] == pytest.approx(expected, abs=2e-3)
+    assert scheduled[2] == pytest.approx(scheduled[1], abs=2e-3)
+    # request i is the i-th earliest line (output_length 2 + its line number - 1)
+    by_time = [2 + stamps.index(t) for t in sorted(stamps)]
+    assert lengths[1] == lengths[2] == by_time
+
+
+class _CountingServer(ScriptServer):
+    """The scripted server, counting the streams it has open (a request from its headers to the chunked
+    body's last chunk): what a server sees in flight, whichever client process sent them."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.in_flight = 0
+        self.peak = 0
+        self.slow_in_flight = 0
+        self.slow_peak = 0
+
+    def _reply(self) -> Reply:
+        body = self.received[-1]
+        reply = super()._reply()
+        slow = body.get("max_tokens", 0) >= 10
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if slow:
+            self.slow_in_flight += 1
+            self.slow_peak = max(self.slow_peak, self.slow_in_flight)
+        _OPEN.get().append(slow)
+        return reply
+
+    async def _handle(self, reader, writer):
+        opened: list[bool] = []  # this connection's streams (a task each: the context is its own)
+        _OPEN.set(opened)
+        server = self
+
+        class Writer:  # a stream ends with the chunked body's last chunk
+            def __getattr__(self, name):
+                return getattr(writer, name)
+
+            def write(self, data):
+                if data == b"0\r\n\r\n" and opened:
+                    slow = opened.pop(0)
+                    server.in_flight -= 1
+                    server.slow_in_flight -= slow
+                writer.write(data)
+
+        await super()._handle(reader, Writer())
+
+
+_OPEN: contextvars.ContextVar = contextvars.ContextVar("open_streams")
+
+
+def test_one_max_concurrency_is_shared_by_every_client_process(tmp_path, embedded_model_path):
+    """--max-concurrency 2 over 2 client processes is one cap of 2 (issue 21: it was split 1 + 1, so the
+    process holding the slow requests sent them one by one while the other, done with its fast ones,
+    idled). Every request is due at once; the even lines (dealt to process 1) are slow, the odd ones fast.
+    The server never sees more than 2 in flight, and once the fast ones are done it sees 2 slow ones at
+    once."""
+    n = 12
+    path = _trace(tmp_path, [0] * n, [20 if i % 2 == 0 else 2 for i in range(n)])
+
+    def reply(i: int) -> Reply:
+        slow = server.received[i].get("max_tokens", 0) >= 10
+        return _reply(tokens=2, gap_ms=150 if slow else 1)
+
+    with _CountingServer(reply) as server:
+        store, outcome = _run_tokenized(server, tmp_path / "cap.duckdb", _trace_spec(path, 2, max_concurrency=2),
+                                        embedded_model_path)
+        (level,) = outcome.levels
+        assert level.outcome.status == "completed" and level.summary["overall"]["completed"] == n
+        assert level.summary["client_health"]["client_processes"] == 2
+        assert server.peak == 2  # the cap, never more
+        assert server.slow_peak == 2  # both slots on the slow requests once the fast ones were done
+        assert server.in_flight == 0
+        rows = store.get_requests(level.run_id)
+        # waiting for a slot is the client's own queue: stored apart, and TTFT leaves it out (vLLM #54101)
+        waited = [r for r in rows if (r["queue_wait_ms"] or 0) > 100]
+        assert waited and all(r["ttft_ms"] < r["queue_wait_ms"] for r in waited)
+        store.close()
 
 
 def test_default_is_one_process_per_two_idle_cores_capped():

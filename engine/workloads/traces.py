@@ -16,7 +16,19 @@ the trace says. Where tokentop differs on purpose:
     trace send the same tokens; a cut block is the first tokens of the full block, so it shares them;
   * when the hash ids run out before the input length, the rest is filled with tokens unique to the
     request (vLLM sends a shorter prompt), so input lengths are those of the trace;
-  * send times count from the first request's timestamp (vLLM waits from 0).
+  * the trace is replayed in time order, whatever its line order: lines sorted by timestamp (a stable
+    sort: equal timestamps keep the file's order), send times counted from the earliest timestamp, and
+    `--num-prompts N` takes the N earliest. That is AIPerf's fixed schedule (`timing/strategies/
+    fixed_schedule.py`: `schedule.sort(key=timestamp_ms)`, zero at the first with auto-offset) and
+    LMBench's trace replayer (`3-workloads/trace-replayer/trace-replayer-qa.py` sorts, then counts from
+    the earliest). vLLM 0.32 (`TimedTraceDataset`, `serve.get_request`) keeps the file's order and waits
+    each line's `float(timestamp) * multiplier` from 0, so a trace stored newest first (LMBench's
+    `gmi_trace.jsonl`) goes out as one burst after waiting for the newest line. A trace not in time order
+    is said in the run (a note, and `out_of_order` in the workload report).
+Timestamps are JSON numbers or numeric strings ("1753780607550317897": nanoseconds since 1970, as LMBench
+stores them), read exactly (decimal, not a double); the unit is the multiplier's business. A level whose
+schedule would last more than MAX_SPAN_S is refused before the engine starts, naming the unit the
+timestamps look like (a nanosecond trace read as seconds would run for centuries).
 Requests go out on that fixed schedule (a --max-concurrency cap may hold them back); each request's
 schedule lag (actual send - scheduled) is stored and summarised per level. Prompts are token ids (the
 in-process engine takes them as they are; the openai engine sends them as ids on the completions API,
@@ -25,6 +37,7 @@ as vLLM does), with generation to the trace's output length (ignore_eos).
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -41,6 +54,11 @@ PRESETS = {
 }
 DEFAULT_LABELS = {"timestamp": "timestamp", "input_length": "input_length", "output_length": "output_length",
                   "hash_ids": "hash_ids"}
+MAX_SPAN_S = 86400.0  # a level's schedule longer than a day is a unit mistake, not a benchmark
+# (the smallest timestamp magnitude, the unit it suggests, the multiplier that reads it as seconds)
+UNIT_HINTS = ((1e17, "nanoseconds since 1970 (as LMBench's gmi_trace)", "1e-9"),
+              (1e14, "microseconds since 1970", "1e-6"),
+              (1e11, "milliseconds since 1970", "0.001"))
 TRACE_WHAT = {
     "timed_trace": "a timed trace (one {timestamp, input_length, output_length, hash_ids} per line)",
     "mooncake_trace": ('a Mooncake trace (one {"timestamp": ms, "input_length": N, "output_length": N, '
@@ -65,45 +83,99 @@ class TraceWorkload(FileWorkload):
         self.chunk = int(chunk_hash_size if chunk_hash_size is not None else preset["chunk_hash_size"])
         self.multiplier = float(sec_multiplier if sec_multiplier is not None else preset["sec_multiplier"])
         self.labels = {**DEFAULT_LABELS, **{k: v for k, v in (labels or {}).items() if v}}
-        self.entries: list[tuple[int, float, int, int, list[int] | None]] = []
+        # The trace in time order (check): (line, send offset s, input_length, output_length, hash ids)
+        self.entries: list[tuple[int, float, int, int, list[int]]] = []
         self._prompts: list[tuple[tuple[int, ...], float, int, int]] = []  # ids, at_s, output_len, line
         self._texts: dict[int, str] = {}  # decoded prompts (stored with each request, and the chat API's)
         self.padded = 0
         self.shared_blocks = 0
+        self.out_of_order = 0  # lines with a timestamp earlier than a line above them
+        self.ties = 0  # lines with the same timestamp as the one before them, in time order
+        self._magnitude = 0.0  # the largest |timestamp| (what unit they look like)
 
     @property
     def what(self) -> str:
         return TRACE_WHAT[self.kind]
 
     def check(self) -> None:
+        """The options and the whole file, before the engine starts: every line's timestamp (a number or a
+        numeric string), input and output length; then the trace in time order (`entries`) and, when
+        the file was not, a note saying so. DatasetFileError naming the line otherwise."""
         if self.chunk < 1:
             raise BadRequestError(f"--timed-trace-chunk-hash-size must be 1 or more (got {self.chunk})")
         if not self.multiplier > 0 or self.multiplier == float("inf"):
             raise BadRequestError(f"--timed-trace-sec-multiplier must be above 0 (got {self.multiplier:g})")
         self._open()
-        if not self.total_rows:
-            self.total_rows, _ = trace_rows(self.path, self.labels, 1, self.what)
-
-    def default_num_prompts(self) -> int | None:
-        return self.total_rows or None
-
-    def _prepare(self, tokens, max_prompts: int | None) -> None:
-        self.check()
-        _, rows = trace_rows(self.path, self.labels, max_prompts, self.what)
-        for line, ts, n_in, n_out, hashes in rows:
-            if ts is None:
-                raise self._bad(line, f"has no {self.labels['timestamp']}")
+        if self.entries:
+            return
+        self.total_rows, rows = trace_rows(self.path, self.labels, None, self.what)
+        read: list[tuple[Decimal, int, int, int, list[int]]] = []
+        latest: Decimal | None = None
+        for line, ts_text, n_in, n_out, hashes in rows:
+            ts = self._timestamp(int(line), ts_text)
             if n_in is None or n_in < 1:
                 raise self._bad(line, f"{self.labels['input_length']} must be a whole number >= 1 (got {n_in})")
             if self.output_len is None and (n_out is None or n_out < 1):
                 raise self._bad(line, f"{self.labels['output_length']} must be a whole number >= 1 (got {n_out})")
-            self.entries.append((int(line), float(ts), int(n_in), int(n_out or 0), list(hashes or [])))
-        self.read = len(self.entries)
+            if latest is not None and ts < latest:
+                self.out_of_order += 1
+            latest = ts if latest is None or ts > latest else latest
+            read.append((ts, int(line), int(n_in), int(n_out or 0), list(hashes or [])))
+        order = sorted(range(len(read)), key=lambda i: read[i][0])  # stable: ties keep the file's order
+        t0 = read[order[0]][0]
+        self._magnitude = float(max(abs(read[order[0]][0]), abs(read[order[-1]][0])))
+        previous = None
+        for i in order:
+            ts, line, n_in, n_out, hashes = read[i]
+            self.ties += previous is not None and ts == previous
+            previous = ts
+            self.entries.append((line, float(ts - t0) * self.multiplier, n_in, n_out, hashes))
+        if self.out_of_order:
+            newest_first = self.out_of_order == len(read) - 1
+            self.notes.append(f"{self.out_of_order} of {len(read)} trace lines out of order"
+                              f"{', newest first' if newest_first else ''}: sent by timestamp")
+
+    def _timestamp(self, line: int, text: Any) -> Decimal:
+        """A line's timestamp, exactly: a JSON number or a numeric string (LMBench writes nanoseconds since
+        1970 as strings); DatasetFileError naming the line when it is missing or not a finite number."""
+        label = self.labels["timestamp"]
+        if text is None or not str(text).strip():
+            raise self._bad(line, f"has no {label}")
+        try:
+            value = Decimal(str(text).strip())
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite():
+            raise self._bad(line, f"{label} {str(text)[:40]!r} is not a number")
+        return value
+
+    def default_num_prompts(self) -> int | None:
+        return self.total_rows or None
+
+    def check_num_prompts(self, num_prompts: int) -> None:
+        """A level of the `num_prompts` earliest requests, before the engine starts: no more than the
+        trace holds, and a schedule no longer than MAX_SPAN_S (BadRequestError: one line)."""
+        self.check()
+        name = self.path.name
+        if num_prompts > len(self.entries):
+            raise BadRequestError(f"--num-prompts {num_prompts} is more than the {len(self.entries)} requests of "
+                                  f"{name}: give at most {len(self.entries)} (the default: all)")
+        span = self.entries[num_prompts - 1][1] if num_prompts > 0 else 0.0
+        if span > MAX_SPAN_S:
+            unit = next(((what, m) for floor, what, m in UNIT_HINTS if self._magnitude >= floor), None)
+            hint = (f"its timestamps look like {unit[0]}: add --timed-trace-sec-multiplier {unit[1]}" if unit else
+                    "set --timed-trace-sec-multiplier to its timestamps' unit (0.001 ms, 1e-6 us, 1e-9 ns)")
+            raise BadRequestError(f"{name}: {num_prompts} requests would take {_duration(span)} at "
+                                  f"--timed-trace-sec-multiplier {self.multiplier:g}; {hint}")
+
+    def _prepare(self, tokens, max_prompts: int | None) -> None:
+        self.check()
+        entries = self.entries[:max_prompts] if max_prompts is not None else self.entries
+        self.read = len(entries)
         allowed = tokens.allowed()
         cache: dict[int, list[int]] = {}
-        t0 = self.entries[0][1] if self.entries else 0.0
         uses: dict[int, int] = {}
-        for line, ts, n_in, n_out, hashes in self.entries:
+        for line, at, n_in, n_out, hashes in entries:
             ids: list[int] = []
             remaining = n_in
             for h in hashes:  # vLLM's TimedTrace._expand_prompt, block by block
@@ -120,7 +192,6 @@ class TraceWorkload(FileWorkload):
                 self.padded += 1
                 rng = np.random.default_rng(stable_int("tokentop-trace-tail", self.seed, line))
                 ids += [int(x) for x in allowed[rng.integers(0, len(allowed), size=remaining)]]
-            at = max(0.0, (ts - t0) * self.multiplier)
             self._prompts.append((tuple(ids), at, self.output_len or n_out, line))
         self.shared_blocks = sum(1 for n in uses.values() if n > 1)
         if self.padded:
@@ -131,9 +202,11 @@ class TraceWorkload(FileWorkload):
         return DatasetFileError(f"dataset {self.path.name}: line {line} {plain(what, 120)}; expected {self.what}")
 
     def level(self, num_prompts: int, level_index: int = 0) -> LevelSource:
+        """The `num_prompts` earliest requests, in time order, each with its send offset (`at_s`)."""
+        self.check_num_prompts(num_prompts)
         if num_prompts > len(self._prompts):
-            raise BadRequestError(f"--num-prompts {num_prompts} is more than the {len(self._prompts)} requests "
-                                  f"of {self.file_identity()['name']}")
+            raise BadRequestError(f"--num-prompts {num_prompts}: the trace was prepared for "
+                                  f"{len(self._prompts)} requests")
         tokens = self.tokens
         out = []
         for i, (ids, at, n_out, _line) in enumerate(self._prompts[:num_prompts]):
@@ -145,8 +218,10 @@ class TraceWorkload(FileWorkload):
         return LevelSource(out)
 
     def send_times(self, num_prompts: int | None = None) -> list[float]:
-        """Scheduled send offsets (s) of the first num_prompts requests."""
-        return [p[1] for p in self._prompts[:num_prompts]]
+        """Scheduled send offsets (s after the earliest timestamp, ascending) of the num_prompts earliest
+        requests (all by default); known once checked, before the engine starts."""
+        self.check()
+        return [e[1] for e in self.entries[:num_prompts]]
 
     def params(self) -> dict[str, Any]:
         return {"chunk_hash_size": self.chunk, "sec_multiplier": self.multiplier, "labels": dict(self.labels),
@@ -159,5 +234,12 @@ class TraceWorkload(FileWorkload):
     def report(self) -> dict[str, Any]:
         out = super().report()
         out.update(padded=self.padded, shared_blocks=self.shared_blocks,
-                   span_s=self._prompts[-1][1] if self._prompts else 0.0)
+                   span_s=self._prompts[-1][1] if self._prompts else 0.0,
+                   out_of_order=self.out_of_order, timestamp_ties=self.ties)
         return out
+
+
+def _duration(seconds: float) -> str:
+    """A long span in words: '41.7 days', '12,263 years'."""
+    days = seconds / 86400.0
+    return f"{days:.3g} days" if days < 365 else f"{days / 365.25:,.0f} years"
