@@ -262,7 +262,7 @@ def test_three_conversations_for_many_prompts_say_they_are_reused(tmp_path, toke
         enumerate(((Q1, A1), (Q2, A2), (Q3, A3)))])
     w, _ = conversations(path, tokens, 3000)
     said = " ".join(w.notes)
-    assert "only 3 usable conversations for --num-prompts 3000: each is sent about 1e+03 times" in said, said
+    assert "only 3 usable conversations for --num-prompts 3000: each is sent about 1,000 times" in said, said
     assert w.level_notes(3000) and not w.level_notes(3)
 
 

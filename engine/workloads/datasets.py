@@ -135,8 +135,9 @@ class FileWorkload(Workload):
         """Said when --num-prompts asks for more than the file's usable entries (each is sent again)."""
         if num_prompts and self._valid and num_prompts > len(self._valid):
             times = num_prompts / len(self._valid)
+            shown = f"{times:,.0f}" if times >= 10 else f"{times:.1f}"
             return (f"only {len(self._valid)} usable {self.unit} for --num-prompts {num_prompts}: each is sent "
-                    f"about {times:.3g} times (drawn again as vLLM's oversampling does)")
+                    f"about {shown} times (drawn again as vLLM's oversampling does)")
         return None
 
     def level_notes(self, num_prompts: int) -> list[str]:
