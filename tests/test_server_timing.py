@@ -331,3 +331,23 @@ def test_managed_server_asks_for_per_request_metrics_only_where_vllm_accepts_the
     assert spec[spec.index("--per-request-spec-decode-metrics") + 1] == "summary"
     quiet = ManagedVllmServer("m", port=1, extra_args=["--disable-log-stats"]).command()
     assert "--enable-per-request-metrics" not in quiet
+
+
+def test_in_process_figures_are_vllms_build_per_request_timing_metrics():
+    # The in-process engine reads RequestOutput.metrics (RequestStateStats) itself: the figures must be
+    # the ones vLLM 0.32's server would send for the same stats (vllm/entrypoints/generate/base/serving.py),
+    # including the fields it leaves out (a timestamp not seen is 0; one token has no ITL).
+    from vllm.entrypoints.generate.base.serving import build_per_request_timing_metrics
+    from vllm.v1.metrics.stats import RequestStateStats
+
+    from engine.measure.server_timing import TIMING_FIELDS, from_engine_stats
+
+    cases = [(RequestStateStats(queued_ts=10.0, scheduled_ts=10.005, first_token_ts=10.025, last_token_ts=10.055), 4),
+             (RequestStateStats(queued_ts=0.0, scheduled_ts=3.5, first_token_ts=3.54, last_token_ts=3.54), 1)]
+    for stats, tokens in cases:
+        ours = from_engine_stats(stats, tokens)
+        theirs = build_per_request_timing_metrics(stats, tokens)
+        assert ours.source == "engine"
+        for name in TIMING_FIELDS:
+            assert getattr(ours, name) == getattr(theirs, name), name
+    assert from_engine_stats(None, 4) is None  # stats logging off: no timing
