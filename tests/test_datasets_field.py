@@ -219,6 +219,23 @@ def test_aiperf_sharegpt_loader_tests_rows_with_non_dict_turns_are_skipped(tmp_p
     assert m.report()["reshaped_by_reason"]["no roles: read by position, the user first"] == 2
 
 
+def test_guidellm_synthetic_rows_output_tokens_count_is_the_output_length(tmp_path, tokens):
+    # Source: vllm-project/guidellm src/guidellm/dataset/synthetic.py (its rows are {"prompt",
+    # "prompt_tokens_count", "output_tokens_count"}) and docs/guides/datasets.md (output_tokens_count_column).
+    # A file of such rows was sent with vLLM's default 256 output tokens each.
+    path = tmp_path / "guidellm.jsonl"
+    path.write_text("".join(json.dumps({"prompt": q, "prompt_tokens_count": tokens.count(q), "output_tokens_count": n})
+                            + "\n" for q, n in ((Q1, 37), (Q2, 21))))
+    w = make_workload(WorkloadOptions(dataset_name="custom", dataset_path=str(path), disable_shuffle=True))
+    w.prepare(tokens, 2)
+    assert [p.request.max_tokens for p in w.level(2).initial()] == [37, 21]
+    csv = tmp_path / "guidellm.csv"
+    csv.write_bytes(b"prompt,output_tokens_count\r\n" + Q3.encode() + b",9\r\n")  # CRLF, as Excel saves it
+    w = make_workload(WorkloadOptions(dataset_name="custom", dataset_path=str(csv), output_len=None))
+    w.prepare(tokens, 1)
+    assert w.level(1).initial()[0].request.max_tokens == 9
+
+
 # -- what a level sends, said before it runs ---------------------------------------------------------------------
 def test_multi_turn_progress_counts_every_turns_requests_and_tokens():
     # Issue 21 (item 5): `--multi-turn --turns 4 --num-prompts 4` said "4 requests", then 13; the app showed

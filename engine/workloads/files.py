@@ -338,7 +338,16 @@ def _text(value: Any) -> str | None:
 
 # -- one prompt per line (custom) ------------------------------------------------------------------------
 CUSTOM_WHAT = 'a custom dataset (one {"prompt": "...", "output_tokens": N} per line; output_tokens optional)'
-CUSTOM_COLUMNS = {"prompt": "VARCHAR", "output_tokens": "VARCHAR"}
+# GuideLLM's rows name the output length "output_tokens_count" (its synthetic and trace datasets yield
+# {"prompt", "prompt_tokens_count", "output_tokens_count"}): read where "output_tokens" is not given.
+CUSTOM_OUTPUT_COLUMNS = ("output_tokens", "output_tokens_count")
+CUSTOM_COLUMNS = {"prompt": "VARCHAR", "output_tokens": "VARCHAR", "output_tokens_count": "VARCHAR"}
+
+
+def _custom_output(cols: dict[str, str]) -> str:
+    """The SQL of a row's output length as text: output_tokens, else GuideLLM's output_tokens_count."""
+    present = [f'CAST("{c}" AS VARCHAR)' for c in CUSTOM_OUTPUT_COLUMNS if c in cols]
+    return f"COALESCE({', '.join(present)})" if present else "NULL"
 
 
 def custom_count(path: Path) -> tuple[int, bool]:
@@ -350,8 +359,8 @@ def custom_count(path: Path) -> tuple[int, bool]:
             if "prompt" not in cols:
                 raise DatasetFileError(f"dataset {path.name}: no 'prompt' column; expected {CUSTOM_WHAT}")
             total, prompts, outputs = con.execute(
-                f"SELECT count(*), count(prompt), count(output_tokens) FROM {scan(path, _custom_cols(fmt, cols))}",
-                [str(path)]).fetchone()
+                f"SELECT count(*), count(prompt), count({_custom_output(cols)}) "
+                f"FROM {scan(path, _custom_cols(fmt, cols))}", [str(path)]).fetchone()
         except duckdb.Error as exc:
             raise explain(exc, path, CUSTOM_WHAT) from None
     if total == 0:
@@ -373,7 +382,7 @@ def custom_rows(path: Path, indices: Sequence[int]) -> dict[int, tuple[str | Non
     with connect(path) as con:
         try:
             cols = columns(con, path, CUSTOM_COLUMNS if fmt == "json" else None)
-            out_col = "CAST(output_tokens AS VARCHAR)" if "output_tokens" in cols else "NULL"
+            out_col = _custom_output(cols)
             rows = con.execute(f"""
                 SELECT i, CAST(prompt AS VARCHAR), out FROM (
                     SELECT row_number() OVER () - 1 AS i, prompt, {out_col} AS out
