@@ -176,6 +176,8 @@ GARBAGE = {
                                              "num_draft_tokens": "9", "num_spec_steps": 1.5}},
     "not an object": ["time_to_first_token_ms", 20],
     "a string": "time_to_first_token_ms=20",
+    # docs/features/per_request_metrics.md: "the `metrics` object is `null`" for n > 1
+    "vllm docs null for n>1": None,
 }
 
 
