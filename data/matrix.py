@@ -32,7 +32,7 @@ from typing import Any, Iterable
 from data.compare import gpus_for_cost
 from data.prices import PriceBoard, article_reference, price_board
 from data.run_figures import stored_json
-from data.workloads import run_workload
+from data.workloads import run_workload, workload_labels
 from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
@@ -137,9 +137,11 @@ def load_facts(store, *, kinds: Iterable[str] | None = None, model: str | None =
         params.append(model)
     sql += " GROUP BY ALL ORDER BY r.started_at, r.run_id"
     out = []
+    labels = workload_labels(store)  # one label per workload, whichever runs this view reads
     for row in store.query(sql, params):
         used, box = _gpus_used(row)
         wkey, wlabel = run_workload(row)
+        wlabel = labels.get(wkey, wlabel)
         out.append(RunFacts(
             run_id=row["run_id"], kind=row["kind"], model=row.get("model") or "?", gpu_key=row.get("gpu_key"),
             gpus_used=used, instance_gpus=box, provider=row.get("provider") or None,

@@ -8,11 +8,17 @@ group runs by it, and side by side marks runs whose keys differ.
   * a load run of that time kept only its lengths: its prompts were built another way (the openai engine
     sent input_len - 1 words), so it is its own workload, "random I→O (before workloads)";
   * an interactive prompt is "interactive".
+
+A label names a workload for people; two workloads may still share one (the same lengths at another
+temperature, runs stored before a label said the think time): wherever labels are shown side by side
+(History, `tokentop runs`, Compare), `workload_labels` appends the start of the key to each label that
+several keys share ("random 128→128 3 turns #3fa2"), so one label is one workload.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+from typing import Any, Iterable
 
 from data.run_figures import stored_json
 from engine.workloads.base import workload_key
@@ -57,3 +63,54 @@ def _suite_identity(settings: dict[str, Any], name: str) -> tuple[str, str]:
         return ident["key"], ident["label"]
     except Exception:
         return _named("suite", f"suite {name}", {"suite": name})
+
+
+def distinct_labels(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """{workload key: label}, one label per key (the first given wins), unique: a label that several keys
+    share gets ' #' and the shortest start of each key (4 hex digits or more) that tells them apart."""
+    first: dict[str, str] = {}
+    for key, label in pairs:
+        if key and key not in first:
+            first[str(key)] = str(label or key)
+    keys_of: dict[str, list[str]] = defaultdict(list)
+    for key, label in first.items():
+        keys_of[label].append(key)
+    out: dict[str, str] = {}
+    for label, keys in keys_of.items():
+        if len(keys) == 1:
+            out[keys[0]] = label
+            continue
+        n = 4
+        while len({k[:n] for k in keys}) < len(keys):
+            n += 1
+        out.update({k: f"{label} #{k[:n]}" for k in keys})
+    return out
+
+
+def workload_labels(store) -> dict[str, str]:
+    """{workload key: label} of every workload in the database (data.store.Store), made unique with
+    `distinct_labels`, the newest run's label first. Runs stored before workloads were recorded have no
+    key in the table and derived labels of their own ("… (before workloads)"): not in the map."""
+    rows = store.query("""SELECT workload_key AS key, workload_label AS label, max(started_at) AS newest
+                          FROM runs WHERE workload_key IS NOT NULL
+                          GROUP BY ALL ORDER BY newest DESC NULLS LAST, key""")
+    return distinct_labels((r["key"], r["label"]) for r in rows)
+
+
+def label_runs(store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each run row (Store.list_runs' dicts) its workload: `workload_key` and `workload_label` filled
+    in, for old runs too (derived from what they stored), labels unique across the database. Returns the
+    same list, changed in place."""
+    labels = workload_labels(store)
+    legacy = [r["run_id"] for r in runs if not r.get("workload_key") and "suite_json" not in r]
+    kept: dict[str, Any] = {}
+    if legacy:  # list_runs does not read suite_json: fetch it for the few runs that need it
+        marks = ", ".join("?" * len(legacy))
+        kept = {r["run_id"]: r["suite_json"] for r in
+                store.query(f"SELECT run_id, suite_json FROM runs WHERE run_id IN ({marks})", legacy)}
+    for run in runs:
+        source = {**run, "suite_json": kept[run["run_id"]]} if run["run_id"] in kept else run
+        key, label = run_workload(source)
+        run["workload_key"], run["workload_label"] = key, labels.get(key, label)
+    return runs
+

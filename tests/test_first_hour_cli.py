@@ -84,7 +84,7 @@ def test_runs_table_at_80_columns_names_what_it_leaves_out(first_hour_db, capsys
     assert set(rows) >= {SUITE_RUN, CPU_RUN, c1, c8, stopped}  # every run id whole, to paste into `show`
     assert "not shown at 80 columns:" in out and "model" in out.split("not shown at 80 columns:")[1]
     # Wide enough, nothing is left out.
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "240")  # wide enough for every column, the workload too
     _, wide, _ = run_cli(capsys, "--db", db, "runs")
     assert "not shown" not in wide and "SmolLM2-135M-Instruct" in wide
 

@@ -114,6 +114,9 @@ class TokentopApp(App[int]):
         super().__init__()
         # The app, not a screen, holds the runs: leaving a screen never orphans one.
         self.runs = AppRuns(self.post_message)
+        # What the user typed into a form ({screen: {field id: value}}): a screen left and opened again
+        # (F6 after a look at History) shows its values, and Ctrl+R runs them, for the app's lifetime.
+        self.form_values: dict[str, dict[str, Any]] = {}
         self.handle_signals = handle_signals  # SIGTERM/SIGHUP stop and store (the real app only)
         self.quitting = False
         self.hung_up = False

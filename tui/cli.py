@@ -23,23 +23,47 @@ COMMAND_MODULES = [
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not a usage dump, and a misspelt option or
-    command gets a "did you mean" (Python 3.12+ has suggest_on_error; this is the one place for 3.11)."""
+    """argparse, but a usage error is one message (and exit 2), not a usage dump, and a misspelt option or
+    command gets a "did you mean" from the options of the command in use (Python 3.12+ has
+    suggest_on_error; this is the one place for 3.11). Help is laid out by common.HelpFormatter: the
+    terminal's width, at most 80, every line wrapped with an indent."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from tui.commands.common import HelpFormatter
+
+        kwargs["formatter_class"] = HelpFormatter  # keeps raw epilogs' own lines (RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        hint = did_you_mean(self, message)
-        raise UsageError(f"{message}{hint} (see `{self.prog} --help`)")
+        # A command's unknown options are reported by the top parser: answer for the command in use.
+        command = command_in_use(self, self._argv) if message.startswith("unrecognized arguments:") else None
+        hint = did_you_mean(command or self, message)
+        prog = command.prog if command is not None else self.prog
+        raise UsageError(f"{message}{hint} (see `{prog} --help`)")
+
+
+def command_in_use(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser | None:
+    """The subcommand's parser named in `argv` (the first word that is a command), or None."""
+    commands = {name: sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                for name, sub in action.choices.items()}
+    return next((commands[word] for word in argv if word in commands), None)
 
 
 def did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
-    """'; did you mean --concurrency?' for an unknown option or command close to a known one, else ''."""
+    """'; did you mean --concurrency?' for an unknown option close to one of `parser`'s own (the command in
+    use: `load --percentile` is not told about compare's --percentile), or a command close to a known
+    one, else ''."""
     import difflib
     import re
 
     if message.startswith("unrecognized arguments:"):
         words = message.split(":", 1)[1].split()
         known = [o for action in parser._actions for o in action.option_strings]
-        known += [o for sub in _subparsers(parser) for action in sub._actions for o in action.option_strings]
         for word in words:
             if word.startswith("--"):
                 close = difflib.get_close_matches(word.split("=", 1)[0], sorted(set(known)), n=1, cutoff=0.7)
@@ -53,11 +77,6 @@ def did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
         if close:
             return f"; did you mean {close[0]}?"
     return ""
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    return [p for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-            for p in action.choices.values()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -137,6 +138,8 @@ def print_case_table(run: dict[str, Any], requests: list[dict[str, Any]], file) 
     where = where_line(run)
     if where:
         console.print(Text(where))
+    key = workload_of(run)["key"]
+    console.print(Text(f"workload: {workload_of(run)['label']}" + (f" (key {key})" if key else "")))
     columns = case_columns(run)
     cols = [Col("case", wrap=True, min_width=8), Col("target", "right")]
     cols += [Col(header, "right") for header, _k, _f in columns]
@@ -285,6 +288,7 @@ def run_to_json(run: dict[str, Any], requests: list[dict[str, Any]] | None = Non
         "location": location_of(run),
         "suite": run.get("suite"),
         "reps": run.get("reps"),
+        "workload": workload_of(run),
         "environment": run.get("environment"),
         "cases": summary.get("cases") or {},
         "overall": summary.get("overall") or {},
@@ -372,8 +376,112 @@ def terminal_width(file=None) -> int:
     return PIPE_WIDTH
 
 
+class WrappingConsole(Console):
+    """The commands' console: a line of text (a note, a heading, an explanation) is wrapped at spaces to
+    the width with its further lines indented (`wrapped_text`), never broken mid-word or cut; tables lay
+    themselves out (`print_table`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        wrapped = []
+        for obj in objects:
+            if isinstance(obj, str):
+                obj = self.render_str(obj)
+            wrapped.append(wrapped_text(obj, self.width) if isinstance(obj, Text) else obj)
+        super().print(*wrapped, **kwargs)
+
+
 def _console(file, width: int | None = None) -> Console:
-    return Console(file=file, highlight=False, soft_wrap=False, width=width or terminal_width(file))
+    return WrappingConsole(file=file, highlight=False, soft_wrap=False, width=width or terminal_width(file))
+
+
+HANG = 2  # a wrapped line's further lines start this many cells right of its first
+
+
+def wrap_spans(text: str, width: int, hang: int = HANG) -> list[tuple[int, int, int]]:
+    """Where to break one line of `text` (no newline in it) to fit `width` terminal cells (wide
+    characters count 2, rich.cells.cell_len): [(start, end, indent)] per output line, `text[start:end]`
+    printed after `indent` spaces. Breaks at spaces; the further lines are indented by the line's own
+    leading spaces plus `hang`; a word wider than a line (a path, a URL) is folded, never cut."""
+    from rich.cells import cell_len
+
+    lead = len(text) - len(text.lstrip(" "))
+    indent = min(lead + hang, max(0, width - 20))
+    out: list[tuple[int, int, int]] = []
+    start, pad = lead, lead  # the current line: text from `start`, after `pad` spaces
+    end, used = start, pad
+    for m in re.finditer(r"\S+", text[lead:]):
+        w_start, w_end = m.start() + lead, m.end() + lead
+        need = cell_len(text[end:w_end]) if end > start else cell_len(text[w_start:w_end])
+        if used + need <= width:
+            if end == start:
+                start = w_start
+            end, used = w_end, used + need
+            continue
+        if end > start:  # the word goes to the next line
+            out.append((start, end, pad))
+            start, pad = w_start, indent
+            end, used = start, pad
+        while used + cell_len(text[start:w_end]) > width:  # a word too wide for any line: fold it
+            cut = start
+            while cut < w_end and used + cell_len(text[start:cut + 1]) <= width:
+                cut += 1
+            cut = max(cut, start + 1)
+            out.append((start, cut, pad))
+            start, pad = cut, indent
+            used = pad
+        end, used = w_end, used + cell_len(text[start:w_end])
+    if end > start or not out:
+        out.append((start, end, pad))
+    return out
+
+
+def wrap_lines(text: str, width: int, hang: int = HANG) -> list[str]:
+    """`text` (lines split at newlines) as lines of at most `width` cells (see wrap_spans)."""
+    out = []
+    for line in str(text).split("\n"):
+        out += [" " * pad + line[a:b] for a, b, pad in wrap_spans(line, width, hang)]
+    return out
+
+
+def wrapped_text(text: Text | str, width: int, hang: int = HANG, style: str = "") -> Text:
+    """A rich Text wrapped like wrap_lines, its styles kept: print it with soft_wrap off and rich
+    breaks nothing further (every line fits `width`)."""
+    text = text if isinstance(text, Text) else Text(str(text), style=style)
+    lines = []
+    offset = 0
+    for line in text.plain.split("\n"):
+        part = text[offset:offset + len(line)]
+        for a, b, pad in wrap_spans(line, width, hang):
+            piece = Text(" " * pad)
+            piece.append_text(part[a:b])
+            lines.append(piece)
+        offset += len(line) + 1
+    return Text("\n").join(lines)
+
+
+def line_width(stream=None) -> int | None:
+    """The width a status or error line is wrapped to: $COLUMNS when set, else the width of the terminal
+    `stream` is (never below MIN_WIDTH); None when it goes to a pipe or a file, where a message stays one
+    line for the program reading it."""
+    import os
+
+    env = os.environ.get("COLUMNS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return max(MIN_WIDTH, int(env))
+    try:
+        if stream is not None and stream.isatty():
+            return max(MIN_WIDTH, os.get_terminal_size(stream.fileno()).columns)
+    except (AttributeError, OSError, ValueError):
+        pass
+    return None
+
+
+def say_line(stream, text: str, hang: int = HANG) -> None:
+    """print() for a status, warning or error line (stderr notes, progress kept as lines): on a terminal
+    wrapped to its width at spaces, the further lines indented (`wrap_lines`); to a pipe one line."""
+    width = line_width(stream)
+    for line in wrap_lines(text, width, hang) if width else [text]:
+        print(line, file=stream, flush=True)
 
 
 @dataclass
@@ -402,8 +510,17 @@ def _cell_len(value: Any) -> int:
     return max((Text(line).cell_len for line in str(value).split("\n")), default=0)
 
 
-def _least(col: Col, natural: int) -> int:
-    return min(natural, max(col.min_width, _cell_len(col.header))) if col.wrap else natural
+def _least(col: Col, natural: int, word: int = 0) -> int:
+    """A column's narrowest width: a wrapping column folds at spaces down to `min_width`, never below its
+    longest word (`word`): 'interactive' is not broken into 'interacti' and 've'."""
+    return min(natural, max(col.min_width, _cell_len(col.header), word)) if col.wrap else natural
+
+
+def _longest_word(index: int, rows: Sequence[Sequence[Any]]) -> int:
+    from rich.cells import cell_len
+
+    values = (r[index].plain if isinstance(r[index], Text) else str(r[index]) for r in rows)
+    return max((cell_len(w) for v in values for w in v.split()), default=0)
 
 
 def table_pages(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int, fixed: int = 1) -> list[list[int]]:
@@ -411,8 +528,10 @@ def table_pages(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int, 
     whole columns per page as fit `width`. A wrapping column takes its whole width when that fits, else
     its least width (it then folds onto more lines)."""
     natural = [_natural(c, i, rows) + GAP for i, c in enumerate(cols)]
-    least = [_least(c, natural[i] - GAP) + GAP for i, c in enumerate(cols)]
+    least = [_least(c, natural[i] - GAP, _longest_word(i, rows)) + GAP for i, c in enumerate(cols)]
     head = list(range(min(fixed, len(cols))))
+    if sum(natural[:fixed]) <= width // 2:  # the repeated columns (a case, a level) stay on one line
+        least[:fixed] = natural[:fixed]
     base = sum(least[:fixed])
     pages: list[list[int]] = [list(head)]
     used = base
@@ -435,7 +554,7 @@ def kept_columns(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int)
     """layout="drop": the columns that fit `width`, taken by priority (then order), shown in order; a
     wrapping column takes its whole width when that fits, else its least width."""
     natural = [_natural(c, i, rows) + GAP for i, c in enumerate(cols)]
-    least = [_least(c, natural[i] - GAP) + GAP for i, c in enumerate(cols)]
+    least = [_least(c, natural[i] - GAP, _longest_word(i, rows)) + GAP for i, c in enumerate(cols)]
     used, kept = 0, []
     for i in sorted(range(len(cols)), key=lambda i: (cols[i].priority, i)):
         for need in (natural[i], least[i]):
@@ -450,7 +569,7 @@ def render_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], shown: Sequ
     """A rich Table of the `shown` columns, each at an explicit width: numbers at their widest value,
     wrapping columns given what is left (up to their widest value), so rich never squeezes a number."""
     natural = {i: _natural(cols[i], i, rows) for i in shown}
-    widths = {i: _least(cols[i], natural[i]) for i in shown}
+    widths = {i: _least(cols[i], natural[i], _longest_word(i, rows)) for i in shown}
     spare = width - sum(widths.values()) - GAP * (len(shown) - 1)
     for i in shown:
         if cols[i].wrap and spare > 0:
@@ -504,6 +623,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
         Col("run", priority=0),  # the id users copy into `tokentop show`: never wrapped
         Col("status", priority=1),
         Col("what", priority=2),
+        Col("workload", wrap=True, min_width=12, priority=2),
         Col(BATCH1_HEADER, "right", priority=3),
         Col(PER_USER_HEADER, "right", priority=3),
         Col("TTFT ms", "right", priority=4),
@@ -519,7 +639,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
         started = r.get("started_at")
         b1, user = split_speeds(r, r.get("mean_tps"))
         rows.append([
-            Text(r["run_id"]), Text(r.get("status") or ""), Text(what_ran(r)),
+            Text(r["run_id"]), Text(r.get("status") or ""), Text(what_ran(r)), Text(workload_name(r)),
             _fmt(b1, "{:.1f}"), _fmt(user, "{:.1f}"), _fmt(r.get("mean_ttft_ms"), "{:.1f}"),
             Text(model_name(r)), f"{r.get('completed') or 0}/{r.get('requests') or 0}",
             fmt_date(started) if started else "", Text(str(r.get("device") or "")), Text(where_short(r)),
@@ -543,3 +663,13 @@ def workload_name(run: dict[str, Any]) -> str:
     from data.workloads import run_workload
 
     return run_workload(run)[1]
+
+
+def workload_of(run: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's workload for `show`: {"label", "key"} and, for runs stored since workloads were
+    recorded, their identity (kind, params, file, seed, tokenizer: engine.workloads.base.Workload.identity)."""
+    from data.workloads import run_workload
+
+    key, label = run_workload(run)
+    identity = run.get("workload") if isinstance(run.get("workload"), dict) else {}
+    return {**identity, "label": label, "key": key}

@@ -149,8 +149,10 @@ class _Progress:
         self.current = ""
 
     def note(self, message: str) -> None:
+        from tui.format import say_line
+
         self._clear()
-        print(f"tokentop: {safe_text(str(message))}", file=self.stream, flush=True)
+        say_line(self.stream, f"tokentop: {safe_text(str(message))}")
 
     def begin(self, lengths: list[int | None]) -> None:
         self.total, self.done = len(lengths), 0
@@ -176,12 +178,18 @@ class _Progress:
             print(file=self.stream, flush=True)
 
     def _line(self, text: str, final: bool = False) -> None:
+        from rich.cells import cell_len
+
+        from tui.format import line_width, say_line
+
         text = safe_text(text)  # carries a server's error text
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
+        width = line_width(self.stream)
+        if self.tty and (width is None or cell_len(text) < width):
+            self.stream.write("\r\x1b[2K" + text)  # rewritten in place: it must fit one row
             self.stream.flush()
-        else:
-            print(text, file=self.stream, flush=True)
+        else:  # a line too wide to rewrite in place is kept, wrapped, rather than cut
+            self._clear()
+            say_line(self.stream, text)
 
     def _clear(self) -> None:
         if self.tty:

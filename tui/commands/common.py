@@ -12,12 +12,67 @@ class UsageError(Exception):
     """Bad command-line input: one line on stderr, exit 2."""
 
 
+HELP_MAX_WIDTH = 80  # help reads best at this width even on a wide terminal
+
+
+def help_width() -> int:
+    """The width `--help` is laid out for: $COLUMNS or the terminal's width, at most HELP_MAX_WIDTH
+    (and 40 at the least, where a line still holds an option and some words)."""
+    import shutil
+
+    return max(40, min(HELP_MAX_WIDTH, shutil.get_terminal_size((HELP_MAX_WIDTH, 24)).columns))
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help at `help_width()`: option help wrapped as argparse does; descriptions and epilogs
+    keep their own lines (a list of patterns stays a list) and a line too wide is wrapped at spaces with
+    its further lines indented to its second column ('  --concurrency 1,2,4   N users, ...' continues
+    under 'N'); an option whose names and metavars pass the width lists them one per line."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or help_width())
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import re
+
+        from tui.format import wrap_spans
+
+        entries: list[list] = []  # [line, hang]: a line of its own, its raw continuation lines joined to it
+        column = 0  # where the last two-column line's second column starts
+        for raw in text.splitlines():
+            line = indent + raw.rstrip()
+            lead = len(line) - len(line.lstrip(" "))
+            if entries and column and lead == column and line.strip():  # the raw text's own continuation
+                entries[-1][0] += " " + line.strip()
+                continue
+            second = re.match(r"(\s*\S.*?\s{2,})\S", line)
+            if second:
+                column = len(second.group(1))
+            elif not (column and len(line) > column and line[column - 1] == " " and line[column] != " "
+                      and lead < column):
+                column = 0
+            entries.append([line, column - lead if column else 2 if lead else 0])  # prose: flush left
+        out = []
+        for line, hang in entries:
+            out += [" " * pad + line[a:b] for a, b, pad in wrap_spans(line, width, hang)]
+        return "\n".join(out) + "\n"
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        text = super()._format_action_invocation(action)
+        if len(text) + self._current_indent <= self._width or ", " not in text:
+            return text
+        return (",\n" + " " * (self._current_indent + 2)).join(text.split(", "))
+
+
 def fail(message: str, code: int = 1, stream=None) -> int:
     """One line on stderr, `tokentop: error: ...`; the message may quote outside text (a server's
     reply, a bundle's content), so it passes engine.terminal_text.safe_text first."""
     from engine.terminal_text import safe_text
 
-    print(f"tokentop: error: {safe_text(str(message))}", file=stream or sys.stderr)
+    from tui.format import say_line
+
+    say_line(stream or sys.stderr, f"tokentop: error: {safe_text(str(message))}")
     return code
 
 

@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from data.session import Session
     from engine.engines.runtime import QuietNativeOutput
     from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
+    from tui.format import say_line
 
     spec = build_spec(args)
     store = open_store(args)
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     _sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: print(f"tokentop: {safe_text(str(m))}", file=err, flush=True)  # noqa: E731
+        note = lambda m: say_line(err, f"tokentop: {safe_text(str(m))}")  # noqa: E731  (wrapped to the terminal)
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)

@@ -29,8 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from data.workloads import label_runs
+
     with open_store(args) as store:
-        runs = store.list_runs(limit=args.limit)
+        runs = label_runs(store, store.list_runs(limit=args.limit))  # workload_key and workload_label
     if args.json:
         print(json.dumps(json_safe(runs), default=str))
     else:
@@ -39,11 +41,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from data.workloads import workload_labels
+
     with open_store(args) as store:
         run = store.get_run(args.run_id)
         if run is None:
             return fail(f"no run {args.run_id!r} in {store.path}: see `tokentop runs`", 2)
         requests = store.get_requests(run["run_id"])
+        run["workload_label"] = workload_labels(store).get(run.get("workload_key") or "", run.get("workload_label"))
     if args.json:
         print(json.dumps(json_safe(run_to_json(run, requests)), default=str))
     else:

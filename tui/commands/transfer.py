@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from tui.format import say_line
 from tui.commands.common import add_db_option, fail, open_store
 
 
@@ -76,7 +77,10 @@ def _transfer(args: argparse.Namespace, action, errors: tuple[type[Exception], .
             result = action(store)
         except errors as exc:
             return fail(str(exc), getattr(exc, "code", 2)), None
-    print(json.dumps(result.to_dict()) if args.json else describe(result))
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        say_line(sys.stdout, describe(result))
     return 0, result
 
 
@@ -108,8 +112,8 @@ def run_import(args: argparse.Namespace) -> int:
                 continue
             results.append(result)
             if not args.json:
-                print(f"{path}: imported {len(result.imported)} run(s), "
-                      f"{len(result.skipped)} already here")
+                say_line(sys.stdout, f"{path}: imported {len(result.imported)} run(s), "
+                                     f"{len(result.skipped)} already here")
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
     return code
@@ -152,7 +156,7 @@ def warn(message: str) -> None:
     """One `tokentop: warning:` line on stderr; it quotes a remote's words, so it is made terminal-safe."""
     from engine.terminal_text import safe_text
 
-    print(f"tokentop: warning: {safe_text(message)}", file=sys.stderr)
+    say_line(sys.stderr, f"tokentop: warning: {safe_text(message)}")
 
 
 def _plain(run_id: str) -> bool:
@@ -181,7 +185,7 @@ def report_background_pushes() -> None:
             warn(f"push to the remote failed: {error}")
             return
         if result.pushed:
-            print(f"tokentop: pushed run(s) {', '.join(result.pushed)} to {result.remote}", file=sys.stderr)
+            say_line(sys.stderr, f"tokentop: pushed run(s) {', '.join(result.pushed)} to {result.remote}")
         for run_id, reason in result.failed.items():
             warn(f"push of run {run_id} to {result.remote} failed ({reason}); it is retried on the next push")
         for reason in result.refused.values():

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from data.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
+from data.workloads import label_runs
 from engine.terminal_text import safe_display
 from tui.format import fmt_date, model_name, where_short
 from tui.widgets.fields import TextField
@@ -25,6 +26,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("mark", "✓"),
     ("date", "date"),
     ("what", "what"),
+    ("workload", "workload"),
     ("b1", BATCH1_HEADER),
     ("user", PER_USER_HEADER),
     ("ttft", "TTFT ms"),
@@ -50,17 +52,19 @@ SORTS = [
     (PER_USER_HEADER, _speed(PER_USER), True),
     ("TTFT", lambda r: r.get("mean_ttft_ms") if r.get("mean_ttft_ms") is not None else float("inf"), False),
     ("what", lambda r: what_ran(r), False),
+    ("workload", lambda r: (r.get("workload_label") or "").lower(), False),
     ("model", lambda r: (r.get("model") or "").lower(), False),
     ("host", lambda r: (r.get("hostname") or "").lower(), False),
     ("GPU", lambda r: (r.get("gpu_key") or r.get("device") or "").lower(), False),
     ("status", lambda r: r.get("status") or "", False),
 ]
-SORT_BY_COLUMN = {"date": 0, "b1": 1, "user": 2, "ttft": 3, "what": 4, "model": 5, "host": 6, "gpu": 7, "status": 8}
+SORT_BY_COLUMN = {"date": 0, "b1": 1, "user": 2, "ttft": 3, "what": 4, "workload": 5, "model": 6, "host": 7, "gpu": 8,
+                  "status": 9}
 
 
 def search_text(run: dict) -> str:
     fields = ("run_id", "kind", "status", "suite", "engine", "model", "hostname", "device", "gpu_key", "label",
-              "provider", "instance_type", "region")
+              "provider", "instance_type", "region", "workload_label", "workload_key")
     return " ".join(str(run.get(k) or "") for k in fields).lower() + " " + fmt_date(run.get("started_at"))
 
 
@@ -100,7 +104,7 @@ class HistoryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
-        flt = TextField(placeholder="filter: model, host, GPU, suite, status, date… (f)", id="history-filter")
+        flt = TextField(placeholder="filter: model, workload, host, GPU, status, date… (f)", id="history-filter")
         flt.border_title = "filter"
         yield flt
         yield PagedTable(id="history-table", fixed=2, cursor_type="row", zebra_stripes=True)
@@ -126,7 +130,8 @@ class HistoryScreen(Screen):
         store = self.app.store
         try:
             # Stored runs may be imported: every field is outside text (engine.terminal_text).
-            self.post_message(self.RunsLoaded(safe_display(store.list_runs()) if store is not None else []))
+            runs = label_runs(store, store.list_runs()) if store is not None else []  # each with its workload
+            self.post_message(self.RunsLoaded(safe_display(runs)))
         except Exception as exc:  # StoreError (locked too long) or a broken file: say so, keep the table
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
 
@@ -164,6 +169,7 @@ class HistoryScreen(Screen):
             Text("✓", style="bold green") if run["run_id"] in self.marked else Text(" "),
             fmt_date(run.get("started_at")),
             Text(what_ran(run)),
+            Text(str(run.get("workload_label") or "")),
             Text("–" if b1 is None else f"{b1:.1f}", justify="right"),
             Text("–" if user is None else f"{user:.1f}", justify="right"),
             Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),

@@ -159,6 +159,7 @@ class LoadScreen(Screen):
 
     def on_mount(self) -> None:
         self._show_workload_fields("random")
+        self._restore_form()  # what was typed before this screen was last left
         self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
         self.query_one("#load-table", PagedTable).border_subtitle = "latencies in ms"
         runs = getattr(self.app, "runs", None)
@@ -172,6 +173,39 @@ class LoadScreen(Screen):
         self._draw_chart()
         if self._view() is not None:
             self.refresh_live()  # a load started earlier: show it, still going or finished
+
+    # -- the form's values outlive the screen (the app keeps them) ------------------------------
+    def _form_fields(self) -> list:
+        return [w for w in self.query("Input, Select, Checkbox") if (w.id or "").startswith("load-")]
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def _save_form(self) -> None:
+        """Every change is kept in the app (`form_values`), so leaving the screen loses nothing."""
+        kept = getattr(self.app, "form_values", None)
+        if kept is None:  # hosted by a bare App (tests): nothing outlives the screen
+            return
+        values: dict[str, Any] = {w.id: w.value for w in self._form_fields()}
+        values["_input_len"] = self._input_len
+        kept["load"] = values
+
+    def _restore_form(self) -> None:
+        """The values kept when this screen was last left: the workload and multi-turn first (they decide
+        which fields show), then every field as it was, without the change events of a user's edit."""
+        values = (getattr(self.app, "form_values", None) or {}).get("load")
+        if not values:
+            return
+        fields = {w.id: w for w in self._form_fields()}
+        self._input_len = values.get("_input_len") or self._input_len
+        with self.prevent(Select.Changed, Checkbox.Changed):
+            for first in ("load-workload", "load-multi-turn"):
+                if first in fields and first in values:
+                    fields[first].value = values[first]
+            self._show_workload_fields(str(fields["load-workload"].value))
+            for key, widget in fields.items():
+                if key in values and key not in ("load-workload", "load-multi-turn"):
+                    widget.value = values[key]
 
     def _view(self):
         return self.runs.view("load") if self.runs is not None else None
@@ -187,7 +221,9 @@ class LoadScreen(Screen):
     # -- the workload's fields ---------------------------------------------------------------
     @on(Select.Changed, "#load-workload")
     def _workload_changed(self, event: Select.Changed) -> None:
-        self._show_workload_fields(str(event.value))
+        # The value shown now, not the event's: Select says Changed for its first value after it mounts,
+        # which comes after a kept form was restored (_restore_form).
+        self._show_workload_fields(str(self.query_one("#load-workload", Select).value))
 
     @on(Checkbox.Changed, "#load-multi-turn")
     def _multi_turn_changed(self, event: Checkbox.Changed) -> None:
