@@ -301,3 +301,24 @@ def test_a_level_of_conversations_plans_its_follow_ups_on_the_runner(tmp_path, t
     second = [r for r in outcome.records if r.request.turn == 1][0]
     assert second.request.messages[0] == ("system", "Be brief.")
     assert [r for r, _ in second.request.messages] == ["system", "user", "assistant", "user"]
+
+
+def test_load_cli_multi_turn_level_line_and_progress_count_every_turn(tokentop_cmd, cli_env, tmp_path):
+    # Issue 21 (item 5), as a user saw it: `tokentop load --multi-turn --turns 4 --num-prompts 4` said
+    # "4 requests", then nothing, while 16 went out. Against a scripted loopback server (no model).
+    import subprocess
+
+    from tests.sse_script import Reply, ScriptServer, chat, timed, usage, usage_only
+
+    reply = Reply(parts=timed([(0, chat("", role="assistant", usage=usage(0))), (5, chat("a", usage=usage(1))),
+                               (10, chat("b", usage=usage(2), finish="length")), (10, usage_only(2))]))
+    with ScriptServer([reply]) as server:
+        cmd = [*tokentop_cmd, "load", "--engine", "openai", "--endpoint", server.url, "--concurrency", "4",
+               "--num-prompts", "4", "--multi-turn", "--turns", "4", "--input-len", "8", "--output-len", "2",
+               "--db", str(tmp_path / "l.duckdb")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=180)
+        sent = sum(1 for body in server.received if "messages" in body)  # not a cache reset
+    assert proc.returncode == 0, proc.stderr
+    assert sent == 16
+    assert "4 conversations, 16 requests" in proc.stderr, proc.stderr
+    assert "level 1/1: 12/16 requests" in proc.stderr, proc.stderr  # the quarters of 16, not of 4
