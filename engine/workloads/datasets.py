@@ -28,8 +28,8 @@ first pair that breaks is_valid_sequence or when its context would pass 2048 tok
 
 Custom (`--dataset-name custom`, vLLM's CustomDataset): one {"prompt": ..., "output_tokens": N} per line
 (JSONL; CSV or Parquet with those columns also read), every row shuffled with --seed and taken in order.
-Output length: --output-len, else the row's output_tokens (or GuideLLM's output_tokens_count), else 256 (vLLM uses 256 unless
---custom-output-len -1). The prompt goes in the model's chat template as one user message, as
+Output length: --output-len, else the row's output_tokens (or GuideLLM's output_tokens_count), else
+256 (vLLM uses 256 unless --custom-output-len -1). The prompt goes in the model's chat template as one user message, as
 CustomDataset.sample applies it (`tokenizer.apply_chat_template([{"role": "user", ...}],
 add_generation_prompt=True)`), unless --skip-chat-template: the request carries it as a message, which
 the completions API sends in the template and the chat API as a message (the server applies the template
