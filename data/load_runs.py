@@ -378,7 +378,8 @@ def parse_think_time(text: str) -> tuple[float | None, str | None]:
 
 def form_workload(kind: str, *, path: str = "", range_ratio: str = "", prefix_len: str = "", prefix: str = "",
                   suffix: str = "", prefixes: str = "", turns: str = "", think: str = "", multi_turn: bool = False,
-                  time_scale: str = "", block: str = "", seed: int = 0) -> tuple[WorkloadOptions, str | None]:
+                  time_scale: str = "", block: str = "", seed: int = 0,
+                  skip_chat_template: bool = False) -> tuple[WorkloadOptions, str | None]:
     """The Load form's workload fields, as typed, to (WorkloadOptions, suite name or file) — the `load`
     command's options by another road; load_spec checks them the same way. Bad input: BadRequestError
     naming the field."""
@@ -392,6 +393,8 @@ def form_workload(kind: str, *, path: str = "", range_ratio: str = "", prefix_le
         if not path:
             raise BadRequestError(f"the {kind} workload reads a file: type its path in the file field")
         opts.dataset_path = path
+    if kind == "custom":
+        opts.skip_chat_template = bool(skip_chat_template)  # vLLM's --skip-chat-template
     if kind == "random":
         if range_ratio.strip():
             opts.random_range_ratio = range_ratio.strip()

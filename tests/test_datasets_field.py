@@ -322,3 +322,36 @@ def test_load_cli_multi_turn_level_line_and_progress_count_every_turn(tokentop_c
     assert sent == 16
     assert "4 conversations, 16 requests" in proc.stderr, proc.stderr
     assert "level 1/1: 12/16 requests" in proc.stderr, proc.stderr  # the quarters of 16, not of 4
+
+
+async def test_load_form_skip_chat_template_for_custom_within_80_columns(tmp_path):
+    # vLLM's --skip-chat-template on the app's Load form: shown for the custom workload only, inside 80×24.
+    from textual.app import App
+    from textual.widgets import Checkbox, Select
+
+    from data.load_runs import form_workload
+    from tui.screens.load import LoadScreen
+
+    path = tmp_path / "custom.jsonl"
+    path.write_text(json.dumps({"prompt": "What is the capital of China?"}) + "\n")
+
+    class Host(App):
+        def on_mount(self):
+            self.push_screen(LoadScreen(None))
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        box = screen.query_one("#load-skip-chat-template", Checkbox)
+        assert not screen.query_one("#opts-custom").display
+        screen.query_one("#load-workload", Select).value = "custom"
+        await pilot.pause()
+        assert screen.query_one("#opts-custom").display
+        assert 0 < box.region.width and box.region.right <= 80, box.region
+        screen.query_one("#load-file").value = str(path)
+        box.value = True
+        await pilot.pause()
+        assert screen.build_spec().prompts.skip_chat_template is True
+    opts, _ = form_workload("custom", path=str(path), skip_chat_template=True)
+    assert opts.skip_chat_template is True

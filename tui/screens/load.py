@@ -130,6 +130,8 @@ class LoadScreen(Screen):
                 yield NumberField("", placeholder="256", id="load-suffix", restrict=r"[0-9]*", compact=True)
                 yield Label("prefixes", classes="load-label")
                 yield NumberField("", placeholder="10", id="load-prefixes", restrict=r"[0-9]*", compact=True)
+            with Horizontal(classes="load-opts", id="opts-custom"):
+                yield Checkbox("skip chat template", id="load-skip-chat-template", compact=True)
             with Horizontal(classes="load-opts", id="opts-sharegpt"):
                 yield Checkbox("multi-turn", id="load-multi-turn", compact=True)
                 yield Label("max turns", classes="load-label")
@@ -233,6 +235,7 @@ class LoadScreen(Screen):
         """Only the chosen workload's own fields show; input len is for random tokens only; a dataset's
         output lengths are its own unless output len is typed."""
         groups = {"opts-random": kind == "random", "opts-prefix": kind == "prefix_repetition",
+                  "opts-custom": kind == "custom",
                   "opts-sharegpt": kind == "sharegpt", "opts-trace": kind.endswith("_trace"),
                   "opts-think": kind == "random" or (kind == "sharegpt"
                                                      and self.query_one("#load-multi-turn", Checkbox).value)}
@@ -284,7 +287,7 @@ class LoadScreen(Screen):
             prefix=val("#load-prefix"), suffix=val("#load-suffix"), prefixes=val("#load-prefixes"),
             turns=val("#load-turns") if kind == "random" else val("#load-max-turns"), think=val("#load-think"),
             multi_turn=self.query_one("#load-multi-turn", Checkbox).value, time_scale=val("#load-time-scale"),
-            block=val("#load-block"))
+            block=val("#load-block"), skip_chat_template=self.query_one("#load-skip-chat-template", Checkbox).value)
         warmups = _int(val("#load-warmups"), "warm-ups", zero=True) or 0
 
         pattern = self.query_one("#load-pattern", Select).value
