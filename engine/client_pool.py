@@ -123,9 +123,10 @@ class SharedCap:
             self.sem.release()
         return n
 
-    def acquire(self, worker: int, timeout: float) -> bool:
-        """A worker's gate thread: one slot, waiting at most `timeout` s (blocking: never on an event loop)."""
-        if not self.sem.acquire(True, timeout):
+    def acquire(self, worker: int, timeout: float | None) -> bool:
+        """One slot for `worker`, waiting at most `timeout` s (a worker's gate thread: never on an event
+        loop); timeout None: only if one is free now (sem_trywait: does not block, the loop may call it)."""
+        if not (self.sem.acquire(False) if timeout is None else self.sem.acquire(True, timeout)):
             return False
         self.held[worker] += 1
         return True
@@ -138,9 +139,10 @@ class SharedCap:
 
 class CapGate:
     """A worker's side of the SharedCap, as engine.load.drive uses a limiter: `await acquire()`, then
-    `release()`. Waiters are served in the order they came (FIFO, as asyncio.Semaphore) by one thread of
-    this process that blocks on the machine-wide semaphore, so the event loop never blocks; the slot is
-    handed to the loop with call_soon_threadsafe. A waiter cancelled meanwhile gives its slot straight back."""
+    `release()`. A slot free at once is taken on the loop (a non-blocking sem_trywait) when nobody of this
+    process waits; otherwise waiters are served in the order they came (FIFO, as asyncio.Semaphore) by one
+    thread of this process that blocks on the machine-wide semaphore, so the event loop never blocks; the
+    slot is handed to the loop with call_soon_threadsafe. A waiter cancelled meanwhile gives its slot back."""
 
     POLL_S = 0.05  # how often the gate thread looks whether it was closed
 
@@ -158,6 +160,10 @@ class CapGate:
     async def acquire(self) -> None:
         import asyncio
 
+        while self.waiters and self.waiters[0].done():
+            self.waiters.popleft()  # left waiting (their slots, if any come, go to the next or back)
+        if not self.waiters and self.cap.acquire(self.worker, None):
+            return  # a slot was free and nobody of this process waits before us: no hand-over
         if self.thread is None:
             self.loop = asyncio.get_running_loop()
             self.thread = threading.Thread(target=self._serve, name="tokentop-cap-gate", daemon=True)
