@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", default=None,
                    help="a suite's prompts ('seed' or a TOML file, which may name a [dataset]) instead of synthetic ones")
     p.add_argument("--num-prompts", type=positive_int, default=None,
-                   help="requests per level (conversations with --multi-turn; a trace: its first N, default all)")
+                   help="requests per level (conversations with --multi-turn; a trace: its N earliest, default all)")
     p.add_argument("--num-warmups", type=_non_negative_int("--num-warmups"), default=0,
                    help="requests sent before every level and not measured (default 0)")
     w = p.add_argument_group("workload (vLLM bench serve's names)")
