@@ -41,7 +41,7 @@ class ServerProcess:
         raise AssertionError(f"no {pattern!r} in the server's output:\n{self.output}")
 
     def url(self, timeout: float = 30) -> str:
-        return self.wait_for_output(r"serving the app on (http://\S+)", timeout).group(1)
+        return self.wait_for_output(r"serving the app on\s+(http://\S+)", timeout).group(1)
 
     def stop(self, sig: int, timeout: float = 90) -> int:
         self.proc.send_signal(sig)

@@ -244,25 +244,30 @@ def server_classes():
             return 0
 
         def _announce(self, port: int) -> None:
+            from tui.format import say_line
+
+            def say(text: str, file=None) -> None:  # on a terminal, wrapped at spaces to its width: a URL
+                say_line(file or sys.stdout, text)  # goes whole onto a line of its own
+
             query = f"/?token={self._token}" if self._token else ""
             url = f"http://{_url_host(self.host)}:{port}{query}"
-            print(f"tokentop serve: serving the app on {url}", flush=True)
-            print(f"  app: {shlex.join(['tokentop', *self.argv[3:]])}", flush=True)
+            say(f"tokentop serve: serving the app on {url}")
+            say(f"  app: {shlex.join(['tokentop', *self.argv[3:]])}")
             if is_loopback(self.host):
-                print("  loopback only. From your laptop, forward the port over SSH:", flush=True)
-                print(f"    ssh -L {port}:127.0.0.1:{port} user@this-box", flush=True)
-                print(f"  then open http://127.0.0.1:{port}{query}", flush=True)
+                say("  loopback only. From your laptop, forward the port over SSH:")
+                say(f"    ssh -L {port}:127.0.0.1:{port} user@this-box")
+                say(f"  then open http://127.0.0.1:{port}{query}")
             else:
-                print(f"  open http://<this machine's address>:{port}{query} from another machine", flush=True)
-                print(f"tokentop serve: warning: listening on {self.host}: anyone who can reach port {port} "
-                      "and has the URL can drive the app (no TLS: the token crosses the network in clear)",
-                      file=sys.stderr, flush=True)
+                say(f"  open http://<this machine's address>:{port}{query} from another machine")
+                say(f"tokentop serve: warning: listening on {self.host}: anyone who can reach port {port} "
+                    "and has the URL can drive the app (no TLS: the token crosses the network in clear)",
+                    file=sys.stderr)
             if self._token:
-                print("  the URL's token is the password: share it only with who may drive the app", flush=True)
+                say("  the URL's token is the password: share it only with who may drive the app")
             else:
-                print("tokentop serve: warning: --no-token: anyone who can reach the port (any user of this "
-                      "machine) can drive the app", file=sys.stderr, flush=True)
-            print("  every browser shares one app and one engine (it is loading now). Ctrl+C stops.", flush=True)
+                say("tokentop serve: warning: --no-token: anyone who can reach the port (any user of this "
+                    "machine) can drive the app", file=sys.stderr)
+            say("  every browser shares one app and one engine (it is loading now). Ctrl+C stops.")
 
         async def _make_app(self) -> web.Application:
             """textual-serve's routes, less its file downloads (tokentop delivers none), with the token
