@@ -183,7 +183,8 @@ def test_a_misspelt_option_or_command_gets_did_you_mean(tmp_path, capsys, argv, 
 
 
 def test_a_hub_id_not_in_the_local_cache_is_refused_at_once(tmp_path, cli_env, tokentop_cmd):
-    env = dict(cli_env, HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
+    # Offline (HF_HUB_OFFLINE=1): online, an uncached hub id is downloaded (tests/test_hub_download.py).
+    env = dict(cli_env, HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"), HF_HUB_OFFLINE="1")
     t0 = time.monotonic()
     out = subprocess.run([*tokentop_cmd, "--db", str(tmp_path / "h.duckdb"), "bench", "--model",
                           "meta-llama/Meta-Llama-3-8B-Instruct"], capture_output=True, text=True, env=env, timeout=120)

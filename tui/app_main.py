@@ -21,18 +21,15 @@ def validate_engine_options(options: dict) -> None:
     if engine == "openai" and not options.get("endpoint"):
         raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
     if options.get("tokenizer"):
-        from engine.measure.tokens import find_tokenizer
+        from engine.engines.hub import ensure_tokenizer
 
-        folder, why = find_tokenizer(options["tokenizer"])  # a path check, offline
-        if folder is None:
-            raise BadRequestError(f"--tokenizer {options['tokenizer']}: {why}: pass a local tokenizer folder "
-                                  "or a cached model id")
+        ensure_tokenizer(options["tokenizer"], download_now=False)  # a hub id is fetched as the engine starts
     if engine == "vllm":
         if options.get("endpoint"):
             raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
         model = options.get("model")
         if model and model != "embedded":
-            resolve_model(model)  # raises for a missing path; never downloads
+            resolve_model(model, download=False)  # a missing path, or offline; a hub id downloads at start
 
 
 def run_app(args: argparse.Namespace) -> int:

@@ -26,8 +26,10 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~", ".")) or model.count("/") > 1
 
 
-def resolve_model(model: str | None, log=lambda _m: None) -> tuple[str, str, str]:
-    """(what vLLM loads, label to show, why)."""
+def resolve_model(model: str | None, log=lambda _m: None, download: bool = True) -> tuple[str, str, str]:
+    """(what vLLM loads, label to show, why). A hub id is its snapshot folder in the local Hugging Face
+    cache, downloaded first when it is not there (engine.engines.hub: HubError, one line, when it cannot
+    be). download=False (the app's check before its first frame) fetches nothing and returns the id."""
     if not model or model == "embedded":
         if not is_prepared():
             prepare(log=log)
@@ -46,17 +48,11 @@ def resolve_model(model: str | None, log=lambda _m: None) -> tuple[str, str, str
         return str(Path(expanded).resolve()), model, "--model: a local folder"
     if _looks_like_path(model):
         raise BadRequestError(f"model path {model} does not exist: pass an existing folder, a hub id, or omit --model")
-    # A hub id: tokentop never downloads, so it must be in the local Hugging Face cache. Said at once
-    # (exit 2), as the roofline says it, instead of vLLM retrying the hub for half a minute.
-    from engine.telemetry.roofline import cached_model_folder, hf_hub_cache
+    # A hub id: its snapshot folder, so vLLM loads a local folder and never asks the hub itself.
+    from engine.engines.hub import ensure_model
 
-    if cached_model_folder(model) is None:
-        raise BadRequestError(
-            f"--model {model} is not in the local Hugging Face cache ({hf_hub_cache()}): tokentop never downloads; "
-            f"fetch it first (`huggingface-cli download {model}`), set HF_HUB_CACHE or HF_HOME if it is cached "
-            "elsewhere, or pass a local model folder")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # found in the cache: vLLM reads it from there, never the hub
-    return model, model, "--model: a hub id, from the local Hugging Face cache"
+    folder, why = ensure_model(model, log=log, download_now=download)
+    return (str(folder) if folder is not None else model), model, why
 
 
 def make_engine(
@@ -86,12 +82,10 @@ def make_engine(
     from engine.engines.vllm_engine import VllmEngine
 
     path, label, reason = resolve_model(model, log=log)
-    if tokenizer:  # vLLM's own --tokenizer, checked offline first: a local folder or the local HF cache
-        from engine.measure.tokens import find_tokenizer
+    if tokenizer:  # vLLM's own --tokenizer: a local folder, a cached hub id, else downloaded (engine.engines.hub)
+        from engine.engines.hub import ensure_tokenizer
 
-        folder, why = find_tokenizer(tokenizer)
-        if folder is None:
-            raise BadRequestError(f"--tokenizer {tokenizer}: {why}: pass a local tokenizer folder or a cached model id")
+        folder = ensure_tokenizer(tokenizer, log=log)
         extra_args = {**(extra_args or {}), "tokenizer": str(folder)}
     return EngineChoice(
         VllmEngine(

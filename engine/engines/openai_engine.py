@@ -105,11 +105,10 @@ class OpenAIEngine(Engine):
         return uvloop.new_event_loop()
 
     async def start(self, progress: ProgressSink) -> None:
-        if self.tokenizer:
-            folder, why = find_tokenizer(self.tokenizer)  # a path check: loading waits for first use
-            if folder is None:
-                raise BadRequestError(f"--tokenizer {self.tokenizer}: {why}: pass a local tokenizer folder "
-                                      "or a model id in the local Hugging Face cache")
+        if self.tokenizer:  # a local folder or a cached hub id, else its files downloaded (engine.engines.hub)
+            from engine.engines.hub import ensure_tokenizer
+
+            await asyncio.to_thread(ensure_tokenizer, self.tokenizer, progress)  # loading waits for first use
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         # Neither client reads proxy settings from the environment: a measurement goes straight to the server.
         self.client = httpx.AsyncClient(base_url=self.base_url, headers=headers, trust_env=False,

@@ -99,8 +99,8 @@ def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     g.add_argument("--api", choices=["chat", "completions"], default=d("chat"),
                    help="OpenAI API to call with --engine openai (default: chat)")
     g.add_argument("--tokenizer", default=d(None), metavar="NAME_OR_PATH",
-                   help="the model's tokenizer (a local folder or a model id in the local Hugging Face cache; "
-                        "never downloaded), to count tokens when a server sends no per-event usage; "
+                   help="the model's tokenizer (a local folder, or a hub id: downloaded when not in the "
+                        "local Hugging Face cache), to count tokens when a server sends no per-event usage; "
                         "default: the served model id when it is one")
     g.add_argument("--dtype", default=d("auto"), help="vLLM dtype (default: auto)")
     g.add_argument("--tensor-parallel-size", "-tp", type=positive_int, default=d(1), help="vLLM tensor parallel size")
