@@ -156,15 +156,19 @@ class TraceWorkload(FileWorkload):
         """A level of the `num_prompts` earliest requests, before the engine starts: no more than the
         trace holds, and a schedule no longer than MAX_SPAN_S (BadRequestError: one line)."""
         self.check()
-        name = self.path.name
+        name = plain(self.path.name, 80)
         if num_prompts > len(self.entries):
             raise BadRequestError(f"--num-prompts {num_prompts} is more than the {len(self.entries)} requests of "
                                   f"{name}: give at most {len(self.entries)} (the default: all)")
         span = self.entries[num_prompts - 1][1] if num_prompts > 0 else 0.0
         if span > MAX_SPAN_S:
             unit = next(((what, m) for floor, what, m in UNIT_HINTS if self._magnitude >= floor), None)
-            hint = (f"its timestamps look like {unit[0]}: add --timed-trace-sec-multiplier {unit[1]}" if unit else
-                    "set --timed-trace-sec-multiplier to its timestamps' unit (0.001 ms, 1e-6 us, 1e-9 ns)")
+            if unit and self.multiplier > float(unit[1]) * 1.5:
+                hint = f"its timestamps look like {unit[0]}: add --timed-trace-sec-multiplier {unit[1]}"
+            elif unit:
+                hint = "a smaller --timed-trace-sec-multiplier compresses it, or take fewer --num-prompts"
+            else:
+                hint = "set --timed-trace-sec-multiplier to its timestamps' unit (0.001 ms, 1e-6 us, 1e-9 ns)"
             raise BadRequestError(f"{name}: {num_prompts} requests would take {_duration(span)} at "
                                   f"--timed-trace-sec-multiplier {self.multiplier:g}; {hint}")
 
