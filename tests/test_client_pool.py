@@ -21,7 +21,7 @@ import pytest
 from data.load_runs import LoadSpec, run_load
 from data.session import Session
 from data.store import Store
-from engine.client_pool import default_client_processes, split_level
+from engine.client_pool import SharedCap, default_client_processes, split_level
 from engine.load import LoadLevel, PromptSource, arrival_offsets
 from engine.measure.metrics import aggregate, request_metrics
 from engine.workloads.synthetic import RandomWorkload
@@ -254,6 +254,22 @@ def test_split_level_deals_round_robin_and_keeps_the_schedule():
     # Offsets out of order are dealt by send time.
     shares = split_level(LoadLevel(self_timed=True, max_concurrency=1, num_prompts=4), [0.3, 0.1, 0.2, 0.0], 3)
     assert [s.positions for s in shares] == [[3, 0], [1], [2]]
+
+
+def test_the_shared_cap_gives_a_dead_workers_slots_back_and_resets_per_level():
+    """SharedCap (the one --max-concurrency of every client process): a worker that died holding slots
+    does not shrink the cap for the others, and a level never inherits slots from the one before."""
+    import multiprocessing
+
+    cap = SharedCap(multiprocessing.get_context("spawn"), 2)
+    cap.reset(2)
+    assert cap.acquire(0, None) and cap.acquire(0, None)
+    assert not cap.acquire(1, None)  # the cap is the level's, whichever process asks
+    assert cap.forget(0) == 2  # worker 0 died holding both: they go back
+    assert cap.acquire(1, None) and cap.acquire(1, None) and not cap.acquire(1, None)
+    cap.release(1)
+    cap.reset(3)  # the next level: 3 slots, none left over from this one
+    assert [cap.acquire(0, None) for _ in range(4)] == [True, True, True, False]
 
 
 def _trace(tmp_path, timestamps_ms, output_lengths, name="trace.jsonl"):
