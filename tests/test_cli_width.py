@@ -112,6 +112,18 @@ def test_every_data_command_fits_80_columns(db, tmp_path, capsys, monkeypatch):
         code, out = run_cli(capsys, "--db", db, *argv)
         assert code == 0, (argv, out)
         assert out.strip() and not too_wide(out), (argv, too_wide(out))
+    # A name in a table folds at spaces only: the interactive run's case is whole ('interacti' / 've' was).
+    _, out = run_cli(capsys, "--db", db, "show", "20250303-180000-cccccc")
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("interactive ")] == ["interactive"] * 3
+    assert not [line for line in out.splitlines() if line.strip() == "ve" or line.startswith("ve ")]
+    # An explanation wraps at spaces with its further lines indented under its first.
+    _, out = run_cli(capsys, "--db", db, "compare", "--slo", "ttft=500")
+    said = out.splitlines()
+    for i, line in enumerate(said[:-1]):
+        if line.startswith("  ") and not line.startswith("    ") and said[i + 1].startswith("    "):
+            break
+    else:
+        raise AssertionError(f"no wrapped explanation in:\n{out}")
     other = str(tmp_path / "other.duckdb")
     for argv in (["import", str(tmp_path / "b.duckdb")], ["pull", "--remote", str(share)]):
         code, out = run_cli(capsys, "--db", other, *argv)
@@ -175,6 +187,9 @@ def test_bench_and_load_status_lines_and_tables_fit_80_columns(tmp_path, fast_se
         text = out.stdout + out.stderr
         assert not too_wide(text), (argv[0], too_wide(text))
         # status lines that wrap keep their indent (the engine line names the whole database path)
+        if argv[0] == "load":  # the level column is whole on every page of the table
+            levels = [line.split("  ")[0] for line in out.stdout.splitlines() if line.startswith("concurrency")]
+            assert levels and set(levels) == {"concurrency 1", "concurrency 2"}, out.stdout
         notes = out.stderr.splitlines()
         assert any(line.startswith("tokentop: engine openai") for line in notes)
         assert all(line.startswith(("tokentop:", "  ", "[")) for line in notes), notes
