@@ -264,6 +264,9 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
         instance_type=run.get("instance_type"), price_per_hour_usd=run.get("price_per_hour_usd"),
     )
     rc.workload_key, rc.workload = run_workload(run)
+    from data.workloads import workload_labels
+
+    rc.workload = workload_labels(store).get(rc.workload_key, rc.workload)  # unique among the database's
     if any(b is TpsBasis.THROUGHPUT for _t, b in speeds):
         rc.throughput_figures = LOAD_FIGURES
     order = {b.label: i for i, (_, b) in enumerate(speeds)}

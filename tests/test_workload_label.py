@@ -133,6 +133,19 @@ def test_compare_slo_gives_each_multi_turn_workload_its_own_title(two_multi_turn
     assert len(headings) == 2 and len(set(headings)) == 2, out
 
 
+def test_compare_of_two_runs_names_two_workloads(two_multi_turn_sweeps, capsys, monkeypatch):
+    db, quick, slow = two_multi_turn_sweeps
+    with Store(db) as store:
+        ids = [store.query("SELECT run_id FROM runs WHERE workload_key = ? ORDER BY started_at LIMIT 1",
+                           [w["key"]])[0]["run_id"] for w in (quick, slow)]
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["--db", db, "compare", *ids]) == 0
+    out = capsys.readouterr().out
+    named = [line for line in out.splitlines() if line.startswith("workload ")]
+    assert len(named) == 2 and len(set(named)) == 2, out
+    assert "ran different workloads" in out
+
+
 # -- where a run is shown -------------------------------------------------------------------------------
 @pytest.fixture
 def random_and_sharegpt(tmp_path, utc):
