@@ -98,6 +98,9 @@ class RequestStarted:
     # text -> tokens for chunks whose count is provisional (the engine's tokenizer once loaded), so a
     # live meter counts them the way the stored record will; None when there is none.
     count: Callable[[str], int] | None = None
+    # The record the engine fills in (Engine.generate's `record`): its `st_ns` is the engine's own
+    # `st`, which the live meter takes from the first token on, so a live TTFT equals the stored one.
+    record: RequestRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -468,9 +471,10 @@ class Orchestrator:
                     # An honest repetition: never served from the last one's cache. An engine that cannot
                     # reset (a server outside vLLM's dev mode) is not asked again in this run.
                     can_reset = self._reset_prefix_cache()[0]
+                record = RequestRecord(request=request)
                 self.emit(RequestStarted(info.run_id, job.job_id, index, len(requests), request, time.perf_counter_ns(),
-                                         self.host.engine.live_counter()))
-                handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index))
+                                         self.host.engine.live_counter(), record))
+                handle = self.host.submit(request, self._chunk_sink(info.run_id, job.job_id, index), record)
                 record = self._wait(job, handle)
                 metrics = request_metrics(record)
                 outcome.records.append(record)
@@ -783,7 +787,7 @@ class RunWatcher:
                     view.levels.append(event.run)
             elif isinstance(event, RequestStarted):
                 meter = LiveMeter(window_s=self.window_s, bucket_s=self.bucket_s, count=event.count)
-                meter.begin(st_ns=event.t_ns)
+                meter.begin(st_ns=event.t_ns, record=event.record)
                 view.meters[event.index] = meter
                 view.requests[event.index] = event.request
                 view.total = event.total

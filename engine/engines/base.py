@@ -74,9 +74,13 @@ class Engine(ABC):
         is provisional (Chunk.exact False), or None."""
         return None
 
-    async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestRecord:
-        """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending."""
-        record = RequestRecord(request=request)
+    async def generate(self, request: GenerationRequest, on_chunk: ChunkSink | None = None,
+                       record: RequestRecord | None = None) -> RequestRecord:
+        """Run one request and time it exactly as `vllm bench serve` does: `st` just before sending.
+        `record`: an empty record made by the caller (filled in and returned), so a live meter can read
+        the engine's own `st` from the first token on (engine.measure.live); one is made otherwise."""
+        if record is None:
+            record = RequestRecord(request=request)
         sink = on_chunk or NO_SINK
         record.sent_wall = time.time()
         record.st_ns = time.perf_counter_ns()

@@ -109,7 +109,9 @@ class EngineHost:
 
         return self.call(_start())
 
-    def submit(self, request: GenerationRequest, on_chunk: ChunkSink | None = None) -> RequestHandle:
+    def submit(self, request: GenerationRequest, on_chunk: ChunkSink | None = None,
+               record: RequestRecord | None = None) -> RequestHandle:
+        """Run `request` on the engine loop; `record` is passed on to Engine.generate."""
         handle = RequestHandle(self, request)
         if self._closed or not self._thread.is_alive():
             handle.future.set_exception(EngineClosedError())
@@ -119,8 +121,9 @@ class EngineHost:
         def _create() -> None:
             async def _run() -> None:
                 try:
-                    record = await self.engine.generate(request, on_chunk)
-                    handle.future.set_result(record)
+                    done = await (self.engine.generate(request, on_chunk) if record is None
+                                  else self.engine.generate(request, on_chunk, record=record))
+                    handle.future.set_result(done)
                 except BaseException as exc:  # never leave a waiter hanging
                     if not handle.future.done():
                         handle.future.set_exception(exc)

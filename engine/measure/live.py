@@ -8,10 +8,11 @@ incrementally, so a snapshot costs O(new chunks), not O(all chunks).
 
 Definitions follow vLLM's (engine/measure/metrics.py): TTFT = first chunk - st; ITL = gaps between
 successive chunks; TPOT = (last chunk - first chunk) / (tokens - 1); the request's TPS is the
-article's batch-1 TPS, tokens / elapsed (E2EL once finished). While a request streams, `st` is the
-moment the UI handed it to the engine (a few microseconds before the engine's own `st`);
-`finish(record=record)` switches to the engine's exact `st` and to the record's final per-chunk token
-counts (engine.measure.tokens: a server without per-event usage is counted after the request), so
+article's batch-1 TPS, tokens / elapsed (E2EL once finished). `st` is the engine's own (the record
+the engine fills in, `begin(record=...)`) from the moment the engine takes it, so before the first
+chunk: the live TTFT is the stored TTFT and never changes at the end (until then, and without a record,
+`st` is the moment the request was handed to the engine). `finish(record=record)` switches to the
+record's final per-chunk token counts (engine.measure.tokens: a server without per-event usage is counted after the request), so
 the final gauges equal the stored metrics. While a request streams, a chunk whose count is
 provisional (Chunk.exact False) is counted with `count` (the model's tokenizer, on the UI thread
 that takes the snapshot) when one is given; the snapshot says when the count is an estimate.
@@ -98,12 +99,16 @@ class LiveMeter:
             self._pending.append(chunk)
 
     # -- UI thread ------------------------------------------------------------
-    def begin(self, st_ns: int | None = None) -> None:
-        """Start measuring a new request (st = now unless given)."""
+    def begin(self, st_ns: int | None = None, record: RequestRecord | None = None) -> None:
+        """Start measuring a new request (st = now unless given). With the `record` the engine fills in,
+        `st` becomes the engine's own `st` (record.st_ns, vLLM bench's "just before sending") as soon as
+        the engine has taken it: TTFT is then the stored TTFT from the first token, and never changes
+        when the request ends (106 ms while streaming, 102 ms stored, before)."""
         with self._state:
             with self._lock:
                 self._pending = []
             self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
+            self._record = record
             self.end_ns: int | None = None
             self.done = False
             self.token_source: str | None = None
@@ -157,6 +162,11 @@ class LiveMeter:
                 self._window_tokens += k
 
     def _drain(self) -> None:
+        record = self._record
+        if record is not None and record.st_ns:
+            # Taken before the request was sent, so before any of its chunks arrived (a resend on a
+            # fresh connection takes it again, also before the first chunk).
+            self.st_ns = record.st_ns
         with self._lock:
             new, self._pending = self._pending, []
         if not new:

@@ -403,6 +403,9 @@ class LoadScreen(Screen):
         self._final_shown = True
         result = view.result
         self._buttons(running=False)
+        live = getattr(view.job, "live", None)
+        if live is not None:  # the last counts; nothing is in flight any more and no ETA is left
+            self.query_one("#load-live", Static).update(live_text({**live.snapshot(), "in_flight": 0}, ""))
         if result.status == "failed" and result.error:
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")

@@ -228,6 +228,9 @@ class SuiteScreen(Screen):
             return
         if self.job is not view.job:  # started before this screen knew (or a new app run)
             self._adopt(view)
+        if self._final_shown:
+            self._settle_gauges(view)
+            return
         with self.app.batch_update():
             self._show_request(view)
             self._apply_finished(view)
@@ -330,9 +333,19 @@ class SuiteScreen(Screen):
             except Exception:  # a case not in the table (the suite field changed meanwhile)
                 pass
 
+    def _settle_gauges(self, view) -> None:
+        """After the suite ended or was stopped: the last request's gauges keep being drawn until
+        "tok/s now" (a 1 s window on the wall clock) has fallen to 0, as on Live; then the ticker
+        stops. Drawn no longer, it froze at its last value (17.0 twelve seconds after a stop)."""
+        meter = view.meters.get(self.shown_index) if self.shown_index is not None else None
+        snap = meter.snapshot() if meter is not None else None
+        if snap is not None:
+            self.query_one(GaugePanel).show(snap)
+        if snap is None or snap.tps_now == 0:
+            self.ticker.pause()
+
     def _finished(self, view) -> None:
         self._final_shown = True
-        self.ticker.pause()
         result = view.result
         done = sum(1 for m in self.metrics if m.success)
         label = f"{result.status}: {done}/{view.total} requests · run {view.run_id or '–'}"  # wraps, never cut
