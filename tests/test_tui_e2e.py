@@ -247,3 +247,51 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
         con.close()
     assert kinds == {"interactive": "completed", "suite": "completed", "load": "aborted"}, kinds
     assert load_requests[1] == 0 and load_requests[0] < 10  # no failures, no rows for requests never sent
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
+def test_run_summary_scrolls_to_its_last_line_and_a_burst_types_in_order_at_80x24(tokentop_cmd, cli_env, tmp_path):
+    """Issue 24, in a real terminal at 80x24 (no vLLM: a scripted OpenAI server on loopback, a database
+    seeded with tests/tui_support.py's runs). The run detail's Summary scrolls to its last line from the
+    keyboard (End, PgDn; everything below `host` was out of reach), and keys tmux sends in one burst reach
+    the Live prompt in the order typed (`hello`, Left, Left, `X` gave `helloX`)."""
+    from tests.sse_script import Reply, ScriptServer, completion, timed, usage_only
+    from tests.tui_support import fixed_store
+
+    db = tmp_path / "seeded.duckdb"
+    fixed_store(db).close()  # the newest run (History's first row): an interactive run on a laptop CPU
+    reply = Reply(timed([(5, completion("Red, green, blue.")), (10, usage_only(4))]))
+    name = f"tokentop-scroll-{uuid.uuid4().hex[:8]}"
+    env = dict(cli_env)
+    env.setdefault("TERM", "xterm-256color")
+    with ScriptServer([reply]) as server:
+        cmd = " ".join([*tokentop_cmd, "--engine", "openai", "--endpoint", server.url, "--db", str(db)])
+        cmd += f"; echo EXIT=$? > {tmp_path / 'rc'}"
+        tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24",
+             *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM",
+                                                   "PYTHONPATH") for a in ("-e", f"{k}={v}")],
+             cmd)
+
+        def keys(*k: str) -> None:
+            tmux("send-keys", "-t", name, *k)
+
+        try:
+            wait_screen(name, lambda s: "prompt" in s and "F1 Help" in s, 60, "the first frame")
+            # One send-keys: tmux writes the letters and the editing keys to the terminal in one go.
+            keys("h", "e", "l", "l", "o", "Left", "Left", "X", "Home", "Z")
+            wait_screen(name, lambda s: "ZhelXlo" in s, 20, "the burst typed in order in the prompt")
+            keys("C-u", "Escape", "F4")
+            wait_screen(name, lambda s: "runs 3/3" in s, 30, "History")
+            keys("Enter")
+            detail = wait_screen(name, lambda s: "Summary" in s and "host" in s, 30, "the run's Summary")
+            assert "env vllm" not in detail  # at 80x24 the end of the Summary is below the screen
+            keys("End")
+            wait_screen(name, lambda s: "env vllm" in s, 20, "the Summary's last line after End")
+            keys("Home")
+            wait_screen(name, lambda s: "env vllm" not in s and "run " in s, 20, "the Summary's top after Home")
+            keys("PageDown", "PageDown", "PageDown", "PageDown")
+            wait_screen(name, lambda s: "env vllm" in s, 20, "the Summary's last line after PgDn")
+            keys("F10")
+            wait_screen(name, lambda s: exited(tmp_path / "rc"), 60, "tokentop to exit")
+        finally:
+            tmux("kill-session", "-t", name, check=False)
