@@ -16,7 +16,8 @@ utils/_http.py hf_raise_for_status):
   a token and 403 with one (GatedRepo); a missing repo answers 401 RepoNotFound without a token (the hub
   hides private repos that way) and 404 with one.
 
-Every request is recorded in `requests` as (method, path) for the tests to check what was fetched.
+Every request is recorded in `requests` as (method, path) for the tests to check what was fetched; with
+`hold` set to an Event, file bytes wait until it is set (a download caught in the middle).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class HubServer:
     def __init__(self, repos: list[Repo]):
         self.repos = {r.repo_id: r for r in repos}
         self.requests: list[tuple[str, str]] = []
+        self.hold: threading.Event | None = None  # when given, file bytes wait until it is set
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(cdn=False))
         self._cdn = ThreadingHTTPServer(("127.0.0.2", 0), self._handler(cdn=True))
@@ -225,6 +227,8 @@ class HubServer:
                                             "X-Linked-Size": str(m["size"]), "ETag": f'"{m["oid"]}"'}, None, body)
                 if body:
                     self._record(f"file:{name}")
+                    if hub.hold is not None:
+                        hub.hold.wait(60)
                 self._send(200, {"X-Repo-Commit": repo.sha, "ETag": f'"{m["oid"]}"',
                                  "Content-Type": "application/octet-stream"}, repo.data(name), body)
 
@@ -236,6 +240,8 @@ class HubServer:
                     return self._send(404, {}, b"", body)
                 if body:
                     self._record(f"file:{name}")
+                    if hub.hold is not None:
+                        hub.hold.wait(60)
                 self._send(200, {"Content-Type": "application/octet-stream", "ETag": f'"{parts[2]}"'},
                            repo.data(name), body)
 

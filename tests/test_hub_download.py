@@ -75,7 +75,7 @@ def test_a_hub_model_downloads_with_progress_into_a_fresh_cache_then_loads_from_
         lines = out.stderr.splitlines()
         progress = [x for x in lines if x.startswith("tokentop: downloading ") and " MB of " in x]
         assert progress and all(" of " in x and "/s" in x and "ETA" in x for x in progress), out.stderr
-        assert f"tokentop: from {hub.url} into {tmp_path / 'hf' / 'hub'}" in lines
+        assert f"tokentop: downloading from {hub.url} into {tmp_path / 'hf' / 'hub'}" in lines
         assert all(len(x) <= 80 for x in lines if str(tmp_path) not in x), out.stderr
         assert any(x.startswith(f"tokentop: downloaded {REPO}: 272.6 MB in ") for x in lines), out.stderr
 
@@ -102,7 +102,7 @@ def test_a_hub_tokenizer_is_downloaded_and_a_run_stored(tmp_path, cli_env, token
                               server.url, "--tokenizer", REPO, "--reps", "1", "--json"],
                              capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert f"tokentop: downloading {REPO}: " in out.stderr and f"tokentop: from {hub.url} into" in out.stderr
+    assert f"tokentop: downloading {REPO}: " in out.stderr and f"tokentop: downloading from {hub.url} into" in out.stderr
     fetched = hub.fetched()
     assert "file:tokenizer.json" in fetched and "file:model.safetensors" not in fetched  # the tokenizer only
     run = json.loads(out.stdout)
@@ -228,3 +228,57 @@ def test_progress_lines_fit_80_columns_with_the_cli_prefix():
     line = progress_line("some-very-long-organisation-name/an-even-longer-model-name-Instruct-v0.3-AWQ",
                          1_234_000_000, 16_100_000_000, 30.0)
     assert len("tokentop: " + line) <= 80 and "1.2 GB of 16.1 GB (7%)" in line and "ETA 6 min" in line
+
+
+# -- the app: the download is a start-up step in its top line ---------------------------------------------
+async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_path, monkeypatch, repo_files):
+    """`tokentop --engine openai --endpoint URL --tokenizer tt/smol-135m` at 80x24: the tokenizer is
+    fetched while the engine starts, and the top line says so until it is done; then the engine is ready."""
+    import threading
+
+    import huggingface_hub.utils._detect_agent as hf_detect_agent
+    from sse_script import ScriptServer
+
+    from data.store import Store
+    from tui.app import TokentopApp
+    from tui.widgets.status_bar import StatusBar
+
+    with HubServer([Repo(REPO, repo_files)]) as hub, ScriptServer([]) as server:
+        hub.hold = threading.Event()
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        # huggingface_hub was imported earlier in this process, before HF_ENDPOINT: tokentop passes the
+        # endpoint on every call, but huggingface_hub's agent-harness registry (utils/_detect_agent.py, asked
+        # once per process when headers are built) would go to its import-time endpoint: given, empty.
+        monkeypatch.setattr(hf_detect_agent, "_registry", {"standardEnvVars": [], "harnesses": {}})
+        store = Store(tmp_path / "app.duckdb")
+        options = dict(engine="openai", model=None, endpoint=server.url, api="chat", tokenizer=REPO, dtype="auto",
+                       tensor_parallel_size=1, pipeline_parallel_size=1, extra_args=None, where={})
+        app = TokentopApp(store=store, engine_options=options, db_label="app.duckdb")
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                def top_line() -> str:
+                    bar = app.screen.query_one(StatusBar)
+                    bar.refresh_status()
+                    return str(bar.render())
+
+                end = 60
+                while "downloading" not in top_line():
+                    await pilot.pause(0.05)
+                    end -= 0.05
+                    assert end > 0, (top_line(), app.engine_message)
+                assert app.engine_state == "starting" and "│ downloading the model " in top_line()
+                hub.hold.set()
+                while app.engine_state == "starting":
+                    await pilot.pause(0.05)
+                    end -= 0.05
+                    assert end > 0, top_line()
+                assert app.engine_state == "ready", app.engine_message
+                assert "downloading" not in top_line()
+        finally:
+            hub.hold.set()
+            app.shutdown_engine()
+            store.close()
+    assert "file:tokenizer.json" in hub.fetched() and "file:model.safetensors" not in hub.fetched()

@@ -174,7 +174,7 @@ class TokentopApp(App[int]):
         """Blocking engine start on a helper thread; this worker waits so it can be cancelled
         (q during start-up) without hanging the app's exit."""
         from data.session import Session
-        from engine.types import BadRequestError
+        from engine.types import BadRequestError, EngineError
 
         worker = get_current_worker()
         session = Session(self.store, self.engine_options)
@@ -200,7 +200,7 @@ class TokentopApp(App[int]):
         if failure:
             exc = failure[0]
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, Exception) or type(exc).__module__ != "engine.types":
+            if not isinstance(exc, EngineError):  # ours (engine.types and subclasses) are said as they are
                 message = f"{type(exc).__name__}: {message}"
             self.post_message(EngineFailed(message, isinstance(exc, BadRequestError)))
         else:

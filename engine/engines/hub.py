@@ -384,8 +384,8 @@ def download(repo_id: str, kind: str = "model", what: str = "--model", log: Log 
     where = cache_dir()
     need = _still_to_fetch(p)
     check_space(what, repo_id, need, where)
+    log(f"downloading from {endpoint()} into {where}")  # paths: wrapped by the CLI on a terminal
     log(f"downloading {repo_id}: {len(p.files)} files, {_gb(need)}" + (f" ({p.weights})" if p.weights else ""))
-    log(f"from {endpoint()} into {where}")  # paths: wrapped by the CLI on a terminal
     meter = DownloadMeter(repo_id, need, log, every_s)
     try:
         folder = snapshot_download(repo_id, revision=None, cache_dir=str(where), endpoint=endpoint(),

@@ -72,6 +72,10 @@ def shorter_variants(engine: str, state: str) -> list[str]:
 def startup_step(message: str) -> str:
     """The step a start-up progress message stands for, in a few words ("importing vLLM")."""
     low = message.lower()
+    if low.startswith("download"):  # engine.engines.hub: a hub id fetched before the engine starts
+        m = re.search(r"\((\d+)%\), .*ETA (.+)$", message)
+        return f"downloading {m.group(1)}% (ETA {m.group(2)})" if m else (
+            "downloading the model" if low.startswith("downloading") else "downloaded")
     for needle, step in (("warming up", "warming up"), ("engine ready", "warming up"), ("imported", "loading the model"),
                          ("loading", "loading the model"), ("importing", "importing vLLM"),
                          ("convert", "converting the model"), ("--model", "preparing the model"),
