@@ -26,10 +26,10 @@ COLUMNS: list[tuple[str, str]] = [
     ("mark", "✓"),
     ("date", "date"),
     ("what", "what"),
-    ("workload", "workload"),
     ("b1", BATCH1_HEADER),
     ("user", PER_USER_HEADER),
     ("ttft", "TTFT ms"),
+    ("workload", "workload"),  # after the figures: a long label never pushes them off the first page
     ("status", "status"),
     ("model", "model"),
     ("gpu", "GPU"),
@@ -169,10 +169,10 @@ class HistoryScreen(Screen):
             Text("✓", style="bold green") if run["run_id"] in self.marked else Text(" "),
             fmt_date(run.get("started_at")),
             Text(what_ran(run)),
-            Text(str(run.get("workload_label") or "")),
             Text("–" if b1 is None else f"{b1:.1f}", justify="right"),
             Text("–" if user is None else f"{user:.1f}", justify="right"),
             Text("–" if ttft is None else f"{ttft:.0f}", justify="right"),
+            Text(str(run.get("workload_label") or "")),
             Text(status, style=STATUS_STYLE.get(status, "")),
             # Whole values: columns that do not fit go to the next page (v), none is cut.
             Text(model_name(run)),
