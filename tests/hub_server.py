@@ -14,7 +14,8 @@ utils/_http.py hf_raise_for_status):
   X-Linked-Size, as the real hub does. No X-Xet-Hash, no xet Link.
 - Errors as the hub says them, in X-Error-Code / X-Error-Message: a gated repo's files answer 401 without
   a token and 403 with one (GatedRepo); a missing repo answers 401 RepoNotFound without a token (the hub
-  hides private repos that way) and 404 with one.
+  hides private repos that way) and 404 with one; a token in `refused_tokens` gets 401 "Invalid
+  credentials in Authorization header".
 
 Every request is recorded in `requests` as (method, path) for the tests to check what was fetched; with
 `hold` set to an Event, file bytes wait until it is set (a download caught in the middle).
@@ -84,6 +85,7 @@ class HubServer:
         self.repos = {r.repo_id: r for r in repos}
         self.requests: list[tuple[str, str]] = []
         self.hold: threading.Event | None = None  # when given, file bytes wait until it is set
+        self.refused_tokens: set[str] = set()  # tokens the hub answers "Invalid credentials" to
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(cdn=False))
         self._cdn = ThreadingHTTPServer(("127.0.0.2", 0), self._handler(cdn=True))
@@ -157,9 +159,14 @@ class HubServer:
             # -- routes
             def _route(self, body: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
-                authed = bool(self.headers.get("Authorization"))
+                auth = self.headers.get("Authorization") or ""
+                authed = bool(auth)
                 if cdn:
                     return self._cdn(path, body)
+                if auth.removeprefix("Bearer ").strip() in hub.refused_tokens:
+                    # lldacing/ComfyUI_PuLID_Flux_ll#30: a revoked or mistyped HF_TOKEN
+                    self._record(path)
+                    return self._error(401, "RepoNotFound", "Invalid credentials in Authorization header", body)
                 if path.startswith("/api/models/"):
                     self._record(path)
                     return self._api(path[len("/api/models/"):], body, authed)

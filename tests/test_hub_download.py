@@ -69,8 +69,9 @@ def test_a_hub_model_downloads_with_progress_into_a_fresh_cache_then_loads_from_
         # Only what vLLM loads: one weight format (safetensors), configs, tokenizer, chat template.
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             n for n in repo_files if n not in ("pytorch_model.bin", "README.md") and "/" not in n)
-        assert filecmp.cmp(folder / "model.safetensors", Path(embedded_model_path) / "model.safetensors",
-                           shallow=False)
+        # The same bytes the engine tests load from the embedded folder, file for file.
+        assert all(filecmp.cmp(folder / f.name, Path(embedded_model_path) / f.name, shallow=False)
+                   for f in folder.iterdir())
         assert "file:pytorch_model.bin" not in hub.fetched() and "file:original/consolidated.00.pth" not in hub.fetched()
         lines = out.stderr.splitlines()
         progress = [x for x in lines if x.startswith("tokentop: downloading ") and " MB of " in x]
@@ -150,6 +151,31 @@ def test_a_missing_repo_says_check_the_id(tmp_path, cli_env, tokentop_cmd, token
         line = _one_line(_bench(tokentop_cmd, tmp_path, env, "no-such-org/no-such-model"))
     assert f"--model no-such-org/no-such-model is not on {hub.url}: check the id (org/name)" in line
     assert ("cannot see it" in line) if token else ("private: set HF_TOKEN" in line)
+
+
+def test_a_refused_token_says_set_a_valid_one(tmp_path, cli_env, tokentop_cmd, repo_files):
+    # lldacing/ComfyUI_PuLID_Flux_ll#30: 401 RepoNotFound, "Invalid credentials in Authorization header".
+    with HubServer([Repo(REPO, repo_files)]) as hub:
+        hub.refused_tokens.add("hf_revoked")
+        line = _one_line(_bench(tokentop_cmd, tmp_path, hub_env(cli_env, tmp_path, hub, HF_TOKEN="hf_revoked")))
+    assert f"--model {REPO}: {hub.url} refused HF_TOKEN (invalid credentials)" in line
+    assert "set a valid read token" in line and "unset HF_TOKEN" in line
+
+
+def test_only_the_shards_the_index_names_are_fetched(tmp_path, cli_env):
+    # Blaizzy/mlx-vlm#1464: a stray 4-bit model.safetensors beside the bf16 shards the index names; vLLM
+    # loads the index's shards only (weight_utils.download_weights_from_hf), so only they come down.
+    index = {"metadata": {"total_size": 8}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                                         "b": "model-00002-of-00002.safetensors"}}
+    files = {"config.json": b"{}", "tokenizer.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
+             "model-00001-of-00002.safetensors": b"1" * 4, "model-00002-of-00002.safetensors": b"2" * 4,
+             "model.safetensors": b"4" * 4}
+    with HubServer([Repo("tt/sharded", files)]) as hub:
+        out = python(RESOLVE.replace(REPO, "tt/sharded"), hub_env(cli_env, tmp_path, hub))
+        assert out.returncode == 0, out.stderr
+    folder = Path(json.loads(out.stdout)[0])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(n for n in files if n != "model.safetensors")
+    assert "file:model.safetensors" not in hub.fetched()
 
 
 def test_offline_and_not_cached_says_unset_hf_hub_offline(tmp_path, cli_env, tokentop_cmd, repo_files):

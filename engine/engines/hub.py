@@ -365,6 +365,33 @@ def _probe(p: DownloadPlan, what: str) -> None:
         raise explain(exc, what, p.repo_id) from None
 
 
+def _narrow_to_index(p: DownloadPlan, what: str) -> DownloadPlan:
+    """Sharded safetensors with an index: only the shards its weight_map names, as vLLM does
+    (weight_utils.download_weights_from_hf reads model.safetensors.index.json; default_loader's
+    filter_duplicate_safetensors_files drops the rest), so a stray copy beside the shards (a 4-bit
+    model.safetensors next to bf16 shards, Blaizzy/mlx-vlm#1464) is not fetched. The index is untrusted:
+    one naming files the repo does not have, or none, leaves the plan as it was."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    index = next((f for f in p.files if f.endswith(".safetensors.index.json")), None)
+    if p.weights != "safetensors" or index is None:
+        return p
+    try:
+        path = hf_hub_download(p.repo_id, index, revision=p.revision, cache_dir=str(cache_dir()),
+                               endpoint=endpoint())
+        with open(path, encoding="utf-8") as f:
+            weight_map = json.load(f).get("weight_map")
+    except Exception:  # access was probed just before: the glob rule stands
+        return p
+    names = {v for v in weight_map.values() if isinstance(v, str)} if isinstance(weight_map, dict) else set()
+    if not names or not names <= set(p.files):
+        return p
+    files = tuple(f for f in p.files if not f.endswith(".safetensors") or f in names)
+    return DownloadPlan(p.repo_id, p.revision, files, p.sizes, p.weights)
+
+
 def _still_to_fetch(p: DownloadPlan) -> int:
     """Bytes of the plan not already in the cache's snapshot of its commit."""
     if not p.revision:
@@ -381,6 +408,7 @@ def download(repo_id: str, kind: str = "model", what: str = "--model", log: Log 
 
     p = plan(repo_id, kind, what)
     _probe(p, what)
+    p = _narrow_to_index(p, what)
     where = cache_dir()
     need = _still_to_fetch(p)
     check_space(what, repo_id, need, where)
