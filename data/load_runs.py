@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from data.paths import assets_dir
-from data.session import Session, wait_for
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, default_num_prompts, engine_tokens, parse_slo
+from data.session import Session
+from engine.load.driver import LevelOutcome, LiveLoad
+from engine.load.patterns import LoadLevel, default_num_prompts, sweep_levels
+from engine.load.runner import engine_tokens
+from engine.load.summary import parse_slo
 from engine.measure.metrics import RequestMetrics
-from engine.orchestrator import Job, JobStarted, RequestFinished, RunFinished, RunStarted
+from engine.orchestrator import Job, RequestFinished, RunFinished, RunStarted
 from engine.types import BadRequestError, RequestRecord
 from engine.workloads import Workload, WorkloadOptions, make_workload
 
@@ -31,7 +34,7 @@ class LoadSpec:
     pattern: str = "concurrency"  # concurrency | rate | trace
     seed: int = 0
     num_warmups: int = 0  # per level, sent and not measured (vLLM's --num-warmups)
-    client_processes: int = 1  # processes sharing every level's requests (engine.client_pool; openai engine only)
+    client_processes: int = 1  # processes sharing every level's requests (engine.load.pool; openai engine only)
 
     @property
     def workload(self) -> Workload:
@@ -89,31 +92,25 @@ def run_load(
     orchestrator = session.orchestrator
     if not session.gpu.available and session.gpu.note:
         note(session.gpu.note)  # once per load run: no GPU / no NVML, carry on
-    job_id: list[str] = []
 
-    def sink(event: Any) -> None:
-        if isinstance(event, JobStarted):
-            if not job_id:
-                job_id.append(event.job_id)
-            return
-        if not job_id or getattr(event, "job_id", getattr(getattr(event, "run", None), "job_id", None)) != job_id[0]:
-            return
-        if isinstance(event, RunStarted) and on_level_start and event.run.level is not None:
+    def level_started(event: RunStarted) -> None:
+        if on_level_start and event.run.level is not None:
             on_level_start(event.run.level_index or 0, event.run.level)
-        elif isinstance(event, RequestFinished) and on_record:
+
+    def request_finished(event: RequestFinished) -> None:
+        if on_record:
             on_record(event.index, event.record, event.metrics)
-        elif isinstance(event, RunFinished) and on_level_done:
+
+    def level_finished(event: RunFinished) -> None:
+        if on_level_done:
             on_level_done(event.run.level_index or 0, level_result(event))
 
     prepare_workload(session, spec)  # a dataset this engine cannot run: BadRequestError (exit 2), no level
     for line in spec.prompts.notes:
         note(line)
-    unsubscribe = orchestrator.subscribe(sink)
-    try:
-        job = start_load(session, spec, stop=stop, live=live, server_sampler=server_sampler)
-        wait_for(job, orchestrator)
-    finally:
-        unsubscribe()
+    job = orchestrator.run_to_end(
+        lambda: start_load(session, spec, stop=stop, live=live, server_sampler=server_sampler),
+        {RunStarted: level_started, RequestFinished: request_finished, RunFinished: level_finished})
     return load_outcome(job, session)
 
 
@@ -292,7 +289,6 @@ def load_spec(*, concurrency: str | None = None, request_rate: str | None = None
     dataset options (vLLM's names); input_len/output_len/seed given here fill it where it leaves them unset.
     A suite file with a [dataset] table makes that dataset the workload."""
     from data.paths import resolve_suite
-    from engine.load import sweep_levels
 
     slo_ms = parse_slo(slo)
     opts = workload or WorkloadOptions()

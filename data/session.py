@@ -20,7 +20,6 @@ from engine.measure.metrics import RequestMetrics
 from engine.orchestrator import (
     ChunkArrived,
     Job,
-    JobStarted,
     Orchestrator,
     RequestFinished,
     RequestStarted,
@@ -128,32 +127,15 @@ class Session:
         """Run a suite to its end (or until `stop` is set, or Ctrl-C): returns (run id, outcome,
         job); `job.interrupted` says it was stopped. Stored as it goes."""
         assert self.orchestrator is not None, "start_engine() first"
-
-        job_id: list[str] = []
-
-        def sink(event: Any) -> None:
-            if isinstance(event, JobStarted):
-                if not job_id:  # one job at a time: the first one after subscribing is ours
-                    job_id.append(event.job_id)
-                return
-            if not job_id or getattr(event, "job_id", None) != job_id[0]:
-                return
-            if isinstance(event, ChunkArrived):
-                if on_chunk:
-                    on_chunk(event.chunk)
-            elif isinstance(event, RequestStarted):
-                if on_start:
-                    on_start(event.index, event.total, event.request)
-            elif isinstance(event, RequestFinished):
-                if on_record:
-                    on_record(event.index, event.record, event.metrics)
-
-        unsubscribe = self.orchestrator.subscribe(sink, chunks=on_chunk is not None)
-        try:
-            job = self.orchestrator.start_suite(suite, reps, stop_event=stop)
-            wait_for(job, self.orchestrator)
-        finally:
-            unsubscribe()
+        handlers: dict[type, Callable[[Any], Any]] = {}
+        if on_chunk:
+            handlers[ChunkArrived] = lambda event: on_chunk(event.chunk)
+        if on_start:
+            handlers[RequestStarted] = lambda event: on_start(event.index, event.total, event.request)
+        if on_record:
+            handlers[RequestFinished] = lambda event: on_record(event.index, event.record, event.metrics)
+        orchestrator = self.orchestrator
+        job = orchestrator.run_to_end(lambda: orchestrator.start_suite(suite, reps, stop_event=stop), handlers)
         result = job.result
         run = result.runs[0] if result and result.runs else None
         outcome = run.outcome if run is not None else SuiteOutcome("failed", error=result.error if result else "no run")
@@ -184,14 +166,3 @@ class Session:
         if self.host is not None and self.owns_host:
             self.host.shutdown()
         self.host = None
-
-
-def wait_for(job: Job, orchestrator: Orchestrator, slice_s: float = 0.1) -> None:
-    """Block until the job ends. Ctrl-C (KeyboardInterrupt) stops it — what finished is stored —
-    and the wait goes on until it is stored."""
-    while True:
-        try:
-            if job.wait(slice_s):
-                return
-        except KeyboardInterrupt:
-            orchestrator.stop(wait=None)

@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 from engine.telemetry.environment import used_gpu_samples
 from engine.engines.host import EngineHost, RequestHandle
 from engine.measure.live import LiveMeter
-from engine.load import LevelOutcome, LiveLoad, LoadLevel, LoadRunner
+from engine.load.driver import LevelOutcome, LiveLoad
+from engine.load.patterns import LoadLevel
+from engine.load.runner import LoadRunner, engine_tokens
 from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request_metrics
 from engine.workloads.suites import Suite
 from engine.telemetry.gpu import GpuSampler, summarise_gpu
@@ -354,8 +356,6 @@ class Orchestrator:
         return self._launch(job, body)
 
     def _tokens(self):
-        from engine.load import engine_tokens
-
         return engine_tokens(self.host.engine)
 
     def start_load(
@@ -376,7 +376,7 @@ class Orchestrator:
         """A load sweep: every level is its own stored run (kind "load"); `settings(i, level)` is
         the level's stored suite_json; `prompts` the workload its requests come from (prepared here,
         with the engine's tokenizer, before the first level). `client_processes` > 1 shares every level's
-        requests among that many client processes (engine.client_pool; the openai engine only), started
+        requests among that many client processes (engine.load.pool; the openai engine only), started
         before the first level and stopped when the job ends."""
         job = self._new_job("load", stop_event)
         if live is not None:
@@ -434,6 +434,45 @@ class Orchestrator:
         with self._lock:
             self._closed = True
         self.stop(wait)
+
+    # -- running a job to its end (the CLI's blocking helpers) ------------------------------
+    def run_to_end(self, start: Callable[[], Job], handlers: dict[type, Callable[[Any], Any]] | None = None, *,
+                   slice_s: float = 0.1) -> Job:
+        """Run one job to its end on the calling thread: subscribe, `start()` the job (start_suite,
+        start_load, ...: it returns the Job), hand each of that job's events to the handler of its type
+        (`handlers[type(event)]`; events of other types and other jobs are ignored), wait until the job
+        has ended and been told to every sink, unsubscribe. The job is known by its id: the first
+        JobStarted after subscribing is its (one job at a time: a second is refused with BusyError).
+        A ChunkArrived handler subscribes for chunks. Ctrl-C (KeyboardInterrupt) while waiting stops the
+        job — what finished is stored — and the wait goes on until it is stored. Returns the job
+        (`job.result`: its JobFinished); what `start()` raises (BusyError, EngineError) is raised, with
+        the sink already removed."""
+        handlers = dict(handlers or {})
+        job_id: list[str] = []
+
+        def sink(event: Event) -> None:
+            if isinstance(event, JobStarted):
+                if not job_id:  # one job at a time: the first one after subscribing is ours
+                    job_id.append(event.job_id)
+                return
+            handler = handlers.get(type(event))
+            if handler is None or not job_id:
+                return
+            if getattr(event, "job_id", getattr(getattr(event, "run", None), "job_id", None)) == job_id[0]:
+                handler(event)
+
+        unsubscribe = self.subscribe(sink, chunks=ChunkArrived in handlers)
+        try:
+            job = start()
+            while True:
+                try:
+                    if job.wait(slice_s):
+                        break
+                except KeyboardInterrupt:
+                    self.stop(wait=None)
+        finally:
+            unsubscribe()
+        return job
 
     # -- drivers -------------------------------------------------------------------------------
     def _begin_run(self, job: Job, info: RunInfo) -> None:

@@ -1,4 +1,4 @@
-"""Client processes (`--client-processes N`, engine.client_pool): a level shared among worker processes is
+"""Client processes (`--client-processes N`, engine.load.pool): a level shared among worker processes is
 the same level as with one process — the same requests on the same schedule, the same stored rows and
 metric definitions — and stopping it, or losing a worker, leaves nothing behind and says what happened.
 
@@ -21,7 +21,7 @@ import pytest
 from data.load_runs import LoadSpec, run_load
 from data.session import Session
 from data.store import Store
-from engine.client_pool import SharedCap, default_client_processes, split_level
+from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.load import LoadLevel, PromptSource, arrival_offsets
 from engine.measure.metrics import aggregate, request_metrics
 from engine.workloads.synthetic import RandomWorkload

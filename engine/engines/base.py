@@ -41,7 +41,7 @@ class Engine(ABC):
 
     def worker_spec(self) -> dict[str, Any] | None:
         """What a client process needs to build its own copy of this started engine
-        (`type(self).from_worker_spec(spec)`, engine.client_pool), picklable; None when the engine can
+        (`type(self).from_worker_spec(spec)`, engine.load.pool), picklable; None when the engine can
         only run in this process (the in-process vLLM engine)."""
         return None
 

@@ -161,7 +161,7 @@ class OpenAIEngine(Engine):
         self.counter = LazyCounter([self.tokenizer] if self.tokenizer else [self.model_root, self.model])
 
     def worker_spec(self) -> dict[str, Any] | None:
-        """This engine's settings for a client process (engine.client_pool): the endpoint, the model the
+        """This engine's settings for a client process (engine.load.pool): the endpoint, the model the
         server named, the API, what the server accepted (continuous usage stats) and whether the tokenizer
         was loaded. The API key travels only to this machine's own child process, through its pipe."""
         return {"endpoint": self.base_url, "model": self.model, "api": self.api, "api_key": self._api_key,

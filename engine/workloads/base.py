@@ -1,6 +1,6 @@
 """What every workload is: a source of GenerationRequests with send times, never a driver of its own.
 
-The load runner (engine/load.py) asks a workload, per level, for a `LevelSource`:
+The load runner (engine/load/runner.py) asks a workload, per level, for a `LevelSource`:
 
   * `initial()`: the requests the level starts with, each optionally with its own send time (`at_s`,
     seconds after the level's start: a trace's timestamps). Requests without one go out on the level's
@@ -61,7 +61,7 @@ class LevelSource:
         return None
 
     def share(self, positions: Sequence[int]) -> "LevelSource":
-        """The part of this level a client process drives (engine.client_pool): the requests at
+        """The part of this level a client process drives (engine.load.pool): the requests at
         `positions` of initial(), in that order, with their follow-ups. Picklable (it crosses to the
         process). A source with follow-ups overrides it (conversations: whole conversations)."""
         if type(self).follow_up is not LevelSource.follow_up:

@@ -175,8 +175,8 @@ def build_spec(args: argparse.Namespace):
 
 def client_processes(args: argparse.Namespace) -> int:
     """--client-processes, or its default: one per 2 idle cores with --engine openai
-    (engine.client_pool.default_client_processes), 1 with the in-process engine, which cannot be shared."""
-    from engine.client_pool import default_client_processes
+    (engine.load.pool.default_client_processes), 1 with the in-process engine, which cannot be shared."""
+    from engine.load.pool import default_client_processes
     from engine.types import BadRequestError
 
     asked = getattr(args, "client_processes", None)

@@ -3,8 +3,8 @@
 One Python process can read only so many streamed tokens per second (benchmarks/RESULTS.md, "client
 ceiling"); a box serving a model on 8 GPUs produces more. Each client process ("worker") runs its own copy
 of the engine (the openai engine: its own connections, its own uvloop event loop on an EngineHost thread)
-and drives its share of a level with the very driver the one-process path uses (engine.load.drive). It
-streams its finished RequestRecords back to the parent, where engine.load.LoadRunner computes and the
+and drives its share of a level with the very driver the one-process path uses (engine.load.driver.drive). It
+streams its finished RequestRecords back to the parent, where engine.load.runner.LoadRunner computes and the
 orchestrator stores the level exactly as with one process: one run, one request row per request, vLLM's
 metric definitions over every record.
 
@@ -24,7 +24,7 @@ How a level is shared out (`split_level`):
   * --max-concurrency (and --concurrency's N users) is ONE cap shared by every process (`SharedCap`), not
     split among them: a request waits for a free slot of the whole level, so no process queues while
     another has a slot idle. The wait is on the client's own limit and stays out of the request's
-    latency: `st` is taken after the slot is had, as with one process (engine.load.drive; vLLM #54101);
+    latency: `st` is taken after the slot is had, as with one process (engine.load.driver.drive; vLLM #54101);
   * conversations (--multi-turn): whole conversations, dealt by their first turns as above; a
     conversation's next turns are sent by the process that holds it, numbered on one counter shared by
     the processes, in the order sent (as one process numbers them).
@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine.types import BadRequestError, EngineError, RequestRecord
+from engine.load.driver import LevelOutcome, LiveLoad, drive
 
 START_AHEAD_S = 0.05  # the level's common start, this far after the last worker said it is armed
 READY_TIMEOUT_S = 60.0  # a worker's engine start (imports, GET /v1/models)
@@ -85,7 +86,7 @@ class Share:
 
 def split_level(level, offsets: Sequence[float], processes: int) -> list[Share]:
     """The level's requests dealt among `processes` workers (see the module docstring): sorted by send
-    offset (ties in plan order) and dealt round robin. `level` is an engine.load.LoadLevel, `offsets` each
+    offset (ties in plan order) and dealt round robin. `level` is an engine.load.patterns.LoadLevel, `offsets` each
     planned request's send offset (s). Returns one Share per worker, each in ascending send time; together
     they hold every position once."""
     p = max(1, int(processes))
@@ -138,7 +139,7 @@ class SharedCap:
 
 
 class CapGate:
-    """A worker's side of the SharedCap, as engine.load.drive uses a limiter: `await acquire()`, then
+    """A worker's side of the SharedCap, as engine.load.driver.drive uses a limiter: `await acquire()`, then
     `release()`. A slot free at once is taken on the loop (a non-blocking sem_trywait) when nobody of this
     process waits; otherwise waiters are served in the order they came (FIFO, as asyncio.Semaphore) by one
     thread of this process that blocks on the machine-wide semaphore, so the event loop never blocks; the
@@ -256,7 +257,7 @@ class _Worker:
 
 
 class ClientPool:
-    """N client processes for one load job (engine.load.LoadRunner starts and closes it). Thread-safe for
+    """N client processes for one load job (engine.load.runner.LoadRunner starts and closes it). Thread-safe for
     one level at a time."""
 
     def __init__(self, engine, processes: int):
@@ -349,7 +350,7 @@ class ClientPool:
                     outcome, cancel: threading.Event, on_begin: Callable[[int], None] | None, live) -> concurrent.futures.Future:
         """Share the level among the processes and drive it; returns a Future that resolves when every
         process has handed back its records (each appended to `done_q` as (index, record) as it arrives,
-        as engine.load.drive does). Fills the outcome's start, end, duration, per-process CPU use and loop
+        as engine.load.driver.drive does). Fills the outcome's start, end, duration, per-process CPU use and loop
         lags. `cancel` stops the level (every process returns its in-flight requests as aborted)."""
         future: concurrent.futures.Future = concurrent.futures.Future()
 
@@ -489,7 +490,7 @@ class ClientPool:
                 record.request = planned[index].request
             w.pending.discard(index)
             if record.aborted and not record.success:
-                live.stopped += 1  # cut short by a stop: not a failure (engine.load.drive)
+                live.stopped += 1  # cut short by a stop: not a failure (engine.load.driver.drive)
             elif record.success:
                 live.completed += 1
                 live.output_tokens += record.output_tokens
@@ -566,8 +567,6 @@ def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level
                  capped: bool) -> bool:
     """One level's share: armed, wait for "go", drive (under the level's shared cap when `capped`), hand
     back records every DRAIN_S, then "done". False when the parent is gone."""
-    from engine.load import LevelOutcome, LiveLoad, drive
-
     planned = source.initial()
     engine = host.engine
     outcome = LevelOutcome(level=level, status="completed")
