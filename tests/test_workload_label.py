@@ -223,3 +223,43 @@ async def test_history_shows_and_filters_the_workload(random_and_sharegpt):
             assert [r["run_id"] for r in history.shown] == [share_id]
     finally:
         store.close()
+
+
+async def test_compare_screen_shows_each_multi_turn_workload_in_its_own_slo_table(two_multi_turn_sweeps):
+    """Compare (F7) picks a workload by its label (k moves on): one label for two workloads put one's
+    "none meets" and the other's passing level in one SLO table."""
+    from textual.widgets import DataTable, Static
+
+    from tui.app import TokentopApp
+
+    db, quick, slow = two_multi_turn_sweeps
+    store = Store(db)
+    try:
+        app = TokentopApp(store=store, autostart=False, db_label="mt.duckdb", mode="history")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("f7")
+            screen = app.screen
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if screen.slo is not None and screen.matrix is not None and screen.frontier is not None:
+                    break
+            assert len(screen.workloads()) == 2
+            title = screen.query_one("#matrix-title", Static)
+            await pilot.press("o")
+            seen = []
+            for _ in range(2):
+                await pilot.pause()
+                rows = [[str(c) for c in screen.query_one("#slo-table", DataTable).get_row_at(i)]
+                        for i in range(screen.query_one("#slo-table", DataTable).row_count)]
+                seen.append((str(title.render()), rows))
+                from textual.widgets import Input
+
+                if isinstance(app.focused, Input):  # the SLO field has the keys: leave it first
+                    await pilot.press("escape")
+                await pilot.press("k")
+            assert seen[0][0] != seen[1][0]  # two titles
+            # each table is one workload's: every row of one meets nothing, the other's first level passes
+            verdicts = sorted(sorted({r[1] == "none meets" for r in rows}) for _t, rows in seen)
+            assert verdicts == [[False], [True]], seen
+    finally:
+        store.close()
