@@ -308,3 +308,21 @@ async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_
             app.shutdown_engine()
             store.close()
     assert "file:tokenizer.json" in hub.fetched() and "file:model.safetensors" not in hub.fetched()
+
+
+def test_a_download_cut_short_is_not_taken_for_cached(tmp_path, cli_env):
+    """Shard 2 of 2 never arrived (the process was stopped): the next start fetches what is missing."""
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    files = {"config.json": b"{}", "tokenizer.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
+             "model-00001-of-00002.safetensors": b"1" * 4, "model-00002-of-00002.safetensors": b"2" * 4}
+    with HubServer([Repo("tt/cut", files)]) as hub:
+        env = hub_env(cli_env, tmp_path, hub)
+        first = python(RESOLVE.replace(REPO, "tt/cut"), env)
+        assert first.returncode == 0, first.stderr
+        folder = Path(json.loads(first.stdout)[0])
+        (folder / "model-00002-of-00002.safetensors").unlink()
+        again = python(RESOLVE.replace(REPO, "tt/cut"), env)
+        assert again.returncode == 0, again.stderr
+    assert "downloaded from" in json.loads(again.stdout)[2] and "tokentop: downloading tt/cut: 4 B in 1 file (safetensors)" in again.stderr
+    assert (folder / "model-00002-of-00002.safetensors").is_file()
+    assert hub.fetched().count("file:model-00001-of-00002.safetensors") == 1  # the whole shard is not fetched again

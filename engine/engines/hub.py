@@ -142,8 +142,22 @@ def select_files(repo_id: str, sizes: dict[str, int], kind: str = "model") -> Do
 
 # -- what is cached --------------------------------------------------------------------------------
 def _weights_in(folder: Path) -> bool:
-    return any(p.suffix in (".safetensors", ".bin", ".pt") and p.name not in NOT_WEIGHTS
-               for p in folder.iterdir() if p.is_file())
+    """Weights at the top of a snapshot folder, and every shard a safetensors index names (a download
+    cut short leaves some shards out: huggingface_hub links a file into the snapshot once it is whole)."""
+    import json
+
+    if not any(p.suffix in (".safetensors", ".bin", ".pt") and p.name not in NOT_WEIGHTS
+               for p in folder.iterdir() if p.is_file()):
+        return False
+    for index in folder.glob("*.safetensors.index.json"):
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}
+            shards = {v for v in weight_map.values() if isinstance(v, str) and "/" not in v}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if any(not (folder / shard).is_file() for shard in shards):
+            return False
+    return True
 
 
 def cached_model(repo_id: str) -> Path | None:
@@ -155,16 +169,20 @@ def cached_model(repo_id: str) -> Path | None:
     return folder if folder is not None and _weights_in(folder) else None
 
 
-def cached_tokenizer(repo_id: str) -> Path | None:
-    from engine.measure.tokens import find_tokenizer
-
-    folder, _why = find_tokenizer(repo_id)
-    return folder
-
-
 # -- messages --------------------------------------------------------------------------------------
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB" if n >= 1e3 else f"{n:.0f} B"
+
+
+def _fit(head: str, repo_id: str, tail: str, width: int = LINE_WIDTH) -> str:
+    """head + repo id + tail in `width` characters: the id shortened to its name, then cut with "…"."""
+    name = repo_id if len(head) + len(repo_id) + len(tail) <= width else repo_id.rsplit("/", 1)[-1]
+    room = width - len(head) - len(tail)
+    if len(name) > room:
+        name = name[: max(1, room - 1)] + "…"
+    return f"{head}{name}{tail}"
 
 
 def _duration(s: float) -> str:
@@ -236,14 +254,7 @@ def progress_line(repo_id: str, done: int, total: int, elapsed_s: float, width: 
     rate = done / elapsed_s if elapsed_s > 0 else 0.0
     pct = int(100 * done / total) if total else 100
     eta = _duration((total - done) / rate) if rate > 0 and total >= done else "?"
-    tail = f": {_gb(done)} of {_gb(total)} ({pct}%), {_gb(rate)}/s, ETA {eta}"
-    name = repo_id
-    if len("downloading ") + len(name) + len(tail) > width:
-        name = repo_id.rsplit("/", 1)[-1]
-    room = width - len("downloading ") - len(tail)
-    if len(name) > room:
-        name = name[: max(1, room - 1)] + "…"
-    return f"downloading {name}{tail}"
+    return _fit("downloading ", repo_id, f": {_gb(done)} of {_gb(total)} ({pct}%), {_gb(rate)}/s, ETA {eta}", width)
 
 
 class DownloadMeter:
@@ -392,12 +403,16 @@ def _narrow_to_index(p: DownloadPlan, what: str) -> DownloadPlan:
     return DownloadPlan(p.repo_id, p.revision, files, p.sizes, p.weights)
 
 
+def _cached_file(p: DownloadPlan, name: str) -> bool:
+    """The file is whole in the cache's snapshot of the plan's commit."""
+    if not p.revision:
+        return False
+    return (cache_dir() / ("models--" + p.repo_id.replace("/", "--")) / "snapshots" / p.revision / name).exists()
+
+
 def _still_to_fetch(p: DownloadPlan) -> int:
     """Bytes of the plan not already in the cache's snapshot of its commit."""
-    if not p.revision:
-        return p.total_bytes
-    snap = cache_dir() / ("models--" + p.repo_id.replace("/", "--")) / "snapshots" / p.revision
-    return sum(p.sizes.get(f, 0) for f in p.files if not (snap / f).exists())
+    return sum(p.sizes.get(f, 0) for f in p.files if not _cached_file(p, f))
 
 
 def download(repo_id: str, kind: str = "model", what: str = "--model", log: Log = lambda _m: None,
@@ -413,7 +428,9 @@ def download(repo_id: str, kind: str = "model", what: str = "--model", log: Log 
     need = _still_to_fetch(p)
     check_space(what, repo_id, need, where)
     log(f"downloading from {endpoint()} into {where}")  # paths: wrapped by the CLI on a terminal
-    log(f"downloading {repo_id}: {len(p.files)} files, {_gb(need)}" + (f" ({p.weights})" if p.weights else ""))
+    todo = sum(1 for f in p.files if not _cached_file(p, f))
+    log(_fit("downloading ", repo_id, f": {_gb(need)} in {todo} file{'s' if todo != 1 else ''}"
+             + (f" ({p.weights})" if p.weights else "")))
     meter = DownloadMeter(repo_id, need, log, every_s)
     try:
         folder = snapshot_download(repo_id, revision=None, cache_dir=str(where), endpoint=endpoint(),
