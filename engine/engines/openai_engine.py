@@ -178,8 +178,9 @@ class OpenAIEngine(Engine):
 
     def workload_tokens(self):
         """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
-        --tokenizer, else the served model's folder when it is on this machine, else the model id in the
-        local Hugging Face cache (engine.measure.tokens.find_tokenizer: never downloaded); None when there
+        --tokenizer (a hub id was downloaded by start(): engine.engines.hub), else the served model's folder
+        when it is on this machine, else the model id in the local Hugging Face cache
+        (engine.measure.tokens.find_tokenizer: the served id is never downloaded); None when there
         is none. BadRequestError when --tokenizer names one that cannot be loaded."""
         if self._tokens_tried:
             return self._tokens
