@@ -208,7 +208,7 @@ class RunDetailScreen(Screen):
             ("run", r["run_id"]), ("kind", r.get("kind")), ("status", r.get("status")),
             ("error", r.get("error")), ("started", fmt_date(r.get("started_at"))),
             ("duration", None if r.get("duration_s") is None else f"{r['duration_s']:.2f} s"),
-            ("suite", r.get("suite")), ("reps", r.get("reps")), ("engine", r.get("engine")),
+            ("suite", r.get("suite")), ("reps", r.get("reps")), ("workload", _workload_line(r)), ("engine", r.get("engine")),
             ("model", r.get("model")), ("dtype", r.get("dtype")), ("engine args", r.get("engine_args")),
             ("host", r.get("hostname")), ("device", r.get("device")), ("GPU key", r.get("gpu_key")),
             ("where", where_line(r).removeprefix("where: ")), ("label", r.get("label")),
@@ -355,3 +355,10 @@ class RunDetailScreen(Screen):
     def action_costs(self) -> None:
         self.app.open_costs([self.run_id])
 
+
+def _workload_line(run: dict) -> str:
+    """The run's workload as `tokentop show` says it: its label and key (tui.format.workload_of)."""
+    from tui.format import workload_of
+
+    workload = workload_of(run)
+    return f"{workload['label']} (key {workload['key']})" if workload.get("key") else str(workload["label"])
