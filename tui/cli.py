@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "tui.commands.load",
     "tui.commands.transfer",
     "tui.commands.serve",
+    "tui.commands.fleet",
 ]
 
 
