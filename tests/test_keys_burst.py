@@ -165,3 +165,19 @@ async def test_editing_keys_typed_right_after_tab_keep_their_place(fixed):
         assert app.focused is load.query_one("#load-pattern")
         await send_burst(app, pilot, ["tab", "2,4", "home", "1,"])
         assert app.screen is load and levels.value == "1,2,4"
+
+
+@pytest.mark.parametrize("burst, typed", [
+    # Textualize/textual#6605 (its inj.py demo: one key press injects "ba\x7fckspace" into stdin)
+    (["b", "a", "backspace", "ckspace"], "bckspace"),
+    # Textualize/textual PR #6631's regression test: b, a, backspace, c posted without waiting -> "bc"
+    (["b", "a", "backspace", "c"], "bc"),
+])
+async def test_textual_6605_backspace_in_a_burst(fixed, burst, typed):
+    """The upstream report's own key sequences, on the Live prompt: Textual 8.2.8 gives 'ba…'."""
+    session = FakeSession(fixed)
+    app = make_app(fixed, "live", session=session)
+    async with app.run_test(size=(80, 24)) as pilot:
+        prompt = app.screen.query_one("#live-prompt", Input)
+        await send_burst(app, pilot, [*burst, "enter"])
+        assert prompt.value == typed and [r.prompt for r in session.requests] == [typed]
