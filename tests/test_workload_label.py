@@ -263,3 +263,22 @@ async def test_compare_screen_shows_each_multi_turn_workload_in_its_own_slo_tabl
             assert verdicts == [[False], [True]], seen
     finally:
         store.close()
+
+
+async def test_side_by_side_marks_two_workloads_stored_with_one_label(two_multi_turn_sweeps):
+    from tests.tui_support import settle
+    from tui.app import TokentopApp
+
+    db, quick, slow = two_multi_turn_sweeps
+    store = Store(db)
+    try:
+        ids = [store.query("SELECT run_id FROM runs WHERE workload_key = ? ORDER BY started_at LIMIT 1",
+                           [w["key"]])[0]["run_id"] for w in (quick, slow)]
+        app = TokentopApp(store=store, autostart=False, db_label="mt.duckdb", mode="history")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            app.open_side_by_side(ids)
+            await settle(pilot)
+            assert "workload" in app.screen.differences  # ≠ on the workload row
+    finally:
+        store.close()

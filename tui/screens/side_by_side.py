@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
+from data.workloads import label_runs
 from engine.terminal_text import safe_display
 from tui.format import case_rows, fmt_date, model_name, plain_value, workload_name
 from tui.widgets.bar_chart import Bar, BarChart
@@ -113,6 +114,7 @@ class SideBySideScreen(Screen):
         try:
             with store.reading():  # one open of the file for every run
                 runs = [r for r in (store.get_run(i) for i in self.run_ids) if r is not None]
+                label_runs(store, runs)  # one label per workload: two that share one are told apart (≠)
         except Exception as exc:
             self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
             return
