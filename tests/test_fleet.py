@@ -186,6 +186,74 @@ def test_plan_reads_skypilots_catalog_when_it_is_on_this_machine(tmp_path, fleet
     assert plan.cells[0].catalog.note == "catalog price: not available offline"
 
 
+def test_the_real_launcher_fills_the_named_secrets_only_at_launch(tmp_path, fleet_file):
+    """SkyLauncher's task: SkyPilot's from_yaml_config with secrets_overrides (what `sky launch --secret
+    NAME` does) turns the null secrets into values on the sky.Task; the task config stays by name."""
+    from data.fleet.launcher import sky_task
+    from data.fleet.plan import make_plan
+    from data.fleet.spec import load_fleet
+
+    config = make_plan(load_fleet(fleet_file), workdir=ROOT).cells[0].task
+    task = sky_task(config, {"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "HF_TOKEN": "hf_x"})
+    assert {k: v.get_secret_value() for k, v in task.secrets.items()} == {
+        "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "HF_TOKEN": "hf_x"}
+    assert set(config["secrets"].values()) == {None}
+    assert task.envs["TOKENTOP_REMOTE"] == config["envs"]["TOKENTOP_REMOTE"]
+
+
+# Rows of SkyPilot's published catalogs (github.com/skypilot-org/skypilot-catalog, catalogs/v8/<cloud>/
+# vms.csv), copied as they are: each cloud orders its columns differently; Vast.ai names 40 and 80 GB
+# A100s, 24 and 48 GB RTX 4090s and SXM and NVL H100s alike and writes SpotPrice 0.00 where there is
+# none; RunPod writes GB in its 'MiB' fields.
+VAST_V8_ROWS = """\
+InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region
+1x-H100_NVL-32-65536,H100,1,32,64.0,"{'Gpus': [{'Name': 'H100', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 95830}}], \
+'TotalGpuMemoryInMiB': 95830}",2.08,0.00,"Bulgaria, BG, EU"
+1x-H100_SXM-32-65536,H100,1,32,64.0,"{'Gpus': [{'Name': 'H100', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 81559}}], \
+'TotalGpuMemoryInMiB': 81559}",1.87,0.00,"Texas, US, NA"
+1x-RTX_4090-32-65536,RTX4090,1,32,64.0,"{'Gpus': [{'Name': 'RTX4090', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 49140}}], \
+'TotalGpuMemoryInMiB': 49140}",0.40,0.00,"Hong Kong, HK, AS"
+2x-RTX_4090-32-65536,RTX4090,2,32,64.0,"{'Gpus': [{'Name': 'RTX4090', 'Count': 2, 'MemoryInfo': {'SizeInMiB': 49128}}], \
+'TotalGpuMemoryInMiB': 49128}",0.79,0.00,"Finland, FI, EU"
+1x-A100_SXM4-32-65536,A100,1,32,64.0,"{'Gpus': [{'Name': 'A100', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 40960}}], \
+'TotalGpuMemoryInMiB': 40960}",0.76,0.00,"Georgia, US, NA"
+1x-A100_PCIE-32-65536,A100,1,32,64.0,"{'Gpus': [{'Name': 'A100', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 81920}}], \
+'TotalGpuMemoryInMiB': 81920}",0.87,0.00,"Oklahoma, US, NA"
+"""  # (a backslash at a line end continues the row)
+RUNPOD_V8_ROWS = """\
+InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Region,SpotPrice,Price,AvailabilityZone,GpuInfo
+1x_A100-80GB_SECURE,A100-80GB,1.0,8.0,117.0,IN,1.39,1.39,AP-IN-1,"{'Gpus': [{'Name': 'A100 PCIe', 'Manufacturer': \
+'Nvidia', 'Count': 1, 'MemoryInfo': {'SizeInMiB': 80}}], 'TotalGpuMemoryInMiB': 80}"
+2x_A100-80GB_SECURE,A100-80GB,2.0,16.0,234.0,IN,2.78,2.78,AP-IN-1,"{'Gpus': [{'Name': 'A100 PCIe', 'Manufacturer': \
+'Nvidia', 'Count': 2, 'MemoryInfo': {'SizeInMiB': 80}}], 'TotalGpuMemoryInMiB': 160}"
+"""  # (a backslash at a line end continues the row)
+
+
+def test_skypilot_catalog_v8_vast_and_runpod_rows_priced_for_the_cells_card(tmp_path):
+    from data.fleet.plan import make_plan
+    from data.fleet.spec import load_fleet
+
+    root = tmp_path / "catalogs"
+    for cloud, rows in (("vast", VAST_V8_ROWS), ("runpod", RUNPOD_V8_ROWS)):
+        (root / cloud).mkdir(parents=True)
+        (root / cloud / "vms.csv").write_text(rows)
+    p = tmp_path / "f.toml"
+    p.write_text('model = "m"\nremote = "s3://b/p"\nsuite = "seed"\nhours = 2\n' + "".join(
+        f'[[cell]]\ngpu = "{gpu}"\nprovider = "{provider}"\n' + (f"count = {n}\n" if n > 1 else "")
+        for gpu, provider, n in (("A100-80GB", "vastai", 1), ("H100 NVL", "vastai", 1), ("H100", "vastai", 1),
+                                 ("RTX4090", "vastai", 1), ("RTX4090", "vastai", 2), ("A100 PCIe 80GB", "runpod", 1))))
+    plan = make_plan(load_fleet(p), workdir=ROOT, catalog_root=root, validate=False)
+    got = [(c.catalog.usd_per_hour, c.catalog.spot_usd_per_hour, c.catalog.instance_type) for c in plan.cells]
+    assert got == [(0.87, None, "1x-A100_PCIE-32-65536"),  # not the 40 GB card at 0.76
+                   (2.08, None, "1x-H100_NVL-32-65536"),
+                   (1.87, None, "1x-H100_SXM-32-65536"),
+                   (None, None, None),  # the only 1x RTX4090 row is a 48 GB card
+                   (0.79, None, "2x-RTX_4090-32-65536"),  # 49128 MiB for two: 24 GB each
+                   (1.39, 1.39, "1x_A100-80GB_SECURE")]
+    assert plan.cells[3].catalog.note == "catalog price: no RTX4090:1 in SkyPilot's vast catalog"
+    assert plan.cells[0].estimate_usd == pytest.approx(0.87 * 2)
+
+
 def test_vultr_is_refused_with_one_line(tmp_path, capsys):
     p = tmp_path / "f.toml"
     p.write_text(THREE_CELLS + '\n[[cell]]\ngpu = "A100"\nprovider = "vultr"\n')

@@ -68,12 +68,9 @@ class SkyLauncher:
         self._jobs: dict[str, tuple[int | None, Launched | None]] = {}
 
     def launch(self, cluster: str, task: dict[str, Any], *, secrets: dict[str, str], idle_minutes: int) -> None:
-        import copy
-
         import sky
 
-        t = sky.Task.from_yaml_config(copy.deepcopy(task), secrets_overrides=list(secrets.items()))
-        self._launches[cluster] = sky.launch(t, cluster_name=cluster, down=True,
+        self._launches[cluster] = sky.launch(sky_task(task, secrets), cluster_name=cluster, down=True,
                                              idle_minutes_to_autostop=idle_minutes)
 
     def poll(self, cluster: str) -> Progress:
@@ -128,6 +125,16 @@ class SkyLauncher:
             out.append(ClusterInfo(r.name, getattr(r.status, "name", str(r.status)),
                                    _launched(handle) if handle is not None else None))
         return out
+
+
+def sky_task(task: dict[str, Any], secrets: dict[str, str]):
+    """The sky.Task for a cell's task config with the secrets it names filled in from `secrets` (SkyPilot's
+    secrets_overrides, as `sky launch --secret NAME` does from the environment); `task` is not changed."""
+    import copy
+
+    import sky
+
+    return sky.Task.from_yaml_config(copy.deepcopy(task), secrets_overrides=list(secrets.items()))
 
 
 def _launched(handle: Any) -> Launched | None:

@@ -176,6 +176,9 @@ def catalog_price(cell: Cell, catalog_root: Path | None = None) -> CatalogPrice:
     path = (catalog_root / cloud / "vms.csv") if catalog_root else _sky_catalog_path(f"{cloud}/vms.csv")
     if path is None or not path.is_file():
         return CatalogPrice(None, None, None, f"catalog price: {NOT_OFFLINE}")
+    from pricing.gpus import GPUS
+
+    want_gb = GPUS[cell.gpu_key].memory_gb if cell.gpu_key in GPUS else None
     best: tuple[float, str] | None = None
     best_spot: float | None = None
     types: set[str] = set()
@@ -190,6 +193,9 @@ def catalog_price(cell: Cell, catalog_root: Path | None = None) -> CatalogPrice:
                     price = float(rec.get("Price") or "nan")
                 except ValueError:
                     continue
+                per_gpu = _gpu_memory_gb(rec.get("GpuInfo"), cell.count)
+                if want_gb and per_gpu is not None and abs(per_gpu - want_gb) / want_gb > 0.1:
+                    continue  # Vast.ai's "A100" rows are 40 and 80 GB cards, its "RTX4090" 24 and 48 GB
                 if not (math.isfinite(price) and price > 0):
                     continue
                 name = rec.get("InstanceType") or "?"
@@ -208,6 +214,20 @@ def catalog_price(cell: Cell, catalog_root: Path | None = None) -> CatalogPrice:
         return CatalogPrice(None, None, None, f"catalog price: no {cell.accelerator}:{cell.count} in "
                                               f"SkyPilot's {cloud} catalog")
     return CatalogPrice(best[0], best_spot, best[1], f"SkyPilot catalog, {len(types)} instance type(s)")
+
+
+def _gpu_memory_gb(gpu_info: str | None, count: int) -> float | None:
+    """Per-GPU memory from a catalog row's GpuInfo: TotalGpuMemoryInMiB / AcceleratorCount (Vast.ai's
+    per-GPU 'SizeInMiB' is the offer's total, RunPod's is per GPU). RunPod's catalog writes GB in the
+    MiB fields ('SizeInMiB': 80 for an A100-80GB): a figure under 1024 is read as GB."""
+    import re
+
+    m = re.search(r"'TotalGpuMemoryInMiB':\s*([0-9.]+)", gpu_info or "")
+    if not m or count < 1:
+        return None
+    total = float(m.group(1))
+    per_gpu = total / count
+    return per_gpu if total < 1024 * count and per_gpu < 1024 else per_gpu / 1024
 
 
 def _sky_catalog_path(filename: str) -> Path | None:
