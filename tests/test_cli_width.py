@@ -121,6 +121,10 @@ def test_every_data_command_fits_80_columns(db, tmp_path, capsys, monkeypatch):
         code, out = run_cli(capsys, "--db", db, *argv)
         assert code == 0, (argv, out)
         assert out.strip() and not too_wide(out), (argv, too_wide(out))
+    # `runs` at 80 names the workload beside the speeds, a long dataset file name folded in its column.
+    _, out = run_cli(capsys, "--db", db, "runs")
+    header = " ".join(out.splitlines()[0].split())
+    assert "what workload b1 TPS user tok/s" in header, out
     # A name in a table folds at spaces only: the interactive run's case is whole ('interacti' / 've' was).
     _, out = run_cli(capsys, "--db", db, "show", "20250303-180000-cccccc")
     assert [line.split()[0] for line in out.splitlines() if line.startswith("interactive ")] == ["interactive"] * 3

@@ -510,10 +510,14 @@ def _cell_len(value: Any) -> int:
     return max((Text(line).cell_len for line in str(value).split("\n")), default=0)
 
 
+LONG_WORD = 12  # a word longer than this (a file name, a path) may fold inside a wrapping column
+
+
 def _least(col: Col, natural: int, word: int = 0) -> int:
     """A column's narrowest width: a wrapping column folds at spaces down to `min_width`, never below its
-    longest word (`word`): 'interactive' is not broken into 'interacti' and 've'."""
-    return min(natural, max(col.min_width, _cell_len(col.header), word)) if col.wrap else natural
+    longest word (`word`) up to LONG_WORD cells: 'interactive' is not broken into 'interacti' and 've',
+    while a 48-character file name folds rather than pushing the column off an 80-column table."""
+    return min(natural, max(col.min_width, _cell_len(col.header), min(word, LONG_WORD))) if col.wrap else natural
 
 
 def _longest_word(index: int, rows: Sequence[Sequence[Any]]) -> int:
@@ -623,7 +627,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
         Col("run", priority=0),  # the id users copy into `tokentop show`: never wrapped
         Col("status", priority=1),
         Col("what", priority=2),
-        Col("workload", wrap=True, min_width=12, priority=2),
+        Col("workload", wrap=True, min_width=12, priority=4),  # after the speeds, before TTFT
         Col(BATCH1_HEADER, "right", priority=3),
         Col(PER_USER_HEADER, "right", priority=3),
         Col("TTFT ms", "right", priority=4),
