@@ -83,3 +83,31 @@ async def test_the_load_form_keeps_its_values_across_screens_and_ctrl_r_runs_the
     assert workload["kind"] == "sharegpt" and workload["file"]["name"] == "sg.json"
     assert workload["params"]["multi_turn"] is True and workload["params"]["max_turns"] == 2
     assert workload["params"]["output_len"] == 64
+
+
+async def test_compare_keeps_the_slo_last_typed(tmp_path):
+    """F7, type an SLO and a percentile, Enter; leave for History; F7 again: the same SLO, computed."""
+    from tui.screens.matrix import CompareMatrixScreen
+
+    store = fixed_store(tmp_path / "fixed.duckdb")
+    try:
+        app = make_app(store, "history")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot)
+            await pilot.press("f7", "o")
+            screen = app.screen
+            assert isinstance(screen, CompareMatrixScreen)
+            await _type(pilot, app, "#slo-input", "ttft=250,tpot=40")
+            await _type(pilot, app, "#slo-percentile", "90")
+            await pilot.press("enter", "escape", "f4")
+            await settle(pilot)
+            assert app.current_mode == "history" and len(app.screen_stack) == 1
+            await pilot.press("f7")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, CompareMatrixScreen)
+            assert screen.query_one("#slo-input", Input).value == "ttft=250,tpot=40"
+            assert screen.query_one("#slo-percentile", Input).value == "90"
+            assert (screen.slo_text, screen.percentile) == ("ttft=250,tpot=40", 90.0)
+    finally:
+        store.close()

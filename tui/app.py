@@ -537,7 +537,7 @@ class TokentopApp(App[int]):
             self.pop_screen()
         if isinstance(self.screen, CompareMatrixScreen):
             return
-        self.push_screen(CompareMatrixScreen(self.store))
+        self.push_screen(CompareMatrixScreen(self.store, **self.form_values.get("compare", {})))  # the SLO last typed
 
     def action_run_suite(self) -> None:
         self._show_mode("suite")

@@ -275,6 +275,9 @@ class CompareMatrixScreen(Screen):
             self.notify(str(exc), severity="error", title="SLO")
             return
         self.slo_text, self.percentile = text, percentile
+        kept = getattr(self.app, "form_values", None)
+        if kept is not None:  # F7 again opens with this SLO (the app keeps what was typed)
+            kept["compare"] = {"slo": text, "percentile": percentile}
         self.query_one("#slo-note", Static).update(Text("computing…"))
         self.load_slo(text, percentile)
         self.load_frontier(percentile)  # focus stays in the field: the next SLO is typed straight away
