@@ -186,6 +186,33 @@ def test_plan_reads_skypilots_catalog_when_it_is_on_this_machine(tmp_path, fleet
     assert plan.cells[0].catalog.note == "catalog price: not available offline"
 
 
+def test_a_load_table_plans_one_tokentop_load_command_with_its_dataset_copied(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.setenv("TOKENTOP_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Name a colour.", "output_tokens": 5}\n' * 4)
+    p = tmp_path / "sweep.toml"
+    p.write_text('model = "m"\nremote = "s3://b/p"\n[load]\nconcurrency = [1, 2, 4]\nnum-prompts = 4\n'
+                 'dataset-name = "custom"\ndataset-path = "prompts.jsonl"\ndisable-shuffle = true\n'
+                 '[[cell]]\ngpu = "H100 PCIe"\nprovider = "lambda"\n')
+    code, _, err = run_cli("fleet", "plan", str(p), "--out", str(tmp_path / "o"), capsys=capsys)
+    assert code == 0, err
+    (task_file,) = (tmp_path / "o").glob("*.yaml")
+    task = yaml.safe_load(task_file.read_text())
+    assert task["resources"]["accelerators"] == "H100:1"  # Lambda's name for its H100s
+    assert task["file_mounts"] == {"~/tokentop-inputs/prompts.jsonl": str(tmp_path / "prompts.jsonl")}
+    assert task["run"].endswith("tokentop load --model m --provider lambda --concurrency 1,2,4 --num-prompts 4 "
+                                "--dataset-name custom --dataset-path ~/tokentop-inputs/prompts.jsonl "
+                                "--disable-shuffle")
+    # a bundled suite in [load] is a name, not a file to copy
+    p.write_text(p.read_text().replace('dataset-name = "custom"\ndataset-path = "prompts.jsonl"\n', 'suite = "seed"\n'))
+    code, _, err = run_cli("fleet", "plan", str(p), "--out", str(tmp_path / "o2"), capsys=capsys)
+    assert code == 0, err
+    (task_file,) = (tmp_path / "o2").glob("*.yaml")
+    task = yaml.safe_load(task_file.read_text())
+    assert "file_mounts" not in task and task["run"].endswith("--suite seed --disable-shuffle")
+
+
 def test_the_real_launcher_fills_the_named_secrets_only_at_launch(tmp_path, fleet_file):
     """SkyLauncher's task: SkyPilot's from_yaml_config with secrets_overrides (what `sky launch --secret
     NAME` does) turns the null secrets into values on the sky.Task; the task config stays by name."""
@@ -199,6 +226,27 @@ def test_the_real_launcher_fills_the_named_secrets_only_at_launch(tmp_path, flee
         "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s", "HF_TOKEN": "hf_x"}
     assert set(config["secrets"].values()) == {None}
     assert task.envs["TOKENTOP_REMOTE"] == config["envs"]["TOKENTOP_REMOTE"]
+
+
+def test_the_real_launcher_calls_skypilots_api_as_installed():
+    """SkyLauncher's calls against the installed SkyPilot's own signatures and names (sky/client/sdk.py,
+    sky/skylet/job_lib.py): a SkyPilot upgrade that renames one fails here, not on a rented box."""
+    import inspect
+
+    import sky
+    from sky import exceptions
+    from sky.skylet.job_lib import JobStatus
+
+    launch = inspect.signature(sky.launch).parameters
+    assert {"task", "cluster_name", "down", "idle_minutes_to_autostop"} <= set(launch)
+    assert list(inspect.signature(sky.job_status).parameters)[:2] == ["cluster_name", "job_ids"]
+    assert list(inspect.signature(sky.down).parameters)[0] == "cluster_name"
+    assert list(inspect.signature(sky.api_status).parameters)[0] == "request_ids"
+    assert callable(sky.get) and callable(sky.api_cancel) and callable(sky.status)
+    assert issubclass(exceptions.ClusterDoesNotExist, Exception)
+    # the job states SkyLauncher.poll maps (anything else is a failure)
+    assert {"INIT", "PENDING", "SETTING_UP", "RUNNING", "SUCCEEDED"} <= {s.name for s in JobStatus}
+    assert "seconds" in inspect.signature(sky.Resources.get_cost).parameters
 
 
 # Rows of SkyPilot's published catalogs (github.com/skypilot-org/skypilot-catalog, catalogs/v8/<cloud>/

@@ -215,7 +215,10 @@ def load_fleet(path: str | Path, *, load_check: Callable[[list[str]], None] | No
                 raise FleetFileError(_where(path, f"[load]: {exc}")) from None
         for option in ("--dataset-path", "--suite"):
             if option in load_args:
-                inputs[option] = _local_input(path, load_args[load_args.index(option) + 1], base, required=True)
+                local = _local_input(path, load_args[load_args.index(option) + 1], base,
+                                     required=option == "--dataset-path")  # a suite may be a bundled name
+                if local is not None:
+                    inputs[option] = local
     elif suite is not None:
         local = _local_input(path, suite, base, required=False)
         if local is not None:
