@@ -25,7 +25,7 @@ class FakeClock:
         self.now += seconds
 
 
-Step = Progress | Callable[[str, dict], Progress] | type[BaseException]
+Step = Progress | Callable[[str, dict], Progress] | type[BaseException] | BaseException
 
 
 class RecordingSkyLauncher:
@@ -33,10 +33,12 @@ class RecordingSkyLauncher:
     boundary. `scripts[cell_index]` is the list of answers its cluster gives to successive polls (the
     last one repeats); an answer may be a Progress, a function (cluster, task) -> Progress that acts as
     the cell would (record runs, push them), or KeyboardInterrupt (the user's Ctrl-C arrives during that
-    call). `interrupt_on_launch` = a cell index whose launch call meets the Ctrl-C."""
+    call). `interrupt_on_launch` = a cell index whose launch call meets the Ctrl-C; `refuse_launch` = cell index
+    -> the exception SkyPilot raises at its launch."""
 
     def __init__(self, scripts: dict[int, list[Step]], *, launched: dict[int, Launched] | None = None,
-                 already_up: list[str] | None = None, interrupt_on_launch: int | None = None) -> None:
+                 already_up: list[str] | None = None, interrupt_on_launch: int | None = None,
+                 refuse_launch: dict[int, Exception] | None = None) -> None:
         self.scripts = {k: list(v) for k, v in scripts.items()}
         self.launched = launched or {}
         self.calls: list[tuple[str, str]] = []
@@ -46,6 +48,7 @@ class RecordingSkyLauncher:
         self.up: list[str] = list(already_up or [])
         self.index: dict[str, int] = {}
         self.interrupt_on_launch = interrupt_on_launch
+        self.refuse_launch = refuse_launch or {}
 
     def launch(self, cluster: str, task: dict[str, Any], *, secrets: dict[str, str], idle_minutes: int) -> None:
         index = int(cluster.split("-")[2])  # tt-<fleet>-<index>-...
@@ -57,12 +60,14 @@ class RecordingSkyLauncher:
         self.up.append(cluster)
         if self.interrupt_on_launch == index:
             raise KeyboardInterrupt
+        if index in self.refuse_launch:
+            raise self.refuse_launch[index]
 
     def poll(self, cluster: str) -> Progress:
         self.calls.append(("poll", cluster))
         script = self.scripts.get(self.index[cluster]) or [Progress(RUNNING)]
         step = script.pop(0) if len(script) > 1 else script[0]
-        if isinstance(step, type) and issubclass(step, BaseException):
+        if isinstance(step, BaseException) or (isinstance(step, type) and issubclass(step, BaseException)):
             raise step
         if callable(step) and not isinstance(step, Progress):
             step = step(cluster, self.tasks[cluster])

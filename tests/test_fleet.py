@@ -439,6 +439,28 @@ def test_a_failed_cell_is_torn_down_at_once_and_the_others_go_on(tmp_path, fleet
     laptop.close()
 
 
+def test_skypilot_errors_fail_the_cell_not_the_fleet_and_its_cluster_goes_down(tmp_path, fleet_file):
+    """A launch SkyPilot refuses, and polls that keep failing (its API server gone), fail that cell only."""
+    from data.fleet.runner import follow_fleet
+
+    laptop = Store(tmp_path / "laptop.duckdb")
+    plan = make_plan_for(fleet_file, laptop)
+    api_down = ConnectionError("could not reach the SkyPilot API server")
+    fake = RecordingSkyLauncher({1: [Progress(RUNNING), Progress(SUCCEEDED)],
+                                 3: [Progress(RUNNING), api_down, api_down, api_down]},
+                                refuse_launch={2: ValueError("Cloud Lambda is not enabled. Run sky check")})
+    clock = FakeClock()
+    notes: list[str] = []
+    outcome = follow_fleet(plan, fake, laptop, secrets={}, clock=clock, wait=clock.wait, note=notes.append)
+    ended = {c.plan.cell.index: (c.ended, c.detail) for c in outcome.cells}
+    assert ended[1] == ("done", "")
+    assert ended[2] == ("failed", "ValueError: Cloud Lambda is not enabled. Run sky check")
+    assert ended[3] == ("failed", "3 polls failed: ConnectionError: could not reach the SkyPilot API server")
+    assert fake.up == [] and sorted(fake.downed()) == sorted(c.cell.cluster for c in plan.cells)
+    assert notes.count("cell 3: ConnectionError: could not reach the SkyPilot API server; asking again") == 2
+    laptop.close()
+
+
 def test_the_time_cap_downs_every_cluster_and_keeps_what_landed(tmp_path, fleet_file, s3):
     from data.fleet.runner import follow_fleet
 

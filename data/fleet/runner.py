@@ -21,13 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.fleet.launcher import FAILED, PROVISIONING, RUNNING, SETTING_UP, SUCCEEDED, Launched, Launcher
+from data.fleet.launcher import (
+    FAILED,
+    PROVISIONING,
+    RUNNING,
+    SETTING_UP,
+    SUCCEEDED,
+    Launched,
+    Launcher,
+    Progress,
+)
 from data.fleet.plan import CellPlan, FleetPlan
 
 PUSHED = "pushed"  # the cell's runs are here
 DOWN = "down"
 FLAG_RATIO = 0.10
 POLL_S = 15.0
+POLL_TRIES = 3  # polls of one cell failing in a row before the cell counts as failed
 
 # Why a cell ended.
 ENDED_OK = "done"
@@ -133,21 +143,34 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
             c.down = True
             c.state = DOWN
         except Exception as exc:  # a cloud refusing: say so, `fleet down` retries
-            c.down_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            c.down_error = _line(exc)
             note(f"cell {c.plan.cell.index}: teardown of {c.cluster} failed ({c.down_error}): "
                  f"run `tokentop fleet down {plan.fleet.path}`")
         changed(cells)
 
     try:
         for c in cells:
-            launcher.launch(c.cluster, c.plan.task, secrets=secrets, idle_minutes=plan.fleet.idle_minutes)
-            c.state = PROVISIONING
+            try:
+                launcher.launch(c.cluster, c.plan.task, secrets=secrets, idle_minutes=plan.fleet.idle_minutes)
+                c.state = PROVISIONING
+            except Exception as exc:  # SkyPilot refusing this cell (no such cloud enabled, ...)
+                c.state, c.ended, c.detail = FAILED, ENDED_FAILED, _line(exc)
+                teardown(c, ENDED_FAILED)
             changed(cells)
+        errors: dict[str, int] = {}
         while True:
             for c in cells:
                 if c.ended:
                     continue
-                progress = launcher.poll(c.cluster)
+                try:
+                    progress = launcher.poll(c.cluster)
+                    errors.pop(c.cluster, None)
+                except Exception as exc:  # SkyPilot's API server unreachable, ...: tried again, then given up
+                    errors[c.cluster] = errors.get(c.cluster, 0) + 1
+                    if errors[c.cluster] < POLL_TRIES:
+                        note(f"cell {c.plan.cell.index}: {_line(exc)}; asking again")
+                        continue
+                    progress = Progress(FAILED, f"{POLL_TRIES} polls failed: {_line(exc)}")
                 if progress.launched is not None and c.launched is None:
                     c.launched = progress.launched
                 if progress.state != c.state or progress.detail != c.detail:
@@ -187,6 +210,11 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
                     except KeyboardInterrupt:
                         note(f"still tearing down {c.cluster}")
     return outcome
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _store_price_paid(store, fleet: str, c: CellRun, run_ids: list[str], note: Callable[[str], None]) -> None:
