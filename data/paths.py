@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import platformdirs
+
+from engine.settings import settings
 
 APP = "tokentop"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("TOKENTOP_DATA_DIR") or platformdirs.user_data_dir(APP))
+    return Path(settings().data_dir or platformdirs.user_data_dir(APP))
 
 
 def default_db_path() -> Path:
-    env = os.environ.get("TOKENTOP_DB")
+    env = settings().db
     return Path(env) if env else data_dir() / "tokentop.duckdb"
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import unquote, urlparse
 
+from engine.settings import settings
 from data.bundle import (
     local_tables,
     merge_runs,
@@ -89,7 +90,7 @@ class RemoteMissing(RemoteError):
 
 
 def default_remote() -> str | None:
-    return os.environ.get("TOKENTOP_REMOTE") or None
+    return settings().remote
 
 
 # -- opening a remote -------------------------------------------------------------
@@ -620,11 +621,7 @@ class AutoPusher:
         return done.wait(timeout)
 
     def _wait_at_exit(self) -> None:
-        try:
-            limit = float(os.environ.get("TOKENTOP_PUSH_EXIT_WAIT_S", "30"))
-        except ValueError:
-            limit = 30.0
-        self.wait(limit)
+        self.wait(settings().push_exit_wait_s)
 
     def _work(self) -> None:
         from data.store import Store
@@ -697,10 +694,7 @@ def remove_push_listener(listener: Listener) -> None:
 def wait_for_pushes(timeout: float | None = None) -> bool:
     """Wait for the background pushes still in flight (a CLI command calls this before it returns)."""
     if timeout is None:
-        try:
-            timeout = float(os.environ.get("TOKENTOP_PUSH_EXIT_WAIT_S", "30"))
-        except ValueError:
-            timeout = 30.0
+        timeout = settings().push_exit_wait_s
     return all(pusher.wait(timeout) for pusher in list(_pushers.values()))
 
 

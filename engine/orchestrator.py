@@ -27,19 +27,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from engine.telemetry.environment import used_gpu_samples
 from engine.engines.host import EngineHost, RequestHandle
-from engine.measure.live import LiveMeter
 from engine.load.driver import LevelOutcome, LiveLoad
 from engine.load.patterns import LoadLevel
 from engine.load.runner import LoadRunner, engine_tokens
-from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request_metrics
-from engine.workloads.suites import Suite
-from engine.telemetry.gpu import GpuSampler, summarise_gpu
 from engine.measure.client_health import assess
+from engine.measure.live import LiveMeter
+from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request_metrics
+from engine.telemetry.environment import used_gpu_samples
+from engine.telemetry.gpu import GpuSampler, summarise_gpu
 from engine.telemetry.server import MetricsScraper
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 from engine.workloads.base import Workload, workload_key
+from engine.workloads.suites import Suite
 
 SCRAPE_INTERVAL_UNDER_LOAD_S = 5.0  # /metrics scrapes during load levels (see _run_load)
 
@@ -234,7 +234,8 @@ def case_aggregates(view: "JobView", case_id: str) -> dict[str, Any]:
     if not idx:
         return {}
     requests = [view.records[i].request for i in idx]
-    agg = case_summary(requests, [view.metrics[i] for i in idx], [view.records[i] for i in idx])["cases"].get(case_id, {})
+    summary = case_summary(requests, [view.metrics[i] for i in idx], [view.records[i] for i in idx])
+    agg = summary["cases"].get(case_id, {})
     if agg.get("completed"):
         agg["mean_output_tokens"] = agg.get("total_output_tokens", 0) / agg["completed"]
     return agg
@@ -655,9 +656,11 @@ class Orchestrator:
             _bracket(gpu, server)  # and one just after it
             t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
             t1 = outcome.end_s if outcome.start_ns else t0 + outcome.duration_s
-            gpu_rows = tuple(used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()), self.environment())
-                             ) if gpu is not None and gpu.available else ()
-            server_rows = tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter())) if server is not None else ()
+            gpu_rows = (tuple(used_gpu_samples(gpu.snapshot(since=t_begin, until=time.perf_counter()),
+                                               self.environment()))
+                        if gpu is not None and gpu.available else ())
+            server_rows = (tuple(server.snapshot(since=t_begin - 0.1, until=time.perf_counter()))
+                           if server is not None else ())
             server_summary = None
             if server is not None:
                 from engine.telemetry.server import summarise_server
@@ -815,7 +818,7 @@ class RunWatcher:
         if isinstance(event, JobStarted):
             self.watch(event.job)
         job_id = getattr(event, "job_id", None) or getattr(getattr(event, "run", None), "job_id", None)
-        view = self._by_job.get(job_id)
+        view = self._by_job.get(job_id)  # type: ignore[arg-type]  # None finds no view
         if view is None:
             return
         with self._lock:
@@ -837,7 +840,8 @@ class RunWatcher:
                 view.records[event.index] = event.record
                 view.metrics[event.index] = event.metrics
                 if view.kind == "suite":
-                    view.case_summaries[event.record.request.case_id] = case_aggregates(view, event.record.request.case_id)
+                    case_id = event.record.request.case_id
+                    view.case_summaries[case_id] = case_aggregates(view, case_id)
                 meter = view.meters.get(event.index)
                 if meter is not None:  # the record's final counts: the last gauges equal what is stored
                     meter.finish(record=event.record)

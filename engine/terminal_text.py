@@ -13,8 +13,8 @@ parameters, OSC, DCS, SOS, PM and APC strings (ESC ] / P / X / ^ / _ or U+009D /
 009E / 009F) up to their terminator (BEL or ST), and two-character escapes (ESC c, ESC 7, ESC ( B);
 then every remaining C0 control except newline and tab (CR too: it would overwrite the line), DEL
 and every C1 control (U+0080-U+009F), and the bidirectional
-override, embedding and isolate characters (U+202A-U+202E, U+2066-U+2069). A sequence cut off at the end loses its introducer, so what
-is left prints as plain characters.
+override, embedding and isolate characters (U+202A-U+202E, U+2066-U+2069). A sequence cut off at the end
+loses its introducer, so what is left prints as plain characters.
 
 JSON output keeps the text exact (json escapes control characters itself): call these only on the
 way to a terminal. Markup is not touched here: render the result as plain text (rich.text.Text,
@@ -42,7 +42,8 @@ _SEQUENCE = re.compile(
 )
 # The start of a sequence not finished yet (a stream may split one between two pieces).
 _INCOMPLETE_TAIL = re.compile(
-    r"(?:\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\x9c]*|[ -/]*)?|\x9b[0-?]*[ -/]*|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*)$"
+    r"(?:\x1b(?:\[[0-?]*[ -/]*|[\]PX^_][^\x07\x1b\x9c]*|[ -/]*)?"
+    r"|\x9b[0-?]*[ -/]*|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*)$"
 )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.settings import settings
+
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the conversion recipe changes, so old caches are rebuilt.
@@ -26,7 +28,7 @@ class EmbeddedModelError(Exception):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TOKENTOP_CACHE_DIR") or platformdirs.user_cache_dir("tokentop"))
+    return Path(settings().cache_dir or platformdirs.user_cache_dir("tokentop"))
 
 
 def embedded_model_dir() -> Path:

@@ -12,11 +12,11 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Awaitable, TypeVar
+from typing import AbstractSet, Any, Awaitable, TypeVar
 
 from engine.engines.base import ChunkSink, Engine, ProgressSink
-from engine.types import EngineError, GenerationRequest, RequestRecord
 from engine.measure.client_health import LoopLagProbe
+from engine.types import EngineError, GenerationRequest, RequestRecord
 
 T = TypeVar("T")
 
@@ -227,7 +227,7 @@ def _active_children() -> list:
     return multiprocessing.active_children()
 
 
-def _reap_children(grace_s: float = 3.0, exclude: set[int] = frozenset()) -> None:
+def _reap_children(grace_s: float = 3.0, exclude: AbstractSet[int] = frozenset()) -> None:
     """Engine processes that outlived the engine's own close (it timed out, or a hang-up cut it short)
     are terminated, then killed: quitting leaves no process behind, and the interpreter's exit does not
     wait for them for ever. Children in `exclude` (alive before this engine started) are left alone."""

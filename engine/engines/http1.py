@@ -90,8 +90,9 @@ class Client:
         `on_body(data, now_ns)` as they arrive (inside the protocol's data_received, `now_ns` taken first);
         once it returns True the rest of the answer is read without it, for at most `end_grace_s` (then the
         connection is closed instead of kept; a server that closes it first — SGLang after an error event —
-        has still answered). Returns the Response when the answer has ended. Raises TimeoutError (connect, or no byte for read_timeout_s), OSError/ConnectionError
-        (refused, reset, closed mid-answer: ProtocolError). Cancelling it closes the connection.
+        has still answered). Returns the Response when the answer has ended. Raises TimeoutError (connect, or
+        no byte for read_timeout_s), OSError/ConnectionError (refused, reset, closed mid-answer: ProtocolError).
+        Cancelling it closes the connection.
         `on_retry()` is called before a retry on a fresh connection (the first one was a stale keep-alive)."""
         if self._closed:
             raise ConnectionError("the client is closed")

@@ -25,6 +25,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,13 +79,13 @@ def _is_true(value: str | None) -> bool:
     return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def offline(env: dict[str, str] | None = None) -> bool:
+def offline(env: Mapping[str, str] | None = None) -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as huggingface_hub reads it (constants.py), read now."""
     env = os.environ if env is None else env
     return _is_true(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE"))
 
 
-def endpoint(env: dict[str, str] | None = None) -> str:
+def endpoint(env: Mapping[str, str] | None = None) -> str:
     """HF_ENDPOINT, else huggingface.co (huggingface_hub.constants.ENDPOINT), read now."""
     env = os.environ if env is None else env
     return (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
@@ -222,7 +223,8 @@ def explain(exc: BaseException, what: str, repo_id: str) -> HubError:
         return HubError(f"{what} {repo_id} is gated: accept its licence at {page}, then set HF_TOKEN "
                         f"to a read token of that account ({TOKENS_PAGE})")
     if isinstance(exc, RepositoryNotFoundError):
-        if "invalid credentials" in server.lower() or ("invalid username or password" in server.lower() and _has_token()):
+        refused = "invalid username or password" in server.lower() and _has_token()
+        if "invalid credentials" in server.lower() or refused:
             return HubError(f"{what} {repo_id}: {hub} refused HF_TOKEN (invalid credentials): set a valid "
                             f"read token ({TOKENS_PAGE}) or unset HF_TOKEN")
         tail = ("or HF_TOKEN's account cannot see it" if _has_token()

@@ -125,7 +125,8 @@ class ManagedVllmServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
-                raise EngineError(f"vllm server exited ({self.proc.returncode}): {tail[0][:200]} (log: {self.log_path})")
+                raise EngineError(
+                    f"vllm server exited ({self.proc.returncode}): {tail[0][:200]} (log: {self.log_path})")
             try:
                 if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
                     return self

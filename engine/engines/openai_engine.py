@@ -142,7 +142,8 @@ class OpenAIEngine(Engine):
             self.served_models = [str(m["id"]) for m in cards]
         except (ValueError, KeyError, TypeError, AttributeError):
             await self.close()
-            raise BadRequestError(f"{self.base_url}/models did not return an OpenAI model list: check --endpoint")
+            raise BadRequestError(
+                f"{self.base_url}/models did not return an OpenAI model list: check --endpoint") from None
         if self.requested_model:
             if self.served_models and self.requested_model not in self.served_models:
                 await self.close()

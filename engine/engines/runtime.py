@@ -101,7 +101,8 @@ class QuietNativeOutput:
         os.close(log_fd)
         self._orig = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
         sys.stdout, sys.stderr = self.stdout, self.stderr
-        sys.__stdout__, sys.__stderr__ = self.stdout, self.stderr  # Textual's driver writes to __stderr__
+        # Textual's driver writes to __stderr__ (typeshed marks sys.__stdout__/__stderr__ Final)
+        sys.__stdout__, sys.__stderr__ = self.stdout, self.stderr  # type: ignore[misc]
         self._active = True
         return self
 
@@ -119,4 +120,4 @@ class QuietNativeOutput:
         os.dup2(self._saved[1], 2)
         for fd in self._saved:
             os.close(fd)
-        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = self._orig
+        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = self._orig  # type: ignore[misc]  # see start

@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from engine.load.patterns import LoadLevel
 from engine.measure.client_health import cpu_sample, cpu_use
 from engine.measure.metrics import RequestMetrics
 from engine.types import GenerationRequest, RequestRecord
 from engine.workloads.base import LevelSource
-from engine.load.patterns import LoadLevel
 
 DRAIN_S = 0.05  # how often the driver thread collects finished records (and sees a stop)
 

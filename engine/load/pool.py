@@ -50,8 +50,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from engine.types import BadRequestError, EngineError, RequestRecord
 from engine.load.driver import LevelOutcome, LiveLoad, drive
+from engine.types import BadRequestError, EngineError, RequestRecord
 
 START_AHEAD_S = 0.05  # the level's common start, this far after the last worker said it is armed
 READY_TIMEOUT_S = 60.0  # a worker's engine start (imports, GET /v1/models)
@@ -347,7 +347,8 @@ class ClientPool:
 
     # -- one level --------------------------------------------------------------------------------
     def start_level(self, level, source, planned: Sequence, offsets: Sequence[float], done_q: collections.deque,
-                    outcome, cancel: threading.Event, on_begin: Callable[[int], None] | None, live) -> concurrent.futures.Future:
+                    outcome, cancel: threading.Event, on_begin: Callable[[int], None] | None,
+                    live) -> concurrent.futures.Future:
         """Share the level among the processes and drive it; returns a Future that resolves when every
         process has handed back its records (each appended to `done_q` as (index, record) as it arrives,
         as engine.load.driver.drive does). Fills the outcome's start, end, duration, per-process CPU use and loop

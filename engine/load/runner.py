@@ -25,18 +25,21 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from engine.measure.client_health import assess
 from engine.engines.host import EngineHost
+from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
+from engine.load.patterns import LoadLevel, send_offsets
+from engine.load.summary import level_extras, summarise_level
+from engine.measure.client_health import assess
 from engine.measure.metrics import RequestMetrics, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 from engine.workloads.base import DEFAULT_TEMPERATURE, LevelSource, Workload
 from engine.workloads.synthetic import RandomWorkload, SuiteWorkload
 from engine.workloads.tokens import Tokens
-from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
-from engine.load.patterns import LoadLevel, send_offsets
-from engine.load.summary import level_extras, summarise_level
+
+if TYPE_CHECKING:
+    from engine.load.pool import ClientPool
 
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
 
@@ -85,7 +88,7 @@ class LoadRunner:
         self.reset_prefix_cache = reset_prefix_cache
         self.interrupted = False
         self.client_processes = max(1, int(client_processes or 1))
-        self.pool = None  # engine.load.pool.ClientPool, with client_processes > 1
+        self.pool: ClientPool | None = None  # with client_processes > 1
 
     def start_clients(self) -> None:
         """Start the client processes (client_processes > 1), once: each runs its own engine that sends
@@ -217,7 +220,8 @@ class LoadRunner:
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
         lags = outcome.loop_lags_s
         if lags is None:
-            lags = self.host.loop_lag.window(begin_s, outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s)
+            end_s = outcome.end_s if outcome.start_ns else begin_s + outcome.duration_s
+            lags = self.host.loop_lag.window(begin_s, end_s)
         outcome.client_health = assess(outcome.records, lags, outcome.client_cpu)
         outcome.client_health["client_processes"] = outcome.client_processes
         if outcome.parent_process_cores is not None:

@@ -10,12 +10,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from engine.load.patterns import LoadLevel
 from engine.measure.metrics import RequestMetrics, aggregate, steady_state_fields
 from engine.measure.server_timing import level_split
 from engine.types import BadRequestError, RequestRecord
 from engine.workloads.base import Workload
 from engine.workloads.conversations import ttft_by_turn
-from engine.load.patterns import LoadLevel
 
 
 def parse_slo(text: str | None) -> dict[str, float]:

@@ -184,7 +184,8 @@ def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float],
     bound = [c for c in cpu if (c.get("loop_runnable") or 0.0) >= LOOP_BUSY_MAX]
     if bound:
         worst = max(bound, key=lambda c: c["loop_runnable"])
-        who = "its event loop" if len(cpu) == 1 else f"worker {worst['worker']}'s event loop ({len(bound)} of {len(cpu)} workers)"
+        who = ("its event loop" if len(cpu) == 1
+               else f"worker {worst['worker']}'s event loop ({len(bound)} of {len(cpu)} workers)")
         split = (f" (running {worst['loop_busy']:.0%}, waiting for a CPU {worst['loop_waiting']:.0%})"
                  if worst.get("loop_waiting") is not None else "")
         warnings.append(f"the client was the bottleneck: {who} was busy {worst['loop_runnable']:.0%} of the level"

@@ -12,8 +12,8 @@ article's batch-1 TPS, tokens / elapsed (E2EL once finished). `st` is the engine
 the engine fills in, `begin(record=...)`) from the moment the engine takes it, so before the first
 chunk: the live TTFT is the stored TTFT and never changes at the end (until then, and without a record,
 `st` is the moment the request was handed to the engine). `finish(record=record)` switches to the
-record's final per-chunk token counts (engine.measure.tokens: a server without per-event usage is counted after the request), so
-the final gauges equal the stored metrics. While a request streams, a chunk whose count is
+record's final per-chunk token counts (engine.measure.tokens: a server without per-event usage is counted
+after the request), so the final gauges equal the stored metrics. While a request streams, a chunk whose count is
 provisional (Chunk.exact False) is counted with `count` (the model's tokenizer, on the UI thread
 that takes the snapshot) when one is given; the snapshot says when the count is an estimate.
 """
@@ -255,7 +255,8 @@ class LiveMeter:
             text=text,
             done=self.done,
             reasoning=t.reasoning_seen,
-            ttfo_s=(t.first_answer_ns - self.st_ns) / NS if t.reasoning_seen and t.first_answer_ns is not None else None,
+            ttfo_s=((t.first_answer_ns - self.st_ns) / NS
+                    if t.reasoning_seen and t.first_answer_ns is not None else None),
             reasoning_tokens=t.reasoning_tokens,
             token_source=self.token_source,
             estimated=t.provisional or is_estimated(self.token_source),

@@ -136,12 +136,14 @@ def load_counter(name_or_path: str | None, *, required: bool = False) -> tuple[T
     folder, why = find_tokenizer(name_or_path)
     if folder is None:
         if required:
-            raise BadRequestError(f"--tokenizer {name_or_path}: {why}: pass a local tokenizer folder or a cached model id")
+            raise BadRequestError(
+                f"--tokenizer {name_or_path}: {why}: pass a local tokenizer folder or a cached model id")
         return None, why
     try:
         return TokenCounter(folder, str(name_or_path)), ""
     except Exception as exc:  # a damaged folder, a tokenizer class transformers lacks
-        why = f"cannot read the tokenizer in {folder} ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        why = f"cannot read the tokenizer in {folder} ({type(exc).__name__}: {first})"
         if required:
             raise BadRequestError(f"--tokenizer {name_or_path}: {why}") from None
         return None, why

@@ -22,6 +22,8 @@ import urllib.request
 from importlib import metadata
 from typing import Any, Mapping
 
+from engine.settings import settings
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -60,7 +62,7 @@ def nvml_gpus(nvml: Any = None) -> tuple[list[dict[str, Any]], str | None]:
     """Every GPU NVML sees (NVML's index order), or ([], why not). `nvml`: the pynvml module (tests pass a double)."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml as nvml  # type: ignore[no-redef]  # unless a double was passed
         except ImportError:
             return [], "nvidia-ml-py is not installed"
     try:
@@ -300,8 +302,8 @@ def location(
     detected = detect_provider(env, root=root, fqdn=fqdn, vultr_metadata_url=vultr_metadata_url) or {}
     if provider:
         out["provider"], out["provider_source"] = normalise_provider(provider), "--provider"
-    elif env.get("TOKENTOP_PROVIDER"):
-        out["provider"] = normalise_provider(env["TOKENTOP_PROVIDER"], "TOKENTOP_PROVIDER")
+    elif (tokentop := settings(env)).provider:
+        out["provider"] = normalise_provider(tokentop.provider, "TOKENTOP_PROVIDER")
         out["provider_source"] = "TOKENTOP_PROVIDER"
     if detected and out["provider"] in (None, detected["provider"]):
         for key, value in detected.items():
@@ -312,8 +314,8 @@ def location(
     if price_per_hour is not None:
         out["price_per_hour_usd"] = parse_price_per_hour(price_per_hour)
         out["price_source"] = "--price-per-hour"
-    elif env.get("TOKENTOP_PRICE_PER_HOUR"):
-        out["price_per_hour_usd"] = parse_price_per_hour(env["TOKENTOP_PRICE_PER_HOUR"], "TOKENTOP_PRICE_PER_HOUR")
+    elif (price := settings(env).price_per_hour):
+        out["price_per_hour_usd"] = parse_price_per_hour(price, "TOKENTOP_PRICE_PER_HOUR")
         out["price_source"] = "TOKENTOP_PRICE_PER_HOUR"
     return out
 
@@ -348,7 +350,7 @@ def collect(
     used, used_note = gpus_used(gpus, tensor_parallel=tp, pipeline_parallel=pp,
                                 cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"))
     endpoint = args.get("endpoint")
-    elsewhere = desc.get("device_kind") == "remote" and bool(endpoint) and not _is_loopback(endpoint)
+    elsewhere = desc.get("device_kind") == "remote" and bool(endpoint) and not _is_loopback(str(endpoint))
     if elsewhere:
         # A server on another machine: this machine's GPUs say nothing about the measured device.
         gpus, used, used_note = [], [], f"unknown: the server at {endpoint} is on another machine"

@@ -73,7 +73,7 @@ class GpuSampler:
         nvml = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # nvidia-ml-py
+                import pynvml as nvml  # type: ignore[no-redef]  # nvidia-ml-py, unless a double was injected
             except ImportError:
                 self.note = "no GPU telemetry: nvidia-ml-py (pynvml) is not installed"
                 return False

@@ -409,7 +409,7 @@ class InProcessStats:
         try:
             from vllm.v1.metrics.buckets import TIME_TO_FIRST_TOKEN_BUCKETS as bounds
         except ImportError:  # older vLLM
-            bounds = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+            bounds = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]  # type: ignore[assignment]  # a list
         with self._lock:
             self.bounds = [float(b) for b in bounds]
             self.bucket_counts = [0.0] * (len(self.bounds) + 1)  # last: +Inf
@@ -499,7 +499,8 @@ class StatLoggerSampler(_PollingSampler):
 
 
 def sampler_for_engine(engine: Any, interval_s: float = DEFAULT_INTERVAL_S,
-                       on_sample: Callable[[ServerSample], None] | None = None) -> tuple[_PollingSampler | None, str | None]:
+                       on_sample: Callable[[ServerSample], None] | None = None
+                       ) -> tuple[_PollingSampler | None, str | None]:
     """The right sampler for an engine: stat loggers in-process, /metrics for a server. (None, why) if neither."""
     stats = getattr(engine, "engine_stats", None)
     if isinstance(stats, InProcessStats):

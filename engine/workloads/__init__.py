@@ -63,7 +63,8 @@ class WorkloadOptions:
             k = str(key).replace("-", "_")
             k = {"name": "dataset_name", "path": "dataset_path"}.get(k, k)
             if k not in known:
-                raise BadRequestError(f"{where}[dataset]: unknown key {key!r} (see `tokentop load --help` for the names)")
+                raise BadRequestError(
+                    f"{where}[dataset]: unknown key {key!r} (see `tokentop load --help` for the names)")
             out[k] = value
         return cls(**out)
 

@@ -374,7 +374,8 @@ class ShareGPTWorkload(FileWorkload):
         if self.multi_turn:
             return ConversationSource([Conversation(c, turns, system) for c, (turns, system) in enumerate(chosen)],
                                       self.request_maker(), self.think, self.seed)
-        return LevelSource([Planned(self.request(p, out, i, input_len=plen)) for i, (p, plen, out) in enumerate(chosen)])
+        return LevelSource([Planned(self.request(p, out, i, input_len=plen))
+                            for i, (p, plen, out) in enumerate(chosen)])
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"output_len": self.output_len, "shuffle": not self.disable_shuffle,

@@ -31,8 +31,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 

@@ -15,9 +15,9 @@ The request carries the text and the exact token ids the server will see (with B
 `PrefixRepetitionWorkload` is vLLM's PrefixRepetitionRandomDataset (`--dataset-name prefix_repetition`):
 N random prefixes of P tokens, num_prompts // N prompts per prefix, each with its own S-token suffix,
 shuffled: a --num-prompts that is not a multiple of N sends (num_prompts // N) · N requests, as vLLM
-does; the run says so and stores that number as the level's planned requests. vLLM decodes prefix + suffix and sends the text without checking it re-tokenises to P + S; tokentop
-checks, and fixes up the suffix's end where it does not (the shared prefix is untouched), so lengths are
-exact.
+does; the run says so and stores that number as the level's planned requests. vLLM decodes prefix + suffix
+and sends the text without checking it re-tokenises to P + S; tokentop checks, and fixes up the suffix's end
+where it does not (the shared prefix is untouched), so lengths are exact.
 
 `SuiteWorkload` cycles a suite's prompts (the article's short/medium/long) under load.
 """

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pricing.http import one_line
 
 
-def base_url(env: Mapping[str, str], var: str, default: str) -> str:
-    """The provider's base URL: ``TOKENTOP_<PROVIDER>_URL`` when set (proxies, mirrors, tests)."""
-    value = (env.get(var) or "").strip()
+def base_url(value: str | None, default: str) -> str:
+    """The provider's base URL: `value`, its ``TOKENTOP_<PROVIDER>_URL`` setting (engine.settings), when set
+    (proxies, mirrors, tests), else `default`; no trailing slash."""
+    value = (value or "").strip()
     return (value or default).rstrip("/")
 
 

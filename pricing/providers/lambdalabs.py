@@ -11,15 +11,14 @@ from datetime import datetime
 
 import httpx
 
+from engine.settings import settings
 from pricing.gpus import canonical_gpu
 from pricing.http import FetchError, number, request_bytes, request_json, require
 from pricing.models import CATALOG, LIVE, ON_DEMAND, FetchResult, PriceRow
 from pricing.providers.common import base_url, bearer, skipped_note
 
 DEFAULT_URL = "https://cloud.lambda.ai"
-URL_ENV = "TOKENTOP_LAMBDA_URL"
 KEY_ENV = "LAMBDA_API_KEY"
-CATALOG_ENV = "TOKENTOP_LAMBDA_CATALOG_URL"
 DEFAULT_CATALOG = (
     "https://raw.githubusercontent.com/skypilot-org/skypilot-catalog/master/catalogs/v8/lambda/vms.csv"
 )
@@ -30,7 +29,7 @@ async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datet
         result = await fetch_catalog(client, env=env, now=now, timeout=timeout)
         result.reason = "; ".join(x for x in (f"no {KEY_ENV}: public catalog", result.reason) if x)
         return result
-    url = base_url(env, URL_ENV, DEFAULT_URL) + "/api/v1/instance-types"
+    url = base_url(settings(env).lambda_url, DEFAULT_URL) + "/api/v1/instance-types"
     data = await request_json(client, "GET", url, timeout=timeout, key_hint=KEY_ENV, headers=bearer(env, KEY_ENV))
     types = require(data, "data", dict)
     if not types:
@@ -68,7 +67,8 @@ def _row(name: str, entry: object, now: datetime) -> PriceRow | None:
         if by_name.key and not by_name.approximate:
             match = by_name
     regions = entry.get("regions_with_capacity_available") if isinstance(entry, dict) else None
-    names = [r.get("name") for r in regions if isinstance(r, dict) and r.get("name")] if isinstance(regions, list) else []
+    names = ([r.get("name") for r in regions if isinstance(r, dict) and r.get("name")]
+             if isinstance(regions, list) else [])
     return PriceRow(
         provider="lambda", gpu_key=match.key, gpu_raw_name=description or name, approximate=match.approximate,
         gpu_count=gpus, usd_per_hour=float(cents) / 100.0, pricing_type=ON_DEMAND, source=LIVE, fetched_at=now,
@@ -80,7 +80,7 @@ def _row(name: str, entry: object, now: datetime) -> PriceRow | None:
 async def fetch_catalog(
     client: httpx.AsyncClient, *, env: Mapping[str, str], now: datetime, timeout: float
 ) -> FetchResult:
-    url = (env.get(CATALOG_ENV) or "").strip() or DEFAULT_CATALOG
+    url = (settings(env).lambda_catalog_url or "").strip() or DEFAULT_CATALOG
     body, content_type = await request_bytes(client, "GET", url, timeout=timeout)
     if body[:200].lstrip().startswith(b"<"):
         raise FetchError("catalog is not CSV (got HTML)")

@@ -7,13 +7,13 @@ from datetime import datetime
 
 import httpx
 
+from engine.settings import settings
 from pricing.gpus import canonical_gpu
 from pricing.http import FetchError, number, one_line, request_json, require
 from pricing.models import LIVE, ON_DEMAND, SPOT, FetchResult, PriceRow
 from pricing.providers.common import base_url, bearer, skipped_note
 
 DEFAULT_URL = "https://api.runpod.io"
-URL_ENV = "TOKENTOP_RUNPOD_URL"
 KEY_ENV = "RUNPOD_API_KEY"  # optional: the gpuTypes query works without one
 
 QUERY = """query GpuTypes {
@@ -26,7 +26,7 @@ QUERY = """query GpuTypes {
 
 
 async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datetime, timeout: float) -> FetchResult:
-    url = base_url(env, URL_ENV, DEFAULT_URL) + "/graphql"
+    url = base_url(settings(env).runpod_url, DEFAULT_URL) + "/graphql"
     data = await request_json(
         client, "POST", url, timeout=timeout, key_hint=KEY_ENV, json={"query": QUERY}, headers=bearer(env, KEY_ENV)
     )

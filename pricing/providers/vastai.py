@@ -11,13 +11,13 @@ from datetime import datetime
 
 import httpx
 
+from engine.settings import settings
 from pricing.gpus import canonical_gpu
 from pricing.http import FetchError, number, request_json, require
 from pricing.models import LIVE, ON_DEMAND, SPOT, FetchResult, PriceRow
 from pricing.providers.common import base_url, bearer, skipped_note
 
 DEFAULT_URL = "https://console.vast.ai"
-URL_ENV = "TOKENTOP_VASTAI_URL"
 KEY_ENV = "VASTAI_API_KEY"  # optional
 MAX_BYTES = 24 * 1024 * 1024  # a few thousand offers of ~3 kB each
 LIMIT = 3000
@@ -44,7 +44,7 @@ async def _search(client, url, kind, env, timeout):
 
 
 async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datetime, timeout: float) -> FetchResult:
-    url = base_url(env, URL_ENV, DEFAULT_URL) + "/api/v0/bundles/"
+    url = base_url(settings(env).vastai_url, DEFAULT_URL) + "/api/v0/bundles/"
     results = await asyncio.gather(
         _search(client, url, "on-demand", env, timeout), _search(client, url, "bid", env, timeout),
         return_exceptions=True,

@@ -29,13 +29,13 @@ from datetime import datetime
 
 import httpx
 
+from engine.settings import settings
 from pricing.gpus import GPUS, canonical_gpu
 from pricing.http import FetchError, number, one_line, request_json, require
 from pricing.models import LIVE, ON_DEMAND, FetchResult, PriceRow
 from pricing.providers.common import base_url, skipped_note
 
 DEFAULT_URL = "https://api.vultr.com"
-URL_ENV = "TOKENTOP_VULTR_URL"
 _ID_SHAPE = re.compile(r"(?P<cpu>\d+)c-(?P<ram>\d+(?:\.\d+)?)g-(?P<vram>\d+(?:\.\d+)?)vram", re.IGNORECASE)
 _TOLERANCE = 0.05  # a plan's VRAM within 5 % of a whole number of cards (the API rounds GB)
 
@@ -58,7 +58,7 @@ class _Plan:
 
 
 async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datetime, timeout: float) -> FetchResult:
-    url = base_url(env, URL_ENV, DEFAULT_URL) + "/v2/plans"
+    url = base_url(settings(env).vultr_url, DEFAULT_URL) + "/v2/plans"
     data = await request_json(client, "GET", url, timeout=timeout, params={"type": "vcg", "per_page": 500})
     plans = require(data, "plans", list)
     if not plans:
