@@ -501,6 +501,63 @@ def test_ctrl_c_downs_every_cluster_then_stops(tmp_path, fleet_file, when):
     laptop.close()
 
 
+CHILD = """\
+import json, sys
+import tui.commands.fleet as fleet_cmd
+from data.fleet.launcher import Progress
+from tests.fleet_support import RecordingSkyLauncher
+
+fleet_file, marker, db, report = sys.argv[1:5]
+
+
+class Following(RecordingSkyLauncher):
+    def poll(self, cluster):
+        progress = super().poll(cluster)
+        with open(marker, "a") as f:
+            f.write(cluster + "\\n")
+        return progress
+
+
+fake = Following({i: [Progress("running")] for i in (1, 2, 3)})
+fleet_cmd.make_launcher = lambda: fake
+from tui.cli import main
+try:
+    code = main(["fleet", "up", fleet_file, "--yes", "--db", db])
+finally:
+    with open(report, "w") as f:
+        json.dump({"calls": fake.calls, "up": fake.up}, f)
+sys.exit(code)
+"""
+
+
+def test_sigint_to_fleet_up_downs_every_cluster_and_exits_130(tmp_path, fleet_file, cli_env, sky_home):
+    """The user's Ctrl-C as a real SIGINT to a `tokentop fleet up` process, while it waits between polls
+    (its real wait, not the fake clock): every cluster down, exit 130."""
+    import signal
+    import time
+
+    child = tmp_path / "child.py"
+    child.write_text(CHILD)
+    marker, report = tmp_path / "polled", tmp_path / "report.json"
+    env = {**cli_env, "HOME": str(sky_home), "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "k",
+           "AWS_SECRET_ACCESS_KEY": "s"}
+    proc = subprocess.Popen([sys.executable, str(child), str(fleet_file), str(marker), str(tmp_path / "l.duckdb"),
+                             str(report)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (marker.exists() and len(marker.read_text().split()) >= 3):  # every cell followed once
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    calls = json.loads(report.read_text())
+    assert calls["up"] == []
+    assert sorted(c for verb, c in calls["calls"] if verb == "down") == sorted(
+        f"tt-article-{i}-{p}" for i, p in ((1, "runpod-h100-sxm-80"), (2, "lambda-a100-sxm-80"),
+                                            (3, "vastai-rtx4090-24")))
+    assert "tokentop: interrupted: the fleet's 3 cluster(s) torn down" in err
+
+
 # -- the command ---------------------------------------------------------------------------------------------
 def test_fleet_up_yes_follows_cells_and_fleet_down_removes_what_is_left(tmp_path, fleet_file, s3, capsys,
                                                                         monkeypatch):
