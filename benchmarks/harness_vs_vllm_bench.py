@@ -307,8 +307,8 @@ def main() -> int:
     PREFIX.update(prefix_len=opts.prefix_len, suffix_len=opts.suffix_len, num_prefixes=opts.num_prefixes)
 
     from engine.engines.embedded_model import prepare
-    from engine.telemetry.environment import nvml_gpus
     from engine.engines.managed_server import ManagedVllmServer
+    from engine.telemetry.environment import nvml_gpus
 
     model = opts.model or str(prepare())
     served = "bench-model"

@@ -83,8 +83,8 @@ async def part_b(rates: list[int], seconds: float) -> list[dict]:
 
     from data.store import Store
     from engine.engines.host import EngineHost
-    from engine.orchestrator import Orchestrator
     from engine.engines.overhead_fake import SyntheticOverheadEngine
+    from engine.orchestrator import Orchestrator
     from engine.types import GenerationRequest
     from tui.app import TokentopApp
     from tui.widgets.gauges import GaugePanel

@@ -43,8 +43,8 @@ def main() -> int:
 
     import data.recorder as recorder
     from engine.engines.embedded_model import prepare
-    from engine.telemetry.environment import nvml_gpus
     from engine.engines.managed_server import ManagedVllmServer
+    from engine.telemetry.environment import nvml_gpus
 
     batched = recorder.COALESCE_S
     arms = {"vllm": None, "tokentop, write at once": 0.0, f"tokentop, batched {batched:g} s": batched}

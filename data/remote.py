@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import unquote, urlparse
 
-from engine.settings import settings
 from data.bundle import (
     local_tables,
     merge_runs,
@@ -51,6 +50,7 @@ from data.bundle import (
     sql_literal,
     tokentop_version,
 )
+from engine.settings import settings
 
 REMOTE_FORMAT = "tokentop-remote-run"
 REMOTE_FORMAT_VERSION = 1

@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 from data.run_sink import RecorderSink
 from data.store import Store
-from engine.telemetry import environment
 from engine.engines.base import ChunkSink
 from engine.engines.factory import EngineChoice, make_engine
 from engine.engines.host import EngineHost
@@ -25,9 +24,10 @@ from engine.orchestrator import (
     RequestStarted,
     SuiteOutcome,
 )
-from engine.workloads.suites import Suite
+from engine.telemetry import environment
 from engine.telemetry.gpu import GpuSampler
 from engine.types import GenerationRequest, RequestRecord
+from engine.workloads.suites import Suite
 
 StartSink = Callable[[int, int, GenerationRequest], None]
 

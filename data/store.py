@@ -30,7 +30,6 @@ import numpy as np
 from data.paths import default_db_path
 from data.run_figures import COUNTED_SQL
 
-
 # How long a query or transaction waits for another process's lock on the file before giving up.
 # Other tokentop processes hold it for milliseconds at a time (one short transaction).
 LOCK_WAIT_S = 5.0

@@ -6,8 +6,8 @@ import json
 from typing import Any, Iterable, Sequence
 
 from data.store import Store
-from engine.telemetry.server import ServerSample
 from engine.telemetry.gpu import GpuSample
+from engine.telemetry.server import ServerSample
 
 _GPU_COLS = ("util_pct", "mem_util_pct", "mem_used_mb", "mem_total_mb", "power_w", "power_limit_w", "temp_c",
              "sm_clock_mhz", "mem_clock_mhz", "energy_counter_j")

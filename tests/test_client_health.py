@@ -9,8 +9,8 @@ import time
 from data.load_runs import LoadSpec, run_load
 from data.session import Session
 from data.store import Store
-from engine.measure.client_health import assess, lag_threshold_ms
 from engine.load import LoadLevel, PromptSource
+from engine.measure.client_health import assess, lag_threshold_ms
 from engine.types import GenerationRequest, RequestRecord
 from tests.sse_replay import ReplayServer, plain_stream
 from tui.cli import main

@@ -21,8 +21,8 @@ import pytest
 from data.load_runs import LoadSpec, run_load
 from data.session import Session
 from data.store import Store
-from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.load import LoadLevel, PromptSource, arrival_offsets
+from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.measure.metrics import aggregate, request_metrics
 from engine.workloads.synthetic import RandomWorkload
 from tests.serve_support import wait_until_gone

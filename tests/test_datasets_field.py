@@ -284,8 +284,8 @@ def test_three_conversations_for_many_prompts_say_they_are_reused(tmp_path, toke
 
 
 def test_a_level_of_conversations_plans_its_follow_ups_on_the_runner(tmp_path, tokens):
-    from tests.test_workloads import EchoEngine  # the scripted engine of the workload tests
     from engine.engines.host import EngineHost
+    from tests.test_workloads import EchoEngine  # the scripted engine of the workload tests
 
     path = write_list(tmp_path / "sg.json", [
         {"id": "s_0", "conversations": [t("system", "Be brief."), t("human", Q1), t("gpt", A1),

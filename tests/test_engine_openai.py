@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from engine.engines.host import EngineHost
-from engine.measure.metrics import request_metrics
-from engine.engines.openai_engine import OpenAIEngine, normalise_base_url
-from engine.types import BadRequestError, GenerationRequest
 from engine.engines.managed_server import free_port
+from engine.engines.openai_engine import OpenAIEngine, normalise_base_url
+from engine.measure.metrics import request_metrics
+from engine.types import BadRequestError, GenerationRequest
 
 pytestmark = pytest.mark.engine
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from engine.measure.metrics import request_metrics
-from engine.workloads.suites import parse_suite
 from engine.types import GenerationRequest
+from engine.workloads.suites import parse_suite
 
 pytestmark = pytest.mark.engine
 

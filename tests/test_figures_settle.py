@@ -100,7 +100,6 @@ async def test_suite_tok_s_now_falls_to_zero_after_the_suite_is_stopped(fixed):
 
 
 async def test_load_live_line_drops_in_flight_and_eta_after_a_stop(fixed, monkeypatch):
-    from tui.runs import AppRuns
     from tui.screens.load import LoadScreen
 
     app = make_app(fixed, "live")

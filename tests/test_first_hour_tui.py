@@ -18,9 +18,7 @@ from tests.tui_support import fixed_store, settle
 from tui.app import TokentopApp
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
-from tui.screens.history import HistoryScreen
 from tui.screens.load import LoadScreen
-from tui.screens.matrix import CompareMatrixScreen
 from tui.screens.prices import PricesScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.side_by_side import SideBySideScreen

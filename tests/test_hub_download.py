@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -131,7 +130,7 @@ def test_a_gated_repo_names_the_licence_page_and_hf_token(tmp_path, cli_env, tok
     with HubServer([Repo("meta-llama/Meta-Llama-3-8B-Instruct", repo_files, gated="manual")]) as hub:
         env = hub_env(cli_env, tmp_path, hub, **({"HF_TOKEN": token} if token else {}))
         line = _one_line(_bench(tokentop_cmd, tmp_path, env, "meta-llama/Meta-Llama-3-8B-Instruct"))
-        assert any(p == f"resolve:config.json" for _m, p in hub.requests)  # it asked the hub
+        assert any(p == "resolve:config.json" for _m, p in hub.requests)  # it asked the hub
     assert f"accept the licence at {hub.url}/meta-llama/Meta-Llama-3-8B-Instruct" in line or \
         f"accept its licence at {hub.url}/meta-llama/Meta-Llama-3-8B-Instruct" in line
     assert "gated" in line
@@ -263,9 +262,9 @@ async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_
     import threading
 
     import huggingface_hub.utils._detect_agent as hf_detect_agent
-    from sse_script import ScriptServer
 
     from data.store import Store
+    from sse_script import ScriptServer
     from tui.app import TokentopApp
     from tui.widgets.status_bar import StatusBar
 

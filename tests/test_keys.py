@@ -293,8 +293,9 @@ def test_every_binding_of_every_screen_has_an_id():
     import importlib
     import pkgutil
 
-    import tui.screens
     from textual.screen import Screen
+
+    import tui.screens
 
     screens = []
     for info in pkgutil.iter_modules(tui.screens.__path__):

@@ -24,8 +24,8 @@ from engine.orchestrator import (
     RunWatcher,
     StopRequested,
 )
-from engine.workloads.suites import parse_suite
 from engine.types import Chunk, GenerationRequest
+from engine.workloads.suites import parse_suite
 
 
 class ScriptedEngine(Engine):

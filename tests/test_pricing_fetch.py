@@ -14,8 +14,8 @@ from werkzeug import Response
 from pricing.fetch import fetch_live
 from pricing.models import CATALOG, LIVE, ON_DEMAND, SPOT
 from pricing_support import (  # noqa: F401  (price_server is a fixture)
-    fixture_json,
     env_for,
+    fixture_json,
     price_server,
     serve_all,
     serve_lambda,

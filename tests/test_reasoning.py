@@ -11,8 +11,8 @@ import pytest
 from data.recorder import RunRecorder
 from data.store import Store
 from engine.engines.host import EngineHost
-from engine.measure.metrics import aggregate, request_metrics
 from engine.engines.openai_engine import OpenAIEngine
+from engine.measure.metrics import aggregate, request_metrics
 from engine.types import GenerationRequest
 from pricing.answer_cost import answer_costs
 from tests.sse_replay import FIXTURES, ReplayServer, load_events
@@ -133,8 +133,8 @@ def test_in_process_split_uses_vllms_reasoning_parser():
     engine's token ids (a tokenizer that knows the think tokens stands in for a reasoning model's)."""
     from vllm.reasoning import ReasoningParserManager
 
-    from engine.types import RequestRecord
     from engine.engines.vllm_engine import split_reasoning_ids
+    from engine.types import RequestRecord
 
     class ThinkVocab:
         def get_vocab(self):

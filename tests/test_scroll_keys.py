@@ -16,9 +16,9 @@ RUN = "20250301-120000-aaaaaa"  # tests/tui_support.py's suite run on an H100
 
 def visible_lines(app) -> list[str]:
     """What the terminal shows, line by line (the compositor's own render)."""
-    from rich.console import Console
-
     import io
+
+    from rich.console import Console
 
     console = Console(width=app.size.width, record=True, file=io.StringIO(), legacy_windows=False)
     console.print(app.screen._compositor.render_update(full=True))

@@ -13,8 +13,14 @@ import subprocess
 
 import pytest
 
-from engine.measure.metrics import (aggregate, peak_concurrency, request_metrics, steady_state,
-                                    steady_state_fields, steady_state_lines)
+from engine.measure.metrics import (
+    aggregate,
+    peak_concurrency,
+    request_metrics,
+    steady_state,
+    steady_state_fields,
+    steady_state_lines,
+)
 from engine.types import GenerationRequest, RequestRecord
 
 S = 1_000_000_000  # ns per second

@@ -9,7 +9,6 @@ import json
 import math
 import random
 import subprocess
-import threading
 
 import pytest
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from engine.telemetry.gpu import GpuSample, GpuSampler, integrate_energy_j, summarise_gpu
 from engine.telemetry.roofline import GpuSpec, decode_ceiling, estimate_parameters, load_gpu_specs, model_bytes
 from engine.telemetry.server import InProcessStats, diff_samples, histogram_quantile, parse_vllm_metrics
-from engine.telemetry.gpu import GpuSample, GpuSampler, integrate_energy_j, summarise_gpu
 from tests.fake_pynvml import FakeNvml
 
 

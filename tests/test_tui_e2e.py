@@ -56,7 +56,7 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
         tmux("send-keys", "-t", name, "-l", "Name three colours.")
         tmux("send-keys", "-t", name, "Enter")
         screen = wait_screen(name, lambda s: "stored run" in s, 120, "the answer, gauges and the stored run")
-        assert "TTFT" in screen and "TPS (req)" in screen 
+        assert "TTFT" in screen and "TPS (req)" in screen
         tmux("send-keys", "-t", name, "F10")  # quitting stores what finished (a `q` on Live goes to the prompt)
         wait_screen(name, lambda s: exited(tmp_path / "rc"), 60, "tokentop to exit")
         assert (tmp_path / "rc").read_text().strip() == "EXIT=0"

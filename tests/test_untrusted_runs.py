@@ -14,7 +14,7 @@ import shutil
 import duckdb
 import pytest
 
-from data.store import Store, check_ids, IdError, new_fetch_id, new_run_id
+from data.store import IdError, Store, check_ids, new_fetch_id, new_run_id
 from transfer_support import record_run, save_prices, tokentop
 
 TABLES = ("runs", "requests", "chunks", "gpu_samples", "server_samples", "prices")

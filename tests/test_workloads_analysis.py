@@ -15,7 +15,7 @@ from data.store import Store
 from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.workloads import WorkloadOptions, make_workload
-from matrix_support import T0, MS, build_box, environment, fixture, record_for
+from matrix_support import MS, T0, build_box, environment, fixture, record_for
 from tui.cli import main
 
 

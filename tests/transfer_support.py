@@ -10,8 +10,8 @@ from data.recorder import RunRecorder
 from data.store import Store, new_fetch_id
 from data.telemetry import add_gpu_samples, add_server_samples
 from engine.measure.metrics import request_metrics
-from engine.telemetry.server import ServerSample
 from engine.telemetry.gpu import GpuSample
+from engine.telemetry.server import ServerSample
 from engine.types import GenerationRequest, RequestRecord
 
 MS = 1_000_000
