@@ -390,7 +390,7 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
     from engine.load import LoadLevel, PromptSource
     from tests.sse_script import chat, event, usage
     from data.load_runs import level_rows
-    from tui.commands.load import _level_line, load_table
+    from tui.cli.commands.load import _level_line, load_table
 
     served = []
     stream = b"".join(event(e) for e in (chat("", role="assistant"), chat("hi"), chat(" there", finish="length",

@@ -21,12 +21,12 @@ import pytest
 from tests.conftest import ROOT
 from tests.serve_support import ServerProcess, alive, descendants, session_members, session_of, wait_until_gone
 from tui.cli import build_parser
-from tui.commands.serve import app_command, is_loopback
+from tui.cli.commands.serve import app_command, is_loopback
 
 TINY_APP = ROOT / "tests" / "fixtures" / "tiny_served_app.py"
 SERVE_TINY = (
     "import asyncio, sys\n"
-    "from tui.commands.serve import server_classes\n"
+    "from tui.cli.commands.serve import server_classes\n"
     "_, server = server_classes()\n"
     "sys.exit(asyncio.run(server([sys.executable, sys.argv[1]], '127.0.0.1', 0).run()))\n"
 )

@@ -6,7 +6,7 @@ import pytest
 
 from engine.workloads.suites import load_suite
 from engine.types import BadRequestError
-from tui.commands.common import resolve_suite
+from tui.cli.common import resolve_suite
 
 ARTICLE_PROMPTS = {
     "short": ("Write a short, creative slogan for an AI-powered personal assistant.", 50),

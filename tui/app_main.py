@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from tui.commands.common import UsageError, engine_kwargs, fail, open_store
+from tui.cli.common import UsageError, engine_kwargs, fail, open_store
 
 
 def validate_engine_options(options: dict) -> None:

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from tui.commands.common import add_db_option, fail, open_store
+from tui.cli.common import add_db_option, fail, open_store
 
 EPILOG = """\
 the fleet file (TOML):
@@ -80,8 +80,8 @@ def load_check(argv: list[str]) -> None:
     """Check a fleet's [load] table with `tokentop load`'s own parser and validator (build_spec)."""
     from engine.types import BadRequestError
     from tui.cli import Parser
-    from tui.commands import load
-    from tui.commands.common import UsageError
+    from tui.cli.commands import load
+    from tui.cli.common import UsageError
 
     parser = Parser(prog="tokentop")
     load.register(parser.add_subparsers(dest="command", parser_class=Parser))
@@ -255,7 +255,7 @@ def _report(args, plan, outcome, store) -> int:
     else:
         from rich.console import Console
 
-        from tui.commands.compare import print_matrix
+        from tui.cli.commands.compare import print_matrix
 
         console = Console(width=min(80, Console().width), highlight=False)
         print_matrix(console, build_matrix(store, model=plan.fleet.model))

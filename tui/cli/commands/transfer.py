@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tui.format import say_line
-from tui.commands.common import add_db_option, fail, open_store
+from tui.cli.common import add_db_option, fail, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ import threading
 from engine.measure.metrics import json_safe
 from engine.measure.progress import TokenProgress, planned_lengths
 from engine.terminal_text import safe_display, safe_text
-from tui.commands.common import (
+from tui.cli.common import (
     add_db_option,
     add_engine_options,
     engine_kwargs,

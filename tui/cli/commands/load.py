@@ -13,7 +13,7 @@ from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import TokenProgress, workload_lengths
 from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display, safe_text
-from tui.commands.common import (
+from tui.cli.common import (
     add_db_option,
     add_engine_options,
     engine_kwargs,
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
     from engine.engines.runtime import QuietNativeOutput
-    from tui.commands.bench import _sigterm_as_interrupt, _stop_on_signals
+    from tui.cli.commands.bench import _sigterm_as_interrupt, _stop_on_signals
     from tui.format import say_line
 
     spec = build_spec(args)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from engine.terminal_text import safe_display
-from tui.commands.common import add_db_option, fail, open_store
+from tui.cli.common import add_db_option, fail, open_store
 from data.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from tui.format import Col, _console, print_table
 

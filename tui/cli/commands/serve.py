@@ -28,7 +28,7 @@ import socket
 import sys
 from typing import Any
 
-from tui.commands.common import UsageError, add_db_option, add_engine_options, engine_kwargs, fail
+from tui.cli.common import UsageError, add_db_option, add_engine_options, engine_kwargs, fail
 
 DEFAULT_PORT = 8000
 # How long the app gets to stop its run, store it and shut its engine down before it is killed.
@@ -103,7 +103,7 @@ def app_command(args: argparse.Namespace) -> list[str]:
 def run_serve(args: argparse.Namespace) -> int:
     from engine.types import BadRequestError
     from tui.app_main import validate_engine_options
-    from tui.commands.common import open_store
+    from tui.cli.common import open_store
 
     try:
         validate_engine_options(engine_kwargs(args))

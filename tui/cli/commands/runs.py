@@ -10,7 +10,7 @@ from rich.text import Text
 
 from engine.measure.metrics import json_safe
 from engine.terminal_text import safe_display
-from tui.commands.common import add_db_option, fail, open_store
+from tui.cli.common import add_db_option, fail, open_store
 from tui.format import print_case_table, print_runs_table, run_to_json
 
 

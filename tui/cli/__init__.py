@@ -1,4 +1,5 @@
-"""`tokentop` — the command line entry point. No subcommand opens the app."""
+"""`tokentop` — the command line entry point (the console script `tui.cli:main`; also `python -m tui.cli`).
+No subcommand opens the app. The commands are tui.cli.commands.*, their shared options tui.cli.common."""
 
 from __future__ import annotations
 
@@ -8,17 +9,17 @@ import os
 import sys
 from typing import Sequence
 
-from tui.commands.common import UsageError, add_engine_options, fail
+from tui.cli.common import UsageError, add_engine_options, fail
 
 # Each module exposes register(subparsers) and run(args) -> int.
 COMMAND_MODULES = [
-    "tui.commands.bench",
-    "tui.commands.runs",
-    "tui.commands.prices",
-    "tui.commands.compare",
-    "tui.commands.load",
-    "tui.commands.transfer",
-    "tui.commands.serve",
+    "tui.cli.commands.bench",
+    "tui.cli.commands.runs",
+    "tui.cli.commands.prices",
+    "tui.cli.commands.compare",
+    "tui.cli.commands.load",
+    "tui.cli.commands.transfer",
+    "tui.cli.commands.serve",
     "tui.commands.fleet",
 ]
 
@@ -30,7 +31,7 @@ class Parser(argparse.ArgumentParser):
     terminal's width, at most 80, every line wrapped with an indent."""
 
     def __init__(self, *args, **kwargs) -> None:
-        from tui.commands.common import HelpFormatter
+        from tui.cli.common import HelpFormatter
 
         kwargs["formatter_class"] = HelpFormatter  # keeps raw epilogs' own lines (RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
@@ -129,7 +130,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        from tui.commands.transfer import report_background_pushes, retry_failed_pushes, wait_for_background_pushes
+        from tui.cli.commands.transfer import report_background_pushes, retry_failed_pushes, wait_for_background_pushes
 
         try:
             if getattr(args, "func", None) is not None:
@@ -149,7 +150,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print("tokentop: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from data.store import StoreError
+        from data.store.database import StoreError
         from engine.types import BadRequestError, EngineError
 
         if isinstance(exc, (BadRequestError, StoreError)):  # StoreError: e.g. the database stayed locked
@@ -170,6 +171,3 @@ def _log_traceback() -> str:
         traceback.print_exc(file=f)
     return str(path)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

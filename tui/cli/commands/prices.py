@@ -9,7 +9,7 @@ import sys
 from rich.text import Text
 
 from engine.terminal_text import safe_display
-from tui.commands.common import UsageError, add_db_option, open_store
+from tui.cli.common import UsageError, add_db_option, open_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
