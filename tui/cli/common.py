@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from tui.validators import positive_int  # noqa: F401  (the commands import it from here)
+
 
 class UsageError(Exception):
     """Bad command-line input: one line on stderr, exit 2."""
@@ -114,16 +116,6 @@ def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) 
     w.add_argument("--price-per-hour", default=d(None), metavar="USD",
                    help="what you pay for this instance, US dollars per hour (default: TOKENTOP_PRICE_PER_HOUR); "
                         "a run using some of its GPUs is costed for that share")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more (got {value})")
-    return value
 
 
 def parse_engine_args(pairs: list[str]) -> dict[str, Any]:

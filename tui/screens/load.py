@@ -28,7 +28,7 @@ from textual.message import Message
 
 from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
 from engine.terminal_text import safe_display, safe_text
-from tui.cli.common import positive_int
+from tui.validators import positive_int
 
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel

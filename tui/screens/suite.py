@@ -129,7 +129,7 @@ class SuiteScreen(Screen):
 
     def _load_suite(self, name: str, quiet: bool = False):
         from engine.types import BadRequestError
-        from tui.cli.common import resolve_suite
+        from data.paths import resolve_suite
 
         desc = self.query_one("#suite-desc", Static)
         try:
