@@ -80,7 +80,7 @@ def prepare(target: Path | None = None, log=print) -> Path:
             str(source.parent), gguf_file=source.name, dtype=torch.bfloat16
         )
         # A dequantised GGUF keeps its quantizer attached, and save_pretrained refuses it.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(str(tmp))

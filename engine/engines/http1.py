@@ -37,7 +37,7 @@ import collections
 import ssl
 import time
 import zlib
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -161,6 +161,26 @@ class _Connection(asyncio.Protocol):
     made). `on_body` is the `append` of a list: llhttp calls it once per span of body bytes (each HTTP
     chunk's data), so no Python frame runs per chunk, and `data_received` joins one read's spans into the
     one `on_body(data, now_ns)` call the caller gets."""
+
+    # One exchange's state, set at its start by exchange() (declared here for the type checker).
+    ended: bool
+    got_bytes: bool
+    head_bytes: int
+    header_bytes: int
+    head_done: bool
+    complete: bool
+    extra: bool
+    reason: bytes
+    encoding: bytes
+    framed: bool
+    until_close: bool
+    response: Response | None
+    keep_alive: bool
+    body_pieces: int
+    decompress: Any
+    error_body: list[bytes] | None
+    error_len: int
+    sink: OnBody | None
 
     def __init__(self, client: Client):
         self.client = client
@@ -306,11 +326,11 @@ class _Connection(asyncio.Protocol):
         self.encoding = b""
         self.framed = False
         self.until_close = False
-        self.response: Response | None = None
+        self.response = None
         self.keep_alive = False
         self.body_pieces = 0
         self.decompress = None
-        self.error_body: list[bytes] | None = None
+        self.error_body = None
         self.error_len = 0
         self.reusable = False
         self.read_timeout_s = read_timeout_s
@@ -319,7 +339,7 @@ class _Connection(asyncio.Protocol):
         timer = loop.call_later(read_timeout_s, self._check_timeout)
         self._timer = timer
         try:
-            self.transport.write(request)
+            self.transport.write(request)  # type: ignore[union-attr]  # a connection is made before its exchange
             return await waiter
         finally:
             self._timer.cancel()
@@ -353,14 +373,14 @@ class _Connection(asyncio.Protocol):
     def _finish(self) -> None:
         """The answer has ended (or the caller has all it needs of it): the waiter gets the Response. The
         connection is kept only after a whole answer that llhttp says keeps it, with nothing after it."""
-        waiter = self.waiter
-        if waiter.done():
+        waiter = self.waiter  # called only while an exchange waits: set, and the head read
+        if waiter.done():  # type: ignore[union-attr]
             return
         self.reusable = self.complete and self.keep_alive and not self.extra and not self.lost
         response = self.response
         if self.error_body is not None:
-            response.body = b"".join(self.error_body)[:ERROR_BODY_BYTES]
-        waiter.set_result(response)
+            response.body = b"".join(self.error_body)[:ERROR_BODY_BYTES]  # type: ignore[union-attr]
+        waiter.set_result(response)  # type: ignore[union-attr]
 
     def _body(self, data: bytes, now: int) -> None:
         if self.decompress is not None:
@@ -374,7 +394,7 @@ class _Connection(asyncio.Protocol):
             if self.error_len >= ERROR_BODY_BYTES:  # enough for a message: the rest is not read
                 self._finish()
             return
-        if not self.ended and self.sink(data, now):
+        if not self.ended and self.sink(data, now):  # type: ignore[misc]  # set for the exchange
             self.ended = True  # the caller has what it needs: the rest is read (framing only), briefly
             if not self.complete:
                 self._timer.cancel()

@@ -49,7 +49,7 @@ def goodput_count(metrics: Sequence[RequestMetrics], slo_ms: dict[str, float]) -
         if not m.success:
             continue
         values = {"ttft": m.ttft_s, "tpot": m.tpot_s or 0.0, "e2el": m.e2el_s}
-        if all(values[k] is not None and values[k] * 1000.0 <= limit for k, limit in slo_ms.items()):
+        if all(values[k] is not None and values[k] * 1000.0 <= limit for k, limit in slo_ms.items()):  # type: ignore[operator]  # None ruled out first
             good += 1
     return good
 
@@ -90,15 +90,15 @@ def level_extras(records: Sequence[RequestRecord], warmup: dict[str, Any], workl
     checked = [r for r in ok if r.request.input_len is not None and r.input_tokens is not None
                and r.prompt_form != "chat"]
     if checked:
-        diffs = [r.input_tokens - r.request.input_len for r in checked]
-        out["total_target_input_tokens"] = int(sum(r.request.input_len for r in checked))
+        diffs = [r.input_tokens - r.request.input_len for r in checked]  # type: ignore[operator]  # `checked` has both
+        out["total_target_input_tokens"] = int(sum(r.request.input_len for r in checked))  # type: ignore[misc]
         out["input_len_checked"] = len(checked)
         out["input_len_mismatches"] = sum(1 for d in diffs if d)
         out["max_input_len_error"] = int(max(diffs, key=abs))
     cached = [r for r in ok if r.cached_tokens is not None and r.input_tokens]
     if cached:
-        out["total_cached_tokens"] = int(sum(r.cached_tokens for r in cached))
-        out["request_prefix_hit_rate"] = out["total_cached_tokens"] / max(1, sum(r.input_tokens for r in cached))
+        out["total_cached_tokens"] = int(sum(r.cached_tokens for r in cached))  # type: ignore[misc]  # `cached` has them
+        out["request_prefix_hit_rate"] = out["total_cached_tokens"] / max(1, sum(r.input_tokens for r in cached))  # type: ignore[misc]
     out.update(level_split(records))  # the server's own timing: TTFT as queue + engine + rest, spec decode
     turns = ttft_by_turn(records)
     if turns:

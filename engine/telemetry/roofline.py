@@ -29,6 +29,7 @@ import json
 import os
 import struct
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ def model_bytes(folder: str | Path | None = None, config: dict[str, Any] | None 
 # -- models given as hub ids: the local Hugging Face cache, offline ------------------------------------
 
 
-def hf_hub_cache(env: dict[str, str] | None = None) -> Path:
+def hf_hub_cache(env: Mapping[str, str] | None = None) -> Path:
     """Where huggingface_hub keeps models, read now (its constants are fixed at import)."""
     env = os.environ if env is None else env
     for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
@@ -239,7 +240,7 @@ def cached_model_folder(model_id: str, cache_dir: str | Path | None = None, revi
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        try_to_load_from_cache = None
+        try_to_load_from_cache = None  # type: ignore[assignment]  # huggingface_hub missing: the cache is read by hand
     if try_to_load_from_cache is not None:
         try:
             found = try_to_load_from_cache(model_id, "config.json", cache_dir=str(cache), revision=revision)
@@ -262,7 +263,7 @@ def resolve_weights(model: str | Path | None, dtype: str | None = None) -> tuple
         return None, "no model path recorded for this run"
     text = str(model)
     folder: Path | None = Path(os.path.expanduser(text))
-    if not folder.is_dir():
+    if not folder.is_dir():  # type: ignore[union-attr]  # just set
         folder = None
         if looks_like_hub_id(text):
             folder = cached_model_folder(text)

@@ -101,7 +101,7 @@ class ConversationSource(LevelSource):
         """Whole conversations for a client process: those whose first turns are at `positions` of
         initial(), in that order (picklable when make_request is, e.g. a workload's request_maker())."""
         firsts = self.initial()
-        chosen = [self.conversations[firsts[i].request.conversation_id] for i in positions]
+        chosen = [self.conversations[firsts[i].request.conversation_id] for i in positions]  # type: ignore[index]  # a first turn has its id
         return ConversationSource(chosen, self.make_request, self.think, self.seed)
 
     @property
@@ -132,5 +132,5 @@ def ttft_by_turn(records: Sequence[RequestRecord]) -> dict[str, dict[str, float]
         inputs = [r.input_tokens for r in rs if r.input_tokens is not None]
         out[str(turn)] = {"n": len(rs), "mean_ms": float(ttfts.mean()), "p50_ms": float(np.percentile(ttfts, 50)),
                           "p99_ms": float(np.percentile(ttfts, 99)),
-                          "mean_input_tokens": float(np.mean(inputs)) if inputs else None}
+                          "mean_input_tokens": float(np.mean(inputs)) if inputs else None}  # type: ignore[dict-item]
     return out

@@ -145,8 +145,8 @@ class RandomWorkload(Workload):
             lo, hi = math.floor(self.input_len * (1 - r_in)), math.ceil(self.input_len * (1 + r_in))
             olo, ohi = max(1, math.floor(out_len * (1 - r_out))), max(1, math.ceil(out_len * (1 + r_out)))
             ins, outs = rng.integers(lo, hi + 1, size=n), rng.integers(olo, ohi + 1, size=n)
-            prefix = ["hello"] * self.prefix_len
-            return [Prompt(" ".join(prefix + ["hello"] * max(1, int(k))), None, self.prefix_len + int(k), int(o))
+            words = ["hello"] * self.prefix_len
+            return [Prompt(" ".join(words + ["hello"] * max(1, int(k))), None, self.prefix_len + int(k), int(o))
                     for k, o in zip(ins, outs)]
         rng = np.random.default_rng(self.seed)
         # vllm.benchmarks.datasets.utils.get_sampling_params
