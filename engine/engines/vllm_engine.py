@@ -50,14 +50,14 @@ class VllmEngine(Engine):
         self.pipeline_parallel_size = pipeline_parallel_size
         self.extra_args = dict(extra_args or {})
         self.warmup = warmup
-        self.llm = None
-        self.tokenizer = None
+        self.llm: Any = None  # vLLM's AsyncLLM, from start()
+        self.tokenizer: Any = None  # its tokenizer, from start()
         self.engine_args: dict[str, Any] = {}
         self.versions: dict[str, str] = {}
         self.resolved_dtype: str | None = None
         self.is_cpu = True
         # vLLM's stat loggers, read by engine.telemetry.server (running/waiting, KV cache, TTFT, ...).
-        self.engine_stats = None
+        self.engine_stats: Any = None  # engine.telemetry.server.InProcessStats, from start()
         # A reasoning model's parser (vllm.reasoning), when the user names one
         # (--engine-arg reasoning_parser=NAME): splits the output into reasoning and answer tokens.
         self.reasoning_parser = None

@@ -150,7 +150,7 @@ class CapGate:
     def __init__(self, cap: SharedCap, worker: int):
         self.cap = cap
         self.worker = worker
-        self.loop = None
+        self.loop: Any = None  # the waiting process's event loop, set with the thread
         self.waiters: collections.deque = collections.deque()  # futures, on the loop only
         self.wanted = 0  # slots asked for and not yet taken by the thread (under `cv`); a waiter that
         # left still counts: its slot is handed to the next waiter, or given back by _grant
@@ -305,7 +305,7 @@ class ClientPool:
                 for conn in multiprocessing.connection.wait(list(waiting), timeout=0.1):
                     w = waiting.pop(conn)
                     try:
-                        message = conn.recv()
+                        message = conn.recv()  # type: ignore[union-attr,call-arg]  # wait() gives back our Connections
                     except (EOFError, OSError):
                         if stop is not None and stop.wait(0.5):  # stopped meanwhile: that is all it was
                             self.close()
@@ -455,7 +455,7 @@ class ClientPool:
                 if w.done is None:
                     self._died(w, planned, done_q, outcome, live)
                 continue
-            self._read_all(w, no, planned, done_q, live, dead=lambda w=w: self._died(w, planned, done_q, outcome, live))
+            self._read_all(w, no, planned, done_q, live, dead=lambda w=w: self._died(w, planned, done_q, outcome, live))  # type: ignore[misc]
 
     def _read_all(self, w: _Worker, no: int, planned, done_q, live, dead: Callable[[], None] | None = None) -> None:
         while w.alive:
