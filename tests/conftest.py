@@ -18,16 +18,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    """End the test process as `tokentop` ends its own (tui.cli._exit_now): the report is printed,
+    """End the test process as `tokentop` ends its own (tui.cli.signals.exit_now): the report is printed,
     the shared engine and server are stopped, and what is left is the interpreter's teardown, where a
     daemon thread of vLLM, torch or DuckDB parked in C++ can abort the process after every test passed
     ("terminate called after throwing an instance of ''", seen once in CI after 640 passes)."""
     code = getattr(config, "_tokentop_exitstatus", None)
     if code is None or os.environ.get("TOKENTOP_TEST_FULL_TEARDOWN"):
         return
-    from tui.cli import _exit_now
+    from tui.cli.signals import exit_now
 
-    _exit_now(code)  # exit handlers (store writers' last flush, pushes in flight), flush, os._exit
+    exit_now(code)  # exit handlers (store writers' last flush, pushes in flight), flush, os._exit
 
 
 @pytest.fixture(scope="session")

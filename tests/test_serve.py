@@ -26,8 +26,7 @@ from tui.cli.commands.serve import app_command, is_loopback
 TINY_APP = ROOT / "tests" / "fixtures" / "tiny_served_app.py"
 SERVE_TINY = (
     "import asyncio, sys\n"
-    "from tui.cli.commands.serve import server_classes\n"
-    "_, server = server_classes()\n"
+    "from tui.cli.serve_server import SharedAppServer as server\n"
     "sys.exit(asyncio.run(server([sys.executable, sys.argv[1]], '127.0.0.1', 0).run()))\n"
 )
 ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import Sequence
 
 from tui.cli.common import UsageError, add_engine_options, fail
+from tui.cli.signals import exit_now
 
 # Each module exposes register(subparsers) and run(args) -> int.
 COMMAND_MODULES = [
@@ -98,31 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: returns the exit status (0 ok, 1 engine or unexpected error, 2 bad input,
     130 interrupted). Called with no argv (a real process), it ends the process itself once the command is
-    done (`_exit_now`): everything is stored and the engine is down by then, and the interpreter's own
+    done (tui.cli.signals.exit_now): everything is stored and the engine is down by then, and the interpreter's own
     teardown of torch, vLLM and DuckDB, with their daemon threads still parked in C++, costs ~2 s and can
     abort the process ("terminate called ... exception not rethrown") after a run that succeeded."""
     code = _main(argv)
     if argv is None:
-        _exit_now(code)
+        exit_now(code)
     return code
-
-
-def _exit_now(code: int) -> None:
-    """Run the exit handlers (the store writer's last flush, pushes in flight, vLLM's temp folder), flush
-    what is printed and leave: every run is stored and the engine's processes are gone, so nothing is
-    left for the interpreter's teardown to do."""
-    import atexit
-
-    try:
-        atexit._run_exitfuncs()
-    except Exception:
-        pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(code)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

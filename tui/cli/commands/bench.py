@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import threading
 
 from engine.measure.metrics import json_safe
-from engine.measure.progress import TokenProgress, planned_lengths
-from engine.terminal_text import safe_display, safe_text
+from engine.measure.progress import planned_lengths
+from engine.terminal_text import safe_display
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
@@ -20,6 +19,8 @@ from tui.cli.common import (
     resolve_suite,
     start_engine_or_exit_code,
 )
+from tui.cli.progress import RequestProgress
+from tui.cli.signals import sigterm_as_interrupt, stop_on_signals
 from tui.format import print_case_table, print_roofline, run_to_json
 
 
@@ -48,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     suite = resolve_suite(args.suite)  # BadRequestError (exit 2) before anything starts
     store = open_store(args)
     options = engine_kwargs(args)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        progress = _Progress(err)
+        progress = RequestProgress(err)
         session = Session(store, options, log=progress.note)
         run_id = None
         try:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 planned = suite.requests(reps)
             progress.begin(planned_lengths(planned))  # the ETA counts tokens where lengths are enforced
             stop = threading.Event()
-            interrupted = _stop_on_signals(stop)
+            interrupted = stop_on_signals(stop)
             run_id, outcome, runner = session.run_suite(
                 suite, reps, on_start=progress.on_start, on_record=progress.on_record, stop=stop
             )
@@ -100,97 +101,3 @@ def run(args: argparse.Namespace) -> int:
         if outcome.status != "completed":
             return fail(f"run {run_id} {outcome.status}: {outcome.error or 'see tokentop show ' + run_id}", 1, err)
         return 0
-
-
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-def _stop_on_signals(stop: threading.Event) -> threading.Event:
-    """First Ctrl-C, SIGTERM or SIGHUP (the SSH session dropping) stops the run cleanly, keeping
-    what finished; a second one interrupts at once."""
-    interrupted = threading.Event()
-
-    def handler(signum, frame):
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
-        stop.set()
-
-    try:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, handler)
-    except ValueError:  # not the main thread
-        pass
-    return interrupted
-
-
-def _sigterm_as_interrupt() -> None:
-    """While the engine starts, SIGTERM and SIGHUP interrupt like Ctrl-C (nothing to store yet)."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        for sig in STOP_SIGNALS[1:]:
-            signal.signal(sig, handler)
-    except ValueError:  # not the main thread (tests calling main() from a worker)
-        pass
-
-
-class _Progress:
-    """One progress line on stderr: rewritten in place on a terminal, a line per request otherwise.
-    The ETA counts output tokens (engine.measure.progress): a 500-token case takes ten times a 50-token one."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.total = 0
-        self.done = 0
-        self.tokens = TokenProgress([])
-        self.current = ""
-
-    def note(self, message: str) -> None:
-        from tui.format import say_line
-
-        self._clear()
-        say_line(self.stream, f"tokentop: {safe_text(str(message))}")
-
-    def begin(self, lengths: list[int | None]) -> None:
-        self.total, self.done = len(lengths), 0
-        self.tokens = TokenProgress(lengths)
-
-    def on_start(self, index: int, total: int, request) -> None:
-        self.current = f"{request.case_id} rep {request.rep + 1}"
-        if self.tty:
-            self._line(f"[{index + 1}/{total}] {self.current} …")
-
-    def on_record(self, index: int, record, metrics) -> None:
-        self.done = index + 1
-        self.tokens.finish(index)
-        if metrics.success:
-            detail = (f"{metrics.output_tokens} tok, TTFT {metrics.ttft_s * 1000:.0f} ms, "
-                      f"TPS {metrics.tps:.1f} tok/s")
-        else:
-            detail = f"failed: {record.error}"
-        self._line(f"[{self.done}/{self.total}] {self.current}: {detail} ({self.tokens.text()})", final=not self.tty)
-
-    def end(self) -> None:
-        if self.tty:
-            print(file=self.stream, flush=True)
-
-    def _line(self, text: str, final: bool = False) -> None:
-        from rich.cells import cell_len
-
-        from tui.format import line_width, say_line
-
-        text = safe_text(text)  # carries a server's error text
-        width = line_width(self.stream)
-        if self.tty and (width is None or cell_len(text) < width):
-            self.stream.write("\r\x1b[2K" + text)  # rewritten in place: it must fit one row
-            self.stream.flush()
-        else:  # a line too wide to rewrite in place is kept, wrapped, rather than cut
-            self._clear()
-            say_line(self.stream, text)
-
-    def _clear(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[2K")

@@ -10,9 +10,9 @@ import threading
 from engine.measure.metrics import json_safe
 from engine.workloads import DATASET_NAMES
 from engine.measure.metrics import failure_note, json_safe, steady_state_lines
-from engine.measure.progress import TokenProgress, workload_lengths
+from engine.measure.progress import workload_lengths
 from engine.measure.server_timing import SPLIT_NOTE, split_lines
-from engine.terminal_text import safe_display, safe_text
+from engine.terminal_text import safe_display
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
@@ -206,16 +206,16 @@ def run(args: argparse.Namespace) -> int:
     from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
     from data.session import Session
     from engine.engines.runtime import QuietNativeOutput
-    from tui.cli.commands.bench import _sigterm_as_interrupt, _stop_on_signals
-    from tui.format import say_line
+    from tui.cli.progress import LevelProgress, notes_to
+    from tui.cli.signals import sigterm_as_interrupt, stop_on_signals
 
     spec = build_spec(args)
     store = open_store(args)
     options = engine_kwargs(args)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     with QuietNativeOutput() as term:
         err = term.stderr
-        note = lambda m: say_line(err, f"tokentop: {safe_text(str(m))}")  # noqa: E731  (wrapped to the terminal)
+        note = notes_to(err)  # `tokentop: ...` lines wrapped to the terminal
         session = Session(store, options, log=note)
         try:
             code = start_engine_or_exit_code(session, note, term)
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             if spec.client_processes > 1:
                 note(f"{spec.client_processes} client processes share every level's requests")
 
-            progress = _LevelProgress(err)
+            progress = LevelProgress(err)
 
             def level_start(i, level):
                 lengths = workload_lengths(spec.prompts, level.num_prompts)  # every turn, as sent
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
                     note(f"warning: {warning}")
 
             stop = threading.Event()
-            interrupted = _stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
+            interrupted = stop_on_signals(stop)  # Ctrl-C, SIGTERM, SIGHUP: stop, store what ran
             try:
                 outcome = run_load(session, spec, on_level_start=level_start, on_level_done=level_done, note=note,
                                    stop=stop, on_record=progress.on_record)
@@ -293,39 +293,6 @@ def run(args: argparse.Namespace) -> int:
             r = bad[0]
             return fail(f"run {r.run_id} {r.outcome.status}: {r.outcome.error or 'see tokentop show ' + r.run_id}", 1, err)
         return 0
-
-
-class _LevelProgress:
-    """The running level's progress on stderr, by tokens where lengths are known: rewritten in place on
-    a terminal, else a line at each quarter of the level."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.name = ""
-        self.tokens = TokenProgress([])
-        self.count = 0
-        self.shown = False
-
-    def begin(self, name: str, lengths) -> None:
-        self.name, self.tokens, self.count, self.shown = name, TokenProgress(lengths), 0, False
-
-    def on_record(self, index, record, metrics) -> None:
-        self.tokens.finish(index)
-        self.count += 1
-        total = len(self.tokens.targets)
-        text = f"  {self.name}: {self.count}/{total} requests, {self.tokens.text()}"
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-            self.stream.flush()
-            self.shown = True
-        elif total and self.count % max(1, total // 4) == 0 and self.count < total:
-            print(text, file=self.stream, flush=True)
-
-    def end(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
 
 
 def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
