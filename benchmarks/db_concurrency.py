@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from data.recorder import RunRecorder  # noqa: E402
-from data.store import RequestRow, Store, insert_request  # noqa: E402
+from data.store.database import RequestRow, Store, insert_request  # noqa: E402
+from data.store.recorder import RunRecorder  # noqa: E402
 from engine.measure.metrics import request_metrics  # noqa: E402
 from tests.concurrent_writer import record_run, synthetic  # noqa: E402
 

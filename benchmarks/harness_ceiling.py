@@ -59,7 +59,7 @@ def start_source(port: int) -> subprocess.Popen:
 
 # -- the clients, each in its own process ---------------------------------------------------------
 def run_tokentop(session, concurrency: int, num_prompts: int, output_len: int, client_processes: int = 1) -> dict:
-    from data.load_runs import LoadSpec, run_load
+    from data.jobs.load import LoadSpec, run_load
     from engine.load import LoadLevel, PromptSource
 
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=concurrency, num_prompts=num_prompts)],
@@ -111,8 +111,8 @@ def child(kind: str, base: str, client_processes: int) -> None:
         run(8, 50, 8)  # warm: imports, connections
         session = store = None
     else:
-        from data.session import Session
-        from data.store import Store
+        from data.jobs.session import Session
+        from data.store.database import Store
 
         store = Store(Path(tempfile.mkdtemp(prefix="tokentop-ceiling-")) / "ceiling.duckdb")
         session = Session(store, dict(engine="openai", endpoint=base, model="fast-sse"))

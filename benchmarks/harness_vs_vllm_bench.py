@@ -235,9 +235,9 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
                  temp: float, db: Path, *, sampler=None, client_processes: int = 1) -> dict:
     """tokentop's full load path for one level: `sampler` (a workload from tokentop_workload), else the
     given prompts sent as they are; `client_processes` share the level (engine.load.pool)."""
-    from data.load_runs import LoadSpec, run_load
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.load import LoadSpec, run_load
+    from data.jobs.session import Session
+    from data.store.database import Store
     from engine.load import LoadLevel
 
     api = "completions" if workload in COMPLETIONS else "chat"

@@ -3,7 +3,7 @@
 Builds a DuckDB file with the real schema holding BOXES machines (GPUs and providers cycled), each with
 SUITES suite runs of 30 requests and SWEEPS sweeps of 6 concurrency levels of 32 requests (1,000 runs and
 ~31,000 requests by default), written in bulk with SQL (the recorder is not what is measured here), then
-times data.matrix.build_matrix, data.frontier.cost_at_slo and data.frontier.build_frontier (median of 5).
+times data.analysis.matrix.build_matrix, data.analysis.frontier.cost_at_slo and data.analysis.frontier.build_frontier (median of 5).
 
     .venv/bin/python benchmarks/matrix_scale.py [--boxes 20] [--suites 20] [--sweeps 5]
 """
@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from data.frontier import build_frontier, cost_at_slo
-from data.matrix import build_matrix
-from data.store import Store
+from data.analysis.frontier import build_frontier, cost_at_slo
+from data.analysis.matrix import build_matrix
+from data.store.database import Store
 
 BOXES = [("H100-SXM-80", "runpod", 2.69), ("A100-SXM-80", "lambda", None), ("RTX4090-24", "vastai", 0.41),
          ("H100-SXM-80", "coreweave", None), ("A100-SXM-80", "vultr", 1.9)]

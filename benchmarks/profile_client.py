@@ -36,8 +36,8 @@ def main() -> None:
     import yappi
     from harness_ceiling import free_port, run_tokentop, start_source
 
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.session import Session
+    from data.store.database import Store
 
     port = free_port()
     source = start_source(port)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data.bundle import export_runs, import_bundle  # noqa: E402
-from data.remote import pull, push  # noqa: E402
-from data.store import Store  # noqa: E402
+from data.store.database import Store  # noqa: E402
+from data.travel.bundle import export_runs, import_bundle  # noqa: E402
+from data.travel.remote import pull, push  # noqa: E402
 
 
 def fill(store: Store, runs: int, requests: int, chunks: int) -> None:

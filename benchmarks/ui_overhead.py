@@ -38,8 +38,8 @@ def decode_rate(record) -> float:
 
 
 async def part_a(rounds: int, tokens: int) -> dict:
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.session import Session
+    from data.store.database import Store
     from engine.types import GenerationRequest
     from tui.app import TokentopApp
 
@@ -81,7 +81,7 @@ async def part_a(rounds: int, tokens: int) -> dict:
 async def part_b(rates: list[int], seconds: float) -> list[dict]:
     from types import SimpleNamespace
 
-    from data.store import Store
+    from data.store.database import Store
     from engine.engines.host import EngineHost
     from engine.engines.overhead_fake import SyntheticOverheadEngine
     from engine.orchestrator import Orchestrator

@@ -1,6 +1,6 @@
 """Does tokentop's own database writing move TTFT? At concurrency 1 on one vLLM server, interleaved:
 `vllm bench serve`, tokentop with the background writer writing each request at once
-(COALESCE_S = 0, the old behaviour), and tokentop with writes batched (data.recorder.COALESCE_S).
+(COALESCE_S = 0, the old behaviour), and tokentop with writes batched (data.store.recorder.COALESCE_S).
 Prints each run, the medians and the ratios to vLLM. Everything else is harness_vs_vllm_bench.py's.
 
     .venv/bin/python benchmarks/writer_vs_ttft.py --rounds 7 --workloads random,chat
@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     opts = ap.parse_args()
 
-    import data.recorder as recorder
+    import data.store.recorder as recorder
     from engine.engines.embedded_model import prepare
     from engine.engines.managed_server import ManagedVllmServer
     from engine.telemetry.environment import nvml_gpus

@@ -82,7 +82,7 @@ class RequestRecord:
     # How the prompt reached the model: "ids" (token ids as given), "text" (raw text, tokenised by the
     # server), "chat" (wrapped in the chat template, so the count includes the template's tokens).
     prompt_form: str | None = None
-    # How chunk_tokens were counted (engine.measure.tokens.SOURCES): "usage", "engine",
+    # How chunk_tokens were counted (engine.measure.token_counts.SOURCES): "usage", "engine",
     # "usage+tokenizer", "usage+spread", "tokenizer" or "events" (the last two are estimates).
     token_count_source: str | None = None
     # Each event's text (reasoning + answer), kept only while the counts may still be refined by a

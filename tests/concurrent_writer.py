@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from data.recorder import RunRecorder
-from data.store import Store, StoreError
+from data.store.database import Store, StoreError
+from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest, RequestRecord
 

@@ -40,8 +40,8 @@ def embedded_model_path() -> str:
 @pytest.fixture(scope="session")
 def engine_session(embedded_model_path, tmp_path_factory):
     """The embedded model on the in-process vLLM engine, started once for the whole session."""
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.session import Session
+    from data.store.database import Store
 
     store = Store(tmp_path_factory.mktemp("engine-db") / "session.duckdb")
     session = Session(store, dict(engine="vllm", model=None))
@@ -58,7 +58,7 @@ def db_path(tmp_path) -> Path:
 
 @pytest.fixture
 def store(db_path):
-    from data.store import Store
+    from data.store.database import Store
 
     s = Store(db_path)
     yield s

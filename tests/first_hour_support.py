@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from data.load_runs import LoadSpec, level_settings
-from data.recorder import RunRecorder
-from data.store import Store
+from data.jobs.load import LoadSpec, level_settings
+from data.store.database import Store
+from data.store.recorder import RunRecorder
 from engine.load import LoadLevel, PromptSource, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import run_summary

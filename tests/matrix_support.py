@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data.load_runs import LoadSpec, level_settings
-from data.recorder import RunRecorder, gpu_key_for
-from data.store import Store
+from data.jobs.load import LoadSpec, level_settings
+from data.store.database import Store
+from data.store.recorder import RunRecorder, gpu_key_for
 from engine.load import LoadLevel, PromptSource, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import case_summary as summarise

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from data import remote as remote_mod
-from data.store import Store
+from data.store.database import Store
+from data.travel import remote as remote_mod
 from transfer_support import record_run
 from tui.app import TokentopApp
 

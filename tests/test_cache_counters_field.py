@@ -11,6 +11,7 @@ import inspect
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from engine.telemetry.server import MetricsScraper, summarise_server
@@ -384,12 +385,11 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
     # Source: .venv vllm 0.32 loggers.py counters as a server with a CPU-offload connector moves them: each
     # request queries 1000 prompt tokens locally (50 hit after the reset), the connector is asked for the
     # 950 the local cache missed and holds 900 of them. The level must not read as cold.
-    from data.load_runs import LoadSpec, run_load
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.load import LoadSpec, level_rows, run_load
+    from data.jobs.session import Session
+    from data.store.database import Store
     from engine.load import LoadLevel, PromptSource
     from tests.sse_script import chat, event, usage
-    from data.load_runs import level_rows
     from tui.cli.commands.load import _level_line, load_table
 
     served = []

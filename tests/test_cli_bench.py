@@ -168,7 +168,7 @@ def test_stopping_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cm
     left = wait_until_gone(children, 10)
     assert not left, f"engine processes left: {left}"
 
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db) as store:
         (run,) = store.list_runs()

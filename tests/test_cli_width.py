@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
-from data.store import Store
+from data.store.database import Store
 from tests.first_hour_support import add_load_sweep, add_stopped_generation, cut_numbers
 from tests.test_workload_label import SHAREGPT, add_sweep
 from tests.tui_support import fixed_store

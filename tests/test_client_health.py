@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import time
 
-from data.load_runs import LoadSpec, run_load
-from data.session import Session
-from data.store import Store
+from data.jobs.load import LoadSpec, run_load
+from data.jobs.session import Session
+from data.store.database import Store
 from engine.load import LoadLevel, PromptSource
 from engine.measure.client_health import assess, lag_threshold_ms
 from engine.types import GenerationRequest, RequestRecord

@@ -18,9 +18,9 @@ import time
 import psutil
 import pytest
 
-from data.load_runs import LoadSpec, run_load
-from data.session import Session
-from data.store import Store
+from data.jobs.load import LoadSpec, run_load
+from data.jobs.session import Session
+from data.store.database import Store
 from engine.load import LoadLevel, PromptSource, arrival_offsets
 from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.measure.metrics import aggregate, request_metrics
@@ -282,7 +282,7 @@ def _trace(tmp_path, timestamps_ms, output_lengths, name="trace.jsonl"):
 
 
 def _trace_spec(path, processes, max_concurrency=None):
-    from data.load_runs import load_spec
+    from data.jobs.load import load_spec
     from engine.workloads import WorkloadOptions
 
     spec = load_spec(workload=WorkloadOptions(dataset_name="mooncake_trace", dataset_path=str(path),

@@ -329,7 +329,7 @@ async def test_load_form_skip_chat_template_for_custom_within_80_columns(tmp_pat
     from textual.app import App
     from textual.widgets import Checkbox, Select
 
-    from data.load_runs import form_workload
+    from engine.workloads.form import form_workload
     from tui.screens.load import LoadScreen
 
     path = tmp_path / "custom.jsonl"

@@ -105,7 +105,7 @@ def test_stopping_a_suite_stores_it_as_aborted(session, store):
 def test_suite_runs_carry_gpu_telemetry(session, store):
     """NVML is sampled during every run and stored with it (NVML's API shape via a test double:
     CI has no GPU); without a GPU the run says so and carries on."""
-    from data.telemetry import get_gpu_samples
+    from data.store.telemetry_rows import get_gpu_samples
     from engine.telemetry.gpu import GpuSampler
     from tests.fake_pynvml import FakeNvml
 

@@ -49,7 +49,7 @@ def test_ctrl_c_on_a_load_counts_no_unsent_request_as_failed(tokentop_cmd, cli_e
     assert "sweep: stopped by you during concurrency 1" in out and "stopped: stopped" not in out + rest
     assert all(len(line) <= 80 for line in out.splitlines()) and not cut_numbers(out), out
 
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db) as store:
         (listed,) = store.list_runs()

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("sky", reason="the fleet extra (skypilot) is not installed")
 
 from data.fleet.launcher import FAILED, PROVISIONING, RUNNING, SETTING_UP, SUCCEEDED, Launched, Progress
-from data.store import Store
+from data.store.database import Store
 from tests.fleet_support import FakeClock, RecordingSkyLauncher
 from tests.transfer_support import record_run
 
@@ -351,7 +351,7 @@ def test_a_bad_fleet_file_is_one_line_and_exit_2(tmp_path, capsys, case):
 def make_plan_for(fleet_file: Path, laptop: Store):
     from data.fleet.plan import make_plan
     from data.fleet.spec import load_fleet
-    from data.prices import price_board
+    from data.store.prices import price_board
 
     return make_plan(load_fleet(fleet_file), workdir=ROOT, board=price_board(laptop))
 
@@ -359,7 +359,7 @@ def make_plan_for(fleet_file: Path, laptop: Store):
 def cell_pushes_runs(tmp_path: Path, index: int, n: int = 1):
     """What a cell does while RUNNING: runs recorded into the box's own DuckDB and pushed with the real
     push code to TOKENTOP_REMOTE from its task's envs. Returns a poll answer for the fake."""
-    from data.remote import push
+    from data.travel.remote import push
 
     provider, key, device, _ = BOXES[index]
 
@@ -375,8 +375,8 @@ def cell_pushes_runs(tmp_path: Path, index: int, n: int = 1):
 
 
 def test_up_pulls_every_cells_runs_with_the_price_paid_and_downs_every_cluster(tmp_path, fleet_file, s3):
+    from data.analysis.matrix import build_matrix
     from data.fleet.runner import follow_fleet
-    from data.matrix import build_matrix
 
     laptop = Store(tmp_path / "laptop.duckdb")
     plan = make_plan_for(fleet_file, laptop)

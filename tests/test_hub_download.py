@@ -82,7 +82,7 @@ def test_a_hub_model_downloads_with_progress_into_a_fresh_cache_then_loads_from_
         # Loaded: the tokenizer reads from the folder, and a second start finds it cached, fetching nothing.
         got = len(hub.fetched())
         again = python(RESOLVE + """
-    from engine.measure.tokens import TokenCounter
+    from engine.measure.token_counts import TokenCounter
     print(TokenCounter(json.loads(json.dumps(path))).count("Hello, world"))
 """, env)
         assert again.returncode == 0, again.stderr
@@ -263,7 +263,7 @@ async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_
 
     import huggingface_hub.utils._detect_agent as hf_detect_agent
 
-    from data.store import Store
+    from data.store.database import Store
     from sse_script import ScriptServer
     from tui.app import TokentopApp
     from tui.widgets.status_bar import StatusBar

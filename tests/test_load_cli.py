@@ -42,7 +42,7 @@ def test_load_cli_json_against_server(vllm_server, tokentop_cmd, cli_env, db_pat
     assert all(lv["server"]["source"] == "metrics" for lv in obj["levels"])
     assert obj["slo_ms"] == {"ttft": 60000.0, "tpot": 60000.0}
     assert "level 1/2" in proc.stderr
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db_path) as store:
         runs = [r for r in store.list_runs() if r["kind"] == "load"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from data.load_runs import LoadSpec, run_load
-from data.telemetry import get_gpu_samples, get_server_samples
+from data.jobs.load import LoadSpec, run_load
+from data.store.telemetry_rows import get_gpu_samples, get_server_samples
 from engine.load import LiveLoad, LoadLevel, PromptSource, poisson_fit
 
 

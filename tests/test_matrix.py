@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from data.frontier import pareto_front
+from data.analysis.frontier import pareto_front
 from matrix_support import build_box, merge
 from tui.cli import main
 
@@ -200,7 +200,7 @@ def test_frontier_points_are_priced_and_marked(capsys, fleet_db):
 
 
 def test_levels_group_into_the_sweeps_that_stored_them():
-    from data.matrix import RunFacts, sweeps
+    from data.analysis.matrix import RunFacts, sweeps
 
     def level(run_id, index, host="box", pid=1):
         return RunFacts(run_id=run_id, kind="load", model="m", gpu_key="H100-SXM-80", gpus_used=1, instance_gpus=1,
@@ -212,7 +212,7 @@ def test_levels_group_into_the_sweeps_that_stored_them():
 
 
 def test_an_empty_database_says_so_and_shows_the_article(capsys, tmp_path):
-    from data.store import Store
+    from data.store.database import Store
 
     db = tmp_path / "empty.duckdb"
     Store(db).close()

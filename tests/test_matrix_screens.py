@@ -10,7 +10,7 @@ import pytest
 from textual.app import App
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
-from data.store import Store
+from data.store.database import Store
 from matrix_support import build_box, merge
 from tui.app import TokentopApp
 from tui.screens.matrix import CompareMatrixScreen

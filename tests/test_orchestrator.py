@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from data.run_sink import RecorderSink
+from data.store.run_sink import RecorderSink
 from engine.engines.base import Engine
 from engine.engines.host import EngineClosedError, EngineHost
 from engine.orchestrator import (
@@ -179,7 +179,7 @@ def test_host_refuses_work_after_shutdown():
 
 
 def test_load_levels_are_runs_and_stop_keeps_finished(host, store):
-    from data.load_runs import LoadSpec, start_load
+    from data.jobs.load import LoadSpec, start_load
     from engine.load import LoadLevel, PromptSource
 
     class S:  # what start_load needs from a Session

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from data.store import Store
+from data.store.database import Store
 from engine.terminal_text import StreamSanitizer, safe_display, safe_text
 from transfer_support import record_run, save_prices, tokentop
 
@@ -97,7 +97,7 @@ def hostile(tmp_path, tokentop_cmd, cli_env):
     db = tmp_path / "mine.duckdb"
     tokentop(tokentop_cmd, cli_env, "import", str(bundle), "--db", str(db))
     with Store(db) as s:
-        from data.prices import save_fetch
+        from data.store.prices import save_fetch
         from pricing.models import FetchResult, PriceRow
 
         row = PriceRow(provider="runpod", gpu_key=None, gpu_raw_name="H100 \x1b[2J\x1b]0;gpu\x07", approximate=False,

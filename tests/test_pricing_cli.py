@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from data.store import RequestRow, Store
+from data.store.database import RequestRow, Store
 from pricing_support import env_for, price_server, serve_all  # noqa: F401
 from tui.cli import main
 

@@ -9,7 +9,7 @@ import pytest
 from textual.app import App
 from textual.widgets import DataTable, Static
 
-from data.store import RequestRow, Store
+from data.store.database import RequestRow, Store
 from pricing_support import env_for, price_server, serve_all  # noqa: F401
 from tui.screens.compare import CompareScreen
 from tui.screens.prices import PricesScreen

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from data.compare import compare_runs
-from data.prices import history, latest_stored, price_board, refresh_async
-from data.store import RequestRow, Store
+from data.analysis.compare import compare_runs
+from data.store.database import RequestRow, Store
+from data.store.prices import history, latest_stored, price_board, refresh_async
 from pricing.models import FAILED, OK, SNAPSHOT, STALE
 from pricing_support import env_for, price_server, serve_all, serve_runpod, serve_vastai  # noqa: F401
 

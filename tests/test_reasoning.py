@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from data.recorder import RunRecorder
-from data.store import Store
+from data.store.database import Store
+from data.store.recorder import RunRecorder
 from engine.engines.host import EngineHost
 from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.metrics import aggregate, request_metrics
@@ -161,7 +161,7 @@ def test_in_process_split_uses_vllms_reasoning_parser():
 
 
 def test_compare_rows_of_a_reasoning_run_are_priced_per_answer_token():
-    from data.compare import CostRow, price_answer_tokens
+    from data.analysis.compare import CostRow, price_answer_tokens
 
     row = CostRow(run_id="r", gpu_key="H100-SXM-80", provider="runpod", pricing_type="on-demand", detail="",
                   source="snapshot", tps=100.0, tps_basis="throughput under load", ttft_ms=None, usd_per_hour=3.6,

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from data.load_runs import roofline_for, roofline_text, roofline_why_not, stored_run_roofline
+from data.analysis.roofline import roofline_for, roofline_text, roofline_why_not, stored_run_roofline
 from engine.telemetry.roofline import cached_model_folder, estimate_parameters, model_bytes, quantized_bits
 
 LLAMA3_8B = {

@@ -21,8 +21,8 @@ import subprocess
 
 import pytest
 
-from data.run_sink import RecorderSink
-from data.store import Store
+from data.store.database import Store
+from data.store.run_sink import RecorderSink
 from engine.engines.host import EngineHost
 from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.server_timing import split_lines
@@ -76,7 +76,7 @@ def one_request(server: ScriptServer, **kwargs):
 
 def load_level(server: ScriptServer, store: Store, num_prompts: int = 4) -> RunFinished:
     """One load level at concurrency 1 through the orchestrator, stored as `tokentop load` stores it."""
-    from data.load_runs import LoadSpec, start_load
+    from data.jobs.load import LoadSpec, start_load
     from engine.load import LoadLevel, PromptSource
 
     host = _host(server)
@@ -255,7 +255,7 @@ async def test_load_screen_shows_the_split_at_80x24(store):
     from textual.app import App
     from textual.widgets import Input
 
-    from data.session import Session
+    from data.jobs.session import Session
 
     class LoadHost(App):
         def on_mount(self):

@@ -200,7 +200,7 @@ def test_the_slo_answer_the_frontier_and_a_load_runs_cost_say_they_use_whole_run
         assert (out["figures"], out["figures_note"]) == ("whole run", note)
         assert main(["--db", str(db), "compare", *args]) == 0
         assert note in capsys.readouterr().out.splitlines()
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db) as store:
         level = next(r for r in store.list_runs() if r["kind"] == "load")
@@ -311,7 +311,7 @@ async def test_load_screen_says_each_levels_steady_state_when_the_sweep_ends(sto
     each level's plateau (or why it has none) beside the table's whole-run figures."""
     from textual.widgets import Input
 
-    from data.session import Session
+    from data.jobs.session import Session
     from tests.sse_script import ScriptServer
     from tests.test_streams_tui import LoadHost, _wait_for
 

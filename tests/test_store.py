@@ -12,8 +12,8 @@ import time
 import duckdb
 import pytest
 
-from data.recorder import RunRecorder
-from data.store import Store, StoreError
+from data.store.database import Store, StoreError
+from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest, RequestRecord
 
@@ -64,7 +64,7 @@ def test_request_writes_are_batched_yet_reach_the_file_without_a_flush(store, mo
     """The writer gathers the writes of a moment into one transaction (each opens the file, which
     costs CPU that the server on the same machine would feel); they still reach the file by
     themselves, and flush() writes at once."""
-    import data.recorder as recorder
+    import data.store.recorder as recorder
 
     monkeypatch.setattr(recorder, "COALESCE_S", 30.0)
     rec = RunRecorder(store)
@@ -96,8 +96,8 @@ def test_crashed_process_leaves_an_aborted_run_with_its_requests(db_path):
     # A child process starts a run, stores one request and dies without finishing it.
     code = textwrap.dedent(f"""
         import os
-        from data.store import Store
-        from data.recorder import RunRecorder
+        from data.store.database import Store
+        from data.store.recorder import RunRecorder
         from engine.measure.metrics import request_metrics
         from tests.test_store import _record
         s = Store({str(db_path)!r})

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from data.recorder import RunRecorder
-from data.store import Store, StoreError
+from data.store.database import Store, StoreError
+from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from tests.concurrent_writer import record_run, synthetic
 from tests.tui_support import TINY_SUITE
@@ -272,8 +272,8 @@ def test_a_lock_named_only_as_pid_0_is_waited_out_not_refused(db_path, monkeypat
     Held past the limit, the one line says another process holds it."""
     import duckdb
 
-    import data.store as store_module
-    from data.store import DatabaseLocked
+    import data.store.database as store_module
+    from data.store.database import DatabaseLocked
 
     Store(db_path).close()
     real_connect, tries = duckdb.connect, []

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from data.run_sink import RecorderSink
-from data.store import Store
+from data.store.database import Store
+from data.store.run_sink import RecorderSink
 from engine.engines.host import EngineHost
 from engine.engines.openai_engine import OpenAIEngine, error_message
 from engine.engines.sse import SSEParser
@@ -357,7 +357,7 @@ FAILING_LEVEL = [_ok(), Reply(status=503, parts=[(0, b'{"error": {"message": "ov
 
 
 def _load(server: ScriptServer, store: Store, levels, prompts=None, **kwargs) -> list[RunFinished]:
-    from data.load_runs import LoadSpec, start_load
+    from data.jobs.load import LoadSpec, start_load
     from engine.load import PromptSource
 
     host = _host(server, **kwargs)
@@ -479,8 +479,8 @@ def test_a_bundle_written_before_schema_006_still_imports(tmp_path):
     """Bundles copy columns by name: one without 006's columns imports, those columns null."""
     import duckdb
 
-    from data.bundle import export_runs, import_bundle
-    from data.recorder import RunRecorder
+    from data.store.recorder import RunRecorder
+    from data.travel.bundle import export_runs, import_bundle
 
     reply = Reply(parts=timed([(5, chat("Hi", role="assistant")), (10, chat("!", finish="stop"))]))
     with ScriptServer([reply]) as server:

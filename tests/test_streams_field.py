@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
-from data.run_sink import RecorderSink
-from data.store import Store
+from data.store.database import Store
+from data.store.run_sink import RecorderSink
 from engine.engines.host import EngineHost
 from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.metrics import request_metrics
@@ -29,8 +29,8 @@ def one_request(server: ScriptServer, **kwargs) -> RequestRecord:
 
 
 def load_level(server: ScriptServer, store: Store, num_prompts: int) -> RunFinished:
-    """One load level at concurrency 1 through data.load_runs, stored as the app stores it."""
-    from data.load_runs import LoadSpec, start_load
+    """One load level at concurrency 1 through data.jobs.load, stored as the app stores it."""
+    from data.jobs.load import LoadSpec, start_load
     from engine.load import LoadLevel, PromptSource
 
     host = EngineHost(OpenAIEngine(server.url))

@@ -44,7 +44,7 @@ async def _wait_for(pilot, condition, timeout: float = 60.0):
 async def test_load_screen_flags_a_level_with_failures(store):
     from textual.widgets import Input
 
-    from data.session import Session
+    from data.jobs.session import Session
     from tui.widgets.paged_table import PagedTable
 
     with ScriptServer(FAILING_LEVEL) as server:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from data.load_runs import LoadSpec, run_load
-from data.session import Session
-from data.telemetry import get_server_samples
+from data.jobs.load import LoadSpec, run_load
+from data.jobs.session import Session
+from data.store.telemetry_rows import get_server_samples
 from engine.load import LoadLevel, PromptSource
 from engine.telemetry.server import MetricsScraper
 

@@ -149,7 +149,7 @@ LLAMA3_8B = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads"
 
 
 def test_llama3_8b_on_h100_sxm_is_about_210_tok_s():
-    from data.load_runs import gpu_specs_path
+    from data.analysis.roofline import gpu_specs_path
 
     specs = load_gpu_specs(gpu_specs_path())
     assert estimate_parameters(LLAMA3_8B) == pytest.approx(8.03e9, rel=0.002)
@@ -167,7 +167,7 @@ def test_llama3_8b_on_h100_sxm_is_about_210_tok_s():
 
 
 def test_gpu_specs_table_is_complete_and_sane():
-    from data.load_runs import gpu_specs_path
+    from data.analysis.roofline import gpu_specs_path
 
     specs = load_gpu_specs(gpu_specs_path())
     for key in ("H100-SXM-80", "H100-PCIE-80", "H100-NVL-94", "H200-SXM-141", "A100-SXM-40", "A100-SXM-80",
@@ -209,7 +209,7 @@ def test_status_bar_gpu_summary_reads_the_latest_sample():
 
 
 def test_bench_roofline_share_on_a_known_gpu(embedded_model_path):
-    from data.load_runs import roofline_with_share
+    from data.analysis.roofline import roofline_with_share
 
     env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
     desc = {"model": embedded_model_path, "dtype": "bfloat16", "engine_args": {}}
@@ -221,7 +221,7 @@ def test_bench_roofline_share_on_a_known_gpu(embedded_model_path):
 
 
 def test_run_detail_shows_the_roofline_share(embedded_model_path):
-    from data.load_runs import roofline_text, stored_run_roofline
+    from data.analysis.roofline import roofline_text, stored_run_roofline
 
     env = {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "key": "H100-SXM-80"}], "model_path": embedded_model_path}
     run = {"device": "NVIDIA H100 80GB HBM3", "dtype": "bfloat16", "engine_args": {}, "environment": env,

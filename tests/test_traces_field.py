@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from data.load_runs import load_spec
+from data.jobs.load import load_spec
 from engine.types import BadRequestError
 from engine.workloads import WorkloadOptions, make_workload
 from engine.workloads.tokens import Tokens
@@ -197,7 +197,7 @@ def test_num_prompts_beyond_the_trace_is_refused_before_the_engine_starts(tokent
     assert len(err) == 1 and "--num-prompts 500 is more than the 12 requests of t.jsonl" in err[0], err
     assert len(err[0]) <= 200 and received == []
     if db.exists():
-        from data.store import Store
+        from data.store.database import Store
 
         with Store(db) as store:
             assert store.list_runs() == []
@@ -219,7 +219,7 @@ def test_load_says_a_trace_was_out_of_order_and_stores_it(tokentop_cmd, cli_env,
     said = [line for line in proc.stderr.splitlines() if note in line]
     assert said == [f"tokentop: {note}"] and len(said[0]) <= 80, proc.stderr
     assert note in " ".join(proc.stdout.split())  # under the table too (wrapped at the terminal's width)
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db) as store:
         (run,) = [r for r in store.list_runs() if r["kind"] == "load"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from data.store import Store
+from data.store.database import Store
 from transfer_support import record_run, save_prices, tokentop
 
 
@@ -81,7 +81,7 @@ def test_export_import_gives_the_same_runs_and_twice_adds_nothing(tmp_path, toke
 
 def test_bundle_is_plain_duckdb(tmp_path, two_runs):
     src, ids = two_runs
-    from data.bundle import export_runs
+    from data.travel.bundle import export_runs
 
     with Store(src) as s:
         export_runs(s, [ids[0][:12]] if ids[0][:12] != ids[1][:12] else [ids[0]], tmp_path / "b.duckdb")
@@ -123,7 +123,7 @@ def test_import_refuses_bad_bundles_with_one_line(tmp_path, tokentop_cmd, cli_en
 
 def test_bundle_from_an_older_schema_imports_with_nulls(tmp_path, two_runs):
     src, ids = two_runs
-    from data.bundle import export_runs, import_bundle
+    from data.travel.bundle import export_runs, import_bundle
 
     bundle = tmp_path / "old.duckdb"
     with Store(src) as s:
@@ -265,8 +265,7 @@ def test_auto_push_on_finish_retries_a_failed_push(tmp_path, monkeypatch, s3):
     that fails while the store is down is kept as failed and goes with the next finished run."""
     from moto.server import ThreadedMotoServer
 
-    from data import remote as remote_mod
-
+    from data.travel import remote as remote_mod
     url = "s3://fleet/auto"
     monkeypatch.setenv("TOKENTOP_REMOTE", url)
     monkeypatch.setattr(remote_mod, "_pushers", {})
@@ -301,8 +300,8 @@ def test_auto_push_on_finish_retries_a_failed_push(tmp_path, monkeypatch, s3):
 def test_a_real_engine_run_travels(session, store, tmp_path, monkeypatch):
     """A suite on the real embedded engine is auto-pushed to a directory remote (TOKENTOP_REMOTE), and
     exported and imported elsewhere with identical requests and chunk timestamps."""
-    from data import remote as remote_mod
-    from data.bundle import export_runs, import_bundle
+    from data.travel import remote as remote_mod
+    from data.travel.bundle import export_runs, import_bundle
     from engine.workloads.suites import Case, Suite
 
     share = tmp_path / "share"

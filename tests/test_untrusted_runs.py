@@ -14,7 +14,7 @@ import shutil
 import duckdb
 import pytest
 
-from data.store import IdError, Store, check_ids, new_fetch_id, new_run_id
+from data.store.database import IdError, Store, check_ids, new_fetch_id, new_run_id
 from transfer_support import record_run, save_prices, tokentop
 
 TABLES = ("runs", "requests", "chunks", "gpu_samples", "server_samples", "prices")
@@ -92,8 +92,7 @@ def test_a_view_reading_this_machines_files_is_refused_and_nothing_changes(expor
 
 def test_external_access_is_off_while_the_bundle_is_read(exported, monkeypatch):
     """Second line of defence: had the catalogue check missed the view, reading it could not reach a file."""
-    from data import bundle as bundle_mod
-
+    from data.travel import bundle as bundle_mod
     path = crafted(exported, "view.duckdb", "ALTER TABLE runs RENAME TO runs_real",
                    "CREATE VIEW runs AS SELECT * REPLACE ((SELECT content FROM read_text('{secret}')) AS label) "
                    "FROM runs_real")

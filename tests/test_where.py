@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from data.compare import compare_runs
-from data.prices import PriceBoard
-from data.recorder import RunRecorder
-from data.store import RequestRow
+from data.analysis.compare import compare_runs
+from data.store.database import RequestRow
+from data.store.prices import PriceBoard
+from data.store.recorder import RunRecorder
 from engine.telemetry import environment
 from engine.telemetry.environment import LocationError, location
 from fake_pynvml import FakeNvml
@@ -356,7 +356,7 @@ async def test_history_and_run_detail_show_provider_instance_and_price(tmp_path)
 
 
 def test_gpu_energy_counts_only_the_gpus_the_run_used(store):
-    from data.telemetry import add_gpu_samples
+    from data.store.telemetry_rows import add_gpu_samples
     from engine.orchestrator import Orchestrator, run_summary
     from engine.telemetry.gpu import GpuSampler
 

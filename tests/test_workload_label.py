@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from data.load_runs import LoadSpec, level_settings
-from data.recorder import RunRecorder
-from data.store import Store
+from data.jobs.load import LoadSpec, level_settings
+from data.store.database import Store
+from data.store.recorder import RunRecorder
 from engine.load import LoadLevel, PromptSource, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import run_summary
@@ -93,7 +93,7 @@ def test_two_sharegpt_multi_turn_workloads_of_one_file_get_two_labels(tmp_path):
 
 
 def test_labels_that_several_workloads_share_get_the_start_of_their_keys():
-    from data.workloads import distinct_labels
+    from data.analysis.workload_labels import distinct_labels
 
     labels = distinct_labels([("aaaa1111", "random 128→128"), ("aaaa2222", "random 128→128"),
                               ("bbbb0000", "sharegpt x.json"), ("aaaa1111", "an older label")])
@@ -117,7 +117,7 @@ def two_multi_turn_sweeps(tmp_path, utc):
 
 
 def test_compare_slo_gives_each_multi_turn_workload_its_own_title(two_multi_turn_sweeps, capsys, monkeypatch):
-    from data.frontier import cost_at_slo
+    from data.analysis.frontier import cost_at_slo
 
     db, quick, slow = two_multi_turn_sweeps
     with Store(db) as store:

@@ -388,9 +388,9 @@ def test_trace_requests_go_out_on_their_timestamps(echo_host, mooncake, tokens):
 
 def test_a_server_that_cannot_reset_its_prefix_cache_is_said_and_stored(tmp_path):
     """A server outside vLLM's dev mode has no POST /reset_prefix_cache: the level runs, and says so."""
-    from data.load_runs import LoadSpec, run_load
-    from data.session import Session
-    from data.store import Store
+    from data.jobs.load import LoadSpec, run_load
+    from data.jobs.session import Session
+    from data.store.database import Store
     from engine.load import LoadLevel, PromptSource
     from tests.sse_replay import ReplayServer, plain_stream
 

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from data.load_runs import LoadSpec, level_settings
-from data.recorder import RunRecorder
-from data.store import Store
+from data.jobs.load import LoadSpec, level_settings
+from data.store.database import Store
+from data.store.recorder import RunRecorder
 from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.workloads import WorkloadOptions, make_workload

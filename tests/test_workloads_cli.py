@@ -105,7 +105,7 @@ def test_each_workload_kind_through_load_json(kind, vllm_server, tokentop_cmd, c
         assert obj["pattern"] == "trace" and levels[0]["label"] == "trace" and levels[0]["completed"] == 3
         assert levels[0]["max_schedule_lag_ms"] < 200
         assert levels[0]["input_len_mismatches"] == 0
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db_path) as store:
         runs = [store.get_run(lv["run_id"]) for lv in levels]
@@ -142,7 +142,7 @@ def test_bench_runs_a_suite_of_dataset_prompts(vllm_server, tokentop_cmd, cli_en
            "--suite", str(suite), "--db", str(db_path), "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    from data.store import Store
+    from data.store.database import Store
 
     with Store(db_path) as store:
         run = store.get_run(json.loads(proc.stdout)["run_id"])

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from data.load_runs import LoadSpec, run_load
+from data.jobs.load import LoadSpec, run_load
 from engine.load import LoadLevel, LoadRunner
 from engine.workloads import WorkloadOptions, make_workload
 from engine.workloads.synthetic import PrefixRepetitionWorkload, RandomWorkload
@@ -87,7 +87,7 @@ def test_mooncake_trace_goes_out_on_its_timestamps(session, store, tmp_path):
              {"timestamp": 300, "input_length": 40, "output_length": 3, "hash_ids": [1]},
              {"timestamp": 900, "input_length": 30, "output_length": 3, "hash_ids": [2]}]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    from data.load_runs import load_spec
+    from data.jobs.load import load_spec
 
     spec = load_spec(workload=WorkloadOptions(dataset_name="mooncake_trace", dataset_path=str(path),
                                               timed_trace_chunk_hash_size=32))

@@ -6,9 +6,9 @@ import random
 import subprocess
 from datetime import datetime, timedelta, timezone
 
-from data.recorder import RunRecorder
-from data.store import Store, new_fetch_id
-from data.telemetry import add_gpu_samples, add_server_samples
+from data.store.database import Store, new_fetch_id
+from data.store.recorder import RunRecorder
+from data.store.telemetry_rows import add_gpu_samples, add_server_samples
 from engine.measure.metrics import request_metrics
 from engine.telemetry.gpu import GpuSample
 from engine.telemetry.server import ServerSample

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
-from data.recorder import RunRecorder
-from data.store import Store
+from data.store.database import Store
+from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from engine.orchestrator import case_summary as summarise
 from engine.types import GenerationRequest, RequestRecord

@@ -149,7 +149,7 @@ class TokentopApp(App[int]):
 
     # -- lifecycle --------------------------------------------------------------
     def on_mount(self) -> None:
-        from data.remote import add_push_listener
+        from data.travel.remote import add_push_listener
 
         # Runs finished here are pushed in the background when TOKENTOP_REMOTE is set: say how it went.
         self._push_listener = lambda result, error: self.post_message(PushReport(result, error))
@@ -173,7 +173,7 @@ class TokentopApp(App[int]):
     def start_engine(self) -> None:
         """Blocking engine start on a helper thread; this worker waits so it can be cancelled
         (q during start-up) without hanging the app's exit."""
-        from data.session import Session
+        from data.jobs.session import Session
         from engine.types import BadRequestError, EngineError
 
         worker = get_current_worker()
@@ -322,7 +322,7 @@ class TokentopApp(App[int]):
             self.screen.reload()
 
     def on_unmount(self) -> None:
-        from data.remote import remove_push_listener
+        from data.travel.remote import remove_push_listener
 
         remove_push_listener(self._push_listener)
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+
 def short(value: Any, width: int) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -82,7 +83,7 @@ LATENCY_NOTE = ("TTFT, TPOT, ITL, E2EL in ms (mean, median, p99); names and defi
 def case_columns(run: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The per-case (or per-level) table's columns for this run: a load level leads with vLLM's
     headline figures; the TPS column is named for what it is (b1 TPS or user tok/s)."""
-    from data.run_figures import speed_header
+    from data.analysis.run_figures import speed_header
 
     if run.get("kind") == "load":
         head = list(LOAD_HEADLINE_COLUMNS)
@@ -182,7 +183,7 @@ def failures_line(agg: dict[str, Any], total: int, failed: int, first_error: Any
 
 def token_source_line(agg: dict[str, Any]) -> str | None:
     """How the run's output tokens were counted, when tokentop counted them itself."""
-    from engine.measure.tokens import describe_source, is_estimated
+    from engine.measure.token_counts import describe_source, is_estimated
 
     sources = [s for s in (agg.get("token_count_sources") or {}) if s not in ("usage", "engine", "unknown")]
     if not sources:
@@ -617,7 +618,7 @@ def print_table(file_or_console, cols: Sequence[Col], rows: Sequence[Sequence[An
 def print_runs_table(runs: list[dict[str, Any]], file) -> None:
     """`tokentop runs`: what fits the terminal, most useful first (the id, what ran, its figures); the
     columns left out are named under the table. Batch-1 TPS and per-user speed are separate columns."""
-    from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds, what_ran
+    from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds, what_ran
 
     console = _console(file)
     if not runs:
@@ -653,7 +654,7 @@ def print_runs_table(runs: list[dict[str, Any]], file) -> None:
 
 
 def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: str | None = None) -> None:
-    from data.load_runs import roofline_text
+    from data.analysis.roofline import roofline_text
 
     console = _console(file)
     lines = roofline_text(roof, run.get("device"), why)
@@ -663,8 +664,8 @@ def print_roofline(roof: dict[str, Any] | None, run: dict[str, Any], file, why: 
 
 
 def workload_name(run: dict[str, Any]) -> str:
-    """The label of the workload a stored run ran (data.workloads: legacy runs' derived too)."""
-    from data.workloads import run_workload
+    """The label of the workload a stored run ran (data.analysis.workload_labels: legacy runs' derived too)."""
+    from data.analysis.workload_labels import run_workload
 
     return run_workload(run)[1]
 
@@ -672,7 +673,7 @@ def workload_name(run: dict[str, Any]) -> str:
 def workload_of(run: dict[str, Any]) -> dict[str, Any]:
     """A stored run's workload for `show`: {"label", "key"} and, for runs stored since workloads were
     recorded, their identity (kind, params, file, seed, tokenizer: engine.workloads.base.Workload.identity)."""
-    from data.workloads import run_workload
+    from data.analysis.workload_labels import run_workload
 
     key, label = run_workload(run)
     identity = run.get("workload") if isinstance(run.get("workload"), dict) else {}

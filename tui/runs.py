@@ -46,7 +46,7 @@ class AppRuns:
         return self._orchestrator().start_suite(suite, reps)
 
     def start_load(self, spec: Any) -> Job:
-        from data.load_runs import start_load
+        from data.jobs.load import start_load
 
         return start_load(self.session, spec)
 

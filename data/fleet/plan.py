@@ -12,7 +12,7 @@ is ever written to a file.
 
 Prices per cell: SkyPilot's catalog price where its catalog CSV is already on this machine
 (~/.sky/catalogs/v8/<cloud>/vms.csv: SkyPilot downloads it on first use and we never do), tokentop's
-price (the store's latest fetch, else the bundled dated snapshot: data.prices.price_board), and the cost
+price (the store's latest fetch, else the bundled dated snapshot: data.store.prices.price_board), and the cost
 of the time cap at the higher of the two.
 """
 
@@ -240,7 +240,7 @@ def _sky_catalog_path(filename: str) -> Path | None:
 
 def tokentop_price(board, cell: Cell) -> tuple[float | None, str]:
     """tokentop's price for the cell from a PriceBoard (stored fetch, else the bundled snapshot)."""
-    from data.matrix import board_price
+    from data.analysis.matrix import board_price
 
     price = board_price(board, cell.provider, cell.gpu_key, cell.count) if board is not None else None
     return (price.usd_per_hour, price.source) if price else (None, "none")

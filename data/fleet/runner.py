@@ -106,8 +106,8 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
     cluster. `secrets` are the values of plan.secrets from the launcher's environment (never written).
     `clock`/`wait` are time.monotonic and a sleep by default (tests pass a fake clock). KeyboardInterrupt
     propagates after every cluster is down (outcome.interrupted is set on the object passed to on_change)."""
-    from data.remote import RemoteError
-    from data.remote import pull as remote_pull
+    from data.travel.remote import RemoteError
+    from data.travel.remote import pull as remote_pull
 
     pull = pull or remote_pull
     note = note or (lambda line: None)

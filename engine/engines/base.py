@@ -65,7 +65,7 @@ class Engine(ABC):
         return None
 
     def settle(self, record: RequestRecord) -> None:
-        """Finish counting a record's tokens off the token path (engine.measure.tokens): called on the
+        """Finish counting a record's tokens off the token path (engine.measure.token_counts): called on the
         thread that receives the finished record, never on the engine loop. Idempotent; the base
         engine's counts are final already."""
 

@@ -44,7 +44,7 @@ class RequestHandle:
 
     def result(self, timeout: float | None = None) -> RequestRecord:
         """The finished record, its token counts settled on this (the caller's) thread: a tokenizer
-        never runs on the engine loop (engine.measure.tokens)."""
+        never runs on the engine loop (engine.measure.token_counts)."""
         record = self.future.result(timeout)
         self._host.engine.settle(record)
         return record

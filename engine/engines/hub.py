@@ -465,7 +465,7 @@ def ensure_tokenizer(name: str, log: Log = lambda _m: None, download_now: bool =
     """The folder of a --tokenizer: a local folder, a cached hub id, else the hub id's tokenizer files
     downloaded (the same rule as --model). None only with download_now=False when it would be fetched.
     BadRequestError (one line) when it cannot be had."""
-    from engine.measure.tokens import find_tokenizer
+    from engine.measure.token_counts import find_tokenizer
     from engine.telemetry.roofline import looks_like_hub_id
 
     folder, why = find_tokenizer(name)

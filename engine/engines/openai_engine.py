@@ -6,7 +6,7 @@ control calls, /models and /reset_prefix_cache, use httpx). The bytes are split 
 engine/engines/sse.py (lines end only at CR, LF, CRLF) and every event a read completed is timestamped
 with that read's arrival — where `vllm bench serve` (aiohttp, one coroutine wake-up per read) takes its
 timestamps too, a wake-up later. Token counts per event come from the server's
-`usage` when it sends one on every event; otherwise see engine/measure/tokens.py (the tokenizer, the
+`usage` when it sends one on every event; otherwise see engine/measure/token_counts.py (the tokenizer, the
 final usage spread over the events, or the number of events — and the record says which).
 
 The token path is kept lean (benchmarks/RESULTS.md, "client ceiling"): one request body encoded by
@@ -31,7 +31,7 @@ from engine.engines import http1
 from engine.engines.base import NO_SINK, ChunkSink, Engine, ProgressSink
 from engine.engines.sse import SSEParser
 from engine.measure.server_timing import parse_server_metrics
-from engine.measure.tokens import LazyCounter, find_tokenizer, settle_counts
+from engine.measure.token_counts import LazyCounter, find_tokenizer, settle_counts
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 _decode = msgspec.json.Decoder().decode  # ~3x faster than json.loads; the same result
@@ -181,7 +181,7 @@ class OpenAIEngine(Engine):
         """The model's tokenizer for token-exact workloads (engine.workloads.tokens.Tokens), loaded once:
         --tokenizer (a hub id was downloaded by start(): engine.engines.hub), else the served model's folder
         when it is on this machine, else the model id in the local Hugging Face cache
-        (engine.measure.tokens.find_tokenizer: the served id is never downloaded); None when there
+        (engine.measure.token_counts.find_tokenizer: the served id is never downloaded); None when there
         is none. BadRequestError when --tokenizer names one that cannot be loaded."""
         if self._tokens_tried:
             return self._tokens
@@ -325,7 +325,7 @@ class OpenAIEngine(Engine):
 
     def settle(self, record: RequestRecord) -> None:
         """The tokenizer's per-event counts for a record whose server sent no per-event usage (on the
-        caller's thread, off the token path: see engine.measure.tokens)."""
+        caller's thread, off the token path: see engine.measure.token_counts)."""
         if record.chunk_texts is None:
             return
         counter = self.counter.get() if self.counter is not None else None

@@ -12,7 +12,7 @@ article's batch-1 TPS, tokens / elapsed (E2EL once finished). `st` is the engine
 the engine fills in, `begin(record=...)`) from the moment the engine takes it, so before the first
 chunk: the live TTFT is the stored TTFT and never changes at the end (until then, and without a record,
 `st` is the moment the request was handed to the engine). `finish(record=record)` switches to the
-record's final per-chunk token counts (engine.measure.tokens: a server without per-event usage is counted
+record's final per-chunk token counts (engine.measure.token_counts: a server without per-event usage is counted
 after the request), so the final gauges equal the stored metrics. While a request streams, a chunk whose count is
 provisional (Chunk.exact False) is counted with `count` (the model's tokenizer, on the UI thread
 that takes the snapshot) when one is given; the snapshot says when the count is an estimate.
@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from engine.measure.tokens import is_estimated
+from engine.measure.token_counts import is_estimated
 from engine.types import Chunk, RequestRecord
 
 NS = 1_000_000_000
@@ -49,7 +49,7 @@ class LiveSnapshot:
     reasoning: bool = False
     ttfo_s: float | None = None
     reasoning_tokens: int = 0
-    # How the tokens were counted (engine.measure.tokens.SOURCES; known once done) and whether the
+    # How the tokens were counted (engine.measure.token_counts.SOURCES; known once done) and whether the
     # count is an estimate (provisional counts while streaming, or an estimated final count).
     token_source: str | None = None
     estimated: bool = False

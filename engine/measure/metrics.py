@@ -30,7 +30,7 @@ at least 95 % of the level's concurrency — by the rule of vLLM's Rust client v
 (src/metrics/steady_state.rs, detect_window and compute); see steady_state() for the rule.
 Added beside vLLM's names: TTFC (first chunk with text or reasoning), schedule-to-finish latency
 (load levels), failure rate and failures by kind, requests that stopped early, and which source the
-token counts came from (engine.measure.tokens).
+token counts came from (engine.measure.token_counts).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from engine.measure.tokens import is_estimated
+from engine.measure.token_counts import is_estimated
 from engine.types import RequestRecord
 
 DEFAULT_PERCENTILES = (99.0,)

@@ -171,7 +171,7 @@ class Workload(ABC):
 
     def check_num_prompts(self, num_prompts: int) -> None:
         """Whether a level of `num_prompts` can run, checked with `check` before the engine starts
-        (data.load_runs.load_spec): BadRequestError, one line, when it cannot (a trace: more requests
+        (data.jobs.load.load_spec): BadRequestError, one line, when it cannot (a trace: more requests
         than it holds). Default: any number."""
 
     # -- identity -----------------------------------------------------------------------------

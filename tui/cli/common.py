@@ -71,7 +71,6 @@ def fail(message: str, code: int = 1, stream=None) -> int:
     """One line on stderr, `tokentop: error: ...`; the message may quote outside text (a server's
     reply, a bundle's content), so it passes engine.terminal_text.safe_text first."""
     from engine.terminal_text import safe_text
-
     from tui.format import say_line
 
     say_line(stream or sys.stderr, f"tokentop: error: {safe_text(str(message))}")
@@ -177,7 +176,7 @@ def resolve_suite(name_or_path: str):
 
 
 def open_store(args: argparse.Namespace):
-    from data.store import Store, StoreError
+    from data.store.database import Store, StoreError
 
     try:
         return Store(getattr(args, "db", None))
@@ -188,9 +187,9 @@ def open_store(args: argparse.Namespace):
 def start_engine_or_exit_code(session, note, term) -> int | None:
     """Start the session's engine for a headless command. None when it is up; otherwise the exit code,
     the reason printed as one line: bad input 2, the engine failing 1 (with its log), Ctrl-C 130."""
-    from engine.types import BadRequestError, EngineError
-
     import time
+
+    from engine.types import BadRequestError, EngineError
 
     err = term.stderr
     t0 = time.monotonic()

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace, fleet):
     from data.fleet.plan import make_plan
-    from data.prices import price_board
+    from data.store.prices import price_board
 
     store = open_store(args)
     try:
@@ -248,7 +248,7 @@ def _up(args: argparse.Namespace, plan) -> int:
 
 
 def _report(args, plan, outcome, store) -> int:
-    from data.matrix import build_matrix
+    from data.analysis.matrix import build_matrix
 
     if args.json:
         print(json.dumps({"plan": plan.to_dict(), **outcome.to_dict()}, default=str))

@@ -17,9 +17,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from data.compare import RunCosts, compare_runs
-from pricing.cost import TpsBasis
+from data.analysis.compare import RunCosts, compare_runs
 from engine.terminal_text import safe_display
+from pricing.cost import TpsBasis
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.bar_chart import Bar, BarChart

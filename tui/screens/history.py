@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from data.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
-from data.workloads import label_runs
+from data.analysis.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
+from data.analysis.workload_labels import label_runs
 from engine.terminal_text import safe_display
 from tui.format import fmt_date, model_name, where_short
 from tui.widgets.fields import TextField

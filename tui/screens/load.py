@@ -2,7 +2,7 @@
 a trace, a suite; multi-turn) and SLOs; watch throughput, concurrency, TTFT and errors live; a chart of
 throughput and TTFT against concurrency grows as the sweep proceeds. Each workload's own fields show
 when it is chosen; the form's values go through the same domain rules as `tokentop load`'s options
-(data.load_runs.form_workload and load_spec).
+(engine.workloads.form.form_workload and load_spec).
 
 The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
 while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
@@ -20,16 +20,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from textual.message import Message
-
-from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
 from engine.terminal_text import safe_display, safe_text
 from tui.validators import positive_int
-
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
@@ -81,7 +79,7 @@ class LoadScreen(Screen):
         self.last_message = ""
         self._final_shown = False
         self._levels_seen = 0
-        self.frontier = None  # the last sweep's priced frontier (data.frontier), shown after it ends
+        self.frontier = None  # the last sweep's priced frontier (data.analysis.frontier), shown after it ends
         self.workload = None  # the workload of the load started here (its notes are shown when it ends)
         self._input_len = "128"  # kept while another workload hides the random-only input length
         self.turn_lines: list[str] = []  # TTFT p50 per turn of the last multi-turn load
@@ -276,7 +274,8 @@ class LoadScreen(Screen):
     # -- form -> spec -------------------------------------------------------------------
     def build_spec(self):
         """The form's settings through the same domain functions as `tokentop load`'s options."""
-        from data.load_runs import form_workload, load_spec
+        from data.jobs.load import load_spec
+        from engine.workloads.form import form_workload
 
         def val(widget_id: str) -> str:
             return self.query_one(widget_id, Input).value.strip()
@@ -464,7 +463,7 @@ class LoadScreen(Screen):
     # -- the priced frontier of the sweep just run -------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="load-frontier")
     def load_frontier(self, run_ids: list[str]) -> None:
-        from data.frontier import build_frontier
+        from data.analysis.frontier import build_frontier
 
         try:
             self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))

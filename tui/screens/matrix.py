@@ -5,7 +5,7 @@ throughput–latency frontier.
 At 80 columns the table shows GPU, provider, speeds, $/h and $/1M on both cost bases; `w` shows the rest
 (TTFT, the article's 2024 figures, runs). Runs of different workloads are never mixed: every tab shows one
 workload at a time, named in the title, and `k` moves to the next. Everything is computed in thread workers
-(data.matrix, data.frontier) that post typed messages back.
+(data.analysis.matrix, data.analysis.frontier) that post typed messages back.
 """
 
 from __future__ import annotations
@@ -23,8 +23,17 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from textual_plotext import PlotextPlot
 
 from engine.terminal_text import safe_display
-from tui.matrix_format import (B1, LOAD, MATRIX_COLUMNS, NARROW, SOURCE_MARK,
-                               chart_label, frontier_cells, matrix_cells, short_level)
+from tui.matrix_format import (
+    B1,
+    LOAD,
+    MATRIX_COLUMNS,
+    NARROW,
+    SOURCE_MARK,
+    chart_label,
+    frontier_cells,
+    matrix_cells,
+    short_level,
+)
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.fields import TextField, type_into
 from tui.widgets.frontier_chart import draw_frontier
@@ -146,7 +155,7 @@ class CompareMatrixScreen(Screen):
     # -- workers: the database is read off the UI thread ---------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-load")
     def load_matrix(self) -> None:
-        from data.matrix import build_matrix
+        from data.analysis.matrix import build_matrix
 
         try:
             self.post_message(self.MatrixLoaded(safe_display(build_matrix(self.store, now=self.fixed_now))))
@@ -155,7 +164,7 @@ class CompareMatrixScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-slo")
     def load_slo(self, text: str, percentile: float) -> None:
-        from data.frontier import cost_at_slo
+        from data.analysis.frontier import cost_at_slo
         from engine.load import parse_slo
 
         try:
@@ -166,7 +175,7 @@ class CompareMatrixScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-frontier")
     def load_frontier(self, percentile: float) -> None:
-        from data.frontier import build_frontier
+        from data.analysis.frontier import build_frontier
 
         try:
             self.post_message(self.FrontierLoaded(safe_display(build_frontier(self.store, percentile, now=self.fixed_now))))
@@ -266,7 +275,7 @@ class CompareMatrixScreen(Screen):
 
     @on(Input.Submitted)
     def _slo_submitted(self) -> None:
-        from data.frontier import SloError, parse_percentile
+        from data.analysis.frontier import SloError, parse_percentile
 
         text = self.query_one("#slo-input", Input).value.strip()
         try:
@@ -333,7 +342,7 @@ class CompareMatrixScreen(Screen):
                         "bold green" if self.basis in r.cheapest else "") for r in rows]
             chart.show(f"$/1M output tokens on {name} (b: basis)", bars, digits=2, order="the cheapest")
         elif self.matrix is not None and not self.matrix.rows:
-            from data.matrix import reference_matrix
+            from data.analysis.matrix import reference_matrix
 
             ref = sorted(reference_matrix(), key=lambda r: r["usd_per_million"])
             bars = [Bar(f"{r['gpu_key']} {r['provider']}", r["usd_per_million"]) for r in ref]

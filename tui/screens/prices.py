@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from data.prices import PriceBoard, age_text, price_board, refresh_async, refresh_summary, source_age
+from data.store.prices import PriceBoard, age_text, price_board, refresh_async, refresh_summary, source_age
 from engine.terminal_text import safe_display
 from pricing.gpus import gpu_label
 from pricing.models import provider_label

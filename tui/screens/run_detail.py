@@ -16,12 +16,23 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from data.load_runs import roofline_text, stored_run_roofline
+from data.analysis.roofline import roofline_text, stored_run_roofline
+from data.analysis.run_figures import BATCH1, counts, speed_kind
 from engine.measure.metrics import itl_gaps_s
-from data.run_figures import BATCH1, counts, speed_kind
 from engine.terminal_text import safe_display
-from tui.format import (case_columns, case_rows, client_health_lines, client_health_of, failures_line, fmt_date,
-                        model_name, plain_value, reasoning_line, stream_lines, where_line)
+from tui.format import (
+    case_columns,
+    case_rows,
+    client_health_lines,
+    client_health_of,
+    failures_line,
+    fmt_date,
+    model_name,
+    plain_value,
+    reasoning_line,
+    stream_lines,
+    where_line,
+)
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 
@@ -172,7 +183,7 @@ class RunDetailScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="detail-frontier")
     def load_frontier(self) -> None:
-        from data.frontier import build_frontier
+        from data.analysis.frontier import build_frontier
 
         try:
             self.post_message(self.FrontierReady(build_frontier(self.app.store, run_ids=[self.run["run_id"]])))
@@ -263,7 +274,7 @@ class RunDetailScreen(Screen):
         self.query_one(TabbedContent).active = "tab-summary"
 
     def _counted(self) -> list[dict]:
-        """The requests the run's figures count (data.run_figures): the charts show what the summary does."""
+        """The requests the run's figures count (data.analysis.run_figures): the charts show what the summary does."""
         kind = self.run.get("kind")
         return [q for q in self.requests if counts(kind, q)]
 

@@ -13,8 +13,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
-from data.workloads import label_runs
+from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
+from data.analysis.workload_labels import label_runs
 from engine.terminal_text import safe_display
 from tui.format import case_rows, fmt_date, model_name, plain_value, workload_name
 from tui.widgets.bar_chart import Bar, BarChart

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
-from data.run_figures import BATCH1_HEADER
+from data.analysis.run_figures import BATCH1_HEADER
 from engine.measure.progress import TokenProgress, planned_lengths
 from engine.terminal_text import StreamSanitizer
 from tui.widgets.fields import NumberField, TextField
@@ -128,8 +128,8 @@ class SuiteScreen(Screen):
             self._load_suite(event.value, quiet=True)
 
     def _load_suite(self, name: str, quiet: bool = False):
-        from engine.types import BadRequestError
         from data.paths import resolve_suite
+        from engine.types import BadRequestError
 
         desc = self.query_one("#suite-desc", Static)
         try:

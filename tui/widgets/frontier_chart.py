@@ -1,4 +1,4 @@
-"""Draw a priced throughput–latency frontier (data.frontier.Frontier) on a plotext figure.
+"""Draw a priced throughput–latency frontier (data.analysis.frontier.Frontier) on a plotext figure.
 
 One curve per run/GPU (throughput per GPU against per-user tok/s, or against TTFT at the percentile),
 Pareto-optimal points marked, and $/1M at the cheapest provider written at each point. Used by the Compare

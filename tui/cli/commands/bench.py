@@ -42,8 +42,8 @@ def _reps(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.load_runs import roofline_why_not, roofline_with_share
-    from data.session import Session
+    from data.analysis.roofline import roofline_why_not, roofline_with_share
+    from data.jobs.session import Session
     from engine.engines.runtime import QuietNativeOutput
 
     suite = resolve_suite(args.suite)  # BadRequestError (exit 2) before anything starts

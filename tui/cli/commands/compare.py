@@ -12,9 +12,9 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from data.analysis.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from engine.terminal_text import safe_display
 from tui.cli.common import add_db_option, fail, open_store
-from data.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from tui.format import Col, _console, print_table
 
 
@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if args.run_ids:
             return fail("--matrix, --slo and --frontier use every run in the database: give no RUN_ID", 2)
         return run_views(args)
-    from data.compare import CompareError, compare_runs, latest_completed_run_id, workloads_differ
-    from data.prices import price_board
+    from data.analysis.compare import CompareError, compare_runs, latest_completed_run_id, workloads_differ
+    from data.store.prices import price_board
 
     with open_store(args) as store:
         run_ids = list(args.run_ids)
@@ -126,7 +126,7 @@ def print_run(console: Console, rc) -> None:
         print_table(console, cols, rows, layout="pages", fixed=1)
         bases = " or ".join(s["tps_basis"] for s in speeds) or rc.tps_basis
         console.print(Text(f"$/1M tokens = $/h / (TPS × 3600) × 1e6, TPS = {bases} (named on each row)."))
-        if rc.throughput_figures:  # which span of the level the throughput under load is (data.run_figures)
+        if rc.throughput_figures:  # which span of the level the throughput under load is (data.analysis.run_figures)
             console.print(Text(f"throughput under load: the level's {LOAD_FIGURES} (ramp-up and drain included)"))
         if answers:
             console.print(Text("$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
@@ -158,8 +158,8 @@ def where_text(rc) -> str:
 
 # -- the matrix, cost at an SLO, the frontier ------------------------------------------------------------
 def run_views(args: argparse.Namespace) -> int:
-    from data.frontier import SloError, build_frontier, cost_at_slo, parse_percentile
-    from data.matrix import build_matrix
+    from data.analysis.frontier import SloError, build_frontier, cost_at_slo, parse_percentile
+    from data.analysis.matrix import build_matrix
     from engine.load import parse_slo
     from engine.measure.metrics import json_safe
 
@@ -218,7 +218,7 @@ def print_matrix(console: Console, matrix) -> None:
         console.print(Text(SOURCE_LEGEND))
         console.print(Text(MEASURED_LEGEND))
     else:
-        from data.matrix import reference_matrix
+        from data.analysis.matrix import reference_matrix
         from pricing.models import provider_label
 
         ref = matrix.reference

@@ -7,12 +7,11 @@ import json
 import math
 import threading
 
-from engine.measure.metrics import json_safe
-from engine.workloads import DATASET_NAMES
 from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import workload_lengths
 from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display
+from engine.workloads import DATASET_NAMES
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
@@ -162,8 +161,8 @@ def _positive_float(name: str):
 
 def build_spec(args: argparse.Namespace):
     """Validate everything before the engine starts (bad input: BadRequestError, exit 2). The rules
-    live in the domain (data.load_runs.load_spec) so the app's Load form applies the same ones."""
-    from data.load_runs import load_spec
+    live in the domain (data.jobs.load.load_spec) so the app's Load form applies the same ones."""
+    from data.jobs.load import load_spec
 
     spec = load_spec(concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
                      max_concurrency=args.max_concurrency, max_level=args.max_level, input_len=args.input_len,
@@ -203,8 +202,9 @@ def workload_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.load_runs import level_rows, roofline_for, roofline_why_not, run_load
-    from data.session import Session
+    from data.analysis.roofline import roofline_for, roofline_why_not
+    from data.jobs.load import level_rows, run_load
+    from data.jobs.session import Session
     from engine.engines.runtime import QuietNativeOutput
     from tui.cli.progress import LevelProgress, notes_to
     from tui.cli.signals import sigterm_as_interrupt, stop_on_signals
@@ -324,7 +324,7 @@ def _level_line(res: dict, status: str) -> str:
 def load_table(rows, slo_ms) -> tuple[list, list[list]]:
     """The load levels as a table: vLLM's headline figures first (duration, token totals, throughputs),
     then mean/median/p99 TTFT, TPOT and ITL, goodput, energy and the stored run."""
-    from data.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+    from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
     from tui.format import LOAD_HEADLINE_COLUMNS, Col
 
     figures = list(LOAD_HEADLINE_COLUMNS[:2]) + [("stopped", "aborted", "{:.0f}")] + list(LOAD_HEADLINE_COLUMNS[2:]) + [
@@ -362,7 +362,7 @@ def load_table(rows, slo_ms) -> tuple[list, list[list]]:
 def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -> None:
     from rich.text import Text
 
-    from data.load_runs import roofline_text
+    from data.analysis.roofline import roofline_text
     from tui.format import _console, print_table, token_source_line
 
     console = _console(out)

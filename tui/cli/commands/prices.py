@@ -40,7 +40,7 @@ def resolve_gpu(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data.prices import price_board, refresh, refresh_summary
+    from data.store.prices import price_board, refresh, refresh_summary
 
     gpu = resolve_gpu(args.gpu) if args.gpu else None
     with open_store(args) as store:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 def print_board(board, rows, gpu, file) -> None:
     """Each provider's status, then the prices: tables that fit the terminal (at least 80 columns), a
     second table for the columns that do not, never a cut value."""
-    from data.prices import source_age
+    from data.store.prices import source_age
     from pricing.gpus import gpu_label
     from pricing.models import provider_label
     from tui.format import Col, _console, print_table

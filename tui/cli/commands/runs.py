@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from data.workloads import label_runs
+    from data.analysis.workload_labels import label_runs
 
     with open_store(args) as store:
         runs = label_runs(store, store.list_runs(limit=args.limit))  # workload_key and workload_label
@@ -41,7 +41,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from data.workloads import workload_labels
+    from data.analysis.workload_labels import workload_labels
 
     with open_store(args) as store:
         run = store.get_run(args.run_id)

@@ -9,8 +9,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tui.format import say_line
 from tui.cli.common import add_db_option, fail, open_store
+from tui.format import say_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +85,7 @@ def _transfer(args: argparse.Namespace, action, errors: tuple[type[Exception], .
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from data.bundle import BundleError, export_runs
+    from data.travel.bundle import BundleError, export_runs
 
     path = Path(args.output) if args.output else _default_bundle_name()
     code, _ = _transfer(
@@ -99,7 +99,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from data.bundle import BundleError, import_bundle
+    from data.travel.bundle import BundleError, import_bundle
 
     results = []
     code = 0
@@ -120,8 +120,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from data.bundle import BundleError
-    from data.remote import RemoteError, push
+    from data.travel.bundle import BundleError
+    from data.travel.remote import RemoteError, push
 
     code, result = _transfer(
         args,
@@ -139,7 +139,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    from data.remote import RemoteError, pull
+    from data.travel.remote import RemoteError, pull
 
     code, result = _transfer(
         args,
@@ -160,7 +160,7 @@ def warn(message: str) -> None:
 
 
 def _plain(run_id: str) -> bool:
-    from data.store import IdError, check_ids
+    from data.store.database import IdError, check_ids
 
     try:
         check_ids("run", [run_id])
@@ -178,7 +178,7 @@ def report_background_pushes() -> None:
     if _reporting:
         return
     _reporting = True
-    from data.remote import add_push_listener
+    from data.travel.remote import add_push_listener
 
     def report(result, error) -> None:
         if error:
@@ -196,7 +196,7 @@ def report_background_pushes() -> None:
 
 def wait_for_background_pushes() -> None:
     """Before a command returns: let the runs it finished reach the remote (TOKENTOP_PUSH_EXIT_WAIT_S)."""
-    from data.remote import wait_for_pushes
+    from data.travel.remote import wait_for_pushes
 
     wait_for_pushes()
 
@@ -204,7 +204,8 @@ def wait_for_background_pushes() -> None:
 def retry_failed_pushes(args: argparse.Namespace) -> None:
     """TOKENTOP_REMOTE set: at the start of a command that records runs, retry the failed pushes."""
     from data.paths import default_db_path
-    from data.remote import default_remote, retry_failed_pushes as retry
+    from data.travel.remote import default_remote
+    from data.travel.remote import retry_failed_pushes as retry
 
     if default_remote():
         retry(getattr(args, "db", None) or default_db_path())

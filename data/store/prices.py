@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from data.paths import assets_dir
-from data.store import new_fetch_id
+from data.store.database import new_fetch_id
 from pricing.fetch import LIVE_PROVIDERS, fetch_live
 from pricing.models import (
     FAILED,

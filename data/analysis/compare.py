@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from data.prices import PriceBoard, article_reference, price_board, source_age
-from data.run_figures import LOAD_FIGURES, stored_json
+from data.analysis.run_figures import LOAD_FIGURES, stored_json
+from data.store.prices import PriceBoard, article_reference, price_board, source_age
 from pricing.answer_cost import answer_costs
 from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
@@ -24,7 +24,7 @@ from pricing.models import provider_label
 
 
 def run_workload(run: dict[str, Any]) -> tuple[str, str]:
-    from data.workloads import run_workload as of
+    from data.analysis.workload_labels import run_workload as of
 
     return of(run)
 
@@ -98,9 +98,9 @@ class RunCosts:
     provider: str | None = None  # where the run ran (runs.provider), and what was paid there
     instance_type: str | None = None
     price_per_hour_usd: float | None = None
-    # A load run's throughput under load is its whole run's (data.run_figures.LOAD_FIGURES); "" otherwise.
+    # A load run's throughput under load is its whole run's (data.analysis.run_figures.LOAD_FIGURES); "" otherwise.
     throughput_figures: str = ""
-    workload: str = ""  # what the run sent (data.workloads): costs of different workloads do not compare 1:1
+    workload: str = ""  # what the run sent (data.analysis.workload_labels): costs of different workloads do not compare 1:1
     workload_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def _mean(values: list[float]) -> float | None:
 
 def _load_throughput(summary: Any) -> float | None:
     """Output tokens/s of a load run: summary["overall"], else the top level, else the best case. The
-    whole-run figure (data.run_figures.LOAD_FIGURES), not the steady state stored beside it."""
+    whole-run figure (data.analysis.run_figures.LOAD_FIGURES), not the steady state stored beside it."""
     if not isinstance(summary, dict):
         return None
     for d in (summary.get("overall"), summary):
@@ -158,9 +158,9 @@ def per_user_speed(store, run: dict[str, Any]) -> float | None:
 
 
 def _speeds(store, run: dict[str, Any]) -> tuple[list[tuple[float, TpsBasis]], float | None, float | None]:
-    from data.run_figures import counts
+    from data.analysis.run_figures import counts
 
-    # The requests the run's figures count (data.run_figures): a stopped generation costs what it streamed.
+    # The requests the run's figures count (data.analysis.run_figures): a stopped generation costs what it streamed.
     requests = [r for r in store.get_requests(run["run_id"]) if counts(run.get("kind"), r)]
     ttft = _mean([r.get("ttft_ms") for r in requests])
     per_request = _mean([r.get("tps") for r in requests])
@@ -211,7 +211,7 @@ def run_speed(store, run: dict[str, Any]) -> tuple[float | None, TpsBasis, float
 def reference_rows(gpu_key: str | None = None) -> list[ReferenceRow]:
     """The article's rows (for this GPU), each with the price type the bundled snapshot gives the same
     provider and GPU, so a price is on-demand or spot the same way on every screen."""
-    from data.prices import snapshot_rows
+    from data.store.prices import snapshot_rows
 
     types = {(r.provider, r.gpu_key): r.pricing_type for r in snapshot_rows()}
     ref = article_reference()
@@ -264,7 +264,7 @@ def run_costs(store, run: dict[str, Any], board: PriceBoard) -> RunCosts:
         instance_type=run.get("instance_type"), price_per_hour_usd=run.get("price_per_hour_usd"),
     )
     rc.workload_key, rc.workload = run_workload(run)
-    from data.workloads import workload_labels
+    from data.analysis.workload_labels import workload_labels
 
     rc.workload = workload_labels(store).get(rc.workload_key, rc.workload)  # unique among the database's
     if any(b is TpsBasis.THROUGHPUT for _t, b in speeds):

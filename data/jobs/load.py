@@ -13,8 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from data.paths import assets_dir
-from data.session import Session
+from data.jobs.session import Session
 from engine.load.driver import LevelOutcome, LiveLoad
 from engine.load.patterns import LoadLevel, default_num_prompts, sweep_levels
 from engine.load.runner import engine_tokens
@@ -144,92 +143,6 @@ def load_outcome(job: Job, session: Session) -> LoadOutcome:
     return LoadOutcome(levels, reason, job.interrupted, gpu_note, result.server_note if result else None)
 
 
-# -- roofline for the session's GPU and model ----------------------------------------------------
-
-
-def gpu_specs_path():
-    return assets_dir() / "gpu_specs.toml"
-
-
-def roofline_for(environment: dict[str, Any], engine_description: dict[str, Any]) -> dict[str, Any] | None:
-    """The batch-1 decode ceiling for the run's GPU(s) and model, or None (roofline_why_not says why)."""
-    return _roofline(environment, engine_description)[0]
-
-
-def roofline_why_not(environment: dict[str, Any], engine_description: dict[str, Any]) -> str | None:
-    """A plain line on why there is no ceiling (not cached, no GPU, unknown GPU), or None when there is one."""
-    return _roofline(environment, engine_description)[1]
-
-
-def _roofline(environment: dict[str, Any],
-              engine_description: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    from engine.telemetry.roofline import decode_ceiling, load_gpu_specs, resolve_weights
-
-    gpus = environment.get("gpus_used") or environment.get("gpus") or []
-    key = gpus[0].get("key") if gpus else None
-    if not gpus:
-        return None, f"this run used no GPU ({environment.get('device') or 'CPU'})"
-    if not key:
-        return None, f"no bandwidth figure for {gpus[0].get('name') or 'this GPU'} in the GPU specs"
-    spec = load_gpu_specs(gpu_specs_path()).get(key)
-    if spec is None:
-        return None, f"no bandwidth figure for {key} in the GPU specs"
-    path = environment.get("model_path") or engine_description.get("model")
-    weights, why = resolve_weights(path, dtype=engine_description.get("dtype"))
-    if weights is None:
-        return None, why
-    args = engine_description.get("engine_args") or {}
-    roof = decode_ceiling(spec, weights, tensor_parallel=int(args.get("tensor_parallel_size") or 1))
-    out = roof.to_dict()
-    out["weights_from"] = weights.how
-    out["weights_notes"] = list(weights.notes)
-    out["source"] = spec.source
-    return out, None
-
-
-def roofline_with_share(environment: dict[str, Any], engine_description: dict[str, Any],
-                        summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The batch-1 ceiling plus each case's decode rate (1000/TPOT) as a share of it."""
-    roof = roofline_for(environment, engine_description)
-    if not roof:
-        return None
-    ceiling = roof.get("ceiling_tok_s") or 0
-    roof["decode_pct_of_ceiling"] = {
-        case: (100.0 * agg["mean_decode_rate"] / ceiling) if ceiling and agg.get("mean_decode_rate") else None
-        for case, agg in (summary.get("cases") or {}).items()
-    }
-    return roof
-
-
-def stored_run_roofline(run: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The roofline (with each case's share) of a stored run, from what the run row keeps, or None
-    and why not."""
-    env = run.get("environment") or {}
-    desc = {"model": env.get("model_path") or run.get("model"), "dtype": run.get("dtype"),
-            "engine_args": run.get("engine_args") or {}}
-    try:
-        roof = roofline_with_share(env, desc, run.get("summary") or {})
-        return roof, None if roof else roofline_why_not(env, desc)
-    except Exception as exc:  # a stored run from another machine may name a model that is not here
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def roofline_text(roof: dict[str, Any] | None, device: str | None = None, why: str | None = None) -> list[str]:
-    """The roofline in words, the same for `bench`, `load`, `show` and the run-detail screen: the
-    batch-1 decode ceiling, then each case's (or level's) decode rate as a share of it."""
-    if not roof:
-        why = why or f"no bandwidth figure or weights for {device or 'this device'}"
-        return [f"no batch-1 ceiling: {why}"]
-    lines = [f"batch-1 decode ceiling on {roof['gpu']} = {roof['ceiling_tok_s']:.0f} tok/s "
-             f"({roof['bandwidth_tb_s']:.2f} TB/s / {roof['bytes_per_token_gb']:.2f} GB read per token"
-             + (f", weights from {roof['weights_from']})" if roof.get("weights_from") else ")")]
-    shares = ", ".join(f"{case} {pct:.0f} %" for case, pct in (roof.get("decode_pct_of_ceiling") or {}).items()
-                       if pct is not None)
-    if shares:
-        lines.append(f"decode rate (1000/TPOT) as a share of it: {shares}")
-    return lines
-
-
 def level_rows(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
     """One flat dict per level, for tables, JSON and charts."""
     rows = []
@@ -340,77 +253,3 @@ def load_spec(*, concurrency: str | None = None, request_rate: str | None = None
         levels = [LoadLevel(max_concurrency=c, num_prompts=num_prompts or default_num_prompts(c)) for c in counts]
     return LoadSpec(levels=levels, prompts=made, slo_ms=slo_ms, auto_stop=auto, pattern=pattern, seed=opts.seed,
                     num_warmups=num_warmups)
-
-
-# -- the app's Load form -> workload options ------------------------------------------------------------
-FORM_WORKLOADS = ("random", "prefix_repetition", "sharegpt", "custom", "timed_trace", "mooncake_trace", "suite")
-
-
-def _form_number(text: str, label: str, cast=int, minimum: float = 0):
-    text = (text or "").strip()
-    if not text:
-        return None
-    try:
-        value = cast(text)
-    except ValueError:
-        raise BadRequestError(f"{label}: {text!r} is not a {'whole number' if cast is int else 'number'}") from None
-    if value < minimum or (isinstance(value, float) and math.isinf(value)):
-        raise BadRequestError(f"{label} must be {minimum:g} or more (got {text})")
-    return value
-
-
-def parse_think_time(text: str) -> tuple[float | None, str | None]:
-    """The form's think time: '500' (fixed, ms) or 'exp 500' / 'exp:500' (exponential with that mean)."""
-    text = (text or "").strip().lower()
-    if not text:
-        return None, None
-    dist = "fixed"
-    for mark in ("exp:", "exp ", "exp"):
-        if text.startswith(mark):
-            dist, text = "exponential", text[len(mark):].strip()
-            break
-    return _form_number(text, "think ms", float), dist
-
-
-def form_workload(kind: str, *, path: str = "", range_ratio: str = "", prefix_len: str = "", prefix: str = "",
-                  suffix: str = "", prefixes: str = "", turns: str = "", think: str = "", multi_turn: bool = False,
-                  time_scale: str = "", block: str = "", seed: int = 0,
-                  skip_chat_template: bool = False) -> tuple[WorkloadOptions, str | None]:
-    """The Load form's workload fields, as typed, to (WorkloadOptions, suite name or file) — the `load`
-    command's options by another road; load_spec checks them the same way. Bad input: BadRequestError
-    naming the field."""
-    if kind not in FORM_WORKLOADS:
-        raise BadRequestError(f"workload {kind!r} is not one of {', '.join(FORM_WORKLOADS)}")
-    path = (path or "").strip()
-    if kind == "suite":
-        return WorkloadOptions(seed=seed), path or "seed"
-    opts = WorkloadOptions(dataset_name=kind, seed=seed)
-    if kind in ("sharegpt", "custom", "timed_trace", "mooncake_trace"):
-        if not path:
-            raise BadRequestError(f"the {kind} workload reads a file: type its path in the file field")
-        opts.dataset_path = path
-    if kind == "custom":
-        opts.skip_chat_template = bool(skip_chat_template)  # vLLM's --skip-chat-template
-    if kind == "random":
-        if range_ratio.strip():
-            opts.random_range_ratio = range_ratio.strip()
-        opts.random_prefix_len = _form_number(prefix_len, "prefix len")
-        n = _form_number(turns, "turns", minimum=1)
-        if n is not None and n > 1:
-            opts.multi_turn, opts.turns = True, n
-    elif kind == "prefix_repetition":
-        opts.prefix_repetition_prefix_len = _form_number(prefix, "prefix")
-        opts.prefix_repetition_suffix_len = _form_number(suffix, "suffix")
-        opts.prefix_repetition_num_prefixes = _form_number(prefixes, "prefixes", minimum=1)
-    elif kind == "sharegpt":
-        opts.multi_turn = bool(multi_turn)
-        if multi_turn:
-            opts.max_turns = _form_number(turns, "max turns", minimum=1)
-    elif kind in ("timed_trace", "mooncake_trace"):
-        opts.timed_trace_sec_multiplier = _form_number(time_scale, "time ×", float)
-        if opts.timed_trace_sec_multiplier == 0:
-            raise BadRequestError("time × must be above 0")
-        opts.timed_trace_chunk_hash_size = _form_number(block, "block", minimum=1)
-    if opts.multi_turn:
-        opts.turn_delay_ms, opts.turn_delay_dist = parse_think_time(think)
-    return opts, None

@@ -1,6 +1,6 @@
 """The article's GPU x provider table, filled from the user's own runs on every machine in the database.
 
-One row per model x workload x GPU (x GPUs used) x provider: runs on different workloads (data.workloads:
+One row per model x workload x GPU (x GPUs used) x provider: runs on different workloads (data.analysis.workload_labels:
 a ShareGPT file, random 128→128, the article's suite...) are never averaged together, and each row names
 its workload. Runs imported or pulled from other boxes are just rows
 of the same `runs` table, so a fleet's runs land side by side. Every provider that rents a GPU you
@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
-from data.compare import gpus_for_cost
-from data.prices import PriceBoard, article_reference, price_board
-from data.run_figures import stored_json
-from data.workloads import run_workload, workload_labels
+from data.analysis.compare import gpus_for_cost
+from data.analysis.run_figures import stored_json
+from data.analysis.workload_labels import run_workload, workload_labels
+from data.store.prices import PriceBoard, article_reference, price_board
 from pricing.cost import TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import ON_DEMAND, PROVIDERS, provider_label
@@ -65,7 +65,7 @@ class RunFacts:
     output_tokens: int = 0
     mean_tps: float | None = None  # output tokens / E2EL, mean over successful requests
     mean_ttft_ms: float | None = None
-    workload_key: str = ""  # data.workloads.run_workload: runs with different keys are never averaged
+    workload_key: str = ""  # data.analysis.workload_labels.run_workload: runs with different keys are never averaged
     workload_label: str = ""
 
     @property
@@ -109,7 +109,7 @@ class RunFacts:
 
 
 def _gpus_used(run: dict[str, Any]) -> tuple[int, int]:
-    """(GPUs the run used, GPUs of its instance): data.compare's rule, so per-run costs and the matrix agree."""
+    """(GPUs the run used, GPUs of its instance): data.analysis.compare's rule, so per-run costs and the matrix agree."""
     used, instance, _how = gpus_for_cost(run)
     return max(1, used), max(used, instance or used)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from data.recorder import RunRecorder
-from data.store import Store
-from data.telemetry import add_gpu_samples, add_server_samples
+from data.store.database import Store
+from data.store.recorder import RunRecorder
+from data.store.telemetry_rows import add_gpu_samples, add_server_samples
 from engine.orchestrator import RequestFinished, RunFinished, RunInfo, RunStarted
 
 

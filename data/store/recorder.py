@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import duckdb
 
-from data.store import (
+from data.store.database import (
     LOCK_WAIT_S,
     DatabaseLocked,
     RequestRow,
@@ -427,7 +427,7 @@ class RunRecorder:
         )
         self.flush()
         # TOKENTOP_REMOTE: queue the stored run for the remote (a background thread; never waits, never raises).
-        from data.remote import run_finished
+        from data.travel.remote import run_finished
 
         run_finished(self.store, run_id)
 

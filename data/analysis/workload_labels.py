@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from data.run_figures import stored_json
+from data.analysis.run_figures import stored_json
 from engine.workloads.base import workload_key
 
 
@@ -88,7 +88,7 @@ def distinct_labels(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def workload_labels(store) -> dict[str, str]:
-    """{workload key: label} of every workload in the database (data.store.Store), made unique with
+    """{workload key: label} of every workload in the database (data.store.database.Store), made unique with
     `distinct_labels`, the newest run's label first. Runs stored before workloads were recorded have no
     key in the table and derived labels of their own ("… (before workloads)"): not in the map."""
     rows = store.query("""SELECT workload_key AS key, workload_label AS label, max(started_at) AS newest

@@ -1,5 +1,5 @@
 """A measuring session: an engine on its thread, the run orchestrator on it, and every run it drives
-recorded to the store as it goes (data/run_sink.py subscribes first, so a run is stored before
+recorded to the store as it goes (data/store/run_sink.py subscribes first, so a run is stored before
 anyone renders it).
 
 Used by `tokentop bench`/`load` and by the app, so all store runs the same way.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from data.run_sink import RecorderSink
-from data.store import Store
+from data.store.database import Store
+from data.store.run_sink import RecorderSink
 from engine.engines.base import ChunkSink
 from engine.engines.factory import EngineChoice, make_engine
 from engine.engines.host import EngineHost

@@ -11,7 +11,7 @@
   different figure, shown in its own column and never sorted, averaged or costed with batch-1 TPS.
 * Which span of a load level. Its throughputs and latencies are over its whole run (first send to last
   token, ramp-up and drain included), as `vllm bench serve` reports them, and so are the costs and the
-  SLO answer (data.compare, data.frontier). The figures over its plateau (steady state, vllm-bench's
+  SLO answer (data.analysis.compare, data.analysis.frontier). The figures over its plateau (steady state, vllm-bench's
   rule: engine.measure.metrics.steady_state) are stored beside them and shown by `tokentop load` and
   `show`; nothing is costed on them yet.
 """
@@ -32,8 +32,8 @@ PER_USER_HEADER = "user tok/s"
 LOAD_FIGURES = "whole run"
 LOAD_FIGURES_NOTE = "figures: each level's whole run, ramp-up and drain included (not its plateau)"
 
-# SQL over `runs r JOIN requests q`: the requests a run's figures count (see the module docstring).
-COUNTED_SQL = "(q.success OR (r.kind = 'interactive' AND q.ttft_ms IS NOT NULL AND q.e2el_ms IS NOT NULL))"
+# The SQL form of counts() (the requests a run's figures count) is data.store.database.COUNTED_SQL:
+# the store computes summaries with it.
 
 
 def counts(run_kind: str | None, request: dict[str, Any]) -> bool:

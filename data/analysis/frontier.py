@@ -11,8 +11,8 @@ its limit and no request failed (a request that never answered did not answer in
 load levels of one model on one GPU and one workload (every sweep, every machine), the answer is the
 passing level with the highest output throughput, and its $/1M output tokens per provider: the cheapest
 tokens that still answer in time — for that workload. Both use each level's whole-run figures
-(data.run_figures.LOAD_FIGURES: ramp-up and drain included, as `vllm bench serve` reports them), not its
-steady state, and say so ("figures" in --json, a line on screen). Levels of different workloads (data.workloads)
+(data.analysis.run_figures.LOAD_FIGURES: ramp-up and drain included, as `vllm bench serve` reports them), not its
+steady state, and say so ("figures" in --json, a line on screen). Levels of different workloads (data.analysis.workload_labels)
 are never mixed: each workload gets its own answers, its own cheapest, its own Pareto fronts.
 
 The frontier: one point per level, throughput per GPU against per-user tok/s (the mean of output
@@ -29,9 +29,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from data.matrix import Price, RunFacts, load_facts, price_for, providers_for, sweeps
-from data.prices import PriceBoard, price_board
-from data.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
+from data.analysis.matrix import Price, RunFacts, load_facts, price_for, providers_for, sweeps
+from data.analysis.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
+from data.store.prices import PriceBoard, price_board
 from pricing.cost import usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
@@ -78,7 +78,7 @@ class LevelStats:
     good_requests: int | None = None
     meets: bool | None = None
     why_not: str = ""
-    workload: str = ""  # the label of the workload the level ran (data.workloads)
+    workload: str = ""  # the label of the workload the level ran (data.analysis.workload_labels)
     workload_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,7 +28,6 @@ import duckdb
 import numpy as np
 
 from data.paths import default_db_path
-from data.run_figures import COUNTED_SQL
 
 # How long a query or transaction waits for another process's lock on the file before giving up.
 # Other tokentop processes hold it for milliseconds at a time (one short transaction).
@@ -37,7 +36,12 @@ _FIRST_BACKOFF_S = 0.002
 _MAX_BACKOFF_S = 0.05
 
 
-# The one-row manifest table every bundle holds (data/bundle.py); a database never has it.
+# SQL over `runs r JOIN requests q`: the requests a run's figures count (data.analysis.run_figures: its
+# module docstring says the rule, and counts() is the same rule in Python).
+COUNTED_SQL = "(q.success OR (r.kind = 'interactive' AND q.ttft_ms IS NOT NULL AND q.e2el_ms IS NOT NULL))"
+
+
+# The one-row manifest table every bundle holds (data/travel/bundle.py); a database never has it.
 BUNDLE_MANIFEST_TABLE = "tokentop_bundle"
 
 
@@ -115,7 +119,7 @@ class RequestRow:
 
 def _migrations() -> list[tuple[int, str, str]]:
     found = []
-    for entry in resources.files("data.migrations").iterdir():
+    for entry in resources.files("data.store.migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:3].isdigit():
             found.append((int(name[:3]), name, entry.read_text()))

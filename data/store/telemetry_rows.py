@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
-from data.store import Store
+from data.store.database import Store
 from engine.telemetry.gpu import GpuSample
 from engine.telemetry.server import ServerSample
 

@@ -12,7 +12,7 @@ Layout (documented in the README; DuckDB reads it in place):
     runs/<run_id>/chunks.parquet          every chunk's arrival time
     runs/<run_id>/gpu_samples.parquet
     runs/<run_id>/server_samples.parquet
-    runs/<run_id>/prices.parquet          the prices stored when it ran (see data/bundle.py)
+    runs/<run_id>/prices.parquet          the prices stored when it ran (see data/travel/bundle.py)
     runs/<run_id>/manifest.json           written last: a run without it is incomplete and ignored
 
 Pushes are remembered per remote in remote_pushes (pushed | failed, attempts, last_error). With
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import unquote, urlparse
 
-from data.bundle import (
+from data.travel.bundle import (
     local_tables,
     merge_runs,
     one_line,
@@ -67,8 +67,8 @@ FILES = {
 
 
 def _bad_run_id(run_id: object) -> str | None:
-    """None for an id of the shape the store makes, else why not (one line; data.store.check_ids)."""
-    from data.store import IdError, check_ids
+    """None for an id of the shape the store makes, else why not (one line; data.store.database.check_ids)."""
+    from data.store.database import IdError, check_ids
 
     try:
         check_ids("run", [run_id])
@@ -444,7 +444,7 @@ def _check_files(wanted: dict[str, dict[str, int]], root: Path) -> dict[str, str
     Read on a connection of its own, not the database's; one query per table for all the runs."""
     import duckdb
 
-    from data.store import IdError, check_ids
+    from data.store.database import IdError, check_ids
 
     def read(con, paths: list[str], table: str) -> tuple[dict[str, list[tuple[object, int]]], dict[str, str]]:
         """{file: [(run_id, rows)]} and {file: a misshapen fetch id's reason} for these files."""
@@ -624,7 +624,7 @@ class AutoPusher:
         self.wait(settings().push_exit_wait_s)
 
     def _work(self) -> None:
-        from data.store import Store
+        from data.store.database import Store
 
         while True:
             db_path, run_id = self._queue.get()

@@ -37,7 +37,7 @@ from typing import Iterable, Iterator, Sequence
 
 import duckdb
 
-from data.store import BUNDLE_MANIFEST_TABLE
+from data.store.database import BUNDLE_MANIFEST_TABLE
 
 FORMAT = "tokentop-bundle"
 FORMAT_VERSION = 1
@@ -189,7 +189,7 @@ def prices_select(selection: str, *, per_run: bool = False) -> str:
 def check_export_ids(run_ids: Iterable[str], what: str) -> None:
     """Runs leaving the box must carry ids of the shape the store makes (they become keys and remote
     paths elsewhere); one that does not (stored before ids were checked) refuses with one line."""
-    from data.store import IdError, check_ids
+    from data.store.database import IdError, check_ids
 
     try:
         check_ids("run", run_ids)
@@ -370,7 +370,7 @@ def _refuse_objects(con: duckdb.DuckDBPyConnection, alias: str, name: str) -> No
 
 def _check_bundle_ids(con: duckdb.DuckDBPyConnection, alias: str, tables: set[str], manifest: dict, name: str) -> None:
     """Every run id (in any table and in the manifest) and price fetch id has a shape the store makes."""
-    from data.store import IdError, check_ids
+    from data.store.database import IdError, check_ids
 
     try:
         check_ids("run", manifest.get("run_ids") or [], name)
