@@ -132,7 +132,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print("tokentop: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        from data.store.database.database import StoreError
+        from data.store.database import StoreError
         from engine.types import BadRequestError, EngineError
 
         if isinstance(exc, (BadRequestError, StoreError)):  # StoreError: e.g. the database stayed locked
@@ -152,4 +152,3 @@ def _log_traceback() -> str:
     with open(path, "a", encoding="utf-8") as f:
         traceback.print_exc(file=f)
     return str(path)
-
