@@ -38,7 +38,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         import re
 
-        from tui.format import wrap_spans
+        from tui.tables import wrap_spans
 
         entries: list[list] = []  # [line, hang]: a line of its own, its raw continuation lines joined to it
         column = 0  # where the last two-column line's second column starts
@@ -71,7 +71,7 @@ def fail(message: str, code: int = 1, stream=None) -> int:
     """One line on stderr, `tokentop: error: ...`; the message may quote outside text (a server's
     reply, a bundle's content), so it passes engine.terminal_text.safe_text first."""
     from engine.terminal_text import safe_text
-    from tui.format import say_line
+    from tui.tables import say_line
 
     say_line(stream or sys.stderr, f"tokentop: error: {safe_text(str(message))}")
     return code

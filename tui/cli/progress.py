@@ -13,7 +13,7 @@ from engine.terminal_text import safe_text
 
 def note_line(stream, message: str) -> None:
     """One note, `tokentop: <message>`, the message made safe and wrapped to the terminal's width."""
-    from tui.format import say_line
+    from tui.tables import say_line
 
     say_line(stream, f"tokentop: {safe_text(str(message))}")
 
@@ -65,7 +65,7 @@ class RequestProgress:
     def _line(self, text: str, final: bool = False) -> None:
         from rich.cells import cell_len
 
-        from tui.format import line_width, say_line
+        from tui.tables import line_width, say_line
 
         text = safe_text(text)  # carries a server's error text
         width = line_width(self.stream)

@@ -135,7 +135,7 @@ class SharedAppServer(Server):
         return 0
 
     def _announce(self, port: int) -> None:
-        from tui.format import say_line
+        from tui.tables import say_line
 
         def say(text: str, file=None) -> None:  # on a terminal, wrapped at spaces to its width: a URL
             say_line(file or sys.stdout, text)  # goes whole onto a line of its own

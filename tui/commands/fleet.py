@@ -202,7 +202,7 @@ def _up(args: argparse.Namespace, plan) -> int:
 
     from data.fleet.plan import write_plan
     from data.fleet.runner import follow_fleet
-    from tui.format import say_line
+    from tui.tables import say_line
 
     err = sys.stderr
     secrets = _secrets(plan)

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from data.analysis.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
 from data.analysis.workload_labels import label_runs
 from engine.terminal_text import safe_display
-from tui.format import fmt_date, model_name, where_short
+from tui.cells import fmt_date, model_name, where_short
 from tui.widgets.fields import TextField
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar

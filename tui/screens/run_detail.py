@@ -20,7 +20,7 @@ from data.analysis.roofline import roofline_text, stored_run_roofline
 from data.analysis.run_figures import BATCH1, counts, speed_kind
 from engine.measure.metrics import itl_gaps_s
 from engine.terminal_text import safe_display
-from tui.format import (
+from tui.cells import (
     case_columns,
     case_rows,
     client_health_lines,
@@ -369,8 +369,8 @@ class RunDetailScreen(Screen):
 
 
 def _workload_line(run: dict) -> str:
-    """The run's workload as `tokentop show` says it: its label and key (tui.format.workload_of)."""
-    from tui.format import workload_of
+    """The run's workload as `tokentop show` says it: its label and key (tui.cells.workload_of)."""
+    from tui.cells import workload_of
 
     workload = workload_of(run)
     return f"{workload['label']} (key {workload['key']})" if workload.get("key") else str(workload["label"])

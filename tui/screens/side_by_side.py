@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Static
 from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
 from data.analysis.workload_labels import label_runs
 from engine.terminal_text import safe_display
-from tui.format import case_rows, fmt_date, model_name, plain_value, workload_name
+from tui.cells import case_rows, fmt_date, model_name, plain_value, workload_name
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.status_bar import StatusBar
 

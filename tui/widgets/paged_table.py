@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.format import column_pages
+from tui.tables import column_pages
 
 
 def cell_width(value: Any) -> int:

@@ -9,6 +9,7 @@ import threading
 from engine.measure.metrics import json_safe
 from engine.measure.progress import planned_lengths
 from engine.terminal_text import safe_display
+from tui.cells import run_to_json
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
@@ -21,7 +22,7 @@ from tui.cli.common import (
 )
 from tui.cli.progress import RequestProgress
 from tui.cli.signals import sigterm_as_interrupt, stop_on_signals
-from tui.format import print_case_table, print_roofline, run_to_json
+from tui.tables import print_case_table, print_roofline
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,7 +15,7 @@ from rich.text import Text
 from data.analysis.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from engine.terminal_text import safe_display
 from tui.cli.common import add_db_option, fail, open_store
-from tui.format import Col, _console, print_table
+from tui.tables import Col, _console, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

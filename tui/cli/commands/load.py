@@ -325,7 +325,8 @@ def load_table(rows, slo_ms) -> tuple[list, list[list]]:
     """The load levels as a table: vLLM's headline figures first (duration, token totals, throughputs),
     then mean/median/p99 TTFT, TPOT and ITL, goodput, energy and the stored run."""
     from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
-    from tui.format import LOAD_HEADLINE_COLUMNS, Col
+    from tui.cells import LOAD_HEADLINE_COLUMNS
+    from tui.tables import Col
 
     figures = list(LOAD_HEADLINE_COLUMNS[:2]) + [("stopped", "aborted", "{:.0f}")] + list(LOAD_HEADLINE_COLUMNS[2:]) + [
         ("hit %", "prefix_cache_hit_rate", "{:.0%}"),
@@ -363,7 +364,8 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
     from rich.text import Text
 
     from data.analysis.roofline import roofline_text
-    from tui.format import _console, print_table, token_source_line
+    from tui.cells import token_source_line
+    from tui.tables import _console, print_table
 
     console = _console(out)
     console.print(Text(f"workload: {spec.prompts.label()}"))

@@ -66,7 +66,7 @@ def print_board(board, rows, gpu, file) -> None:
     from data.store.prices import source_age
     from pricing.gpus import gpu_label
     from pricing.models import provider_label
-    from tui.format import Col, _console, print_table
+    from tui.tables import Col, _console, print_table
 
     console = _console(file)
     status_cols = [Col("provider"), Col("status"), Col("source", wrap=True, min_width=12),

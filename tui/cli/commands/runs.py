@@ -10,8 +10,9 @@ from rich.text import Text
 
 from engine.measure.metrics import json_safe
 from engine.terminal_text import safe_display
+from tui.cells import run_to_json
 from tui.cli.common import add_db_option, fail, open_store
-from tui.format import print_case_table, print_runs_table, run_to_json
+from tui.tables import print_case_table, print_runs_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +75,7 @@ def _print_server_timing(run: dict) -> None:
     """The level's TTFT split by the server's own timing, and spec-decode acceptance, where it has them."""
     from engine.measure.server_timing import SPLIT_NOTE, split_lines
     from engine.terminal_text import safe_text
-    from tui.format import _console
+    from tui.tables import _console
 
     overall = (run.get("summary") or {}).get("overall") or {}
     lines = split_lines({**overall, "label": safe_text(str(overall.get("label") or run.get("kind") or "run"))})

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tui.cli.common import add_db_option, fail, open_store
-from tui.format import say_line
+from tui.tables import say_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
