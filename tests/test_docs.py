@@ -1,7 +1,8 @@
 """The README is the front door and docs/ holds the reference: what a reader following them meets.
 
 Every relative link in README.md and docs/*.md leads to a file that exists and, with a #fragment, to a
-heading of that file (GitHub's anchor rule: lowercase, punctuation dropped, spaces to hyphens); the
+heading of that file, and every path of ours they name in backticks exists (files move in a
+restructuring) (GitHub's anchor rule: lowercase, punctuation dropped, spaces to hyphens); the
 README links every docs page; the README's two commands are the Makefile's targets; every
 ``TOKENTOP_*`` variable declared in engine/settings.py is documented in docs/environment.md.
 """
@@ -17,6 +18,16 @@ from engine.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+# A path of ours in backticks: `engine/load/runner.py`, `tests/test_cli_width.py`, `data/store/migrations/`.
+OUR_PATH = re.compile(r"`((?:engine|data|tui|pricing|tests|benchmarks|scripts|docs)/[\w./-]*)`")
+# Paths the pages name that are not ours to have: vLLM's files, and the two modules the engine.load
+# package replaced (layout.md says why its contract exists).
+NOT_OURS = {
+    "benchmarks/multi_turn/convert_sharegpt_to_openai.py",  # vLLM's
+    "benchmarks/lib/endpoint_request_func.py",  # vLLM's
+    "engine/load.py",
+    "engine/client_pool.py",
+}
 
 
 def _anchors(path: Path) -> set[str]:
@@ -30,10 +41,13 @@ def _anchors(path: Path) -> set[str]:
     return out
 
 
-def test_every_relative_link_in_readme_and_docs_leads_somewhere() -> None:
+def test_every_relative_link_and_named_path_in_readme_and_docs_leads_somewhere() -> None:
     assert len(PAGES) > 1, "no reference pages in docs/"
     broken = []
     for page in PAGES:
+        for path in OUR_PATH.findall(page.read_text(encoding="utf-8")):
+            if path not in NOT_OURS and not (ROOT / path).exists():
+                broken.append(f"{page.relative_to(ROOT)}: `{path}` (no such file: moved?)")
         for target in LINK.findall(page.read_text(encoding="utf-8")):
             if target.startswith(("http://", "https://", "mailto:")) or "shared/" in target:
                 continue  # ../shared/ lives beside the repository, not in it
