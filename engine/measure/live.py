@@ -1,10 +1,14 @@
 """Live gauge maths for one streaming request (model output is made safe for a terminal by
 engine/terminal_text.py, the one place that strips control characters).
 
-`LiveMeter.feed(chunk)` is called on the engine thread for every chunk: it only appends to a
-buffer under a lock (cheap, so the engine's timestamps are never delayed). The UI calls
-`snapshot()` on a timer (4-10 Hz): that drains the buffer and updates running totals
-incrementally, so a snapshot costs O(new chunks), not O(all chunks).
+`LiveMeter.feed(chunk)` is called on the engine thread for every chunk: it is the pending
+deque's own `append` (a C call, thread-safe without a lock: collections.deque), so the engine's
+timestamps are never delayed. The UI calls `snapshot()` on a timer (4-10 Hz): that drains the
+buffer and updates running totals a batch at a time (list comprehensions, sums, bisect over the
+chunk times: the per-chunk Python loop runs only for chunks with reasoning text or a provisional
+count), so a snapshot costs O(new chunks) in C and O(buckets touched) in Python, not O(all chunks).
+Chunk times are taken on one clock as chunks arrive (time.perf_counter_ns), so they never decrease;
+"tok/s now" relies on that (a bisect over the times), the sparkline's buckets do not.
 
 Definitions follow vLLM's (engine/measure/metrics.py): TTFT = first chunk - st; ITL = gaps between
 successive chunks; TPOT = (last chunk - first chunk) / (tokens - 1); the request's TPS is the
@@ -22,8 +26,10 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import accumulate, islice, repeat, starmap
 
 from engine.measure.token_counts import is_estimated
 from engine.types import Chunk, RequestRecord
@@ -77,6 +83,8 @@ class _Totals:
     first_answer_ns: int | None = None
     provisional: bool = False  # some chunk's count was not the server's/engine's
     times: list[int] = field(default_factory=list)  # every chunk's arrival, to recount at the end
+    cum: list[int] = field(default_factory=list)  # tokens of chunks 0..i (for the 1 s window)
+    window_lo: int = 0  # first chunk still inside the 1 s window (chunks before it have left it)
 
 
 class LiveMeter:
@@ -87,16 +95,18 @@ class LiveMeter:
         self.window_ns = int(window_s * NS)
         self.bucket_ns = int(bucket_s * NS)
         self.max_series = max_series
-        self._lock = threading.Lock()  # guards the pending buffer (engine thread vs UI)
         self._state = threading.RLock()  # guards the totals (begin() may come from a worker thread)
-        self._pending: list[Chunk] = []
+        # Chunks not drained yet: appended on the engine thread, popped on the UI's (deque's append
+        # and popleft are thread-safe). `feed` is bound to its append once, so a chunk costs one C call.
+        self._pending: deque[Chunk] = deque()
+        self.feed = self._pending.append
         self.begin()
 
     # -- engine thread --------------------------------------------------------
-    def feed(self, chunk: Chunk) -> None:
-        """Called for every chunk on the engine thread: an append under a lock, nothing else."""
-        with self._lock:
-            self._pending.append(chunk)
+    def feed(self, chunk: Chunk) -> None:  # noqa: F811 - each instance binds its deque's append
+        """Called for every chunk on the engine thread: an append to the pending deque, nothing else
+        (each instance replaces this method with the deque's own `append`)."""
+        self._pending.append(chunk)
 
     # -- UI thread ------------------------------------------------------------
     def begin(self, st_ns: int | None = None, record: RequestRecord | None = None) -> None:
@@ -105,8 +115,7 @@ class LiveMeter:
         the engine has taken it: TTFT is then the stored TTFT from the first token, and never changes
         when the request ends (106 ms while streaming, 102 ms stored, before)."""
         with self._state:
-            with self._lock:
-                self._pending = []
+            self._pending.clear()  # the same deque: `feed` stays bound to it
             self.st_ns = time.perf_counter_ns() if st_ns is None else st_ns
             self._record = record
             self.end_ns: int | None = None
@@ -116,8 +125,6 @@ class LiveMeter:
             self.finish_reason: str | None = None
             self._t = _Totals()
             self._text: list[str] = []
-            self._window: deque[tuple[int, int]] = deque()
-            self._window_tokens = 0
 
     def finish(self, st_ns: int | None = None, end_ns: int | None = None, record: RequestRecord | None = None) -> None:
         """The request ended: freeze the clock at its last chunk (or now); optionally take the
@@ -150,16 +157,9 @@ class LiveMeter:
         if record.reasoning_tokens is not None:
             t.reasoning_tokens = record.reasoning_tokens
         t.buckets = []
-        self._window.clear()
-        self._window_tokens = 0
-        for t_ns, k in zip(t.times, counts):
-            b = max(0, (t_ns - self.st_ns) // self.bucket_ns)
-            if b >= len(t.buckets):
-                t.buckets.extend([0] * (b + 1 - len(t.buckets)))
-            t.buckets[b] += k
-            if k:
-                self._window.append((t_ns, k))
-                self._window_tokens += k
+        t.cum = list(accumulate(counts))
+        t.window_lo = 0
+        self._add_to_buckets(t.times, counts, 0)
 
     def _drain(self) -> None:
         record = self._record
@@ -167,16 +167,48 @@ class LiveMeter:
             # Taken before the request was sent, so before any of its chunks arrived (a resend on a
             # fresh connection takes it again, also before the first chunk).
             self.st_ns = record.st_ns
-        with self._lock:
-            new, self._pending = self._pending, []
-        if not new:
+        pending = self._pending
+        n = len(pending)  # what the engine thread appended so far; later chunks wait for the next drain
+        if not n:
             return
+        new = list(starmap(pending.popleft, repeat((), n)))  # n pops, in C
         t = self._t
-        texts = self._text
+        times = [c.t_ns for c in new]
+        self._text.extend([c.text for c in new])
+        if any([c.reasoning for c in new]) or not all([c.exact for c in new]):
+            tokens = self._count_each(new)
+        else:  # the usual stream: exact counts, answer text only
+            tokens = [c.tokens for c in new]
+        if t.first_answer_ns is None:
+            t.first_answer_ns = next((c.t_ns for c in new if c.text), None)
+        # ITL: the gaps between successive chunks (the first chunk of the request has none); their
+        # sum is the last chunk's time minus the one before this batch.
+        if t.first_ns is None:
+            t.first_ns = prev = times[0]
+            gaps = n - 1
+        else:
+            prev = t.last_ns if t.last_ns is not None else times[0]
+            gaps = n
+        if gaps:
+            t.itl_sum_ns += times[-1] - prev
+            t.itl_count += gaps
+            t.itl_last_ns = times[-1] - (times[-2] if n > 1 else prev)
+        t.last_ns = times[-1]
+        t.chunks += n
+        i0 = len(t.times)
+        t.times.extend(times)
+        t.cum.extend(accumulate(tokens, initial=t.cum[-1] if t.cum else 0))
+        del t.cum[i0]  # accumulate's `initial`, yielded first
+        t.tokens += t.cum[-1] - (t.cum[i0 - 1] if i0 else 0)
+        self._add_to_buckets(t.times, tokens, i0)
+
+    def _count_each(self, new: list[Chunk]) -> list[int]:
+        """Each chunk's tokens, one at a time: a provisional count is replaced by `count` (the
+        tokenizer) when there is one, and reasoning-only chunks add to the reasoning tokens."""
+        t = self._t
         count = self.count
+        out = []
         for c in new:
-            texts.append(c.text)
-            t.times.append(c.t_ns)
             tokens = c.tokens
             if not c.exact:
                 t.provisional = True
@@ -185,29 +217,40 @@ class LiveMeter:
                         tokens = count(c.reasoning + c.text)
                     except Exception:  # a tokenizer that fails on this text: the provisional count
                         pass
-            if t.first_ns is None:
-                t.first_ns = c.t_ns
-            elif t.last_ns is not None:
-                gap = c.t_ns - t.last_ns
-                t.itl_sum_ns += gap
-                t.itl_count += 1
-                t.itl_last_ns = gap
-            t.last_ns = c.t_ns
-            t.tokens += tokens
-            t.chunks += 1
             if c.reasoning:
                 t.reasoning_seen = True
                 if not c.text:
                     t.reasoning_tokens += tokens
-            if c.text and t.first_answer_ns is None:
-                t.first_answer_ns = c.t_ns
-            b = max(0, (c.t_ns - self.st_ns) // self.bucket_ns)
-            if b >= len(t.buckets):
-                t.buckets.extend([0] * (b + 1 - len(t.buckets)))
-            t.buckets[b] += tokens
-            if tokens:
-                self._window.append((c.t_ns, tokens))
-                self._window_tokens += tokens
+            out.append(tokens)
+        return out
+
+    def _add_to_buckets(self, times: list[int], tokens: list[int], i0: int) -> None:
+        """Add the tokens of chunks i0.. (times[i0:], tokens[j] for chunk i0 + j) to the sparkline's
+        buckets (bucket b: st + b * bucket <= t < st + (b + 1) * bucket; chunks before st go to 0).
+        Times in order: one bisect per bucket touched; otherwise one chunk at a time."""
+        t = self._t
+        st, size, buckets = self.st_ns, self.bucket_ns, t.buckets
+        n = len(times)
+        added = times[i0:]
+        ordered = (i0 == 0 or not added or times[i0 - 1] <= added[0]) and added == sorted(added)
+        if not ordered:
+            for t_ns, k in zip(islice(times, i0, None), tokens):
+                b = max(0, (t_ns - st) // size)
+                if b >= len(buckets):
+                    buckets.extend([0] * (b + 1 - len(buckets)))
+                buckets[b] += k
+            return
+        cum = t.cum
+        i = i0
+        before = cum[i0 - 1] if i0 else 0
+        while i < n:
+            b = max(0, (times[i] - st) // size)
+            end = bisect_left(times, st + (b + 1) * size, i, n)
+            if b >= len(buckets):
+                buckets.extend([0] * (b + 1 - len(buckets)))
+            buckets[b] += cum[end - 1] - before
+            before = cum[end - 1]
+            i = end
 
     def snapshot(self, now_ns: int | None = None) -> LiveSnapshot:
         with self._state:
@@ -223,10 +266,13 @@ class LiveMeter:
         elapsed_ns = max(0, now - self.st_ns)
         # ...but "tok/s now" keeps the wall clock, so it falls to 0 within one window of the last token.
         cutoff = wall - self.window_ns
-        while self._window and self._window[0][0] <= cutoff:
-            self._window_tokens -= self._window.popleft()[1]
+        if t.cum:
+            t.window_lo = lo = bisect_right(t.times, cutoff, t.window_lo)
+            window_tokens = t.cum[-1] - (t.cum[lo - 1] if lo else 0)
+        else:
+            window_tokens = 0
         span = min(self.window_ns, max(0, wall - self.st_ns))
-        tps_now = self._window_tokens * NS / span if span > 0 else 0.0
+        tps_now = window_tokens * NS / span if span > 0 else 0.0
         ttft = (t.first_ns - self.st_ns) / NS if t.first_ns is not None else None
         tpot = None
         if t.tokens > 1 and t.first_ns is not None and t.last_ns is not None:

@@ -20,9 +20,21 @@ def _rate(value: float | None) -> str:
 
 
 def stats_table(snap: LiveSnapshot, compact: bool = False) -> Table:
+    """The gauges other than the big digits, as a two-column grid (label, value)."""
+    return _grid(stats_rows(snap, compact))
+
+
+def _grid(rows: tuple[tuple[str, str], ...]) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column(style="dim", no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
+    for label, value in rows:
+        table.add_row(label, Text(value))
+    return table
+
+
+def stats_rows(snap: LiveSnapshot, compact: bool = False) -> tuple[tuple[str, str], ...]:
+    """The (label, value) rows `stats_table` shows, as strings (compared to skip an unchanged redraw)."""
     rows = []
     if compact:
         rows.append(("tok/s now", _rate(snap.tps_now)))
@@ -43,9 +55,7 @@ def stats_table(snap: LiveSnapshot, compact: bool = False) -> Table:
     if snap.stopped_early:  # a request that enforced its length and got fewer tokens
         asked, got = snap.stopped_early
         rows.append(("stopped early", f"{got} of {asked}"))
-    for label, value in rows:
-        table.add_row(label, Text(value))
-    return table
+    return tuple(rows)
 
 
 NOTE = "TPS = tokens / elapsed; TPOT, ITL as vLLM"
@@ -77,6 +87,8 @@ class GaugePanel(Vertical):
         self.compact = compact
         self.last: LiveSnapshot = LiveSnapshot()
         self.peak_tps_now = 0.0  # highest tokens/s-now shown since mount (tests, and a hint for users)
+        # What each widget shows now: one that would show the same is not updated (no layout pass).
+        self._shown: dict[str, object] = {}
         if compact:
             self.add_class("compact")
 
@@ -92,11 +104,21 @@ class GaugePanel(Vertical):
         self.last = snap
         if not snap.done:
             self.peak_tps_now = max(self.peak_tps_now, snap.tps_now)
+        shown = self._shown
         if not self.compact:
-            self.query_one(".gauge-digits", Digits).update(f"{snap.tps_now:.1f}")
-        self.query_one(".gauge-stats", Static).update(stats_table(snap, self.compact))
+            digits = f"{snap.tps_now:.1f}"
+            if shown.get("digits") != digits:
+                self.query_one(".gauge-digits", Digits).update(digits)
+                shown["digits"] = digits
+        rows = stats_rows(snap, self.compact)
+        if shown.get("stats") != rows:
+            self.query_one(".gauge-stats", Static).update(_grid(rows))
+            shown["stats"] = rows
         if not self.compact:
-            self.query_one(".gauge-note", Static).update(Text(gauge_note(snap)))
+            note = gauge_note(snap)
+            if shown.get("note") != note:
+                self.query_one(".gauge-note", Static).update(Text(note))
+                shown["note"] = note
         spark = self.query_one(".gauge-spark", Sparkline)
         width = max(8, spark.size.width or 24)
         spark.data = list(snap.series[-width:])

@@ -9,6 +9,33 @@ from textual.widgets import Static
 from engine.terminal_text import safe_text
 
 
+def _share_line_breaks() -> None:
+    """Textual wraps a Static's text twice per frame: once for its height (Content.get_height) and
+    once to draw it (Content.render_strips), each time through rich's `divide_line(text, width,
+    fold)` — a pure function, and for this pane (up to `max_chars` on one line) most of a frame's
+    cost. Remember its last answers for long lines, so the second wrap of a frame reuses the first's
+    (the same offsets: what is drawn does not change). Skipped if Textual stops using it."""
+    import functools
+
+    import textual.content as content
+
+    divide = getattr(content, "divide_line", None)
+    if divide is None or getattr(divide, "_tokentop_shared", False):
+        return
+    remembered = functools.lru_cache(maxsize=16)(divide)
+
+    def divide_line(text: str, width: int, fold: bool = True) -> list[int]:
+        if len(text) < 2_000:  # short lines: the lookup would cost about what it saves
+            return divide(text, width, fold=fold)
+        return list(remembered(text, width, fold))  # a copy: the remembered list is never handed out
+
+    divide_line._tokentop_shared = True  # type: ignore[attr-defined]
+    content.divide_line = divide_line
+
+
+_share_line_breaks()
+
+
 class StreamView(VerticalScroll, can_focus=True):
     """Appends text in batches (call `append` from a timer, not per token), wraps long lines,
     and follows the newest line unless the user scrolled up. Keeps the last `max_chars`."""
