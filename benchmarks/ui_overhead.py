@@ -8,7 +8,8 @@
     a fake source, used only here;
 (c) time to first frame of the installed `tokentop` in tmux (median of 3).
 
-Run: .venv/bin/python benchmarks/ui_overhead.py [--rounds 6] [--tokens 64]
+Run: .venv/bin/python benchmarks/ui_overhead.py [--rounds 6] [--tokens 64] [--parts abc]
+(--parts b: only the synthetic keep-up test, no vLLM; --b-rounds N repeats it N times.)
 """
 
 from __future__ import annotations
@@ -160,21 +161,38 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--skip-a", action="store_true")
+    p.add_argument("--parts", default="abc", help="which parts to run, e.g. b or bc (default abc)")
+    p.add_argument("--b-rounds", type=int, default=1, help="times to run part (b)'s rates")
     args = p.parse_args()
+    if "c" in args.parts:
+        c_part()
+    if "b" in args.parts:
+        for _ in range(args.b_rounds):
+            b_part()
+    if "a" in args.parts and not args.skip_a:
+        a_part(args)
+
+
+def c_part() -> None:
     print("(c) time to first frame (tmux, installed tokentop):")
     c = part_c()
     print(f"    runs {[round(x, 2) for x in c]} s, median {statistics.median(c):.2f} s (target < 1.5 s)" if c else "    tmux missing")
+
+
+def b_part() -> None:
     print("(b) UI absorption from SyntheticOverheadEngine (fake source, benchmark only):")
     for row in asyncio.run(part_b([10_000, 50_000, 100_000], 3.0)):
         print(f"    target {row['target']:>7,} tok/s: achieved {row['achieved']:>9,.0f} tok/s, "
               f"shown {row['shown_after_2_ticks']:,}/{row['tokens']:,} after 2 ticks, "
               f"tick mean {row['tick_mean_ms']:.2f} ms max {row['tick_max_ms']:.1f} ms, kept up: {row['kept_up']}")
-    if not args.skip_a:
-        print(f"(a) decode tok/s, {args.rounds} interleaved rounds of {args.tokens} tokens, embedded engine:")
-        a = asyncio.run(part_a(args.rounds, args.tokens))
-        print(f"    UI       {[round(x, 1) for x in a['ui']]} median {a['median_ui']:.2f}")
-        print(f"    headless {[round(x, 1) for x in a['headless']]} median {a['median_headless']:.2f}")
-        print(f"    UI overhead {a['overhead_pct']:+.2f}% (target < 3%)")
+
+
+def a_part(args) -> None:
+    print(f"(a) decode tok/s, {args.rounds} interleaved rounds of {args.tokens} tokens, embedded engine:")
+    a = asyncio.run(part_a(args.rounds, args.tokens))
+    print(f"    UI       {[round(x, 1) for x in a['ui']]} median {a['median_ui']:.2f}")
+    print(f"    headless {[round(x, 1) for x in a['headless']]} median {a['median_headless']:.2f}")
+    print(f"    UI overhead {a['overhead_pct']:+.2f}% (target < 3%)")
 
 
 if __name__ == "__main__":
