@@ -503,7 +503,7 @@ def test_ctrl_c_downs_every_cluster_then_stops(tmp_path, fleet_file, when):
 
 CHILD = """\
 import json, sys
-import tui.commands.fleet as fleet_cmd
+import tui.cli.commands.fleet as fleet_cmd
 from data.fleet.launcher import Progress
 from tests.fleet_support import RecordingSkyLauncher
 
@@ -561,7 +561,7 @@ def test_sigint_to_fleet_up_downs_every_cluster_and_exits_130(tmp_path, fleet_fi
 # -- the command ---------------------------------------------------------------------------------------------
 def test_fleet_up_yes_follows_cells_and_fleet_down_removes_what_is_left(tmp_path, fleet_file, s3, capsys,
                                                                         monkeypatch):
-    import tui.commands.fleet as fleet_cmd
+    import tui.cli.commands.fleet as fleet_cmd
 
     monkeypatch.setenv("TOKENTOP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -596,7 +596,7 @@ def test_fleet_up_yes_follows_cells_and_fleet_down_removes_what_is_left(tmp_path
 
 
 def test_up_refuses_without_the_aws_keys_and_without_yes_off_a_terminal(tmp_path, fleet_file, capsys, monkeypatch):
-    import tui.commands.fleet as fleet_cmd
+    import tui.cli.commands.fleet as fleet_cmd
 
     monkeypatch.setenv("TOKENTOP_DATA_DIR", str(tmp_path / "data"))
     fake = RecordingSkyLauncher({})

@@ -21,7 +21,7 @@ GPU x provider row of the article's table.
 
 The file is the user's input: every problem is one FleetFileError line (exit 2). The [load] table is
 checked by the caller's `load_check` (the `load` command's own parser and validator; see
-tui/commands/fleet.py), so the rules live in one place.
+tui/cli/commands/fleet.py), so the rules live in one place.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ COMMAND_MODULES = [
     "tui.cli.commands.load",
     "tui.cli.commands.transfer",
     "tui.cli.commands.serve",
-    "tui.commands.fleet",
+    "tui.cli.commands.fleet",
 ]
 
 

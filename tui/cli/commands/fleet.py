@@ -31,7 +31,7 @@ secrets go to the cells by name (AWS keys, HF_TOKEN), read from your
 environment at launch; no value is written to a task file.
 """
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout SkyPilot syncs to every cell (its workdir)
+ROOT = Path(__file__).resolve().parents[3]  # the checkout SkyPilot syncs to every cell (its workdir)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
