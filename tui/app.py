@@ -19,6 +19,7 @@ from textual import events, on, work
 from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.reactive import var
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
@@ -72,6 +73,9 @@ class TokentopApp(App[int]):
     MODES = {"live": LiveScreen, "suite": SuiteScreen, "history": HistoryScreen}
     DEFAULT_MODE = "live"
     COMMANDS = App.COMMANDS | {TokentopCommands}
+    # The engine's state drives the status bar of the screen shown: "off", "starting", "ready" or "failed".
+    # Setting it refreshes the bar (watch_engine_state), on every set as the explicit refresh it replaces did.
+    engine_state: var[str] = var("off", always_update=True)
     # Screen keys are function keys: they reach the app through tmux and a browser terminal and never
     # collide with typing. The letters and digits are shortcuts for when no field has focus.
     BINDINGS = [
@@ -126,7 +130,9 @@ class TokentopApp(App[int]):
         self.autostart = autostart and session is None
         self.db_label = db_label
         self.start_mode = mode
-        self.engine_state = "ready" if session is not None else ("starting" if self.autostart else "off")
+        # No screen yet to refresh: set without the watcher.
+        self.set_reactive(TokentopApp.engine_state,
+                          "ready" if session is not None else ("starting" if self.autostart else "off"))
         self.engine_message = "" if session is not None else ("starting the engine" if self.autostart else "engine not started")
         self.engine_error: str | None = None
         self._start_t = time.monotonic()
@@ -216,8 +222,7 @@ class TokentopApp(App[int]):
         self.session = message.session
         self._starting_session = None
         self.runs.attach(self.session)
-        self.engine_state = "ready"
-        self._refresh_status()
+        self.engine_state = "ready"  # watch_engine_state refreshes the status bar
         self.notify(f"engine ready: {self.engine_label()}", timeout=3)
         for screen in self._all_mode_screens():
             ready = getattr(screen, "engine_ready", None)
@@ -226,14 +231,18 @@ class TokentopApp(App[int]):
 
     @on(EngineFailed)
     def _engine_failed(self, message: EngineFailed) -> None:
-        self.engine_state = "failed"
         self.engine_error = message.message
         self.engine_message = message.message
         if message.bad_request:
+            self.set_reactive(TokentopApp.engine_state, "failed")  # the app exits: no status bar to refresh
             self.exit(return_code=2)
             return
-        self._refresh_status()
+        self.engine_state = "failed"  # watch_engine_state refreshes the status bar
         self.notify(f"the engine could not start: {message.message}", severity="error", timeout=20)
+
+    def watch_engine_state(self) -> None:
+        if self.is_running and self.screen_stack:  # set before the app runs (a test's set-up): no bar yet
+            self._refresh_status()
 
     def _refresh_status(self) -> None:
         from tui.widgets.status_bar import StatusBar
