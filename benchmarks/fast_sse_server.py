@@ -28,7 +28,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, path, _ = lines[0].split(" ", 2)
-            headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+            headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:] if ":" in h)}
             body = b""
             if "content-length" in headers:
                 body = await reader.readexactly(int(headers["content-length"]))

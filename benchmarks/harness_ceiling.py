@@ -161,7 +161,8 @@ def main() -> None:
     ap.add_argument("--output-len", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--client-processes", default="1", help="tokentop variants of this tree, e.g. 1,2")
-    ap.add_argument("--trees", default="", help="other trees to run with one process, NAME=PATH,... (e.g. main=/work/main)")
+    ap.add_argument("--trees", default="",
+                    help="other trees to run with one process, NAME=PATH,... (e.g. main=/work/main)")
     ap.add_argument("--json", default=None, help="write every round's figures here")
     ap.add_argument("--child", choices=["tokentop", "vllm"], help=argparse.SUPPRESS)
     ap.add_argument("--base", help=argparse.SUPPRESS)

@@ -128,7 +128,8 @@ def vllm_args(workload: str, base_url: str, model_path: str, served: str, datase
         specific = completions + ["--dataset-name", "random", "--random-input-len", str(input_len),
                                   "--random-output-len", str(out_len)]
     elif workload == "sharegpt":
-        specific = completions + ["--dataset-name", "sharegpt", "--dataset-path", str(dataset.with_name("sharegpt.json")),
+        specific = completions + ["--dataset-name", "sharegpt",
+                                  "--dataset-path", str(dataset.with_name("sharegpt.json")),
                                   "--sharegpt-output-len", str(out_len)]
     elif workload == "prefix":
         specific = completions + ["--dataset-name", "prefix_repetition",
@@ -285,7 +286,8 @@ def main() -> int:
     ap.add_argument("--levels", default="1,4,16")
     ap.add_argument("--workloads", default="random,sharegpt,prefix,chat")
     ap.add_argument("--input-len", type=int, default=64, help="random workload: prompt tokens")
-    ap.add_argument("--prefix-len", type=int, default=PREFIX["prefix_len"], help="prefix workload: shared prefix tokens")
+    ap.add_argument("--prefix-len", type=int, default=PREFIX["prefix_len"],
+                    help="prefix workload: shared prefix tokens")
     ap.add_argument("--suffix-len", type=int, default=PREFIX["suffix_len"], help="prefix workload: tokens after it")
     ap.add_argument("--num-prefixes", type=int, default=PREFIX["num_prefixes"], help="prefix workload: prefixes")
     ap.add_argument("--output-len", type=int, default=32)
@@ -411,8 +413,8 @@ def main() -> int:
                       f"{v['mean_tpot_ms']:>9.2f} {t['mean_tpot_ms']:>8.2f} {ratios['mean_tpot_ms']:>6.3f} "
                       f"{v['output_throughput']:>10.2f} {t['output_throughput']:>8.2f} "
                       f"{ratios['output_throughput']:>6.3f}  "
-                      + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:{'yes' if ok[k] else 'NO'}"
-                                  for k in METRICS))
+                      + ", ".join(f"{k.split('_')[1] if k != 'output_throughput' else 'tput'}:"
+                                  f"{'yes' if ok[k] else 'NO'}" for k in METRICS))
     print("\nmedian of per-round ratios (each round's two runs are adjacent in time, so they share the "
           "machine's load):")
     for m in medians:

@@ -3,7 +3,8 @@
 Builds a DuckDB file with the real schema holding BOXES machines (GPUs and providers cycled), each with
 SUITES suite runs of 30 requests and SWEEPS sweeps of 6 concurrency levels of 32 requests (1,000 runs and
 ~31,000 requests by default), written in bulk with SQL (the recorder is not what is measured here), then
-times data.analysis.matrix.build_matrix, data.analysis.frontier.cost_at_slo and data.analysis.frontier.build_frontier (median of 5).
+times data.analysis.matrix.build_matrix, data.analysis.frontier.cost_at_slo and
+data.analysis.frontier.build_frontier (median of 5).
 
     .venv/bin/python benchmarks/matrix_scale.py [--boxes 20] [--suites 20] [--sweeps 5]
 """

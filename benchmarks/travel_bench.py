@@ -30,7 +30,8 @@ def fill(store: Store, runs: int, requests: int, chunks: int) -> None:
         con.execute(
             """INSERT INTO runs (run_id, kind, status, started_at, finished_at, duration_s, suite, engine, engine_args,
                    model, hostname, device, gpu_key, gpu_count, environment, summary, provider, price_per_hour_usd)
-               SELECT printf('20260101-%06d-%06x', i, i), 'suite', 'completed', now() - INTERVAL 1 DAY + i * INTERVAL 1 SECOND,
+               SELECT printf('20260101-%06d-%06x', i, i), 'suite', 'completed',
+                      now() - INTERVAL 1 DAY + i * INTERVAL 1 SECOND,
                       now(), 30.0, 'seed', 'vllm', '{"enforce_eager": true}', 'llama-8b', 'box-' || (i % 3),
                       'NVIDIA H100 80GB HBM3', 'H100-SXM-80', 1, '{"python": "3.11"}', '{"cases": {}}', 'runpod', 2.69
                FROM range(?) t(i)""",

@@ -23,7 +23,7 @@ def _run(cmd, env, *args, timeout=600):
 
 def _one_line_error(out: subprocess.CompletedProcess, needle: str) -> None:
     assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    lines = [l for l in out.stderr.splitlines() if l.startswith("tokentop: error:")]
+    lines = [line for line in out.stderr.splitlines() if line.startswith("tokentop: error:")]
     assert len(lines) == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert needle in lines[0], lines[0]
@@ -149,7 +149,7 @@ def test_stopping_bench_keeps_finished_requests_and_leaves_no_engine(tokentop_cm
             children |= {c.pid for c in _engine_children(proc.pid)}
             if line.startswith("[2/20]"):
                 break
-        assert any(l.startswith("[2/20]") for l in lines), "".join(lines)[-2000:]
+        assert any(line.startswith("[2/20]") for line in lines), "".join(lines)[-2000:]
         children |= {c.pid for c in _engine_children(proc.pid)}
         t0 = time.monotonic()
         os.killpg(proc.pid, signum)

@@ -76,7 +76,7 @@ def test_a_fixed_schedule_over_two_processes_is_the_same_level_as_over_one(tmp_p
             (level,) = outcome.levels
             results[n] = (store, level, [json.dumps(r, sort_keys=True) for r in server.received if r.get("messages")])
     one, two = results[1], results[2]
-    for store, level, _ in (one, two):
+    for _store, level, _ in (one, two):
         assert level.outcome.status == "completed"
         assert level.summary["overall"]["completed"] == 24 and level.summary["overall"]["failed"] == 0
     # The server got the same 24 requests from both.

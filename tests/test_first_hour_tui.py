@@ -117,7 +117,7 @@ async def test_no_screen_cuts_a_number_or_its_footer_at_80x24(world):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         seen = []
-        async for name, screen in open_each_screen(app, pilot, world):
+        async for name, _screen in open_each_screen(app, pilot, world):
             seen.append(name)
             text = screen_text(app)
             assert not cut_numbers(text), (name, cut_numbers(text))
@@ -130,7 +130,7 @@ async def test_help_scrolls_on_every_screen_and_names_it_in_words(world):
     app = make_app(world)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        async for name, screen in open_each_screen(app, pilot, world):
+        async for name, _screen in open_each_screen(app, pilot, world):
             if name == "compare SLO":
                 await pilot.press("escape")  # leave the SLO field: F1 works from it too, but keep the tab
             await pilot.press("f1")

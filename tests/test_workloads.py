@@ -317,7 +317,7 @@ class EchoEngine(Engine):
     async def _generate(self, request, record, on_chunk) -> None:
         self.seen.append(request)
         await asyncio.sleep(0.01)
-        for i in range(request.max_tokens):
+        for _i in range(request.max_tokens):
             t = time.perf_counter_ns()
             record.chunk_ns.append(t)
             record.chunk_tokens.append(1)

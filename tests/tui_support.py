@@ -35,7 +35,7 @@ output_tokens = 12
 def synthetic_record(req: GenerationRequest, ttft_ms: float, itl_ms: float, rng: random.Random) -> RequestRecord:
     rec = RequestRecord(request=req, st_ns=10**12, sent_wall=1_700_000_000.0)
     t = rec.st_ns + int(ttft_ms * MS)
-    for i in range(req.max_tokens):
+    for _i in range(req.max_tokens):
         rec.chunk_ns.append(t)
         rec.chunk_tokens.append(1)
         t += int(itl_ms * (0.8 + 0.4 * rng.random()) * MS)

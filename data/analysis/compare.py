@@ -17,6 +17,7 @@ from typing import Any
 
 from data.analysis.run_figures import LOAD_FIGURES, stored_json
 from data.store.prices import PriceBoard, article_reference, price_board, source_age
+from engine.errors import TokentopError
 from pricing.answer_cost import answer_costs
 from pricing.cost import PER_USER_SPEED, TpsBasis, share_of_instance, usd_per_million_tokens
 from pricing.gpus import gpu_label
@@ -34,8 +35,10 @@ def workloads_differ(results: list["RunCosts"]) -> bool:
     return len({r.workload_key for r in results}) > 1
 
 
-class CompareError(Exception):
+class CompareError(TokentopError):
     """A run cannot be compared; the message says why (one line)."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 @dataclass
@@ -100,7 +103,8 @@ class RunCosts:
     price_per_hour_usd: float | None = None
     # A load run's throughput under load is its whole run's (data.analysis.run_figures.LOAD_FIGURES); "" otherwise.
     throughput_figures: str = ""
-    workload: str = ""  # what the run sent (data.analysis.workload_labels): costs of different workloads do not compare 1:1
+    # what the run sent (data.analysis.workload_labels): costs of different workloads do not compare 1:1
+    workload: str = ""
     workload_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,7 +241,8 @@ def latest_completed_run_id(store) -> str | None:
     return None
 
 
-def compare_runs(store, run_ids: list[str], *, board: PriceBoard | None = None, now: datetime | None = None) -> list[RunCosts]:
+def compare_runs(store, run_ids: list[str], *, board: PriceBoard | None = None,
+                 now: datetime | None = None) -> list[RunCosts]:
     board = board or price_board(store, now=now)
     out = []
     for run_id in run_ids:

@@ -11,9 +11,10 @@ its limit and no request failed (a request that never answered did not answer in
 load levels of one model on one GPU and one workload (every sweep, every machine), the answer is the
 passing level with the highest output throughput, and its $/1M output tokens per provider: the cheapest
 tokens that still answer in time — for that workload. Both use each level's whole-run figures
-(data.analysis.run_figures.LOAD_FIGURES: ramp-up and drain included, as `vllm bench serve` reports them), not its
-steady state, and say so ("figures" in --json, a line on screen). Levels of different workloads (data.analysis.workload_labels)
-are never mixed: each workload gets its own answers, its own cheapest, its own Pareto fronts.
+(data.analysis.run_figures.LOAD_FIGURES: ramp-up and drain included, as `vllm bench serve` reports
+them), not its steady state, and say so ("figures" in --json, a line on screen). Levels of different
+workloads (data.analysis.workload_labels) are never mixed: each workload gets its own answers, its own
+cheapest, its own Pareto fronts.
 
 The frontier: one point per level, throughput per GPU against per-user tok/s (the mean of output
 tokens / E2EL over its requests: what one user sees) and against TTFT at the percentile, with $/1M at
@@ -32,6 +33,7 @@ import numpy as np
 from data.analysis.matrix import Price, RunFacts, load_facts, price_for, providers_for, sweeps
 from data.analysis.run_figures import LOAD_FIGURES, LOAD_FIGURES_NOTE
 from data.store.prices import PriceBoard, price_board
+from engine.errors import TokentopError
 from pricing.cost import usd_per_million_tokens
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
@@ -40,8 +42,10 @@ SLO_KEYS = ("ttft", "tpot", "e2el")
 DEFAULT_PERCENTILE = 99.0
 
 
-class SloError(ValueError):
+class SloError(TokentopError, ValueError):
     """Bad --slo / --percentile input; the message is one line."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 def parse_percentile(value: Any) -> float:
@@ -101,7 +105,8 @@ def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: f
     duration = float(run.duration_s or 0.0)
     tokens = sum(int(q.get("output_tokens") or 0) for q in ok)
     throughput = tokens / duration if duration > 0 else 0.0
-    per_user = [int(q.get("output_tokens") or 0) / (float(q["e2el_ms"]) / 1000.0) for q in ok if float(q["e2el_ms"]) > 0]
+    per_user = [int(q.get("output_tokens") or 0) / (float(q["e2el_ms"]) / 1000.0)
+                for q in ok if float(q["e2el_ms"]) > 0]
 
     def pct(values: list[float]) -> float:
         return float(np.percentile(values or 0, percentile))  # `or 0` as vLLM: an empty list reads 0
@@ -110,7 +115,8 @@ def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: f
         run_id=run.run_id, label=run.level_label, model=run.model, gpu_key=run.gpu_key or "",
         gpus_used=run.gpus_used, provider=run.provider, sweep=sweep, concurrency=run.concurrency,
         completed=len(ok), failed=len(requests) - len(ok), duration_s=duration, output_throughput=throughput,
-        per_gpu_throughput=throughput / run.gpus_used, per_user_tps=(sum(per_user) / len(per_user)) if per_user else None,
+        per_gpu_throughput=throughput / run.gpus_used,
+        per_user_tps=(sum(per_user) / len(per_user)) if per_user else None,
         ttft_ms=pct(ttfts), tpot_ms=pct(tpots), e2el_ms=pct(e2els),
         workload=run.workload_label, workload_key=run.workload_key,
     )
@@ -121,7 +127,8 @@ def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: f
         stats.good_requests = good
         stats.goodput = good / duration if duration > 0 else 0.0
         at = {"ttft": stats.ttft_ms, "tpot": stats.tpot_ms, "e2el": stats.e2el_ms}
-        broken = [f"p{percentile:g} {k.upper()} {at[k]:.0f} ms > {limit:g} ms" for k, limit in slo_ms.items() if at[k] > limit]
+        broken = [f"p{percentile:g} {k.upper()} {at[k]:.0f} ms > {limit:g} ms"
+                  for k, limit in slo_ms.items() if at[k] > limit]
         if stats.failed:
             broken.insert(0, f"{stats.failed} request(s) failed")
         if not ok:

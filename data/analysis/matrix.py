@@ -109,7 +109,8 @@ class RunFacts:
 
 
 def _gpus_used(run: dict[str, Any]) -> tuple[int, int]:
-    """(GPUs the run used, GPUs of its instance): data.analysis.compare's rule, so per-run costs and the matrix agree."""
+    """(GPUs the run used, GPUs of its instance): data.analysis.compare's rule, so per-run costs and the matrix
+    agree."""
     used, instance, _how = gpus_for_cost(run)
     return max(1, used), max(used, instance or used)
 

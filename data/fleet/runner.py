@@ -203,7 +203,7 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
         for c in cells:
             if not c.down:
                 why = ENDED_INTERRUPTED if outcome.interrupted else (c.ended or ENDED_FAILED)
-                for attempt in range(2):  # a second Ctrl-C during teardown does not leave a box up
+                for _attempt in range(2):  # a second Ctrl-C during teardown does not leave a box up
                     try:
                         teardown(c, why)
                         break

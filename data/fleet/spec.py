@@ -185,7 +185,8 @@ def load_fleet(path: str | Path, *, load_check: Callable[[list[str]], None] | No
                                     f"(got {remote!r})"))
     name = _slug(text("name", required=False) or path.stem) or "fleet"
     hours = doc.get("hours", DEFAULT_HOURS)
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours) or not 0 < hours <= 72:
+    if (isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours)
+            or not 0 < hours <= 72):
         raise FleetFileError(_where(path, f"hours must be a number above 0 and at most 72 (got {hours!r})"))
     idle = doc.get("idle-minutes", DEFAULT_IDLE_MINUTES)
     if isinstance(idle, bool) or not isinstance(idle, int) or not 1 <= idle <= 1440:

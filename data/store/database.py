@@ -28,6 +28,7 @@ import duckdb
 import numpy as np
 
 from data.paths import default_db_path
+from engine.errors import TokentopError
 
 # How long a query or transaction waits for another process's lock on the file before giving up.
 # Other tokentop processes hold it for milliseconds at a time (one short transaction).
@@ -45,8 +46,10 @@ COUNTED_SQL = "(q.success OR (r.kind = 'interactive' AND q.ttft_ms IS NOT NULL A
 BUNDLE_MANIFEST_TABLE = "tokentop_bundle"
 
 
-class StoreError(Exception):
+class StoreError(TokentopError):
     """The database cannot be opened or written; the message says what to do."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 class DatabaseLocked(StoreError):
@@ -138,9 +141,11 @@ def new_fetch_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class IdError(ValueError):
+class IdError(TokentopError, ValueError):
     """An id from outside (a bundle, a remote, a manifest) that is not of a shape this store makes;
     the message is one line and shows the id escaped (it is outside text)."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 # The only shapes tokentop makes (new_run_id, new_fetch_id); anything else from outside is refused.
@@ -543,7 +548,8 @@ def _insert_chunks(con: duckdb.DuckDBPyConnection, run_id: str, rows: Sequence[R
     try:
         con.execute(
             "INSERT INTO chunks (run_id, request_index, chunk_index, t_ns, tokens, reasoning_tokens) "
-            f"SELECT ?, request_index, chunk_index, t_ns, tokens, CASE WHEN has_reasoning THEN reasoning END FROM {name}",
+            "SELECT ?, request_index, chunk_index, t_ns, tokens, CASE WHEN has_reasoning THEN reasoning END "
+            f"FROM {name}",
             [run_id],
         )
     finally:

@@ -225,7 +225,8 @@ def _price_board(store, now: datetime, providers: Iterable[str] | None) -> Price
             # STALE_AFTER are stale, on every screen and in every command.
             if status.state == OK and now - status.as_of > STALE_AFTER:
                 status.state = STALE
-                status.reason = "; ".join(x for x in (status.reason, f"prices are {age_text(status.as_of, now)} old") if x)
+                old = f"prices are {age_text(status.as_of, now)} old"
+                status.reason = "; ".join(x for x in (status.reason, old) if x)
         status.rows = len(rows)
         board.statuses[provider] = status
         board.rows.extend(rows)

@@ -76,7 +76,8 @@ def fidelity_fields(record: RequestRecord, metrics: RequestMetrics) -> dict[str,
         ttfo_ms=_ms(ttfo),
         reasoning_tokens=record.reasoning_tokens,
         answer_tokens=record.answer_tokens,
-        chunk_reasoning_tokens=list(record.chunk_reasoning_tokens) if record.chunk_reasoning_tokens is not None else None,
+        chunk_reasoning_tokens=(list(record.chunk_reasoning_tokens)
+                                if record.chunk_reasoning_tokens is not None else None),
         send_lag_ms=_send_lag_ms(record),
         queue_wait_ms=record.queue_wait_ns / 1e6 if record.queue_wait_ns is not None else None,
         # schema 006
@@ -414,7 +415,8 @@ class RunRecorder:
         if self.run_id:
             self._report(self.run_id, timeout)
 
-    def finish(self, status: str, *, duration_s: float | None = None, summary: Any = None, error: str | None = None) -> None:
+    def finish(self, status: str, *, duration_s: float | None = None, summary: Any = None,
+               error: str | None = None) -> None:
         """Queue the run's end (status, duration, summary) and wait, at most LOCK_WAIT_S, until everything of
         the run is written. Rows not written by then stay buffered (written when the database frees up) and a
         StoreError says how many and who holds the database."""
@@ -437,8 +439,9 @@ class RunRecorder:
         if waiting:
             requests = sum(1 for w in waiting if w.what == "request")
             reason = self.writer.last_error or f"the database was busy for {waited:g} s"
+            status = " and its status" if any(w.what == "finish" for w in waiting) else ""
             raise StoreError(
-                f"run {run_id}: {requests} request(s){' and its status' if any(w.what == 'finish' for w in waiting) else ''} "
+                f"run {run_id}: {requests} request(s){status} "
                 f"not stored yet, kept in memory until the database is free ({reason})"
             )
         if refused:

@@ -72,7 +72,8 @@ class RecorderSink:
         if recorder is None:
             recorder = self._recorder(run)
             outcome = event.outcome
-            for index, (record, metrics) in enumerate(zip(getattr(outcome, "records", []), getattr(outcome, "metrics", []))):
+            pairs = zip(getattr(outcome, "records", []), getattr(outcome, "metrics", []))
+            for index, (record, metrics) in enumerate(pairs):
                 recorder.record(index, record, metrics)
         if event.gpu_samples:
             add_gpu_samples(self.store, run.run_id, list(event.gpu_samples), event.samples_origin_s)

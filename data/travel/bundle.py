@@ -38,6 +38,7 @@ from typing import Iterable, Iterator, Sequence
 import duckdb
 
 from data.store.database import BUNDLE_MANIFEST_TABLE
+from engine.errors import TokentopError
 
 FORMAT = "tokentop-bundle"
 FORMAT_VERSION = 1
@@ -54,8 +55,10 @@ _ORDER = {
 }
 
 
-class BundleError(Exception):
+class BundleError(TokentopError):
     """A bundle (or a remote run) that cannot be written or read; the message is one line."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 @dataclass
@@ -197,7 +200,8 @@ def check_export_ids(run_ids: Iterable[str], what: str) -> None:
         raise BundleError(f"{exc}: refused ({what} the other runs by id)") from None
 
 
-def export_runs(store, run_ids: Sequence[str] | None, path: str | os.PathLike, *, overwrite: bool = False) -> ExportResult:
+def export_runs(store, run_ids: Sequence[str] | None, path: str | os.PathLike, *,
+                overwrite: bool = False) -> ExportResult:
     """Write one bundle with everything of the given runs (default: every run not still running).
     Written to PATH.partial and renamed, so a crash never leaves a half bundle under PATH."""
     path = Path(path)
@@ -269,7 +273,8 @@ def merge_runs(
         source_ids = [r for r in source_ids if r in set(run_ids)]
     have = {
         r[0]
-        for r in con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [source_ids or [""]]).fetchall()
+        for r in con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                             [source_ids or [""]]).fetchall()
     }
     new = [r for r in source_ids if r not in have]
     skipped = [r for r in source_ids if r in have]
@@ -349,11 +354,13 @@ def _refuse_objects(con: duckdb.DuckDBPyConnection, alias: str, name: str) -> No
     expected name: any of them refuses the whole bundle."""
     checks = [
         ("a schema", "SELECT schema_name FROM duckdb_schemas() WHERE database_name = ? AND NOT internal"),
-        ("a view", "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal"),
+        ("a view",
+         "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal"),
         ("a macro", "SELECT schema_name || '.' || function_name FROM duckdb_functions() WHERE database_name = ? "
                     "AND NOT internal"),
         ("a sequence", "SELECT schema_name || '.' || sequence_name FROM duckdb_sequences() WHERE database_name = ?"),
-        ("a type", "SELECT schema_name || '.' || type_name FROM duckdb_types() WHERE database_name = ? AND NOT internal"),
+        ("a type",
+         "SELECT schema_name || '.' || type_name FROM duckdb_types() WHERE database_name = ? AND NOT internal"),
         ("a generated column", "SELECT table_name || '.' || column_name FROM duckdb_columns() "
                                "WHERE database_name = ? AND is_generated"),
         ("a table outside its main schema", "SELECT schema_name || '.' || table_name FROM duckdb_tables() "

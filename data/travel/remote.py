@@ -50,6 +50,7 @@ from data.travel.bundle import (
     sql_literal,
     tokentop_version,
 )
+from engine.errors import TokentopError
 from engine.settings import settings
 
 REMOTE_FORMAT = "tokentop-remote-run"
@@ -77,12 +78,12 @@ def _bad_run_id(run_id: object) -> str | None:
     return None
 
 
-class RemoteError(Exception):
+class RemoteError(TokentopError):
     """The remote is misnamed (code 2), or unreachable / refuses (code 1). The message is one line."""
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code  # this instance's exit status (engine.errors.exit_code)
 
 
 class RemoteMissing(RemoteError):
@@ -122,7 +123,8 @@ class Remote:
                     retry_config={
                         "max_retries": 2,
                         "retry_timeout": timedelta(seconds=10),
-                        "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=2), "base": 2},
+                        "backoff": {"init_backoff": timedelta(milliseconds=200), "max_backoff": timedelta(seconds=2),
+                                    "base": 2},
                     },
                 )
             except Exception as exc:
@@ -378,7 +380,7 @@ def push(store, run_ids: Sequence[str] | None, remote: str | Remote | None, *, r
             with tempfile.TemporaryDirectory(prefix="tokentop-push-") as tmp:
                 written = _write_runs(store, batch, Path(tmp))
                 # Runs go in parallel; within a run, its files in order and the manifest last.
-                sent = _parallel(lambda run_id: send(run_id, *written[run_id]), batch)
+                sent = _parallel(lambda run_id, written=written: send(run_id, *written[run_id]), batch)
             for run_id, outcome in zip(batch, sent):
                 if outcome == "pushed":
                     outcomes.append((run_id, "pushed", None))
@@ -405,7 +407,8 @@ class PullResult:
     refused: dict[str, str] = field(default_factory=dict)  # run_id -> why (a newer schema, a bad manifest)
 
     def to_dict(self) -> dict:
-        return {"remote": self.remote, "pulled": self.pulled, "already_here": self.already_here, "refused": self.refused}
+        return {"remote": self.remote, "pulled": self.pulled, "already_here": self.already_here,
+                "refused": self.refused}
 
 
 def _check_manifest(raw: bytes, run_id: str, local_version: int) -> tuple[dict[str, int], str | None]:

@@ -449,7 +449,7 @@ class _Stream:
                 if delta is None:
                     text = reasoning = ""
                 else:
-                    text = delta.content or ""
+                    text = delta.content or ""  # type: ignore[assignment]  # typed blocks: handled below
                     reasoning = delta.reasoning or delta.reasoning_content or ""
                     if text.__class__ is not str:  # typed blocks: Mistral's reasoning models, gateways
                         text, thinking = content_blocks(text)
@@ -517,7 +517,7 @@ class _Stream:
                 if isinstance(field, str):
                     reasoning = field + reasoning
             else:
-                text, reasoning = choice.get("text"), ""
+                text, reasoning = choice.get("text"), ""  # type: ignore[assignment]  # None: no text
                 text = text if isinstance(text, str) else ""
             completion = reasoning_total = None
             if usage and usage.get("completion_tokens") is not None:
@@ -608,7 +608,7 @@ class _Stream:
                 record.extra["chunk_kinds"] = chunk_kinds
                 record.extra["chunk_reasoning"] = list(chunk_reasoning)
             if reasoning:
-                split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=continuous)
+                split_reasoning(record, chunk_reasoning, chunk_kinds, continuous=continuous)  # type: ignore[arg-type]
         record.reasoning_text = "".join(self.reasoning_parts)
         record.text = "".join(self.parts if self.parts is not None else self.texts)
 
@@ -622,7 +622,7 @@ def content_blocks(content: object) -> tuple[str, str]:
     too). Blocks of any other type (Mistral's `reference`, images) carry no text. Outside input:
     anything else reads as no text; never raises."""
     if content.__class__ is str:
-        return content, ""  # type: ignore[return-value]
+        return content, ""
     if isinstance(content, dict):
         content = [content]
     if not isinstance(content, list):
@@ -721,7 +721,7 @@ def split_reasoning(record: RequestRecord, chunk_reasoning: list[int | None], ch
         return
     n = len(record.chunk_tokens)
     if len(exact) == n and n:
-        record.chunk_reasoning_tokens = [int(r) for r in exact]  # type: ignore[misc]
+        record.chunk_reasoning_tokens = [int(r) for r in exact]
         record.reasoning_method = "per-chunk usage"
         record.reported_reasoning_tokens = record.reported_reasoning_tokens or sum(record.chunk_reasoning_tokens)
         return
