@@ -30,7 +30,8 @@ def stat_text(stat: Any, digits: int = 0) -> str:
     """'230±4 ·3' — mean ± sample std over runs, and how many runs."""
     if stat is None:
         return "–"
-    mean, std, n = (stat.mean, stat.std, stat.n) if not isinstance(stat, dict) else (stat["mean"], stat["std"], stat["n"])
+    mean, std, n = ((stat.mean, stat.std, stat.n) if not isinstance(stat, dict)
+                    else (stat["mean"], stat["std"], stat["n"]))
     spread = f"±{std:.{digits}f}" if n > 1 else ""
     return f"{mean:.{digits}f}{spread} ·{n}"
 

@@ -92,8 +92,9 @@ class HelpScreen(ModalScreen[None]):
                 with Horizontal(id="help-columns"):
                     for title, rows in self.sections:
                         yield Static(self._table(title, rows), classes="help-section")
-            yield Static(Text("↑↓ PgUp PgDn scroll · Esc closes · F1 opens this anywhere (? too, outside a text field)"),
-                         id="help-hint")
+            yield Static(
+                Text("↑↓ PgUp PgDn scroll · Esc closes · F1 opens this anywhere (? too, outside a text field)"),
+                id="help-hint")
 
     def on_mount(self) -> None:
         self._fit()

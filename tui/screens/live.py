@@ -160,7 +160,8 @@ class LiveScreen(Screen):
             return
         snap = meter.snapshot()
         with self.app.batch_update():
-            self.query_one(StreamView).append(self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else ""))
+            text = self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else "")
+            self.query_one(StreamView).append(text)
             self.query_one(GaugePanel).show(snap)
         if snap.done and not view.running and snap.tps_now == 0:
             # Finished, and "tok/s now" has decayed to 0: nothing left to redraw.

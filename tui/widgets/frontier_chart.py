@@ -27,7 +27,7 @@ def draw_frontier(plt: Any, frontier: Any, axis: str = "user", *, title: str | N
         return p.level.per_user_tps if user else p.level.ttft_ms
 
     # No legend: it would cover points in a small terminal; the table beside the chart names each curve.
-    for curve, points in frontier.curves().items():
+    for _curve, points in frontier.curves().items():
         pts = [p for p in points if x_of(p) is not None]
         pts.sort(key=x_of)
         if pts:

@@ -29,7 +29,8 @@ def bar(fraction: float | None, width: int = 14) -> str:
 
 def gpu_line(sample: GpuSample) -> Text:
     """One GPU's gauges as plain Text (names come from the driver: never markup)."""
-    mem_frac = (sample.mem_used_mb / sample.mem_total_mb) if sample.mem_used_mb is not None and sample.mem_total_mb else None
+    mem_frac = ((sample.mem_used_mb / sample.mem_total_mb)
+                if sample.mem_used_mb is not None and sample.mem_total_mb else None)
     pwr_frac = (sample.power_w / sample.power_limit_w) if sample.power_w is not None and sample.power_limit_w else None
     util = sample.util_pct
     t = Text()

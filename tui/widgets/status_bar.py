@@ -76,8 +76,9 @@ def startup_step(message: str) -> str:
         m = re.search(r"\((\d+)%\), .*ETA (.+)$", message)
         return f"downloading {m.group(1)}% (ETA {m.group(2)})" if m else (
             "downloading the model" if low.startswith("downloading") else "downloaded")
-    for needle, step in (("warming up", "warming up"), ("engine ready", "warming up"), ("imported", "loading the model"),
-                         ("loading", "loading the model"), ("importing", "importing vLLM"),
+    for needle, step in (("warming up", "warming up"), ("engine ready", "warming up"),
+                         ("imported", "loading the model"), ("loading", "loading the model"),
+                         ("importing", "importing vLLM"),
                          ("convert", "converting the model"), ("--model", "preparing the model"),
                          ("connected", "connected"), ("connect", "connecting"), ("ready", "ready")):
         if needle in low:

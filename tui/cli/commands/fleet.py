@@ -306,6 +306,8 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"{'cluster':<40} {'status':<8} {'instance':<20} {'$/h':>8}")
     for c in rows:
-        inst = (c.launched.instance_type or "?") + (" spot" if c.launched and c.launched.spot else "") if c.launched else "?"
-        print(f"{c.name:<40.40} {c.status:<8.8} {inst:<20.20} {_money(c.launched.usd_per_hour if c.launched else None):>8}")
+        inst = ((c.launched.instance_type or "?") + (" spot" if c.launched and c.launched.spot else "")
+                if c.launched else "?")
+        money = _money(c.launched.usd_per_hour if c.launched else None)
+        print(f"{c.name:<40.40} {c.status:<8.8} {inst:<20.20} {money:>8}")
     return 0
