@@ -37,6 +37,7 @@ from engine.measure.metrics import RequestMetrics, aggregate, json_safe, request
 from engine.telemetry.environment import used_gpu_samples
 from engine.telemetry.gpu import GpuSampler, summarise_gpu
 from engine.telemetry.server import MetricsScraper
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 from engine.workloads.base import Workload, workload_key
 from engine.workloads.suites import Suite
@@ -403,7 +404,7 @@ class Orchestrator:
             try:
                 result = body()
             except BaseException as exc:  # a bug must still end the job (and be told)
-                result = JobFinished(job.job_id, job.kind, "failed", (), error=_one_line(exc))
+                result = JobFinished(job.job_id, job.kind, "failed", (), error=one_line(exc, 300, typed=True))
             finally:
                 job.result = result
                 if result is not None:
@@ -529,7 +530,7 @@ class Orchestrator:
                     break
         except BaseException as exc:
             outcome.status = "failed"
-            outcome.error = _one_line(exc)
+            outcome.error = one_line(exc, 300, typed=True)
         finally:
             outcome.duration_s = time.perf_counter() - t_begin
             if outcome.status == "completed" and not any(m.success for m in outcome.metrics):
@@ -558,7 +559,7 @@ class Orchestrator:
         try:
             return self.host.call(self.host.engine.reset_prefix_cache()).result(timeout=10)
         except Exception as exc:
-            return False, _one_line(exc)
+            return False, one_line(exc, 300, typed=True)
 
     def _chunk_sink(self, run_id: str, job_id: str, index: int) -> Callable[[Chunk], None] | None:
         """The one request's chunk callback, bound once (the token path pays a call, not a lookup).
@@ -596,7 +597,7 @@ class Orchestrator:
                 if job.stop_event.is_set():
                     break
             except Exception as exc:  # the host refused it or the engine raised
-                return RequestRecord(request=handle.request, error=_one_line(exc))
+                return RequestRecord(request=handle.request, error=one_line(exc, 300, typed=True))
         handle.cancel()
         try:
             record = handle.result(timeout=5)
@@ -652,7 +653,7 @@ class Orchestrator:
             try:
                 outcome = runner.run_level(level, index, on_begin=origin.append, on_ready=ready)
             except BaseException as exc:
-                outcome = LevelOutcome(level=level, status="failed", error=_one_line(exc))
+                outcome = LevelOutcome(level=level, status="failed", error=one_line(exc, 300, typed=True))
             _bracket(gpu, server)  # and one just after it
             t0 = outcome.start_ns / 1e9 if outcome.start_ns else t_begin
             t1 = outcome.end_s if outcome.start_ns else t0 + outcome.duration_s
@@ -700,7 +701,7 @@ class Orchestrator:
         try:
             _, reason = runner.run_levels(levels, auto_stop=auto_stop, level_runner=level_runner)
         except BaseException as exc:
-            status, error = "failed", _one_line(exc)
+            status, error = "failed", one_line(exc, 300, typed=True)
         finally:
             runner.close()  # the client processes, if any: none outlives the job
             if server is not None and own_server:
@@ -734,10 +735,6 @@ def _bracket(gpu: GpuSampler | None, server: Any) -> None:
         gpu.sample_once()
     if server is not None:
         server.sample_once()
-
-
-def _one_line(exc: BaseException) -> str:
-    return (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0][:300]
 
 
 # -- a sink that keeps what a screen renders --------------------------------------------------------

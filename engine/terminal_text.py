@@ -6,7 +6,8 @@ escape sequences that a terminal obeys: clear the screen (CSI 2J), set the windo
 write the clipboard (OSC 52), reset the terminal (ESC c). `safe_text` removes them before any
 terminal sees the text; `safe_display` does the same through a row, a list of rows or a dataclass
 (the display-row helper screens and commands apply where they read data to show); `StreamSanitizer`
-is `safe_text` for a stream that arrives in pieces.
+is `safe_text` for a stream that arrives in pieces; `one_line` is the one formatter that makes a failure
+(or any outside text) one safe line.
 
 What is removed (ECMA-48 / ISO 6429): whole escape sequences — CSI (ESC [ or U+009B) with its
 parameters, OSC, DCS, SOS, PM and APC strings (ESC ] / P / X / ^ / _ or U+009D / 0090 / 0098 /
@@ -85,6 +86,28 @@ def safe_display(value: Any) -> Any:
         return clone
     return value
 
+
+
+def one_line(what: object, limit: int | None = None, *, typed: bool = False, join: bool = False,
+             ellipsis: bool = False) -> str:
+    """`what` (an exception, or any text) as one line for a terminal, a notice or a stored error: the
+    first line that is not blank, stripped (with `join`, every line, each run of whitespace one space),
+    through `safe_text` first, so no escape sequence or control character survives; cut at `limit`
+    characters (with `ellipsis`, the last one kept is a "…"). An exception is ``str(exc)``, its type's
+    name when that is empty, and with `typed` its type's name in front ("ValueError: bad reply") as
+    Python prints it. The one formatter for failures (issue 22): every "first line of the exception"
+    in tokentop is this function."""
+    text = safe_text(what if isinstance(what, str) else "" if what is None else str(what))
+    if join:
+        line = " ".join(text.split())
+    else:
+        line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    if isinstance(what, BaseException):
+        name = type(what).__name__
+        line = (f"{name}: {line}" if typed else line) if line else name
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 1] + "…" if ellipsis else line[:limit]
+    return line
 
 class StreamSanitizer:
     """`safe_text` for a stream (model output arriving in pieces): an escape sequence split across

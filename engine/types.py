@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.errors import TokentopError
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -122,9 +124,11 @@ class RequestRecord:
         return sum(self.chunk_tokens)
 
 
-class EngineError(Exception):
+class EngineError(TokentopError):
     """The engine cannot start or serve; the message is one line that says what to do."""
 
 
 class BadRequestError(EngineError):
     """The user's settings are wrong (exit code 2)."""
+
+    exit_code = 2  # bad input (engine.errors)

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 import httpx
 
-from pricing.http import FetchError, one_line
+from engine.terminal_text import one_line
+from pricing.http import FetchError
 from pricing.models import FetchResult
 from pricing.providers import lambdalabs, runpod, vastai, vultr
 
@@ -45,11 +46,11 @@ async def fetch_one(
         # The outer wait_for is a backstop for a server that trickles bytes forever.
         return await asyncio.wait_for(fetcher(client, env=env, now=now, timeout=t), timeout=t * 3)
     except FetchError as exc:
-        return FetchResult(provider, [], False, one_line(exc), attempted_at=now)
+        return FetchResult(provider, [], False, one_line(exc, 140, join=True, ellipsis=True), attempted_at=now)
     except asyncio.TimeoutError:
         return FetchResult(provider, [], False, f"timed out after {t * 3:g} s", attempted_at=now)
     except Exception as exc:  # a parser bug must not take the other providers down
-        return FetchResult(provider, [], False, one_line(f"unexpected {type(exc).__name__}: {exc}"), attempted_at=now)
+        return FetchResult(provider, [], False, one_line(f"unexpected {type(exc).__name__}: {exc}", 140, join=True, ellipsis=True), attempted_at=now)
 
 
 async def fetch_live(

@@ -7,21 +7,18 @@ megabytes. Each failure becomes a ``FetchError`` whose message is one short line
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
 
+from engine.errors import TokentopError
+from engine.terminal_text import one_line
+
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 
-class FetchError(Exception):
+class FetchError(TokentopError):
     """A provider could not be read; ``str(exc)`` is a one-line reason."""
-
-
-def one_line(text: object, limit: int = 140) -> str:
-    s = re.sub(r"\s+", " ", str(text)).strip()
-    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 def _mb(n: int) -> str:
@@ -72,9 +69,9 @@ async def request_bytes(
     except httpx.TimeoutException:
         raise FetchError(f"timed out after {timeout:g} s") from None
     except httpx.ConnectError as exc:
-        raise FetchError(f"cannot connect: {one_line(exc, 80)}") from None
+        raise FetchError(f"cannot connect: {one_line(exc, 80, join=True, ellipsis=True)}") from None
     except httpx.HTTPError as exc:
-        raise FetchError(f"{type(exc).__name__}: {one_line(exc, 80)}") from None
+        raise FetchError(f"{type(exc).__name__}: {one_line(exc, 80, join=True, ellipsis=True)}") from None
 
 
 async def request_json(

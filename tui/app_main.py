@@ -11,28 +11,15 @@ from tui.cli.common import UsageError, engine_kwargs, fail, open_store
 
 def validate_engine_options(options: dict) -> None:
     """Cheap checks before the first frame, so bad input is one line and exit 2 (the engine
-    itself is started later, in a worker)."""
-    from engine.engines.factory import ENGINES, resolve_model
-    from engine.types import BadRequestError
+    itself is started later, in a worker): engine.engines.factory.check_engine_options, the same
+    rules make_engine applies."""
+    from engine.engines.factory import check_engine_options
 
-    engine = options.get("engine")
-    if engine not in ENGINES:
-        raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
-    if engine == "openai" and not options.get("endpoint"):
-        raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
-    if options.get("tokenizer"):
-        from engine.engines.hub import ensure_tokenizer
-
-        ensure_tokenizer(options["tokenizer"], download_now=False)  # a hub id is fetched as the engine starts
-    if engine == "vllm":
-        if options.get("endpoint"):
-            raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
-        model = options.get("model")
-        if model and model != "embedded":
-            resolve_model(model, download=False)  # a missing path, or offline; a hub id downloads at start
+    check_engine_options(options)
 
 
 def run_app(args: argparse.Namespace) -> int:
+    from engine.errors import exit_code
     from engine.types import BadRequestError
 
     try:
@@ -40,7 +27,7 @@ def run_app(args: argparse.Namespace) -> int:
         validate_engine_options(options)
         store = open_store(args)
     except (UsageError, BadRequestError) as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), exit_code(exc))
     # Under `tokentop serve` a Textual driver given by the environment talks to the browser over pipes.
     if not sys.stdout.isatty() and not sys.stdin.isatty() and not os.environ.get("TEXTUAL_DRIVER"):
         store.close()

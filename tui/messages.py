@@ -1,61 +1,66 @@
-"""Typed messages that workers post to the app (workers never touch widgets)."""
+"""Typed messages that workers post to the app (workers never touch widgets). Each is a dataclass of
+what it carries (Textual's Message initialises itself in __post_init__ for this, textual/message.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
 
+@dataclass
 class EngineProgress(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    """A line of the engine's start-up (loading weights, downloading, compiling...)."""
+
+    text: str
 
 
+@dataclass
 class EngineReady(Message):
-    def __init__(self, session: Any) -> None:
-        super().__init__()
-        self.session = session
+    """The engine is up: the data.jobs.session.Session that holds it."""
+
+    session: Any
 
 
+@dataclass
 class EngineFailed(Message):
-    def __init__(self, message: str, bad_request: bool) -> None:
-        super().__init__()
-        self.message = message
-        self.bad_request = bad_request
+    """The engine could not start: its one line, and whether the settings were bad (the app exits 2)."""
+
+    message: str
+    bad_request: bool
 
 
+@dataclass
 class RunEvent(Message):
     """An orchestrator event (engine/orchestrator.py), posted from the thread that emitted it."""
 
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self.event = event
+    event: Any
 
 
+@dataclass
 class QuitProgress(Message):
     """The quit thread's progress (stopping, storing, engine down); `done` asks the app to exit."""
 
-    def __init__(self, text: str, done: bool = False) -> None:
-        super().__init__()
-        self.text = text
-        self.done = done
+    text: str
+    done: bool = False
 
 
+@dataclass
 class ClientHealthWarnings(Message):
     """A run's client self-check crossed a threshold (engine.measure.client_health): the app shows each warning."""
 
-    def __init__(self, run_id: str | None, warnings: list[str]) -> None:
-        super().__init__()
-        self.run_id = run_id
-        self.warnings = list(warnings)
+    run_id: str | None
+    warnings: list[str]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.warnings = list(self.warnings)
 
 
+@dataclass
 class PushReport(Message):
     """A background push of finished runs to TOKENTOP_REMOTE: (PushResult, None) or (None, error)."""
 
-    def __init__(self, result: Any, error: str | None) -> None:
-        super().__init__()
-        self.result = result
-        self.error = error
+    result: Any
+    error: str | None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from data.fleet.spec import Cell, Fleet, FleetFileError
+from engine.terminal_text import one_line
 
 SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN")
 OPTIONAL_SECRETS = ("AWS_REGION", "AWS_ENDPOINT_URL")  # passed by name when set here at plan time
@@ -163,7 +164,7 @@ def validate_task(config: dict[str, Any]):
         common_utils.check_cluster_name_is_valid(config["name"])
     except Exception as exc:  # SkyPilot raises ValueError, InvalidClusterNameError, jsonschema errors...
         raise FleetFileError(f"SkyPilot refuses the task for {config.get('name')}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                             f"{one_line(exc)}") from None
     return task
 
 

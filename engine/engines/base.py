@@ -7,6 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
+from engine.terminal_text import one_line
 from engine.types import Chunk, GenerationRequest, RequestRecord
 
 ChunkSink = Callable[[Chunk], None]
@@ -100,7 +101,7 @@ class Engine(ABC):
             # The record (with the chunks that did arrive) is returned, not lost with the task.
         except Exception as exc:  # a request failure is data, not a crash
             record.success = False
-            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            record.error = one_line(exc, 500, typed=True)
             record.error_kind = record.error_kind or error_kind_of(exc)
         if record.error is not None and record.error_kind is None:
             record.error_kind = "other"

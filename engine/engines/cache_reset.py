@@ -22,6 +22,8 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
+from engine.terminal_text import one_line
+
 RESET_WAIT_S = 5.0  # how long a busy answer is retried (the orchestrator waits 10 s for the whole reset)
 FIRST_PAUSE_S = 0.05
 MAX_PAUSE_S = 0.5
@@ -29,11 +31,6 @@ _BUSY_HTTP = (429, 503)
 _NO_ROUTE = (404, 405)
 NEITHER_NOTE = ("the server has neither /reset_prefix_cache (vLLM serves it with VLLM_SERVER_DEV_MODE=1) "
                 "nor /flush_cache (SGLang): levels may read earlier levels' prefix cache")
-
-
-def _first_line(text: str, limit: int = 160) -> str:
-    line = next((x.strip() for x in (text or "").splitlines() if x.strip()), "")
-    return "".join(ch for ch in line if ch.isprintable())[:limit]
 
 
 def _vllm_answer(resp: httpx.Response) -> str:
@@ -115,7 +112,7 @@ async def reset_server_prefix_cache(client: httpx.AsyncClient, root: str, *, tim
         return False, NEITHER_NOTE
     resp = last["/flush_cache"]
     if answer == "busy":
-        said = _first_line(resp.text)
+        said = one_line(resp.text, 160)
         return False, (f"the server refused to flush its cache for {wait_s:g} s (HTTP {resp.status_code}"
                        + (f": {said})" if said else ")"))
     return False, f"POST /flush_cache answered HTTP {resp.status_code}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
+from engine.errors import TokentopError
 from engine.settings import settings
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -23,8 +24,10 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RECIPE_VERSION = "1"
 
 
-class EmbeddedModelError(Exception):
+class EmbeddedModelError(TokentopError):
     """The embedded model cannot be prepared; the message says what to do."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 def cache_dir() -> Path:
@@ -98,5 +101,7 @@ if __name__ == "__main__":
     try:
         print(prepare(log=lambda m: print(m, file=sys.stderr)))
     except EmbeddedModelError as exc:
+        from engine.errors import exit_code
+
         print(f"tokentop: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exit_code(exc))

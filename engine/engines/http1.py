@@ -42,13 +42,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from engine.errors import TokentopError
+
 MAX_HEAD_BYTES = 65536
 ERROR_BODY_BYTES = 4000  # of a non-200 answer, what is kept for its message
 
 OnBody = Callable[[bytes, int], bool]  # (body bytes of one read, its arrival perf_counter_ns) -> ended
 
 
-class ProtocolError(ConnectionError):
+class ProtocolError(TokentopError, ConnectionError):
     """The server's bytes are not HTTP/1.1 as this client reads it, or it closed the connection early."""
 
 
@@ -143,7 +145,7 @@ class Client:
         self._idle.clear()
 
 
-class _Stale(Exception):
+class _Stale(TokentopError):
     """A reused connection closed before any byte of the answer: safe to send again."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from engine.terminal_text import one_line
 from engine.types import BadRequestError
 
 Log = Callable[[str], None]
@@ -239,12 +240,12 @@ def explain(exc: BaseException, what: str, repo_id: str) -> HubError:
                         "space, or set HF_HOME (or HF_HUB_CACHE) to a larger disk, and retry")
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         return HubError(f"{what} {repo_id}: {hub} refused access ({status}"
-                        f"{': ' + server.splitlines()[0][:80] if server else ''}): set HF_TOKEN to a read "
+                        f"{': ' + one_line(server, 80) if server else ''}): set HF_TOKEN to a read "
                         f"token with access ({TOKENS_PAGE})")
     if isinstance(exc, HfHubHTTPError) and status is not None:
         return HubError(f"{what} {repo_id}: {hub} answered {status}: try again later, or set HF_ENDPOINT "
                         "to a mirror")
-    reason = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
+    reason = one_line(exc, 100)
     return HubError(f"{what} {repo_id}: cannot download from {hub} ({reason}): check the network or "
                     "HF_ENDPOINT, or pass a local folder")
 

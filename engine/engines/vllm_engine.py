@@ -14,6 +14,7 @@ from typing import Any
 from engine.engines.base import ChunkSink, Engine, ProgressSink
 from engine.engines.runtime import prepare_vllm_env
 from engine.measure.server_timing import from_engine_stats
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: without it vLLM asks for 92% of the NUMA node and may refuse to start
@@ -107,7 +108,7 @@ class VllmEngine(Engine):
                 lambda: AsyncLLM.from_engine_args(engine_args, stat_loggers=stat_loggers)
             )
         except Exception as exc:
-            raise EngineError(f"vLLM could not load {self.model}: {_first_line(exc)}") from None
+            raise EngineError(f"vLLM could not load {self.model}: {one_line(exc, 300)}") from None
         self.resolved_dtype = str(self.llm.vllm_config.model_config.dtype).removeprefix("torch.")
         self.tokenizer = self.llm.get_tokenizer()
         self.reasoning_parser = _reasoning_parser(args.get("reasoning_parser"), self.tokenizer)
@@ -281,7 +282,7 @@ def _reasoning_parser(name: str | None, tokenizer):
     try:
         return cls(tokenizer)
     except Exception as exc:  # e.g. the model's tokenizer lacks the parser's think tokens
-        raise BadRequestError(f"reasoning parser {name!r} does not fit this model: {_first_line(exc)}") from None
+        raise BadRequestError(f"reasoning parser {name!r} does not fit this model: {one_line(exc, 300)}") from None
 
 
 def split_reasoning_ids(record: RequestRecord, chunk_ids: list, parser) -> None:
@@ -315,8 +316,3 @@ def _import_vllm():
     from vllm.v1.engine.async_llm import AsyncLLM
 
     return AsyncEngineArgs, AsyncLLM, current_platform, vllm.__version__, torch.__version__
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

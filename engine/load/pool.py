@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine.load.driver import LevelOutcome, LiveLoad, drive
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, EngineError, RequestRecord
 
 START_AHEAD_S = 0.05  # the level's common start, this far after the last worker said it is armed
@@ -545,7 +546,7 @@ def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter, c
         if spec.get("load_tokens"):
             engine.workload_tokens()  # a chat template for conversations on the completions API
     except BaseException as exc:
-        _send(conn, ("error", _one_line(exc)))
+        _send(conn, ("error", one_line(exc, 300, typed=True)))
         if host is not None:
             host.shutdown(timeout=CLOSE_WAIT_S)
         return
@@ -622,7 +623,7 @@ def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level
     try:
         future.result()
     except BaseException as exc:
-        error = _one_line(exc)
+        error = one_line(exc, 300, typed=True)
     if gate is not None:
         gate.close()
     if parent_gone:
@@ -673,7 +674,3 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def _one_line(exc: BaseException) -> str:
-    return (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0][:300]

@@ -28,11 +28,13 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from engine.engines.host import EngineHost
+from engine.errors import TokentopError
 from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
 from engine.load.patterns import LoadLevel, send_offsets
 from engine.load.summary import level_extras, summarise_level
 from engine.measure.client_health import assess
 from engine.measure.metrics import RequestMetrics, request_metrics
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
 from engine.workloads.base import DEFAULT_TEMPERATURE, LevelSource, Workload
 from engine.workloads.synthetic import RandomWorkload, SuiteWorkload
@@ -192,7 +194,7 @@ class LoadRunner:
                 pass
         except Exception as exc:
             outcome.status = "failed"
-            outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            outcome.error = one_line(exc, 300, typed=True)
         drain()
         order = sorted(by_index)
         outcome.records = [by_index[i][0] for i in order]
@@ -270,7 +272,7 @@ class LoadRunner:
             try:
                 ok, note = await engine.reset_prefix_cache()
             except Exception as exc:  # a reset that fails is said, never a failed level
-                ok, note = False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                ok, note = False, one_line(exc, 200, typed=True)
             out["prefix_cache_reset"] = bool(ok)
             out["prefix_cache_reset_note"] = note
         return out
@@ -317,7 +319,7 @@ class LoadRunner:
         return outcomes, reason
 
 
-class _Stopped(Exception):
+class _Stopped(TokentopError):
     """Stopped before the level's first request went out."""
 
 

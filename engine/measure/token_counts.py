@@ -33,6 +33,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, RequestRecord
 
 SOURCES = {
@@ -142,7 +143,7 @@ def load_counter(name_or_path: str | None, *, required: bool = False) -> tuple[T
     try:
         return TokenCounter(folder, str(name_or_path)), ""
     except Exception as exc:  # a damaged folder, a tokenizer class transformers lacks
-        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        first = one_line(str(exc), 120)
         why = f"cannot read the tokenizer in {folder} ({type(exc).__name__}: {first})"
         if required:
             raise BadRequestError(f"--tokenizer {name_or_path}: {why}") from None

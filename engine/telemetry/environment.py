@@ -22,6 +22,7 @@ import urllib.request
 from importlib import metadata
 from typing import Any, Mapping
 
+from engine.errors import TokentopError
 from engine.settings import settings
 
 
@@ -153,8 +154,10 @@ VULTR_METADATA_URL = "http://169.254.169.254/v1.json"  # vultr.com/metadata; lin
 METADATA_TIMEOUT_S = 0.5
 
 
-class LocationError(ValueError):
+class LocationError(TokentopError, ValueError):
     """A bad --provider / --price-per-hour (or their environment variables): one line for the user."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 def parse_price_per_hour(text: Any, source: str = "--price-per-hour") -> float:

@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+from engine.terminal_text import one_line
+
 DEFAULT_INTERVAL_S = 0.25  # 4 Hz
 
 
@@ -81,7 +83,7 @@ class GpuSampler:
         try:
             nvml.nvmlInit()
         except Exception as exc:  # NVMLError_LibraryNotFound / DriverNotLoaded / ...
-            self.note = f"no GPU (NVML unavailable: {_first_line(exc)})"
+            self.note = f"no GPU (NVML unavailable: {one_line(exc, 200)})"
             return False
         try:
             count = int(nvml.nvmlDeviceGetCount())
@@ -95,7 +97,7 @@ class GpuSampler:
                     "memory_mb": int(mem.total // (1024 * 1024)) if mem is not None else None,
                 })
         except Exception as exc:
-            self.note = f"no GPU telemetry (NVML error: {_first_line(exc)})"
+            self.note = f"no GPU telemetry (NVML error: {one_line(exc, 200)})"
             self._shutdown_nvml()
             return False
         if not self._handles:
@@ -256,8 +258,3 @@ def _num(value: Any) -> float | None:
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

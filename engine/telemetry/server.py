@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from engine.terminal_text import one_line
+
 DEFAULT_INTERVAL_S = 0.5
 
 
@@ -297,7 +299,7 @@ class _PollingSampler:
         except Exception as exc:
             self.errors += 1
             if self.note is None:
-                self.note = f"server metrics unavailable: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+                self.note = f"server metrics unavailable: {one_line(exc, typed=True)}"[:200]
             return None
         if sample is None:
             return None

@@ -38,6 +38,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
+from engine.terminal_text import one_line
 from engine.types import BadRequestError
 
 _hashes: dict[tuple[str, int, int], str] = {}
@@ -141,7 +142,7 @@ def columns(con: duckdb.DuckDBPyConnection, path: Path, json_columns: dict[str, 
 
 def explain(exc: BaseException, path: Path, what: str) -> DatasetFileError:
     """DuckDB's complaint about a file as one line that names the file and what was expected."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = one_line(exc)
     text = re.sub(r"^[A-Za-z ]*Error: ", "", text)
     text = text.replace(f'"{path}"', path.name).replace(str(path), path.name)
     text = re.sub(r"\s*Try setting .*$", "", text)

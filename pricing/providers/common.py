@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pricing.http import one_line
+from engine.terminal_text import one_line
 
 
 def base_url(value: str | None, default: str) -> str:
@@ -23,4 +23,4 @@ def bearer(env: Mapping[str, str], var: str) -> dict[str, str]:
 def skipped_note(skipped: int, total: int, first_reason: str | None) -> str:
     if not skipped:
         return ""
-    return one_line(f"{skipped} of {total} entries skipped ({first_reason})")
+    return one_line(f"{skipped} of {total} entries skipped ({first_reason})", 140, join=True, ellipsis=True)

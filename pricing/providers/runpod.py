@@ -8,8 +8,9 @@ from datetime import datetime
 import httpx
 
 from engine.settings import settings
+from engine.terminal_text import one_line
 from pricing.gpus import canonical_gpu
-from pricing.http import FetchError, number, one_line, request_json, require
+from pricing.http import FetchError, number, request_json, require
 from pricing.models import LIVE, ON_DEMAND, SPOT, FetchResult, PriceRow
 from pricing.providers.common import base_url, bearer, skipped_note
 
@@ -33,7 +34,7 @@ async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datet
     if isinstance(data, dict) and data.get("errors") and not (data.get("data") or {}).get("gpuTypes"):
         first = data["errors"][0] if isinstance(data["errors"], list) and data["errors"] else data["errors"]
         message = first.get("message") if isinstance(first, dict) else first
-        raise FetchError(f"GraphQL error: {one_line(message, 100)}")
+        raise FetchError(f"GraphQL error: {one_line(message, 100, join=True, ellipsis=True)}")
     gpu_types = require(data, "data.gpuTypes", list)
     if not gpu_types:
         raise FetchError("the API returned no GPU types")

@@ -30,8 +30,9 @@ from datetime import datetime
 import httpx
 
 from engine.settings import settings
+from engine.terminal_text import one_line
 from pricing.gpus import GPUS, canonical_gpu
-from pricing.http import FetchError, number, one_line, request_json, require
+from pricing.http import FetchError, number, request_json, require
 from pricing.models import LIVE, ON_DEMAND, FetchResult, PriceRow
 from pricing.providers.common import base_url, skipped_note
 
@@ -89,7 +90,8 @@ def fractional_note(plan_ids: list[str]) -> str:
     if not plan_ids:
         return ""
     shown = ", ".join(plan_ids[:3]) + (", …" if len(plan_ids) > 3 else "")
-    return one_line(f"{len(plan_ids)} fractional-GPU plan(s) skipped (slices of one card: {shown})")
+    return one_line(f"{len(plan_ids)} fractional-GPU plan(s) skipped (slices of one card: {shown})", 140, join=True,
+                    ellipsis=True)
 
 
 def _parse(plan: object) -> _Plan:

@@ -7,11 +7,14 @@ import os
 import sys
 from typing import Any
 
+from engine.errors import TokentopError
 from tui.validators import positive_int  # noqa: F401  (the commands import it from here)
 
 
-class UsageError(Exception):
+class UsageError(TokentopError):
     """Bad command-line input: one line on stderr, exit 2."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 HELP_MAX_WIDTH = 80  # help reads best at this width even on a wide terminal
@@ -189,19 +192,19 @@ def start_engine_or_exit_code(session, note, term) -> int | None:
     the reason printed as one line: bad input 2, the engine failing 1 (with its log), Ctrl-C 130."""
     import time
 
-    from engine.types import BadRequestError, EngineError
+    from engine.errors import BAD_INPUT, exit_code
+    from engine.types import EngineError
 
     err = term.stderr
     t0 = time.monotonic()
     try:
         session.start_engine(note)
-    except BadRequestError as exc:
-        return fail(str(exc), 2, err)
-    except EngineError as exc:
-        return fail(f"{exc} (log: {term.log_path})", 1, err)
-    except KeyboardInterrupt:
+    except EngineError as exc:  # bad settings are said as they are; an engine failure points at its log
+        code = exit_code(exc)
+        return fail(str(exc) if code == BAD_INPUT else f"{exc} (log: {term.log_path})", code, err)
+    except KeyboardInterrupt as exc:
         print("tokentop: interrupted while starting the engine", file=err)
-        return 130
+        return exit_code(exc)
     note(f"engine {session.engine_options['engine']}, model {session.describe().get('model_label')}, "
          f"device {session.device}, db {session.store.path} (started in {time.monotonic() - t0:.0f} s)")
     return None

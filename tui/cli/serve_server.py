@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
+from engine.errors import TokentopError
 from tui.cli.commands.serve import is_loopback
 
 # How long the app gets to stop its run, store it and shut its engine down before it is killed.
@@ -26,8 +27,10 @@ QUIT_GRACE_S = 30.0
 KILL_GRACE_S = 5.0
 
 
-class CannotListen(Exception):
-    pass
+class CannotListen(TokentopError):
+    """The address cannot be listened on (taken, or not this machine's): exit 2."""
+
+    exit_code = 2  # bad input (engine.errors)
 
 
 class SharedApp(AppService):

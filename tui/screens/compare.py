@@ -6,6 +6,7 @@ columns; price type, source and run id follow and are reached by scrolling the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -25,6 +26,7 @@ from pricing.models import provider_label
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 COLUMNS = ("provider", "GPU", "basis", "TPS", "TTFT ms", "$/h", "$/1M", "type", "source", "run")
 # Shown after $/1M when a run carried reasoning: the price of the tokens a user reads.
@@ -34,7 +36,7 @@ SORTS = [("$/1M", lambda r: r["usd_per_million"]), ("$/h", lambda r: r["usd_per_
          ("TPS", lambda r: -r["tps"]), ("provider", lambda r: (r["provider"], r["usd_per_million"]))]
 
 
-class CompareScreen(Screen):
+class CompareScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Costs of the chosen runs"  # Help's title for this screen
     CSS_PATH = "compare.tcss"
     BINDINGS = [
@@ -44,15 +46,13 @@ class CompareScreen(Screen):
         Binding("escape", "app.pop_screen", "Back", id="compare.back", tooltip="back to the previous screen"),
     ]
 
+    @dataclass
     class Loaded(Message):
-        def __init__(self, results: list[RunCosts]) -> None:
-            super().__init__()
-            self.results = results
+        results: list[RunCosts]
 
+    @dataclass
     class LoadFailed(Message):
-        def __init__(self, reason: str) -> None:
-            super().__init__()
-            self.reason = reason
+        reason: str
 
     def __init__(self, store, run_ids: list[str], *, now: datetime | None = None,
                  name: str | None = None, id: str | None = None) -> None:

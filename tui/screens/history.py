@@ -3,6 +3,7 @@ runs; d shows the marked runs side by side; c opens their costs (the pricing Com
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -15,11 +16,12 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from data.analysis.run_figures import BATCH1, BATCH1_HEADER, PER_USER, PER_USER_HEADER, split_speeds, what_ran
 from data.analysis.workload_labels import label_runs
-from engine.terminal_text import safe_display
+from engine.terminal_text import one_line, safe_display
 from tui.cells import fmt_date, model_name, where_short
 from tui.widgets.fields import TextField
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 # (key, header): batch-1 TPS and per-user speed under load are different figures in different columns.
 COLUMNS: list[tuple[str, str]] = [
@@ -71,7 +73,7 @@ def search_text(run: dict) -> str:
 STATUS_STYLE = {"completed": "green", "aborted": "yellow", "failed": "red", "running": "cyan"}
 
 
-class HistoryScreen(Screen):
+class HistoryScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "History"  # Help's title for this screen
     AUTO_FOCUS = "#history-table"
     HOME_FOCUS = "#history-table"
@@ -88,11 +90,10 @@ class HistoryScreen(Screen):
         Binding("escape", "leave_filter", "Table", id="history.table", show=False, tooltip="back to the table"),
     ]
 
+    @dataclass
     class RunsLoaded(Message):
-        def __init__(self, runs: list[dict], error: str | None = None) -> None:
-            super().__init__()
-            self.runs = runs
-            self.error = error
+        runs: list[dict]
+        error: str | None = None
 
     def __init__(self) -> None:
         super().__init__(id="history")
@@ -133,7 +134,7 @@ class HistoryScreen(Screen):
             runs = label_runs(store, store.list_runs()) if store is not None else []  # each with its workload
             self.post_message(self.RunsLoaded(safe_display(runs)))
         except Exception as exc:  # StoreError (locked too long) or a broken file: say so, keep the table
-            self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.RunsLoaded([], one_line(exc)))
 
     @on(RunsLoaded)
     def _runs_loaded(self, message: RunsLoaded) -> None:

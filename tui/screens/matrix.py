@@ -10,7 +10,9 @@ workload at a time, named in the title, and `k` moves to the next. Everything is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -22,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from engine.terminal_text import safe_display
+from engine.terminal_text import one_line, safe_display
 from tui.matrix_format import (
     B1,
     LOAD,
@@ -38,6 +40,7 @@ from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.fields import TextField, type_into
 from tui.widgets.frontier_chart import draw_frontier
 from tui.widgets.paged_table import cell_width
+from tui.workers import SaysWorkerFailures
 
 DEFAULT_SLO = "ttft=500,tpot=50"
 WIDE = 118  # from this width every matrix column fits at once
@@ -63,7 +66,7 @@ def fill_sized(table: DataTable, headers: list[str], rows: list[list]) -> None:
         table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
 
 
-class CompareMatrixScreen(Screen):
+class CompareMatrixScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Compare: GPU × provider"  # Help's title for this screen
     CSS_PATH = "matrix.tcss"
     BINDINGS = [
@@ -79,25 +82,22 @@ class CompareMatrixScreen(Screen):
         Binding("escape", "back", "Back", id="matrix.back"),
     ]
 
+    @dataclass
     class MatrixLoaded(Message):
-        def __init__(self, matrix) -> None:
-            super().__init__()
-            self.matrix = matrix
+        matrix: Any
 
+    @dataclass
     class SloLoaded(Message):
-        def __init__(self, result) -> None:
-            super().__init__()
-            self.result = result
+        result: Any
 
+    @dataclass
     class FrontierLoaded(Message):
-        def __init__(self, frontier) -> None:
-            super().__init__()
-            self.frontier = frontier
+        frontier: Any
 
+    @dataclass
     class Failed(Message):
-        def __init__(self, what: str, reason: str) -> None:
-            super().__init__()
-            self.what, self.reason = what, reason
+        what: str
+        reason: str
 
     def __init__(self, store, *, now: datetime | None = None, slo: str = DEFAULT_SLO, percentile: float = 99.0,
                  name: str | None = None, id: str | None = None) -> None:
@@ -160,7 +160,7 @@ class CompareMatrixScreen(Screen):
         try:
             self.post_message(self.MatrixLoaded(safe_display(build_matrix(self.store, now=self.fixed_now))))
         except Exception as exc:
-            self.post_message(self.Failed("matrix", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.Failed("matrix", one_line(exc)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-slo")
     def load_slo(self, text: str, percentile: float) -> None:
@@ -171,7 +171,7 @@ class CompareMatrixScreen(Screen):
             self.post_message(self.SloLoaded(safe_display(cost_at_slo(self.store, parse_slo(text), percentile,
                                                                       now=self.fixed_now))))
         except Exception as exc:
-            self.post_message(self.Failed("slo", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.Failed("slo", one_line(exc)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="matrix-frontier")
     def load_frontier(self, percentile: float) -> None:
@@ -180,7 +180,7 @@ class CompareMatrixScreen(Screen):
         try:
             self.post_message(self.FrontierLoaded(safe_display(build_frontier(self.store, percentile, now=self.fixed_now))))
         except Exception as exc:
-            self.post_message(self.Failed("frontier", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.Failed("frontier", one_line(exc)))
 
     # -- workloads: one at a time ---------------------------------------------------------------
     def workloads(self) -> list[str]:

@@ -7,6 +7,7 @@ untrusted: every cell is a plain ``Text``, never markup.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -18,16 +19,17 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from data.store.prices import PriceBoard, age_text, price_board, refresh_async, refresh_summary, source_age
-from engine.terminal_text import safe_display
+from engine.terminal_text import one_line, safe_display
 from pricing.gpus import gpu_label
 from pricing.models import provider_label
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 STATE_STYLE = {"ok": "green", "stale": "yellow", "failed": "bold red"}
 
 
-class PricesScreen(Screen):
+class PricesScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Prices"  # Help's title for this screen
     CSS_PATH = "prices.tcss"
     STATUS_KEY = "prices"  # underlined in the status bar
@@ -38,15 +40,13 @@ class PricesScreen(Screen):
         Binding("escape", "app.pop_screen", "Back", id="prices.back", tooltip="back to the previous screen"),
     ]
 
+    @dataclass
     class BoardLoaded(Message):
-        def __init__(self, board: PriceBoard) -> None:
-            super().__init__()
-            self.board = board
+        board: PriceBoard
 
+    @dataclass
     class RefreshFailed(Message):
-        def __init__(self, reason: str) -> None:
-            super().__init__()
-            self.reason = reason
+        reason: str
 
     def __init__(self, store, *, now: datetime | None = None, env: Mapping[str, str] | None = None,
                  name: str | None = None, id: str | None = None) -> None:
@@ -78,7 +78,7 @@ class PricesScreen(Screen):
         try:
             board = price_board(self.store, now=self.fixed_now)
         except Exception as exc:  # the database stayed locked by another process, or is broken
-            self.post_message(self.RefreshFailed(safe_display(f"could not read stored prices: {exc}".splitlines()[0])))
+            self.post_message(self.RefreshFailed(f"could not read stored prices: {one_line(exc)}"))
             return
         self.post_message(self.BoardLoaded(safe_display(board)))  # price-API replies: outside text
 

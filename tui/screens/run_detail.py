@@ -3,7 +3,9 @@ ITL distribution, tokens over time for one request)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +21,7 @@ from textual_plotext import PlotextPlot
 from data.analysis.roofline import roofline_text, stored_run_roofline
 from data.analysis.run_figures import BATCH1, counts, speed_kind
 from engine.measure.metrics import itl_gaps_s
-from engine.terminal_text import safe_display
+from engine.terminal_text import one_line, safe_display
 from tui.cells import (
     case_columns,
     case_rows,
@@ -35,6 +37,7 @@ from tui.cells import (
 )
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 ENV_KEYS = ("hostname", "device", "cpu", "cpu_count", "memory_gb", "os", "python", "vllm", "torch",
             "transformers", "cuda", "driver", "model_path")
@@ -65,7 +68,7 @@ SCROLL_KEYS = (("up", "scroll_up"), ("down", "scroll_down"), ("pageup", "page_up
                ("home", "scroll_home"), ("end", "scroll_end"))
 
 
-class RunDetailScreen(Screen):
+class RunDetailScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Run detail"  # Help's title for this screen
     HELP_SCROLL = "scroll the Summary (everything below the cases: device, roofline, client check, versions)"
     BINDINGS = [
@@ -82,15 +85,13 @@ class RunDetailScreen(Screen):
         *[Binding(key, f"scroll_summary('{how}')", show=False, id=f"detail.{how}") for key, how in SCROLL_KEYS],
     ]
 
+    @dataclass
     class RunLoaded(Message):
-        def __init__(self, run: dict | None, requests: list[dict], chunks: list[dict], error: str | None = None,
-                     roofline: list[str] | None = None) -> None:
-            super().__init__()
-            self.run = run
-            self.requests = requests
-            self.chunks = chunks
-            self.error = error
-            self.roofline = roofline or []
+        run: dict | None
+        requests: list[dict]
+        chunks: list[dict]
+        error: str | None = None
+        roofline: list[str] = field(default_factory=list)
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -144,7 +145,7 @@ class RunDetailScreen(Screen):
                 requests = store.get_requests(run["run_id"]) if run else []
                 chunks = store.get_chunks(run["run_id"]) if run else []
         except Exception as exc:
-            self.post_message(self.RunLoaded(None, [], [], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.RunLoaded(None, [], [], one_line(exc)))
             return
         roofline: list[str] = []
         if run:  # reads the model's config and weight sizes from disk: here, not on the UI thread
@@ -176,19 +177,16 @@ class RunDetailScreen(Screen):
             self.load_frontier()
 
     # -- a load level: the priced frontier of its sweep, in its own tab -------------------------------
+    @dataclass
     class FrontierReady(Message):
-        def __init__(self, frontier) -> None:
-            super().__init__()
-            self.frontier = frontier
+        frontier: Any
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="detail-frontier")
     def load_frontier(self) -> None:
         from data.analysis.frontier import build_frontier
 
-        try:
-            self.post_message(self.FrontierReady(build_frontier(self.app.store, run_ids=[self.run["run_id"]])))
-        except Exception:
-            pass  # the other tabs stand; Compare (m) shows the frontier too
+        # A failure is a notice (SaysWorkerFailures); the other tabs stand, Compare (m) shows the frontier too.
+        self.post_message(self.FrontierReady(build_frontier(self.app.store, run_ids=[self.run["run_id"]])))
 
     @on(FrontierReady)
     async def _frontier_ready(self, msg: FrontierReady) -> None:

@@ -3,6 +3,7 @@ highlighted (≠ on rows whose values differ; best figure green, worst red, Δ% 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from rich.text import Text
@@ -15,10 +16,11 @@ from textual.widgets import DataTable, Footer, Static
 
 from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_header, speed_kind
 from data.analysis.workload_labels import label_runs
-from engine.terminal_text import safe_display
+from engine.terminal_text import one_line, safe_display
 from tui.cells import case_rows, fmt_date, model_name, plain_value, workload_name
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 # (label, getter, format, higher is better?) for per-case figures
 CASE_FIGURES: list[tuple[str, str, str, bool]] = [
@@ -78,18 +80,17 @@ def numeric_cells(values: list[float | None], pattern: str, higher_better: bool 
     return cells, bool(differs)
 
 
-class SideBySideScreen(Screen):
+class SideBySideScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Side by side"  # Help's title for this screen
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="sidebyside.back"),
         Binding("c", "costs", "Costs", id="sidebyside.costs"),
     ]
 
+    @dataclass
     class RunsLoaded(Message):
-        def __init__(self, runs: list[dict], error: str | None = None) -> None:
-            super().__init__()
-            self.runs = runs
-            self.error = error
+        runs: list[dict]
+        error: str | None = None
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()
@@ -116,7 +117,7 @@ class SideBySideScreen(Screen):
                 runs = [r for r in (store.get_run(i) for i in self.run_ids) if r is not None]
                 label_runs(store, runs)  # one label per workload: two that share one are told apart (≠)
         except Exception as exc:
-            self.post_message(self.RunsLoaded([], f"{exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+            self.post_message(self.RunsLoaded([], one_line(exc)))
             return
         self.post_message(self.RunsLoaded(safe_display(runs)))  # stored runs: outside text
 

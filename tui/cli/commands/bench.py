@@ -62,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
                 return code
             reps = args.reps or suite.reps
             if suite.dataset is not None:  # sampled now, with the engine's tokenizer: bad input is exit 2
+                from engine.errors import exit_code
                 from engine.load import engine_tokens
                 from engine.types import BadRequestError
 
                 try:
                     planned = suite.requests(reps, tokens=engine_tokens(session.host.engine))
                 except BadRequestError as exc:
-                    return fail(str(exc), 2, err)
+                    return fail(str(exc), exit_code(exc), err)
             else:
                 planned = suite.requests(reps)
             progress.begin(planned_lengths(planned))  # the ETA counts tokens where lengths are enforced

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return run_views(args)
     from data.analysis.compare import CompareError, compare_runs, latest_completed_run_id, workloads_differ
     from data.store.prices import price_board
+    from engine.errors import exit_code
 
     with open_store(args) as store:
         run_ids = list(args.run_ids)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             results = compare_runs(store, run_ids, board=board)
         except CompareError as exc:
-            return fail(str(exc), 2)
+            return fail(str(exc), exit_code(exc))
     if args.json:
         print(json.dumps({
             "now": board.now.isoformat(),
@@ -129,7 +130,8 @@ def print_run(console: Console, rc) -> None:
         if rc.throughput_figures:  # which span of the level the throughput under load is (data.analysis.run_figures)
             console.print(Text(f"throughput under load: the level's {LOAD_FIGURES} (ramp-up and drain included)"))
         if answers:
-            console.print(Text("$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
+            console.print(Text(
+                "$/1M answer = $/1M tok × output tokens / answer tokens (the reasoning is paid for too)."))
     if rc.reference:
         console.print(Text(f"Reference ({rc.reference[0].label}, Llama 3 8B FP16, {rc.reference[0].tps_basis}):"))
         cols = [Col("GPU", wrap=True, min_width=10), Col("provider"), Col("type"), Col("TPS", "right"),

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "laptop with an SSH port forward (ssh -L 8000:127.0.0.1:8000 user@box).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --host other than loopback: anyone who reaches it with the token can drive "
                         "the app (no TLS: the token crosses the network in clear)")
@@ -93,6 +94,7 @@ def app_command(args: argparse.Namespace) -> list[str]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from engine.errors import exit_code
     from engine.types import BadRequestError
     from tui.app_main import validate_engine_options
     from tui.cli.common import open_store
@@ -109,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 "use an SSH port forward instead (see `tokentop serve --help`), or add --allow-remote"
             )
     except (UsageError, BadRequestError) as exc:
-        return fail(str(exc), 2)
+        return fail(str(exc), exit_code(exc))
 
     from tui.cli.serve_server import CannotListen, SharedAppServer  # aiohttp is slow to import: only now
 
@@ -117,4 +119,4 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(server.run())
     except CannotListen as exc:  # the port is taken, or the address is not this machine's
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc}; pick another --port", 2)
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc}; pick another --port", exit_code(exc))

@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from engine.errors import exit_code
 from tui.cli.common import add_db_option, fail, open_store
 from tui.tables import say_line
 
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a directory, file://PATH or s3://BUCKET/PREFIX (AWS_* variables; AWS_ENDPOINT_URL for non-AWS).",
     )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to push (ids or unique prefixes)")
-    p.add_argument("--remote", metavar="URL", default=None, help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
+    p.add_argument("--remote", metavar="URL", default=None,
+                   help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_db_option(p)
     p.set_defaults(func=run_push)
@@ -70,13 +72,14 @@ def _default_bundle_name() -> Path:
 
 
 def _transfer(args: argparse.Namespace, action, errors: tuple[type[Exception], ...], describe) -> tuple[int, object]:
-    """Run `action(store)` on the local database: a known error is one line on stderr (exit 2, or the
-    error's own code); otherwise the result is printed as JSON (--json) or as `describe(result)`."""
+    """Run `action(store)` on the local database: a known error is one line on stderr, exit
+    engine.errors.exit_code (2 for a bad bundle or a misnamed remote, 1 for one that refuses);
+    otherwise the result is printed as JSON (--json) or as `describe(result)`."""
     with open_store(args) as store:
         try:
             result = action(store)
         except errors as exc:
-            return fail(str(exc), getattr(exc, "code", 2)), None
+            return fail(str(exc), exit_code(exc)), None
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -108,7 +111,7 @@ def run_import(args: argparse.Namespace) -> int:
             try:
                 result = import_bundle(store, path)
             except BundleError as exc:
-                code = fail(str(exc), 2)  # one bad bundle doesn't stop the others
+                code = fail(str(exc), exit_code(exc))  # one bad bundle doesn't stop the others
                 continue
             results.append(result)
             if not args.json:
