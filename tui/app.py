@@ -24,7 +24,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input, Select, TextArea
 from textual.worker import get_current_worker
 
-from engine.terminal_text import safe_text
+from engine.terminal_text import one_line, safe_text
 from tui.messages import (
     ClientHealthWarnings,
     EngineFailed,
@@ -47,6 +47,7 @@ from tui.screens.run_detail import RunDetailScreen
 from tui.screens.side_by_side import SideBySideScreen
 from tui.screens.suite import SuiteScreen
 from tui.widgets.fields import TextField
+from tui.workers import SaysWorkerFailures
 
 # Widgets that take typing: Esc leaves them (focus moves to the screen's main widget).
 TYPING_WIDGETS = (Input, Select, TextArea)
@@ -67,7 +68,7 @@ def _start_resource_tracker() -> None:
 QUIT_GRACE_S = 5.0  # after a hang-up, how long the UI loop gets to exit once everything is stored
 
 
-class TokentopApp(App[int]):
+class TokentopApp(SaysWorkerFailures, App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "tokentop"
     MODES = {"live": LiveScreen, "suite": SuiteScreen, "history": HistoryScreen}
@@ -205,9 +206,8 @@ class TokentopApp(App[int]):
                 return
         if failure:
             exc = failure[0]
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if not isinstance(exc, EngineError):  # ours (engine.types and subclasses) are said as they are
-                message = f"{type(exc).__name__}: {message}"
+            # the engine's own errors (engine.types and subclasses) are said as they are
+            message = one_line(exc, typed=not isinstance(exc, EngineError))
             self.post_message(EngineFailed(message, isinstance(exc, BadRequestError)))
         else:
             self.post_message(EngineReady(session))

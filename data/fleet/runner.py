@@ -32,6 +32,7 @@ from data.fleet.launcher import (
     Progress,
 )
 from data.fleet.plan import CellPlan, FleetPlan
+from engine.terminal_text import one_line
 
 PUSHED = "pushed"  # the cell's runs are here
 DOWN = "down"
@@ -143,7 +144,7 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
             c.down = True
             c.state = DOWN
         except Exception as exc:  # a cloud refusing: say so, `fleet down` retries
-            c.down_error = _line(exc)
+            c.down_error = one_line(exc, typed=True)
             note(f"cell {c.plan.cell.index}: teardown of {c.cluster} failed ({c.down_error}): "
                  f"run `tokentop fleet down {plan.fleet.path}`")
         changed(cells)
@@ -154,7 +155,7 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
                 launcher.launch(c.cluster, c.plan.task, secrets=secrets, idle_minutes=plan.fleet.idle_minutes)
                 c.state = PROVISIONING
             except Exception as exc:  # SkyPilot refusing this cell (no such cloud enabled, ...)
-                c.state, c.ended, c.detail = FAILED, ENDED_FAILED, _line(exc)
+                c.state, c.ended, c.detail = FAILED, ENDED_FAILED, one_line(exc, typed=True)
                 teardown(c, ENDED_FAILED)
             changed(cells)
         errors: dict[str, int] = {}
@@ -168,9 +169,9 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
                 except Exception as exc:  # SkyPilot's API server unreachable, ...: tried again, then given up
                     errors[c.cluster] = errors.get(c.cluster, 0) + 1
                     if errors[c.cluster] < POLL_TRIES:
-                        note(f"cell {c.plan.cell.index}: {_line(exc)}; asking again")
+                        note(f"cell {c.plan.cell.index}: {one_line(exc, typed=True)}; asking again")
                         continue
-                    progress = Progress(FAILED, f"{POLL_TRIES} polls failed: {_line(exc)}")
+                    progress = Progress(FAILED, f"{POLL_TRIES} polls failed: {one_line(exc, typed=True)}")
                 if progress.launched is not None and c.launched is None:
                     c.launched = progress.launched
                 if progress.state != c.state or progress.detail != c.detail:
@@ -210,11 +211,6 @@ def follow_fleet(plan: FleetPlan, launcher: Launcher, store, *, secrets: dict[st
                     except KeyboardInterrupt:
                         note(f"still tearing down {c.cluster}")
     return outcome
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _store_price_paid(store, fleet: str, c: CellRun, run_ids: list[str], note: Callable[[str], None]) -> None:

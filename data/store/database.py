@@ -29,6 +29,7 @@ import numpy as np
 
 from data.paths import default_db_path
 from engine.errors import TokentopError
+from engine.terminal_text import one_line
 
 # How long a query or transaction waits for another process's lock on the file before giving up.
 # Other tokentop processes hold it for milliseconds at a time (one short transaction).
@@ -703,7 +704,7 @@ def _connect(path: Path, write: bool, wait_s: float) -> tuple[duckdb.DuckDBPyCon
                 continue
             holder = _LOCK_HOLDER.search(text)
             if holder is None and _LOCK_CONFLICT not in text and _OTHER_CONFIG not in text:
-                reason = text.splitlines()[0] if text else type(exc).__name__
+                reason = one_line(exc)
                 raise StoreError(
                     f"cannot open database {path}: {reason} (choose a writable file with --db PATH or TOKENTOP_DB)"
                 ) from None

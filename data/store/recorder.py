@@ -33,6 +33,7 @@ from data.store.database import (
     update_finished_run,
 )
 from engine.measure.metrics import RequestMetrics
+from engine.terminal_text import one_line
 from engine.types import RequestRecord
 
 # One try of the background writer waits this long for another process's lock, then the writer
@@ -255,7 +256,7 @@ class StoreWriter:
                 time.sleep(RETRY_PAUSE_S)
                 return
             except Exception as exc:  # refused by the database: reported by finish()
-                reason = f"{write.what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                reason = f"{write.what}: {one_line(exc, typed=True)}"
                 with self._cond:
                     self.failures.setdefault(write.run_id, []).append(reason)
                 self._written([write], ok=False)

@@ -15,6 +15,7 @@ from data.store.database import Store
 from data.store.recorder import RunRecorder
 from data.store.telemetry_rows import add_gpu_samples, add_server_samples
 from engine.orchestrator import RequestFinished, RunFinished, RunInfo, RunStarted
+from engine.terminal_text import one_line
 
 
 class RecorderSink:
@@ -44,7 +45,7 @@ class RecorderSink:
             elif isinstance(event, RunFinished):
                 self._finish(event)
         except Exception as exc:  # storing must not stop the measurement; say what failed
-            self.errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+            self.errors.append(one_line(exc, 300, typed=True))
 
     def _recorder(self, run: RunInfo) -> RunRecorder:
         with self._lock:

@@ -39,6 +39,7 @@ import duckdb
 
 from data.store.database import BUNDLE_MANIFEST_TABLE
 from engine.errors import TokentopError
+from engine.terminal_text import one_line
 
 FORMAT = "tokentop-bundle"
 FORMAT_VERSION = 1
@@ -84,11 +85,6 @@ class ImportResult:
 
 def sql_literal(text: str | os.PathLike) -> str:
     return "'" + str(text).replace("'", "''") + "'"
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0].strip() if text else type(exc).__name__
 
 
 def tokentop_version() -> str:

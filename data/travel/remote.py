@@ -41,7 +41,6 @@ from urllib.parse import unquote, urlparse
 from data.travel.bundle import (
     local_tables,
     merge_runs,
-    one_line,
     prices_select,
     run_selection,
     run_selects,
@@ -52,6 +51,7 @@ from data.travel.bundle import (
 )
 from engine.errors import TokentopError
 from engine.settings import settings
+from engine.terminal_text import one_line
 
 REMOTE_FORMAT = "tokentop-remote-run"
 REMOTE_FORMAT_VERSION = 1

@@ -32,6 +32,7 @@ from engine.engines.base import NO_SINK, ChunkSink, Engine, ProgressSink
 from engine.engines.sse import SSEParser
 from engine.measure.server_timing import parse_server_metrics
 from engine.measure.token_counts import LazyCounter, find_tokenizer, settle_counts
+from engine.terminal_text import one_line
 from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
 
 _decode = msgspec.json.Decoder().decode  # ~3x faster than json.loads; the same result
@@ -662,9 +663,9 @@ def error_message(body: bytes | str | dict) -> str:
         try:
             obj = json.loads(text, strict=False)
         except ValueError:
-            return _one_line(text, 300)
+            return one_line(text, 300, join=True)
     if not isinstance(obj, dict):
-        return _one_line(str(obj), 300)
+        return one_line(str(obj), 300, join=True)
     err = obj.get("error")
     source = err if isinstance(err, dict) else obj
     if isinstance(err, str) and err:
@@ -682,7 +683,7 @@ def error_message(body: bytes | str | dict) -> str:
              if isinstance(source, dict) and source.get(k) not in (None, "")]
     if extra:
         message = f"{message} ({', '.join(extra)})"
-    return _one_line(message, 300)
+    return one_line(message, 300, join=True)
 
 
 def _load_tokenizer(folder: str):
@@ -757,13 +758,11 @@ def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     if "refused" in text.lower() or "errno 111" in text.lower():
         return "connection refused"
-    return _one_line(text) or type(exc).__name__
+    return one_line(text, 200, join=True) or type(exc).__name__
 
 
 def _timeout_reason(exc: BaseException) -> str:
     """What a timeout was: http1's read timeout says it; a connect timeout (asyncio.timeout) carries no text."""
-    return _one_line(str(exc)) or f"no connection within {CONNECT_TIMEOUT_S:g} s"
+    return one_line(str(exc), 200, join=True) or f"no connection within {CONNECT_TIMEOUT_S:g} s"
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    return " ".join(text.split())[:limit]

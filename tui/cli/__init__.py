@@ -8,6 +8,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from engine.errors import TokentopError, exit_code
 from tui.cli.common import UsageError, add_engine_options, fail
 from tui.cli.signals import exit_now
 
@@ -126,20 +127,13 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
         finally:
             wait_for_background_pushes()  # runs finished with TOKENTOP_REMOTE set reach the remote
-    except UsageError as exc:
-        return fail(str(exc), 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("tokentop: interrupted", file=sys.stderr)
-        return 130
+        return exit_code(exc)
+    except TokentopError as exc:  # ours (UsageError, BadRequestError, StoreError, ...): said as they are
+        return fail(str(exc), exit_code(exc))
     except Exception as exc:
-        from data.store.database import StoreError
-        from engine.types import BadRequestError, EngineError
-
-        if isinstance(exc, (BadRequestError, StoreError)):  # StoreError: e.g. the database stayed locked
-            return fail(str(exc), 2)
-        if isinstance(exc, EngineError):
-            return fail(str(exc), 1)
-        return fail(f"{type(exc).__name__}: {exc} (details: {_log_traceback()})".replace("\n", " "), 1)
+        return fail(f"{type(exc).__name__}: {exc} (details: {_log_traceback()})".replace("\n", " "), exit_code(exc))
 
 
 def _log_traceback() -> str:

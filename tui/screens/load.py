@@ -32,6 +32,7 @@ from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
+from tui.workers import SaysWorkerFailures
 
 # vLLM's headline figures and names first (what `vllm bench serve` prints first), latencies in ms; the
 # prefix-cache hit rate beside throughput.
@@ -46,7 +47,7 @@ def _f(value: Any, fmt: str = "{:.1f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
-class LoadScreen(Screen):
+class LoadScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Load"  # Help's title for this screen
     CSS_PATH = "load.tcss"
     HOME_FOCUS = "#load-table"
@@ -465,10 +466,8 @@ class LoadScreen(Screen):
     def load_frontier(self, run_ids: list[str]) -> None:
         from data.analysis.frontier import build_frontier
 
-        try:
-            self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))
-        except Exception:
-            pass  # the sweep's own chart stays; Compare (m) shows the frontier too
+        # A failure is a notice (SaysWorkerFailures); the sweep's own chart stays, Compare (m) shows the frontier too.
+        self.post_message(self.FrontierReady(safe_display(build_frontier(self.session.store, run_ids=run_ids))))
 
     @on(FrontierReady)
     def _frontier_ready(self, msg: FrontierReady) -> None:
