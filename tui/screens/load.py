@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -66,10 +67,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
                 tooltip="the results table's other columns (at 80 wide they do not all fit)"),
     ]
 
+    @dataclass
     class FrontierReady(Message):
-        def __init__(self, frontier):
-            super().__init__()
-            self.frontier = frontier
+        frontier: Any
+
     def __init__(self, session, **kwargs):
         super().__init__(**kwargs)
         self.session = session

@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.terminal_text import one_line
 from tui.cli.common import add_db_option, fail, open_store
 
 EPILOG = """\
@@ -284,8 +285,7 @@ def _down(fleet) -> int:
             launcher.down(name)
             print(f"down: {name}", file=sys.stderr)
         except Exception as exc:
-            code = fail(f"teardown of {name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                        " (try `sky down` with it)", 1)
+            code = fail(f"teardown of {name} failed: {one_line(exc)} (try `sky down` with it)", 1)
     return code
 
 
