@@ -165,9 +165,10 @@ def assess(records: Iterable[RequestRecord], loop_lags_s: Sequence[float],
     chunks = sum(len(r.chunk_tokens) for r in ok)
     tokens = sum(r.output_tokens for r in ok)
     # The first chunk of a chat stream often carries only the role (0 tokens): count chunks with tokens.
-    token_chunks = sum(1 for r in ok for n in r.chunk_tokens if n > 0) or chunks
+    counts = [np.asarray(r.chunk_tokens) for r in ok]  # per request, counted in numpy (long streams)
+    token_chunks = sum(int(np.count_nonzero(c > 0)) for c in counts) or chunks
     per_chunk = tokens / token_chunks if token_chunks else None
-    multi = sum(1 for r in ok for n in r.chunk_tokens if n > 1)
+    multi = sum(int(np.count_nonzero(c > 1)) for c in counts)
 
     warnings: list[str] = []
     notes: list[str] = []

@@ -97,8 +97,12 @@ class RequestMetrics:
 
 def itl_gaps_s(chunk_ns: Sequence[int]) -> tuple[float, ...]:
     """ITL as vLLM defines it: the gaps between successive chunks of one request, in seconds.
-    Used for live requests and to recompute stored runs (run detail, CLI) alike."""
-    return tuple((b - a) / 1e9 for a, b in zip(chunk_ns, chunk_ns[1:]))
+    Used for live requests and to recompute stored runs (run detail, CLI) alike. Long streams in
+    numpy: exact integer differences, each divided by 1e9 as Python does (the same floats)."""
+    ns = np.asarray(chunk_ns) if len(chunk_ns) >= 64 else None
+    if ns is None or ns.dtype.kind != "i":  # short, or not whole nanoseconds: one pair at a time
+        return tuple((b - a) / 1e9 for a, b in zip(chunk_ns, chunk_ns[1:]))
+    return tuple((np.diff(ns) / 1e9).tolist())
 
 
 def request_metrics(record: RequestRecord) -> RequestMetrics:
