@@ -55,6 +55,32 @@ def resolve_model(model: str | None, log=lambda _m: None, download: bool = True)
     return (str(folder) if folder is not None else model), model, why
 
 
+def check_engine_choice(engine: str | None, endpoint: str | None) -> None:
+    """The rules between --engine and --endpoint, the one copy make_engine and the app's first check
+    (check_engine_options) both apply: BadRequestError, one line, when they do not fit."""
+    if engine not in ENGINES:
+        raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if engine == "openai" and not endpoint:
+        raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
+    if engine == "vllm" and endpoint:
+        raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
+
+
+def check_engine_options(options: dict) -> None:
+    """Cheap checks of make_engine's options (a dict of its keyword arguments) before anything starts:
+    the engine and endpoint, a tokenizer and a model that exist or are hub ids. Nothing is downloaded
+    (a hub id is fetched as the engine starts). BadRequestError / HubError: one line."""
+    engine = options.get("engine")
+    check_engine_choice(engine, options.get("endpoint"))
+    if options.get("tokenizer"):
+        from engine.engines.hub import ensure_tokenizer
+
+        ensure_tokenizer(options["tokenizer"], download_now=False)
+    model = options.get("model")
+    if engine == "vllm" and model and model != "embedded":
+        resolve_model(model, download=False)  # a missing path, or offline; a hub id downloads at start
+
+
 def make_engine(
     engine: str = "vllm",
     *,
@@ -68,17 +94,12 @@ def make_engine(
     extra_args: dict | None = None,
     log=lambda _m: None,
 ) -> EngineChoice:
-    if engine not in ENGINES:
-        raise BadRequestError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    check_engine_choice(engine, endpoint)
     if engine == "openai":
-        if not endpoint:
-            raise BadRequestError("--engine openai needs --endpoint URL (e.g. http://127.0.0.1:8000)")
         from engine.engines.openai_engine import OpenAIEngine
 
         eng = OpenAIEngine(endpoint, model, api=api, tokenizer=tokenizer)
         return EngineChoice(eng, model or "(served model)", f"the model served at {eng.base_url}")
-    if endpoint:
-        raise BadRequestError("--endpoint is for --engine openai; drop it or add --engine openai")
     from engine.engines.vllm_engine import VllmEngine
 
     path, label, reason = resolve_model(model, log=log)
