@@ -134,3 +134,45 @@ def ttft_by_turn(records: Sequence[RequestRecord]) -> dict[str, dict[str, float]
                           "p99_ms": float(np.percentile(ttfts, 99)),
                           "mean_input_tokens": float(np.mean(inputs)) if inputs else None}  # type: ignore[dict-item]
     return out
+
+
+# The multi-turn options, declared once (engine.workloads.options; vLLM's names). The form reads them its
+# own way: random's "turns" above 1 means multi-turn; think time "500" is fixed, "exp 500" exponential.
+from engine.workloads.options import Field, Option, number, whole  # noqa: E402
+
+
+def _form_turns(opt: Option, text: str) -> dict[str, Any]:
+    n = opt.parse(text)
+    return {"multi_turn": True, "turns": n} if n > 1 else {}
+
+
+def _form_think(opt: Option, text: str) -> dict[str, Any]:
+    """'500' (fixed, ms) or 'exp 500' / 'exp:500' (exponential with that mean)."""
+    text, dist = text.lower(), "fixed"
+    for mark in ("exp:", "exp ", "exp"):
+        if text.startswith(mark):
+            dist, text = "exponential", text[len(mark):].strip()
+            break
+    return {"turn_delay_ms": opt.parse(text) if text else None, "turn_delay_dist": dist}
+
+
+_BOTH = ("sharegpt", "random")
+OPTIONS = [
+    Option("--multi-turn", "each simulated user sends every next turn with the whole chat so far (sharegpt: the "
+           "file's turns; random: --turns messages)", store_true=True, default=False, workloads=_BOTH,
+           section="multi-turn", workload=True,
+           field=Field("multi-turn", "load-multi-turn", widget="check", group="opts-sharegpt", slot=40,
+                       workloads=("sharegpt",))),
+    Option("--turns", "random --multi-turn: turns per user (default 3)", whole(1), workloads=("random",),
+           section="multi-turn", workload=True,
+           field=Field("turns", "load-turns", "1", group="opts-random", slot=10, read=_form_turns)),
+    Option("--max-turns", "sharegpt --multi-turn: at most N turns", whole(1), workloads=("sharegpt",),
+           section="multi-turn", workload=True,
+           field=Field("max turns", "load-max-turns", "all", group="opts-sharegpt", slot=40, needs="multi_turn")),
+    Option("--turn-delay-ms", "think time between a reply and the next turn (default 0)", number(), metavar="MS",
+           workloads=_BOTH, section="multi-turn", workload=True,
+           field=Field("think ms", "load-think", "0", "text", group="opts-think", slot=60, needs="multi_turn",
+                       read=_form_think)),
+    Option("--turn-delay-dist", "think time fixed, or exponential with mean --turn-delay-ms",
+           choices=("fixed", "exponential"), workloads=_BOTH, section="multi-turn", workload=True),
+]

@@ -504,3 +504,16 @@ class CustomWorkload(FileWorkload):
 
     def _label_extra(self) -> str:
         return super()._label_extra() + (" no template" if self.skip_chat_template else "")
+
+
+# The sharegpt and custom options, declared once (engine.workloads.options; vLLM's names).
+from engine.workloads.options import Field, Option  # noqa: E402
+
+OPTIONS = [
+    Option("--disable-shuffle", "sharegpt/custom: keep the file's order", store_true=True, default=False,
+           workloads=("sharegpt", "custom"), section="workload", workload=True),
+    Option("--skip-chat-template", "custom: send prompts without the chat template (vLLM's)", store_true=True,
+           default=False, workloads=("custom",), section="workload", workload=True,
+           field=Field("skip chat template", "load-skip-chat-template", widget="check", group="opts-custom",
+                       slot=30)),
+]

@@ -347,3 +347,28 @@ def _hash(value: Any) -> str:
     import hashlib
 
     return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# The random and prefix_repetition options, declared once (engine.workloads.options): the `load` command's
+# flags (vLLM's names, as vllm/benchmarks/datasets.py's add_dataset_parser) and the Load form's fields.
+from engine.workloads.options import Field, Option, whole  # noqa: E402
+
+OPTIONS = [
+    Option("--random-range-ratio", 'random: lengths uniform in [L(1-R), L(1+R)], R in [0, 1), or {"input": R, '
+           '"output": R}', metavar="R", workloads=("random",), section="workload", workload=True,
+           field=Field("range ratio", "load-range-ratio", "0", "text", group="opts-random", slot=10)),
+    Option("--random-prefix-len", "random: N tokens of one fixed prefix before every prompt", whole(0), metavar="N",
+           workloads=("random",), section="workload", workload=True,
+           field=Field("prefix len", "load-prefix-len", "0", group="opts-random", slot=10)),
+    Option("--prefix-repetition-prefix-len", "prefix_repetition: shared prefix tokens (default 256)", whole(0),
+           metavar="N", workloads=("prefix_repetition",), section="workload", workload=True,
+           field=Field("prefix", "load-prefix", "256", group="opts-prefix", slot=20)),
+    Option("--prefix-repetition-suffix-len", "prefix_repetition: tokens after the prefix (default 256)", whole(0),
+           metavar="N", workloads=("prefix_repetition",), section="workload", workload=True,
+           field=Field("suffix", "load-suffix", "256", group="opts-prefix", slot=20)),
+    Option("--prefix-repetition-num-prefixes", "prefix_repetition: how many prefixes (default 10); num_prompts // N "
+           "prompts each", whole(1), metavar="N", workloads=("prefix_repetition",), section="workload",
+           workload=True, field=Field("prefixes", "load-prefixes", "10", group="opts-prefix", slot=20)),
+    Option("--prefix-repetition-output-len", "prefix_repetition: output tokens (default 128)", whole(1), metavar="N",
+           workloads=("prefix_repetition",), section="workload", workload=True),
+]

@@ -247,3 +247,24 @@ def _duration(seconds: float) -> str:
     """A long span in words: '41.7 days', '12,263 years'."""
     days = seconds / 86400.0
     return f"{days:.3g} days" if days < 365 else f"{days / 365.25:,.0f} years"
+
+
+# The trace options, declared once (engine.workloads.options; vLLM's names). The form's placeholders are
+# the chosen preset's (PRESETS), set by the screen when a trace is chosen.
+from engine.workloads.options import Field, Option, number, whole  # noqa: E402
+
+_TRACES = ("timed_trace", "mooncake_trace")
+OPTIONS = [
+    Option("--timed-trace-chunk-hash-size", "tokens per hash id (timed_trace 16, mooncake_trace 512)", whole(1),
+           metavar="N", workloads=_TRACES, section="workload", workload=True,
+           field=Field("block", "load-block", "preset", group="opts-trace", slot=51)),
+    Option("--timed-trace-sec-multiplier", "send time = timestamp x X seconds (timed_trace 1, mooncake_trace "
+           "0.001); smaller compresses the trace", number(above_zero=True), metavar="X", workloads=_TRACES,
+           section="workload", workload=True,
+           field=Field("time ×", "load-time-scale", "file's", "text", group="opts-trace", slot=50)),
+] + [
+    Option(f"--timed-trace-label-{key}", f"the trace's field for the {key.replace('-', ' ')} (default {default})",
+           metavar="FIELD", workloads=_TRACES, section="workload", workload=True)
+    for key, default in (("timestamp", "timestamp"), ("input-length", "input_length"),
+                         ("output-length", "output_length"), ("hash-ids", "hash_ids"))
+]

@@ -2,7 +2,8 @@
 a trace, a suite; multi-turn) and SLOs; watch throughput, concurrency, TTFT and errors live; a chart of
 throughput and TTFT against concurrency grows as the sweep proceeds. Each workload's own fields show
 when it is chosen; the form's values go through the same domain rules as `tokentop load`'s options
-(engine.workloads.form.form_workload and load_spec).
+(engine.workloads.options: each field is an option's declaration, read by options_from_form with the
+command's validators, then load_spec).
 
 The load runs in the app's run orchestrator (engine/orchestrator.py), not in this screen: Esc leaves
 while it goes on, and reopening the screen shows it (still going, or its levels). The screen renders
@@ -11,7 +12,6 @@ the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,15 @@ from textual_plotext import PlotextPlot
 
 from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
 from engine.terminal_text import safe_display, safe_text
-from tui.validators import positive_int
+from engine.workloads.options import (
+    Option,
+    form_fields,
+    form_groups,
+    form_workloads,
+    group_shown,
+    option,
+    options_from_form,
+)
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
@@ -41,7 +49,20 @@ COLUMNS = ("level", "ok", "failed", "stopped", "duration s", "in tok", "out tok"
            "hit %", "TTFT mean", "TTFT med", "TTFT p99", "TPOT mean", "TPOT med", "ITL mean", "ITL med", "ITL p99",
            BATCH1_HEADER, PER_USER_HEADER, "goodput", "run")
 DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
-WORKLOADS = ("random", "prefix_repetition", "sharegpt", "custom", "timed_trace", "mooncake_trace", "suite")
+
+
+def _labelled(opt: Option):
+    """A declared option's form field (engine.workloads.options.Field) as widgets: its label, then the
+    input (digits only for a number) or a checkbox."""
+    f = opt.field
+    if f.widget == "check":
+        yield Checkbox(f.label, id=f.id, compact=True)
+        return
+    yield Label(f.label, classes="load-label")
+    if f.widget == "number":
+        yield NumberField(f.value, placeholder=f.placeholder, id=f.id, restrict=r"[0-9]*", compact=True)
+    else:
+        yield TextField(f.value, placeholder=f.placeholder, id=f.id, compact=True)
 
 
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
@@ -100,55 +121,22 @@ class LoadScreen(SaysWorkerFailures, Screen):
             yield Button("Stop", id="load-stop", variant="error", disabled=True, compact=True)
         with Horizontal(classes="load-row"):
             yield Label("workload", classes="load-label")
-            yield Select([(k, k) for k in WORKLOADS], value="random", allow_blank=False, id="load-workload",
+            yield Select([(k, k) for k in form_workloads()], value="random", allow_blank=False, id="load-workload",
                          compact=True)
             yield Label("file", classes="load-label")
             yield TextField("", placeholder="a dataset file, or a suite (seed, TOML)", id="load-file", compact=True,
                         disabled=True)
         with Horizontal(classes="load-row"):
-            yield Label("input len", classes="load-label")
-            yield NumberField("128", placeholder="128", id="load-input-len", restrict=r"[0-9]*", compact=True)
-            yield Label("output len", classes="load-label")
-            yield NumberField(DEFAULT_OUTPUT_LEN, placeholder=DEFAULT_OUTPUT_LEN, id="load-output-len",
-                              restrict=r"[0-9]*", compact=True)
-            yield Label("prompts/level", classes="load-label")
-            yield NumberField("", placeholder="auto", id="load-num-prompts", restrict=r"[0-9]*", compact=True)
-            yield Label("burstiness", classes="load-label")
-            yield TextField("1", placeholder="1", id="load-burstiness", compact=True)
+            for dest in ("input_len", "output_len", "num_prompts", "burstiness"):
+                yield from _labelled(option(dest))
         with Horizontal(classes="load-row", id="load-options"):
-            with Horizontal(classes="load-opts", id="opts-random"):
-                yield Label("range ratio", classes="load-label")
-                yield TextField("", placeholder="0", id="load-range-ratio", compact=True)
-                yield Label("prefix len", classes="load-label")
-                yield NumberField("", placeholder="0", id="load-prefix-len", restrict=r"[0-9]*", compact=True)
-                yield Label("turns", classes="load-label")
-                yield NumberField("", placeholder="1", id="load-turns", restrict=r"[0-9]*", compact=True)
-            with Horizontal(classes="load-opts", id="opts-prefix"):
-                yield Label("prefix", classes="load-label")
-                yield NumberField("", placeholder="256", id="load-prefix", restrict=r"[0-9]*", compact=True)
-                yield Label("suffix", classes="load-label")
-                yield NumberField("", placeholder="256", id="load-suffix", restrict=r"[0-9]*", compact=True)
-                yield Label("prefixes", classes="load-label")
-                yield NumberField("", placeholder="10", id="load-prefixes", restrict=r"[0-9]*", compact=True)
-            with Horizontal(classes="load-opts", id="opts-custom"):
-                yield Checkbox("skip chat template", id="load-skip-chat-template", compact=True)
-            with Horizontal(classes="load-opts", id="opts-sharegpt"):
-                yield Checkbox("multi-turn", id="load-multi-turn", compact=True)
-                yield Label("max turns", classes="load-label")
-                yield NumberField("", placeholder="all", id="load-max-turns", restrict=r"[0-9]*", compact=True)
-            with Horizontal(classes="load-opts", id="opts-trace"):
-                yield Label("time ×", classes="load-label")
-                yield TextField("", placeholder="file's", id="load-time-scale", compact=True)
-                yield Label("block", classes="load-label")
-                yield NumberField("", placeholder="preset", id="load-block", restrict=r"[0-9]*", compact=True)
-            with Horizontal(classes="load-opts", id="opts-think"):
-                yield Label("think ms", classes="load-label")
-                yield TextField("", placeholder="0", id="load-think", compact=True)
-            yield Label("warm-ups", classes="load-label")
-            yield NumberField("0", placeholder="0", id="load-warmups", restrict=r"[0-9]*", compact=True)
+            for group in form_groups():  # each workload's own fields, as its module declares them
+                with Horizontal(classes="load-opts", id=group):
+                    for opt in form_fields(group):
+                        yield from _labelled(opt)
+            yield from _labelled(option("num_warmups"))
         with Horizontal(classes="load-row"):
-            yield Label("SLO ms", classes="load-label")
-            yield TextField("", placeholder="none, e.g. ttft=500", id="load-slo", compact=True)
+            yield from _labelled(option("slo"))
             yield Static(Text("goodput: requests within every SLO"), id="load-slo-hint")
         yield Static("", id="load-live")
         with Horizontal(id="load-body"):
@@ -234,13 +222,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def _show_workload_fields(self, kind: str) -> None:
         """Only the chosen workload's own fields show; input len is for random tokens only; a dataset's
         output lengths are its own unless output len is typed."""
-        groups = {"opts-random": kind == "random", "opts-prefix": kind == "prefix_repetition",
-                  "opts-custom": kind == "custom",
-                  "opts-sharegpt": kind == "sharegpt", "opts-trace": kind.endswith("_trace"),
-                  "opts-think": kind == "random" or (kind == "sharegpt"
-                                                     and self.query_one("#load-multi-turn", Checkbox).value)}
-        for group, shown in groups.items():
-            self.query_one(f"#{group}").display = shown
+        checked = {o.dest: self.query_one(f"#{o.field.id}", Checkbox).value for o in form_fields()
+                   if o.field.widget == "check"}
+        for group in form_groups():
+            self.query_one(f"#{group}").display = group_shown(group, kind, checked)
         file = self.query_one("#load-file", Input)
         file.disabled = kind in ("random", "prefix_repetition")
         file.placeholder = ("none: tokens are drawn" if file.disabled else "seed, or a suite TOML file"
@@ -277,34 +262,31 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def build_spec(self):
         """The form's settings through the same domain functions as `tokentop load`'s options."""
         from data.jobs.load import load_spec
-        from engine.workloads.form import form_workload
 
         def val(widget_id: str) -> str:
             return self.query_one(widget_id, Input).value.strip()
 
+        def read(dest: str) -> Any:  # a general field through its option's validator; empty: None
+            text = val(f"#{option(dest).field.id}")
+            return option(dest).parse(text) if text else None
+
         kind = str(self.query_one("#load-workload", Select).value)
-        options, suite = form_workload(
-            kind, path=val("#load-file"), range_ratio=val("#load-range-ratio"), prefix_len=val("#load-prefix-len"),
-            prefix=val("#load-prefix"), suffix=val("#load-suffix"), prefixes=val("#load-prefixes"),
-            turns=val("#load-turns") if kind == "random" else val("#load-max-turns"), think=val("#load-think"),
-            multi_turn=self.query_one("#load-multi-turn", Checkbox).value, time_scale=val("#load-time-scale"),
-            block=val("#load-block"), skip_chat_template=self.query_one("#load-skip-chat-template", Checkbox).value)
-        warmups = _int(val("#load-warmups"), "warm-ups", zero=True) or 0
+        texts: dict[str, Any] = {o.dest: self.query_one(f"#{o.field.id}").value for o in form_fields()}
+        texts["dataset_path"] = val("#load-file")
+        options, suite = options_from_form(kind, texts)
+        warmups = read("num_warmups") or 0
 
         pattern = self.query_one("#load-pattern", Select).value
         levels = val("#load-levels") or ("1,2,4" if pattern == "concurrency" else "1")
-        problem = burstiness_problem(val("#load-burstiness"))
-        if problem is not None:
-            raise ValueError(problem)
-        burstiness = float(val("#load-burstiness") or 1)
+        burstiness = read("burstiness") or 1.0
         trace = kind.endswith("_trace")
         return load_spec(
             concurrency=None if trace else levels if pattern == "concurrency" else None,
             request_rate=None if trace else levels if pattern == "rate" else None,
             burstiness=burstiness if pattern == "rate" and not trace else 1.0,
-            input_len=_int(val("#load-input-len"), "input len") if kind == "random" else None,
-            output_len=_int(val("#load-output-len"), "output len"),
-            num_prompts=_int(val("#load-num-prompts"), "prompts per level"),
+            input_len=read("input_len") if kind == "random" else None,
+            output_len=read("output_len"),
+            num_prompts=read("num_prompts"),
             slo=val("#load-slo") or None,
             suite=suite, workload=options, num_warmups=warmups,
         )
@@ -349,11 +331,11 @@ class LoadScreen(SaysWorkerFailures, Screen):
     @on(Input.Changed, "#load-burstiness")
     def _burstiness_changed(self, event: Input.Changed) -> None:
         """Checked as it is typed, not only at Start: the field turns red and the line below says why."""
-        problem = burstiness_problem(event.value)
+        problem = option("burstiness").problem(event.value)  # the command's own validator
         event.input.set_class(problem is not None, "-invalid")
         if problem is not None:
             self._set_status(problem)
-        elif self.last_message.startswith("burstiness"):
+        elif self.last_message.startswith("--burstiness"):
             self._set_status("")
 
     def action_columns(self) -> None:
@@ -551,20 +533,6 @@ class LoadScreen(SaysWorkerFailures, Screen):
         chart.refresh()
 
 
-def burstiness_problem(text: str) -> str | None:
-    """Why a burstiness value cannot be used (None when it can): a number above 0, empty = 1 (Poisson)."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return f"burstiness {text!r} is not a number: 1 is Poisson, below 1 burstier, above 1 more regular"
-    if not value > 0 or value == float("inf"):
-        return f"burstiness must be above 0 (got {text})"
-    return None
-
-
 def live_text(s: dict, progress: str) -> Text:
     """The running level in two short lines that fit 80 columns (never a cut count)."""
     text = Text()
@@ -588,15 +556,3 @@ def live_text(s: dict, progress: str) -> Text:
     part("out tok/s", _f(s["output_throughput"]))
     part("TTFT p50/p99", f"{_f(s['ttft_p50_ms'], '{:.0f}')}/{_f(s['ttft_p99_ms'], '{:.0f}')} ms")
     return text
-
-
-def _int(text: str, name: str, zero: bool = False) -> int | None:
-    """An optional field: empty means the default; otherwise the CLI's own check, with the field named."""
-    if not text:
-        return None
-    if zero and text.strip() == "0":
-        return 0
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(f"{name}: {exc}") from None

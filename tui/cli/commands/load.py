@@ -11,14 +11,13 @@ from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import workload_lengths
 from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display
-from engine.workloads import DATASET_NAMES
+from engine.workloads.options import to_argparse
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
     engine_kwargs,
     fail,
     open_store,
-    positive_int,
     start_engine_or_exit_code,
 )
 
@@ -52,111 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pat = p.add_mutually_exclusive_group()
-    pat.add_argument("--concurrency", help="levels, e.g. 1,2,4 (default), or 'sweep'")
-    pat.add_argument("--request-rate", help="requests/s (Poisson unless --burstiness); several: 1,2,4; inf = all at once")
-    p.add_argument("--burstiness", type=_positive_float("--burstiness"), default=1.0,
-                   help="gamma shape for --request-rate (1 = Poisson)")
-    p.add_argument("--max-concurrency", type=positive_int, default=None, help="cap on requests in flight (with --request-rate)")
-    p.add_argument("--max-level", type=positive_int, default=64, help="largest concurrency of --concurrency sweep (default 64)")
-    p.add_argument("--input-len", "--random-input-len", dest="input_len", type=positive_int, default=None,
-                   help="random prompts: length in tokens (default 128)")
-    p.add_argument("--output-len", "--random-output-len", "--sharegpt-output-len", dest="output_len",
-                   type=positive_int, default=None,
-                   help="output tokens per request (default 128; a dataset's own lengths when it has them)")
-    p.add_argument("--suite", default=None,
-                   help="a suite's prompts ('seed' or a TOML file, which may name a [dataset]) instead of synthetic ones")
-    p.add_argument("--num-prompts", type=positive_int, default=None,
-                   help="requests per level (conversations with --multi-turn; a trace: its N earliest, default all)")
-    p.add_argument("--num-warmups", type=_non_negative_int("--num-warmups"), default=0,
-                   help="requests sent before every level and not measured (default 0)")
-    w = p.add_argument_group("workload (vLLM bench serve's names)")
-    w.add_argument("--dataset-name", default=None, choices=list(DATASET_NAMES), metavar="NAME",
-                   help="random (default), prefix_repetition, sharegpt, custom, timed_trace, mooncake_trace")
-    w.add_argument("--dataset-path", default=None, metavar="FILE",
-                   help="the dataset file (JSON, JSONL, CSV or Parquet) for sharegpt, custom and the traces")
-    w.add_argument("--random-range-ratio", default=None, metavar="R",
-                   help='random: lengths uniform in [L(1-R), L(1+R)], R in [0, 1), or {"input": R, "output": R}')
-    w.add_argument("--random-prefix-len", type=_non_negative_int("--random-prefix-len"), default=None, metavar="N",
-                   help="random: N tokens of one fixed prefix before every prompt")
-    w.add_argument("--prefix-repetition-prefix-len", type=_non_negative_int("--prefix-repetition-prefix-len"),
-                   default=None, metavar="N", help="prefix_repetition: shared prefix tokens (default 256)")
-    w.add_argument("--prefix-repetition-suffix-len", type=_non_negative_int("--prefix-repetition-suffix-len"),
-                   default=None, metavar="N", help="prefix_repetition: tokens after the prefix (default 256)")
-    w.add_argument("--prefix-repetition-num-prefixes", type=positive_int, default=None, metavar="N",
-                   help="prefix_repetition: how many prefixes (default 10); num_prompts // N prompts each")
-    w.add_argument("--prefix-repetition-output-len", type=positive_int, default=None, metavar="N",
-                   help="prefix_repetition: output tokens (default 128)")
-    w.add_argument("--disable-shuffle", action="store_true", help="sharegpt/custom: keep the file's order")
-    w.add_argument("--skip-chat-template", action="store_true",
-                   help="custom: send prompts without the chat template (vLLM's)")
-    w.add_argument("--timed-trace-chunk-hash-size", type=positive_int, default=None, metavar="N",
-                   help="tokens per hash id (timed_trace 16, mooncake_trace 512)")
-    w.add_argument("--timed-trace-sec-multiplier", type=_positive_float("--timed-trace-sec-multiplier"), default=None,
-                   metavar="X", help="send time = timestamp x X seconds (timed_trace 1, mooncake_trace 0.001); "
-                   "smaller compresses the trace")
-    for key, default in (("timestamp", "timestamp"), ("input-length", "input_length"),
-                         ("output-length", "output_length"), ("hash-ids", "hash_ids")):
-        w.add_argument(f"--timed-trace-label-{key}", default=None, metavar="FIELD",
-                       help=f"the trace's field for the {key.replace('-', ' ')} (default {default})")
-    m = p.add_argument_group("multi-turn conversations")
-    m.add_argument("--multi-turn", action="store_true",
-                   help="each simulated user sends every next turn with the whole chat so far (sharegpt: the "
-                   "file's turns; random: --turns messages)")
-    m.add_argument("--turns", type=positive_int, default=None, help="random --multi-turn: turns per user (default 3)")
-    m.add_argument("--max-turns", type=positive_int, default=None, help="sharegpt --multi-turn: at most N turns")
-    m.add_argument("--turn-delay-ms", type=_non_negative_float("--turn-delay-ms"), default=None, metavar="MS",
-                   help="think time between a reply and the next turn (default 0)")
-    m.add_argument("--turn-delay-dist", choices=["fixed", "exponential"], default=None,
-                   help="think time fixed, or exponential with mean --turn-delay-ms")
-    p.add_argument("--client-processes", type=positive_int, default=None, metavar="N",
-                   help="processes sharing every level's requests (--engine openai; default: one per 2 idle "
-                   "cores, at most 8; 1 with the in-process vLLM engine)")
-    p.add_argument("--slo", default=None, help="SLOs in ms for goodput, e.g. ttft=500,tpot=50 (also e2el)")
-    p.add_argument("--seed", type=int, default=0, help="seed for arrivals and prompts (default 0)")
+    to_argparse(p)  # every load and workload option, declared once (engine.workloads.options)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_db_option(p)
     add_engine_options(p, suppress=True)
     p.set_defaults(func=run)
-
-
-def _non_negative_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a whole number") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be 0 or more (got {text})")
-        return value
-
-    return parse
-
-
-def _non_negative_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a number") from None
-        if not value >= 0 or math.isinf(value):
-            raise argparse.ArgumentTypeError(f"{name} must be 0 or more (got {text})")
-        return value
-
-    return parse
-
-
-def _positive_float(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} {text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be above 0 (got {text})")
-        return value
-
-    return parse
 
 
 def build_spec(args: argparse.Namespace):
@@ -190,15 +89,9 @@ def client_processes(args: argparse.Namespace) -> int:
 
 def workload_options(args: argparse.Namespace):
     """The workload options of the command line (engine.workloads.WorkloadOptions, vLLM's names)."""
-    from engine.workloads import WorkloadOptions
+    from engine.workloads.options import options_from_namespace
 
-    names = ("dataset_name", "dataset_path", "random_range_ratio", "random_prefix_len",
-             "prefix_repetition_prefix_len", "prefix_repetition_suffix_len", "prefix_repetition_num_prefixes",
-             "prefix_repetition_output_len", "timed_trace_chunk_hash_size", "timed_trace_sec_multiplier",
-             "timed_trace_label_timestamp", "timed_trace_label_input_length", "timed_trace_label_output_length",
-             "timed_trace_label_hash_ids", "disable_shuffle", "skip_chat_template", "multi_turn", "turns", "max_turns", "turn_delay_ms",
-             "turn_delay_dist")
-    return WorkloadOptions(seed=args.seed, **{n: getattr(args, n) for n in names})
+    return options_from_namespace(args)
 
 
 def run(args: argparse.Namespace) -> int:
