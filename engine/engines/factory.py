@@ -96,6 +96,7 @@ def make_engine(
 ) -> EngineChoice:
     check_engine_choice(engine, endpoint)
     if engine == "openai":
+        assert endpoint is not None  # check_engine_choice: --engine openai needs --endpoint
         from engine.engines.openai_engine import OpenAIEngine
 
         eng = OpenAIEngine(endpoint, model, api=api, tokenizer=tokenizer)
