@@ -243,17 +243,23 @@ def test_split_level_deals_round_robin_and_keeps_the_schedule():
     shares = split_level(LoadLevel(max_concurrency=5, num_prompts=15), [0.0] * 15, 2)
     assert [len(s.positions) for s in shares] == [8, 7]
     assert sorted(shares[0].positions + shares[1].positions) == list(range(15))
-    # 1 user over 2 processes: both hold requests; the one slot is shared, so neither idles with work left.
+    # 1 user over 2 processes: one process holds them all, the other sits the level out (one user never
+    # hops between processes through the shared semaphore).
     shares = split_level(LoadLevel(max_concurrency=1, num_prompts=4), [0.0] * 4, 2)
-    assert [s.positions for s in shares] == [[0, 2], [1, 3]]
+    assert [s.positions for s in shares] == [[0, 1, 2, 3], []]
+    # 2 users over 3 processes: two processes, round robin; the third sits it out.
+    shares = split_level(LoadLevel(max_concurrency=2, num_prompts=5), [0.0] * 5, 3)
+    assert [s.positions for s in shares] == [[0, 2, 4], [1, 3], []]
     # A fixed schedule: sorted by send time and dealt round robin; together exactly the one schedule.
     offsets = arrival_offsets(9, 3.0, 1.0, seed=2)
     shares = split_level(LoadLevel(request_rate=3.0, num_prompts=9), offsets, 2)
     assert shares[0].positions == [0, 2, 4, 6, 8] and shares[1].positions == [1, 3, 5, 7]
     assert sorted(offsets[i] for s in shares for i in s.positions) == sorted(offsets)
     # Offsets out of order are dealt by send time.
-    shares = split_level(LoadLevel(self_timed=True, max_concurrency=1, num_prompts=4), [0.3, 0.1, 0.2, 0.0], 3)
+    shares = split_level(LoadLevel(self_timed=True, max_concurrency=3, num_prompts=4), [0.3, 0.1, 0.2, 0.0], 3)
     assert [s.positions for s in shares] == [[3, 0], [1], [2]]
+    shares = split_level(LoadLevel(self_timed=True, max_concurrency=1, num_prompts=4), [0.3, 0.1, 0.2, 0.0], 3)
+    assert [s.positions for s in shares] == [[3, 1, 2, 0], [], []]
 
 
 def test_the_shared_cap_gives_a_dead_workers_slots_back_and_resets_per_level():
@@ -405,6 +411,27 @@ def test_one_max_concurrency_is_shared_by_every_client_process(tmp_path, embedde
         waited = [r for r in rows if (r["queue_wait_ms"] or 0) > 100]
         assert waited and all(r["ttft_ms"] < r["queue_wait_ms"] for r in waited)
         store.close()
+
+
+def test_one_user_over_two_processes_is_driven_by_one(tmp_path):
+    """--concurrency 1,3 over 2 client processes: the level with one user is sent by one process alone
+    (the other sits it out: one user never hops between processes through the shared semaphore), one
+    request at a time; the level with 3 users uses both processes under their one cap of 3."""
+    levels = [LoadLevel(max_concurrency=1, num_prompts=4), LoadLevel(max_concurrency=3, num_prompts=6)]
+    spec = LoadSpec(levels=levels, prompts=PromptSource(input_len=8, output_len=3), client_processes=2)
+    with _CountingServer([_reply(tokens=3, gap_ms=20)]) as server:
+        store, outcome = _run(server, tmp_path / "one.duckdb", spec)
+        assert server.in_flight == 0 and server.peak <= 3
+    one, three = outcome.levels
+    assert [lv.summary["overall"]["completed"] for lv in (one, three)] == [4, 6]
+    assert one.summary["client_health"]["client_processes"] == 1
+    assert len(one.summary["client_health"]["client_cpu"]) == 1
+    assert three.summary["client_health"]["client_processes"] == 2
+    assert len(three.summary["client_health"]["client_cpu"]) == 2
+    rows = sorted(store.get_requests(one.run_id), key=lambda r: r["send_offset_s"])
+    ends = [r["send_offset_s"] + r["e2el_ms"] / 1000 for r in rows]
+    assert all(b["send_offset_s"] >= a_end - 1e-3 for a_end, b in zip(ends, rows[1:]))  # one at a time
+    store.close()
 
 
 def test_default_is_one_process_per_two_idle_cores_capped():

@@ -18,6 +18,10 @@ start + its offset, as one process would.
 How a level is shared out (`split_level`):
   * closed loop (--concurrency N): the requests dealt round robin in plan order; N users are the shared
     cap below, so the processes together keep N in flight;
+  * a level whose cap (--concurrency N, --max-concurrency N) is below the process count P uses only N
+    processes, P - N sit it out (as before issue 21): N users never need more than N processes, and one
+    user on one process keeps its requests back to back with no hop through the machine-wide semaphore;
+    a level on one process holds its cap on its own event loop (asyncio.Semaphore, as with one process);
   * a fixed schedule (--request-rate, a trace): the schedule, sorted by send time, dealt round robin, so
     together the processes send on exactly the one arrival process (a trace is in time order already:
     engine.workloads.traces sorts it once, so one process and N send on the same schedule);
@@ -87,13 +91,17 @@ class Share:
 
 def split_level(level, offsets: Sequence[float], processes: int) -> list[Share]:
     """The level's requests dealt among `processes` workers (see the module docstring): sorted by send
-    offset (ties in plan order) and dealt round robin. `level` is an engine.load.patterns.LoadLevel, `offsets` each
-    planned request's send offset (s). Returns one Share per worker, each in ascending send time; together
-    they hold every position once."""
+    offset (ties in plan order) and dealt round robin over the first min(processes, cap) workers, the cap
+    being the level's --max-concurrency (--concurrency's users; None: no cap, every worker). `level` is an
+    engine.load.patterns.LoadLevel, `offsets` each planned request's send offset (s). Returns one Share per
+    worker, each in ascending send time (the workers past the cap's get none); together they hold every
+    position once."""
     p = max(1, int(processes))
     shares = [Share([]) for _ in range(p)]
+    cap = level.max_concurrency
+    used = min(p, max(1, int(cap))) if cap else p
     for j, i in enumerate(sorted(range(len(offsets)), key=lambda i: (offsets[i], i))):
-        shares[j % p].positions.append(i)
+        shares[j % used].positions.append(i)
     return shares
 
 
@@ -376,6 +384,8 @@ class ClientPool:
         with self.counter.get_lock():
             self.counter.value = len(planned)  # follow-ups are numbered after the first wave, as sent
         self.cap.reset(level.max_concurrency)  # no worker is driving: the previous level has ended
+        # The machine-wide cap only where two or more processes share the level; one holds it on its own loop.
+        shared = bool(level.max_concurrency) and sum(1 for share in shares if share.positions) > 1
         active: list[_Worker] = []
         for w, share in zip(alive, shares):
             w.pending, w.done, w.armed, w.sent, w.in_flight = set(), None, False, 0, 0
@@ -383,7 +393,7 @@ class ClientPool:
                 continue
             part = source.share(share.positions)
             message = ("level", no, level, part, share.positions, [float(offsets[i]) for i in share.positions],
-                       bool(level.max_concurrency))
+                       shared)
             w.pending = set(share.positions)
             if w.send(message):
                 active.append(w)
@@ -567,8 +577,9 @@ def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter, c
 
 def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level, source, positions, offsets,
                  capped: bool) -> bool:
-    """One level's share: armed, wait for "go", drive (under the level's shared cap when `capped`), hand
-    back records every DRAIN_S, then "done". False when the parent is gone."""
+    """One level's share: armed, wait for "go", drive (under the level's shared cap when `capped`, else
+    under the level's --max-concurrency on this process's loop: the one process of the level), hand back
+    records every DRAIN_S, then "done". False when the parent is gone."""
     planned = source.initial()
     engine = host.engine
     outcome = LevelOutcome(level=level, status="completed")
@@ -592,7 +603,8 @@ def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level
         return value
 
     gate = CapGate(cap, index) if capped else None
-    future = host.call(drive(engine, live, source, planned, offsets, None, done_q, outcome, cancel,
+    own_cap = None if capped else level.max_concurrency
+    future = host.call(drive(engine, live, source, planned, offsets, own_cap, done_q, outcome, cancel,
                              indexes=positions, next_index=next_index, start_ns=start_ns, limiter=gate))
     parent_gone = False
     while True:
