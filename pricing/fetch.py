@@ -50,7 +50,8 @@ async def fetch_one(
     except asyncio.TimeoutError:
         return FetchResult(provider, [], False, f"timed out after {t * 3:g} s", attempted_at=now)
     except Exception as exc:  # a parser bug must not take the other providers down
-        return FetchResult(provider, [], False, one_line(f"unexpected {type(exc).__name__}: {exc}", 140, join=True, ellipsis=True), attempted_at=now)
+        reason = one_line(f"unexpected {type(exc).__name__}: {exc}", 140, join=True, ellipsis=True)
+        return FetchResult(provider, [], False, reason, attempted_at=now)
 
 
 async def fetch_live(

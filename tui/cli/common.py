@@ -108,7 +108,8 @@ def add_engine_options(parser: argparse.ArgumentParser, suppress: bool = False) 
                         "default: the served model id when it is one")
     g.add_argument("--dtype", default=d("auto"), help="vLLM dtype (default: auto)")
     g.add_argument("--tensor-parallel-size", "-tp", type=positive_int, default=d(1), help="vLLM tensor parallel size")
-    g.add_argument("--pipeline-parallel-size", "-pp", type=positive_int, default=d(1), help="vLLM pipeline parallel size")
+    g.add_argument("--pipeline-parallel-size", "-pp", type=positive_int, default=d(1),
+                   help="vLLM pipeline parallel size")
     g.add_argument("--engine-arg", action="append", default=d([]), metavar="KEY=VALUE",
                    help="extra vLLM engine argument (repeatable), e.g. --engine-arg max_num_seqs=8")
     w = parser.add_argument_group("where the run runs")

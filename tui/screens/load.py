@@ -486,7 +486,8 @@ class LoadScreen(SaysWorkerFailures, Screen):
             self._levels_seen = len(view.levels)
             level = view.levels[-1]
             total = len((level.suite_json or {}).get("levels") or []) or "?"
-            self._set_status(f"level {(level.level_index or 0) + 1}/{total}: {level.level.label if level.level else ''}")
+            label = level.level.label if level.level else ""
+            self._set_status(f"level {(level.level_index or 0) + 1}/{total}: {label}")
         s = view.job.live.snapshot()
         self.query_one("#load-live", Static).update(live_text(s, self._level_progress(view, s)))
 

@@ -73,7 +73,8 @@ class CompareMatrixScreen(SaysWorkerFailures, Screen):
         Binding("m", "tab('tab-matrix')", "Matrix", id="matrix.matrix"),
         Binding("o", "tab('tab-slo')", "SLO", id="matrix.slo"),
         Binding("f", "tab('tab-frontier')", "Frontier", id="matrix.frontier"),
-        Binding("w", "more_columns", "Columns", id="matrix.more", tooltip="the matrix's other columns (below 118 wide)"),
+        Binding("w", "more_columns", "Columns", id="matrix.more",
+                tooltip="the matrix's other columns (below 118 wide)"),
         Binding("b", "basis", "Basis", id="matrix.basis", tooltip="the cost chart's basis: under load or batch-1"),
         Binding("x", "axis", "Axis", id="matrix.axis", tooltip="the frontier's x axis: per-user tok/s or TTFT"),
         Binding("k", "next_workload", "Workload", id="matrix.workload",
@@ -178,7 +179,8 @@ class CompareMatrixScreen(SaysWorkerFailures, Screen):
         from data.analysis.frontier import build_frontier
 
         try:
-            self.post_message(self.FrontierLoaded(safe_display(build_frontier(self.store, percentile, now=self.fixed_now))))
+            frontier = build_frontier(self.store, percentile, now=self.fixed_now)
+            self.post_message(self.FrontierLoaded(safe_display(frontier)))
         except Exception as exc:
             self.post_message(self.Failed("frontier", one_line(exc)))
 
@@ -419,7 +421,8 @@ class CompareMatrixScreen(SaysWorkerFailures, Screen):
         levels.clear(columns=True)
         for i, (label, _w) in enumerate(LEVEL_COLUMNS):
             last = i == len(LEVEL_COLUMNS) - 1
-            levels.add_column(label, width=max(12, min(widths[i], room - 2 * levels.cell_padding)) if last else widths[i])
+            width = max(12, min(widths[i], room - 2 * levels.cell_padding)) if last else widths[i]
+            levels.add_column(label, width=width)
         for row in rows:
             levels.add_row(*row, height=None)  # the reason wraps onto as many lines as it needs
 

@@ -258,7 +258,8 @@ def print_slo(console: Console, result) -> None:
                 style = "bold green" if c.cheapest else ""
                 rows.append([Text(provider_label(c.provider) + ("*" if c.measured_here else ""), style=style),
                              f"{c.usd_per_hour:.2f} {SOURCE_MARK.get(c.price_source, '?')}",
-                             Text(f"{c.usd_per_million:.2f}", style=style), Text("◀" if c.cheapest else "", style=style)])
+                             Text(f"{c.usd_per_million:.2f}", style=style),
+                             Text("◀" if c.cheapest else "", style=style)])
             print_table(console, cols, rows, layout="pages", fixed=1)
         headers = list(LEVEL_HEADERS)
         headers[3], headers[4] = f"p{result.percentile:g} TTFT", f"p{result.percentile:g} TPOT"

@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
                                              "failures_by_kind": r.get("failures_by_kind"),
                                              "note": failure_note(r)} for r in rows if r.get("failed")],
                    "client_health": [r.summary.get("client_health") for r in outcome.levels],
-                   "warnings": [w for r in outcome.levels for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
+                   "warnings": [w for r in outcome.levels
+                                for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
             print(json.dumps(json_safe(obj), default=str), file=term.stdout)
         else:
             _print_table(safe_display(rows), spec, outcome, roof, term.stdout, roof_note)
@@ -184,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         bad = [r for r in outcome.levels if r.outcome.status != "completed"]
         if bad:
             r = bad[0]
-            return fail(f"run {r.run_id} {r.outcome.status}: {r.outcome.error or 'see tokentop show ' + r.run_id}", 1, err)
+            why = r.outcome.error or "see tokentop show " + r.run_id
+            return fail(f"run {r.run_id} {r.outcome.status}: {why}", 1, err)
         return 0
 
 
@@ -331,7 +333,8 @@ def workload_lines(rows, spec) -> list[str]:
     if first.get("prefix_cache_reset") is not None:
         not_reset = [r for r in rows if r.get("prefix_cache_reset") is False]
         lines.append("prefix cache reset before every level" if not not_reset else
-                     f"prefix cache NOT reset before {len(not_reset)} level(s): {not_reset[0].get('prefix_cache_reset_note')}")
+                     f"prefix cache NOT reset before {len(not_reset)} level(s): "
+                     f"{not_reset[0].get('prefix_cache_reset_note')}")
     for r in rows:
         if r.get("input_len_checked"):
             bad = r.get("input_len_mismatches") or 0

@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fetch every complete run on the remote that the local database lacks and import it "
         "(origin pull:<remote>). The remote: --remote or TOKENTOP_REMOTE.",
     )
-    q.add_argument("--remote", metavar="URL", default=None, help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
+    q.add_argument("--remote", metavar="URL", default=None,
+                   help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
     q.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     add_db_option(q)
     q.set_defaults(func=run_pull)
