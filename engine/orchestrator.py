@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 from engine.engines.host import EngineHost, RequestHandle
 from engine.load.driver import LevelOutcome, LiveLoad
@@ -38,7 +38,15 @@ from engine.telemetry.environment import used_gpu_samples
 from engine.telemetry.gpu import GpuSampler, summarise_gpu
 from engine.telemetry.server import MetricsScraper
 from engine.terminal_text import one_line
-from engine.types import BadRequestError, Chunk, EngineError, GenerationRequest, RequestRecord
+from engine.types import (
+    BadRequestError,
+    Chunk,
+    EngineError,
+    GenerationRequest,
+    JobViewStatus,
+    RequestRecord,
+    RunStatus,
+)
 from engine.workloads.base import Workload, workload_key
 from engine.workloads.suites import Suite
 
@@ -127,7 +135,7 @@ class RequestFinished:
 @dataclass(frozen=True)
 class RunFinished:
     run: RunInfo
-    status: str  # completed | failed | aborted
+    status: RunStatus
     duration_s: float
     summary: dict[str, Any]
     error: str | None = None
@@ -148,7 +156,7 @@ class StopRequested:
 class JobFinished:
     job_id: str
     kind: str
-    status: str
+    status: RunStatus  # the first level that did not complete decides a load's
     runs: tuple[RunFinished, ...]
     stop_reason: str = ""
     error: str | None = None
@@ -165,13 +173,16 @@ class JobStarted:
         return self.job.job_id
 
 
-Event = Any
+# Every event an Orchestrator emits (its sinks dispatch on the class).
+Event = Union[
+    JobStarted, RunStarted, RequestStarted, ChunkArrived, RequestFinished, RunFinished, StopRequested, JobFinished
+]
 Sink = Callable[[Event], None]
 
 
 @dataclass
 class SuiteOutcome:
-    status: str  # completed | failed | aborted
+    status: RunStatus
     records: list[RequestRecord] = field(default_factory=list)
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
@@ -697,7 +708,8 @@ class Orchestrator:
             self.emit(done)
             return outcome
 
-        status, reason, error = "completed", "", None
+        status: RunStatus = "completed"
+        reason, error = "", None
         try:
             _, reason = runner.run_levels(levels, auto_stop=auto_stop, level_runner=level_runner)
         except BaseException as exc:
@@ -764,7 +776,7 @@ class JobView:
         return self.result is None
 
     @property
-    def status(self) -> str:
+    def status(self) -> JobViewStatus:
         if self.result is not None:
             return self.result.status
         return "stopping" if self.stopping else "running"

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import TokentopError
+
+# How a stored run, a suite's or a load level's outcome, or a job ended (the store's runs.status):
+# completed (it ran to its end), failed (an error, or no request succeeded), aborted (someone stopped it).
+RunStatus = Literal["completed", "failed", "aborted"]
+# A job as a screen sees it (engine.orchestrator.JobView.status): still running, stopping, or how it ended.
+JobViewStatus = Literal["running", "stopping", "completed", "failed", "aborted"]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 from engine.load.patterns import LoadLevel
 from engine.measure.client_health import cpu_sample, cpu_use
 from engine.measure.metrics import RequestMetrics
-from engine.types import GenerationRequest, RequestRecord
+from engine.types import GenerationRequest, RequestRecord, RunStatus
 from engine.workloads.base import LevelSource
 
 DRAIN_S = 0.05  # how often the driver thread collects finished records (and sees a stop)
@@ -73,7 +73,7 @@ class LiveLoad:
 @dataclass
 class LevelOutcome:
     level: LoadLevel
-    status: str  # completed | failed | aborted
+    status: RunStatus
     records: list[RequestRecord] = field(default_factory=list)  # in send (plan) order
     metrics: list[RequestMetrics] = field(default_factory=list)
     duration_s: float = 0.0
