@@ -48,7 +48,8 @@ class SuiteScreen(Screen):
                 tooltip="run the suite, whatever has focus"),
         Binding("s", "edit_suite", "Suite field", id="suite.edit", show=False,
                 tooltip="the cursor to the suite field (seed, a TOML file or a dataset file); Tab then goes to reps"),
-        Binding("escape", "cancel", "Cancel", id="suite.cancel", tooltip="cancel the running suite; finished requests are kept"),
+        Binding("escape", "cancel", "Cancel", id="suite.cancel",
+                tooltip="cancel the running suite; finished requests are kept"),
         Binding("ctrl+x", "cancel", "Stop", id="suite.stop", priority=True,
                 tooltip="stop the running suite, whatever has focus; finished requests are kept"),
     ]
@@ -269,7 +270,8 @@ class SuiteScreen(Screen):
             if meter is None:
                 return
         snap = meter.snapshot()
-        self.query_one(StreamView).append(self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else ""))
+        text = self.sanitizer.feed(snap.text) + (self.sanitizer.flush() if snap.done else "")
+        self.query_one(StreamView).append(text)
         self.query_one(GaugePanel).show(snap)
         if not snap.done:
             self.progress.live(snap.tokens)

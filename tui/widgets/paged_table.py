@@ -39,7 +39,8 @@ class PagedTable(DataTable):
         self.data = [(key, list(cells)) for key, cells in rows]
         self.layout_columns(force=True)
 
-    def set_columns_and_rows(self, spec: Sequence[tuple[str, str]], rows: Sequence[tuple[str | None, Sequence[Any]]]) -> None:
+    def set_columns_and_rows(self, spec: Sequence[tuple[str, str]],
+                             rows: Sequence[tuple[str | None, Sequence[Any]]]) -> None:
         """Both at once, for a table whose columns depend on its rows."""
         self.spec = list(spec)
         self.set_rows(rows)
@@ -67,8 +68,9 @@ class PagedTable(DataTable):
             return
         self._laid_out_for = width
         pad = 2 * self.cell_padding
-        self.widths = widths = [max([cell_width(label)] + [cell_width(cells[i]) for _k, cells in self.data if i < len(cells)]) + pad
-                  for i, (label, _key) in enumerate(self.spec)]
+        self.widths = widths = [
+            max([cell_width(label)] + [cell_width(cells[i]) for _k, cells in self.data if i < len(cells)]) + pad
+            for i, (label, _key) in enumerate(self.spec)]
         fixed_w = sum(widths[: self.fixed])
         self.pages = column_pages(widths[self.fixed:], max(1, width - 2), fixed_w) if len(widths) > self.fixed else [[]]
         self.page %= len(self.pages)
