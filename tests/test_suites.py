@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.workloads.suites import load_suite
 from engine.types import BadRequestError
+from engine.workloads.suites import load_suite
 from tui.cli.common import resolve_suite
 
 ARTICLE_PROMPTS = {

@@ -134,7 +134,8 @@ class TokentopApp(SaysWorkerFailures, App[int]):
         # No screen yet to refresh: set without the watcher.
         self.set_reactive(TokentopApp.engine_state,
                           "ready" if session is not None else ("starting" if self.autostart else "off"))
-        self.engine_message = "" if session is not None else ("starting the engine" if self.autostart else "engine not started")
+        self.engine_message = ("" if session is not None
+                               else ("starting the engine" if self.autostart else "engine not started"))
         self.engine_error: str | None = None
         self._start_t = time.monotonic()
         self._starting_session: Any = None
