@@ -32,7 +32,7 @@ import duckdb  # noqa: E402
 from data.store.database import RequestRow, Store, insert_request  # noqa: E402
 from data.store.recorder import RunRecorder  # noqa: E402
 from engine.measure.metrics import request_metrics  # noqa: E402
-from tests.concurrent_writer import record_run, synthetic  # noqa: E402
+from tests.support.concurrent_writer import record_run, synthetic  # noqa: E402
 
 HOLD_2S = """
 import duckdb, sys, time
@@ -114,8 +114,9 @@ def new_path(db: Path, requests: int, chunks: int, during=None) -> tuple[list[fl
 
 
 def with_second_writer(db: Path, fn):
-    proc = subprocess.Popen([sys.executable, "-m", "tests.concurrent_writer", str(db), "--until", str(db) + ".stop",
-                             "--requests", "10", "--chunks", "200"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.concurrent_writer", str(db),
+                             "--until", str(db) + ".stop", "--requests", "10", "--chunks", "200"],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.5)
     try:

@@ -10,8 +10,8 @@ import pytest
 from textual.widgets import Checkbox, Input, Select
 
 from engine.workloads.options import field_shown, form_fields, form_workloads, load_options
-from tests.test_keys import FakeSession, make_app
-from tests.tui_support import fixed_store
+from tests.support.tui_support import fixed_store
+from tests.tui.test_keys import FakeSession, make_app
 from tui.cli import build_parser, main
 from tui.cli.common import add_db_option, add_engine_options
 

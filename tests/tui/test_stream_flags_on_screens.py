@@ -1,0 +1,84 @@
+"""What the screens show of issue 17's stream cases: a load level with failures flagged on the Load
+screen, and gauges that say when a token count is tokentop's estimate or a request stopped early
+(a scripted OpenAI-compatible server on loopback, no model)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from rich.console import Console
+from textual.app import App
+
+from engine.measure.live import LiveSnapshot
+from tests.support.sse_script import ScriptServer
+from tests.unit.test_streams import FAILING_LEVEL
+from tui.widgets.gauges import gauge_note, stats_table
+
+
+def _text(renderable) -> str:
+    console = Console(width=26, record=True, file=open("/dev/null", "w"))
+    console.print(renderable)
+    return console.export_text()
+
+
+class LoadHost(App):
+    def __init__(self, session):
+        super().__init__()
+        self.session = session
+
+    def on_mount(self):
+        from tui.screens.load import LoadScreen
+
+        self.push_screen(LoadScreen(self.session))
+
+
+async def _wait_for(pilot, condition, timeout: float = 60.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        assert loop.time() < end, "timed out"
+        await pilot.pause(0.1)
+
+
+async def test_load_screen_flags_a_level_with_failures(store):
+    from textual.widgets import Input
+
+    from data.jobs.session import Session
+    from tui.widgets.paged_table import PagedTable
+
+    with ScriptServer(FAILING_LEVEL) as server:
+        session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
+        session.start_engine()
+        try:
+            app = LoadHost(session)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                screen = app.screen
+                screen.query_one("#load-levels", Input).value = "1"
+                screen.query_one("#load-num-prompts", Input).value = "10"
+                screen.action_start()
+                await _wait_for(pilot, lambda: not screen.running and screen.finished, 60)
+                (level,) = screen.finished
+                assert level["failure_rate"] == 0.5
+                table = screen.query_one("#load-table", PagedTable)
+                cells = [str(c) for c in table.get_row_at(0)]
+                assert "5 (50%)" in cells
+                assert screen.last_message.startswith("! failures at concurrency 1")
+                note = "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"
+                # the notification is a message the app handles after the status line is set
+                await _wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
+        finally:
+            session.shutdown()
+
+
+def test_gauges_say_when_the_count_is_an_estimate_and_when_a_request_stopped_early():
+    estimated = LiveSnapshot(tokens=4, done=True, estimated=True, token_source="tokenizer")
+    assert re.search(r"tokens +4 est\.", _text(stats_table(estimated, compact=True)))
+    assert "the tokenizer's estimate" in gauge_note(estimated)
+    events = LiveSnapshot(tokens=2, done=True, estimated=True, token_source="events")
+    assert "pass --tokenizer" in gauge_note(events)
+    exact = LiveSnapshot(tokens=12, done=True, token_source="usage")
+    assert "est." not in _text(stats_table(exact)) and gauge_note(exact) == "TPS = tokens / elapsed; TPOT, ITL as vLLM"
+    early = LiveSnapshot(tokens=1, done=True, stopped_early=(20, 1), token_source="usage")
+    assert re.search(r"stopped early +1 of 20", _text(stats_table(early, compact=True)))
