@@ -1,4 +1,4 @@
-# The two commands: `make run` opens the app, `make test` runs the whole suite.
+# The two commands: `make run` opens the app, `make test` runs the checks and the whole suite.
 # Both set everything up first (venv, the right vLLM build, the embedded model).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,10 +12,14 @@ setup:
 run: setup
 	$(VENV)/bin/tokentop
 
-test: setup
+# The checks first, each failing the build: ruff (pyflakes, pycodestyle, import order, bugbear; [tool.ruff]),
+# mypy on engine/ ([tool.mypy]), the import-linter contracts ([tool.importlinter]); then pytest.
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 clean:
