@@ -1,7 +1,7 @@
 """Profile of the Live screen's 10 Hz tick (a script that prints figures, not a test; issue 24).
 
 The tick is driven by hand, so every tick sees exactly the same work whatever the machine's load:
-before each tick, `rate / 10` one-token chunks (as engine/engines/overhead_fake.py's
+before each tick, `rate / 10` one-token chunks (as benchmarks/overhead_fake.py's
 SyntheticOverheadEngine sends them: a letter and a space) go through the request's `LiveMeter.feed` (the call the
 orchestrator binds on the engine thread), then `LiveScreen.tick()` runs and the app renders the
 frame (Pilot, 120x40). Three figures per rate:
@@ -38,7 +38,8 @@ async def profile_rate(rate: int, ticks: int, top: int) -> dict:
         from data.store.database import Store
     except ImportError:  # before data/ moved into subpackages
         from data.store import Store
-    from engine.engines.overhead_fake import SyntheticOverheadEngine
+    from overhead_fake import SyntheticOverheadEngine  # benchmarks/overhead_fake.py, beside this script
+
     from engine.measure.live import LiveMeter
     from engine.types import Chunk
     from tui.app import TokentopApp

@@ -5,7 +5,7 @@
     embedded vLLM engine, interleaved, medians;
 (b) how many streamed tokens/s the UI path (the orchestrator's chunk event -> the watcher's LiveMeter
     on the engine thread + the Live screen's 10 Hz timer) absorbs without falling behind, from
-    engine/engines/overhead_fake.py's SyntheticOverheadEngine —
+    benchmarks/overhead_fake.py's SyntheticOverheadEngine —
     a fake source, used only here;
 (c) time to first frame of the installed `tokentop` in tmux (median of 3).
 
@@ -85,9 +85,10 @@ async def part_a(rounds: int, tokens: int) -> dict:
 async def part_b(rates: list[int], seconds: float) -> list[dict]:
     from types import SimpleNamespace
 
+    from overhead_fake import SyntheticOverheadEngine  # benchmarks/overhead_fake.py, beside this script
+
     from data.store.database import Store
     from engine.engines.host import EngineHost
-    from engine.engines.overhead_fake import SyntheticOverheadEngine
     from engine.orchestrator import Orchestrator
     from engine.types import GenerationRequest
     from tui.app import TokentopApp

@@ -1,6 +1,7 @@
 """SyntheticOverheadEngine: NOT a model. A fake engine that streams one-token chunks at a fixed,
-very high rate, used ONLY by benchmarks/ui_overhead.py to measure how many streamed tokens per
-second the UI path (LiveMeter + Live screen timer) absorbs. Never used for any reported TPS/TTFT.
+very high rate, used ONLY by benchmarks/ui_overhead.py and benchmarks/tick_profile.py (it lives beside
+them, outside the package) to measure how many streamed tokens per second the UI path (LiveMeter +
+Live screen timer) absorbs. Never used for any reported TPS/TTFT.
 
 Each chunk is two characters, a letter and a space, like model output in that it does not repeat
 with a short period: the text pane's last 20,000 characters differ from one frame to the next, as
