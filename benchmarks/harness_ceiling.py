@@ -60,10 +60,12 @@ def start_source(port: int) -> subprocess.Popen:
 # -- the clients, each in its own process ---------------------------------------------------------
 def run_tokentop(session, concurrency: int, num_prompts: int, output_len: int, client_processes: int = 1) -> dict:
     from data.jobs.load import LoadSpec, run_load
-    from engine.load import LoadLevel, PromptSource
+    from engine.load import LoadLevel
+    from engine.workloads.base import DEFAULT_TEMPERATURE
+    from engine.workloads.synthetic import RandomWorkload
 
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=concurrency, num_prompts=num_prompts)],
-                    prompts=PromptSource(input_len=16, output_len=output_len))
+                    prompts=RandomWorkload(16, output_len or 128, temperature=DEFAULT_TEMPERATURE, seed=0))
     if client_processes > 1:
         spec.client_processes = client_processes
     outcome = run_load(session, spec)

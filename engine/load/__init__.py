@@ -16,7 +16,7 @@ This module only re-exports the names code outside the package imports.
 
 from engine.load.driver import LevelOutcome, LiveLoad
 from engine.load.patterns import LoadLevel, arrival_offsets, default_num_prompts, poisson_fit, sweep_levels
-from engine.load.runner import LoadRunner, PromptSource, engine_tokens, sweep_verdict
+from engine.load.runner import LoadRunner, engine_tokens, sweep_verdict
 from engine.load.summary import goodput_count, parse_slo, summarise_level
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "LiveLoad",
     "LoadLevel",
     "LoadRunner",
-    "PromptSource",
     "arrival_offsets",
     "default_num_prompts",
     "engine_tokens",

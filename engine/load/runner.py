@@ -36,8 +36,7 @@ from engine.measure.client_health import assess
 from engine.measure.metrics import RequestMetrics, request_metrics
 from engine.terminal_text import one_line
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
-from engine.workloads.base import DEFAULT_TEMPERATURE, LevelSource, Workload
-from engine.workloads.synthetic import RandomWorkload, SuiteWorkload
+from engine.workloads.base import LevelSource, Workload
 from engine.workloads.tokens import Tokens
 
 if TYPE_CHECKING:
@@ -46,16 +45,6 @@ if TYPE_CHECKING:
 SWEEP_MIN_GAIN = 0.10  # a level must beat the best so far by 10 % to count as "throughput still rising"
 
 RecordSink = Callable[[int, RequestRecord, RequestMetrics], None]
-
-
-def PromptSource(input_len: int | None = None, output_len: int | None = None,
-                 suite_requests: Sequence[GenerationRequest] = (), suite_name: str | None = None,
-                 temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> Workload:
-    """Synthetic random-token prompts of `input_len` tokens (vLLM's random dataset), or a suite's prompts
-    cycled: the workloads `tokentop load` had before datasets (engine.workloads.synthetic)."""
-    if suite_requests:
-        return SuiteWorkload(tuple(suite_requests), suite_name or "suite", output_len=output_len, seed=seed)
-    return RandomWorkload(input_len or 128, output_len or 128, temperature=temperature, seed=seed)
 
 
 class LoadRunner:

@@ -9,7 +9,8 @@ import pytest
 
 from data.jobs.load import LoadSpec, run_load
 from data.store.telemetry_rows import get_gpu_samples, get_server_samples
-from engine.load import LiveLoad, LoadLevel, PromptSource, poisson_fit
+from engine.load import LiveLoad, LoadLevel, poisson_fit
+from tests.support.prompts import PromptSource
 
 
 def test_concurrency_sweep_1_2_4_stores_every_level(session, store):

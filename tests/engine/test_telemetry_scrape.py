@@ -7,8 +7,9 @@ import pytest
 from data.jobs.load import LoadSpec, run_load
 from data.jobs.session import Session
 from data.store.telemetry_rows import get_server_samples
-from engine.load import LoadLevel, PromptSource
+from engine.load import LoadLevel
 from engine.telemetry.server import MetricsScraper
+from tests.support.prompts import PromptSource
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from datetime import datetime, timezone
 from data.jobs.load import LoadSpec, level_settings
 from data.store.database import Store
 from data.store.recorder import RunRecorder
-from engine.load import LoadLevel, PromptSource, summarise_level
+from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import run_summary
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.prompts import PromptSource
 
 MS = 1_000_000
 T0 = 10**12

@@ -9,10 +9,11 @@ from pathlib import Path
 from data.jobs.load import LoadSpec, level_settings
 from data.store.database import Store
 from data.store.recorder import RunRecorder, gpu_key_for
-from engine.load import LoadLevel, PromptSource, summarise_level
+from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import case_summary as summarise
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.prompts import PromptSource
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "matrix"
 MS = 1_000_000

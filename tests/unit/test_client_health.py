@@ -9,9 +9,10 @@ import time
 from data.jobs.load import LoadSpec, run_load
 from data.jobs.session import Session
 from data.store.database import Store
-from engine.load import LoadLevel, PromptSource
+from engine.load import LoadLevel
 from engine.measure.client_health import assess, lag_threshold_ms
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.prompts import PromptSource
 from tests.support.sse_replay import ReplayServer, plain_stream
 from tui.cli import main
 

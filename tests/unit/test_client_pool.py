@@ -21,10 +21,11 @@ import pytest
 from data.jobs.load import LoadSpec, run_load
 from data.jobs.session import Session
 from data.store.database import Store
-from engine.load import LoadLevel, PromptSource, arrival_offsets
+from engine.load import LoadLevel, arrival_offsets
 from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.measure.metrics import aggregate, request_metrics
 from engine.workloads.synthetic import RandomWorkload
+from tests.support.prompts import PromptSource
 from tests.support.serve_support import wait_until_gone
 from tests.support.sse_script import Reply, ScriptServer, chat, timed, usage, usage_only
 

@@ -9,7 +9,6 @@ import pytest
 
 from engine.load import (
     LoadLevel,
-    PromptSource,
     arrival_offsets,
     goodput_count,
     parse_slo,
@@ -20,6 +19,7 @@ from engine.load import (
 )
 from engine.measure.metrics import RequestMetrics, aggregate, request_metrics
 from engine.types import BadRequestError, GenerationRequest, RequestRecord
+from tests.support.prompts import PromptSource
 
 
 def _metrics(ttft_ms: float, tpot_ms: float, n: int = 11, success: bool = True) -> RequestMetrics:

@@ -180,7 +180,8 @@ def test_host_refuses_work_after_shutdown():
 
 def test_load_levels_are_runs_and_stop_keeps_finished(host, store):
     from data.jobs.load import LoadSpec, start_load
-    from engine.load import LoadLevel, PromptSource
+    from engine.load import LoadLevel
+    from tests.support.prompts import PromptSource
 
     class S:  # what start_load needs from a Session
         pass

@@ -77,7 +77,8 @@ def one_request(server: ScriptServer, **kwargs):
 def load_level(server: ScriptServer, store: Store, num_prompts: int = 4) -> RunFinished:
     """One load level at concurrency 1 through the orchestrator, stored as `tokentop load` stores it."""
     from data.jobs.load import LoadSpec, start_load
-    from engine.load import LoadLevel, PromptSource
+    from engine.load import LoadLevel
+    from tests.support.prompts import PromptSource
 
     host = _host(server)
     try:

@@ -358,7 +358,7 @@ FAILING_LEVEL = [_ok(), Reply(status=503, parts=[(0, b'{"error": {"message": "ov
 
 def _load(server: ScriptServer, store: Store, levels, prompts=None, **kwargs) -> list[RunFinished]:
     from data.jobs.load import LoadSpec, start_load
-    from engine.load import PromptSource
+    from tests.support.prompts import PromptSource
 
     host = _host(server, **kwargs)
     try:

@@ -31,7 +31,8 @@ def one_request(server: ScriptServer, **kwargs) -> RequestRecord:
 def load_level(server: ScriptServer, store: Store, num_prompts: int) -> RunFinished:
     """One load level at concurrency 1 through data.jobs.load, stored as the app stores it."""
     from data.jobs.load import LoadSpec, start_load
-    from engine.load import LoadLevel, PromptSource
+    from engine.load import LoadLevel
+    from tests.support.prompts import PromptSource
 
     host = EngineHost(OpenAIEngine(server.url))
     host.start().result(10)

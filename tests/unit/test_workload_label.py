@@ -15,13 +15,14 @@ import pytest
 from data.jobs.load import LoadSpec, level_settings
 from data.store.database import Store
 from data.store.recorder import RunRecorder
-from engine.load import LoadLevel, PromptSource, summarise_level
+from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.orchestrator import run_summary
 from engine.workloads import WorkloadOptions, make_workload
 from engine.workloads.conversations import ThinkTime
 from engine.workloads.synthetic import RandomWorkload
 from tests.support.first_hour_support import T0, _record
+from tests.support.prompts import PromptSource
 from tui.cli import main
 
 SHAREGPT = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"Question {i} about GPUs, please?"},

@@ -391,7 +391,8 @@ def test_a_server_that_cannot_reset_its_prefix_cache_is_said_and_stored(tmp_path
     from data.jobs.load import LoadSpec, run_load
     from data.jobs.session import Session
     from data.store.database import Store
-    from engine.load import LoadLevel, PromptSource
+    from engine.load import LoadLevel
+    from tests.support.prompts import PromptSource
     from tests.support.sse_replay import ReplayServer, plain_stream
 
     with ReplayServer(plain_stream(5)) as server, Store(tmp_path / "r.duckdb") as store:
