@@ -203,20 +203,25 @@ def run_summary(
 ) -> dict[str, Any]:
     """What every stored run's summary holds: per-case aggregates (vLLM names) and the overall
     figures — for a load level its vLLM-named result — plus GPU energy (J/token) and, for load,
-    the server's counters."""
+    the server's counters.
+
+    A load level's result (with its J/output token when the GPU gave one) is built once and stored
+    as three separate dicts, cases[label], overall and load: changing one leaves the others alone."""
+    if level_result is not None:
+        tokens = int(level_result.get("total_output_tokens") or 0)
+    else:
+        tokens = sum(m.output_tokens for m in metrics if m.success)
+    gpu = summarise_gpu(list(gpu_samples), tokens) if gpu_samples else {"note": gpu_note or "no GPU telemetry"}
     if level_result is not None:
         result = dict(level_result)
-        summary: dict[str, Any] = {"cases": {result.get("label", "load"): result}, "overall": result, "load": result}
-        tokens = int(result.get("total_output_tokens") or 0)
+        if gpu_samples and gpu.get("j_per_output_token") is not None:
+            result["j_per_output_token"] = gpu["j_per_output_token"]
+        summary: dict[str, Any] = {
+            "cases": {result.get("label", "load"): dict(result)}, "overall": dict(result), "load": dict(result)
+        }
     else:
         summary = case_summary(requests, metrics, records)
-        tokens = sum(m.output_tokens for m in metrics if m.success)
-    if gpu_samples:
-        summary["gpu"] = summarise_gpu(list(gpu_samples), tokens)
-        if level_result is not None and summary["gpu"].get("j_per_output_token") is not None:
-            summary["overall"]["j_per_output_token"] = summary["gpu"]["j_per_output_token"]
-    else:
-        summary["gpu"] = {"note": gpu_note or "no GPU telemetry"}
+    summary["gpu"] = gpu
     if server is not None:
         summary["server"] = server
     return summary
@@ -694,11 +699,12 @@ class Orchestrator:
                 hit_rate = outcome.result.get("request_prefix_hit_rate")
             # The KV connector's (offload) tier apart: a level it served must not read as cold (issue 21)
             external = (server_summary or {}).get("external_prefix_hit_rate")
-            for part in (summary.get("overall"), summary.get("load")):
-                if isinstance(part, dict):
-                    part["prefix_cache_hit_rate"] = hit_rate  # beside the level's throughput
-                    if external is not None:
-                        part["prefix_cache_external_hit_rate"] = external
+            beside = {"prefix_cache_hit_rate": hit_rate}  # beside the level's throughput (not in cases)
+            if external is not None:
+                beside["prefix_cache_external_hit_rate"] = external
+            for key in ("overall", "load"):
+                if isinstance(summary.get(key), dict):
+                    summary[key] = {**summary[key], **beside}
             summary["workload"] = json_safe({"label": identity.get("label"), "key": identity.get("key"),
                                              **prompts.report(), **_level_report(prompts, level.num_prompts)})
             done = RunFinished(info, outcome.status, outcome.duration_s, summary, outcome.error,

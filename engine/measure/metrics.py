@@ -36,8 +36,8 @@ token counts came from (engine.measure.token_counts).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -162,39 +162,205 @@ def metrics_from_offsets(
     return request_metrics(record)
 
 
-def _stats(name: str, values_s: Sequence[float], percentiles: Iterable[float]) -> dict[str, float | None]:
-    """mean/median/std/percentiles in ms. Over no values every one is None (vLLM reports 0 there,
-    `np.mean(x or 0)`: a mean TPOT of 0.00 for 1-token requests reads as infinitely fast)."""
-    if not len(values_s):
-        out: dict[str, float | None] = {f"{k}_{name}_ms": None for k in ("mean", "median", "std")}
-        out.update({f"p{_pct_label(p)}_{name}_ms": None for p in percentiles})
+@dataclass(frozen=True)
+class LatencyStats:
+    """One latency's statistics over a level's successful requests, in ms (vllm/benchmarks/serve.py's
+    mean_/median_/std_/percentiles_<name>_ms). Over no values every one is None (vLLM reports 0 there,
+    `np.mean(x or 0)`: a mean TPOT of 0.00 for 1-token requests reads as infinitely fast).
+    percentiles_ms: ((p, value ms), ...) in the order asked, as vLLM's percentiles_<name>_ms."""
+
+    mean_ms: float | None
+    median_ms: float | None
+    std_ms: float | None
+    percentiles_ms: tuple[tuple[float, float | None], ...]
+
+    @classmethod
+    def of(cls, values_s: Sequence[float], percentiles: Iterable[float]) -> "LatencyStats":
+        """The statistics of values in seconds (numpy: population std, linear percentiles)."""
+        if not len(values_s):
+            return cls(None, None, None, tuple((float(p), None) for p in percentiles))
+        arr = np.asarray(values_s, dtype=float)
+        return cls(
+            float(np.mean(arr) * 1000),
+            float(np.median(arr) * 1000),
+            float(np.std(arr) * 1000),
+            tuple((float(p), float(np.percentile(arr, p) * 1000)) for p in percentiles),
+        )
+
+    def to_dict(self, name: str) -> dict[str, float | None]:
+        """The result JSON's keys for this latency: mean_<name>_ms, median_, std_, p<label>_<name>_ms."""
+        out: dict[str, float | None] = {
+            f"mean_{name}_ms": self.mean_ms,
+            f"median_{name}_ms": self.median_ms,
+            f"std_{name}_ms": self.std_ms,
+        }
+        for p, value in self.percentiles_ms:
+            out[f"p{_pct_label(p)}_{name}_ms"] = value
         return out
-    arr = np.asarray(values_s, dtype=float)
-    out = {
-        f"mean_{name}_ms": float(np.mean(arr) * 1000),
-        f"median_{name}_ms": float(np.median(arr) * 1000),
-        f"std_{name}_ms": float(np.std(arr) * 1000),
-    }
-    for p in percentiles:
-        out[f"p{_pct_label(p)}_{name}_ms"] = float(np.percentile(arr, p) * 1000)
-    return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], name: str) -> "LatencyStats | None":
+        """Read back what to_dict(name) wrote (None when d has no mean_<name>_ms key)."""
+        if f"mean_{name}_ms" not in d:
+            return None
+        suffix = f"_{name}_ms"
+        pcts = []
+        for key, value in d.items():
+            label = key[1 : -len(suffix)] if key.startswith("p") and key.endswith(suffix) else ""
+            if label and _is_number(label):
+                pcts.append((float(label), value))
+        return cls(d[f"mean_{name}_ms"], d.get(f"median_{name}_ms"), d.get(f"std_{name}_ms"), tuple(pcts))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _stats(name: str, values_s: Sequence[float], percentiles: Iterable[float]) -> dict[str, float | None]:
+    """mean/median/std/percentiles in ms under the result JSON's keys (LatencyStats.of(...).to_dict(name))."""
+    return LatencyStats.of(values_s, percentiles).to_dict(name)
 
 
 def _pct_label(p: float) -> str:
     return str(int(p)) if float(p).is_integer() else str(p)
 
 
-def aggregate(
+# The latencies BenchmarkMetrics carries, in the order its result JSON lists them.
+_LATENCIES = ("ttft", "tpot", "itl", "e2el", "ttfc", "schedule_to_finish", "ttfo")
+# Keys BenchmarkMetrics.to_dict writes itself (the rest of a stored summary is kept in `extra`).
+_SCALARS = (
+    "duration", "completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput",
+    "request_goodput", "output_throughput", "total_token_throughput", "max_output_tokens_per_s",
+    "max_output_chunks_per_s", "max_concurrent_requests", "failure_rate", "failures_by_kind", "stopped_early",
+    "first_chunk_empty", "token_count_sources", "output_tokens_estimated",
+)
+_REASONING = ("reasoning_requests", "total_reasoning_tokens", "total_answer_tokens", "answer_throughput")
+
+
+@dataclass(frozen=True)
+class BenchmarkMetrics:
+    """A level's (or a suite case's, or a run's) figures: vllm/benchmarks/serve.py's BenchmarkMetrics
+    (its field names; total_input/total_output are the result JSON's total_input_tokens/
+    total_output_tokens), with tokentop's additions (see the module docstring). Units: ms, tokens,
+    requests/s, tokens/s; duration in s. A figure over no values is None.
+
+    Inside engine/ this is the value; at the JSON and store boundary it is `to_dict()` — exactly the
+    dict `aggregate()` has always returned, keys in the same order — and `from_dict()` reads a stored
+    one back (keys it does not know, e.g. goodput or target_tokens added later, are kept in `extra`
+    and written back after its own)."""
+
+    duration: float
+    completed: int
+    failed: int
+    total_input: int
+    total_output: int
+    request_throughput: float
+    request_goodput: float | None
+    output_throughput: float
+    total_token_throughput: float
+    max_output_tokens_per_s: float
+    max_output_chunks_per_s: float
+    max_concurrent_requests: int
+    failure_rate: float | None
+    failures_by_kind: Mapping[str, int]
+    stopped_early: int
+    first_chunk_empty: int
+    token_count_sources: Mapping[str, int]
+    output_tokens_estimated: bool
+    ttft: LatencyStats
+    tpot: LatencyStats
+    itl: LatencyStats
+    e2el: LatencyStats
+    ttfc: LatencyStats
+    mean_tps: float | None
+    mean_decode_rate: float | None
+    schedule_to_finish: LatencyStats | None = None  # load levels only
+    ttfo: LatencyStats | None = None  # reasoning models only, with the four below
+    reasoning_requests: int | None = None
+    total_reasoning_tokens: int | None = None
+    total_answer_tokens: int | None = None
+    answer_throughput: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # vLLM's flat names for the four latencies it reports.
+    @property
+    def mean_ttft_ms(self) -> float | None:
+        return self.ttft.mean_ms
+
+    @property
+    def median_ttft_ms(self) -> float | None:
+        return self.ttft.median_ms
+
+    @property
+    def mean_tpot_ms(self) -> float | None:
+        return self.tpot.mean_ms
+
+    @property
+    def median_tpot_ms(self) -> float | None:
+        return self.tpot.median_ms
+
+    @property
+    def mean_itl_ms(self) -> float | None:
+        return self.itl.mean_ms
+
+    @property
+    def mean_e2el_ms(self) -> float | None:
+        return self.e2el.mean_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result JSON (vLLM's keys), as stored: a new dict each call, safe to change."""
+        out: dict[str, Any] = {}
+        for key in _SCALARS:
+            attr = {"total_input_tokens": "total_input", "total_output_tokens": "total_output"}.get(key, key)
+            value = getattr(self, attr)
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+        for name in _LATENCIES:
+            stats = getattr(self, name)
+            if stats is not None:
+                out.update(stats.to_dict(name))
+            if name == "ttfo" and self.reasoning_requests is not None:
+                for key in _REASONING:
+                    out[key] = getattr(self, key)
+        out["mean_tps"] = self.mean_tps
+        out["mean_decode_rate"] = self.mean_decode_rate
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkMetrics":
+        """A stored result (to_dict's keys; KeyError when one of vLLM's is missing)."""
+        known = set(_SCALARS) | set(_REASONING) | {"mean_tps", "mean_decode_rate"}
+        stats = {name: LatencyStats.from_dict(d, name) for name in _LATENCIES}
+        for name, st in stats.items():
+            if st is not None:
+                known.update(st.to_dict(name))
+        kwargs: dict[str, Any] = {
+            {"total_input_tokens": "total_input", "total_output_tokens": "total_output"}.get(k, k): d[k]
+            for k in _SCALARS
+        }
+        kwargs.update({name: st for name, st in stats.items() if st is not None})
+        kwargs.update({k: d.get(k) for k in (*_REASONING, "mean_tps", "mean_decode_rate")})
+        kwargs["extra"] = {k: v for k, v in d.items() if k not in known}
+        return cls(**kwargs)
+
+
+def summarise(
     metrics: Sequence[RequestMetrics],
     duration_s: float,
     percentiles: Iterable[float] = DEFAULT_PERCENTILES,
     slo_ms: dict[str, float] | None = None,
-) -> dict[str, float | int]:
-    """Aggregates named as `vllm bench serve` names them in its result JSON (ms, tokens, requests/s,
-    tokens/s), the same numbers as vllm.benchmarks.serve.calculate_metrics wherever vLLM's are
-    defined (see the module docstring for where they differ on purpose), plus failure_rate,
-    failures_by_kind, stopped_early, first_chunk_empty, token_count_sources, output_tokens_estimated,
-    the TTFC statistics and, for load levels, the schedule-to-finish statistics."""
+) -> BenchmarkMetrics:
+    """A level's figures as `vllm bench serve` computes them (vllm.benchmarks.serve.calculate_metrics),
+    the same numbers wherever vLLM's are defined (see the module docstring for where they differ on
+    purpose), plus failure_rate, failures_by_kind, stopped_early, first_chunk_empty, token_count_sources,
+    output_tokens_estimated, the TTFC statistics and, for load levels, the schedule-to-finish statistics.
+    duration_s: the benchmark duration (first send to last arrival); 0 makes every rate NaN.
+    slo_ms: {"ttft"|"tpot"|"e2el": limit ms} for request_goodput (None when not given)."""
     percentiles = tuple(percentiles)
     ok = [m for m in metrics if m.success]
     ttfts = [m.ttft_s for m in ok]
@@ -219,51 +385,69 @@ def aggregate(
 
     peak_tps, peak_chunks, peak_concurrency = _peak_rates(ok)
     failed = [m for m in metrics if not m.success]
-    result: dict[str, Any] = {
-        "duration": float(duration_s),
-        "completed": len(ok),
-        "failed": len(metrics) - len(ok),
-        "total_input_tokens": int(total_input),
-        "total_output_tokens": int(total_output),
-        "request_throughput": len(ok) / dur,
-        "request_goodput": good / dur if slo_ms else None,
-        "output_throughput": total_output / dur,
-        "total_token_throughput": (total_input + total_output) / dur,
-        "max_output_tokens_per_s": peak_tps,
-        "max_output_chunks_per_s": peak_chunks,
-        "max_concurrent_requests": peak_concurrency,
-        # Failures: the share of requests that failed, and how (HTTP status, error in the stream, ...).
-        "failure_rate": len(failed) / len(metrics) if metrics else None,
-        "failures_by_kind": failure_counts(failed),
-        # Requests that enforced a length and got fewer tokens ("asked N, got M").
-        "stopped_early": sum(1 for m in ok if m.stopped_early),
-        "first_chunk_empty": sum(1 for m in ok if m.first_chunk_empty),
-    }
     sources: dict[str, int] = {}
     for m in ok:
         key = m.token_count_source or "unknown"
         sources[key] = sources.get(key, 0) + 1
-    result["token_count_sources"] = sources
-    result["output_tokens_estimated"] = any(is_estimated(m.token_count_source) for m in ok)
-    for name, series in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2el", e2els)):
-        result.update(_stats(name, series, percentiles))  # type: ignore[arg-type]  # ok requests: ttft, e2el set
-    result.update(_stats("ttfc", [m.ttfc_s for m in ok if m.ttfc_s is not None], percentiles))
+    tpot = LatencyStats.of(tpots, percentiles)
     s2f = [m.schedule_to_finish_s for m in ok if m.schedule_to_finish_s is not None]
-    if s2f:  # load levels: what the service's user waits, the client's own queue included
-        result.update(_stats("schedule_to_finish", s2f, percentiles))
     reasoning = [m for m in ok if m.reasoning_tokens is not None]
+    extras: dict[str, Any] = {}
     if reasoning:
         # Reasoning models: TTFO over the requests that reached their answer, and the token split.
-        result.update(_stats("ttfo", [m.ttfo_s for m in reasoning if m.ttfo_s is not None], percentiles))
-        result["reasoning_requests"] = len(reasoning)
-        result["total_reasoning_tokens"] = int(sum(m.reasoning_tokens or 0 for m in reasoning))
-        result["total_answer_tokens"] = int(sum(m.answer_tokens or 0 for m in reasoning)
-                                            + sum(m.output_tokens for m in ok if m.reasoning_tokens is None))
-        result["answer_throughput"] = result["total_answer_tokens"] / dur
+        answer = int(sum(m.answer_tokens or 0 for m in reasoning)
+                     + sum(m.output_tokens for m in ok if m.reasoning_tokens is None))
+        extras = {
+            "ttfo": LatencyStats.of([m.ttfo_s for m in reasoning if m.ttfo_s is not None], percentiles),
+            "reasoning_requests": len(reasoning),
+            "total_reasoning_tokens": int(sum(m.reasoning_tokens or 0 for m in reasoning)),
+            "total_answer_tokens": answer,
+            "answer_throughput": answer / dur,
+        }
     tps_values = [m.tps for m in ok if m.tps is not None]
-    result["mean_tps"] = float(np.mean(tps_values)) if tps_values else None
-    result["mean_decode_rate"] = 1000.0 / result["mean_tpot_ms"] if result["mean_tpot_ms"] else None
-    return result
+    return BenchmarkMetrics(
+        duration=float(duration_s),
+        completed=len(ok),
+        failed=len(metrics) - len(ok),
+        total_input=int(total_input),
+        total_output=int(total_output),
+        request_throughput=len(ok) / dur,
+        request_goodput=good / dur if slo_ms else None,
+        output_throughput=total_output / dur,
+        total_token_throughput=(total_input + total_output) / dur,
+        max_output_tokens_per_s=peak_tps,
+        max_output_chunks_per_s=peak_chunks,
+        max_concurrent_requests=peak_concurrency,
+        # Failures: the share of requests that failed, and how (HTTP status, error in the stream, ...).
+        failure_rate=len(failed) / len(metrics) if metrics else None,
+        failures_by_kind=failure_counts(failed),
+        # Requests that enforced a length and got fewer tokens ("asked N, got M").
+        stopped_early=sum(1 for m in ok if m.stopped_early),
+        first_chunk_empty=sum(1 for m in ok if m.first_chunk_empty),
+        token_count_sources=sources,
+        output_tokens_estimated=any(is_estimated(m.token_count_source) for m in ok),
+        ttft=LatencyStats.of(ttfts, percentiles),  # type: ignore[arg-type]  # ok requests: ttft set
+        tpot=tpot,
+        itl=LatencyStats.of(itls, percentiles),
+        e2el=LatencyStats.of(e2els, percentiles),  # type: ignore[arg-type]  # ok requests: e2el set
+        ttfc=LatencyStats.of([m.ttfc_s for m in ok if m.ttfc_s is not None], percentiles),
+        mean_tps=float(np.mean(tps_values)) if tps_values else None,
+        mean_decode_rate=1000.0 / tpot.mean_ms if tpot.mean_ms else None,
+        # load levels: what the service's user waits, the client's own queue included
+        schedule_to_finish=LatencyStats.of(s2f, percentiles) if s2f else None,
+        **extras,
+    )
+
+
+def aggregate(
+    metrics: Sequence[RequestMetrics],
+    duration_s: float,
+    percentiles: Iterable[float] = DEFAULT_PERCENTILES,
+    slo_ms: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """summarise(...) at the JSON and store boundary: `vllm bench serve`'s result keys (ms, tokens,
+    requests/s, tokens/s) as a new dict (BenchmarkMetrics.to_dict)."""
+    return summarise(metrics, duration_s, percentiles, slo_ms).to_dict()
 
 
 def failure_label(kind: str | None, http_status: int | None = None) -> str:
