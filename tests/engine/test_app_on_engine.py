@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from textual.widgets import DataTable, Input
 
 from tests.support.tui_support import TINY_SUITE, settle
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.stream_view import StreamView
 
 pytestmark = pytest.mark.timeout(300)
-
-
-async def wait_for(pilot, predicate, timeout: float = 60.0, step: float = 0.05) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(step)
 
 
 async def test_live_prompt_streams_text_and_gauges(session, store):
@@ -34,7 +24,7 @@ async def test_live_prompt_streams_text_and_gauges(session, store):
         await pilot.press(*"Count to ten.")
         await pilot.press("enter")
         gauges = live.query_one(GaugePanel)
-        await wait_for(pilot, lambda: live.last_run_id is not None)
+        await wait_for(pilot, lambda: live.last_run_id is not None, timeout=60.0)
         text = live.query_one(StreamView).text
         assert text.strip(), "streamed text is shown"
         assert gauges.peak_tps_now > 0, "tokens/s now moved while tokens arrived"
@@ -118,7 +108,7 @@ async def test_history_open_during_a_generation_shows_the_run_when_it_is_stored(
         live.query_one("#live-max-tokens", Input).value = "160"  # still streaming when History opens
         live.query_one("#live-prompt", Input).value = "Write a long story about a dragon."
         await pilot.press("enter")
-        await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 1)
+        await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 1, timeout=60.0)
         live.query_one(StreamView).focus()
         await pilot.press("f4")  # Live is for typing: a digit goes to the prompt, the F-keys switch screens
         history = app.screen

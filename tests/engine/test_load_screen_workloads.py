@@ -4,35 +4,16 @@ come from a dataset file."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-from textual.app import App
 from textual.widgets import Checkbox, DataTable, Input, Label, Select
 
+from tests.support.apps import LoadHost
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 
 pytestmark = pytest.mark.timeout(600)
-
-
-async def wait_for(pilot, predicate, timeout: float = 120.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, "timed out"
-        await pilot.pause(0.1)
-
-
-class LoadHost(App):
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-
-    def on_mount(self):
-        from tui.screens.load import LoadScreen
-
-        self.push_screen(LoadScreen(self.session))
 
 
 def write_files(tmp_path) -> dict[str, str]:

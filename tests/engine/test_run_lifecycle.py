@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from textual.widgets import DataTable, Input
 
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
 
@@ -25,15 +26,6 @@ id = "a"
 prompt = "Say hello."
 output_tokens = {tokens}
 """
-
-
-async def wait_for(pilot, predicate, timeout: float = 90.0, step: float = 0.05) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(step)
 
 
 async def wait_exit(app, timeout: float = 30.0) -> None:
@@ -77,7 +69,7 @@ async def test_suite_gauges_show_each_requests_own_ttft_and_elapsed(session, sto
 
         panel.show = record
         await start_suite(pilot, app, path, 3)
-        await wait_for(pilot, lambda: app.screen.last_status is not None)
+        await wait_for(pilot, lambda: app.screen.last_status is not None, timeout=90.0)
         assert app.screen.last_status == "completed"
         run_id = app.screen.last_run_id
     rows = store.get_requests(run_id)
@@ -105,7 +97,7 @@ async def test_quitting_during_a_suite_stores_it_aborted(way, session, store, tm
     app = TokentopApp(session=session, store=store, db_label="test.duckdb", mode="suite")
     async with app.run_test(size=(80, 24)) as pilot:
         await start_suite(pilot, app, path, 30)
-        await wait_for(pilot, lambda: app.runs.view("suite") is not None and len(app.runs.view("suite").records) >= 2)
+        await wait_for(pilot, lambda: app.runs.view("suite") is not None and len(app.runs.view("suite").records) >= 2, timeout=90.0)
         await pilot.press(*QUIT_KEYS[way])
         await wait_for(pilot, lambda: app.quitting, timeout=10)
         assert "stopping…, storing run" in app.screen.said[0]  # said while it stops and stores
@@ -130,7 +122,7 @@ async def start_load(pilot, app) -> None:
     screen.query_one("#load-num-prompts", Input).value = "30"
     screen.query_one("#load-start").focus()
     await pilot.press("ctrl+r")
-    await wait_for(pilot, lambda: app.runs.current is not None and app.runs.current.live.completed >= 2)
+    await wait_for(pilot, lambda: app.runs.current is not None and app.runs.current.live.completed >= 2, timeout=90.0)
 
 
 LOAD_WAYS = {
@@ -204,7 +196,7 @@ async def test_interactive_request_stopped_keeps_what_it_streamed(session, store
         live.query_one("#live-max-tokens", Input).value = "2000"
         live.query_one("#live-prompt", Input).value = "Write a very long story."
         await pilot.press("enter")
-        await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 3)
+        await wait_for(pilot, lambda: live.query_one(GaugePanel).last.tokens >= 3, timeout=90.0)
         await pilot.press("escape")
         await wait_for(pilot, lambda: live.last_run_id is not None, timeout=30)
         run_id = live.last_run_id

@@ -10,10 +10,11 @@ import subprocess
 import time
 
 import pytest
-from textual.app import App
 from textual.widgets import Input
 
+from tests.support.apps import LoadHost
 from tests.support.first_hour_support import cut_numbers, screen_text
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -79,25 +80,6 @@ def test_the_bench_eta_counts_tokens(tokentop_cmd, cli_env, tmp_path):
     assert "engine ready in" in out.stderr and "importing vLLM" in out.stderr  # the start-up counts the import
 
 
-class LoadHost(App):
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-
-    def on_mount(self):
-        from tui.screens.load import LoadScreen
-
-        self.push_screen(LoadScreen(self.session))
-
-
-async def _until(pilot, predicate, timeout):
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        await pilot.pause(0.05)
-
-
 async def test_ctrl_x_from_a_load_field_stops_it_and_counts_no_unsent_request(session, store):
     app = LoadHost(session)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -110,11 +92,11 @@ async def test_ctrl_x_from_a_load_field_stops_it_and_counts_no_unsent_request(se
         screen.query_one("#load-num-prompts", Input).value = "20"
         levels.focus()
         await pilot.press("ctrl+r")  # start, from the field
-        await _until(pilot, lambda: screen.running and screen.job is not None, 30)
+        await wait_for(pilot, lambda: screen.running and screen.job is not None, 30)
         await pilot.pause(0.6)
         assert app.focused is levels
         await pilot.press("ctrl+x")  # stop, from the same field
-        await _until(pilot, lambda: not screen.running, 60)
+        await wait_for(pilot, lambda: not screen.running, 60)
         assert "stopped" in screen.last_message
         (row,) = screen.finished
         assert row["failed"] == 0 and row["completed"] + row["aborted"] + row["not_sent"] == 20

@@ -26,18 +26,11 @@ from engine.orchestrator import (
     RunWatcher,
 )
 from engine.types import Chunk, GenerationRequest, RequestRecord
+from tests.support.wait import wait_for
 from tests.tui.test_keys import fixed, make_app  # noqa: F401  (fixed: the fixture)
 from tui.widgets.gauges import GaugePanel
 
 MS = 1_000_000
-
-
-async def until(pilot, predicate, timeout: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < end, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 def screen_lines(app) -> list[str]:
@@ -83,7 +76,7 @@ async def test_suite_tok_s_now_falls_to_zero_after_the_suite_is_stopped(fixed):
             watcher(ChunkArrived(info.run_id, job.job_id, 0, Chunk(t, "w ", 1)))
         suite.ticker.resume()
         gauges = suite.query_one(GaugePanel)
-        await until(pilot, lambda: gauges.last.tps_now > 50, what="tok/s now while streaming")
+        await wait_for(pilot, lambda: gauges.last.tps_now > 50, what="tok/s now while streaming", timeout=20.0)
         await pilot.pause()
         assert float(row(app, "tok/s now").split()[0]) > 50
         # stopped: the request is kept (aborted), the run stored as aborted
@@ -92,11 +85,11 @@ async def test_suite_tok_s_now_falls_to_zero_after_the_suite_is_stopped(fixed):
         finished = RunFinished(info, "aborted", 0.4, {})
         watcher(finished)
         watcher(JobFinished(job.job_id, "suite", "aborted", (finished,), stopped=True))
-        await until(pilot, lambda: suite._final_shown, what="the suite's end")
-        await until(pilot, lambda: gauges.last.tps_now == 0, 5, "tok/s now to fall to 0")
+        await wait_for(pilot, lambda: suite._final_shown, what="the suite's end", timeout=20.0)
+        await wait_for(pilot, lambda: gauges.last.tps_now == 0, 5, "tok/s now to fall to 0")
         await pilot.pause()
         assert row(app, "tok/s now").split()[:1] == ["–"], screen_lines(app)
-        await until(pilot, lambda: not suite.ticker._active.is_set(), 5, "the ticker to stop once nothing moves")
+        await wait_for(pilot, lambda: not suite.ticker._active.is_set(), 5, "the ticker to stop once nothing moves")
 
 
 async def test_load_live_line_drops_in_flight_and_eta_after_a_stop(fixed, monkeypatch):
@@ -119,13 +112,13 @@ async def test_load_live_line_drops_in_flight_and_eta_after_a_stop(fixed, monkey
         def live_line() -> str:
             return str(load.query_one("#load-live").visual)
 
-        await until(pilot, lambda: "in flight 1" in live_line() and "ETA" in live_line(), what="the running level's line")
+        await wait_for(pilot, lambda: "in flight 1" in live_line() and "ETA" in live_line(), what="the running level's line", timeout=20.0)
         # a stop: the in-flight request is cut short (kept as stopped), the level stored as aborted
         job.live.in_flight, job.live.stopped = 1, 1  # the counters as the stop left them
         finished = RunFinished(info, "aborted", 1.0, {"overall": {}})
         watcher(finished)
         watcher(JobFinished(job.job_id, "load", "aborted", (finished,), stopped=True))
-        await until(pilot, lambda: load._final_shown, what="the load's end")
+        await wait_for(pilot, lambda: load._final_shown, what="the load's end", timeout=20.0)
         await pilot.pause()
         text = live_line()
         assert "in flight 0" in text and "ETA" not in text, text
@@ -198,11 +191,11 @@ async def test_live_ttft_is_the_engines_from_the_first_token_and_never_changes(f
             live = app.screen
             await pilot.press(*"hi", "enter")
             gauges = live.query_one(GaugePanel)
-            await until(pilot, lambda: gauges.last.tokens >= 1, what="the first token on the gauges")
+            await wait_for(pilot, lambda: gauges.last.tokens >= 1, what="the first token on the gauges", timeout=20.0)
             streaming = gauges.last.ttft_s
             engine.gate.set()
             view = app.runs.view("interactive")
-            await until(pilot, lambda: view.result is not None and gauges.last.done, what="the end")
+            await wait_for(pilot, lambda: view.result is not None and gauges.last.done, what="the end", timeout=20.0)
             stored = view.metrics[0].ttft_s  # what the recorder stores (request_metrics of the record)
             assert streaming == gauges.last.ttft_s == stored, (streaming, gauges.last.ttft_s, stored)
             await pilot.pause()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from textual.app import App
 from textual.widgets import DataTable, Input, Label, Select, Static
 
 from engine.telemetry.gpu import GpuSampler
+from tests.support.apps import LoadHost
 from tests.support.fake_pynvml import FakeNvml
+from tests.support.wait import wait_for
 from tui.widgets.gpu_panel import GpuPanel
 
 
@@ -19,14 +19,6 @@ class PanelApp(App):
 
     def compose(self):
         yield GpuPanel(self.sampler, refresh_s=0.05)
-
-
-async def _wait_for(pilot, condition, timeout: float = 60.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "timed out"
-        await pilot.pause(0.1)
 
 
 async def test_gpu_panel_without_gpu_says_so():
@@ -55,7 +47,7 @@ async def test_gpu_panel_shows_gauges_and_sparklines_from_nvml_double():
     try:
         async with app.run_test() as pilot:
             panel = app.query_one(GpuPanel)
-            await _wait_for(pilot, lambda: len(panel._util.get(0, ())) >= 3, 5)
+            await wait_for(pilot, lambda: len(panel._util.get(0, ())) >= 3, 5)
             line = str(panel.query_one("#gpu-line-0", Static).render())
             assert "87 %" in line and "300/700 W" in line and "64 °C" in line and "40.0/80 GiB" in line
             # The driver's name is shown as plain text, markup and all.
@@ -63,17 +55,6 @@ async def test_gpu_panel_shows_gauges_and_sparklines_from_nvml_double():
             assert any("[bold]x[/bold]" in n for n in names)
     finally:
         sampler.stop()
-
-
-class LoadHost(App):
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-
-    def on_mount(self):
-        from tui.screens.load import LoadScreen
-
-        self.push_screen(LoadScreen(self.session))
 
 
 async def test_load_screen_runs_a_sweep_and_charts_it(session, store):
@@ -90,7 +71,7 @@ async def test_load_screen_runs_a_sweep_and_charts_it(session, store):
         screen.query_one("#load-num-prompts", Input).value = "2"
         screen.query_one("#load-slo", Input).value = "ttft=60000"
         await pilot.click("#load-start")
-        await _wait_for(pilot, lambda: not screen.running and screen.finished, 90)
+        await wait_for(pilot, lambda: not screen.running and screen.finished, 90)
         assert [row["max_concurrency"] for row in screen.finished] == [1, 2]
         assert screen.query_one("#load-table", DataTable).row_count == 2
         assert len(screen.points) == 2
@@ -98,7 +79,7 @@ async def test_load_screen_runs_a_sweep_and_charts_it(session, store):
         runs = [r for r in store.list_runs() if r["kind"] == "load"]
         assert len(runs) == 2
         # Then the sweep's frontier (no GPU here: unpriced points, but the same chart and Pareto marks).
-        await _wait_for(pilot, lambda: screen.frontier is not None, 30)
+        await wait_for(pilot, lambda: screen.frontier is not None, 30)
         assert screen.chart_view == "frontier" and len(screen.frontier.points) == 2
         assert any(p.pareto_user for p in screen.frontier.points)
 

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, TabbedContent
 
 from tests.support.first_hour_support import add_load_sweep, add_stopped_generation, cut_numbers, screen_text
 from tests.support.tui_support import fixed_store, settle
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
@@ -58,14 +59,6 @@ def world(tmp_path, monkeypatch):
 def make_app(world, mode="history"):
     return TokentopApp(store=world.store, session=FakeSession(world.store), autostart=False,
                        db_label="first.duckdb", mode=mode)
-
-
-async def until(pilot, predicate, timeout=20.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        await pilot.pause(0.05)
 
 
 def history_row(app, run_id) -> list[str]:
@@ -156,13 +149,13 @@ async def test_the_slo_tab_shows_a_3735_ms_ttft_whole(world):
         await pilot.press("f7", "o")
         screen = app.screen
         levels = screen.query_one("#slo-levels", DataTable)
-        await until(pilot, lambda: screen.slo is not None and screen.matrix is not None)
+        await wait_for(pilot, lambda: screen.slo is not None and screen.matrix is not None, timeout=20.0)
         for _ in range(3):  # one workload at a time: the sweep's is the random-tokens one (k: the next)
             await settle(pilot)
             if levels.row_count == 2:
                 break
             await pilot.press("escape", "k")
-        await until(pilot, lambda: levels.row_count == 2)
+        await wait_for(pilot, lambda: levels.row_count == 2, timeout=20.0)
         await settle(pilot)
         text = screen_text(app)
         assert "3735" in text and not cut_numbers(text)
@@ -434,9 +427,9 @@ async def test_an_offline_refresh_says_it_failed_on_the_prices_screen(world):
     app = Host()
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await until(pilot, lambda: screen.board is not None)
+        await wait_for(pilot, lambda: screen.board is not None, timeout=20.0)
         await pilot.press("r")
-        await until(pilot, lambda: not screen.refreshing)
+        await wait_for(pilot, lambda: not screen.refreshing, timeout=20.0)
         message = str(screen.query_one("#prices-message").render())
         assert "refresh failed: 4 of 4 live fetches failed" in message, message
         states = {s.provider: s.state for s in screen.board.statuses.values()}

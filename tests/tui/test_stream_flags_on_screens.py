@@ -4,14 +4,14 @@ screen, and gauges that say when a token count is tokentop's estimate or a reque
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from rich.console import Console
-from textual.app import App
 
 from engine.measure.live import LiveSnapshot
+from tests.support.apps import LoadHost
 from tests.support.sse_script import ScriptServer
+from tests.support.wait import wait_for
 from tests.unit.test_streams import FAILING_LEVEL
 from tui.widgets.gauges import gauge_note, stats_table
 
@@ -20,25 +20,6 @@ def _text(renderable) -> str:
     console = Console(width=26, record=True, file=open("/dev/null", "w"))
     console.print(renderable)
     return console.export_text()
-
-
-class LoadHost(App):
-    def __init__(self, session):
-        super().__init__()
-        self.session = session
-
-    def on_mount(self):
-        from tui.screens.load import LoadScreen
-
-        self.push_screen(LoadScreen(self.session))
-
-
-async def _wait_for(pilot, condition, timeout: float = 60.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not condition():
-        assert loop.time() < end, "timed out"
-        await pilot.pause(0.1)
 
 
 async def test_load_screen_flags_a_level_with_failures(store):
@@ -58,7 +39,7 @@ async def test_load_screen_flags_a_level_with_failures(store):
                 screen.query_one("#load-levels", Input).value = "1"
                 screen.query_one("#load-num-prompts", Input).value = "10"
                 screen.action_start()
-                await _wait_for(pilot, lambda: not screen.running and screen.finished, 60)
+                await wait_for(pilot, lambda: not screen.running and screen.finished, 60)
                 (level,) = screen.finished
                 assert level["failure_rate"] == 0.5
                 table = screen.query_one("#load-table", PagedTable)
@@ -67,7 +48,7 @@ async def test_load_screen_flags_a_level_with_failures(store):
                 assert screen.last_message.startswith("! failures at concurrency 1")
                 note = "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"
                 # the notification is a message the app handles after the status line is set
-                await _wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
+                await wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
         finally:
             session.shutdown()
 

@@ -28,6 +28,7 @@ from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.server_timing import split_lines
 from engine.orchestrator import Orchestrator, RunFinished
 from engine.types import GenerationRequest
+from tests.support.apps import LoadHost
 from tests.support.sse_script import Reply, ScriptServer, chat, completion, event, timed, usage
 
 
@@ -253,22 +254,15 @@ def test_vllm_docs_spec_decode_acceptance_beside_the_levels_throughput(store):
 async def test_load_screen_shows_the_split_at_80x24(store):
     import asyncio
 
-    from textual.app import App
     from textual.widgets import Input
 
     from data.jobs.session import Session
-
-    class LoadHost(App):
-        def on_mount(self):
-            from tui.screens.load import LoadScreen
-
-            self.push_screen(LoadScreen(session))
 
     with ScriptServer([vllm_chat_reply(VLLM_032_METRICS)]) as server:
         session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
         session.start_engine()
         try:
-            app = LoadHost()
+            app = LoadHost(session)
             async with app.run_test(size=(80, 24)) as pilot:
                 await pilot.pause()
                 screen = app.screen

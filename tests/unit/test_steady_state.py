@@ -312,8 +312,9 @@ async def test_load_screen_says_each_levels_steady_state_when_the_sweep_ends(sto
     from textual.widgets import Input
 
     from data.jobs.session import Session
+    from tests.support.apps import LoadHost
     from tests.support.sse_script import ScriptServer
-    from tests.tui.test_stream_flags_on_screens import LoadHost, _wait_for
+    from tests.support.wait import wait_for
 
     with ScriptServer([_token_reply()]) as server:
         session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
@@ -326,9 +327,9 @@ async def test_load_screen_says_each_levels_steady_state_when_the_sweep_ends(sto
                 screen.query_one("#load-levels", Input).value = "1,4"
                 screen.query_one("#load-num-prompts", Input).value = "3"
                 screen.action_start()
-                await _wait_for(pilot, lambda: not screen.running and len(screen.finished) == 2, 60)
-                await _wait_for(pilot, lambda: any(n.title.startswith("Steady state")
-                                                   for n in app._notifications), 10)
+                await wait_for(pilot, lambda: not screen.running and len(screen.finished) == 2, 60)
+                await wait_for(pilot, lambda: any(n.title.startswith("Steady state")
+                                                  for n in app._notifications), 10)
                 (note,) = [n for n in app._notifications if n.title.startswith("Steady state")]
                 first, second = note.message.splitlines()
                 assert first.startswith("concurrency 1: steady ") and ">= 1 in flight:" in first
