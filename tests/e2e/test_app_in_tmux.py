@@ -255,7 +255,7 @@ def test_run_summary_scrolls_to_its_last_line_and_a_burst_types_in_order_at_80x2
     seeded with tests/support/tui_support.py's runs). The run detail's Summary scrolls to its last line from the
     keyboard (End, PgDn; everything below `host` was out of reach), and keys tmux sends in one burst reach
     the Live prompt in the order typed (`hello`, Left, Left, `X` gave `helloX`)."""
-    from tests.support.sse_script import Reply, ScriptServer, completion, timed, usage_only
+    from tests.support.fake_openai import Reply, ScriptServer, completion, timed, usage_only
     from tests.support.tui_support import fixed_store
 
     db = tmp_path / "seeded.duckdb"

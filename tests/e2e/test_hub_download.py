@@ -92,7 +92,7 @@ def test_a_hub_model_downloads_with_progress_into_a_fresh_cache_then_loads_from_
 
 
 def test_a_hub_tokenizer_is_downloaded_and_a_run_stored(tmp_path, cli_env, tokentop_cmd, repo_files):
-    from tests.support.sse_script import Reply, ScriptServer, chat, timed
+    from tests.support.fake_openai import Reply, ScriptServer, chat, timed
 
     reply = Reply(parts=timed([(5, chat("one two", role="assistant")), (10, chat(" three", finish="stop"))]))
     db = tmp_path / "t.duckdb"
@@ -264,7 +264,7 @@ async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_
     import huggingface_hub.utils._detect_agent as hf_detect_agent
 
     from data.store.database import Store
-    from tests.support.sse_script import ScriptServer
+    from tests.support.fake_openai import ScriptServer
     from tui.app import TokentopApp
     from tui.widgets.status_bar import StatusBar
 

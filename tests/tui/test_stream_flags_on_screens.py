@@ -10,7 +10,7 @@ from rich.console import Console
 
 from engine.measure.live import LiveSnapshot
 from tests.support.apps import LoadHost
-from tests.support.sse_script import ScriptServer
+from tests.support.fake_openai import ScriptServer
 from tests.support.wait import wait_for
 from tests.unit.test_streams import FAILING_LEVEL
 from tui.widgets.gauges import gauge_note, stats_table

@@ -12,8 +12,8 @@ from data.store.database import Store
 from engine.load import LoadLevel
 from engine.measure.client_health import assess, lag_threshold_ms
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.fake_openai import ReplayServer, plain_stream
 from tests.support.prompts import PromptSource
-from tests.support.sse_replay import ReplayServer, plain_stream
 from tui.cli import main
 
 

@@ -2,7 +2,7 @@
 the same level as with one process — the same requests on the same schedule, the same stored rows and
 metric definitions — and stopping it, or losing a worker, leaves nothing behind and says what happened.
 
-Real parts: a scripted OpenAI-compatible server on loopback (tests/support/sse_script.py), spawned worker
+Real parts: a scripted OpenAI-compatible server on loopback (tests/support/fake_openai.py), spawned worker
 processes, real DuckDB files, the real `tokentop load` command under signals."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from engine.load import LoadLevel, arrival_offsets
 from engine.load.pool import SharedCap, default_client_processes, split_level
 from engine.measure.metrics import aggregate, request_metrics
 from engine.workloads.synthetic import RandomWorkload
+from tests.support.fake_openai import Reply, ScriptServer, chat, timed, usage, usage_only
 from tests.support.prompts import PromptSource
 from tests.support.serve_support import wait_until_gone
-from tests.support.sse_script import Reply, ScriptServer, chat, timed, usage, usage_only
 
 
 def _reply(tokens: int = 3, gap_ms: float = 5.0) -> Reply:

@@ -308,7 +308,7 @@ def test_load_cli_multi_turn_level_line_and_progress_count_every_turn(tokentop_c
     # "4 requests", then nothing, while 16 went out. Against a scripted loopback server (no model).
     import subprocess
 
-    from tests.support.sse_script import Reply, ScriptServer, chat, timed, usage, usage_only
+    from tests.support.fake_openai import Reply, ScriptServer, chat, timed, usage, usage_only
 
     reply = Reply(parts=timed([(0, chat("", role="assistant", usage=usage(0))), (5, chat("a", usage=usage(1))),
                                (10, chat("b", usage=usage(2), finish="length")), (10, usage_only(2))]))

@@ -389,8 +389,8 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
     from data.jobs.session import Session
     from data.store.database import Store
     from engine.load import LoadLevel
+    from tests.support.fake_openai import chat, event, usage
     from tests.support.prompts import PromptSource
-    from tests.support.sse_script import chat, event, usage
     from tui.cli.commands.load import _level_line, load_table
 
     served = []

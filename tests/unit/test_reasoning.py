@@ -15,7 +15,7 @@ from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.metrics import aggregate, request_metrics
 from engine.types import GenerationRequest
 from pricing.answer_cost import answer_costs
-from tests.support.sse_replay import FIXTURES, ReplayServer, load_events
+from tests.support.fake_openai import FIXTURES, ReplayServer, load_events
 from tui.cli import main
 
 STREAM = FIXTURES / "reasoning" / "vllm_reasoning_stream.sse"
@@ -112,7 +112,7 @@ def test_reasoning_stored_aggregated_shown_and_priced(tmp_path, capsys):
 
 
 def test_plain_stream_has_no_reasoning_and_ttfo_equals_ttft(tmp_path):
-    from tests.support.sse_replay import plain_stream
+    from tests.support.fake_openai import plain_stream
 
     with ReplayServer(plain_stream(5), delay_s=0.0) as server:
         (record,) = _run(server)

@@ -29,7 +29,7 @@ from engine.measure.server_timing import split_lines
 from engine.orchestrator import Orchestrator, RunFinished
 from engine.types import GenerationRequest
 from tests.support.apps import LoadHost
-from tests.support.sse_script import Reply, ScriptServer, chat, completion, event, timed, usage
+from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage
 
 
 def flat(text: str) -> str:

@@ -136,7 +136,7 @@ def test_threshold_is_95_percent_rounded_up():
 
 
 def _token_reply():
-    from tests.support.sse_script import Reply, chat, timed, usage, usage_only
+    from tests.support.fake_openai import Reply, chat, timed, usage, usage_only
 
     return Reply(parts=timed([(0, chat("", role="assistant", usage=usage(0))), (20, chat("a", usage=usage(1))),
                               (40, chat("b", usage=usage(2))), (60, chat("c", usage=usage(3), finish="length")),
@@ -147,7 +147,7 @@ def test_load_cli_shows_the_steady_state_and_the_exact_peak(tokentop_cmd, cli_en
     """`tokentop load` against a scripted loopback server: concurrency 1 (three requests one after
     another: a peak of 1, and a plateau over the whole run), concurrency 4 with three requests (never
     4 in flight: no plateau, said with the peak)."""
-    from tests.support.sse_script import ScriptServer
+    from tests.support.fake_openai import ScriptServer
 
     with ScriptServer([_token_reply()]) as server:
         base = [*tokentop_cmd, "load", "--engine", "openai", "--endpoint", server.url, "--concurrency", "1,4",
@@ -313,7 +313,7 @@ async def test_load_screen_says_each_levels_steady_state_when_the_sweep_ends(sto
 
     from data.jobs.session import Session
     from tests.support.apps import LoadHost
-    from tests.support.sse_script import ScriptServer
+    from tests.support.fake_openai import ScriptServer
     from tests.support.wait import wait_for
 
     with ScriptServer([_token_reply()]) as server:

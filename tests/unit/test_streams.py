@@ -1,4 +1,4 @@
-"""Stream shapes real servers send, replayed byte for byte on loopback (tests/support/sse_script.py), and what
+"""Stream shapes real servers send, replayed byte for byte on loopback (tests/support/fake_openai.py), and what
 tokentop must make of them (issue 17, cases 5-11 and 13): token counts per event and where they came
 from, SSE lines split only at CR/LF/CRLF, the server's error message in every shape, requests that
 stopped early, failures by kind per load level, schedule-to-finish latency, time to first content."""
@@ -21,7 +21,7 @@ from engine.measure.metrics import aggregate, request_metrics
 from engine.orchestrator import Orchestrator, RunFinished, RunWatcher
 from engine.types import GenerationRequest
 from engine.workloads.suites import parse_suite
-from tests.support.sse_script import Reply, ScriptServer, chat, completion, event, timed, usage, usage_only
+from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage, usage_only
 from tui.cli import main
 
 # Every character Python's str.splitlines() (and so httpx's aiter_lines()) treats as a line end that

@@ -1,6 +1,6 @@
 """Stream shapes from the field (issue 21, "Traffic from the field": content as typed blocks, an error
 and then the connection closes), each replayed byte for byte through the real client against a
-scripted server on loopback (tests/support/sse_script.py) and named after the server or gateway it comes
+scripted server on loopback (tests/support/fake_openai.py) and named after the server or gateway it comes
 from. Each case's comment says where its bytes were taken from. Shapes tests/unit/test_streams.py already
 covers (CRLF/CR line ends, usage-only final events, OpenAI/vLLM error objects before [DONE], non-200
 bodies) are not repeated here."""
@@ -16,7 +16,7 @@ from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.metrics import request_metrics
 from engine.orchestrator import Orchestrator, RunFinished
 from engine.types import GenerationRequest, RequestRecord
-from tests.support.sse_script import Reply, ScriptServer, event, timed, usage
+from tests.support.fake_openai import Reply, ScriptServer, event, timed, usage
 
 
 def one_request(server: ScriptServer, **kwargs) -> RequestRecord:

@@ -5,7 +5,7 @@ timestamps as numbers or numeric strings read exactly, out-of-order input said i
 trace can check without the engine checked before the engine starts (exit 2, one line, nothing stored).
 
 Real parts: files the tests write, the embedded model's tokenizer, a scripted OpenAI-compatible server on
-loopback (tests/support/sse_script.py), the real `tokentop load` command, real DuckDB files."""
+loopback (tests/support/fake_openai.py), the real `tokentop load` command, real DuckDB files."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from data.jobs.load import load_spec
 from engine.types import BadRequestError
 from engine.workloads import WorkloadOptions, make_workload
 from engine.workloads.tokens import Tokens
-from tests.support.sse_script import Reply, ScriptServer, chat, timed, usage, usage_only
+from tests.support.fake_openai import Reply, ScriptServer, chat, timed, usage, usage_only
 
 # LMCache/LMBench 3-workloads/trace-replayer/traces/gmi_trace.jsonl, its first 12 lines (newest first;
 # timestamps are nanoseconds since 1970 written as strings; hash_ids cut to their first three here).

@@ -392,8 +392,8 @@ def test_a_server_that_cannot_reset_its_prefix_cache_is_said_and_stored(tmp_path
     from data.jobs.session import Session
     from data.store.database import Store
     from engine.load import LoadLevel
+    from tests.support.fake_openai import ReplayServer, plain_stream
     from tests.support.prompts import PromptSource
-    from tests.support.sse_replay import ReplayServer, plain_stream
 
     with ReplayServer(plain_stream(5)) as server, Store(tmp_path / "r.duckdb") as store:
         session = Session(store, dict(engine="openai", endpoint=server.url))
