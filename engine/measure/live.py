@@ -99,7 +99,7 @@ class LiveMeter:
         # Chunks not drained yet: appended on the engine thread, popped on the UI's (deque's append
         # and popleft are thread-safe). `feed` is bound to its append once, so a chunk costs one C call.
         self._pending: deque[Chunk] = deque()
-        self.feed = self._pending.append
+        self.feed = self._pending.append  # type: ignore[method-assign,assignment]  # see feed()
         self.begin()
 
     # -- engine thread --------------------------------------------------------

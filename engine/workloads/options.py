@@ -258,15 +258,15 @@ def form_workloads() -> tuple[str, ...]:
 def form_fields(group: str | None = None) -> list[Option]:
     """The declarations the Load form shows, by slot then declaration order; `group`: only that container's."""
     shown = [o for o in load_options() if o.field is not None and (group is None or o.field.group == group)]
-    return sorted(shown, key=lambda o: o.field.slot)
+    return sorted(shown, key=lambda o: o.field.slot)  # type: ignore[union-attr]  # form_fields(): field set
 
 
 def form_groups() -> list[str]:
     """The containers of the workloads' own fields, by their fields' lowest slot, then declaration order."""
     slots: dict[str, int] = {}
     for o in form_fields():
-        if o.field.group:
-            slots[o.field.group] = min(slots.get(o.field.group, o.field.slot), o.field.slot)
+        if o.field.group:  # type: ignore[union-attr]  # form_fields(): field set
+            slots[o.field.group] = min(slots.get(o.field.group, o.field.slot), o.field.slot)  # type: ignore[union-attr]  # form_fields(): field set
     return sorted(slots, key=lambda g: slots[g])
 
 
@@ -304,9 +304,9 @@ def options_from_form(kind: str, texts: Mapping[str, Any], seed: int = 0) -> tup
             raise BadRequestError(f"the {kind} workload reads a file: type its path in the file field")
         values["dataset_path"] = path
     for opt in form_fields():
-        if not opt.field.group or not opt.workload or kind not in opt.form_workloads():
+        if not opt.field.group or not opt.workload or kind not in opt.form_workloads():  # type: ignore[union-attr]  # form_fields(): field set
             continue
-        if opt.field.needs and not values.get(opt.field.needs):
+        if opt.field.needs and not values.get(opt.field.needs):  # type: ignore[union-attr]  # form_fields(): field set
             continue  # e.g. think time without multi-turn
         raw = texts.get(opt.dest, False if opt.store_true else "")
         if opt.store_true:
@@ -316,5 +316,5 @@ def options_from_form(kind: str, texts: Mapping[str, Any], seed: int = 0) -> tup
         text = str(raw or "").strip()
         if not text:
             continue
-        values.update(opt.field.read(opt, text) if opt.field.read else {opt.dest: opt.parse(text)})
+        values.update(opt.field.read(opt, text) if opt.field.read else {opt.dest: opt.parse(text)})  # type: ignore[union-attr]  # form_fields(): field set
     return workload_options_of(values, seed=seed), None
