@@ -42,7 +42,14 @@ def test_ctrl_c_on_a_load_counts_no_unsent_request_as_failed(tokentop_cmd, cli_e
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, rest[-2000:]
-    level = next(line for line in rest.splitlines() if "concurrency 1: aborted" in line)
+    # At COLUMNS=80 the level's line wraps with an indent (issue 24): read it whole.
+    rest_lines = rest.splitlines()
+    at = next(i for i, line in enumerate(rest_lines) if "concurrency 1: aborted" in line)
+    level = rest_lines[at]
+    for more in rest_lines[at + 1:]:
+        if not more.startswith(" "):
+            break
+        level += " " + more.strip()
     m = re.search(r"(\d+) ok / (\d+) failed(?: / (\d+) stopped mid-stream)? \((\d+) not sent\)", level)
     assert m, level
     ok, failed, stopped, not_sent = int(m[1]), int(m[2]), int(m[3] or 0), int(m[4])

@@ -61,7 +61,11 @@ def shorter_variants(engine: str, state: str) -> list[str]:
         m = re.match(r"starting engine: (.*) \((\d+) s\)$", engine, re.S)
         if m:
             step, secs = startup_step(m.group(1)), m.group(2)
-            return [engine, f"starting: {step} {secs} s", f"{step} {secs} s", f"starting {secs} s", state]
+            # "the " dropped before the bare step: at 80 columns with every screen key shown, "starting:"
+            # and the step must fit in 31 cells ("starting: preparing model 12 s").
+            short = step.replace(" the ", " ")
+            return [engine, f"starting: {step} {secs} s", f"starting: {short} {secs} s", f"{step} {secs} s",
+                    f"starting {secs} s", state]
     parts = [p for p in engine.split(" · ") if p]
     variants = [" · ".join(parts)]
     if len(parts) == 3:  # engine · model · device
