@@ -387,8 +387,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
         result = view.result
         self._buttons(running=False)
         live = getattr(view.job, "live", None)
+        self.final_counts: Text | None = None
         if live is not None:  # the last counts; nothing is in flight any more and no ETA is left
-            self.query_one("#load-live", Static).update(live_text({**live.snapshot(), "in_flight": 0}, ""))
+            self.final_counts = live_text({**live.snapshot(), "in_flight": 0}, "")
+            self.query_one("#load-live", Static).update(self.final_counts)
         if result.status == "failed" and result.error:
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
@@ -428,15 +430,19 @@ class LoadScreen(SaysWorkerFailures, Screen):
             self.notify(gpu.note, severity="information", title="GPU telemetry")
 
     def _server_timing(self) -> None:
-        """The last level's TTFT split by the server's own timing in the live lines (2 lines, 78 columns at
-        80), every level's in a notification (engine.measure.server_timing); nothing without it."""
+        """The last level's mean TTFT split by the server's own timing in the live lines, above the final
+        counts (78 columns at 80), every level's in a notification (engine.measure.server_timing); nothing
+        without it."""
         from engine.measure.server_timing import split_lines
 
         levels = [split_lines({**f, "label": safe_text(str(f.get("label")))}, width=78) for f in self.finished]
         levels = [lines for lines in levels if lines]
         if not levels:
             return
-        self.query_one("#load-live", Static).update(Text("\n".join(levels[-1][:2])))
+        # The final counts' second line (done · failed · stopped …) stays; the split's mean takes the first.
+        counts = self.final_counts.split("\n")[-1] if self.final_counts is not None else None
+        shown = Text("\n".join(levels[-1][:2])) if counts is None else Text("\n").join([Text(levels[-1][0]), counts])
+        self.query_one("#load-live", Static).update(shown)
         self.notify("\n".join(line for lines in levels for line in lines), markup=False, timeout=15,
                     title="TTFT split by the server's timing (ms)", severity="information")
 
