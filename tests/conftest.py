@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,13 @@ def cli_env(tmp_path) -> dict[str, str]:
     env["TOKENTOP_DATA_DIR"] = str(tmp_path / "data")
     env.pop("TOKENTOP_DB", None)
     return env
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for the test (tables print local times): TZ set and tzset() on the way in and out."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -20,15 +20,6 @@ SUITE_RUN, CPU_RUN = "20250301-120000-aaaaaa", "20250303-180000-cccccc"
 
 
 @pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
 def first_hour_db(tmp_path, utc):
     """What a new user has after an hour: two suites, an interactive run, a stopped generation, a sweep."""
     path = tmp_path / "first.duckdb"

@@ -46,15 +46,6 @@ def test_the_checker_counts_cells_not_characters():
 
 
 @pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
 def db(tmp_path, utc):
     """Suites, an interactive run, a stopped generation, a sweep stored before workloads, and sweeps on
     two multi-turn ShareGPT workloads of one long-named file."""

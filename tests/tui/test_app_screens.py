@@ -20,15 +20,6 @@ RUN_A, RUN_B, RUN_C = "20250301-120000-aaaaaa", "20250302-090000-bbbbbb", "20250
 
 
 @pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.fixture
 def fixed(tmp_path, utc):
     store = fixed_store(tmp_path / "fixed.duckdb")
     yield store

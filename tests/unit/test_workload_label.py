@@ -7,7 +7,6 @@ Runs are stored with the real Store and RunRecorder (no engine), as `tokentop lo
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -30,15 +29,6 @@ SHAREGPT = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"Quest
                                               {"from": "human", "value": "And the memory bandwidth, then?"},
                                               {"from": "gpt", "value": "It bounds decode speed at batch one."}]}
             for i in range(4)]
-
-
-@pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def sharegpt(tmp_path, **kw):
