@@ -290,27 +290,10 @@ class Store:
             return len(stale)
 
     # -- writing ------------------------------------------------------------
-    def start_run(
-        self,
-        *,
-        kind: str,
-        engine: str,
-        model: str | None,
-        environment: dict[str, Any],
-        suite: str | None = None,
-        suite_json: Any = None,
-        reps: int | None = None,
-        engine_args: dict[str, Any] | None = None,
-        dtype: str | None = None,
-        label: str | None = None,
-        run_id: str | None = None,
-        workload: dict[str, Any] | None = None,
-    ) -> str:
-        """Insert a 'running' run row; returns its id."""
-        run_id, params = run_row_params(
-            kind=kind, engine=engine, model=model, environment=environment, suite=suite, suite_json=suite_json,
-            reps=reps, engine_args=engine_args, dtype=dtype, label=label, run_id=run_id, workload=workload,
-        )
+    def start_run(self, **fields: Any) -> str:
+        """Insert a 'running' run row; returns its id. The keywords are run_row_params's (below): kind,
+        engine, model and environment required; TypeError for a missing or unknown one."""
+        run_id, params = run_row_params(**fields)
         with self.connection() as con:
             insert_run(con, params)
         return run_id
@@ -419,6 +402,9 @@ def run_row_params(
     run_id: str | None = None,
     workload: dict[str, Any] | None = None,
 ) -> tuple[str, list[Any]]:
+    """(run_id, insert_run's parameters in its column order) for a new 'running' run row; the one list of
+    a run row's fields, taken by Store.start_run and RunRecorder.start. environment: what
+    engine/telemetry/environment.py gathers; run_id: a new one when None."""
     run_id = run_id or new_run_id()
     # The GPUs the engine was given (environment["gpus_used"]) when known, else every GPU seen.
     gpus_used = environment.get("gpus_used")
