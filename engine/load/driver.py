@@ -44,12 +44,23 @@ class LiveLoad:
     output_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     recent_ttft_ms: list[float] = field(default_factory=list)
+    # The records of the requests in flight in this process (id -> record; `_send` adds and removes
+    # them), so the tokens they have streamed so far can be counted (streamed_tokens).
+    streaming: dict[int, RequestRecord] = field(default_factory=dict)
 
     def reset(self, label: str, index: int) -> None:
         self.level, self.level_index = label, index
         self.sent = self.in_flight = self.completed = self.failed = self.stopped = self.output_tokens = 0
         self.started = time.perf_counter()
         self.recent_ttft_ms = []
+        self.streaming = {}
+
+    def streamed_tokens(self) -> int:
+        """Output tokens streamed so far by the requests still in flight in this process (each chunk's
+        count as the engine gave it: provisional counts are 1 per chunk until the request settles).
+        Safe from any thread: the records are copied in one C call, their lists only grow. 0 when the
+        level's requests run in client processes (engine.load.pool), whose records are not here."""
+        return sum(sum(record.chunk_tokens) for record in tuple(self.streaming.values()))
 
     def snapshot(self) -> dict[str, Any]:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
@@ -236,7 +247,11 @@ async def drive(engine, live: LiveLoad, source: LevelSource, planned: Sequence, 
 async def _send(engine, request: GenerationRequest, live: LiveLoad) -> RequestRecord:
     live.sent += 1
     live.in_flight += 1
+    record = RequestRecord(request=request)  # filled in as it streams: live.streamed_tokens reads it
+    key = id(record)
+    live.streaming[key] = record
     try:
-        return await engine.generate(request)  # st taken inside, just before sending
+        return await engine.generate(request, record=record)  # st taken inside, just before sending
     finally:
         live.in_flight -= 1
+        live.streaming.pop(key, None)

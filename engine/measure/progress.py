@@ -90,6 +90,45 @@ class TokenProgress:
         return f"{_count(self.progress)}/{_count(self.total)} {unit} · ETA {clock(eta)}"
 
 
+class LevelProgress:
+    """A load level's progress as a screen polls it (the Load screen's 4 Hz tick): the requests that
+    ended (`ended`: finished, failed or stopped; each counts its whole planned length) plus the output
+    tokens the requests in flight have streamed so far (`streaming`, engine.load.driver.LiveLoad's
+    streamed_tokens), so the count and the ETA move while a long request streams instead of jumping when
+    it ends. Counted in tokens when every planned length is known (`targets`, workload_lengths), else in
+    requests (streamed tokens then do not count). Never goes back: a request that ended is counted in
+    `ended` a moment after its tokens left `streaming` (two counters read without a lock), so what was
+    shown is kept until the counts catch up. `t0`: time.monotonic() seconds when the level began."""
+
+    def __init__(self, targets: Sequence[int | None], t0: float):
+        self.tokens = TokenProgress(targets, now=t0)
+        self._ended = 0
+
+    def update(self, ended: int, streaming: float) -> None:
+        """The counters read now: `ended` requests (the first ones planned count as ended: their lengths
+        are one figure or near it), `streaming` tokens from the ones in flight."""
+        shown = self.tokens.progress
+        for i in range(self._ended, min(int(ended), len(self.tokens.targets))):
+            self.tokens.finish(i)
+        self._ended = max(self._ended, int(ended))
+        self.tokens.live(max(float(streaming), shown - self.tokens.done))
+
+    @property
+    def unit(self) -> str:
+        return self.tokens.unit
+
+    @property
+    def progress(self) -> float:
+        return self.tokens.progress
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        return self.tokens.eta_s(now)
+
+    def text(self, now: float | None = None) -> str:
+        """'1.2k/7.5k tok · ETA 0:42' (or '3/30 req · ETA ...')."""
+        return self.tokens.text(now)
+
+
 def _count(value: float) -> str:
     return f"{value / 1000:.1f}k" if value >= 10_000 else f"{value:.0f}"
 
