@@ -6,8 +6,9 @@ import os
 import re
 import subprocess
 import threading
-import time
 from pathlib import Path
+
+from tests.support.wait import wait_until
 
 
 class ServerProcess:
@@ -30,14 +31,10 @@ class ServerProcess:
         return "\n".join(self.lines)
 
     def wait_for_output(self, pattern: str, timeout: float) -> re.Match:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            match = re.search(pattern, self.output)
-            if match:
-                return match
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
+        found = wait_until(lambda: re.search(pattern, self.output) or self.proc.poll() is not None, timeout,
+                           step=0.1, quiet=True)  # the pattern, or the server ended
+        if isinstance(found, re.Match):
+            return found
         raise AssertionError(f"no {pattern!r} in the server's output:\n{self.output}")
 
     def url(self, timeout: float = 30) -> str:
@@ -106,9 +103,5 @@ def session_of(pid: int) -> int | None:
 
 
 def wait_until_gone(pids, timeout: float) -> set[int]:
-    end = time.monotonic() + timeout
-    left = alive(pids)
-    while left and time.monotonic() < end:
-        time.sleep(0.1)
-        left = alive(left)
-    return left
+    wait_until(lambda: not alive(pids), timeout, step=0.1, quiet=True)
+    return alive(pids)

@@ -1,9 +1,10 @@
-"""Waiting on a condition in a Pilot test, never on a fixed sleep: the one wait-for-predicate loop the
-TUI and engine tests share (issue 22 step 7 replaced six copies)."""
+"""Waiting on a condition, never on a fixed sleep (issue 22 step 7 replaced the ad-hoc loops): wait_for in a
+Pilot test (the app keeps running while it waits), wait_until everywhere else (a plain polling loop)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 
@@ -17,3 +18,42 @@ async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 60.0
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(step)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "the condition", *,
+               step: float = 0.02, quiet: bool = False):
+    """Call predicate() every `step` seconds (time.sleep; for tests without a running event loop: threads,
+    processes, files, sockets, tmux panes) until it returns something truthy, and return that value. Once
+    `timeout` seconds of time.monotonic() have passed (after one last try) it raises AssertionError ("timed
+    out waiting for <what>"), or with quiet=True returns the last falsy value, for a caller that asserts
+    with its own message."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > end:
+            break
+        time.sleep(step)
+    if not value and not quiet:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
+
+
+def accepts(port: int, host: str = "127.0.0.1") -> bool:
+    """A predicate for wait_until: a TCP connection to host:port succeeds (a server is listening)."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def answers(url: str) -> bool:
+    """A predicate for wait_until: GET `url` returns 200 (a server is up and answering)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

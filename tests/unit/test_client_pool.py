@@ -28,6 +28,7 @@ from engine.workloads.synthetic import RandomWorkload
 from tests.support.fake_openai import Reply, ScriptServer, chat, timed, usage, usage_only
 from tests.support.prompts import PromptSource
 from tests.support.serve_support import wait_until_gone
+from tests.support.wait import wait_until
 
 
 def _reply(tokens: int = 3, gap_ms: float = 5.0) -> Reply:
@@ -158,9 +159,7 @@ def test_a_worker_that_dies_is_said_and_its_requests_fail_as_client(tmp_path):
     killed: list[int] = []
 
     def killer(server: ScriptServer) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(server.received) < 6:
-            time.sleep(0.01)
+        wait_until(lambda: len(server.received) >= 6, 60, quiet=True)  # then kill one, whatever came
         pids = sorted(_spawned_children())
         if pids:
             os.kill(pids[0], signal.SIGKILL)
@@ -212,10 +211,11 @@ def test_stopping_load_with_workers_stores_aborted_and_leaves_no_process(tokento
                                 start_new_session=True)
         children: set[int] = set()
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(server.received) < 4 and proc.poll() is None:
-                children |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
-                time.sleep(0.05)
+            def four_sent_or_ended() -> bool:
+                children.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
+                return len(server.received) >= 4 or proc.poll() is not None
+
+            wait_until(four_sent_or_ended, 120, quiet=True)  # the assertion below says which
             children |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
             assert len(server.received) >= 4, proc.stderr.read() if proc.poll() is not None else "no requests"
             if signum == signal.SIGTERM:
@@ -475,9 +475,7 @@ def test_ctrl_c_while_the_client_processes_start_is_a_plain_stop(tokentop_cmd, c
                 assert line, "tokentop ended before starting its client processes"
                 if "2 client processes" in line:
                     break
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not _spawned_of(proc.pid):
-                time.sleep(0.01)
+            wait_until(lambda: _spawned_of(proc.pid), 30, quiet=True)  # asserted below
             children = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
             assert children, "no client process was started"
             os.killpg(proc.pid, signal.SIGINT)

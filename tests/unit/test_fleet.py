@@ -22,6 +22,7 @@ from data.fleet.launcher import FAILED, PROVISIONING, RUNNING, SETTING_UP, SUCCE
 from data.store.database import Store
 from tests.support.fleet_support import FakeClock, RecordingSkyLauncher
 from tests.support.transfer_support import record_run
+from tests.support.wait import answers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -534,7 +535,6 @@ def test_sigint_to_fleet_up_downs_every_cluster_and_exits_130(tmp_path, fleet_fi
     """The user's Ctrl-C as a real SIGINT to a `tokentop fleet up` process, while it waits between polls
     (its real wait, not the fake clock): every cluster down, exit 130."""
     import signal
-    import time
 
     child = tmp_path / "child.py"
     child.write_text(CHILD)
@@ -543,10 +543,11 @@ def test_sigint_to_fleet_up_downs_every_cluster_and_exits_130(tmp_path, fleet_fi
            "AWS_SECRET_ACCESS_KEY": "s"}
     proc = subprocess.Popen([sys.executable, str(child), str(fleet_file), str(marker), str(tmp_path / "l.duckdb"),
                              str(report)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (marker.exists() and len(marker.read_text().split()) >= 3):  # every cell followed once
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    def followed_every_cell() -> bool:  # every cell followed once
+        assert proc.poll() is None, proc.communicate()
+        return marker.exists() and len(marker.read_text().split()) >= 3
+
+    wait_until(followed_every_cell, 120, "the follower to poll every cell")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -615,20 +616,11 @@ def test_up_refuses_without_the_aws_keys_and_without_yes_off_a_terminal(tmp_path
 @pytest.fixture
 def sse_server():
     """The repository's tiny OpenAI-compatible streaming server (no model) on loopback."""
-    import time
-
-    import httpx
-
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_sse_server.py"), "--port", str(port),
                              "--token-delay-ms", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):  # wait until it answers
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    wait_until(lambda: answers(url + "/health"), 30, "the SSE server to answer")
     yield url
     proc.terminate()
     proc.wait(10)

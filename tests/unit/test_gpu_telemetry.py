@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from engine.telemetry.gpu import GpuSample, GpuSampler, integrate_energy_j, summ
 from engine.telemetry.roofline import GpuSpec, decode_ceiling, estimate_parameters, load_gpu_specs, model_bytes
 from engine.telemetry.server import InProcessStats, diff_samples, histogram_quantile, parse_vllm_metrics
 from tests.support.fake_pynvml import FakeNvml
+from tests.support.wait import wait_until
 
 
 def test_sampler_reads_every_field_in_nvml_units():
@@ -37,7 +37,7 @@ def test_sampler_thread_and_energy_per_token():
     fake = FakeNvml(power_w=250.0)
     seen = []
     with GpuSampler(interval_s=0.02, nvml=fake.module(), on_sample=seen.append) as s:
-        time.sleep(0.3)
+        wait_until(lambda: len(s.snapshot()) >= 5 and seen, 30, "five samples")
     samples = s.snapshot()
     assert len(samples) >= 5 and seen
     span = samples[-1].t_s - samples[0].t_s

@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 
 import duckdb
 import pytest
@@ -16,6 +15,7 @@ from data.store.database import Store, StoreError
 from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.wait import wait_until
 
 
 def _record(case="short", tokens=3, st=1_000_000_000) -> RequestRecord:
@@ -70,10 +70,8 @@ def test_request_writes_are_batched_yet_reach_the_file_without_a_flush(store, mo
     rec = RunRecorder(store)
     run_id = rec.start(kind="suite", engine_description={"engine": "vllm", "model": "m"},
                        environment={"hostname": "h", "device": "CPU", "gpus": []}, suite="seed", reps=1)
-    deadline = time.monotonic() + 10  # well before the 30 s: a run's start is written at once
-    while store.get_run(run_id) is None:
-        assert time.monotonic() < deadline, "the started run never reached the file"
-        time.sleep(0.02)
+    # well before the 30 s: a run's start is written at once
+    wait_until(lambda: store.get_run(run_id) is not None, 10, "the started run to reach the file")
     for i in range(5):
         r = _record()
         rec.record(i, r, request_metrics(r))
@@ -85,10 +83,7 @@ def test_request_writes_are_batched_yet_reach_the_file_without_a_flush(store, mo
     monkeypatch.setattr(recorder, "COALESCE_S", 0.2)
     r = _record()
     rec.record(5, r, request_metrics(r))  # no flush: the writer gets there on its own
-    deadline = time.monotonic() + 30
-    while len(store.get_requests(run_id)) < 6:
-        assert time.monotonic() < deadline, "the queued request never reached the file"
-        time.sleep(0.05)
+    wait_until(lambda: len(store.get_requests(run_id)) >= 6, 30, "the queued request to reach the file")
     rec.finish("completed", duration_s=1.0, summary={"cases": {}})
 
 

@@ -25,6 +25,7 @@ from engine.telemetry.environment import LocationError, location
 from pricing.cost import TpsBasis
 from pricing.models import PriceRow
 from tests.support.fake_pynvml import FakeNvml
+from tests.support.wait import accepts, wait_until
 from tui.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,14 +284,7 @@ def sse_server():
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/fast_sse_server.py"), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            import time
-
-            time.sleep(0.05)
+    wait_until(lambda: accepts(port), 30, "the SSE server to listen")
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
