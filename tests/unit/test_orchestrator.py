@@ -181,14 +181,10 @@ def test_host_refuses_work_after_shutdown():
 def test_load_levels_are_runs_and_stop_keeps_finished(host, store):
     from data.jobs.load import LoadSpec, start_load
     from engine.load import LoadLevel
+    from tests.support.openai_client import stored_session
     from tests.support.prompts import PromptSource
 
-    class S:  # what start_load needs from a Session
-        pass
-
-    session = S()
-    session.orchestrator = Orchestrator(host)
-    session.orchestrator.subscribe(RecorderSink(store, host.engine.describe, lambda: {}))
+    session = stored_session(host, store)
     spec = LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=3), LoadLevel(max_concurrency=2, num_prompts=400)],
                     prompts=PromptSource(input_len=4, output_len=10))
     events = []

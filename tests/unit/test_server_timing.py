@@ -22,14 +22,12 @@ import subprocess
 import pytest
 
 from data.store.database import Store
-from data.store.run_sink import RecorderSink
-from engine.engines.host import EngineHost
-from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.server_timing import split_lines
-from engine.orchestrator import Orchestrator, RunFinished
+from engine.orchestrator import RunFinished
 from engine.types import GenerationRequest
 from tests.support.apps import LoadHost
 from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage
+from tests.support.openai_client import load_levels, send_request
 
 
 def flat(text: str) -> str:
@@ -61,42 +59,19 @@ def vllm_chat_reply(metrics: object, *, raw_final: bytes | None = None) -> Reply
     ]))
 
 
-def _host(server: ScriptServer, **kwargs) -> EngineHost:
-    host = EngineHost(OpenAIEngine(server.url, **kwargs))
-    host.start().result(10)
-    return host
-
-
 def one_request(server: ScriptServer, **kwargs):
-    host = _host(server, **kwargs)
-    try:
-        return host.submit(GenerationRequest("q", 3)).result(30)
-    finally:
-        host.shutdown()
+    return send_request(server, GenerationRequest("q", 3), **kwargs)
 
 
 def load_level(server: ScriptServer, store: Store, num_prompts: int = 4) -> RunFinished:
     """One load level at concurrency 1 through the orchestrator, stored as `tokentop load` stores it."""
-    from data.jobs.load import LoadSpec, start_load
+    from data.jobs.load import LoadSpec
     from engine.load import LoadLevel
     from tests.support.prompts import PromptSource
 
-    host = _host(server)
-    try:
-        class S:  # what start_load needs from a Session
-            pass
-
-        session = S()
-        session.orchestrator = Orchestrator(host)
-        session.orchestrator.subscribe(RecorderSink(store, host.engine.describe, lambda: {}))
-        finished: list[RunFinished] = []
-        session.orchestrator.subscribe(lambda e: finished.append(e) if isinstance(e, RunFinished) else None)
-        spec = LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=num_prompts)],
-                        prompts=PromptSource(input_len=4, output_len=3))
-        assert start_load(session, spec).wait(60)
-    finally:
-        host.shutdown()
-    (level,) = finished
+    spec = LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=num_prompts)],
+                    prompts=PromptSource(input_len=4, output_len=3))
+    (level,) = load_levels(server, store, spec)
     return level
 
 

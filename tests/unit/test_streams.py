@@ -13,15 +13,14 @@ import subprocess
 import pytest
 
 from data.store.database import Store
-from data.store.run_sink import RecorderSink
-from engine.engines.host import EngineHost
-from engine.engines.openai_engine import OpenAIEngine, error_message
+from engine.engines.openai_engine import error_message
 from engine.engines.sse import SSEParser
 from engine.measure.metrics import aggregate, request_metrics
-from engine.orchestrator import Orchestrator, RunFinished, RunWatcher
+from engine.orchestrator import RunFinished, RunWatcher
 from engine.types import GenerationRequest
 from engine.workloads.suites import parse_suite
 from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage, usage_only
+from tests.support.openai_client import load_levels, openai_host, send_request, stored_orchestrator
 from tui.cli import main
 
 # Every character Python's str.splitlines() (and so httpx's aiter_lines()) treats as a line end that
@@ -34,28 +33,17 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _host(server: ScriptServer, **kwargs) -> EngineHost:
-    host = EngineHost(OpenAIEngine(server.url, **kwargs))
-    host.start().result(10)
-    return host
-
-
 def one_request(server: ScriptServer, request: GenerationRequest | None = None, **kwargs):
-    host = _host(server, **kwargs)
-    try:
-        return host.submit(request or GenerationRequest("q", 64)).result(30)  # counts settled here
-    finally:
-        host.shutdown()
+    return send_request(server, request or GenerationRequest("q", 64), **kwargs)  # counts settled here
 
 
 def orchestrated(server: ScriptServer, store: Store, kind: str, *, reps: int = 1, max_tokens: int = 64,
                  enforce_length: bool = False, **kwargs):
     """An interactive request or a suite through the orchestrator, stored and watched as the app does.
     Returns (view, stored run, stored requests)."""
-    host = _host(server, **kwargs)
+    host = openai_host(server, **kwargs)
     try:
-        orch = Orchestrator(host)
-        orch.subscribe(RecorderSink(store, host.engine.describe, lambda: {}))
+        orch = stored_orchestrator(host, store)
         watcher = RunWatcher()
         orch.subscribe(watcher, chunks=True)
         if kind == "interactive":
@@ -357,24 +345,11 @@ FAILING_LEVEL = [_ok(), Reply(status=503, parts=[(0, b'{"error": {"message": "ov
 
 
 def _load(server: ScriptServer, store: Store, levels, prompts=None, **kwargs) -> list[RunFinished]:
-    from data.jobs.load import LoadSpec, start_load
+    from data.jobs.load import LoadSpec
     from tests.support.prompts import PromptSource
 
-    host = _host(server, **kwargs)
-    try:
-        class S:  # what start_load needs from a Session
-            pass
-
-        session = S()
-        session.orchestrator = Orchestrator(host)
-        session.orchestrator.subscribe(RecorderSink(store, host.engine.describe, lambda: {}))
-        finished: list[RunFinished] = []
-        session.orchestrator.subscribe(lambda e: finished.append(e) if isinstance(e, RunFinished) else None)
-        job = start_load(session, LoadSpec(levels=levels, prompts=prompts or PromptSource(input_len=4, output_len=4)))
-        assert job.wait(60)
-        return finished
-    finally:
-        host.shutdown()
+    spec = LoadSpec(levels=levels, prompts=prompts or PromptSource(input_len=4, output_len=4))
+    return load_levels(server, store, spec, **kwargs)
 
 
 def test_level_with_failures_has_a_rate_and_counts_by_kind(store):

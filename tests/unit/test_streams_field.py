@@ -10,47 +10,26 @@ from __future__ import annotations
 import json
 
 from data.store.database import Store
-from data.store.run_sink import RecorderSink
-from engine.engines.host import EngineHost
-from engine.engines.openai_engine import OpenAIEngine
 from engine.measure.metrics import request_metrics
-from engine.orchestrator import Orchestrator, RunFinished
+from engine.orchestrator import RunFinished
 from engine.types import GenerationRequest, RequestRecord
 from tests.support.fake_openai import Reply, ScriptServer, event, timed, usage
+from tests.support.openai_client import load_levels, send_request
 
 
 def one_request(server: ScriptServer, **kwargs) -> RequestRecord:
-    host = EngineHost(OpenAIEngine(server.url, **kwargs))
-    host.start().result(10)
-    try:
-        return host.submit(GenerationRequest("q", 64)).result(30)
-    finally:
-        host.shutdown()
+    return send_request(server, GenerationRequest("q", 64), **kwargs)
 
 
 def load_level(server: ScriptServer, store: Store, num_prompts: int) -> RunFinished:
     """One load level at concurrency 1 through data.jobs.load, stored as the app stores it."""
-    from data.jobs.load import LoadSpec, start_load
+    from data.jobs.load import LoadSpec
     from engine.load import LoadLevel
     from tests.support.prompts import PromptSource
 
-    host = EngineHost(OpenAIEngine(server.url))
-    host.start().result(10)
-    try:
-        class S:  # what start_load needs from a Session
-            pass
-
-        session = S()
-        session.orchestrator = Orchestrator(host)
-        session.orchestrator.subscribe(RecorderSink(store, host.engine.describe, lambda: {}))
-        finished: list[RunFinished] = []
-        session.orchestrator.subscribe(lambda e: finished.append(e) if isinstance(e, RunFinished) else None)
-        job = start_load(session, LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=num_prompts)],
-                                           prompts=PromptSource(input_len=4, output_len=4)))
-        assert job.wait(60)
-    finally:
-        host.shutdown()
-    (level,) = finished
+    spec = LoadSpec(levels=[LoadLevel(max_concurrency=1, num_prompts=num_prompts)],
+                    prompts=PromptSource(input_len=4, output_len=4))
+    (level,) = load_levels(server, store, spec)
     return level
 
 
