@@ -9,7 +9,7 @@ import re
 from rich.console import Console
 
 from engine.measure.live import LiveSnapshot
-from tests.support.apps import LoadHost
+from tests.support.apps import load_screen_started
 from tests.support.fake_openai import ScriptServer
 from tests.support.wait import wait_for
 from tests.unit.test_streams import FAILING_LEVEL
@@ -23,34 +23,21 @@ def _text(renderable) -> str:
 
 
 async def test_load_screen_flags_a_level_with_failures(store):
-    from textual.widgets import Input
-
-    from data.jobs.session import Session
     from tui.widgets.paged_table import PagedTable
 
     with ScriptServer(FAILING_LEVEL) as server:
-        session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
-        session.start_engine()
-        try:
-            app = LoadHost(session)
-            async with app.run_test(size=(80, 24)) as pilot:
-                await pilot.pause()
-                screen = app.screen
-                screen.query_one("#load-levels", Input).value = "1"
-                screen.query_one("#load-num-prompts", Input).value = "10"
-                screen.action_start()
-                await wait_for(pilot, lambda: not screen.running and screen.finished, 60)
-                (level,) = screen.finished
-                assert level["failure_rate"] == 0.5
-                table = screen.query_one("#load-table", PagedTable)
-                cells = [str(c) for c in table.get_row_at(0)]
-                assert "5 (50%)" in cells
-                assert screen.last_message.startswith("! failures at concurrency 1")
-                note = "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"
-                # the notification is a message the app handles after the status line is set
-                await wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
-        finally:
-            session.shutdown()
+        fields = {"levels": "1", "num-prompts": "10"}
+        async with load_screen_started(server, store, fields) as (app, pilot, screen):
+            await wait_for(pilot, lambda: not screen.running and screen.finished, 60)
+            (level,) = screen.finished
+            assert level["failure_rate"] == 0.5
+            table = screen.query_one("#load-table", PagedTable)
+            cells = [str(c) for c in table.get_row_at(0)]
+            assert "5 (50%)" in cells
+            assert screen.last_message.startswith("! failures at concurrency 1")
+            note = "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"
+            # the notification is a message the app handles after the status line is set
+            await wait_for(pilot, lambda: any(note in n.message for n in app._notifications), 10)
 
 
 def test_gauges_say_when_the_count_is_an_estimate_and_when_a_request_stopped_early():

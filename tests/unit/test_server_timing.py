@@ -25,7 +25,7 @@ from data.store.database import Store
 from engine.measure.server_timing import split_lines
 from engine.orchestrator import RunFinished
 from engine.types import GenerationRequest
-from tests.support.apps import LoadHost
+from tests.support.apps import load_screen_started
 from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage
 from tests.support.openai_client import load_levels, send_request
 
@@ -229,35 +229,20 @@ def test_vllm_docs_spec_decode_acceptance_beside_the_levels_throughput(store):
 async def test_load_screen_shows_the_split_at_80x24(store):
     import asyncio
 
-    from textual.widgets import Input
-
-    from data.jobs.session import Session
-
     with ScriptServer([vllm_chat_reply(VLLM_032_METRICS)]) as server:
-        session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
-        session.start_engine()
-        try:
-            app = LoadHost(session)
-            async with app.run_test(size=(80, 24)) as pilot:
-                await pilot.pause()
-                screen = app.screen
-                screen.query_one("#load-levels", Input).value = "1"
-                screen.query_one("#load-num-prompts", Input).value = "4"
-                screen.query_one("#load-output-len", Input).value = "3"
-                screen.action_start()
-                loop = asyncio.get_running_loop()
-                end = loop.time() + 60
-                while screen.running or not screen.finished:
-                    assert loop.time() < end, "timed out"
-                    await pilot.pause(0.1)
-                await pilot.pause()
-                rows = [strip.text for strip in app.screen._compositor.render_strips()]
-                # The live lines keep the final counts under the mean split; every line of the split, the
-                # median's included, is in the notification.
-                noted = [line for n in app._notifications if n.title.startswith("TTFT split")
-                         for line in n.message.splitlines()]
-        finally:
-            session.shutdown()
+        fields = {"levels": "1", "num-prompts": "4", "output-len": "3"}
+        async with load_screen_started(server, store, fields) as (app, pilot, screen):
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 60
+            while screen.running or not screen.finished:
+                assert loop.time() < end, "timed out"
+                await pilot.pause(0.1)
+            await pilot.pause()
+            rows = [strip.text for strip in app.screen._compositor.render_strips()]
+            # The live lines keep the final counts under the mean split; every line of the split, the
+            # median's included, is in the notification.
+            noted = [line for n in app._notifications if n.title.startswith("TTFT split")
+                     for line in n.message.splitlines()]
     shown = [row.strip() for row in rows if "= queue 5.0 + engine 20 + rest" in row]
     assert shown and re.match(r"concurrency 1: TTFT \d+ ms = queue", shown[0]), rows
     assert any(re.search(r"median \d+ = 5\.0 \+ 20 \+ \d+, 4 req", row) for row in noted), noted

@@ -309,30 +309,17 @@ def test_vllm_pr_56647_three_sequential_requests_within_one_second_peak_1():
 async def test_load_screen_says_each_levels_steady_state_when_the_sweep_ends(store):
     """The Load screen at 80x24 against the scripted server: when the sweep ends, a notification gives
     each level's plateau (or why it has none) beside the table's whole-run figures."""
-    from textual.widgets import Input
-
-    from data.jobs.session import Session
-    from tests.support.apps import LoadHost
+    from tests.support.apps import load_screen_started
     from tests.support.fake_openai import ScriptServer
     from tests.support.wait import wait_for
 
     with ScriptServer([_token_reply()]) as server:
-        session = Session(store, dict(engine="openai", endpoint=server.url, model=None))
-        session.start_engine()
-        try:
-            app = LoadHost(session)
-            async with app.run_test(size=(80, 24)) as pilot:
-                await pilot.pause()
-                screen = app.screen
-                screen.query_one("#load-levels", Input).value = "1,4"
-                screen.query_one("#load-num-prompts", Input).value = "3"
-                screen.action_start()
-                await wait_for(pilot, lambda: not screen.running and len(screen.finished) == 2, 60)
-                await wait_for(pilot, lambda: any(n.title.startswith("Steady state")
-                                                  for n in app._notifications), 10)
-                (note,) = [n for n in app._notifications if n.title.startswith("Steady state")]
-                first, second = note.message.splitlines()
-                assert first.startswith("concurrency 1: steady ") and ">= 1 in flight:" in first
-                assert second == "concurrency 4: no plateau: never 4 requests in flight (95% of 4; peak 3)"
-        finally:
-            session.shutdown()
+        fields = {"levels": "1,4", "num-prompts": "3"}
+        async with load_screen_started(server, store, fields) as (app, pilot, screen):
+            await wait_for(pilot, lambda: not screen.running and len(screen.finished) == 2, 60)
+            await wait_for(pilot, lambda: any(n.title.startswith("Steady state")
+                                              for n in app._notifications), 10)
+            (note,) = [n for n in app._notifications if n.title.startswith("Steady state")]
+            first, second = note.message.splitlines()
+            assert first.startswith("concurrency 1: steady ") and ">= 1 in flight:" in first
+            assert second == "concurrency 4: no plateau: never 4 requests in flight (95% of 4; peak 3)"
