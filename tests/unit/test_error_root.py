@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import pytest
 from textual.app import App
 
+from tests.support.wait import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("engine", "data", "pricing", "tui")
 
@@ -159,10 +161,10 @@ async def test_a_failed_screen_worker_is_said_in_a_notice(monkeypatch, factory, 
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         start(app.screen)
-        messages: list[str] = []
-        for _ in range(200):  # until the notice is up (or the worker is seen to have ended without one)
-            await pilot.pause(0.05)
-            messages = [str(n.message) for n in app._notifications]
-            if messages:
-                break
+
+        def notices() -> list[str]:
+            return [str(n.message) for n in app._notifications]
+
+        await wait_for(pilot, notices, 10, "the notice")  # until it is up
+        messages = notices()
         assert messages == ["RuntimeError: frontier broke"], messages

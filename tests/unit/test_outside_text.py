@@ -18,6 +18,7 @@ import pytest
 from data.store.database import Store
 from engine.terminal_text import StreamSanitizer, safe_display, safe_text
 from tests.support.transfer_support import record_run, save_prices, tokentop
+from tests.support.wait import wait_for
 
 # Anything a terminal could obey: C0 but newline and tab, DEL, C1.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -151,11 +152,8 @@ async def test_history_and_run_detail_show_it_as_plain_text(hostile):
     try:
         async with app.run_test(size=(140, 40), notifications=True) as pilot:
             table = app.screen.query_one(DataTable)
-            for _ in range(200):
-                await pilot.pause(0.05)
-                if table.row_count:
-                    break
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: table.row_count, 30, "the history's rows")
+            await wait_for(pilot, lambda: any("HOSTX" in line for line in screen_lines(app)), 30, "the run's row drawn")
             lines = screen_lines(app)
             text = "\n".join(lines)
             assert_terminal_safe(text)
@@ -164,11 +162,9 @@ async def test_history_and_run_detail_show_it_as_plain_text(hostile):
             assert "m " in row and "H100-SXM-80" in row and "completed" in row
 
             await pilot.press("enter")  # run detail
-            for _ in range(200):
-                await pilot.pause(0.05)
-                if any(run_id in line and "suite" in line for line in screen_lines(app)[:4]):
-                    break
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: any(run_id in line and "suite" in line for line in screen_lines(app)[:4]),
+                           30, "the run detail's title")
+            await wait_for(pilot, lambda: "acmecloud" in "\n".join(screen_lines(app)), 30, "the run detail's fields")
             lines = screen_lines(app)
             text = "\n".join(lines)
             assert_terminal_safe(text)
@@ -179,7 +175,7 @@ async def test_history_and_run_detail_show_it_as_plain_text(hostile):
             assert app.is_running  # the label's [@click=app.quit] was not an action
 
             app.notify(f"run {run_id} failed: {ERROR}", title=MODEL, severity="error")  # server text in a notice
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: "failed:" in "\n".join(screen_lines(app)), 30, "the notice drawn")
             text = "\n".join(screen_lines(app))
             assert_terminal_safe(text)
             assert "boom red" in text

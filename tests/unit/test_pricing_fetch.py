@@ -181,7 +181,7 @@ async def test_all_providers_concurrently(price_server):
 
 # -- faults ----------------------------------------------------------------------------------------
 def _slow(request):
-    time.sleep(4.0)
+    time.sleep(4.0)  # deliberate: a provider slower than the fetch's timeout is the fault under test
     return Response(json.dumps(fixture_json("runpod_gpu_types.json")), content_type="application/json")
 
 

@@ -16,6 +16,7 @@ from engine.measure.metrics import aggregate, request_metrics
 from engine.types import GenerationRequest
 from pricing.answer_cost import answer_costs
 from tests.support.fake_openai import FIXTURES, ReplayServer, load_events
+from tests.support.wait import wait_for
 from tui.cli import main
 
 STREAM = FIXTURES / "reasoning" / "vllm_reasoning_stream.sse"
@@ -210,10 +211,7 @@ async def test_compare_shows_a_reasoning_run_per_answer_token(tmp_path, capsys):
     app = Host()
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one("#compare-table", DataTable)
-        for _ in range(200):
-            if table.row_count:
-                break
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: table.row_count, 30, "the compare table's rows")
         labels = [label for label, _key in table.spec]
         paid = next(cells for _key, cells in table.data if str(cells[labels.index("type")]) == "paid")
         assert labels[labels.index("$/1M") + 1] == ANSWER_COLUMN
