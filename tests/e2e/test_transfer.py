@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from data.store.database import Store
-from tests.support.transfer_support import record_run, save_prices, tokentop
+from tests.support.transfer_support import one_error_line, record_run, save_prices, tokentop
 
 
 def show(cmd, env, db, run_id) -> dict:
@@ -29,14 +29,6 @@ def counts(db) -> dict[str, int]:
     with Store(db) as s:
         return {t: s.query(f"SELECT count(*) AS n FROM {t}")[0]["n"]
                 for t in ("runs", "requests", "chunks", "gpu_samples", "server_samples", "prices")}
-
-
-def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tokentop: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 @pytest.fixture

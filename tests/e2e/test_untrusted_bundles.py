@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from data.store.database import IdError, Store, check_ids, new_fetch_id, new_run_id
-from tests.support.transfer_support import record_run, save_prices, tokentop
+from tests.support.transfer_support import one_error_line, record_run, save_prices, tokentop
 
 TABLES = ("runs", "requests", "chunks", "gpu_samples", "server_samples", "prices")
 
@@ -25,14 +25,6 @@ def snapshot(db) -> dict[str, list]:
     with Store(db) as s:
         with s.reading() as con:
             return {t: sorted(map(repr, con.execute(f"SELECT * FROM {t}").fetchall())) for t in TABLES}
-
-
-def one_error_line(proc, code: int = 2) -> str:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tokentop: error:"), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 @pytest.fixture

@@ -67,3 +67,13 @@ def tokentop(cmd: list[str], env: dict, *args: str, check: bool = True) -> subpr
     if check and proc.returncode != 0:
         raise AssertionError(f"tokentop {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one `tokentop: error: ...` line a refused command printed (asserting exit `code`, one stderr
+    line, no traceback)."""
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tokentop: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
