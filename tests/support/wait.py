@@ -20,6 +20,30 @@ async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 60.0
         await pilot.pause(step)
 
 
+def screen_picture(app) -> str:
+    """The screen as drawn now, text and styles (what an SVG snapshot records), for comparing two frames."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(f"{segment.text}\0{segment.style}" for segment in strip) for strip in strips)
+
+
+async def wait_steady(pilot, timeout: float = 30.0, *, frames: int = 3, step: float = 0.1) -> None:
+    """Let the app run until the screen draws the same picture (screen_picture) `frames` times in a row,
+    `step` seconds apart, with no animation scheduled: the charts and tables have laid out and drawn
+    (what a snapshot waits for). Raises AssertionError once `timeout` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    await pilot.wait_for_scheduled_animations()
+    last, same = screen_picture(pilot.app), 1
+    while same < frames:
+        if loop.time() > end:
+            raise AssertionError("timed out waiting for the screen to stop changing")
+        await pilot.pause(step)
+        await pilot.wait_for_scheduled_animations()
+        picture = screen_picture(pilot.app)
+        same = same + 1 if picture == last else 1
+        last = picture
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "the condition", *,
                step: float = 0.02, quiet: bool = False):
     """Call predicate() every `step` seconds (time.sleep; for tests without a running event loop: threads,

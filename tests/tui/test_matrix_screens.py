@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from textual.app import App
+from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from data.store.database import Store
 from tests.support.matrix_support import build_box, merge
+from tests.support.wait import wait_for, wait_steady
 from tui.app import TokentopApp
 from tui.screens.matrix import CompareMatrixScreen
 
@@ -33,16 +35,18 @@ def fleet(fleet_path):
         yield store
 
 
+def highlighted(options: CommandList) -> str:
+    """The command palette's highlighted command, "" while it has none."""
+    index = options.highlighted
+    return "" if index is None else str(options.get_option_at_index(index).prompt)
+
+
 def cells(table: DataTable) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-async def until(pilot, check, tries: int = 100) -> None:
-    for _ in range(tries):
-        await pilot.pause(0.05)
-        if check():
-            return
-    raise AssertionError("the screen never got there")
+async def until(pilot, check, timeout: float = 30.0) -> None:
+    await wait_for(pilot, check, timeout, "the screen to get there")
 
 
 async def test_compare_matrix_opens_by_keyboard_from_the_start_state(fleet):
@@ -97,9 +101,9 @@ async def test_compare_is_a_palette_command(fleet):
     app = TokentopApp(store=fleet, autostart=False, db_label="fleet.duckdb")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"Compare")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: highlighted(app.screen.query_one(CommandList)).startswith("Compare"))
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, CompareMatrixScreen))
 
@@ -132,9 +136,7 @@ def test_snapshot_compare_matrix(snap_compare, fleet, tab):
         await pilot.press({"matrix": "m", "slo": "o", "frontier": "f"}[tab])
         # The SLO tab puts the cursor in its field: a blinking cursor would make the picture depend on timing.
         screen.query_one("#slo-input").cursor_blink = False
-        for _ in range(4):  # let the charts lay out and draw
-            await pilot.pause(0.2)
-            await pilot.wait_for_scheduled_animations()
+        await wait_steady(pilot)  # the charts have laid out and drawn
 
     # Run ids are random (the real recorder): hide them by showing the tabs that do not print them.
     assert snap_compare(Host(lambda: CompareMatrixScreen(fleet, now=NOW)), terminal_size=(80, 24), run_before=settle)
@@ -176,5 +178,5 @@ async def test_run_detail_of_a_load_level_has_its_sweeps_frontier(fleet):
         await until(pilot, lambda: bool(app.screen.query("#chart-frontier")))
         tabs = app.screen.query_one(TabbedContent)
         tabs.active = "tab-frontier"
-        await pilot.pause(0.2)
+        await until(pilot, lambda: app.screen.query_one("#chart-frontier", PlotextPlot).region.height > 5)
         assert app.screen.query_one("#chart-frontier", PlotextPlot).region.height > 5
