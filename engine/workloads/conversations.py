@@ -156,23 +156,31 @@ def _form_think(opt: Option, text: str) -> dict[str, Any]:
     return {"turn_delay_ms": opt.parse(text) if text else None, "turn_delay_dist": dist}
 
 
+def think_time(opts: Any) -> ThinkTime:
+    """The think time WorkloadOptions ask for (--turn-delay-ms, --turn-delay-dist; 0 and fixed if not given)."""
+    return ThinkTime(float(opts.turn_delay_ms or 0.0), opts.turn_delay_dist or "fixed")
+
+
 _BOTH = ("sharegpt", "random")
 OPTIONS = [
     Option("--multi-turn", "each simulated user sends every next turn with the whole chat so far (sharegpt: the "
            "file's turns; random: --turns messages)", store_true=True, default=False, workloads=_BOTH,
-           section="multi-turn", workload=True,
+           section="multi-turn", workload=True, refusal="works with --dataset-name sharegpt or random",
            field=Field("multi-turn", "load-multi-turn", widget="check", group="opts-sharegpt", slot=40,
                        workloads=("sharegpt",))),
     Option("--turns", "random --multi-turn: turns per user (default 3)", whole(1), workloads=("random",),
-           section="multi-turn", workload=True,
+           section="multi-turn", workload=True, needs="multi_turn",
+           refusal="is for --dataset-name random (a ShareGPT conversation has its own turns)",
            field=Field("turns", "load-turns", "1", group="opts-random", slot=10, read=_form_turns)),
     Option("--max-turns", "sharegpt --multi-turn: at most N turns", whole(1), workloads=("sharegpt",),
-           section="multi-turn", workload=True,
+           section="multi-turn", workload=True, needs="multi_turn",
+           refusal="is for --dataset-name sharegpt --multi-turn (random uses --turns)",
            field=Field("max turns", "load-max-turns", "all", group="opts-sharegpt", slot=40, needs="multi_turn")),
     Option("--turn-delay-ms", "think time between a reply and the next turn (default 0)", number(), metavar="MS",
-           workloads=_BOTH, section="multi-turn", workload=True,
+           workloads=_BOTH, section="multi-turn", workload=True, needs="multi_turn",
            field=Field("think ms", "load-think", "0", "text", group="opts-think", slot=60, needs="multi_turn",
                        read=_form_think)),
     Option("--turn-delay-dist", "think time fixed, or exponential with mean --turn-delay-ms",
-           choices=("fixed", "exponential"), workloads=_BOTH, section="multi-turn", workload=True),
+           choices=("fixed", "exponential"), workloads=_BOTH, section="multi-turn", workload=True,
+           needs="multi_turn"),
 ]

@@ -506,14 +506,39 @@ class CustomWorkload(FileWorkload):
         return super()._label_extra() + (" no template" if self.skip_chat_template else "")
 
 
-# The sharegpt and custom options, declared once (engine.workloads.options; vLLM's names).
+# The sharegpt and custom options, declared once (engine.workloads.options; vLLM's names), and the two
+# families that read them (engine.workloads.registry).
 from engine.workloads.options import Field, Option  # noqa: E402
+from engine.workloads.registry import Family  # noqa: E402
 
 OPTIONS = [
     Option("--disable-shuffle", "sharegpt/custom: keep the file's order", store_true=True, default=False,
            workloads=("sharegpt", "custom"), section="workload", workload=True),
     Option("--skip-chat-template", "custom: send prompts without the chat template (vLLM's)", store_true=True,
            default=False, workloads=("custom",), section="workload", workload=True,
+           refusal="is for --dataset-name custom (the only dataset sent in the chat template)",
            field=Field("skip chat template", "load-skip-chat-template", widget="check", group="opts-custom",
                        slot=30)),
+]
+
+
+def build_sharegpt(opts: Any, path: str | None, common: dict[str, Any]) -> Workload:
+    """--dataset-name sharegpt FILE from WorkloadOptions."""
+    from engine.workloads.conversations import think_time
+
+    return ShareGPTWorkload(str(path), opts.output_len, multi_turn=opts.multi_turn, max_turns=opts.max_turns,
+                            think=think_time(opts), disable_shuffle=opts.disable_shuffle, **common)
+
+
+def build_custom(opts: Any, path: str | None, common: dict[str, Any]) -> Workload:
+    """--dataset-name custom FILE from WorkloadOptions."""
+    return CustomWorkload(str(path), opts.output_len, disable_shuffle=opts.disable_shuffle,
+                          skip_chat_template=bool(opts.skip_chat_template), **common)
+
+
+FAMILIES = [
+    Family("sharegpt", build_sharegpt, reads_file=True, slot=30,
+           about="ShareGPT JSON, vLLM's sampling and length rules (--multi-turn: whole chats)"),
+    Family("custom", build_custom, reads_file=True, slot=40,
+           about='JSONL, one {"prompt": ..., "output_tokens": N} per line'),
 ]

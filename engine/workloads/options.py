@@ -7,9 +7,11 @@ the typed WorkloadOptions, by one parser from either source (`options_from_names
 
 A workload family keeps its own options beside it, in a module-level `OPTIONS` list: synthetic.py
 (random, prefix_repetition), datasets.py (sharegpt, custom), traces.py (timed_trace, mooncake_trace),
-conversations.py (multi-turn). The options every workload shares are declared here. vLLM does the same
-with `add_dataset_parser` in vllm/benchmarks/datasets.py (each dataset's flags beside the dataset);
-Harlequin declares each option once as an object that renders both a click option and a Textual input.
+conversations.py (multi-turn), found by engine.workloads.registry (nothing lists the modules), with
+the families that read them (`FAMILIES`). The options every workload shares are declared here. vLLM
+does the same with `add_dataset_parser` in vllm/benchmarks/datasets.py (each dataset's flags beside
+the dataset); Harlequin declares each option once as an object that renders both a click option and a
+Textual input.
 
 Validators take the text a user typed and return the value or raise BadRequestError with one line that
 names the option (`--burstiness 'abc' is not a number`): the command and the form say the same words.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from engine.types import BadRequestError
@@ -84,9 +86,12 @@ class Field:
 @dataclass(frozen=True)
 class Option:
     """One `load` option. flag: vLLM's spelling; check: the validator (None: the text as given);
-    workloads: the dataset names it applies to (() = all); section: its --help group ("" = options,
-    "pattern" = the concurrency/request-rate choice); workload: a WorkloadOptions field the parser
-    fills; field: how the Load form shows it (None: not on the form)."""
+    workloads: the dataset names it applies to (() = all; make_workload refuses it for another, with
+    `refusal` after the flag, default "is for --dataset-name A or B"); needs: the dest of another option
+    it is refused without ("--turns needs --multi-turn"); section: its --help group ("" = options,
+    "pattern" = the concurrency/request-rate choice); workload: the parser puts it in WorkloadOptions
+    (under its dest; its family's build reads it there); field: how the Load form shows it (None: not
+    on the form)."""
 
     flag: str
     help: str
@@ -100,6 +105,8 @@ class Option:
     section: str = ""
     workload: bool = False
     field: Field | None = None
+    needs: str | None = None
+    refusal: str = ""
 
     @property
     def dest(self) -> str:
@@ -131,9 +138,23 @@ SECTIONS = {"workload": "workload (vLLM bench serve's names)", "multi-turn": "mu
 
 # -- the options every workload shares --------------------------------------------------------------
 def _dataset_names() -> tuple[str, ...]:
-    from engine.workloads import DATASET_NAMES
+    from engine.workloads.registry import dataset_names
 
-    return DATASET_NAMES
+    return dataset_names()
+
+
+def dataset_name_help() -> str:
+    """--dataset-name's help: the registered families' names, the first the default."""
+    first, *rest = _dataset_names()
+    return ", ".join([f"{first} (default)", *rest])
+
+
+def workloads_epilog() -> str:
+    """The lines under `workloads` in `tokentop load --help`: each family's name (FILE when it reads one)
+    and its `about`, in slot order."""
+    from engine.workloads.registry import families
+
+    return "".join(f"  {f.name + (' FILE' if f.reads_file else ''):<19} {f.about}\n" for f in families())
 
 
 PATTERN = [
@@ -147,6 +168,7 @@ LOAD_BEFORE = [
     Option("--max-concurrency", "cap on requests in flight (with --request-rate)", whole(1)),
     Option("--max-level", "largest concurrency of --concurrency sweep (default 64)", whole(1), default=64),
     Option("--input-len", "random prompts: length in tokens (default 128)", whole(1), aliases=("--random-input-len",),
+           workloads=("random",), refusal="is for --dataset-name random (the dataset sets the prompts)",
            field=Field("input len", "load-input-len", "128", value="128")),
     Option("--output-len", "output tokens per request (default 128; a dataset's own lengths when it has them)",
            whole(1), aliases=("--random-output-len", "--sharegpt-output-len"),
@@ -159,8 +181,7 @@ LOAD_BEFORE = [
            field=Field("warm-ups", "load-warmups", "0", value="0")),
 ]
 WORKLOAD_COMMON = [
-    Option("--dataset-name", "random (default), prefix_repetition, sharegpt, custom, timed_trace, mooncake_trace",
-           metavar="NAME", section="workload", workload=True),
+    Option("--dataset-name", "", metavar="NAME", section="workload", workload=True),  # help, choices: the families
     Option("--dataset-path", "the dataset file (JSON, JSONL, CSV or Parquet) for sharegpt, custom and the traces",
            metavar="FILE", section="workload", workload=True),
 ]
@@ -174,10 +195,11 @@ LOAD_AFTER = [
 
 
 def family_options() -> list[Option]:
-    """The workload families' own options, in --help order (each family's module declares its own)."""
-    from engine.workloads import conversations, datasets, synthetic, traces
+    """The workload families' own options, in --help order (each family's module declares its own
+    OPTIONS; engine.workloads.registry finds them)."""
+    from engine.workloads.registry import family_options as declared
 
-    return [*synthetic.OPTIONS, *datasets.OPTIONS, *traces.OPTIONS, *conversations.OPTIONS]
+    return declared()
 
 
 def load_options() -> list[Option]:
@@ -225,6 +247,7 @@ def to_argparse(parser: argparse.ArgumentParser, options: Iterable[Option] | Non
                 kwargs["choices"] = list(opt.choices)
             elif opt.dest == "dataset_name":
                 kwargs["choices"] = list(_dataset_names())
+                kwargs["help"] = dataset_name_help()
             if opt.metavar:
                 kwargs["metavar"] = opt.metavar
         if opt.aliases:
@@ -237,8 +260,7 @@ def workload_options_of(values: Mapping[str, Any], seed: int = 0):
     """WorkloadOptions from typed values by dest (an argparse namespace's vars, or the form's reading)."""
     from engine.workloads import WorkloadOptions
 
-    known = {f.name for f in fields(WorkloadOptions)}
-    given = {o.dest: values[o.dest] for o in load_options() if o.workload and o.dest in values and o.dest in known}
+    given = {o.dest: values[o.dest] for o in load_options() if o.workload and o.dest in values}
     return WorkloadOptions(seed=seed, **given)
 
 
@@ -291,7 +313,8 @@ def options_from_form(kind: str, texts: Mapping[str, Any], seed: int = 0) -> tup
     """The Load form's workload fields to (WorkloadOptions, suite name or file). `texts`: each field's
     value by dest (a string, or a bool for a box); `dataset_path`: the file field. Only the fields the
     form shows for `kind` are read, each with its option's validator. Bad input: BadRequestError."""
-    from engine.workloads import FILE_DATASETS, WorkloadOptions
+    from engine.workloads import WorkloadOptions
+    from engine.workloads.registry import file_datasets
 
     if kind not in form_workloads():
         raise BadRequestError(f"workload {kind!r} is not one of {', '.join(form_workloads())}")
@@ -299,7 +322,7 @@ def options_from_form(kind: str, texts: Mapping[str, Any], seed: int = 0) -> tup
     if kind == "suite":
         return WorkloadOptions(seed=seed), path or "seed"
     values: dict[str, Any] = {"dataset_name": kind}
-    if kind in FILE_DATASETS:
+    if kind in file_datasets():
         if not path:
             raise BadRequestError(f"the {kind} workload reads a file: type its path in the file field")
         values["dataset_path"] = path

@@ -350,8 +350,10 @@ def _hash(value: Any) -> str:
 
 
 # The random and prefix_repetition options, declared once (engine.workloads.options): the `load` command's
-# flags (vLLM's names, as vllm/benchmarks/datasets.py's add_dataset_parser) and the Load form's fields.
+# flags (vLLM's names, as vllm/benchmarks/datasets.py's add_dataset_parser) and the Load form's fields;
+# the families (engine.workloads.registry) read them from WorkloadOptions by dest.
 from engine.workloads.options import Field, Option, whole  # noqa: E402
+from engine.workloads.registry import Family  # noqa: E402
 
 OPTIONS = [
     Option("--random-range-ratio", 'random: lengths uniform in [L(1-R), L(1+R)], R in [0, 1), or {"input": R, '
@@ -371,4 +373,35 @@ OPTIONS = [
            workload=True, field=Field("prefixes", "load-prefixes", "10", group="opts-prefix", slot=20)),
     Option("--prefix-repetition-output-len", "prefix_repetition: output tokens (default 128)", whole(1), metavar="N",
            workloads=("prefix_repetition",), section="workload", workload=True),
+]
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def build_random(opts: Any, path: str | None, common: dict[str, Any]) -> Workload:
+    """--dataset-name random from WorkloadOptions (vLLM's defaults: 128/128, no range, no prefix)."""
+    from engine.workloads.conversations import think_time
+
+    return RandomWorkload(opts.input_len or 128, opts.output_len or 128, range_ratio=_or(opts.random_range_ratio, 0.0),
+                          prefix_len=opts.random_prefix_len or 0, turns=(opts.turns or 3) if opts.multi_turn else 1,
+                          think=think_time(opts), **common)
+
+
+def build_prefix_repetition(opts: Any, path: str | None, common: dict[str, Any]) -> Workload:
+    """--dataset-name prefix_repetition from WorkloadOptions (vLLM's defaults: 256, 256, 10, 128)."""
+    if opts.output_len is not None and opts.prefix_repetition_output_len is not None:
+        raise BadRequestError("give --output-len or --prefix-repetition-output-len, not both")
+    return PrefixRepetitionWorkload(
+        _or(opts.prefix_repetition_prefix_len, 256), _or(opts.prefix_repetition_suffix_len, 256),
+        _or(opts.prefix_repetition_num_prefixes, 10), _or(opts.output_len, _or(opts.prefix_repetition_output_len, 128)),
+        **common)
+
+
+FAMILIES = [
+    Family("random", build_random, slot=10,
+           about="token prompts of --input-len (--random-range-ratio, --random-prefix-len)"),
+    Family("prefix_repetition", build_prefix_repetition, slot=20,
+           about="N shared prefixes (--prefix-repetition-prefix-len/-suffix-len/-num-prefixes)"),
 ]

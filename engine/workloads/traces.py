@@ -252,6 +252,7 @@ def _duration(seconds: float) -> str:
 # The trace options, declared once (engine.workloads.options; vLLM's names). The form's placeholders are
 # the chosen preset's (PRESETS), set by the screen when a trace is chosen.
 from engine.workloads.options import Field, Option, number, whole  # noqa: E402
+from engine.workloads.registry import Family  # noqa: E402
 
 _TRACES = ("timed_trace", "mooncake_trace")
 OPTIONS = [
@@ -267,4 +268,21 @@ OPTIONS = [
            metavar="FIELD", workloads=_TRACES, section="workload", workload=True)
     for key, default in (("timestamp", "timestamp"), ("input-length", "input_length"),
                          ("output-length", "output_length"), ("hash-ids", "hash_ids"))
+]
+
+
+def build_trace(opts: Any, path: str | None, common: dict[str, Any]) -> TraceWorkload:
+    """--dataset-name timed_trace or mooncake_trace FILE from WorkloadOptions (the name picks the preset)."""
+    labels = {"timestamp": opts.timed_trace_label_timestamp, "input_length": opts.timed_trace_label_input_length,
+              "output_length": opts.timed_trace_label_output_length, "hash_ids": opts.timed_trace_label_hash_ids}
+    return TraceWorkload(str(path), opts.dataset_name, chunk_hash_size=opts.timed_trace_chunk_hash_size,
+                         sec_multiplier=opts.timed_trace_sec_multiplier, labels=labels, output_len=opts.output_len,
+                         **common)
+
+
+FAMILIES = [
+    Family("timed_trace", build_trace, reads_file=True, slot=50,
+           about="a trace replayed on its timestamps (--timed-trace-* options)"),
+    Family("mooncake_trace", build_trace, reads_file=True, slot=60,
+           about="the Mooncake format: timestamp ms, input/output_length, 512-token hash_ids"),
 ]

@@ -227,7 +227,9 @@ class LoadScreen(SaysWorkerFailures, Screen):
         for group in form_groups():
             self.query_one(f"#{group}").display = group_shown(group, kind, checked)
         file = self.query_one("#load-file", Input)
-        file.disabled = kind in ("random", "prefix_repetition")
+        from engine.workloads.registry import file_datasets
+
+        file.disabled = kind not in (*file_datasets(), "suite")  # the families that read no file
         file.placeholder = ("none: tokens are drawn" if file.disabled else "seed, or a suite TOML file"
                             if kind == "suite" else "a JSON, JSONL, CSV or Parquet file")
         trace = kind.endswith("_trace")

@@ -11,7 +11,7 @@ from engine.measure.metrics import failure_note, json_safe, steady_state_lines
 from engine.measure.progress import workload_lengths
 from engine.measure.server_timing import SPLIT_NOTE, split_lines
 from engine.terminal_text import safe_display
-from engine.workloads.options import to_argparse
+from engine.workloads.options import to_argparse, workloads_epilog
 from tui.cli.common import (
     add_db_option,
     add_engine_options,
@@ -33,13 +33,7 @@ goodput counts requests meeting every --slo (ms), e.g. --slo ttft=500,tpot=50.
 Without --num-prompts each level sends max(10, 3 x concurrency) requests (10 per rate level).
 
 workloads (vLLM bench serve's --dataset-name; nothing is downloaded):
-  random              token prompts of --input-len (--random-range-ratio, --random-prefix-len)
-  prefix_repetition   N shared prefixes (--prefix-repetition-prefix-len/-suffix-len/-num-prefixes)
-  sharegpt FILE       ShareGPT JSON, vLLM's sampling and length rules (--multi-turn: whole chats)
-  custom FILE         JSONL, one {"prompt": ..., "output_tokens": N} per line
-  timed_trace FILE    a trace replayed on its timestamps (--timed-trace-* options)
-  mooncake_trace FILE the Mooncake format: timestamp ms, input/output_length, 512-token hash_ids
-before every level: --num-warmups requests (not measured), then the prefix cache is reset.
+{workloads}before every level: --num-warmups requests (not measured), then the prefix cache is reset.
 """
 
 
@@ -48,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "load",
         help="throughput under load: concurrency sweeps, Poisson/gamma request rates, goodput",
         description="Run load levels against the engine, store each level as a run.",
-        epilog=EPILOG,
+        epilog=EPILOG.replace("{workloads}", workloads_epilog()),  # each family's line, from its module
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     to_argparse(p)  # every load and workload option, declared once (engine.workloads.options)
