@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from rich.cells import cell_len
 
 from data.store.database import Store
 from tests.support.first_hour_support import add_load_sweep, add_stopped_generation, cut_numbers
+from tests.support.loopback import fast_sse_server
 from tests.support.tui_support import fixed_store
 from tests.unit.test_workload_label import SHAREGPT, add_sweep
 from tui.cli import build_parser, main
@@ -154,22 +153,8 @@ def test_errors_fit_80_columns_and_hint_only_the_command_s_own_options(db, capsy
 # -- the commands that drive a server: bench, load, serve ------------------------------------------------
 @pytest.fixture(scope="module")
 def fast_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/fast_sse_server.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < end and proc.poll() is None, "the fast server did not start"
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with fast_sse_server() as url:
+        yield url
 
 
 def tokentop(argv: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:

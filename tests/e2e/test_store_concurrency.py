@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from data.store.database import Store, StoreError
 from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from tests.support.concurrent_writer import record_run, synthetic
+from tests.support.loopback import fast_sse_server
 from tests.support.tui_support import TINY_SUITE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,35 +139,11 @@ def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
     raise AssertionError(f"timed out waiting for {what}; screen was:\n{screen}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def sse_server():
     """A tiny OpenAI-compatible streaming server on loopback (benchmarks/fast_sse_server.py)."""
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_sse_server.py"), "--port", str(port),
-                             "--token-delay-ms", "3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > end:
-            proc.kill()
-            raise AssertionError("the loopback server did not start")
-        time.sleep(0.1)
-    yield url
-    proc.kill()
-    proc.wait()
+    with fast_sse_server(token_delay_ms=3) as url:
+        yield url
 
 
 @pytest.mark.e2e

@@ -4,15 +4,12 @@ loopback), auto-push with TOKENTOP_REMOTE, and a remote that dies mid-push."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from data.store.database import Store
+from tests.support.loopback import fast_sse_server, moto_s3
 from tests.support.transfer_support import one_error_line, record_run, save_prices, tokentop
 
 
@@ -180,36 +177,17 @@ def test_missing_remote_directory_changes_nothing(tmp_path, tokentop_cmd, cli_en
     assert counts(src) == before
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def s3(monkeypatch):
     """A real S3-compatible server (moto) on loopback, with a bucket; the AWS variables point at it."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": endpoint}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="fleet")
-    state = {"server": server, "port": port, "env": env}
-    yield state
-    state["server"].stop()
+    server = moto_s3(monkeypatch)
+    yield server
+    server.stop()
 
 
 def test_push_and_pull_through_s3(tmp_path, tokentop_cmd, cli_env, two_runs, s3):
     src, ids = two_runs
-    env = {**cli_env, **s3["env"]}
+    env = {**cli_env, **s3.env}
     url = "s3://fleet/team/runs-2026"
     assert json.loads(tokentop(tokentop_cmd, env, "push", "--remote", url, "--json",
                                "--db", str(src)).stdout)["pushed"] == ids
@@ -225,15 +203,13 @@ def test_push_and_pull_through_s3(tmp_path, tokentop_cmd, cli_env, two_runs, s3)
 
 
 def test_a_remote_that_dies_loses_nothing_and_the_run_goes_later(tmp_path, tokentop_cmd, cli_env, s3):
-    from moto.server import ThreadedMotoServer
-
     src = tmp_path / "box.duckdb"
-    env = {**cli_env, **s3["env"], "TOKENTOP_REMOTE": "s3://fleet/box"}
+    env = {**cli_env, **s3.env, "TOKENTOP_REMOTE": "s3://fleet/box"}
     with Store(src) as s:
         first = record_run(s, seed=1)
     tokentop(tokentop_cmd, env, "push", "--db", str(src))
 
-    s3["server"].stop()  # the store goes away between runs
+    s3.stop()  # the store goes away between runs
     with Store(src) as s:
         second = record_run(s, seed=2)
     proc = tokentop(tokentop_cmd, env, "push", "--db", str(src), check=False)
@@ -243,8 +219,7 @@ def test_a_remote_that_dies_loses_nothing_and_the_run_goes_later(tmp_path, token
         state = s.query("SELECT status, attempts, last_error FROM remote_pushes WHERE run_id = ?", [second])[0]
         assert state["status"] == "failed" and state["attempts"] == 1 and state["last_error"]
 
-    s3["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=s3["port"], verbose=False)
-    s3["server"].start()  # back up (same in-process moto state: the bucket and first run are still there)
+    s3.start()  # back up (same in-process moto state: the bucket and first run are still there)
     out = json.loads(tokentop(tokentop_cmd, env, "push", "--json", "--db", str(src)).stdout)
     assert out["pushed"] == [second]
     dst = tmp_path / "laptop.duckdb"
@@ -255,8 +230,6 @@ def test_a_remote_that_dies_loses_nothing_and_the_run_goes_later(tmp_path, token
 def test_auto_push_on_finish_retries_a_failed_push(tmp_path, monkeypatch, s3):
     """TOKENTOP_REMOTE: RunRecorder.finish queues the run; the push runs on a background thread; a push
     that fails while the store is down is kept as failed and goes with the next finished run."""
-    from moto.server import ThreadedMotoServer
-
     from data.travel import remote as remote_mod
     url = "s3://fleet/auto"
     monkeypatch.setenv("TOKENTOP_REMOTE", url)
@@ -271,14 +244,13 @@ def test_auto_push_on_finish_retries_a_failed_push(tmp_path, monkeypatch, s3):
     assert pusher.wait(60)
     assert reports[-1][0].pushed == [first]
 
-    s3["server"].stop()
+    s3.stop()
     second = record_run(store, seed=2)
     assert pusher.wait(60)
     assert reports[-1][0].failed.keys() == {second}
     assert len(store.get_chunks(second)) == 60  # the local run is whole
 
-    s3["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=s3["port"], verbose=False)
-    s3["server"].start()
+    s3.start()
     third = record_run(store, seed=3)
     assert pusher.wait(60)
     assert reports[-1][0].pushed == [third, second]
@@ -319,24 +291,8 @@ def test_a_real_engine_run_travels(session, store, tmp_path, monkeypatch):
 @pytest.fixture
 def sse_server():
     """The repository's tiny OpenAI-compatible streaming server (no model) on loopback."""
-    import time
-
-    import httpx
-
-    port = free_port()
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([os.sys.executable, str(root / "benchmarks" / "fast_sse_server.py"), "--port", str(port),
-                             "--token-delay-ms", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with fast_sse_server(token_delay_ms=1) as url:
+        yield url
 
 
 def test_headless_bench_with_tokentop_remote_pushes_its_run(tmp_path, tokentop_cmd, cli_env, sse_server):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,9 @@ pytest.importorskip("sky", reason="the fleet extra (skypilot) is not installed")
 from data.fleet.launcher import FAILED, PROVISIONING, RUNNING, SETTING_UP, SUCCEEDED, Launched, Progress
 from data.store.database import Store
 from tests.support.fleet_support import FakeClock, RecordingSkyLauncher
+from tests.support.loopback import fast_sse_server, moto_s3
 from tests.support.transfer_support import record_run
-from tests.support.wait import answers, wait_until
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,31 +74,12 @@ def fleet_file(tmp_path) -> Path:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def s3(monkeypatch):
     """A real S3-compatible server (moto) on loopback with a bucket `fleet`; AWS variables point at it."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    import boto3
-    import httpx
-
-    httpx.post(f"{endpoint}/moto-api/reset")  # moto's state is per process: start from an empty store
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="fleet")
-    yield env
+    server = moto_s3(monkeypatch, secret="testing-secret-value")
+    yield server.env
+    server.stop()
     server.stop()
 
 
@@ -616,14 +597,8 @@ def test_up_refuses_without_the_aws_keys_and_without_yes_off_a_terminal(tmp_path
 @pytest.fixture
 def sse_server():
     """The repository's tiny OpenAI-compatible streaming server (no model) on loopback."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "fast_sse_server.py"), "--port", str(port),
-                             "--token-delay-ms", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: answers(url + "/health"), 30, "the SSE server to answer")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with fast_sse_server(token_delay_ms=1) as url:
+        yield url
 
 
 def test_a_cell_running_its_own_run_command_lands_on_the_laptop(tmp_path, s3, sse_server, tokentop_cmd, cli_env):

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -25,7 +24,7 @@ from engine.telemetry.environment import LocationError, location
 from pricing.cost import TpsBasis
 from pricing.models import PriceRow
 from tests.support.fake_pynvml import FakeNvml
-from tests.support.wait import accepts, wait_until
+from tests.support.loopback import fast_sse_server
 from tui.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,15 +278,8 @@ def test_bad_prices_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv,
 
 @pytest.fixture
 def sse_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks/fast_sse_server.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: accepts(port), 30, "the SSE server to listen")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with fast_sse_server() as url:
+        yield url
 
 
 def test_provider_and_price_are_stored_with_the_run_and_shown(tmp_path, sse_server, tokentop_cmd, cli_env, capsys,
