@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, Static
 
 from engine.types import Chunk
 from tests.support.tui_support import fixed_store, settle
+from tests.support.wait import wait_for, wait_steady
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
 from tui.widgets.stream_view import StreamView
@@ -89,7 +90,8 @@ def test_snapshot_load_form(snap_compare, fixed):
     """Every field labelled, every value and placeholder whole (1,2,4 · random · 128 · 128 · auto · ttft=500,tpot=50)."""
     async def open_load(pilot):
         await pilot.press("f6")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == "LoadScreen", what="the Load screen")
+        await wait_steady(pilot)
 
     app = TokentopApp(store=fixed, session=FakeSession(fixed), autostart=False, db_label="fixed.duckdb")
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_load)
@@ -140,36 +142,42 @@ def cut_cells(table: DataTable) -> list[str]:
 
 async def screens_at_80x24(app, pilot):
     """Yield (name, screen) for every screen, opened the way a user opens it."""
+    from tui.screens.help import HelpScreen
+    from tui.screens.load import LoadScreen
+    from tui.screens.run_detail import RunDetailScreen
+    from tui.screens.side_by_side import SideBySideScreen
+
+    async def shown(check, what: str) -> None:
+        await wait_for(pilot, check, what=what)
+        await wait_steady(pilot)  # laid out and drawn
+
+    def has_rows(table_id: str) -> bool:
+        return bool(app.screen.query(table_id) and app.screen.query_one(table_id).row_count)
+
     for mode in ("live", "suite", "history"):
         await app.switch_mode(mode)
-        await pilot.pause(0.2)
+        await shown(lambda: True, mode)
         yield mode, app.screen
     await pilot.press("enter")  # the newest run's detail
-    await pilot.pause(0.3)
+    await shown(lambda: isinstance(app.screen, RunDetailScreen), "the run detail")
     yield "run detail", app.screen
     await pilot.press("v")
-    await pilot.pause(0.2)
+    await shown(lambda: True, "the other columns")
     yield "run detail, other columns", app.screen
     await pilot.press("escape", "down", "space", "down", "space", "d")
-    await pilot.pause(0.3)
+    await shown(lambda: isinstance(app.screen, SideBySideScreen), "side by side")
     yield "side by side", app.screen
     await pilot.press("escape", "c")
-    for _ in range(40):
-        await pilot.pause(0.05)
-        if app.screen.query("#compare-table") and app.screen.query_one("#compare-table").row_count:
-            break
+    await shown(lambda: has_rows("#compare-table"), "the costs' rows")
     yield "costs", app.screen
     await pilot.press("f5")
-    for _ in range(40):
-        await pilot.pause(0.05)
-        if app.screen.query("#prices-table") and app.screen.query_one("#prices-table").row_count:
-            break
+    await shown(lambda: has_rows("#prices-table"), "the prices' rows")
     yield "prices", app.screen
     await pilot.press("f6")
-    await pilot.pause(0.3)
+    await shown(lambda: isinstance(app.screen, LoadScreen), "the Load screen")
     yield "load", app.screen
     await pilot.press("f1")
-    await pilot.pause(0.2)
+    await shown(lambda: isinstance(app.screen, HelpScreen), "Help")
     yield "help", app.screen
 
 
