@@ -302,17 +302,11 @@ class Store:
         with self.transaction() as con:
             insert_request(con, run_id, row)
 
-    def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        duration_s: float | None = None,
-        summary: Any = None,
-        error: str | None = None,
-    ) -> None:
+    def finish_run(self, run_id: str, status: str, **ending: Any) -> None:
+        """Mark a run finished: update_finished_run's (below) keywords, duration_s, summary and error;
+        TypeError for an unknown one."""
         with self.connection() as con:
-            update_finished_run(con, run_id, status, duration_s=duration_s, summary=summary, error=error)
+            update_finished_run(con, run_id, status, **ending)
 
     # -- reading ------------------------------------------------------------
     def _dicts(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -552,6 +546,9 @@ def update_finished_run(
     summary: Any = None,
     error: str | None = None,
 ) -> None:
+    """Set a run row's status, finished_at (now), duration_s (seconds), summary (stored as JSON; its
+    client_health, failures and token counting also in their own columns) and error (one line); shared by
+    Store.finish_run and the recorder's background writer."""
     # The client's self-check (engine.measure.client_health) travels in the summary and gets its own column;
     # so do the run's failures and how its tokens were counted (schema 006).
     health = summary.get("client_health") if isinstance(summary, dict) else None
