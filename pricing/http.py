@@ -74,19 +74,11 @@ async def request_bytes(
         raise FetchError(f"{type(exc).__name__}: {one_line(exc, 80, join=True, ellipsis=True)}") from None
 
 
-async def request_json(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    timeout: float,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    key_hint: str | None = None,
-    **kwargs: Any,
-) -> Any:
-    body, content_type = await request_bytes(
-        client, method, url, timeout=timeout, max_bytes=max_bytes, key_hint=key_hint, **kwargs
-    )
+async def request_json(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> Any:
+    """request_bytes (the same keywords: timeout in seconds, required; max_bytes, key_hint and httpx's
+    request keywords), its body parsed as JSON. FetchError with a one-line reason for HTML (a login page
+    or proxy), an empty body or invalid JSON, as for a failed request."""
+    body, content_type = await request_bytes(client, method, url, **kwargs)
     head = body[:200].lstrip().lower()
     if head.startswith(b"<") or "html" in content_type.lower():
         raise FetchError(f"not JSON: got {content_type.split(';')[0] or 'HTML'} (a login page or proxy?)")
