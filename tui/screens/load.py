@@ -37,6 +37,7 @@ from engine.workloads.options import (
     option,
     options_from_form,
 )
+from tui.widgets.check_box import CheckBox
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.paged_table import PagedTable
@@ -56,7 +57,7 @@ def _labelled(opt: Option):
     input (digits only for a number) or a checkbox."""
     f = opt.field
     if f.widget == "check":
-        yield Checkbox(f.label, id=f.id, compact=True)
+        yield CheckBox(f.label, id=f.id, compact=True)  # [x] / [ ]: on and off told apart without colour
         return
     yield Label(f.label, classes="load-label")
     if f.widget == "number":
@@ -427,9 +428,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self._set_status(status)
         if self.finished:
             self.load_frontier([f["run_id"] for f in self.finished])
-        gpu = getattr(self.session, "gpu", None)
-        if gpu is not None and not gpu.available and gpu.note and not result.stopped:
-            self.notify(gpu.note, severity="information", title="GPU telemetry")
+        # No GPU telemetry: the GPU panel beside the form says so, once; no toast per run repeats it.
 
     def _server_timing(self) -> None:
         """The last level's mean TTFT split by the server's own timing in the live lines, above the final

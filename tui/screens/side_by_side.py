@@ -35,6 +35,16 @@ CASE_FIGURES: list[tuple[str, str, str, bool]] = [
     ("requests", "completed", "{:.0f}", None),
 ]
 
+
+def vllm_version(run: dict) -> str | None:
+    """The vLLM version a stored run ran with, as its detail shows it: the environment's `versions`
+    (engine.telemetry.environment.collect: {"versions": {"vllm": "0.32.0", ...}}), else an older
+    environment's top-level `vllm`; None when neither says."""
+    env = run.get("environment") or {}
+    versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
+    return versions.get("vllm") or env.get("vllm")
+
+
 SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("started", lambda r: fmt_date(r.get("started_at"))),
     ("status", lambda r: r.get("status")),
@@ -49,7 +59,7 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
     ("suite", lambda r: r.get("suite")),
     ("reps", lambda r: r.get("reps")),
     ("engine args", lambda r: plain_value(dict(sorted((r.get("engine_args") or {}).items())))),
-    ("vllm", lambda r: (r.get("environment") or {}).get("vllm")),
+    ("vllm", vllm_version),
 ]
 RUN_COLUMN_WIDTH = 22
 ALWAYS_DIFFERENT = {"started"}  # dates always differ; not worth a highlight

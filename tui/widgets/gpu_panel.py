@@ -1,11 +1,12 @@
 """GPU panel: utilisation, memory, power and temperature per GPU, with sparklines (NVML).
 
 Reads a GpuSampler (engine/telemetry/gpu.py) on a timer; never blocks on NVML itself. On a machine
-without a GPU it shows "no GPU (NVML unavailable)" and why.
+without a GPU it says so once, with why ("no GPU (NVML unavailable)", then "Driver Not Loaded").
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from pathlib import Path
 
@@ -57,6 +58,17 @@ def gpu_line(sample: GpuSample) -> Text:
     return t
 
 
+def no_gpu_text(note: str | None) -> str:
+    """What the panel says without a GPU, "no GPU" once: the sampler's note (engine.telemetry.gpu:
+    "no GPU (NVML unavailable: Driver Not Loaded)") as its headline and, on the next line, the why
+    ("no GPU (NVML unavailable)\nDriver Not Loaded"); a note of another shape as it is; "no GPU"
+    without one."""
+    if not note:
+        return "no GPU"
+    m = re.fullmatch(r"(no GPU[^(]*)\(([^:()]+): (.+)\)", note, re.S)
+    return f"{m.group(1)}({m.group(2)})\n{m.group(3)}" if m else note
+
+
 class GpuPanel(Vertical):
     """Pass a running GpuSampler to share one; without it the panel starts (and stops) its own."""
 
@@ -85,9 +97,8 @@ class GpuPanel(Vertical):
         elif not self.sampler.available and self.sampler.note is None:
             self.sampler.open()
         if not self.sampler.available:
-            why = self.sampler.note or "no GPU"
-            self.unavailable_text = "no GPU (NVML unavailable)"
-            self.query_one("#gpu-status", Static).update(Text(f"{self.unavailable_text}\n{why}"))
+            self.unavailable_text = no_gpu_text(self.sampler.note)
+            self.query_one("#gpu-status", Static).update(Text(self.unavailable_text))
             self.add_class("no-gpu")
             return
         rows = self.query_one("#gpu-rows", Vertical)

@@ -21,40 +21,99 @@ class StatusBar(Static):
             return
         state, engine, db = describe()
         width = self.size.width or self.app.size.width
-        line = Text(no_wrap=True, overflow="crop")
-        if width >= 100:  # at 80 columns the screen keys and the engine matter more than the name
-            line.append(" tokentop ", style="bold reverse")
         current = getattr(self.screen, "STATUS_KEY", None) or getattr(self.app, "current_mode", "")
-        for key, mode, label in SCREEN_KEYS:
-            line.append(" ")
-            line.append(key, style="bold")
-            line.append(f" {label}", style="bold underline" if mode == current else "dim")
-        # Whole parts only, most important first: a part that does not fit is left out, never cut.
-        engine_style = "bold" if state == "ready" else ("italic" if state == "starting" else "bold red")
-        parts = [(variant, engine_style) for variant in shorter_variants(engine, state)]
         gpu = gpu_summary(getattr(getattr(self.app, "session", None), "gpu", None))
-        room = width - line.cell_len
-        for text, style in parts:
-            if text and len(text) + 3 <= room:
-                line.append(" │ ", style="dim")
-                line.append(text, style=style)
-                room -= len(text) + 3
-                break
-        for extra in (gpu, f"db {db}" if db else ""):
-            if extra and len(extra) + 3 <= room:
-                line.append(" │ ", style="dim")
-                line.append(extra)
-                room -= len(extra) + 3
-        self.update(line)
+        self.update(status_line(width, state, engine, db, current, gpu))
 
 
 # The screen keys, shown on every screen (function keys: they never collide with typing).
 SCREEN_KEYS = (("F2", "live", "Live"), ("F3", "suite", "Suite"), ("F4", "history", "History"),
-               ("F5", "prices", "Prices"), ("F6", "load", "Load"))
+               ("F5", "prices", "Prices"), ("F6", "load", "Load"), ("F7", "compare", "Compare"))
+SEPARATOR = " │ "
+
+
+def status_line(width: int, state: str, engine: str, db: str, current: str = "", gpu: str = "") -> Text:
+    """The top line in `width` cells: every screen key, the engine and the database, whole parts only
+    (a part that does not fit is left out or said shorter, never cut).
+
+    state: "ready", "starting", "off" or "failed"; engine: the app's engine line ("vllm · model ·
+    device", or "starting engine: <step> (<N> s)"); db: the database's path or label; current: the
+    mode of the screen shown (its key underlined); gpu: gpu_summary()'s reading, shown where room is
+    left. The first that fits of, in this order (richest engine line first within each):
+      1. every key labelled ("F2 Live" from 100 columns, nvtop's "F2Live" below), the engine and the
+         database (its file name alone, without "db ", when the path does not fit);
+      2. the same without the database;
+      while the engine starts, the step in its own words matters more than one key's label, and the label
+      more than a "the" in the step ("starting: loading the model 3 s", "starting: downloading model 1 s"):
+      3. the last key other than the current screen's unlabelled ("F7" for "F7Compare"), the step whole;
+      4. every key labelled, the step without "the";
+      5. more keys unlabelled, from the right (the current screen's never);
+      6. the state alone.
+    """
+    engine_style = "bold" if state == "ready" else ("italic" if state == "starting" else "bold red")
+    variants = shorter_variants(engine, state)
+    if state == "starting":  # the start-up says "starting", its step and its seconds
+        good = [v for v in variants if v.startswith(("starting:", "starting engine:"))]
+    else:  # ready: every form names the engine; off, failed: down to "no engine", "engine failed"
+        good = variants[:-1] if state == "ready" and len(variants) > 1 else variants
+    whole, short = (good[:2], good[2:]) if state == "starting" else (good, [])
+    dbs = _unique([f"db {db}", f"db {_file_name(db)}",
+                   _file_name(db) if _file_name(db).endswith((".duckdb", ".db")) else ""]) if db else []
+    # One form of the keys per width, whatever the engine does (the keys never move as it starts): nvtop's
+    # "F2Live" below 100 columns, where "F2 Live" would leave the engine and the database out.
+    keys = _keys(current, spaced=width >= 100)
+    if width >= 120:
+        keys = Text(" tokentop ", style="bold reverse") + keys
+    unlabelled = [_keys(current, spaced=width >= 100, unlabelled=n) for n in range(1, len(SCREEN_KEYS))]
+    plans = [[(text, keys, db_part) for text in whole for db_part in dbs],
+             [(text, keys, "") for text in whole],
+             [(text, unlabelled[0], "") for text in whole[1:]],
+             [(text, keys, db_part) for text in short for db_part in [*dbs, ""]],
+             [(text, less, "") for less in unlabelled for text in whole[1:] + short],
+             [(variants[-1], unlabelled[-1], "")]]
+    for plan in plans:
+        for text, keys, db_part in plan:
+            need = keys.cell_len + len(SEPARATOR) + len(text) + (len(SEPARATOR) + len(db_part) if db_part else 0)
+            if text and need <= width:
+                line = keys.copy()
+                line.append(SEPARATOR, style="dim")
+                line.append(text, style=engine_style)
+                if gpu and need + len(SEPARATOR) + len(gpu) <= width:
+                    line.append(SEPARATOR, style="dim")
+                    line.append(gpu)
+                if db_part:
+                    line.append(SEPARATOR, style="dim")
+                    line.append(db_part)
+                return line
+    return unlabelled[-1]
+
+
+def _keys(current: str, *, spaced: bool, unlabelled: int = 0) -> Text:
+    """The screen keys: " F2 Live F3 Suite …" (spaced) or "F2Live F3Suite …" (nvtop's and htop's
+    form); the last `unlabelled` keys other than the current screen's without their label."""
+    line = Text(no_wrap=True, overflow="crop")
+    drop = [mode for _k, mode, _l in SCREEN_KEYS if mode != current][len(SCREEN_KEYS) - 1 - unlabelled:] \
+        if unlabelled else []
+    for i, (key, mode, label) in enumerate(SCREEN_KEYS):
+        if spaced or i:
+            line.append(" ")
+        line.append(key, style="bold")
+        if mode not in drop:
+            line.append(f" {label}" if spaced else label, style="bold underline" if mode == current else "dim")
+    return line
+
+
+def _file_name(db: str) -> str:
+    return db.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or db
+
+
+def _unique(items: list[str]) -> list[str]:
+    return [x for i, x in enumerate(items) if x and x not in items[:i]]
 
 
 def shorter_variants(engine: str, state: str) -> list[str]:
-    """The engine line, then shorter forms of it made of whole " · " parts, then the state alone.
+    """The engine line, then shorter forms of it made of whole " · " parts (engine · model, engine ·
+    device, engine), then the state alone ("no engine" when off, "engine failed").
     While the engine starts, the short forms keep the step and the seconds ("loading the model 12 s"):
     at 80 columns the start-up is never just "starting"."""
     if state == "starting":
@@ -68,9 +127,9 @@ def shorter_variants(engine: str, state: str) -> list[str]:
                     f"starting {secs} s", state]
     parts = [p for p in engine.split(" · ") if p]
     variants = [" · ".join(parts)]
-    if len(parts) == 3:  # engine · model · device
-        variants += [" · ".join(parts[1:]), parts[1], parts[0]]
-    return [*variants, state]
+    if len(parts) == 3:  # engine · model · device: the engine stays in every form
+        variants += [" · ".join(parts[:2]), f"{parts[0]} · {parts[2]}", parts[0]]
+    return [*variants, {"off": "no engine", "failed": "engine failed"}.get(state, state)]
 
 
 def startup_step(message: str) -> str:
