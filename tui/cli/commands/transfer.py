@@ -48,10 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a directory, file://PATH or s3://BUCKET/PREFIX (AWS_* variables; AWS_ENDPOINT_URL for non-AWS).",
     )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to push (ids or unique prefixes)")
-    p.add_argument("--remote", metavar="URL", default=None,
-                   help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    add_db_option(p)
+    _add_remote_options(p)
     p.set_defaults(func=run_push)
 
     q = sub.add_parser(
@@ -60,11 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fetch every complete run on the remote that the local database lacks and import it "
         "(origin pull:<remote>). The remote: --remote or TOKENTOP_REMOTE.",
     )
-    q.add_argument("--remote", metavar="URL", default=None,
-                   help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
-    q.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    add_db_option(q)
+    _add_remote_options(q)
     q.set_defaults(func=run_pull)
+
+
+def _add_remote_options(parser: argparse.ArgumentParser) -> None:
+    """What push and pull both take: --remote, --json and --db."""
+    parser.add_argument("--remote", metavar="URL", default=None,
+                        help="directory or s3://BUCKET/PREFIX (default: TOKENTOP_REMOTE)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_db_option(parser)
 
 
 def _default_bundle_name() -> Path:
