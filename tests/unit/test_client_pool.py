@@ -41,9 +41,11 @@ def _reply(tokens: int = 3, gap_ms: float = 5.0) -> Reply:
     return Reply(parts=timed(events))
 
 
-def _run(server: ScriptServer, db, spec: LoadSpec):
+def _run(server: ScriptServer, db, spec: LoadSpec, **engine):
+    """`spec` through run_load on a Session of the openai engine at `server` (with `engine`'s further
+    settings) recording to the database `db`; returns (the store, the LoadOutcome)."""
     store = Store(db)
-    session = Session(store, dict(engine="openai", endpoint=server.url))
+    session = Session(store, dict(engine="openai", endpoint=server.url, **engine))
     session.start_engine()
     try:
         outcome = run_load(session, spec)
@@ -300,14 +302,7 @@ def _trace_spec(path, processes, max_concurrency=None):
 
 def _run_tokenized(server: ScriptServer, db, spec: LoadSpec, tokenizer: str):
     """As _run, with the model's tokenizer (a trace's prompts are token ids)."""
-    store = Store(db)
-    session = Session(store, dict(engine="openai", endpoint=server.url, tokenizer=tokenizer))
-    session.start_engine()
-    try:
-        outcome = run_load(session, spec)
-    finally:
-        session.shutdown()
-    return store, outcome
+    return _run(server, db, spec, tokenizer=tokenizer)
 
 
 def test_a_trace_out_of_order_has_one_schedule_over_one_and_two_processes(tmp_path, embedded_model_path):
