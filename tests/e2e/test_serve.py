@@ -134,13 +134,6 @@ async def _ws_url(http, url: str) -> str:
 def tiny_server(cli_env):
     server = ServerProcess([sys.executable, "-c", SERVE_TINY, str(TINY_APP)], env=cli_env, cwd=str(ROOT))
     yield server
-    for pid in session_members({server.proc.pid}) | descendants(server.proc.pid):
-        try:
-            import os
-
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     server.kill()
 
 

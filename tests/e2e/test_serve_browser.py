@@ -159,13 +159,6 @@ def test_served_app_streams_a_typed_prompt_in_a_browser(browser, tokentop_cmd, c
         assert wait_until_gone(app_pids, 20) == set(), server.output
         assert session_members(sessions) == set()
     finally:
-        for pid in session_members({server.proc.pid}) | descendants(server.proc.pid):
-            try:
-                import os
-
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         server.kill()
 
     import duckdb

@@ -17,28 +17,17 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.test_serve import SERVE_TINY, TINY_APP, _screen_until, _ws_url
-from tests.support.serve_support import ServerProcess, descendants, session_members
+from tests.support.serve_support import ServerProcess, descendants
 
 SERVE_TINY_NO_TOKEN = SERVE_TINY.replace("'127.0.0.1', 0)", "'127.0.0.1', 0, require_token=False)")
 URL = re.compile(r"http://(?P<host>[^/\s]+)/\?token=(?P<token>[\w-]+)")
-
-
-def _cleanup(server: ServerProcess) -> None:
-    for pid in session_members({server.proc.pid}) | descendants(server.proc.pid):
-        try:
-            import os
-
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    server.kill()
 
 
 @pytest.fixture
 def tiny(cli_env):
     server = ServerProcess([sys.executable, "-c", SERVE_TINY, str(TINY_APP)], env=cli_env, cwd=str(ROOT))
     yield server
-    _cleanup(server)
+    server.kill()
 
 
 async def _get(url: str) -> tuple[int, str]:
@@ -111,7 +100,7 @@ def test_no_token_serves_anyone_on_loopback_with_a_warning(cli_env):
 
         asyncio.run(probe())
     finally:
-        _cleanup(server)
+        server.kill()
 
 
 def test_no_token_is_refused_with_allow_remote(cli_env):
@@ -147,7 +136,7 @@ def test_the_token_is_never_stored_logged_or_given_to_the_app(cli_env, tmp_path)
                     pass
         assert server.stop(signal.SIGTERM) == 0
     finally:
-        _cleanup(server)
+        server.kill()
     # Printed once, in the URL lines on serve's own stdout; never in a file tokentop wrote.
     assert server.output.count(token) == 2
     written = [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -47,7 +48,13 @@ class ServerProcess:
         return code
 
     def kill(self) -> None:
-        """Test clean-up: whatever is left of the server's session."""
+        """Test clean-up: whatever is left of the server's session (SIGKILL to every process of its
+        session and below it), then the server itself."""
+        for pid in session_members({self.proc.pid}) | descendants(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
