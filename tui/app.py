@@ -464,20 +464,43 @@ class TokentopApp(SaysWorkerFailures, App[int]):
         field, in order, instead of being lost: letters, and the field's editing keys (Left, Home,
         Backspace, Enter: a TextField applies them in its own queue, so they keep their place among the
         letters; were they run here, they would overtake the letters still queued for the field)."""
+        if not self._type_ahead(event):
+            self._keep_on_form(event)
+
+    def _type_ahead(self, event: events.Key) -> bool:
+        """The type-ahead of on_key: True when the key was handed to the focused field."""
         focused = self.focused
         if (getattr(event, "retyped", False) or not isinstance(focused, Input) or focused.disabled
                 or getattr(event, "seen_by", None) is focused):
-            return
+            return False
         if event.is_printable and event.character:
             if not focused.check_consume_key(event.key, event.character):
-                return
+                return False
         elif not (isinstance(focused, TextField) and focused.own_binding(event.key)):
-            return
+            return False
         event.stop()
         event.prevent_default()  # App._on_key would run the field's binding now, ahead of its queue
         again = events.Key(event.key, event.character)
         again.retyped = True  # the field had its turn: if it lets this one up again, it stops here
         focused.post_message(again)
+        return True
+
+    def _on_form(self) -> bool:
+        """A control of the screen's form has focus (a screen with a form says which: `form_has_focus`,
+        the Load screen's)."""
+        on_form = getattr(self.screen, "form_has_focus", None)
+        return bool(on_form is not None and on_form())
+
+    def _keep_on_form(self, event: events.Key) -> None:
+        """A letter or digit shortcut of the app (1 2 3 p l m q t ?) that reached the app from a control of
+        a form (the Load form's selectors, checkboxes, buttons, or a number field that refused a letter)
+        does nothing: on a form a character is typing, never a screen switch (as in Harlequin and Posting,
+        whose screen keys are F-keys and Ctrl keys). The F-keys work whatever has focus (F2-F7), and so
+        does Esc, which leaves the form for the screen's table, where the shortcuts work again."""
+        if event.key in CHARACTER_SHORTCUTS and self._on_form():
+            event.stop()
+            event.prevent_default()  # App._on_key would run the shortcut
+            self.bell()
 
     def action_focus_next(self) -> None:
         """Tab: the next widget, counted from where the screen's auto-focus puts the cursor (see
@@ -510,8 +533,8 @@ class TokentopApp(SaysWorkerFailures, App[int]):
         what Esc does on that screen (stop, cancel, back)."""
         screen = self.screen
         focused = screen.focused
-        if isinstance(screen, ModalScreen) or not isinstance(focused, TYPING_WIDGETS):
-            raise SkipAction()
+        if isinstance(screen, ModalScreen) or not (isinstance(focused, TYPING_WIDGETS) or self._on_form()):
+            raise SkipAction()  # (a form's buttons and checkboxes are left like its fields)
         if isinstance(focused, Select) and focused.expanded:
             raise SkipAction()
         home = getattr(screen, "HOME_FOCUS", None)
@@ -537,9 +560,8 @@ class TokentopApp(SaysWorkerFailures, App[int]):
             self.pop_screen()
         if isinstance(self.screen, LoadScreen):
             return
-        session = self.require_session()
-        if session is not None:
-            self.push_screen(LoadScreen(session))
+        # The form needs no engine: it opens while the engine starts (a sweep started then waits for it).
+        self.push_screen(LoadScreen(self.session))
 
     def action_compare(self) -> None:
         """The Compare matrix: every run in the database by GPU x provider, cost at an SLO, the frontier."""
@@ -608,3 +630,9 @@ class TokentopApp(SaysWorkerFailures, App[int]):
                     session.shutdown()
                 except Exception:
                     pass
+
+
+# The app's shortcuts that are characters (1 2 3 p l m q t ?), not F-keys or Ctrl keys: a form's controls
+# keep them (TokentopApp._keep_on_form).
+CHARACTER_SHORTCUTS = frozenset(b.key for b in TokentopApp.BINDINGS
+                                if isinstance(b, Binding) and (len(b.key) == 1 or b.key == "question_mark"))

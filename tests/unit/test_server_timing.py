@@ -240,9 +240,8 @@ async def test_load_screen_shows_the_split_at_80x24(store):
             await pilot.pause()
             rows = [strip.text for strip in app.screen._compositor.render_strips()]
             # The live lines keep the final counts under the mean split; every line of the split, the
-            # median's included, is in the notification.
-            noted = [line for n in app._notifications if n.title.startswith("TTFT split")
-                     for line in n.message.splitlines()]
+            # median's included, is in the sweep's notes (n; issue 24: one notice, not a toast each).
+            noted = [line for t, lines in screen.notes.items() if t.startswith("TTFT split") for line in lines]
     shown = [row.strip() for row in rows if "= queue 5.0 + engine 20 + rest" in row]
     assert shown and re.match(r"concurrency 1: TTFT \d+ ms = queue", shown[0]), rows
     assert any(re.search(r"median \d+ = 5\.0 \+ 20 \+ \d+, 4 req", row) for row in noted), noted

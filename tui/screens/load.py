@@ -20,9 +20,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
@@ -66,6 +66,16 @@ def _labelled(opt: Option):
         yield TextField(f.value, placeholder=f.placeholder, id=f.id, compact=True)
 
 
+# The end of a sweep's notes (LoadScreen.notes), by title, and the word the end-of-sweep notice uses for each.
+NOTE_FAILED = "Requests failed"
+NOTE_STEADY = "Steady state (>= 95 % of the concurrency in flight)"
+NOTE_SPLIT = "TTFT split by the server's timing (ms)"
+NOTE_TURNS = "TTFT p50 by turn"
+NOTE_WORKLOAD = "Workload"
+NOTE_SHORT = {NOTE_FAILED: "failures", NOTE_STEADY: "steady state", NOTE_SPLIT: "TTFT split",
+              NOTE_TURNS: "TTFT by turn", NOTE_WORKLOAD: "workload"}
+
+
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
     return "–" if value is None else fmt.format(value)
 
@@ -84,10 +94,15 @@ class LoadScreen(SaysWorkerFailures, Screen):
         Binding("ctrl+f", "frontier", "Frontier", id="load.frontier",
                 tooltip="after a sweep: its priced frontier, or back to throughput and TTFT against load"),
         Binding("escape", "app.pop_screen", "Back", id="load.back",
-                tooltip="back to the previous screen (a running load goes on in the app)"),
+                tooltip="on the form: out of it, to the table (on the form, digits and letters never switch "
+                        "screens: F2-F7 do, or Esc then 1 2 3 p m); again: back to the previous screen (a "
+                        "running load goes on in the app)"),
         Binding("v", "columns", "Columns", id="load.columns", show=False,
                 tooltip="the results table's other columns (at 80 wide they do not all fit)"),
+        Binding("n", "notes", "Notes", id="load.notes", show=False,
+                tooltip="after a sweep: its notes (failures, steady state, TTFT split, TTFT by turn, workload)"),
     ]
+    FORM = ".load-row"  # the form's rows: the app's letter and digit shortcuts never fire from a control in them
 
     @dataclass
     class FrontierReady(Message):
@@ -107,6 +122,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self.workload = None  # the workload of the load started here (its notes are shown when it ends)
         self._input_len = "128"  # kept while another workload hides the random-only input length
         self.turn_lines: list[str] = []  # TTFT p50 per turn of the last multi-turn load
+        # The last sweep's notes, {title: lines}, in one place (n) instead of a toast each over the table.
+        self.notes: dict[str, list[str]] = {}
+        self.queued = None  # a sweep started (Ctrl+R) while the engine starts: it runs once it is ready
+        self._progress: tuple[Any, Any] | None = None  # (the running level, its LevelProgress)
         self.chart_view = "load"  # load: throughput and TTFT vs load; frontier: ctrl+f
 
     def compose(self) -> ComposeResult:
@@ -313,8 +332,46 @@ class LoadScreen(SaysWorkerFailures, Screen):
         except Exception as exc:  # UsageError / BadRequestError / ValueError: one line
             self.notify(str(exc), severity="error", title="Load settings")
             return
+        self._focus_results()
+        if self.session is None and getattr(self.app, "engine_state", None) == "starting":
+            # The form needs no engine; the sweep does: it waits for it, as checked now.
+            self.queued = spec
+            self._set_status("the engine is starting; the sweep starts when it is ready (Ctrl+X drops it)")
+            return
+        self._start(spec)
+
+    def _focus_results(self) -> None:
+        """A sweep started from the form: the cursor leaves it for the results table, so the table's keys
+        (v, n, arrows) act on it instead of being typed into the field Enter was pressed in."""
+        focused = self.focused
+        if focused is None or focused.disabled or self.form_has_focus():
+            self.query_one(self.HOME_FOCUS).focus()
+
+    def form_has_focus(self) -> bool:
+        """A control of the form (a field, selector, checkbox or button) has the cursor: the app's letter
+        and digit shortcuts do not fire from it (tui.app.TokentopApp.on_key)."""
+        node = self.focused
+        while node is not None and node is not self:
+            if node.has_class(self.FORM[1:]):
+                return True
+            node = node.parent
+        return False
+
+    def engine_ready(self) -> None:
+        """Called by the app when the engine is up: the screen's session, and the sweep queued meanwhile."""
+        self.session = getattr(self.app, "session", None) or self.session
+        spec, self.queued = self.queued, None
+        if spec is not None and not self.running:
+            self._start(spec)
+
+    def _start(self, spec) -> None:
         from engine.types import EngineError
 
+        if getattr(self.runs, "session", None) is None:  # no engine (not started, or it failed): say why
+            require = getattr(self.app, "require_session", None)
+            if require is None or require() is not None:
+                self.notify("the engine is not ready", severity="warning")
+            return
         try:
             self.job = self.runs.start_load(spec)
         except EngineError as exc:  # another run holds the engine
@@ -328,8 +385,16 @@ class LoadScreen(SaysWorkerFailures, Screen):
 
     @on(Button.Pressed, "#load-stop")
     def action_stop(self) -> None:
-        if self.stop_run():
+        if self.queued is not None:
+            self.queued = None
+            self._set_status("the queued sweep is dropped")
+        elif self.stop_run():
             self._set_status("stopping: in-flight requests are cancelled, finished ones are kept")
+
+    def on_unmount(self) -> None:
+        if self.queued is not None:  # the screen goes, and the sweep waiting for the engine with it
+            self.app.notify("the sweep queued for the engine is dropped (the Load screen was left)",
+                            severity="warning", timeout=5)
 
     @on(Input.Changed, "#load-burstiness")
     def _burstiness_changed(self, event: Input.Changed) -> None:
@@ -349,6 +414,8 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self.finished.clear()
         self._final_shown = False
         self._levels_seen = 0
+        self.notes = {}
+        self._progress = None
         self.query_one("#load-table", PagedTable).set_rows([])
         self._draw_chart()
 
@@ -398,34 +465,33 @@ class LoadScreen(SaysWorkerFailures, Screen):
             self._set_status(f"failed: {result.error}")
             self.notify(result.error, severity="error", title="Load run failed")
             return
-        workload = getattr(self, "workload", None)
-        if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
-            self.notify("\n".join(workload.notes), title="Workload", severity="information", markup=False,
-                        timeout=10)
-        from engine.measure.metrics import steady_state_lines
+        # The sweep's notes go in one place (n shows them), and one notice says so: a toast each (steady
+        # state, TTFT split, turns, failures, workload) covered the table and the chart at once.
+        from engine.measure.metrics import failure_note, steady_state_lines
 
+        self.notes = {}
+        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
+        if flagged:  # levels whose requests failed: flagged in the status line, how they failed in the notice
+            self.notes[NOTE_FAILED] = [f"{label}: {note}" for label, note in flagged]
         steady = [f"{f.get('label')}: {lines[0]}" for f in self.finished
                   for lines in [steady_state_lines(f)] if lines]
         if steady:  # each level's plateau beside the table's whole-run figures (vllm-bench's rule)
-            self.notify("\n".join(steady), title="Steady state (>= 95 % of the concurrency in flight)",
-                        severity="information", markup=False, timeout=15)
+            self.notes[NOTE_STEADY] = steady
         self._server_timing()
         turns = [f for f in self.finished if f.get("ttft_by_turn")]
         if turns:  # conversations: TTFT grows with the context, turn by turn
             self.turn_lines = [f"{f.get('label')}: " + ", ".join(
                 f"turn {int(t) + 1} {v['p50_ms']:.0f} ms" for t, v in f["ttft_by_turn"].items()) for f in turns]
-            self.notify("\n".join(self.turn_lines), title="TTFT p50 by turn", severity="information",
-                        markup=False, timeout=15)
-        from engine.measure.metrics import failure_note
-
+            self.notes[NOTE_TURNS] = self.turn_lines
+        workload = getattr(self, "workload", None)
+        if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
+            self.notes[NOTE_WORKLOAD] = list(workload.notes)
         word = "stopped" if result.stopped else "done"
         status = f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}"
-        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
-        if flagged:  # levels whose requests failed: flagged here, how they failed in a notification
+        if flagged:
             status = f"! failures at {', '.join(str(label) for label, _n in flagged)} · " + status
-            self.notify("\n".join(f"{label}: {note}" for label, note in flagged), severity="warning",
-                        title="Requests failed", markup=False, timeout=10)
         self._set_status(status)
+        self._end_notice(f"Load {word}: {len(result.runs)} level(s) stored", bool(flagged))
         if self.finished:
             self.load_frontier([f["run_id"] for f in self.finished])
         # No GPU telemetry: the GPU panel beside the form says so, once; no toast per run repeats it.
@@ -444,8 +510,23 @@ class LoadScreen(SaysWorkerFailures, Screen):
         counts = self.final_counts.split("\n")[-1] if self.final_counts is not None else None
         shown = Text("\n".join(levels[-1][:2])) if counts is None else Text("\n").join([Text(levels[-1][0]), counts])
         self.query_one("#load-live", Static).update(shown)
-        self.notify("\n".join(line for lines in levels for line in lines), markup=False, timeout=15,
-                    title="TTFT split by the server's timing (ms)", severity="information")
+        self.notes[NOTE_SPLIT] = [line for lines in levels for line in lines]
+
+    def _end_notice(self, title: str, failures: bool) -> None:
+        """The one notice at a sweep's end: how requests failed, if they did, and where the rest is."""
+        lines = list(self.notes.get(NOTE_FAILED, []))
+        others = [NOTE_SHORT[t] for t in self.notes if t != NOTE_FAILED]
+        if others:
+            lines.append(f"n: {', '.join(others)}")
+        lines.append("each level's run: F4")
+        self.notify("\n".join(lines), title=title, severity="warning" if failures else "information",
+                    markup=False, timeout=10 if failures else 6)
+
+    def action_notes(self) -> None:
+        if not self.notes:
+            self.notify("a sweep's notes appear here when it has finished", severity="information", timeout=3)
+            return
+        self.app.push_screen(LoadNotes(self.notes))
 
     def _set_status(self, text: str) -> None:
         self.last_message = text = safe_text(text)  # quotes a server's error
@@ -474,6 +555,9 @@ class LoadScreen(SaysWorkerFailures, Screen):
 
     # -- rendering ------------------------------------------------------------------------
     def refresh_live(self) -> None:
+        if self.queued is not None and getattr(self.app, "engine_state", None) == "failed":
+            self.queued = None
+            self._set_status("the engine could not start: the queued sweep is dropped")
         view = self._view()
         if view is None:
             return
@@ -500,17 +584,21 @@ class LoadScreen(SaysWorkerFailures, Screen):
 
     def _level_progress(self, view, s) -> str:
         """The running level's progress by tokens where its workload enforces one length (random tokens,
-        shared prefixes), else by requests, with the same ETA rule as the CLI (engine.measure.progress)."""
-        from engine.measure.progress import TokenProgress, workload_lengths
+        shared prefixes), else by requests, with the same ETA rule as the CLI (engine.measure.progress).
+        In tokens it moves as they stream: the requests in flight count what they have streamed so far
+        (LiveLoad.streamed_tokens), so a long request does not hold the count and the ETA still."""
+        from engine.measure.progress import LevelProgress, workload_lengths
 
         level = view.levels[-1] if view.levels else None
         if level is None or level.level is None:
             return ""
-        n = level.level.num_prompts  # conversations, multi-turn: the lengths count every turn
-        lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * level.total
-        progress = TokenProgress(lengths, now=time.monotonic() - s["elapsed_s"])
-        for i in range(min(len(lengths), s["completed"] + s["failed"] + s.get("stopped", 0))):
-            progress.finish(i)
+        if self._progress is None or self._progress[0] is not level:  # a new level: its own count
+            n = level.level.num_prompts  # conversations, multi-turn: the lengths count every turn
+            lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * level.total
+            self._progress = (level, LevelProgress(lengths, t0=time.monotonic() - s["elapsed_s"]))
+        progress = self._progress[1]
+        streamed = getattr(view.job.live, "streamed_tokens", None)
+        progress.update(s["completed"] + s["failed"] + s.get("stopped", 0), streamed() if streamed is not None else 0)
         return progress.text()
 
     def _draw_chart(self) -> None:
@@ -564,3 +652,41 @@ def live_text(s: dict, progress: str) -> Text:
     part("out tok/s", _f(s["output_throughput"]))
     part("TTFT p50/p99", f"{_f(s['ttft_p50_ms'], '{:.0f}')}/{_f(s['ttft_p99_ms'], '{:.0f}')} ms")
     return text
+
+
+class LoadNotes(ModalScreen[None]):
+    """The last sweep's notes (LoadScreen.notes: {title: lines}) over the Load screen, on demand (n); they
+    scroll at 80x24; Esc, n or q closes."""
+
+    HELP_TITLE = "Load notes"
+    DEFAULT_CSS = """
+    LoadNotes { align: center middle; }
+    #notes-box { width: 78; max-width: 100%; height: auto; max-height: 100%; border: round $accent;
+                 background: $surface; padding: 0 1; }
+    #notes-scroll { height: auto; max-height: 18; scrollbar-size-vertical: 1; }
+    #notes-hint { height: 1; color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape,n,q", "app.pop_screen", "Close", id="load_notes.close")]
+
+    def __init__(self, notes: dict[str, list[str]]):
+        super().__init__()
+        self.notes = notes
+
+    def text(self) -> Text:
+        """Every note as shown: each title (bold), then its lines."""
+        out = Text()
+        for title, lines in self.notes.items():
+            if out.plain:
+                out.append("\n")
+            out.append(safe_text(title) + "\n", style="bold")
+            out.append("\n".join(safe_text(line) for line in lines) + "\n")
+        return out
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="notes-box"):
+            with VerticalScroll(id="notes-scroll"):
+                yield Static(self.text(), id="notes-text")
+            yield Static(Text("↑↓ PgUp PgDn scroll · Esc closes · the levels' runs: F4"), id="notes-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#notes-scroll", VerticalScroll).focus()
