@@ -691,12 +691,12 @@ class Orchestrator:
                 server_summary = summarise_server(window) if window else {"note": server.note}
             level_gpu = [s for s in gpu_rows if t0 <= getattr(s, "t_s", t0) <= t1] if gpu_rows else []
             summary = json_safe(run_summary(
-                [], [], [], gpu_samples=level_gpu, level_result=outcome.result,
+                [], [], [], gpu_samples=level_gpu, level_result=outcome.result.to_dict() if outcome.result else {},
                 gpu_note=(gpu.note if gpu is not None else None) or "no GPU telemetry", server=server_summary))
             summary["client_health"] = json_safe(outcome.client_health)
             hit_rate = (server_summary or {}).get("prefix_hit_rate")
             if hit_rate is None:
-                hit_rate = outcome.result.get("request_prefix_hit_rate")
+                hit_rate = outcome.result.request_prefix_hit_rate if outcome.result is not None else None
             # The KV connector's (offload) tier apart: a level it served must not read as cold (issue 21)
             external = (server_summary or {}).get("external_prefix_hit_rate")
             beside = {"prefix_cache_hit_rate": hit_rate}  # beside the level's throughput (not in cases)

@@ -4,8 +4,11 @@ lines, where a run ran, a run as JSON). No Rich and no layout here: tui.tables l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping, Sequence
+
+from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER
 
 
 def short(value: Any, width: int) -> str:
@@ -73,6 +76,86 @@ LATENCY_NOTE = ("TTFT, TPOT, ITL, E2EL in ms (mean, median, p99); names and defi
                 "b1 TPS = output tokens / E2EL of a request run alone (the article's batch-1 TPS); "
                 "user tok/s = the same with other requests beside it (per-user speed under load); "
                 "decode tok/s = 1000 / TPOT.")
+
+
+@dataclass(frozen=True)
+class LoadColumn:
+    """One column of the load-level table, declared once for `tokentop load` and the Load screen (they
+    show the same columns from the same rows: load_columns). header: the column's name; field: the
+    stored level's key (vLLM's name, engine.load.results.LevelSummary.to_dict; "b1_tps" and "user_tps" are
+    data.analysis.run_figures.split_speeds's two halves of mean_tps); fmt: a str.format pattern; when:
+    "" always, "slo" only when the run has SLOs (goodput), "external" only when a level has a KV connector's
+    tier (its hit rate); align: "left" or "right"."""
+
+    header: str
+    field: str
+    fmt: str
+    when: str = ""
+    align: str = "right"
+
+
+def _load_column(spec: tuple[str, str, str]) -> LoadColumn:
+    return LoadColumn(*spec)
+
+
+# The load-level table: level, vLLM's headline figures (LOAD_HEADLINE_COLUMNS) with `stopped` beside the
+# failures, prefix-cache hits, peak tok/s, TTFT/TPOT/ITL mean, median and p99 (ms), the two speeds, goodput
+# under SLOs, energy per output token, and the stored run.
+LOAD_TABLE_COLUMNS: tuple[LoadColumn, ...] = (
+    LoadColumn("level", "label", "{}", align="left"),
+    *map(_load_column, LOAD_HEADLINE_COLUMNS[:2]),
+    LoadColumn("stopped", "aborted", "{:.0f}"),
+    *map(_load_column, LOAD_HEADLINE_COLUMNS[2:]),
+    LoadColumn("hit %", "prefix_cache_hit_rate", "{:.0%}"),
+    LoadColumn("ext hit %", "prefix_cache_external_hit_rate", "{:.0%}", when="external"),
+    LoadColumn("peak tok/s", "max_output_tokens_per_s", "{:.0f}"),
+    LoadColumn("TTFT mean", "mean_ttft_ms", "{:.1f}"),
+    LoadColumn("TTFT med", "median_ttft_ms", "{:.1f}"),
+    LoadColumn("TTFT p99", "p99_ttft_ms", "{:.1f}"),
+    LoadColumn("TPOT mean", "mean_tpot_ms", "{:.2f}"),
+    LoadColumn("TPOT med", "median_tpot_ms", "{:.2f}"),
+    LoadColumn("TPOT p99", "p99_tpot_ms", "{:.2f}"),
+    LoadColumn("ITL mean", "mean_itl_ms", "{:.2f}"),
+    LoadColumn("ITL med", "median_itl_ms", "{:.2f}"),
+    LoadColumn("ITL p99", "p99_itl_ms", "{:.2f}"),
+    LoadColumn(BATCH1_HEADER, "b1_tps", "{:.1f}"),
+    LoadColumn(PER_USER_HEADER, "user_tps", "{:.1f}"),
+    LoadColumn("goodput", "request_goodput", "{:.2f}", when="slo"),
+    LoadColumn("J/tok", "j_per_output_token", "{:.3f}"),
+    LoadColumn("run", "run_id", "{}", align="left"),
+)
+
+
+def load_columns(rows: Sequence[Mapping[str, Any]], slo_ms: Mapping[str, float] | None = None) -> list[LoadColumn]:
+    """The columns of LOAD_TABLE_COLUMNS shown for these levels (stored level dicts, data.jobs.load.level_rows):
+    every one, goodput when the run has SLOs (slo_ms, or a level with request_goodput), the external tier's
+    hit rate when a level has one. The same rule for the command and the screen; at 80 columns both page
+    the columns with the level kept."""
+    slo = bool(slo_ms) or any(r.get("request_goodput") is not None for r in rows)
+    external = any(r.get("prefix_cache_external_hit_rate") is not None for r in rows)
+    shown = {"": True, "slo": slo, "external": external}
+    return [c for c in LOAD_TABLE_COLUMNS if shown[c.when]]
+
+
+def load_cell(row: Mapping[str, Any], column: LoadColumn, none: str = "–") -> str:
+    """One level's text in a column: the value under column.fmt, `none` where there is none (or it is not
+    finite). failed reads "N (P%)" when requests failed; goodput "R (N)" with the good requests ("– (0)" with
+    none)."""
+    import math
+
+    if column.field in ("b1_tps", "user_tps"):
+        from data.analysis.run_figures import split_speeds
+
+        b1, user = split_speeds({"kind": "load", **row}, row.get("mean_tps"))
+        value = b1 if column.field == "b1_tps" else user
+    else:
+        value = row.get(column.field)
+    good = f" ({row.get('good_requests', 0)})" if column.field == "request_goodput" else ""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return none + good
+    if column.field == "failed" and value and row.get("failure_rate"):
+        return f"{int(value)} ({100 * row['failure_rate']:.0f}%)"
+    return column.fmt.format(value) + good
 
 
 def case_columns(run: dict[str, Any]) -> list[tuple[str, str, str]]:

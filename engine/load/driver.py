@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from engine.load.patterns import LoadLevel
+from engine.load.results import LevelSummary
 from engine.measure.client_health import cpu_sample, cpu_use
 from engine.measure.metrics import RequestMetrics
 from engine.types import GenerationRequest, RequestRecord, RunStatus
@@ -62,23 +63,47 @@ class LiveLoad:
         level's requests run in client processes (engine.load.pool), whose records are not here."""
         return sum(sum(record.chunk_tokens) for record in tuple(self.streaming.values()))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> LoadSnapshot:
+        """The counters now (a frozen LoadSnapshot), with the level's elapsed time, output tokens/s and
+        the recent requests' TTFT percentiles."""
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         ttfts = list(self.recent_ttft_ms)
-        return {
-            "level": self.level,
-            "level_index": self.level_index,
-            "levels_total": self.levels_total,
-            "sent": self.sent,
-            "in_flight": self.in_flight,
-            "completed": self.completed,
-            "failed": self.failed,
-            "stopped": self.stopped,
-            "elapsed_s": elapsed,
-            "output_throughput": self.output_tokens / elapsed,
-            "ttft_p50_ms": float(np.percentile(ttfts, 50)) if ttfts else None,
-            "ttft_p99_ms": float(np.percentile(ttfts, 99)) if ttfts else None,
-        }
+        return LoadSnapshot(
+            level=self.level,
+            level_index=self.level_index,
+            levels_total=self.levels_total,
+            sent=self.sent,
+            in_flight=self.in_flight,
+            completed=self.completed,
+            failed=self.failed,
+            stopped=self.stopped,
+            elapsed_s=elapsed,
+            output_throughput=self.output_tokens / elapsed,
+            ttft_p50_ms=float(np.percentile(ttfts, 50)) if ttfts else None,
+            ttft_p99_ms=float(np.percentile(ttfts, 99)) if ttfts else None,
+        )
+
+
+@dataclass(frozen=True)
+class LoadSnapshot:
+    """What LiveLoad.snapshot() returns: the running level (label, 0-based index of levels_total), its
+    requests sent, in flight, completed, failed (the server or the connection failed them) and stopped
+    (cut short by a stop); elapsed_s (s since the level began), output_throughput (settled output
+    tokens / elapsed_s, tok/s, vLLM's name), ttft_p50_ms / ttft_p99_ms over the recent requests (ms; None
+    before the first). A reader that shows other counts makes a copy: `dataclasses.replace(s, in_flight=0)`."""
+
+    level: str
+    level_index: int
+    levels_total: int
+    sent: int
+    in_flight: int
+    completed: int
+    failed: int
+    stopped: int
+    elapsed_s: float
+    output_throughput: float
+    ttft_p50_ms: float | None
+    ttft_p99_ms: float | None
 
 
 @dataclass
@@ -91,7 +116,7 @@ class LevelOutcome:
     start_ns: int = 0  # perf_counter_ns when the level began (send offsets are relative to it)
     # The level's first scheduled send (a rate pattern's first arrival is not at 0): its duration counts from here.
     first_send_ns: int = 0
-    result: dict[str, Any] = field(default_factory=dict)  # vLLM-named aggregates + goodput
+    result: LevelSummary | None = None  # the level's figures (engine.load.results), set when it ends
     error: str | None = None
     client_health: dict[str, Any] = field(default_factory=dict)  # engine.measure.client_health.assess
     planned: int = 0  # requests the level meant to send (every conversation's every turn)

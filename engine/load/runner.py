@@ -25,12 +25,14 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from engine.engines.host import EngineHost
 from engine.errors import TokentopError
 from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
 from engine.load.patterns import LoadLevel, send_offsets
+from engine.load.results import LevelSummary
 from engine.load.summary import level_extras, summarise_level
 from engine.measure.client_health import assess
 from engine.measure.metrics import RequestMetrics, request_metrics
@@ -192,22 +194,19 @@ class LoadRunner:
         if outcome.status == "completed" and ok == 0:
             outcome.status = "failed"
             outcome.error = next((r.error for r in outcome.records if r.error), "no request ran")
-        outcome.result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
-        outcome.result.update(level_extras(outcome.records, outcome.warmup, self.workload))
+        result = summarise_level(level, outcome.metrics, outcome.duration_s, self.slo_ms)
         # A stop cuts the requests in flight short: they are kept (what streamed) as "aborted", but they
         # did not fail — failed means the server or the connection failed. Requests the stop kept from
         # being sent are in no count (and not stored): "not_sent" says how many the plan had left.
         stopped = sum(1 for r in outcome.records if r.aborted and not r.success)
-        result = outcome.result
-        result["aborted"] = stopped
-        result["failed"] = failed = max(0, int(result.get("failed") or 0) - stopped)
-        result["not_sent"] = max(0, outcome.planned - len(outcome.records))
+        failed = max(0, result.failed - stopped)
+        counts: dict[str, Any] = {"aborted": stopped, "failed": failed,
+                                  "not_sent": max(0, outcome.planned - len(outcome.records))}
         if stopped:
-            kinds = dict(result.get("failures_by_kind") or {})
-            kinds.pop("aborted", None)
-            result["failures_by_kind"] = kinds
-            ended = int(result.get("completed") or 0) + failed
-            result["failure_rate"] = failed / ended if ended else None
+            counts["failures_by_kind"] = {k: n for k, n in result.failures_by_kind.items() if k != "aborted"}
+            ended = result.completed + failed
+            counts["failure_rate"] = failed / ended if ended else None
+        outcome.result = replace(result, **level_extras(outcome.records, outcome.warmup, self.workload), **counts)
         begin_s = outcome.start_ns / 1e9 if outcome.start_ns else time.perf_counter() - outcome.duration_s
         lags = outcome.loop_lags_s
         if lags is None:
@@ -300,8 +299,9 @@ class LoadRunner:
             if outcome.status != "completed" or self.interrupted:
                 reason = f"level {level.label} {outcome.status}"
                 break
-            verdict = sweep_verdict(outcome.result, best, self.slo_ms) if auto_stop else None
-            best = max(best, float(outcome.result.get("output_throughput") or 0.0))
+            result = outcome.result  # a completed level has its figures
+            verdict = sweep_verdict(result, best, self.slo_ms) if auto_stop and result is not None else None
+            best = max(best, float(result.output_throughput or 0.0) if result is not None else 0.0)
             if verdict:
                 reason = verdict
                 break
@@ -325,16 +325,26 @@ def engine_tokens(engine: Any) -> Tokens | None:
         return None
 
 
-def sweep_verdict(result: dict[str, Any], best_so_far: float, slo_ms: dict[str, float]) -> str | None:
-    """Why an automatic sweep should stop after this level, or None to go on."""
-    if result.get("failed"):
-        return f"{result['failed']} request(s) failed at {result.get('label')}"
+def sweep_verdict(result: LevelSummary | Mapping[str, Any], best_so_far: float, slo_ms: dict[str, float]) -> str | None:
+    """Why an automatic sweep should stop after this level, or None to go on. result: the level's
+    LevelSummary, or its stored dict (the same names: failed, label, p99_ttft_ms ms, output_throughput tok/s)."""
+    figures = _Stored(result) if isinstance(result, Mapping) else result
+    if figures.failed:
+        return f"{figures.failed} request(s) failed at {figures.label}"
     ttft_slo = slo_ms.get("ttft")
-    p99 = result.get("p99_ttft_ms")
+    p99 = figures.p99_ttft_ms
     if ttft_slo is not None and p99 is not None and p99 > ttft_slo:
-        return f"p99 TTFT {p99:.0f} ms broke the TTFT SLO of {ttft_slo:g} ms at {result.get('label')}"
-    tput = float(result.get("output_throughput") or 0.0)
+        return f"p99 TTFT {p99:.0f} ms broke the TTFT SLO of {ttft_slo:g} ms at {figures.label}"
+    tput = float(figures.output_throughput or 0.0)
     if best_so_far > 0 and tput < best_so_far * (1 + SWEEP_MIN_GAIN):
-        return (f"throughput stopped rising: {tput:.1f} tok/s at {result.get('label')} is less than "
+        return (f"throughput stopped rising: {tput:.1f} tok/s at {figures.label} is less than "
                 f"{SWEEP_MIN_GAIN:.0%} above the best so far ({best_so_far:.1f} tok/s)")
     return None
+
+
+class _Stored:
+    """A stored level's dict read by sweep_verdict's names (a missing key reads as None)."""
+
+    def __init__(self, d: Mapping[str, Any]) -> None:
+        self.failed, self.label = d.get("failed"), d.get("label")
+        self.p99_ttft_ms, self.output_throughput = d.get("p99_ttft_ms"), d.get("output_throughput")

@@ -1,6 +1,6 @@
 """A level's figures: vLLM's aggregates over its requests (engine.measure.metrics), goodput under
 SLOs as vLLM's --goodput counts it, and what tokentop adds (warm-ups, schedule lag, prompt lengths,
-prefix-cache hits, the server's own timing, TTFT per turn).
+prefix-cache hits, the server's own timing, TTFT per turn), as one engine.load.results.LevelSummary.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.load.patterns import LoadLevel
-from engine.measure.metrics import RequestMetrics, aggregate, steady_state_fields
+from engine.load.results import LevelSummary
+from engine.measure.metrics import RequestMetrics, steady_state_fields, summarise
 from engine.measure.server_timing import level_split
 from engine.types import BadRequestError, RequestRecord
 from engine.workloads.base import Workload
@@ -60,23 +61,27 @@ def summarise_level(
     duration_s: float,
     slo_ms: dict[str, float] | None,
     percentiles: Sequence[float] = (50.0, 90.0, 99.0),
-) -> dict[str, Any]:
-    result: dict[str, Any] = dict(aggregate(metrics, duration_s, tuple(percentiles), slo_ms or None))
-    result.update(steady_state_fields(metrics, level.concurrency, duration_s))  # the plateau's figures
+) -> LevelSummary:
+    """A level's figures (engine.load.results.LevelSummary): vLLM's (engine.measure.metrics.summarise over
+    `metrics`, duration_s the level's duration in s, `percentiles` of each latency), the plateau's
+    (steady_state_fields), goodput under `slo_ms` ({"ttft"|"tpot"|"e2el": ms}, as vLLM's --goodput), the
+    level and its label. What the level's records add (level_extras) is put in by the runner."""
+    good: dict[str, Any] = {}
     if slo_ms:
-        good = goodput_count(metrics, slo_ms)
-        result["good_requests"] = good
-        result["good_fraction"] = good / len(metrics) if metrics else 0.0
-        result["slo_ms"] = dict(slo_ms)
-    result.update(level.to_json())
-    result["label"] = level.label
-    return result
+        n = goodput_count(metrics, slo_ms)
+        good = {"good_requests": n, "good_fraction": n / len(metrics) if metrics else 0.0, "slo_ms": dict(slo_ms)}
+    return LevelSummary.of(
+        summarise(metrics, duration_s, tuple(percentiles), slo_ms or None),
+        **steady_state_fields(metrics, level.concurrency, duration_s),  # the plateau's figures
+        **good, level=level, label=level.label)
 
 
 def level_extras(records: Sequence[RequestRecord], warmup: dict[str, Any], workload: Workload | None) -> dict[str, Any]:
     """What a level adds to vLLM's figures: the workload's label, warm-ups and the prefix-cache reset,
     the schedule lag (actual send - scheduled send, ms: a trace's fixed schedule, or the pattern's), prompt
-    lengths against their targets, prefix-cache hits per request, and TTFT per turn of conversations."""
+    lengths against their targets, prefix-cache hits per request, and TTFT per turn of conversations.
+    Returns LevelSummary's field names -> values (`dataclasses.replace(summary, **extras)`); the server's
+    own timing under "server_timing" (engine.measure.server_timing.level_split, {} without it)."""
     out: dict[str, Any] = {}
     if workload is not None:
         out["workload"] = workload.label()
@@ -99,7 +104,7 @@ def level_extras(records: Sequence[RequestRecord], warmup: dict[str, Any], workl
     if cached:
         out["total_cached_tokens"] = int(sum(r.cached_tokens for r in cached))  # type: ignore[misc]  # `cached` has them
         out["request_prefix_hit_rate"] = out["total_cached_tokens"] / max(1, sum(r.input_tokens for r in cached))  # type: ignore[misc]
-    out.update(level_split(records))  # the server's own timing: TTFT as queue + engine + rest, spec decode
+    out["server_timing"] = level_split(records)  # the server's own timing: TTFT as queue + engine + rest, spec decode
     turns = ttft_by_turn(records)
     if turns:
         out["ttft_by_turn"] = turns

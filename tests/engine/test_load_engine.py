@@ -67,7 +67,7 @@ def test_concurrency_sweep_1_2_4_stores_every_level(session, store):
     t1 = outcome.levels[0].summary["overall"]["output_throughput"]
     t4 = outcome.levels[2].summary["overall"]["output_throughput"]
     assert t4 > t1
-    assert live.snapshot()["completed"] == 4
+    assert live.snapshot().completed == 4
 
 
 def test_poisson_run_send_times_fit_the_rate(session, store):

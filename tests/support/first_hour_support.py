@@ -5,6 +5,7 @@ generation), written with the real Store and RunRecorder."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from data.jobs.load import LoadSpec, level_settings
@@ -75,8 +76,7 @@ def add_load_sweep(store: Store, *, concurrencies=(1, 8), ttft_ms=(81.0, 3735.4)
             metrics.append(m)
             records.append(record)
         duration = (max(r.chunk_ns[-1] for r in records) - T0) / 1e9
-        result = summarise_level(level, metrics, duration, None)
-        result["aborted"], result["not_sent"] = 0, 0
+        result = replace(summarise_level(level, metrics, duration, None), aborted=0, not_sent=0).to_dict()
         rec.finish("completed", duration_s=duration,
                    summary=json_safe(run_summary([], [], [], level_result=result, gpu_note="no GPU")))
         if started is not None:  # one level after the other, as a sweep runs them

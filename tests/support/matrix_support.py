@@ -78,7 +78,7 @@ def build_box(path, name: str) -> Store:
                 m = request_metrics(record)
                 rec.record(i, record, m)
                 metrics.append(m)
-            result = summarise_level(level, metrics, data["duration_s"], None)
+            result = summarise_level(level, metrics, data["duration_s"], None).to_dict()
             rec.finish("completed", duration_s=data["duration_s"],
                        summary=json_safe({"cases": {level.label: result}, "overall": result, "load": result}))
     return store

@@ -181,14 +181,16 @@ async def test_the_suite_final_line_keeps_the_whole_run_id(world):
 
 
 async def test_the_load_live_line_keeps_every_count(world):
+    from engine.load.driver import LoadSnapshot
     from tui.screens.load import live_text
 
     app = make_app(world)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("f6")
         await settle(pilot)
-        snap = dict(level="concurrency 128", sent=1234, in_flight=128, completed=1050, failed=56, stopped=0,
-                    output_throughput=12345.6, ttft_p50_ms=3735.0, ttft_p99_ms=12001.0, elapsed_s=30.0)
+        snap = LoadSnapshot(level="concurrency 128", level_index=0, levels_total=1, sent=1234, in_flight=128,
+                            completed=1050, failed=56, stopped=0, output_throughput=12345.6, ttft_p50_ms=3735.0,
+                            ttft_p99_ms=12001.0, elapsed_s=30.0)
         app.screen.query_one("#load-live").update(live_text(snap, "134k/158k tok · ETA 0:04"))
         await pilot.pause(0.1)
         text = screen_text(app)

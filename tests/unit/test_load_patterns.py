@@ -80,7 +80,7 @@ def test_goodput_counts_only_requests_meeting_every_slo():
     ]
     slo = {"ttft": 500.0, "tpot": 50.0}
     assert goodput_count(ms, slo) == 2
-    result = summarise_level(LoadLevel(max_concurrency=2, num_prompts=5), ms, 2.0, slo)
+    result = summarise_level(LoadLevel(max_concurrency=2, num_prompts=5), ms, 2.0, slo).to_dict()  # as stored
     assert result["good_requests"] == 2
     assert result["request_goodput"] == pytest.approx(1.0)  # 2 good / 2 s
     assert result["completed"] == 4 and result["failed"] == 1

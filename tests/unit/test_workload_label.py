@@ -7,6 +7,7 @@ Runs are stored with the real Store and RunRecorder (no engine), as `tokentop lo
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -54,8 +55,7 @@ def add_sweep(store: Store, identity: dict, *, ttft_ms=(80.0, 900.0), started: d
             m = request_metrics(_record(req, T0 + i * 10**9, ttft, 30.0, 16))
             rec.record(i, _record(req, T0 + i * 10**9, ttft, 30.0, 16), m)
             metrics.append(m)
-        result = summarise_level(level, metrics, 5.0, None)
-        result["aborted"], result["not_sent"] = 0, 0
+        result = replace(summarise_level(level, metrics, 5.0, None), aborted=0, not_sent=0).to_dict()
         rec.finish("completed", duration_s=5.0, summary=json_safe(run_summary([], [], [], level_result=result)))
         with store.connection() as con:
             con.execute("UPDATE runs SET started_at = ?, pid = NULL WHERE run_id = ?",

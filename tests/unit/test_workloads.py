@@ -356,9 +356,9 @@ def test_conversations_send_each_next_turn_with_the_history_after_the_think_time
         assert now.request.messages[:-1] == before.request.messages + (("assistant", before.text),)
         assert now.st_ns - before.chunk_ns[-1] >= 80_000_000  # the think time, after the reply
     assert len(by[(1, 2)].request.messages) == 5
-    turns = outcome.result["ttft_by_turn"]
+    turns = outcome.result.ttft_by_turn
     assert [turns[k]["n"] for k in ("0", "1", "2")] == [2, 1, 1]
-    assert outcome.result["conversations"] == 2
+    assert outcome.result.conversations == 2
 
 
 def test_a_stop_during_the_think_time_sends_nothing_more(echo_host, sharegpt, tokens):
@@ -382,8 +382,8 @@ def test_trace_requests_go_out_on_their_timestamps(echo_host, mooncake, tokens):
     assert outcome.status == "completed"
     sent = sorted((r.st_ns - outcome.start_ns) / 1e9 for r in outcome.records)
     assert sent == pytest.approx([0.0, 0.125, 0.45, 0.7], abs=0.04)
-    assert outcome.result["max_schedule_lag_ms"] < 40
-    assert outcome.result["label"] == "trace"
+    assert outcome.result.max_schedule_lag_ms < 40
+    assert outcome.result.label == "trace"
 
 
 def test_a_server_that_cannot_reset_its_prefix_cache_is_said_and_stored(tmp_path):

@@ -37,7 +37,7 @@ def add_sweep(store: Store, workload, levels: list[tuple[int, float, list]]) -> 
             m = request_metrics(record)
             rec.record(i, record, m)
             metrics.append(m)
-        result = summarise_level(level, metrics, duration, None)
+        result = summarise_level(level, metrics, duration, None).to_dict()
         rec.finish("completed", duration_s=duration,
                    summary=json_safe({"cases": {level.label: result}, "overall": result, "load": result}))
         ids.append(rec.run_id)

@@ -13,7 +13,7 @@ the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.text import Text
@@ -26,7 +26,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
-from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
+from engine.load.driver import LoadSnapshot
 from engine.terminal_text import safe_display, safe_text
 from engine.workloads.options import (
     Option,
@@ -37,6 +37,7 @@ from engine.workloads.options import (
     option,
     options_from_form,
 )
+from tui.cells import load_cell, load_columns
 from tui.widgets.check_box import CheckBox
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
@@ -44,11 +45,6 @@ from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 from tui.workers import SaysWorkerFailures
 
-# vLLM's headline figures and names first (what `vllm bench serve` prints first), latencies in ms; the
-# prefix-cache hit rate beside throughput.
-COLUMNS = ("level", "ok", "failed", "stopped", "duration s", "in tok", "out tok", "req/s", "out tok/s", "total tok/s",
-           "hit %", "TTFT mean", "TTFT med", "TTFT p99", "TPOT mean", "TPOT med", "ITL mean", "ITL med", "ITL p99",
-           BATCH1_HEADER, PER_USER_HEADER, "goodput", "run")
 DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
 
 
@@ -170,7 +166,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def on_mount(self) -> None:
         self._show_workload_fields("random")
         self._restore_form()  # what was typed before this screen was last left
-        self.query_one("#load-table", PagedTable).set_columns([(c, c) for c in COLUMNS])
+        self._show_table()  # the columns of tui.cells.LOAD_TABLE_COLUMNS that every run shows
         self.query_one("#load-table", PagedTable).border_subtitle = "latencies in ms"
         runs = getattr(self.app, "runs", None)
         if runs is None:  # hosted by a bare App (tests): this screen holds the runs itself
@@ -416,7 +412,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self._levels_seen = 0
         self.notes = {}
         self._progress = None
-        self.query_one("#load-table", PagedTable).set_rows([])
+        self._show_table()
         self._draw_chart()
 
     def _buttons(self, running: bool) -> None:
@@ -427,30 +423,20 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def _level_finished(self, run) -> None:
         r = dict(run.summary.get("overall", {}))
         self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
-        goodput = _f(r.get("request_goodput"), "{:.2f}") if r.get("request_goodput") is not None else "–"
-        b1, user = split_speeds({"kind": "load", **r}, r.get("mean_tps"))
-        num = lambda key, fmt="{:.1f}": Text(_f(r.get(key), fmt), justify="right")  # noqa: E731
-        failed = int(r.get("failed") or 0)
-        # A level with failures is flagged: its failure rate in red here, how they failed in the status line.
-        failed_cell = Text(f"{failed} ({100 * (r.get('failure_rate') or 0):.0f}%)" if failed else "0",
-                           style="bold red" if failed else "", justify="right")
-        self.query_one("#load-table", PagedTable).add_data_row([
-            Text(str(r.get("label", ""))), num("completed", "{:.0f}"), failed_cell,
-            num("aborted", "{:.0f}"), num("duration", "{:.2f}"), num("total_input_tokens", "{:.0f}"),
-            num("total_output_tokens", "{:.0f}"), num("request_throughput", "{:.2f}"), num("output_throughput"),
-            num("total_token_throughput"),
-            Text(_f(100 * r["prefix_cache_hit_rate"] if r.get("prefix_cache_hit_rate") is not None else None,
-                    "{:.0f}"), justify="right"),
-            num("mean_ttft_ms"), num("median_ttft_ms"), num("p99_ttft_ms"),
-            num("mean_tpot_ms", "{:.2f}"), num("median_tpot_ms", "{:.2f}"), num("mean_itl_ms", "{:.2f}"),
-            num("median_itl_ms", "{:.2f}"), num("p99_itl_ms", "{:.2f}"),
-            Text(_f(b1), justify="right"), Text(_f(user), justify="right"), Text(goodput, justify="right"),
-            Text(run.run.run_id),
-        ])
+        self._show_table()
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
             self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))
             self._draw_chart()
+
+    def _show_table(self) -> None:
+        """The finished levels under the columns tui.cells.load_columns shows for them (`tokentop load`'s
+        table shows the same); a level with failures is flagged in red (how they failed: the status line)."""
+        columns = load_columns(self.finished)
+        rows = [(None, [Text(load_cell(f, c), justify=c.align,
+                             style="bold red" if c.field == "failed" and f.get("failed") else "") for c in columns])
+                for f in self.finished]
+        self.query_one("#load-table", PagedTable).set_columns_and_rows([(c.header, c.header) for c in columns], rows)
 
     def _load_finished(self, view) -> None:
         self._final_shown = True
@@ -459,7 +445,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         live = getattr(view.job, "live", None)
         self.final_counts: Text | None = None
         if live is not None:  # the last counts; nothing is in flight any more and no ETA is left
-            self.final_counts = live_text({**live.snapshot(), "in_flight": 0}, "")
+            self.final_counts = live_text(replace(live.snapshot(), in_flight=0), "")
             self.query_one("#load-live", Static).update(self.final_counts)
         if result.status == "failed" and result.error:
             self._set_status(f"failed: {result.error}")
@@ -595,10 +581,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
         if self._progress is None or self._progress[0] is not level:  # a new level: its own count
             n = level.level.num_prompts  # conversations, multi-turn: the lengths count every turn
             lengths = workload_lengths(self.workload, n) if self.workload is not None else [None] * level.total
-            self._progress = (level, LevelProgress(lengths, t0=time.monotonic() - s["elapsed_s"]))
+            self._progress = (level, LevelProgress(lengths, t0=time.monotonic() - s.elapsed_s))
         progress = self._progress[1]
         streamed = getattr(view.job.live, "streamed_tokens", None)
-        progress.update(s["completed"] + s["failed"] + s.get("stopped", 0), streamed() if streamed is not None else 0)
+        progress.update(s.completed + s.failed + s.stopped, streamed() if streamed is not None else 0)
         return progress.text()
 
     def _draw_chart(self) -> None:
@@ -629,8 +615,9 @@ class LoadScreen(SaysWorkerFailures, Screen):
         chart.refresh()
 
 
-def live_text(s: dict, progress: str) -> Text:
-    """The running level in two short lines that fit 80 columns (never a cut count)."""
+def live_text(s: LoadSnapshot, progress: str) -> Text:
+    """The running level (engine.load.driver.LoadSnapshot) in two short lines that fit 80 columns (never a
+    cut count)."""
     text = Text()
 
     def part(label: str, value: str, style: str = "bold") -> None:
@@ -639,18 +626,18 @@ def live_text(s: dict, progress: str) -> Text:
         text.append(f"{label} ", style="dim")
         text.append(value, style=style)
 
-    part("", s["level"] or "–")
+    part("", s.level or "–")
     if progress:
         part("", progress)
-    part("sent", str(s["sent"]))
-    part("in flight", str(s["in_flight"]))
+    part("sent", str(s.sent))
+    part("in flight", str(s.in_flight))
     text.append("\n")
-    part("done", str(s["completed"]))
-    part("failed", str(s["failed"]), "bold red" if s["failed"] else "bold")
-    if s.get("stopped"):
-        part("stopped", str(s["stopped"]))
-    part("out tok/s", _f(s["output_throughput"]))
-    part("TTFT p50/p99", f"{_f(s['ttft_p50_ms'], '{:.0f}')}/{_f(s['ttft_p99_ms'], '{:.0f}')} ms")
+    part("done", str(s.completed))
+    part("failed", str(s.failed), "bold red" if s.failed else "bold")
+    if s.stopped:
+        part("stopped", str(s.stopped))
+    part("out tok/s", _f(s.output_throughput))
+    part("TTFT p50/p99", f"{_f(s.ttft_p50_ms, '{:.0f}')}/{_f(s.ttft_p99_ms, '{:.0f}')} ms")
     return text
 
 

@@ -211,40 +211,20 @@ def _level_line(res: dict, status: str) -> str:
 
 
 def load_table(rows, slo_ms) -> tuple[list, list[list]]:
-    """The load levels as a table: vLLM's headline figures first (duration, token totals, throughputs),
-    then mean/median/p99 TTFT, TPOT and ITL, goodput, energy and the stored run."""
-    from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, split_speeds
-    from tui.cells import LOAD_HEADLINE_COLUMNS
+    """The load levels as a table: the columns tui.cells.load_columns shows for these rows (the Load screen's
+    too): vLLM's headline figures first (duration, token totals, throughputs), then mean/median/p99 TTFT, TPOT
+    and ITL, the speeds, goodput, energy and the stored run. A level with failures is flagged with "!"."""
+    from tui.cells import load_cell, load_columns
     from tui.tables import Col
 
-    figures = list(LOAD_HEADLINE_COLUMNS[:2]) + [("stopped", "aborted", "{:.0f}")] + list(LOAD_HEADLINE_COLUMNS[2:]) + [
-        ("hit %", "prefix_cache_hit_rate", "{:.0%}"),
-        ("peak tok/s", "max_output_tokens_per_s", "{:.0f}"),
-        ("TTFT mean", "mean_ttft_ms", "{:.1f}"), ("TTFT med", "median_ttft_ms", "{:.1f}"),
-        ("TTFT p99", "p99_ttft_ms", "{:.1f}"),
-        ("TPOT mean", "mean_tpot_ms", "{:.2f}"), ("TPOT med", "median_tpot_ms", "{:.2f}"),
-        ("TPOT p99", "p99_tpot_ms", "{:.2f}"),
-        ("ITL mean", "mean_itl_ms", "{:.2f}"), ("ITL med", "median_itl_ms", "{:.2f}"),
-        ("ITL p99", "p99_itl_ms", "{:.2f}"),
-    ]
-    if any(r.get("prefix_cache_external_hit_rate") is not None for r in rows):  # a KV connector's tier
-        figures.insert(figures.index(("hit %", "prefix_cache_hit_rate", "{:.0%}")) + 1,
-                       ("ext hit %", "prefix_cache_external_hit_rate", "{:.0%}"))
-    cols = [Col("level", wrap=True, min_width=10)] + [Col(h, "right") for h, _k, _f in figures]
-    cols += [Col(BATCH1_HEADER, "right"), Col(PER_USER_HEADER, "right")]
-    if slo_ms:
-        cols.append(Col("goodput", "right"))
-    cols += [Col("J/tok", "right"), Col("run")]
+    columns = load_columns(rows, slo_ms)
+    cols = [Col(c.header, c.align, wrap=True, min_width=10) if c.field == "label" else Col(c.header, c.align)
+            for c in columns]
     table = []
     for r in rows:
-        line = [str(r.get("label"))] + [_f(r.get(key), fmt) for _h, key, fmt in figures]
-        failed = int(r.get("failed") or 0)
-        if failed and r.get("failure_rate"):  # a level with failures is flagged in its row
-            line[2] = f"{failed} ({100 * r['failure_rate']:.0f}%) !"
-        line += [_f(v) for v in split_speeds({"kind": "load", **r}, r.get("mean_tps"))]
-        if slo_ms:
-            line.append(f"{_f(r.get('request_goodput'), '{:.2f}')} ({r.get('good_requests', 0)})")
-        line += [_f(r.get("j_per_output_token"), "{:.3f}"), str(r.get("run_id"))]
+        line = [load_cell(r, c, none="-") for c in columns]
+        if int(r.get("failed") or 0) and r.get("failure_rate"):  # a level with failures is flagged in its row
+            line = [f"{text} !" if c.field == "failed" else text for c, text in zip(columns, line)]
         table.append(line)
     return cols, table
 
