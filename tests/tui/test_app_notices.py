@@ -10,18 +10,19 @@ import pytest
 from data.store.database import Store
 from data.travel import remote as remote_mod
 from tests.support.transfer_support import record_run
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 
 
 async def wait_notice(pilot, app, needle: str, timeout: float = 60.0) -> str:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while loop.time() < end:
-        for n in app._notifications:
-            if needle in str(n.message):
-                return str(n.message)
-        await pilot.pause(0.05)
-    raise AssertionError(f"no notice with {needle!r}; saw {[str(n.message) for n in app._notifications]}")
+    def notice() -> str | None:
+        return next((str(n.message) for n in app._notifications if needle in str(n.message)), None)
+
+    try:
+        await wait_for(pilot, notice, timeout, f"a notice with {needle!r}")
+    except AssertionError:
+        raise AssertionError(f"no notice with {needle!r}; saw {[str(n.message) for n in app._notifications]}") from None
+    return notice()
 
 
 @pytest.fixture
@@ -66,12 +67,11 @@ async def test_notices_show_untrusted_text_as_plain_text(tmp_path):
         # A server reply quoted in an error: "[/b]" would be a closing markup tag (and raise).
         app.notify("the engine could not start: server said [/b] [bold]oops[/bold]", severity="error")
         app.screen.notify("request failed: [red]x")
-        toasts: list[str] = []
-        for _ in range(100):  # until both toasts are on screen
-            await pilot.pause(0.05)
-            toasts = [str(t.render()) for t in app.screen.query("Toast")]
-            if len(toasts) >= 2:
-                break
+        def shown() -> list[str]:
+            return [str(t.render()) for t in app.screen.query("Toast")]
+
+        await wait_for(pilot, lambda: len(shown()) >= 2, 10, "both toasts on screen")
+        toasts = shown()
         assert any("server said [/b] [bold]oops[/bold]" in t for t in toasts), toasts
         assert any("request failed: [red]x" in t for t in toasts), toasts
 
@@ -113,7 +113,7 @@ async def test_a_finished_runs_notices_leave_its_figures_readable(tmp_path, size
         info = RunInfo(run_id, job.job_id, "interactive", "interactive", total=1)
         app.post_message(RunEvent(RunFinished(info, "completed", 3.1, {"client_health": {"warnings": warnings}})))
         notice = await wait_notice(pilot, app, "stored run")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "stored run" in "\n".join(screen_lines(app)), 30, "its toast drawn")
         screen = "\n".join(screen_lines(app))
         assert "stored run" in screen, screen
         assert re.search(r"TTFT\s+\d+ ms", screen) and re.search(r"TPS \(req\)\s+[\d.]+ tok/s", screen), screen

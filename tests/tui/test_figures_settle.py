@@ -138,11 +138,11 @@ class GatedEngine(Engine):
         progress("ready")
 
     def live_counter(self):
-        time.sleep(0.06)  # called between RequestStarted's timestamp and the hand-over to the engine
+        time.sleep(0.06)  # deliberate (the busy loop): between RequestStarted's timestamp and the hand-over
         return None
 
     async def _generate(self, request, record, on_chunk) -> None:
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # deliberate: the engine's pace (its TTFT), the behaviour under test
         for i in range(request.max_tokens):
             t = time.perf_counter_ns()
             record.chunk_ns.append(t)
@@ -151,7 +151,7 @@ class GatedEngine(Engine):
             on_chunk(Chunk(t, "w ", 1))
             if i == 0:
                 await asyncio.to_thread(self.gate.wait, 10)
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # deliberate: the gap between its tokens
         record.reported_output_tokens = request.max_tokens
         record.finish_reason = "length"
 

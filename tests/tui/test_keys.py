@@ -12,6 +12,7 @@ from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Input, Select
 
 from tests.support.tui_support import fixed_store
+from tests.support.wait import wait_for
 from tui.app import TokentopApp
 from tui.messages import EngineReady
 from tui.screens.help import HelpScreen
@@ -206,11 +207,7 @@ async def palette_titles(app, pilot, query: str = "") -> list[str]:
     assert isinstance(app.screen, CommandPalette)
     if query:
         await pilot.press(*query)
-    for _ in range(50):
-        await pilot.pause(0.05)
-        options = app.screen.query_one(CommandList).options
-        if options:
-            break
+    await wait_for(pilot, lambda: app.screen.query_one(CommandList).options, 10, "the palette's commands")
     return [str(o.prompt).split("\n")[0] for o in app.screen.query_one(CommandList).options]
 
 

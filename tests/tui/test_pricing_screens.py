@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 
 from data.store.database import RequestRow, Store
 from tests.support.pricing_support import env_for, price_server, serve_all  # noqa: F401
+from tests.support.wait import wait_for, wait_steady
 from tui.screens.compare import CompareScreen
 from tui.screens.prices import PricesScreen
 
@@ -49,10 +50,7 @@ def cell_texts(table: DataTable) -> list[list[str]]:
 
 
 async def wait_rows(pilot, table, n=1):
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if table.row_count >= n:
-            return
+    await wait_for(pilot, lambda: table.row_count >= n, 30, f"{n} row(s) in #{table.id}")
 
 
 async def test_prices_screen_shows_snapshot_then_refreshes_without_blocking(store, price_server):
@@ -63,7 +61,7 @@ async def test_prices_screen_shows_snapshot_then_refreshes_without_blocking(stor
     from tests.support.pricing_support import fixture_json, serve_lambda, serve_vastai, serve_vultr
 
     def slow(request):
-        time.sleep(2.5)
+        time.sleep(2.5)  # deliberate: a slow provider, so the refresh is still running while keys are pressed
         return Response(json.dumps(fixture_json("runpod_gpu_types.json")), content_type="application/json")
 
     price_server.expect_request("/graphql").respond_with_handler(slow)
@@ -83,10 +81,7 @@ async def test_prices_screen_shows_snapshot_then_refreshes_without_blocking(stor
         await pilot.press("down")  # the UI keeps answering keys while the fetch runs
         assert time.monotonic() - started < 2.0  # well before the 2.5 s fetch ends
         assert screen.refreshing and "Fetching" in str(screen.query_one("#prices-message", Static).render())
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if not screen.refreshing:
-                break
+        await wait_for(pilot, lambda: not screen.refreshing, 30, "the refresh to end")
         status = cell_texts(screen.query_one("#prices-status", DataTable))
         assert [r[1] for r in status] == ["ok"] * 4 + ["stale"]  # CoreWeave: no API, a dated table from 2024
         assert status[0][2] == "live, 0 s ago"
@@ -102,10 +97,7 @@ async def test_prices_screen_reports_a_failed_provider(store, price_server):
         screen = app.screen
         await wait_rows(pilot, screen.query_one("#prices-table", DataTable))
         await pilot.press("r")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if not screen.refreshing:
-                break
+        await wait_for(pilot, lambda: not screen.refreshing, 30, "the refresh to end")
         runpod = cell_texts(screen.query_one("#prices-status", DataTable))[0]
         assert runpod[1] == "stale" and "not JSON" in runpod[3]
 
@@ -185,14 +177,8 @@ def _snap_store(tmp_path):
 
 
 async def _settle(pilot):
-    for _ in range(100):
-        await pilot.pause(0.05)
-        table = pilot.app.screen.query(DataTable).last()
-        if table.row_count:
-            break
-    for _ in range(5):  # let the charts lay out and draw (slower on a busy machine)
-        await pilot.pause(0.2)
-        await pilot.wait_for_scheduled_animations()
+    await wait_for(pilot, lambda: pilot.app.screen.query(DataTable).last().row_count, 30, "the table's rows")
+    await wait_steady(pilot)  # the charts have laid out and drawn
 
 
 def test_prices_screen_snapshot(snap_compare, tmp_path):
