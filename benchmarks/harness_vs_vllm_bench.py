@@ -180,19 +180,22 @@ def run_vllm_bench(args) -> dict:
                                                     "prompt_tokens": int(server_prompt_tokens(base) - before)}
     starts = result.get("start_times") or []
     t0 = min(starts, default=0.0)
-    out["requests"] = [per_request(p, st - t0, tt, lat, n) for p, st, tt, lat, n in zip(
+    out["requests"] = [per_request(p, st - t0, tt, lat, n, len(itl) + 1 if tt else 0)
+                       for p, st, tt, lat, n, itl in zip(
         result.get("input_lens") or [], starts, result.get("ttfts") or [], result.get("latencies") or [],
-        result.get("output_lens") or [])]
+        result.get("output_lens") or [], result.get("itls") or [[]] * len(starts))]
     return out
 
 
-def per_request(prompt_len, send_s, ttft_s, latency_s, output_tokens) -> dict:
+def per_request(prompt_len, send_s, ttft_s, latency_s, output_tokens, chunks=None) -> dict:
     """One request as the JSON keeps it (both clients, in send order): prompt tokens, send time (s after
-    the run's first send), TTFT and end-to-end latency (s), output tokens. It shows how the first wave
-    of a level reached the server (one prompt prefilled alone, or all together), which moves the
-    TTFT/TPOT split on mixed-length prompts while throughput stays equal."""
+    the run's first send), TTFT and end-to-end latency (s), output tokens, and the stream's chunks
+    (events that carried a choice: fewer than its tokens when the server sent several tokens in one
+    event, as vLLM's frontend does when it falls behind). It shows how the first wave of a level
+    reached the server (one prompt prefilled alone, or all together), which moves the TTFT/TPOT split
+    on mixed-length prompts while throughput stays equal."""
     return {"prompt_len": prompt_len, "send_s": round(send_s, 6), "ttft_s": ttft_s, "latency_s": latency_s,
-            "output_tokens": output_tokens}
+            "output_tokens": output_tokens, "chunks": chunks}
 
 
 def fixed_prompts(prompts: list[str], out_len: int, temp: float):
@@ -233,9 +236,11 @@ def tokentop_workload(workload: str, dataset: Path, input_len: int, out_len: int
 
 
 def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], conc: int, n: int, out_len: int,
-                 temp: float, db: Path, *, sampler=None, client_processes: int = 1) -> dict:
+                 temp: float, db: Path, *, sampler=None, client_processes: int = 1,
+                 server_metrics: bool = True) -> dict:
     """tokentop's full load path for one level: `sampler` (a workload from tokentop_workload), else the
-    given prompts sent as they are; `client_processes` share the level (engine.load.pool)."""
+    given prompts sent as they are; `client_processes` share the level (engine.load.pool);
+    `server_metrics` False leaves the server's /metrics unscraped (the observer's own load on it)."""
     from data.jobs.load import LoadSpec, run_load
     from data.jobs.session import Session
     from data.store.database import Store
@@ -249,6 +254,8 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
     with Store(db) as store:
         session = Session(store, dict(engine="openai", endpoint=base_url, model=served, api=api))
         session.start_engine()
+        if not server_metrics:
+            session.orchestrator.server_sampler_factory = None
         try:
             outcome = run_load(session, spec)
         finally:
@@ -259,8 +266,8 @@ def run_tokentop(workload: str, base_url: str, served: str, prompts: list[str], 
     out["prefix_cache_reset"] = summary.get("prefix_cache_reset")
     level = outcome.levels[0].outcome
     t0 = min((m.start_s for m in level.metrics), default=0.0)
-    out["requests"] = [per_request(m.input_tokens, m.start_s - t0, m.ttft_s, m.e2el_s, m.output_tokens)
-                       for m in level.metrics]
+    out["requests"] = [per_request(m.input_tokens, m.start_s - t0, m.ttft_s, m.e2el_s, m.output_tokens,
+                                   len(r.chunk_ns)) for m, r in zip(level.metrics, level.records)]
     health = outcome.levels[0].summary.get("client_health") or {}
     out["client_health_warnings"] = list(health.get("warnings") or [])
     return out
@@ -301,9 +308,14 @@ def main() -> int:
                          "file written here")
     ap.add_argument("--sharegpt-entries", type=int, default=1000,
                     help="with --sharegpt-path: its first N complete entries (0: all)")
+    ap.add_argument("--no-metrics-variant", action="store_true",
+                    help="also run tokentop without its /metrics scrape ('tokentop -m'), to see the "
+                         "scrape's own effect on the server")
     opts = ap.parse_args()
     tt_tools = {("tokentop" if int(n) == 1 else f"tokentop x{int(n)}"): int(n)
                 for n in opts.client_processes.split(",") if n.strip()}
+    if opts.no_metrics_variant:
+        tt_tools["tokentop -m"] = 1
     levels = [int(x) for x in opts.levels.split(",") if x.strip()]
     workloads = [w.strip() for w in opts.workloads.split(",") if w.strip()]
     PREFIX.update(prefix_len=opts.prefix_len, suffix_len=opts.suffix_len, num_prefixes=opts.num_prefixes)
@@ -359,7 +371,8 @@ def main() -> int:
                          work / "warm.duckdb", sampler=warm)
             run_vllm_bench(vllm_args(w, base, model, served, dataset, warm_n, 1, opts.input_len, 4, opts.temperature))
         print(f"{'round':>5} {'workload':<8} {'conc':>4} {'harness':<17} {'TTFT ms':>8} {'TPOT ms':>8} "
-              f"{'out tok/s':>9} {'tokens':>6} {'prompt':>7}", flush=True)
+              f"{'out tok/s':>9} {'tokens':>6} {'prompt':>7}  (merged: replies with fewer chunks than tokens)",
+              flush=True)
         for r in range(opts.rounds):
             for w in workloads:
                 for c in levels:
@@ -374,10 +387,14 @@ def main() -> int:
                         else:
                             res = run_tokentop(w, base, served, prompts, c, n, opts.output_len, opts.temperature,
                                                work / f"r{r}-{w}-{c}-{tool}.duckdb", sampler=samplers.get(w),
-                                               client_processes=tt_tools[tool])
+                                               client_processes=tt_tools[tool],
+                                               server_metrics=tool != "tokentop -m")
                         rows.append({"round": r + 1, "workload": w, "concurrency": c, "tool": tool, **res})
                         warn = " !" + "; ".join(res.get("client_health_warnings") or []) if res.get(
                             "client_health_warnings") else ""
+                        merged = sum(1 for q in res["requests"]
+                                     if q.get("chunks") and q["chunks"] < (q["output_tokens"] or 0))
+                        warn = (f" merged {merged}" if merged else "") + warn
                         print(f"{r + 1:>5} {w:<8} {c:>4} {('vllm bench serve' if tool == 'vllm' else tool):<17} "
                               f"{res['mean_ttft_ms']:>8.1f} {res['mean_tpot_ms']:>8.2f} "
                               f"{res['output_throughput']:>9.2f} {res['total_output_tokens']:>6} "
