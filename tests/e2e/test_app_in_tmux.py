@@ -4,38 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 import uuid
 
 import pytest
 
+from tests.support.tmux import exited, new_session, tmux, wait_screen
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
-
-
-def tmux(*args: str, check: bool = True) -> str:
-    out = subprocess.run(["tmux", *args], capture_output=True, text=True, check=check)
-    return out.stdout
-
-
-def capture(name: str) -> str:
-    return tmux("capture-pane", "-p", "-t", name, check=False)
-
-
-def exited(rc_file) -> bool:
-    """The shell wrote its exit line (it creates the file before writing it)."""
-    return rc_file.exists() and "EXIT=" in rc_file.read_text()
-
-
-def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
-    end = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < end:
-        screen = capture(name)
-        if predicate(screen):
-            return screen
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; screen was:\n{screen}")
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)")
@@ -45,10 +21,7 @@ def test_tokentop_in_tmux_stores_the_interactive_run(tokentop_cmd, cli_env, tmp_
     env = dict(cli_env)
     env.setdefault("TERM", "xterm-256color")
     cmd = " ".join([*tokentop_cmd, "--db", str(db)]) + f"; echo EXIT=$? > {tmp_path / 'rc'}"
-    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
-           for a in ("-e", f"{k}={v}")],
-         cmd)
+    new_session(name, cmd, env)
     try:
         # the first frame comes at once; the engine loads behind it with visible progress
         wait_screen(name, lambda s: "prompt" in s and "F1 Help" in s, 30, "the first frame")
@@ -109,10 +82,7 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
     name = f"tokentop-hup-{uuid.uuid4().hex[:8]}"
     env = dict(cli_env)
     env.setdefault("TERM", "xterm-256color")
-    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
-           for a in ("-e", f"{k}={v}")],
-         " ".join([*tokentop_cmd, "--db", str(db)]))
+    new_session(name, " ".join([*tokentop_cmd, "--db", str(db)]), env)
     pids: set[int] = set()
     try:
         pane_pid = int(tmux("display-message", "-p", "-t", name, "#{pane_pid}").strip())
@@ -161,10 +131,7 @@ def test_the_first_hour_at_80x24(tokentop_cmd, cli_env, tmp_path, embedded_model
     env = dict(cli_env)
     env.setdefault("TERM", "xterm-256color")
     cmd = " ".join([*tokentop_cmd, "--db", str(db)]) + f"; echo $? $(date +%s.%N) > {clock}"
-    tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
-           for a in ("-e", f"{k}={v}")],
-         cmd)
+    new_session(name, cmd, env, 80, 24)
     seen: list[str] = []
 
     def look(predicate, timeout, what) -> str:
@@ -267,10 +234,7 @@ def test_run_summary_scrolls_to_its_last_line_and_a_burst_types_in_order_at_80x2
     with ScriptServer([reply]) as server:
         cmd = " ".join([*tokentop_cmd, "--engine", "openai", "--endpoint", server.url, "--db", str(db)])
         cmd += f"; echo EXIT=$? > {tmp_path / 'rc'}"
-        tmux("new-session", "-d", "-s", name, "-x", "80", "-y", "24",
-             *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM",
-                                                   "PYTHONPATH") for a in ("-e", f"{k}={v}")],
-             cmd)
+        new_session(name, cmd, env, 80, 24)
 
         def keys(*k: str) -> None:
             tmux("send-keys", "-t", name, *k)

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from tests.support.concurrent_writer import record_run, synthetic
 from tests.support.loopback import fast_sse_server
+from tests.support.tmux import exited, new_session, tmux, wait_screen
 from tests.support.tui_support import TINY_SUITE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,26 +119,6 @@ def test_a_lock_held_past_the_limit_is_exit_2_naming_the_holder(db_path, tokento
 
 
 # -- the app open on the database, a writer, the CLI and a bench ------------------------------------
-def tmux(*args: str, check: bool = True) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=check).stdout
-
-
-def exited(rc_file) -> bool:
-    """The shell wrote its exit line (it creates the file before writing it)."""
-    return rc_file.exists() and "EXIT=" in rc_file.read_text()
-
-
-def wait_screen(name: str, predicate, timeout: float, what: str) -> str:
-    end = time.monotonic() + timeout
-    screen = ""
-    while time.monotonic() < end:
-        screen = tmux("capture-pane", "-p", "-t", name, check=False)
-        if predicate(screen):
-            return screen
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; screen was:\n{screen}")
-
-
 @pytest.fixture
 def sse_server():
     """A tiny OpenAI-compatible streaming server on loopback (benchmarks/fast_sse_server.py)."""
@@ -161,10 +141,7 @@ def test_commands_and_bench_work_on_the_database_of_an_open_app(engine_session, 
     name = f"tokentop-db-{uuid.uuid4().hex[:8]}"
     env = dict(cli_env, TERM="xterm-256color")
     app_cmd = " ".join([*tokentop_cmd, "--db", str(db), "--engine", "openai", "--endpoint", sse_server])
-    tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30",
-         *[a for k, v in env.items() if k in ("TOKENTOP_DATA_DIR", "TOKENTOP_CACHE_DIR", "PATH", "HOME", "TERM", "PYTHONPATH")
-           for a in ("-e", f"{k}={v}")],
-         app_cmd + f"; echo EXIT=$? > {tmp_path / 'rc'}")
+    new_session(name, app_cmd + f"; echo EXIT=$? > {tmp_path / 'rc'}", env)
     writer = None
     try:
         wait_screen(name, lambda s: "openai ·" in s and "starting" not in s, 60, "the app to attach to the loopback server")
