@@ -15,6 +15,7 @@ import pytest
 
 from engine.engines.hub import HubError, progress_line, select_files
 from tests.support.hub_server import HubServer, Repo
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "tt/smol-135m"
@@ -289,18 +290,13 @@ async def test_the_apps_top_line_shows_the_download_while_the_engine_starts(tmp_
                     bar.refresh_status()
                     return str(bar.render())
 
-                end = 60
-                while "downloading" not in top_line():
-                    await pilot.pause(0.05)
-                    end -= 0.05
-                    assert end > 0, (top_line(), app.engine_message)
+                await wait_for(pilot, lambda: "downloading" in top_line(), 60,
+                               lambda: f"the download on the top line: {(top_line(), app.engine_message)}")
                 # At 80 columns beside every screen key: "starting:" and the step ("the" left out to fit).
                 assert app.engine_state == "starting" and "│ starting: downloading model " in top_line()
                 hub.hold.set()
-                while app.engine_state == "starting":
-                    await pilot.pause(0.05)
-                    end -= 0.05
-                    assert end > 0, top_line()
+                await wait_for(pilot, lambda: app.engine_state != "starting", 60,
+                               lambda: f"the engine to start: {top_line()}")
                 assert app.engine_state == "ready", app.engine_message
                 assert "downloading" not in top_line()
         finally:

@@ -12,6 +12,7 @@ import time
 from engine.engines.base import Engine
 from engine.engines.host import EngineHost
 from tests.support.first_hour_support import linger_with_a_child
+from tests.support.wait import wait_until
 
 
 class LingeringEngine(Engine):
@@ -52,18 +53,14 @@ def test_shutdown_kills_the_engines_grandchildren_and_nothing_else(tmp_path):
     host = EngineHost(LingeringEngine(str(pid_file)))
     try:
         host.start().result(timeout=60)
-        end = time.monotonic() + 60
-        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < end:
-            time.sleep(0.05)
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), 60, "the worker's pid file")
         worker = int(pid_file.read_text())
         child = host.engine.proc.pid
         assert _alive(worker) and _alive(child)
         t0 = time.monotonic()
         host.shutdown()
         took = time.monotonic() - t0
-        end = time.monotonic() + 5
-        while (_alive(worker) or _alive(child)) and time.monotonic() < end:
-            time.sleep(0.05)
+        wait_until(lambda: not (_alive(worker) or _alive(child)), 5, quiet=True)  # asserted below
         assert not _alive(child) and not _alive(worker), "the engine's process tree outlived its shutdown"
         assert took < 5, took
         assert _alive(bystander.pid)

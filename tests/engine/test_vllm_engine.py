@@ -9,6 +9,7 @@ import pytest
 from engine.measure.metrics import request_metrics
 from engine.types import GenerationRequest
 from engine.workloads.suites import parse_suite
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -48,15 +49,12 @@ def test_a_request_the_engine_aborts_is_not_a_finished_request(engine_session):
     """Ctrl-C reaching the engine's process, or its shutdown, aborts requests inside vLLM: it then
     sends a last output (finish_reason "abort"). That request is kept as aborted, never counted as a
     finished one (it once was, with a 3 ms E2EL and no tokens)."""
-    import time
 
     host = engine_session.host
     llm = host.engine.llm
     handle = host.submit(GenerationRequest(prompt="Write a very long story.", max_tokens=400))
-    deadline = time.monotonic() + 60
-    while not (ids := [i for i in llm.output_processor.external_req_ids if str(i).startswith("tokentop-")]):
-        assert time.monotonic() < deadline, "the request never reached the engine"
-        time.sleep(0.01)
+    ids = wait_until(lambda: [i for i in llm.output_processor.external_req_ids if str(i).startswith("tokentop-")],
+                     60, "the request to reach the engine", step=0.01)
     host.call(llm.abort(ids)).result(timeout=30)
     record = handle.result(timeout=60)
     assert record.finish_reason == "abort"

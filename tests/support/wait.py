@@ -8,15 +8,20 @@ import time
 from collections.abc import Callable
 
 
-async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 60.0, what: str = "the app", *,
-                   step: float = 0.05) -> None:
+def _said(what: str | Callable[[], object]) -> object:
+    return what() if callable(what) else what
+
+
+async def wait_for(pilot, predicate: Callable[[], object], timeout: float = 60.0,
+                   what: str | Callable[[], object] = "the app", *, step: float = 0.05) -> None:
     """Let the app run (pilot.pause(step), seconds) until predicate() is truthy. Raises AssertionError
-    ("timed out waiting for <what>") once `timeout` seconds of the running loop's clock have passed."""
+    ("timed out waiting for <what>") once `timeout` seconds of the running loop's clock have passed;
+    `what` may be a function, called then, to describe what the app showed instead."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not predicate():
         if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {_said(what)}")
         await pilot.pause(step)
 
 
@@ -44,13 +49,13 @@ async def wait_steady(pilot, timeout: float = 30.0, *, frames: int = 3, step: fl
         last = picture
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str = "the condition", *,
-               step: float = 0.02, quiet: bool = False):
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0,
+               what: str | Callable[[], object] = "the condition", *, step: float = 0.02, quiet: bool = False):
     """Call predicate() every `step` seconds (time.sleep; for tests without a running event loop: threads,
     processes, files, sockets, tmux panes) until it returns something truthy, and return that value. Once
     `timeout` seconds of time.monotonic() have passed (after one last try) it raises AssertionError ("timed
     out waiting for <what>"), or with quiet=True returns the last falsy value, for a caller that asserts
-    with its own message."""
+    with its own message. `what` may be a function, called at the timeout, as for wait_for."""
     end = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -58,7 +63,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30.0, what: str
             break
         time.sleep(step)
     if not value and not quiet:
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {_said(what)}")
     return value
 
 

@@ -40,14 +40,14 @@ class ScriptedEngine(Engine):
         progress("ready")
 
     async def _generate(self, request, record, on_chunk) -> None:
-        await asyncio.sleep(self.ttft_s)
+        await asyncio.sleep(self.ttft_s)  # deliberate: the scripted engine's pace is what the tests measure
         for i in range(request.max_tokens):
             t = time.perf_counter_ns()
             record.chunk_ns.append(t)
             record.chunk_tokens.append(1)
             record.text += f"w{i} "
             on_chunk(Chunk(t, f"w{i} ", 1))
-            await asyncio.sleep(self.gap_s)
+            await asyncio.sleep(self.gap_s)  # deliberate, as above
         record.reported_output_tokens = request.max_tokens
         record.finish_reason = "length"
 
