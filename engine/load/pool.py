@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine.load.driver import LevelOutcome, LiveLoad, drive
+from engine.load.gc_heap import heap_frozen
 from engine.terminal_text import one_line
 from engine.types import BadRequestError, EngineError, RequestRecord
 
@@ -577,6 +578,14 @@ def worker_main(index: int, conn, engine_class, spec: dict[str, Any], counter, c
 
 def _drive_share(index: int, conn, host, counter, cap: SharedCap, no: int, level, source, positions, offsets,
                  capped: bool) -> bool:
+    """One level's share, with the heap frozen before "armed" (engine.load.gc_heap: no full GC pass
+    inside the level, as in the parent)."""
+    with heap_frozen():
+        return _drive_frozen_share(index, conn, host, counter, cap, no, level, source, positions, offsets, capped)
+
+
+def _drive_frozen_share(index: int, conn, host, counter, cap: SharedCap, no: int, level, source, positions,
+                        offsets, capped: bool) -> bool:
     """One level's share: armed, wait for "go", drive (under the level's shared cap when `capped`, else
     under the level's --max-concurrency on this process's loop: the one process of the level), hand back
     records every DRAIN_S, then "done". False when the parent is gone."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from engine.engines.host import EngineHost
 from engine.errors import TokentopError
 from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
+from engine.load.gc_heap import heap_frozen
 from engine.load.patterns import LoadLevel, send_offsets
 from engine.load.results import LevelSummary
 from engine.load.summary import level_extras, summarise_level
@@ -137,6 +139,7 @@ class LoadRunner:
         done_q: collections.deque = collections.deque()
         cancel = threading.Event()
         by_index: dict[int, tuple[RequestRecord, RequestMetrics]] = {}
+        frozen = contextlib.ExitStack()
 
         def drain() -> None:
             while done_q:
@@ -155,6 +158,7 @@ class LoadRunner:
                                         cancel) or {}
             if self.stop_event.is_set():
                 raise _Stopped()
+            frozen.enter_context(heap_frozen())  # no full GC pass inside the level (as vllm bench serve)
             if on_ready is not None:
                 on_ready()
             if self.client_processes > 1:
@@ -187,6 +191,7 @@ class LoadRunner:
             outcome.status = "failed"
             outcome.error = one_line(exc, 300, typed=True)
         drain()
+        frozen.close()
         order = sorted(by_index)
         outcome.records = [by_index[i][0] for i in order]
         outcome.metrics = [by_index[i][1] for i in order]

@@ -20,6 +20,7 @@ from engine.types import BadRequestError, Chunk
 from engine.workloads import WorkloadOptions, make_workload
 from engine.workloads.files import DatasetFileError
 from engine.workloads.tokens import Tokens, block_tokens
+from tests.support.wait import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +369,11 @@ def test_a_stop_during_the_think_time_sends_nothing_more(echo_host, sharegpt, to
     runner = LoadRunner(echo_host, w)
     import threading
 
-    threading.Timer(0.6, runner.stop).start()
+    def stop_in_the_think_time() -> None:  # both first turns answered: the follow-up waits 5 s
+        wait_until(lambda: runner.live.completed >= 2, 30, "the first turns")
+        runner.stop()
+
+    threading.Thread(target=stop_in_the_think_time, daemon=True).start()
     outcome = runner.run_level(LoadLevel(max_concurrency=2, num_prompts=2))
     assert outcome.status == "aborted"
     assert len(outcome.records) == 2 and all(r.success for r in outcome.records)  # the waiting turn: no record
