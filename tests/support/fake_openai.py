@@ -218,7 +218,7 @@ class ScriptServer(FakeOpenAIServer):
         for at_ms, piece in reply.parts:
             delay = t0 + at_ms / 1000 - self.loop.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay)  # deliberate: the script's pace (each part at its at_ms)
             writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             await writer.drain()
         if reply.drop:
@@ -259,7 +259,7 @@ class ReplayServer(FakeOpenAIServer):
             writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             await writer.drain()
             if self.delay_s:
-                await asyncio.sleep(self.delay_s)
+                await asyncio.sleep(self.delay_s)  # deliberate: the replay's pace
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return False
