@@ -103,3 +103,21 @@ async def settle(pilot, timeout: float = 30.0) -> None:
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.1)
     await pilot.pause()
+
+
+class FakeSession:
+    """What the app's screens read from an engine session, without an engine: a CPU device, no GPU
+    sampler, the store, an engine description (vllm, SmolLM2-135M-Instruct) and a shutdown that does
+    nothing."""
+
+    device = "CPU"
+    gpu = None
+
+    def __init__(self, store):
+        self.store = store
+
+    def describe(self):
+        return {"engine": "vllm", "model_label": "SmolLM2-135M-Instruct"}
+
+    def shutdown(self):
+        pass

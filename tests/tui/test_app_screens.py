@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
 from engine.types import Chunk
-from tests.support.tui_support import fixed_store, settle
+from tests.support.tui_support import FakeSession, fixed_store, settle
 from tests.support.wait import wait_for, wait_steady
 from tui.app import TokentopApp
 from tui.widgets.gauges import GaugePanel
@@ -70,20 +70,6 @@ def test_snapshot_side_by_side(snap_compare, fixed, size):
         await settle(pilot)
 
     assert snap_compare(make_app(fixed, "history"), terminal_size=size, run_before=open_sbs)
-
-
-class FakeSession:
-    device = "CPU"
-    gpu = None
-
-    def __init__(self, store):
-        self.store = store
-
-    def describe(self):
-        return {"engine": "vllm", "model_label": "SmolLM2-135M-Instruct"}
-
-    def shutdown(self):
-        pass
 
 
 def test_snapshot_load_form(snap_compare, fixed):

@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import DataTable, Input, TabbedContent
 
 from tests.support.first_hour_support import add_load_sweep, add_stopped_generation, cut_numbers, screen_text
-from tests.support.tui_support import fixed_store, settle
+from tests.support.tui_support import FakeSession, fixed_store, settle
 from tests.support.wait import wait_for
 from tui.app import TokentopApp
 from tui.screens.compare import CompareScreen
@@ -26,20 +26,6 @@ from tui.screens.side_by_side import SideBySideScreen
 from tui.screens.suite import SuiteScreen
 
 RUN_A, RUN_B, RUN_C = "20250301-120000-aaaaaa", "20250302-090000-bbbbbb", "20250303-180000-cccccc"
-
-
-class FakeSession:
-    device = "CPU"
-    gpu = None
-
-    def __init__(self, store):
-        self.store = store
-
-    def describe(self):
-        return {"engine": "vllm", "model_label": "SmolLM2-135M-Instruct"}
-
-    def shutdown(self):
-        pass
 
 
 @pytest.fixture
