@@ -5,6 +5,7 @@ with the same one line by `tokentop load` and by the form (issue 22 step 1)."""
 from __future__ import annotations
 
 import argparse
+from contextlib import asynccontextmanager
 
 import pytest
 from textual.widgets import Checkbox, Input, Select
@@ -26,6 +27,21 @@ def _flags(parser: argparse.ArgumentParser) -> list[str]:
     return [a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"]
 
 
+@asynccontextmanager
+async def load_form(tmp_path):
+    """The app at 100x40 on a fixed store (no engine), on its Load screen (F6 from History); yields (pilot,
+    the Load screen) and closes the store after."""
+    store = fixed_store(tmp_path / "fixed.duckdb")
+    try:
+        app = make_app(store, "history", session=FakeSession(store))
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("f6")
+            await pilot.pause()
+            yield pilot, app.screen
+    finally:
+        store.close()
+
+
 def test_every_load_option_of_the_command_has_exactly_one_declaration():
     shared = argparse.ArgumentParser()  # the options every command shares: not the load's own
     add_db_option(shared)
@@ -39,33 +55,25 @@ def test_every_load_option_of_the_command_has_exactly_one_declaration():
 
 
 async def test_the_load_form_has_a_field_for_each_declaration_of_the_chosen_workload(tmp_path):
-    store = fixed_store(tmp_path / "fixed.duckdb")
-    try:
-        app = make_app(store, "history", session=FakeSession(store))
-        async with app.run_test(size=(100, 40)) as pilot:
-            await pilot.press("f6")
+    async with load_form(tmp_path) as (pilot, screen):
+        for kind in form_workloads():
+            screen.query_one("#load-workload", Select).value = kind
             await pilot.pause()
-            screen = app.screen
-            for kind in form_workloads():
-                screen.query_one("#load-workload", Select).value = kind
-                await pilot.pause()
-                for opt in form_fields():
-                    if not opt.field.group:  # the fields every workload has
-                        assert screen.query_one(f"#{opt.field.id}").display
-                        continue
-                    widget = screen.query_one(f"#{opt.field.id}")
-                    if field_shown(opt, kind, {"multi_turn": False}):  # applies to this workload
-                        assert widget.parent.display, (kind, opt.flag)
-                    elif not any(kind in o.form_workloads() for o in form_fields(opt.field.group)):
-                        assert not widget.parent.display, (kind, opt.flag)  # another workload's own
-                    if not isinstance(widget, Checkbox):
-                        assert widget.placeholder
-            screen.query_one("#load-workload", Select).value = "sharegpt"
-            screen.query_one("#load-multi-turn", Checkbox).value = True
-            await pilot.pause()
-            assert screen.query_one("#load-think").parent.display  # think time: with multi-turn on
-    finally:
-        store.close()
+            for opt in form_fields():
+                if not opt.field.group:  # the fields every workload has
+                    assert screen.query_one(f"#{opt.field.id}").display
+                    continue
+                widget = screen.query_one(f"#{opt.field.id}")
+                if field_shown(opt, kind, {"multi_turn": False}):  # applies to this workload
+                    assert widget.parent.display, (kind, opt.flag)
+                elif not any(kind in o.form_workloads() for o in form_fields(opt.field.group)):
+                    assert not widget.parent.display, (kind, opt.flag)  # another workload's own
+                if not isinstance(widget, Checkbox):
+                    assert widget.placeholder
+        screen.query_one("#load-workload", Select).value = "sharegpt"
+        screen.query_one("#load-multi-turn", Checkbox).value = True
+        await pilot.pause()
+        assert screen.query_one("#load-think").parent.display  # think time: with multi-turn on
 
 
 @pytest.mark.parametrize("kind, field, value, argv", [
@@ -81,24 +89,16 @@ async def test_a_bad_value_is_refused_with_the_same_line_by_the_command_and_the_
     assert err.startswith("tokentop: error: ") and err.count("\n") == 0
     line = err[len("tokentop: error: "):].split(" (see `tokentop load --help`)")[0]
 
-    store = fixed_store(tmp_path / "fixed.duckdb")
-    try:
-        app = make_app(store, "history", session=FakeSession(store))
-        async with app.run_test(size=(100, 40)) as pilot:
-            await pilot.press("f6")
-            await pilot.pause()
-            screen = app.screen
-            screen.query_one("#load-workload", Select).value = kind
-            await pilot.pause()
-            if kind == "timed_trace":
-                screen.query_one("#load-file", Input).value = str(tmp_path / "t.jsonl")
-            if value:
-                screen.query_one(field, Input).value = value
-            else:  # a number field takes digits only: the value a user cannot type is set as pasted text
-                screen.query_one("#load-prefix-len", Input).value = "-1"
-            await pilot.pause()
-            with pytest.raises(Exception) as refused:
-                screen.build_spec()
-            assert str(refused.value) == line
-    finally:
-        store.close()
+    async with load_form(tmp_path) as (pilot, screen):
+        screen.query_one("#load-workload", Select).value = kind
+        await pilot.pause()
+        if kind == "timed_trace":
+            screen.query_one("#load-file", Input).value = str(tmp_path / "t.jsonl")
+        if value:
+            screen.query_one(field, Input).value = value
+        else:  # a number field takes digits only: the value a user cannot type is set as pasted text
+            screen.query_one("#load-prefix-len", Input).value = "-1"
+        await pilot.pause()
+        with pytest.raises(Exception) as refused:
+            screen.build_spec()
+        assert str(refused.value) == line
