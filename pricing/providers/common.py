@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TypeVar
 
 from engine.terminal_text import one_line
+from pricing.http import FetchError
+
+Item = TypeVar("Item")
+Parsed = TypeVar("Parsed")
 
 
 def base_url(value: str | None, default: str) -> str:
@@ -18,6 +23,24 @@ def bearer(env: Mapping[str, str], var: str) -> dict[str, str]:
     """Authorization header from an env var. The key goes into the request only: never stored or shown."""
     key = (env.get(var) or "").strip()
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def parse_each(items: Iterable[Item], parse: Callable[[Item], Parsed | None]) -> tuple[list[Parsed], int, str | None]:
+    """parse(item) for each of a provider's entries, keeping what is not None; an entry whose parse raises
+    FetchError is skipped. Returns (kept, how many were skipped, the first skip's reason or None), the
+    last two as skipped_note takes them."""
+    kept: list[Parsed] = []
+    skipped, first_reason = 0, None
+    for item in items:
+        try:
+            parsed = parse(item)
+        except FetchError as exc:
+            skipped += 1
+            first_reason = first_reason or str(exc)
+            continue
+        if parsed is not None:
+            kept.append(parsed)
+    return kept, skipped, first_reason
 
 
 def skipped_note(skipped: int, total: int, first_reason: str | None) -> str:

@@ -15,7 +15,7 @@ from engine.settings import settings
 from pricing.gpus import canonical_gpu
 from pricing.http import FetchError, number, request_bytes, request_json, require
 from pricing.models import CATALOG, LIVE, ON_DEMAND, FetchResult, PriceRow
-from pricing.providers.common import base_url, bearer, skipped_note
+from pricing.providers.common import base_url, bearer, parse_each, skipped_note
 
 DEFAULT_URL = "https://cloud.lambda.ai"
 KEY_ENV = "LAMBDA_API_KEY"
@@ -34,16 +34,7 @@ async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datet
     types = require(data, "data", dict)
     if not types:
         raise FetchError("the API returned no instance types")
-    rows, skipped, first = [], 0, None
-    for name, entry in types.items():
-        try:
-            row = _row(name, entry, now)
-        except FetchError as exc:
-            skipped += 1
-            first = first or str(exc)
-            continue
-        if row is not None:
-            rows.append(row)
+    rows, skipped, first = parse_each(types.items(), lambda pair: _row(*pair, now))
     if not rows:
         raise FetchError(f"no usable GPU instance types ({first or 'none with GPUs'})")
     return FetchResult("lambda", rows, True, skipped_note(skipped, len(types), first), LIVE, now)

@@ -12,7 +12,7 @@ from engine.terminal_text import one_line
 from pricing.gpus import canonical_gpu
 from pricing.http import FetchError, number, request_json, require
 from pricing.models import LIVE, ON_DEMAND, SPOT, FetchResult, PriceRow
-from pricing.providers.common import base_url, bearer, skipped_note
+from pricing.providers.common import base_url, bearer, parse_each, skipped_note
 
 DEFAULT_URL = "https://api.runpod.io"
 KEY_ENV = "RUNPOD_API_KEY"  # optional: the gpuTypes query works without one
@@ -38,14 +38,8 @@ async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datet
     gpu_types = require(data, "data.gpuTypes", list)
     if not gpu_types:
         raise FetchError("the API returned no GPU types")
-    rows: list[PriceRow] = []
-    skipped, first_reason = 0, None
-    for item in gpu_types:
-        try:
-            rows.extend(_rows(item, now))
-        except FetchError as exc:
-            skipped += 1
-            first_reason = first_reason or str(exc)
+    per_type, skipped, first_reason = parse_each(gpu_types, lambda item: _rows(item, now))
+    rows = [row for type_rows in per_type for row in type_rows]
     if not rows:
         raise FetchError(f"no usable prices in {len(gpu_types)} GPU types ({first_reason or 'all unpriced'})")
     return FetchResult("runpod", rows, True, skipped_note(skipped, len(gpu_types), first_reason), LIVE, now)

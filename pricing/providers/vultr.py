@@ -34,7 +34,7 @@ from engine.terminal_text import one_line
 from pricing.gpus import GPUS, canonical_gpu
 from pricing.http import FetchError, number, request_json, require
 from pricing.models import LIVE, ON_DEMAND, FetchResult, PriceRow
-from pricing.providers.common import base_url, skipped_note
+from pricing.providers.common import base_url, parse_each, skipped_note
 
 DEFAULT_URL = "https://api.vultr.com"
 _ID_SHAPE = re.compile(r"(?P<cpu>\d+)c-(?P<ram>\d+(?:\.\d+)?)g-(?P<vram>\d+(?:\.\d+)?)vram", re.IGNORECASE)
@@ -64,14 +64,7 @@ async def fetch(client: httpx.AsyncClient, *, env: Mapping[str, str], now: datet
     plans = require(data, "plans", list)
     if not plans:
         raise FetchError("the API returned no GPU plans")
-    parsed: list[_Plan] = []
-    skipped, first = 0, None
-    for plan in plans:
-        try:
-            parsed.append(_parse(plan))
-        except FetchError as exc:
-            skipped += 1
-            first = first or str(exc)
+    parsed, skipped, first = parse_each(plans, _parse)
     rows, fractional = [], []
     for plan in parsed:
         row = _row(plan, parsed, now)
