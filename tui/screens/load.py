@@ -24,7 +24,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
-from textual_plotext import PlotextPlot
 
 from engine.load.driver import LoadSnapshot
 from engine.terminal_text import safe_display, safe_text
@@ -41,6 +40,7 @@ from tui.cells import load_cell, load_columns
 from tui.widgets.check_box import CheckBox
 from tui.widgets.fields import NumberField, TextField
 from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.load_chart import LoadChart
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 from tui.workers import SaysWorkerFailures
@@ -158,7 +158,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         with Horizontal(id="load-body"):
             with Vertical(id="load-left"):
                 yield PagedTable(id="load-table", fixed=1, cursor_type="row")
-                yield PlotextPlot(id="load-chart")
+                yield LoadChart(id="load-chart")
             yield GpuPanel(getattr(self.session, "gpu", None), id="load-gpu")  # the session's one sampler
         yield Label("", id="load-status")
         yield Footer(compact=True)
@@ -588,32 +588,13 @@ class LoadScreen(SaysWorkerFailures, Screen):
         return progress.text()
 
     def _draw_chart(self) -> None:
-        chart = self.query_one("#load-chart", PlotextPlot)
+        """The sweep's throughput and TTFT against load, or after it its priced frontier (tui.widgets.load_chart)."""
+        chart = self.query_one("#load-chart", LoadChart)
         if self.chart_view == "frontier" and self.frontier is not None and not self.running:
-            from tui.widgets.frontier_chart import draw_frontier
-
-            draw_frontier(chart.plt, self.frontier, title="frontier: tok/s/GPU vs user tok/s, $/1M (ctrl+f)")
-            chart.refresh()
+            chart.show_frontier(self.frontier, "frontier: tok/s/GPU vs user tok/s, $/1M (ctrl+f)")
             return
-        plt = chart.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("throughput (tok/s) and TTFT p99 (ms) vs load")
-        if self.points:
-            xs = [p[0] for p in self.points]
-            plt.plot(xs, [p[1] for p in self.points], marker="braille", label="out tok/s")
-            ttft = [(p[0], p[2]) for p in self.points if p[2] is not None]
-            if ttft:
-                plt.plot([t[0] for t in ttft], [t[1] for t in ttft], marker="braille", label="TTFT p99 ms",
-                         yside="right")
-            plt.xlabel("concurrency" if self.query_one("#load-pattern", Select).value == "concurrency" else "req/s")
-            # Axes from 0: throughput, latency and load are never negative.
-            plt.xlim(0, max(xs) * 1.1 or 1)
-            plt.ylim(0, max(p[1] for p in self.points) * 1.15 or 1)
-            if ttft:
-                plt.ylim(0, max(t[1] for t in ttft) * 1.15 or 1, yside="right")
-        chart.refresh()
-
+        pattern = self.query_one("#load-pattern", Select).value
+        chart.show_load(self.points, "concurrency" if pattern == "concurrency" else "req/s")
 
 def live_text(s: LoadSnapshot, progress: str) -> Text:
     """The running level (engine.load.driver.LoadSnapshot) in two short lines that fit 80 columns (never a

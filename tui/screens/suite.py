@@ -162,7 +162,10 @@ class SuiteScreen(Screen):
         self.query_one(ProgressBar).update(total=len(suite.cases) * per_case, progress=0)
         for case in suite.cases:
             target = str(case.output_tokens) if case.output_tokens else "file's"
-            table.add_row(Text(case.id), target, f"0/{per_case}", *["–"] * (len(COLUMNS) - 3), key=case.id)
+            # Placeholders right-aligned like the figures that replace them (a stopped suite's unreached
+            # cases keep theirs): every cell of a figure column lines up at its right edge.
+            table.add_row(Text(case.id), target, Text(f"0/{per_case}", justify="right"),
+                          *[Text("–", justify="right")] * (len(COLUMNS) - 3), key=case.id)
 
     @on(Input.Submitted, "#suite-name, #suite-reps")
     def _field_submitted(self) -> None:
