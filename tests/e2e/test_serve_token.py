@@ -123,7 +123,7 @@ def test_the_token_is_never_stored_logged_or_given_to_the_app(cli_env, tmp_path)
 
             async with aiohttp.ClientSession() as http:
                 async with http.ws_connect(await _ws_url(http, url) + "?width=80&height=24") as ws:
-                    await _screen_until(ws, b"F4 History", 60)  # the real app, drawn in the "browser"
+                    await _screen_until(ws, b"F4History", 60)  # the real app (its 80-column top bar), in the "browser"
 
         asyncio.run(visit())
         app_pids = descendants(server.proc.pid)
