@@ -309,7 +309,7 @@ class TokentopApp(SaysWorkerFailures, App[int]):
         checked = (f" · {len(warnings)} client self-check warning{'s' if len(warnings) > 1 else ''}: "
                    "see the run (F4)") if warnings else ""
         level = "warning" if warnings else "information"
-        if warnings and kind not in ("interactive", "suite"):
+        if warnings and kind not in ("interactive", "suite", "load"):  # a load's: the Load screen's notes (n)
             self.post_message(ClientHealthWarnings(run_id, warnings))
         sink = getattr(self.session, "recorder_sink", None)
         if sink is not None and sink.errors:
@@ -350,8 +350,8 @@ class TokentopApp(SaysWorkerFailures, App[int]):
 
     @on(ClientHealthWarnings)
     def client_health_warnings(self, message: ClientHealthWarnings) -> None:
-        """The client may have shaped a run's figures (a load level's): say so in one notice, whichever
-        screen ran it."""
+        """The client may have shaped a run's figures: say so in one notice, whichever screen ran it (a
+        load level's warnings are in the Load screen's notes instead, one sweep, one notice)."""
         self.notify("\n".join(message.warnings), title=f"client self-check · run {message.run_id or '–'}",
                     severity="warning", timeout=10)
 

@@ -16,7 +16,7 @@ from tests.tui.test_keys import FakeSession, fixed, make_app  # noqa: F401  (fix
 from tests.tui.test_keys_burst import send_burst
 from tui.messages import EngineReady
 from tui.runs import AppRuns
-from tui.screens.load import NOTE_FAILED, NOTE_SPLIT, NOTE_STEADY, NOTE_TURNS, LoadNotes, LoadScreen
+from tui.screens.load import NOTE_CHECK, NOTE_FAILED, NOTE_SPLIT, NOTE_STEADY, NOTE_TURNS, LoadNotes, LoadScreen
 from tui.widgets.paged_table import PagedTable
 
 FORM_CONTROLS = ["#load-pattern", "#load-workload", "#load-start", "#load-multi-turn", "#load-num-prompts"]
@@ -201,3 +201,33 @@ async def test_the_live_line_counts_tokens_while_a_long_request_streams(fixed):
         record.chunk_tokens.extend([1] * 40)
         await wait_for(pilot, lambda: "70/500 tok" in line(), 10, "70 tokens streamed")
         assert "ETA –:––" not in line()
+
+
+async def test_a_levels_client_self_check_is_in_the_sweeps_notes_not_a_toast_per_level(fixed, monkeypatch):
+    """Each level whose client self-check warned added a toast of its own over the table (three levels of
+    a busy box: three toasts); now the warnings are in the sweep's notes, named in its one notice."""
+    monkeypatch.setattr(AppRuns, "start_load", fake_start([]))
+    app = make_app(fixed, "live", session=FakeSession(fixed))
+    warning = "client event loop lagged: mean 12.3 ms > 10.0 ms; timestamps may be late"
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        load = await open_load(app, pilot)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: load.job is not None, 10, "the sweep")
+        job, watcher = load.job, app.runs.watcher
+        app._notifications.clear()
+        runs = []
+        for i, label in enumerate(["concurrency 1", "concurrency 2", "concurrency 4"]):
+            info = _level(job, i)
+            watcher(RunStarted(info))
+            summary = {"overall": {"label": label, "completed": 5, "failed": 0, "duration": 2.0},
+                       "client_health": {"warnings": [warning]}}
+            runs.append(RunFinished(info, "completed", 1.0, summary))
+            watcher(runs[-1])
+        await wait_for(pilot, lambda: len(load.finished) == 3, 10, "the three levels in the table")
+        watcher(JobFinished(job.job_id, "load", "completed", tuple(runs)))
+        await wait_for(pilot, lambda: load._final_shown, 10, "the sweep's end")
+        await pilot.pause()
+        notices = list(app._notifications)
+        assert [n.title for n in notices] == ["Load done: 3 level(s) stored"], [n.message for n in notices]
+        assert "n: client self-check" in notices[0].message
+        assert load.notes[NOTE_CHECK] == [f"concurrency {c}: {warning}" for c in (1, 2, 4)]

@@ -68,8 +68,9 @@ NOTE_STEADY = "Steady state (>= 95 % of the concurrency in flight)"
 NOTE_SPLIT = "TTFT split by the server's timing (ms)"
 NOTE_TURNS = "TTFT p50 by turn"
 NOTE_WORKLOAD = "Workload"
+NOTE_CHECK = "Client self-check (engine.measure.client_health)"
 NOTE_SHORT = {NOTE_FAILED: "failures", NOTE_STEADY: "steady state", NOTE_SPLIT: "TTFT split",
-              NOTE_TURNS: "TTFT by turn", NOTE_WORKLOAD: "workload"}
+              NOTE_TURNS: "TTFT by turn", NOTE_WORKLOAD: "workload", NOTE_CHECK: "client self-check"}
 
 
 def _f(value: Any, fmt: str = "{:.1f}") -> str:
@@ -111,6 +112,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self.job = None
         self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
         self.finished: list[dict[str, Any]] = []
+        self.check_lines: list[str] = []  # "<level>: <warning>" of the client self-check, for the notes
         self.last_message = ""
         self._final_shown = False
         self._levels_seen = 0
@@ -408,6 +410,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def _reset(self) -> None:
         self.points.clear()
         self.finished.clear()
+        self.check_lines = []
         self._final_shown = False
         self._levels_seen = 0
         self.notes = {}
@@ -423,6 +426,10 @@ class LoadScreen(SaysWorkerFailures, Screen):
     def _level_finished(self, run) -> None:
         r = dict(run.summary.get("overall", {}))
         self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
+        # The client self-check's warnings of each level: in the sweep's notes (one toast a level covered
+        # the table; the app leaves load runs to this screen).
+        health = run.summary.get("client_health") or {}
+        self.check_lines.extend(f"{r.get('label') or run.run.run_id}: {w}" for w in health.get("warnings") or [])
         self._show_table()
         x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
         if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
@@ -472,6 +479,8 @@ class LoadScreen(SaysWorkerFailures, Screen):
         workload = getattr(self, "workload", None)
         if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
             self.notes[NOTE_WORKLOAD] = list(workload.notes)
+        if self.check_lines:  # the client may have shaped a level's figures
+            self.notes[NOTE_CHECK] = list(self.check_lines)
         word = "stopped" if result.stopped else "done"
         status = f"{word}: {len(result.runs)} level(s) stored; {result.stop_reason}"
         if flagged:
