@@ -111,8 +111,12 @@ class GaugePanel(Vertical):
                 self.query_one(".gauge-digits", Digits).update(digits)
                 shown["digits"] = digits
         rows = stats_rows(snap, self.compact)
-        if shown.get("stats") != rows:
-            self.query_one(".gauge-stats", Static).update(_grid(rows))
+        before = shown.get("stats")
+        if before != rows:
+            # One line per row, never wrapped (no_wrap), the panel's width: the same number of rows is
+            # the same height, a repaint of the table alone, not a layout pass of the whole screen.
+            same_height = isinstance(before, tuple) and len(before) == len(rows)
+            self.query_one(".gauge-stats", Static).update(_grid(rows), layout=not same_height)
             shown["stats"] = rows
         if not self.compact:
             note = gauge_note(snap)

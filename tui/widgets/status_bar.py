@@ -11,6 +11,10 @@ from textual.widgets import Static
 class StatusBar(Static):
     DEFAULT_CLASSES = "status-bar"
 
+    # What the bar was drawn from: a refresh with the same inputs draws nothing (each update is a
+    # layout pass of the whole screen, twice a second on every screen, a stream or not).
+    _drawn_from: tuple | None = None
+
     def on_mount(self) -> None:
         self.refresh_status()
         self.set_interval(0.5, self.refresh_status)
@@ -23,6 +27,10 @@ class StatusBar(Static):
         width = self.size.width or self.app.size.width
         current = getattr(self.screen, "STATUS_KEY", None) or getattr(self.app, "current_mode", "")
         gpu = gpu_summary(getattr(getattr(self.app, "session", None), "gpu", None))
+        inputs = (width, state, engine, db, current, gpu)
+        if inputs == self._drawn_from:
+            return
+        self._drawn_from = inputs
         self.update(status_line(width, state, engine, db, current, gpu))
 
 

@@ -83,6 +83,13 @@ class StreamView(VerticalScroll, can_focus=True):
         content.append(self._body)  # plain string: no markup, no emoji codes
         if not self._head and not self._body:
             content = Text(self.placeholder, style="dim")
-        self.query_one(".stream-text", Static).update(content)
+        static = self.query_one(".stream-text", Static)
+        height, width = static.size.height, static.size.width
+        static.update(content, layout=False)
+        # A layout pass of the whole screen only when the text's height changes (a new wrapped
+        # line): most ticks of a stream add words to the last line, a repaint of the pane alone.
+        # The height is the wrap the frame draws anyway (divide_line above remembers it).
+        if not width or static.get_content_height(self.size, self.size, width) != height:
+            static.refresh(layout=True)
         if follow:
             self.call_after_refresh(self.scroll_end, animate=False)

@@ -1,0 +1,123 @@
+"""The app's CPU while Live streams (issue 24): a layout pass re-arranges every widget of the screen,
+so a widget whose size cannot have changed is repainted alone. Counted as layout requests
+(`refresh(layout=True)`), not milliseconds: a busy machine cannot make these flaky. The figures
+(CPU seconds per second, calls per second) are benchmarks/ui_cpu.py's."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.app import App
+from textual.widgets import Static
+
+from engine.measure.live import LiveSnapshot
+from tui.widgets.gauges import GaugePanel
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.stream_view import StreamView
+
+
+def count_layouts(widget) -> list[bool]:
+    """Record, for each refresh of `widget`, whether it asked for a layout pass."""
+    asked: list[bool] = []
+    original = widget.refresh
+
+    def refresh(*args, **kwargs):
+        asked.append(bool(kwargs.get("layout", False)))
+        return original(*args, **kwargs)
+
+    widget.refresh = refresh
+    return asked
+
+
+def test_status_bar_unchanged_is_not_redrawn():
+    """Twice a second the bar is refreshed on every screen; with the same engine, database, width and
+    screen it draws nothing (before: an update, so a layout pass of the screen, every half second)."""
+
+    class Host(App):
+        state = "ready"
+
+        def status_parts(self):
+            return self.state, "vllm · model · cpu", "db bench"
+
+        def compose(self):
+            yield StatusBar()
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            bar = app.query_one(StatusBar)
+            await pilot.pause()
+            asked = count_layouts(bar)
+            bar.refresh_status()
+            bar.refresh_status()
+            assert asked == []
+            app.state = "failed"  # what it shows changed: drawn
+            bar.refresh_status()
+            await pilot.pause()
+            assert asked and "vllm" in str(bar.render())
+
+    asyncio.run(go())
+
+
+def test_stream_words_on_the_last_line_repaint_the_pane_alone():
+    """Text that lands on the pane's last line keeps its height: a repaint, no layout pass (before:
+    one per tick of a stream); text that wraps onto a new line still lays the screen out, and the
+    pane shows all of it."""
+
+    class Host(App):
+        def compose(self):
+            yield StreamView(id="out")
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            view = app.query_one(StreamView)
+            static = view.query_one(".stream-text", Static)
+            view.clear(head="› hi")
+            view.append("one two")
+            await pilot.pause()
+            height = static.size.height
+            asked = count_layouts(static)
+            view.append(" three")
+            await pilot.pause()
+            assert asked and not any(asked)
+            assert "one two three" in str(static.render())
+            view.append(" four" * 40)  # wraps: the text grows by lines
+            await pilot.pause()
+            assert any(asked) and static.size.height > height
+            assert str(static.render()).endswith("four")
+
+    asyncio.run(go())
+
+
+def test_gauge_table_with_the_same_rows_is_repainted_alone():
+    """The stats table is one line per row: new figures in the same rows repaint it without a
+    layout pass; a row more (stopped early) lays it out."""
+
+    class Host(App):
+        def compose(self):
+            yield GaugePanel()
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            panel = app.query_one(GaugePanel)
+            stats = panel.query_one(".gauge-stats", Static)
+            panel.show(LiveSnapshot(tokens=10, chunks=10, elapsed_s=1.0, tps_now=10.0, tps_request=10.0))
+            await pilot.pause()
+            asked = count_layouts(stats)
+            panel.show(LiveSnapshot(tokens=11, chunks=11, elapsed_s=1.1, tps_now=10.0, tps_request=10.0))
+            await pilot.pause()
+            assert asked and not any(asked)
+            assert "1.1 s" in _plain(stats)
+            panel.show(LiveSnapshot(tokens=12, chunks=12, elapsed_s=1.2, tps_now=10.0, tps_request=10.0,
+                                    done=True, stopped_early=(20, 12)))
+            await pilot.pause()
+            assert any(asked) and "12 of 20" in _plain(stats)
+
+    asyncio.run(go())
+
+
+def _plain(static: Static) -> str:
+    """What a Static draws, as plain text."""
+    return "\n".join(strip.text for strip in static.render_lines(static.region.reset_offset))
