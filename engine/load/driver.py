@@ -48,6 +48,9 @@ class LiveLoad:
     # The records of the requests in flight in this process (id -> record; `_send` adds and removes
     # them), so the tokens they have streamed so far can be counted (streamed_tokens).
     streaming: dict[int, RequestRecord] = field(default_factory=dict)
+    # What the client processes' requests in flight have streamed so far (engine.load.pool sets it from
+    # their "records" messages); 0 when the level runs in this process.
+    remote_streamed: int = 0
 
     def reset(self, label: str, index: int) -> None:
         self.level, self.level_index = label, index
@@ -55,13 +58,15 @@ class LiveLoad:
         self.started = time.perf_counter()
         self.recent_ttft_ms = []
         self.streaming = {}
+        self.remote_streamed = 0
 
     def streamed_tokens(self) -> int:
         """Output tokens streamed so far by the requests still in flight in this process (each chunk's
         count as the engine gave it: provisional counts are 1 per chunk until the request settles).
-        Safe from any thread: the records are copied in one C call, their lists only grow. 0 when the
-        level's requests run in client processes (engine.load.pool), whose records are not here."""
-        return sum(sum(record.chunk_tokens) for record in tuple(self.streaming.values()))
+        Safe from any thread: the records are copied in one C call, their lists only grow. When the
+        level's requests run in client processes (engine.load.pool), the sum the processes last reported
+        (every DRAIN_S while it changes)."""
+        return sum(sum(record.chunk_tokens) for record in tuple(self.streaming.values())) + self.remote_streamed
 
     def snapshot(self) -> LoadSnapshot:
         """The counters now (a frozen LoadSnapshot), with the level's elapsed time, output tokens/s and

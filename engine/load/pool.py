@@ -249,6 +249,7 @@ class _Worker:
         self.armed = False
         self.sent = 0
         self.in_flight = 0
+        self.streamed = 0  # output tokens its requests in flight have streamed so far
         self.died_ns: int | None = None
 
     def send(self, message) -> bool:
@@ -389,7 +390,7 @@ class ClientPool:
         shared = bool(level.max_concurrency) and sum(1 for share in shares if share.positions) > 1
         active: list[_Worker] = []
         for w, share in zip(alive, shares):
-            w.pending, w.done, w.armed, w.sent, w.in_flight = set(), None, False, 0, 0
+            w.pending, w.done, w.armed, w.sent, w.in_flight, w.streamed = set(), None, False, 0, 0, 0
             if not share.positions:
                 continue
             part = source.share(share.positions)
@@ -483,9 +484,9 @@ class ClientPool:
             if len(message) > 1 and message[1] != no:
                 continue  # a late message of an earlier level
             if kind == "records":
-                _, _, batch, sent, in_flight = message
+                _, _, batch, sent, in_flight, streamed = message
                 self._records(w, batch, planned, done_q, live)
-                w.sent, w.in_flight = sent, in_flight
+                w.sent, w.in_flight, w.streamed = sent, in_flight, streamed
                 self._live_counts(live)
             elif kind == "armed":
                 w.armed = True
@@ -493,7 +494,7 @@ class ClientPool:
                 w.done = message[2]
                 if w.done.get("cpu"):
                     w.done["cpu"]["worker"] = w.index + 1
-                w.in_flight = 0
+                w.in_flight = w.streamed = 0
                 self._live_counts(live)
 
     def _records(self, w: _Worker, batch, planned, done_q, live) -> None:
@@ -517,6 +518,7 @@ class ClientPool:
         active = [w for w in self.workers if w.alive]
         live.sent = sum(w.sent for w in active)
         live.in_flight = sum(w.in_flight for w in active)
+        live.remote_streamed = sum(w.streamed for w in active)  # the Load screen's progress by tokens
 
     def _died(self, w: _Worker, planned, done_q, outcome, live) -> None:
         """A worker gone mid-level: one line, and its requests that never came back as failed (kind client)."""
@@ -616,6 +618,7 @@ def _drive_frozen_share(index: int, conn, host, counter, cap: SharedCap, no: int
     future = host.call(drive(engine, live, source, planned, offsets, own_cap, done_q, outcome, cancel,
                              indexes=positions, next_index=next_index, start_ns=start_ns, limiter=gate))
     parent_gone = False
+    reported_streamed = 0
     while True:
         finished = future.done()  # looked at before draining: nothing is left behind
         batch = []
@@ -625,8 +628,10 @@ def _drive_frozen_share(index: int, conn, host, counter, cap: SharedCap, no: int
             if i in initial:
                 record.request = None  # the parent has it: not sent back
             batch.append((i, record))
-        if (batch or finished) and not parent_gone:
-            parent_gone = not _send(conn, ("records", no, batch, live.sent, live.in_flight))
+        streamed = live.streamed_tokens()  # told while it moves: the parent's progress counts tokens
+        if (batch or finished or streamed != reported_streamed) and not parent_gone:
+            parent_gone = not _send(conn, ("records", no, batch, live.sent, live.in_flight, streamed))
+            reported_streamed = streamed
         if finished:
             break
         if parent_gone:

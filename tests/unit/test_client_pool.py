@@ -492,3 +492,31 @@ def _spawned_of(pid: int) -> list[int]:
                 if any("spawn_main" in part for part in _cmdline(c))]
     except psutil.Error:
         return []
+
+
+def test_the_parent_counts_tokens_while_client_processes_stream(tmp_path):
+    """The Load screen's progress counts tokens as they stream (engine.measure.progress.LevelProgress).
+    With --client-processes 2 the streams are in the workers: they report what their requests in flight
+    have streamed, so the parent's count moves before any request ends (it stood still until one did)."""
+    from engine.orchestrator import JobStarted
+
+    spec = LoadSpec(levels=[LoadLevel(max_concurrency=2, num_prompts=2)],
+                    prompts=PromptSource(input_len=8, output_len=60), client_processes=2)
+    seen: list = []
+    with ScriptServer([_reply(tokens=60, gap_ms=40)]) as server:
+        store = Store(tmp_path / "stream.duckdb")
+        session = Session(store, dict(engine="openai", endpoint=server.url))
+        session.start_engine()
+        session.orchestrator.subscribe(lambda event: seen.append(event.job) if isinstance(event, JobStarted) else None)
+        ran = threading.Thread(target=run_load, args=(session, spec), daemon=True)
+        try:
+            ran.start()
+            job = wait_until(lambda: seen and seen[0], 60, "the load job")
+            mid = wait_until(lambda: job.live.streamed_tokens() >= 10 and job.live.completed == 0 and (
+                job.live.streamed_tokens(),), 60, lambda: f"tokens mid-stream (live {job.live.snapshot()})")
+            assert mid[0] >= 10
+            ran.join(120)
+            assert not ran.is_alive() and job.live.completed == 2
+        finally:
+            session.shutdown()
+            store.close()
