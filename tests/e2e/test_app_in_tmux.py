@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.support.tmux import exited, new_session, tmux, wait_screen
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -98,9 +99,7 @@ def test_killing_tmux_during_a_suite_stores_it_aborted_and_leaves_no_engine(toke
         assert len(pids) >= 3, pids  # the shell, tokentop and the engine's process(es)
     finally:
         tmux("kill-session", "-t", name, check=False)
-    end = time.monotonic() + 90
-    while _alive(pids) and time.monotonic() < end:
-        time.sleep(0.5)
+    wait_until(lambda: not _alive(pids), 90, step=0.5, quiet=True)  # asserted below
     assert not _alive(pids), f"processes left after the hang-up: {_alive(pids)}"
 
     import duckdb

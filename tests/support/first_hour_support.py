@@ -121,4 +121,4 @@ def linger_with_a_child(pid_file: str) -> None:
     worker = subprocess.Popen(["sleep", "300"])
     with open(pid_file, "w") as f:
         f.write(str(worker.pid))
-    _time.sleep(300)
+    _time.sleep(300)  # deliberate: it lingers until it is killed

@@ -28,6 +28,7 @@ from engine.types import GenerationRequest
 from tests.support.apps import load_screen_started
 from tests.support.fake_openai import Reply, ScriptServer, chat, completion, event, timed, usage
 from tests.support.openai_client import load_levels, send_request
+from tests.support.wait import wait_for
 
 
 def flat(text: str) -> str:
@@ -227,16 +228,10 @@ def test_vllm_docs_spec_decode_acceptance_beside_the_levels_throughput(store):
 
 
 async def test_load_screen_shows_the_split_at_80x24(store):
-    import asyncio
-
     with ScriptServer([vllm_chat_reply(VLLM_032_METRICS)]) as server:
         fields = {"levels": "1", "num-prompts": "4", "output-len": "3"}
         async with load_screen_started(server, store, fields) as (app, pilot, screen):
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 60
-            while screen.running or not screen.finished:
-                assert loop.time() < end, "timed out"
-                await pilot.pause(0.1)
+            await wait_for(pilot, lambda: not screen.running and screen.finished, 60, "the level to end")
             await pilot.pause()
             rows = [strip.text for strip in app.screen._compositor.render_strips()]
             # The live lines keep the final counts under the mean split; every line of the split, the

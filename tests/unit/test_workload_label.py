@@ -23,6 +23,7 @@ from engine.workloads.conversations import ThinkTime
 from engine.workloads.synthetic import RandomWorkload
 from tests.support.first_hour_support import T0, _record
 from tests.support.prompts import PromptSource
+from tests.support.wait import wait_for
 from tui.cli import main
 
 SHAREGPT = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"Question {i} about GPUs, please?"},
@@ -230,10 +231,8 @@ async def test_compare_screen_shows_each_multi_turn_workload_in_its_own_slo_tabl
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("f7")
             screen = app.screen
-            for _ in range(200):
-                await pilot.pause(0.05)
-                if screen.slo is not None and screen.matrix is not None and screen.frontier is not None:
-                    break
+            await wait_for(pilot, lambda: screen.slo is not None and screen.matrix is not None
+                           and screen.frontier is not None, 30, "the matrix, SLO and frontier")
             assert len(screen.workloads()) == 2
             title = screen.query_one("#matrix-title", Static)
             await pilot.press("o")

@@ -317,13 +317,13 @@ class EchoEngine(Engine):
 
     async def _generate(self, request, record, on_chunk) -> None:
         self.seen.append(request)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # deliberate: the echo engine's pace (its TTFT, then a token per 5 ms)
         for _i in range(request.max_tokens):
             t = time.perf_counter_ns()
             record.chunk_ns.append(t)
             record.chunk_tokens.append(1)
             on_chunk(Chunk(t, "x", 1))
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # deliberate, as above
         record.text = f"reply-{len(self.seen)}"
         record.reported_output_tokens = request.max_tokens
         record.input_tokens = sum(len(c.split()) for _r, c in (request.messages or (("user", request.prompt),)))

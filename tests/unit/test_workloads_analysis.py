@@ -16,6 +16,7 @@ from engine.load import LoadLevel, summarise_level
 from engine.measure.metrics import json_safe, request_metrics
 from engine.workloads import WorkloadOptions, make_workload
 from tests.support.matrix_support import MS, T0, build_box, environment, fixture, record_for
+from tests.support.wait import wait_for
 from tui.cli import main
 
 
@@ -143,10 +144,7 @@ async def test_side_by_side_marks_a_different_workload(two_workloads):
 
     app = Host()
     async with app.run_test(size=(80, 24)) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.1)
-            if app.screen.runs:
-                break
+        await wait_for(pilot, lambda: app.screen.runs, 30, "the two runs")
         assert "workload" in app.screen.differences
     app.store.close()
 
