@@ -36,6 +36,7 @@ class LiveScreen(Screen):
         self.job = None  # the interactive job shown (the app owns it; this screen only renders it)
         self.generations = 0
         self.queued: tuple[str, int, float] | None = None  # a prompt typed while the engine starts
+        self.sent: str | None = None  # the prompt field's text when Enter last sent it
         self._shown_final: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -61,8 +62,13 @@ class LiveScreen(Screen):
 
     def on_key(self, event) -> None:
         # This screen is for typing: a letter typed while the answer pane has focus goes to the prompt,
-        # never to a one-letter shortcut (the F-keys switch screens and quit from here).
-        type_into(self, event, self.query_one("#live-prompt", Input))
+        # never to a one-letter shortcut (the F-keys switch screens and quit from here). It starts the next
+        # prompt: the one just sent is not continued (`/` puts the cursor back in it to edit it).
+        prompt = self.query_one("#live-prompt", Input)
+        last = prompt.value
+        if type_into(self, event, prompt) and self.sent is not None and last == self.sent:
+            prompt.value = event.character
+            prompt.cursor_position = len(prompt.value)
 
     def on_screen_resume(self) -> None:
         if self._view() is not None:
@@ -97,6 +103,7 @@ class LiveScreen(Screen):
         settings = self._settings()
         if settings is None:
             return
+        self.sent = event.value  # letters typed next start a new prompt (on_key)
         if self.app.session is None and getattr(self.app, "engine_state", "") == "starting":
             self.queued = (prompt, *settings)
             self.query_one(StreamView).clear(head=f"› {prompt}")
