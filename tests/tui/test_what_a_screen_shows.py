@@ -73,7 +73,7 @@ async def test_the_top_line_at_80x24_has_every_screen_key_the_engine_and_the_dat
                           mode="history")
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            for key in ("f4", "f2", "f3"):  # screens that are not for typing and ones that are
+            for key in ("f4", "f2", "f3", "f7"):  # screens that are not for typing and ones that are; Compare
                 await pilot.press(key)
                 await pilot.pause()
                 top = screen_text(app).splitlines()[0]

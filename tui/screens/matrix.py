@@ -40,6 +40,7 @@ from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.fields import TextField, type_into
 from tui.widgets.frontier_chart import draw_frontier
 from tui.widgets.paged_table import cell_width
+from tui.widgets.status_bar import StatusBar
 from tui.workers import SaysWorkerFailures
 
 DEFAULT_SLO = "ttft=500,tpot=50"
@@ -116,6 +117,7 @@ class CompareMatrixScreen(SaysWorkerFailures, Screen):
         self.workload: str | None = None  # the workload every tab shows (None: the first there is)
 
     def compose(self) -> ComposeResult:
+        yield StatusBar()  # every screen key, the engine and the database, as on every other screen
         yield Static(Text("Compare — your runs by GPU × provider, one workload at a time · loading…"),
                      id="matrix-title")
         with TabbedContent(id="matrix-tabs", initial="tab-matrix"):
