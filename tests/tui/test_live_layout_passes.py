@@ -121,3 +121,30 @@ def test_gauge_table_with_the_same_rows_is_repainted_alone():
 def _plain(static: Static) -> str:
     """What a Static draws, as plain text."""
     return "\n".join(strip.text for strip in static.render_lines(static.region.reset_offset))
+
+
+def test_gauge_rows_draw_what_the_table_drew():
+    """The stats are drawn without rich's table machinery (ten times a second while streaming):
+    line for line, segment for segment what the rich Table grid drew, at every width, for every
+    shape of snapshot (reasoning, stopped early, estimated counts, compact)."""
+    import random
+
+    from rich.console import Console
+
+    from tui.widgets.gauges import _grid, _Rows, stats_rows
+
+    rnd = random.Random(24)
+    console = Console(width=80, color_system="truecolor")
+    for _ in range(300):
+        snap = LiveSnapshot(
+            tokens=rnd.choice([0, 7, 12_345]), chunks=3, elapsed_s=rnd.choice([0.0, 1.25, 123.4]),
+            tps_now=rnd.choice([0.0, 9.5, 12_345.6]), tps_request=rnd.choice([0.0, 61.2]),
+            ttft_s=rnd.choice([None, 0.1234, 12.0]), tpot_s=rnd.choice([None, 0.016]),
+            itl_last_s=rnd.choice([None, 0.0151]), itl_mean_s=rnd.choice([None, 0.2]),
+            estimated=rnd.random() < 0.5, reasoning=rnd.random() < 0.3, reasoning_tokens=rnd.choice([0, 40]),
+            ttfo_s=rnd.choice([None, 0.5]), done=rnd.random() < 0.5,
+            stopped_early=rnd.choice([None, (128, 7)]))
+        rows = stats_rows(snap, compact=rnd.random() < 0.5)
+        options = console.options.update_width(rnd.randint(8, 40))
+        assert list(console.render_lines(_Rows(rows), options, pad=True)) == \
+            list(console.render_lines(_grid(rows), options, pad=True))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -31,6 +36,46 @@ def _grid(rows: tuple[tuple[str, str], ...]) -> Table:
     for label, value in rows:
         table.add_row(label, Text(value))
     return table
+
+
+_DIM = Style(dim=True)
+_GAP = Segment(" ", _DIM)
+
+
+class _Rows:
+    """`_grid(rows)` drawn without rich's table machinery (column measuring, cell padding, a render
+    per cell): the same segments, line for line (tests/tui/test_live_layout_passes.py compares them),
+    at a fraction of the calls, ten times a second while a request streams. Labels dim and padded
+    to the widest, one dim space, values right-aligned to the widest; the rich Table itself where
+    that would not fit the width or a cell is not one plain line."""
+
+    def __init__(self, rows: tuple[tuple[str, str], ...]) -> None:
+        self.rows = rows
+
+    def table(self) -> Table:
+        return _grid(self.rows)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rows = self.rows
+        plain = rows and all(_one_line(label) and _one_line(value) for label, value in rows)
+        lw = max((cell_len(label) for label, _ in rows), default=0)
+        vw = max((cell_len(value) for _, value in rows), default=0)
+        if not plain or lw + 1 + vw > options.max_width:
+            yield self.table()
+            return
+        line = Segment.line()
+        for label, value in rows:
+            yield Segment(label + " " * (lw - cell_len(label)), _DIM)
+            yield _GAP
+            yield Segment(" " * (vw - cell_len(value)) + value)
+            yield line
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.table())
+
+
+def _one_line(text: str) -> bool:
+    return text.isprintable() and bool(text)
 
 
 def stats_rows(snap: LiveSnapshot, compact: bool = False) -> tuple[tuple[str, str], ...]:
@@ -116,7 +161,7 @@ class GaugePanel(Vertical):
             # One line per row, never wrapped (no_wrap), the panel's width: the same number of rows is
             # the same height, a repaint of the table alone, not a layout pass of the whole screen.
             same_height = isinstance(before, tuple) and len(before) == len(rows)
-            self.query_one(".gauge-stats", Static).update(_grid(rows), layout=not same_height)
+            self.query_one(".gauge-stats", Static).update(_Rows(rows), layout=not same_height)
             shown["stats"] = rows
         if not self.compact:
             note = gauge_note(snap)
