@@ -10,6 +10,7 @@ from data.store.recorder import RunRecorder
 from engine.measure.metrics import request_metrics
 from engine.orchestrator import case_summary as summarise
 from engine.types import GenerationRequest, RequestRecord
+from tests.support.wait import wait_for, wait_steady
 
 MS = 1_000_000
 
@@ -89,19 +90,12 @@ def fixed_store(path) -> Store:
 async def settle(pilot, timeout: float = 30.0) -> None:
     """Wait until the screens' database workers (groups named '...-load') are done and the
     messages they posted are handled: screens read the store off the UI thread."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
     await pilot.pause()
-    while any(w.group.endswith("-load") and not w.is_finished for w in pilot.app.workers):
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for the screens to read the database")
-        await pilot.pause(0.02)
+    await wait_for(pilot, lambda: not any(w.group.endswith("-load") and not w.is_finished for w in pilot.app.workers),
+                   timeout, "the screens to read the database", step=0.02)
     # the rows arrive after the first frame: let the tables lay out (column widths) again
     await pilot.pause()
-    await pilot.wait_for_scheduled_animations()
-    await pilot.pause(0.1)
+    await wait_steady(pilot, timeout, frames=2)  # the same picture twice, 0.1 s apart
     await pilot.pause()
 
 

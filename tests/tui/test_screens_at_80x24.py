@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, TabbedContent
 
 from tests.support.first_hour_support import add_load_sweep, add_stopped_generation, cut_numbers, screen_text
 from tests.support.tui_support import FakeSession, fixed_store, settle
-from tests.support.wait import wait_for
+from tests.support.wait import wait_for, wait_steady
 from tui.app import TokentopApp
 from tui.screens.compare import CompareScreen
 from tui.screens.help import HelpScreen
@@ -113,7 +113,8 @@ async def test_help_scrolls_on_every_screen_and_names_it_in_words(world):
             if name == "compare SLO":
                 await pilot.press("escape")  # leave the SLO field: F1 works from it too, but keep the tab
             await pilot.press("f1")
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 10, f"Help over {name}")
+            await wait_steady(pilot)
             assert isinstance(app.screen, HelpScreen), name
             title = app.screen.title_text
             assert not re.search(r"[a-z][A-Z]", title), (name, title)  # "Run detail", never "RunDetail"
@@ -122,10 +123,10 @@ async def test_help_scrolls_on_every_screen_and_names_it_in_words(world):
                 if last.split(":")[0] in screen_text(app):
                     break
                 await pilot.press("pagedown")
-                await pilot.pause(0.05)
+                await pilot.wait_for_scheduled_animations()  # the scroll done
             assert last.split(":")[0] in screen_text(app), (name, screen_text(app))
             await pilot.press("escape")
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen), 10, "Help to close")
             assert not isinstance(app.screen, HelpScreen)
 
 
@@ -161,7 +162,7 @@ async def test_the_suite_final_line_keeps_the_whole_run_id(world):
         suite.metrics = [SimpleNamespace(success=True)] * 30
         suite._finished(SimpleNamespace(result=SimpleNamespace(status="completed"), total=30,
                                         run_id="20250301-120000-aaaaaa"))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "20250301-120000-aaaaaa" in screen_text(app), 10, "the final line")
         assert "completed: 30/30 requests · run 20250301-120000-aaaaaa" in " ".join(
             line.strip() for line in screen_text(app).splitlines())
 
@@ -178,7 +179,7 @@ async def test_the_load_live_line_keeps_every_count(world):
                             completed=1050, failed=56, stopped=0, output_throughput=12345.6, ttft_p50_ms=3735.0,
                             ttft_p99_ms=12001.0, elapsed_s=30.0)
         app.screen.query_one("#load-live").update(live_text(snap, "134k/158k tok · ETA 0:04"))
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "ETA 0:04" in screen_text(app), 10, "the live line")
         text = screen_text(app)
         for part in ("concurrency 128", "sent 1234", "in flight 128", "done 1050", "failed 56", "12345.6",
                      "3735/12001 ms", "ETA 0:04"):
@@ -190,7 +191,8 @@ async def test_history_marked_line_keeps_both_ids(world):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("space", "down", "space")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "c costs" in " ".join(line.strip() for line in screen_text(app).splitlines()),
+                       10, "the marked line")
         words = " ".join(line.strip() for line in screen_text(app).splitlines())
         marked = app.screen.marked
         assert len(marked) == 2 and all(run_id in words for run_id in marked) and "c costs" in words
@@ -227,11 +229,12 @@ async def test_a_stopped_generation_reads_the_same_in_history_detail_and_charts(
         detail = app.screen
         assert isinstance(detail, RunDetailScreen)
         await pilot.press("tab")  # the TPS tab: its one request is drawn
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: detail.query_one(TabbedContent).active == "tab-tps", 10, "the TPS tab")
+        await wait_steady(pilot)
         assert detail.query_one(TabbedContent).active == "tab-tps"
         assert "not shown" not in screen_text(app)
         await pilot.press("tab")  # ITL: the 11 gaps of its 12 chunks, as the summary's ITL p99 counts them
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "ITL distribution" in screen_text(app), 10, "the ITL chart")
         assert "ITL distribution, 11 gaps" in screen_text(app)
 
 
@@ -287,7 +290,7 @@ async def test_the_slo_tab_focuses_its_field_and_typing_never_fires_a_shortcut(w
         await pilot.press("escape", "m")
         assert screen.query_one(TabbedContent).active == "tab-matrix"
         screen.query_one(TabbedContent).active = "tab-slo"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: getattr(app.focused, "id", None) == "slo-input", 10, "the SLO field's focus")
         assert app.focused.id == "slo-input"
 
 
@@ -335,11 +338,11 @@ async def test_the_load_form_defaults_and_checks_as_you_type(world):
         burst.focus()
         burst.value = ""
         await pilot.press(*"abc")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: burst.has_class("-invalid"), 10, "the field marked invalid")
         assert burst.has_class("-invalid")
         assert "burstiness 'abc' is not a number" in str(screen.query_one("#load-status").render())
         await pilot.press("backspace", "backspace", "backspace", "2")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: not burst.has_class("-invalid"), 10, "the field valid again")
         assert not burst.has_class("-invalid")
 
 
@@ -377,7 +380,8 @@ async def test_the_itl_histogram_starts_at_zero(world):
         await pilot.press("enter")
         await settle(pilot)
         app.screen.query_one(TabbedContent).active = "tab-itl"
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "└" in screen_text(app), 10, "the ITL chart's frame")
+        await wait_steady(pilot)  # drawn and laid out
         lines = screen_text(app).splitlines()
         bottom = max(i for i, line in enumerate(lines) if "└" in line)
         axis = lines[bottom + 1]  # the x axis' tick labels, under the frame
@@ -396,7 +400,8 @@ async def test_start_up_steps_are_visible_at_80_columns(world):
                               ("vLLM 0.32.0 imported in 6.1s; loading /root/.cache/tokentop/models/SmolLM2", "loading the model"),
                               ("warming up", "warming up")):
             app.post_message(EngineProgress(message))
-            await pilot.pause(0.7)
+            await wait_for(pilot, lambda: step in (top := screen_text(app).splitlines()[0])  # noqa: B023
+                           and re.search(r"\d+ s", top), 10, f"{step!r} on the top line")
             top = screen_text(app).splitlines()[0]
             assert step in top and re.search(r"\d+ s", top), top
 
