@@ -84,13 +84,14 @@ class LevelStats:
     why_not: str = ""
     workload: str = ""  # the label of the workload the level ran (data.analysis.workload_labels)
     workload_key: str = ""
+    sweep_id: str = ""  # the run id of its sweep's first level: names the sweep (time-sortable, `show` takes it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: float,
-                slo_ms: dict[str, float] | None = None, sweep: int = 0) -> LevelStats:
+                slo_ms: dict[str, float] | None = None, sweep: int = 0, sweep_id: str = "") -> LevelStats:
     ok = [q for q in requests if q.get("success") and q.get("ttft_ms") is not None and q.get("e2el_ms") is not None]
     ttfts = [float(q["ttft_ms"]) for q in ok]
     e2els = [float(q["e2el_ms"]) for q in ok]
@@ -118,7 +119,7 @@ def level_stats(run: RunFacts, requests: Sequence[dict[str, Any]], percentile: f
         per_gpu_throughput=throughput / run.gpus_used,
         per_user_tps=(sum(per_user) / len(per_user)) if per_user else None,
         ttft_ms=pct(ttfts), tpot_ms=pct(tpots), e2el_ms=pct(e2els),
-        workload=run.workload_label, workload_key=run.workload_key,
+        workload=run.workload_label, workload_key=run.workload_key, sweep_id=sweep_id or run.run_id,
     )
     if slo_ms:
         series = {"ttft": ttfts, "tpot": all_tpots, "e2el": e2els}
@@ -161,7 +162,7 @@ def load_levels(store, percentile: float = DEFAULT_PERCENTILE, slo_ms: dict[str,
     out = []
     for i, chain in enumerate(chains):
         for run in chain:
-            out.append(level_stats(run, requests[run.run_id], percentile, slo_ms, sweep=i))
+            out.append(level_stats(run, requests[run.run_id], percentile, slo_ms, sweep=i, sweep_id=chain[0].run_id))
     return out
 
 
@@ -204,6 +205,14 @@ class SloAnswer:
         text = f"{b.output_throughput:.1f} tok/s at {b.label} ({b.run_id})"
         return text if self.costs or self.gpu_key else text + "; no provider rents this device"
 
+    def sweep_tags(self) -> dict[str, str]:
+        """{sweep_id: "#1", ...}: the sweeps this answer's levels came from, numbered in the order the
+        levels are listed (load_levels: each machine's sweeps in the order they started), when there are
+        several (two sweeps of one workload both have a `concurrency 1`); {} for one sweep. The CLI and
+        Compare's SLO tab put the tag beside each level."""
+        ids = list(dict.fromkeys(s.sweep_id for s in self.levels))
+        return {sid: f"#{i}" for i, sid in enumerate(ids, 1)} if len(ids) > 1 else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "workload": self.workload, "workload_key": self.workload_key,
@@ -212,6 +221,7 @@ class SloAnswer:
             "best": self.best.to_dict() if self.best else None,
             "costs": [c.to_dict() for c in self.costs], "cheapest_overall": self.cheapest_overall,
             "levels": [s.to_dict() for s in self.levels],
+            "sweeps": self.sweep_tags(),
         }
 
 

@@ -412,9 +412,11 @@ class CompareMatrixScreen(SaysWorkerFailures, Screen):
         rows = []
         for a in answers:
             gpu = (a.gpu_key or "CPU") + (f" ×{a.gpus_used}" if a.gpus_used > 1 else "")
+            tags = a.sweep_tags()  # two sweeps of one workload: "#1 c=1", "#2 c=1" (in the order they started)
             for s in a.levels:
                 meets = Text("yes", style="green") if s.meets else Text(f"no: {s.why_not}", style="red")
-                rows.append([Text(gpu), Text(short_level(s.label)), Text(f"{s.completed}/{s.completed + s.failed}"),
+                level = f"{tags[s.sweep_id]} {short_level(s.label)}" if tags else short_level(s.label)
+                rows.append([Text(gpu), Text(level), Text(f"{s.completed}/{s.completed + s.failed}"),
                              Text(f"{s.output_throughput:.1f}", justify="right"),
                              Text(f"{s.ttft_ms:.0f}", justify="right"), Text(f"{s.tpot_ms:.1f}", justify="right"),
                              Text("–" if s.goodput is None else f"{s.goodput:.2f}", justify="right"), meets])

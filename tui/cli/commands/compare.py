@@ -266,7 +266,14 @@ def print_slo(console: Console, result) -> None:
         cols = _table(headers, {i: "right" for i in range(1, 6)})
         rows = [[Text(c, style="bold green" if a.best is s else "") for c in level_cells(s, result.percentile)]
                 for s in a.levels]
-        print_table(console, cols, rows, layout="pages", fixed=1)
+        tags = a.sweep_tags()  # several sweeps of this workload: which one each level came from
+        if tags:
+            cols.insert(0, Col("sweep", min_width=5))
+            rows = [[Text(tags[s.sweep_id], style="bold green" if a.best is s else ""), *row]
+                    for s, row in zip(a.levels, rows)]
+        print_table(console, cols, rows, layout="pages", fixed=2 if tags else 1)
+        for sweep_id, tag in tags.items():
+            console.print(Text(f"sweep {tag}: its first level is run {sweep_id}", style="dim"))
         console.print()
 
 
