@@ -127,7 +127,7 @@ LOAD_TABLE_COLUMNS: tuple[LoadColumn, ...] = (
 
 
 def load_columns(rows: Sequence[Mapping[str, Any]], slo_ms: Mapping[str, float] | None = None) -> list[LoadColumn]:
-    """The columns of LOAD_TABLE_COLUMNS shown for these levels (stored level dicts, data.jobs.load.level_rows):
+    """The columns of LOAD_TABLE_COLUMNS shown for these levels (stored level dicts: data.jobs.load.LevelRow.to_dict):
     every one, goodput when the run has SLOs (slo_ms, or a level with request_goodput), the external tier's
     hit rate when a level has one. The same rule for the command and the screen; at 80 columns both page
     the columns with the level kept."""

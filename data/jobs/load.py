@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from data.jobs.session import Session
 from engine.load.driver import LevelOutcome, LiveLoad
 from engine.load.patterns import LoadLevel, default_num_prompts, sweep_levels
+from engine.load.results import LevelSummary
 from engine.load.runner import engine_tokens
 from engine.load.summary import parse_slo
 from engine.measure.metrics import RequestMetrics
@@ -143,14 +144,55 @@ def load_outcome(job: Job, session: Session) -> LoadOutcome:
     return LoadOutcome(levels, reason, job.interrupted, gpu_note, result.server_note if result else None)
 
 
-def level_rows(results: Sequence[LevelResult]) -> list[dict[str, Any]]:
-    """One flat dict per level, for tables, JSON and charts."""
-    rows = []
-    for r in results:
-        res = r.summary.get("overall", {})
-        rows.append({"run_id": r.run_id, "status": r.outcome.status, **res,
-                     "gpu": r.summary.get("gpu"), "server": r.summary.get("server")})
-    return rows
+@dataclass(frozen=True)
+class LevelRow:
+    """One finished level as `tokentop load` and the Load screen show it: its stored run (run_id), the
+    run's status, and its figures read once from the stored summary's "overall" (summary: an
+    engine.load.results.LevelSummary; None when the level stored none, e.g. it ended before any figure,
+    and then `unread` holds what "overall" had), with the stored summary's "gpu" and "server" beside."""
+
+    run_id: str
+    status: str
+    summary: LevelSummary | None
+    gpu: Mapping[str, Any] | None = None
+    server: Mapping[str, Any] | None = None
+    unread: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run_id: str, status: str, stored: Mapping[str, Any]) -> "LevelRow":
+        """A level's row from its stored run summary (orchestrator.run_summary's dict): the one place
+        the stored dict is read."""
+        overall = stored.get("overall") or {}
+        try:
+            summary: LevelSummary | None = LevelSummary.from_dict(overall)
+        except KeyError:  # no figures stored (vLLM's keys missing)
+            summary = None
+        return cls(run_id, status, summary, stored.get("gpu"), stored.get("server"),
+                   {} if summary is not None else dict(overall))
+
+    @property
+    def label(self) -> str | None:
+        """The level's name (LevelSummary.label; without figures, the label stored beside, if any)."""
+        return self.summary.label if self.summary is not None else self.unread.get("label")
+
+    def beside(self, key: str) -> Any:
+        """A figure stored beside the level's own (the server's prefix_cache_hit_rate,
+        prefix_cache_external_hit_rate, J/token: LevelSummary.extra), or None."""
+        return (self.summary.extra if self.summary is not None else self.unread).get(key)
+
+    def to_dict(self, *, beside: bool = True) -> dict[str, Any]:
+        """The JSON row (the command's --json "levels", tables keyed by stored names): run_id, status,
+        the stored "overall" key for key, then "gpu" and "server" (beside=False: without those two)."""
+        out = {"run_id": self.run_id, "status": self.status,
+               **(self.summary.to_dict() if self.summary is not None else dict(self.unread))}
+        if beside:
+            out.update(gpu=self.gpu, server=self.server)
+        return out
+
+
+def level_rows(results: Sequence[LevelResult]) -> list[LevelRow]:
+    """One typed row per level (LevelRow), for tables, JSON (LevelRow.to_dict) and charts."""
+    return [LevelRow.of(r.run_id, r.outcome.status, r.summary) for r in results]
 
 
 # -- settings -> spec (the `load` command and the app's Load form) -------------------------------

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -186,6 +186,10 @@ class LatencyStats:
             float(np.std(arr) * 1000),
             tuple((float(p), float(np.percentile(arr, p) * 1000)) for p in percentiles),
         )
+
+    def percentile_ms(self, p: float) -> float | None:
+        """The p-th percentile (ms), None when it was not asked for or there were no values."""
+        return next((value for q, value in self.percentiles_ms if q == p), None)
 
     def to_dict(self, name: str) -> dict[str, float | None]:
         """The result JSON's keys for this latency: mean_<name>_ms, median_, std_, p<label>_<name>_ms."""
@@ -640,20 +644,41 @@ def steady_state_fields(metrics: Sequence[RequestMetrics], target_concurrency: i
     return {"steady_state": result, "steady_state_note": note}
 
 
-def steady_state_lines(res: dict[str, Any]) -> list[str]:
+class SteadyStateFigures(Protocol):
+    """What steady_state_lines reads of a level's typed figures (engine.load.results.LevelSummary): the
+    level's duration (s), steady_state() (or None) and the note saying why there is none."""
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def steady_state(self) -> Mapping[str, Any] | None: ...
+
+    @property
+    def steady_state_note(self) -> str | None: ...
+
+
+def steady_state_lines(res: SteadyStateFigures | Mapping[str, Any]) -> list[str]:
     """A level's steady state in at most two lines of under 80 columns, for `tokentop load`, `show` and
-    the Load screen (res: a level's stored summary). [] when the summary predates steady state."""
-    if "steady_state" not in res:
-        return []
-    ss = res.get("steady_state")
-    if not isinstance(ss, dict):
-        return [str(res.get("steady_state_note") or "no plateau")]
+    the Load screen. res: a level's figures (engine.load.results.LevelSummary), or a stored summary as it
+    is (`show` and the run details read runs of every kind and age). [] when the summary predates steady
+    state (a LevelSummary with neither steady_state nor its note; a dict without the key)."""
+    if isinstance(res, Mapping):
+        if "steady_state" not in res:
+            return []
+        ss, note, whole_s = res.get("steady_state"), res.get("steady_state_note"), res.get("duration")
+    else:
+        ss, note, whole_s = res.steady_state, res.steady_state_note, res.duration
+        if ss is None and note is None:
+            return []
+    if not isinstance(ss, Mapping):
+        return [str(note or "no plateau")]
 
     def f(value: Any, fmt: str) -> str:
         return fmt.format(value) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
     w = ss.get("window") or {}
-    whole = f(res.get("duration"), "{:.1f}")
+    whole = f(whole_s, "{:.1f}")
     first = (f"steady {f(ss.get('duration'), '{:.1f}')} of {whole} s, >= {w.get('threshold_abs')} in flight: "
              f"{f(ss.get('request_throughput'), '{:.2f}')} req/s, {f(ss.get('output_throughput'), '{:.1f}')} tok/s")
     second = (f"  TTFT mean/med/p99 {f(ss.get('mean_ttft_ms'), '{:.0f}')}/{f(ss.get('median_ttft_ms'), '{:.0f}')}/"
@@ -684,15 +709,14 @@ def json_safe(value):
     return value
 
 
-def failure_note(agg: dict) -> str | None:
+def failure_note(agg: BenchmarkMetrics) -> str | None:
     """A level's (or run's) failures in one line, or None when nothing failed:
     "5 of 10 failed (50 %): HTTP 503 ×3, HTTP 429 ×1, error in stream ×1"."""
-    failed = int(agg.get("failed") or 0)
+    failed = int(agg.failed or 0)
     if not failed:
         return None
-    total = failed + int(agg.get("completed") or 0)
+    total = failed + int(agg.completed or 0)
     text = f"{failed} of {total} failed ({100.0 * failed / total:.0f} %)"
-    kinds = agg.get("failures_by_kind") or {}
-    if kinds:
-        text += ": " + ", ".join(f"{kind} ×{n}" for kind, n in kinds.items())
+    if agg.failures_by_kind:
+        text += ": " + ", ".join(f"{kind} ×{n}" for kind, n in agg.failures_by_kind.items())
     return text

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -209,30 +209,50 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if abs(value) < 10 else f"{value:.0f}"
 
 
-def split_lines(res: dict[str, Any], width: int = 80) -> list[str]:
+class SplitFigures(Protocol):
+    """What split_lines reads of a level's typed figures (engine.load.results.LevelSummary): its label,
+    server_timing (level_split's keys) and output_throughput (tok/s)."""
+
+    @property
+    def label(self) -> str | None: ...
+
+    @property
+    def server_timing(self) -> Mapping[str, Any]: ...
+
+    @property
+    def output_throughput(self) -> float: ...
+
+
+def split_lines(res: SplitFigures | Mapping[str, Any], width: int = 80, *, label: str | None = None) -> list[str]:
     """A level's TTFT split and spec-decode acceptance as text lines of at most `width` columns (the
     `load` command, `show` and the Load screen), two for the split and one for spec decode:
         concurrency 4: TTFT 56 ms = queue 3.1 + engine 41 + rest 12
           median 53 = 2.0 + 40 + 11, 10 req with server timing
         concurrency 4: spec decode acceptance 47 %, accepted length 2.40 at 310.2 tok/s
-    [] when the level has no server timing."""
-    label = str(res.get("label") or "level")
+    res: a level's figures (engine.load.results.LevelSummary), or a stored summary as it is (`show` and the
+    run details read runs of every kind and age: level_split's keys beside the others). label: the name the
+    lines lead with (default: res's label, else "level"). [] when the level has no server timing."""
+    if isinstance(res, Mapping):
+        timing, tput, named = res, res.get("output_throughput"), res.get("label")
+    else:
+        timing, tput, named = res.server_timing, res.output_throughput, res.label
+    label = label if label is not None else str(named or "level")
     lines: list[str] = []
-    if res.get("mean_ttft_client_ms") is not None:
-        mean = (f"TTFT {_ms(res['mean_ttft_client_ms'])} ms = queue {_ms(res['mean_server_queue_time_ms'])}"
-                f" + engine {_ms(res['mean_server_ttft_ms'])} + rest {_ms(res['mean_ttft_rest_ms'])}")
+    if timing.get("mean_ttft_client_ms") is not None:
+        mean = (f"TTFT {_ms(timing['mean_ttft_client_ms'])} ms = queue {_ms(timing['mean_server_queue_time_ms'])}"
+                f" + engine {_ms(timing['mean_server_ttft_ms'])} + rest {_ms(timing['mean_ttft_rest_ms'])}")
         lines.append(f"{_cut(label, width - len(mean) - 2)}: {mean}")
-        lines.append(_cut(f"  median {_ms(res['median_ttft_client_ms'])} = {_ms(res['median_server_queue_time_ms'])}"
-                          f" + {_ms(res['median_server_ttft_ms'])} + {_ms(res['median_ttft_rest_ms'])}, "
-                          f"{res.get('server_timed_requests')} req with server timing", width))
-    rate, length = res.get("spec_decode_acceptance_rate"), res.get("spec_decode_acceptance_length")
+        lines.append(_cut(f"  median {_ms(timing['median_ttft_client_ms'])} = "
+                          f"{_ms(timing['median_server_queue_time_ms'])} + {_ms(timing['median_server_ttft_ms'])}"
+                          f" + {_ms(timing['median_ttft_rest_ms'])}, "
+                          f"{timing.get('server_timed_requests')} req with server timing", width))
+    rate, length = timing.get("spec_decode_acceptance_rate"), timing.get("spec_decode_acceptance_length")
     if rate is not None or length is not None:
         parts = []
         if rate is not None:
             parts.append(f"acceptance {100 * rate:.0f} %")
         if length is not None:
             parts.append(f"accepted length {length:.2f}")
-        tput = res.get("output_throughput")
         text = f"{label}: spec decode " + ", ".join(parts)
         if tput is not None:
             text += f" at {tput:.1f} tok/s"

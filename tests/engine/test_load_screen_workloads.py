@@ -76,9 +76,9 @@ async def test_the_load_screen_runs_each_workload_and_stores_it(case, session, s
             widget.value = value
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: not screen.running and screen.finished, 240)
-        assert [f["status"] for f in screen.finished] == ["completed"], screen.last_message
+        assert [f.status for f in screen.finished] == ["completed"], screen.last_message
         assert "done: 1 level(s) stored" in screen.last_message
-        run = store.get_run(screen.finished[0]["run_id"])
+        run = store.get_run(screen.finished[0].run_id)
         assert run["workload"]["kind"] == stored_kind and run["workload_key"] and run["workload_label"]
         rows = store.get_requests(run["run_id"])
         assert rows and all(r["success"] for r in rows)
@@ -89,7 +89,7 @@ async def test_the_load_screen_runs_each_workload_and_stores_it(case, session, s
             await wait_for(pilot, lambda: "TTFT p50 by turn" in screen.notes, 10)
             assert run["workload"]["params"]["turn_delay_dist"] == ("exponential" if kind == "random" else "fixed")
         if kind.endswith("_trace"):
-            assert screen.finished[0]["label"] == "trace" and len(rows) == 2
+            assert screen.finished[0].label == "trace" and len(rows) == 2
         if kind == "random":
             assert run["workload"]["params"]["range_ratio"] == 0.2 or case != "random"
 

@@ -105,9 +105,9 @@ async def test_ctrl_x_from_a_load_field_stops_it_and_counts_no_unsent_request(se
         await pilot.press("ctrl+x")  # stop, from the same field
         await wait_for(pilot, lambda: not screen.running, 60)
         assert "stopped" in screen.last_message
-        (row,) = screen.finished
-        assert row["failed"] == 0 and row["completed"] + row["aborted"] + row["not_sent"] == 20
+        (row,) = [level.summary for level in screen.finished]
+        assert row.failed == 0 and row.completed + row.aborted + row.not_sent == 20
         text = screen_text(app)
         assert not cut_numbers(text), cut_numbers(text)
     runs = [r for r in store.list_runs() if r["kind"] == "load"]
-    assert len(runs) == 1 and runs[0]["requests"] == row["completed"] + row["aborted"]
+    assert len(runs) == 1 and runs[0]["requests"] == row.completed + row.aborted

@@ -131,7 +131,12 @@ async def test_f6_opens_the_form_while_the_engine_starts_and_ctrl_r_waits_for_it
 
 
 def _level_summary(label: str) -> dict:
-    return {"label": label, "completed": 3, "failed": 2, "failure_rate": 0.4, "failures_by_kind": {"HTTP 503": 2},
+    from engine.measure.metrics import aggregate
+
+    # A level as the screen gets it: vLLM's keys (engine.load.results.LevelSummary.from_dict reads them), then
+    # the figures this test is about.
+    return {**aggregate([], 2.0),
+            "label": label, "completed": 3, "failed": 2, "failure_rate": 0.4, "failures_by_kind": {"HTTP 503": 2},
             "duration": 2.0, "steady_state": None, "steady_state_note": "no plateau: too short",
             "ttft_by_turn": {"0": {"p50_ms": 12.0}, "1": {"p50_ms": 30.0}},
             "mean_ttft_client_ms": 40.0, "median_ttft_client_ms": 38.0, "mean_server_queue_time_ms": 5.0,

@@ -72,7 +72,7 @@ async def test_load_screen_runs_a_sweep_and_charts_it(session, store):
         screen.query_one("#load-slo", Input).value = "ttft=60000"
         await pilot.click("#load-start")
         await wait_for(pilot, lambda: not screen.running and screen.finished, 90)
-        assert [row["max_concurrency"] for row in screen.finished] == [1, 2]
+        assert [row.summary.level.max_concurrency for row in screen.finished] == [1, 2]
         assert screen.query_one("#load-table", DataTable).row_count == 2
         assert len(screen.points) == 2
         assert "done: 2 level(s) stored" in screen.last_message

@@ -30,7 +30,7 @@ async def test_load_screen_flags_a_level_with_failures(store):
         async with load_screen_started(server, store, fields) as (app, pilot, screen):
             await wait_for(pilot, lambda: not screen.running and screen.finished, 60)
             (level,) = screen.finished
-            assert level["failure_rate"] == 0.5
+            assert level.summary.failure_rate == 0.5
             table = screen.query_one("#load-table", PagedTable)
             cells = [str(c) for c in table.get_row_at(0)]
             assert "5 (50%)" in cells

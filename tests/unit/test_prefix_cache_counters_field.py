@@ -426,7 +426,7 @@ def test_load_level_on_an_offload_server_stores_and_says_the_external_tier_hit_r
         stored = store.get_run(level.run_id)["summary"]
         assert stored["overall"]["prefix_cache_external_hit_rate"] == pytest.approx(900 / 950)
         assert stored["server"]["prefix_hit_rate_all_tiers"] == pytest.approx(0.95)
-        assert "external tier hits 95 % of the misses" in _level_line(overall, "completed")
+        assert "external tier hits 95 % of the misses" in _level_line(level_rows(outcome.levels)[0])
         cols, table = load_table(level_rows(outcome.levels), None)
         headers = [c.header for c in cols]
         assert table[0][headers.index("hit %")] == "5%" and table[0][headers.index("ext hit %")] == "95%"

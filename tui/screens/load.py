@@ -12,9 +12,10 @@ the app's RunWatcher view and the job's live counters on a 4 Hz timer.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -44,6 +45,9 @@ from tui.widgets.load_chart import LoadChart
 from tui.widgets.paged_table import PagedTable
 from tui.widgets.status_bar import StatusBar
 from tui.workers import SaysWorkerFailures
+
+if TYPE_CHECKING:
+    from data.jobs.load import LevelRow
 
 DEFAULT_OUTPUT_LEN = "128"  # vLLM's --random-output-len default, as `tokentop load`
 
@@ -111,7 +115,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self.runs = None  # the app's (a load outlives this screen: Esc leaves, the load goes on)
         self.job = None
         self.points: list[tuple[float, float, float | None]] = []  # (concurrency or rate, tok/s, TTFT p99)
-        self.finished: list[dict[str, Any]] = []
+        self.finished: list[LevelRow] = []  # the finished levels, typed (data.jobs.load.LevelRow)
         self.check_lines: list[str] = []  # "<level>: <warning>" of the client self-check, for the notes
         self.last_message = ""
         self._final_shown = False
@@ -424,25 +428,32 @@ class LoadScreen(SaysWorkerFailures, Screen):
 
     # -- the app's load view -> state ----------------------------------------------------------
     def _level_finished(self, run) -> None:
-        r = dict(run.summary.get("overall", {}))
-        self.finished.append({"run_id": run.run.run_id, "status": run.status, **r})
+        from data.jobs.load import LevelRow
+
+        row = LevelRow.of(run.run.run_id, run.status, run.summary)  # the stored summary, read once
+        self.finished.append(row)
         # The client self-check's warnings of each level: in the sweep's notes (one toast a level covered
         # the table; the app leaves load runs to this screen).
         health = run.summary.get("client_health") or {}
-        self.check_lines.extend(f"{r.get('label') or run.run.run_id}: {w}" for w in health.get("warnings") or [])
+        self.check_lines.extend(f"{row.label or row.run_id}: {w}" for w in health.get("warnings") or [])
         self._show_table()
-        x = r.get("max_concurrency") if r.get("request_rate") == "inf" else r.get("request_rate")
-        if isinstance(x, (int, float)) and r.get("output_throughput") is not None:
-            self.points.append((float(x), float(r["output_throughput"]), r.get("p99_ttft_ms")))
+        s = row.summary
+        if s is None or s.level is None:
+            return
+        x = s.level.max_concurrency if math.isinf(s.level.request_rate) else s.level.request_rate
+        if isinstance(x, (int, float)) and s.output_throughput is not None:
+            self.points.append((float(x), float(s.output_throughput), s.p99_ttft_ms))
             self._draw_chart()
 
     def _show_table(self) -> None:
         """The finished levels under the columns tui.cells.load_columns shows for them (`tokentop load`'s
         table shows the same); a level with failures is flagged in red (how they failed: the status line)."""
-        columns = load_columns(self.finished)
-        rows = [(None, [Text(load_cell(f, c), justify=c.align,
-                             style="bold red" if c.field == "failed" and f.get("failed") else "") for c in columns])
-                for f in self.finished]
+        stored = [(f.to_dict(beside=False), f.summary) for f in self.finished]  # the columns' stored names
+        columns = load_columns([d for d, _s in stored])
+        rows = [(None, [Text(load_cell(d, c), justify=c.align,
+                             style="bold red" if c.field == "failed" and s is not None and s.failed else "")
+                        for c in columns])
+                for d, s in stored]
         self.query_one("#load-table", PagedTable).set_columns_and_rows([(c.header, c.header) for c in columns], rows)
 
     def _load_finished(self, view) -> None:
@@ -463,18 +474,18 @@ class LoadScreen(SaysWorkerFailures, Screen):
         from engine.measure.metrics import failure_note, steady_state_lines
 
         self.notes = {}
-        flagged = [(f.get("label"), failure_note(f)) for f in self.finished if failure_note(f)]
+        levels = [f.summary for f in self.finished if f.summary is not None]  # the levels that stored figures
+        flagged = [(s.label, note) for s in levels for note in [failure_note(s)] if note]
         if flagged:  # levels whose requests failed: flagged in the status line, how they failed in the notice
             self.notes[NOTE_FAILED] = [f"{label}: {note}" for label, note in flagged]
-        steady = [f"{f.get('label')}: {lines[0]}" for f in self.finished
-                  for lines in [steady_state_lines(f)] if lines]
+        steady = [f"{s.label}: {lines[0]}" for s in levels for lines in [steady_state_lines(s)] if lines]
         if steady:  # each level's plateau beside the table's whole-run figures (vllm-bench's rule)
             self.notes[NOTE_STEADY] = steady
         self._server_timing()
-        turns = [f for f in self.finished if f.get("ttft_by_turn")]
+        turns = [s for s in levels if s.ttft_by_turn]
         if turns:  # conversations: TTFT grows with the context, turn by turn
-            self.turn_lines = [f"{f.get('label')}: " + ", ".join(
-                f"turn {int(t) + 1} {v['p50_ms']:.0f} ms" for t, v in f["ttft_by_turn"].items()) for f in turns]
+            self.turn_lines = [f"{s.label}: " + ", ".join(
+                f"turn {int(t) + 1} {v['p50_ms']:.0f} ms" for t, v in (s.ttft_by_turn or {}).items()) for s in turns]
             self.notes[NOTE_TURNS] = self.turn_lines
         workload = getattr(self, "workload", None)
         if workload is not None and workload.notes:  # what sampling skipped, lengths that are approximate
@@ -488,7 +499,7 @@ class LoadScreen(SaysWorkerFailures, Screen):
         self._set_status(status)
         self._end_notice(f"Load {word}: {len(result.runs)} level(s) stored", bool(flagged))
         if self.finished:
-            self.load_frontier([f["run_id"] for f in self.finished])
+            self.load_frontier([f.run_id for f in self.finished])
         # No GPU telemetry: the GPU panel beside the form says so, once; no toast per run repeats it.
 
     def _server_timing(self) -> None:
@@ -497,7 +508,8 @@ class LoadScreen(SaysWorkerFailures, Screen):
         without it."""
         from engine.measure.server_timing import split_lines
 
-        levels = [split_lines({**f, "label": safe_text(str(f.get("label")))}, width=78) for f in self.finished]
+        levels = [split_lines(f.summary, width=78, label=safe_text(str(f.summary.label)))
+                  for f in self.finished if f.summary is not None]
         levels = [lines for lines in levels if lines]
         if not levels:
             return

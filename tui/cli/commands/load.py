@@ -90,7 +90,7 @@ def workload_options(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from data.analysis.roofline import roofline_for, roofline_why_not
-    from data.jobs.load import level_rows, run_load
+    from data.jobs.load import LevelRow, level_rows, run_load
     from data.jobs.session import Session
     from engine.engines.runtime import QuietNativeOutput
     from tui.cli.progress import LevelProgress, notes_to
@@ -128,11 +128,12 @@ def run(args: argparse.Namespace) -> int:
 
             def level_done(i, result):
                 progress.end()
-                overall = result.summary.get("overall", {})
-                note(_level_line(overall, result.outcome.status))
-                if overall.get("prefix_cache_reset") is False and not reset_said:
+                row = LevelRow.of(result.run_id, result.outcome.status, result.summary)
+                note(_level_line(row))
+                s = row.summary
+                if s is not None and s.prefix_cache_reset is False and not reset_said:
                     reset_said.append("said")  # once: the same server, the same answer
-                    note(f"prefix cache not reset before the level: {overall.get('prefix_cache_reset_note')}")
+                    note(f"prefix cache not reset before the level: {s.prefix_cache_reset_note}")
                 for warning in (result.summary.get("client_health") or {}).get("warnings") or []:
                     note(f"warning: {warning}")
 
@@ -160,12 +161,13 @@ def run(args: argparse.Namespace) -> int:
                    "engine_args": desc.get("engine_args"), "device": session.device,
                    "gpu_note": outcome.gpu_note, "server_note": outcome.server_note,
                    "roofline": roof, "roofline_note": roof_note,
-                   "levels": rows,
+                   "levels": [r.to_dict() for r in rows],
                    # levels where requests failed, each with its failure rate and kinds (also in `levels`)
-                   "levels_with_failures": [{"label": r.get("label"), "run_id": r.get("run_id"),
-                                             "failed": r.get("failed"), "failure_rate": r.get("failure_rate"),
-                                             "failures_by_kind": r.get("failures_by_kind"),
-                                             "note": failure_note(r)} for r in rows if r.get("failed")],
+                   "levels_with_failures": [{"label": s.label, "run_id": r.run_id, "failed": s.failed,
+                                             "failure_rate": s.failure_rate,
+                                             "failures_by_kind": dict(s.failures_by_kind),
+                                             "note": failure_note(s)}
+                                            for r in rows for s in [r.summary] if s is not None and s.failed],
                    "client_health": [r.summary.get("client_health") for r in outcome.levels],
                    "warnings": [w for r in outcome.levels
                                 for w in (r.summary.get("client_health") or {}).get("warnings") or []]}
@@ -190,33 +192,40 @@ def _f(value, fmt: str = "{:.1f}", none: str = "-") -> str:
     return fmt.format(value)
 
 
-def _level_line(res: dict, status: str) -> str:
-    failed = int(res.get("failed") or 0)
-    rate = f" ({100 * res['failure_rate']:.0f} %)" if failed and res.get("failure_rate") else ""
-    counts = f"{res.get('completed', 0)} ok / {failed} failed{rate}"
-    if res.get("aborted"):
-        counts += f" / {res['aborted']} stopped mid-stream"
-    if res.get("not_sent"):
-        counts += f" ({res['not_sent']} not sent)"
-    line = (f"  {res.get('label')}: {status}, {counts}, "
-            f"{_f(res.get('request_throughput'), '{:.2f}')} req/s, {_f(res.get('output_throughput'))} tok/s, "
-            f"TTFT p50 {_f(res.get('p50_ttft_ms'), '{:.0f}')} ms p99 {_f(res.get('p99_ttft_ms'), '{:.0f}')} ms")
-    if res.get("request_goodput") is not None:
-        line += f", goodput {_f(res.get('request_goodput'), '{:.2f}')} req/s"
-    if res.get("prefix_cache_hit_rate") is not None:
-        line += f", prefix cache hits {100 * res['prefix_cache_hit_rate']:.0f} %"
-    if res.get("prefix_cache_external_hit_rate") is not None:  # a KV connector's tier, of the local misses
-        line += f", external tier hits {100 * res['prefix_cache_external_hit_rate']:.0f} % of the misses"
+def _level_line(row) -> str:
+    """The line `tokentop load` prints when a level ends (row: data.jobs.load.LevelRow)."""
+    res = row.summary
+    failed = int(res.failed or 0) if res is not None else 0
+    rate = f" ({100 * res.failure_rate:.0f} %)" if res is not None and failed and res.failure_rate else ""
+    counts = f"{res.completed if res is not None else 0} ok / {failed} failed{rate}"
+    if res is not None and res.aborted:
+        counts += f" / {res.aborted} stopped mid-stream"
+    if res is not None and res.not_sent:
+        counts += f" ({res.not_sent} not sent)"
+    line = (f"  {row.label}: {row.status}, {counts}, "
+            f"{_f(res.request_throughput if res else None, '{:.2f}')} req/s, "
+            f"{_f(res.output_throughput if res else None)} tok/s, "
+            f"TTFT p50 {_f(res.p50_ttft_ms if res else None, '{:.0f}')} ms "
+            f"p99 {_f(res.p99_ttft_ms if res else None, '{:.0f}')} ms")
+    if res is not None and res.request_goodput is not None:
+        line += f", goodput {_f(res.request_goodput, '{:.2f}')} req/s"
+    if row.beside("prefix_cache_hit_rate") is not None:
+        line += f", prefix cache hits {100 * row.beside('prefix_cache_hit_rate'):.0f} %"
+    if row.beside("prefix_cache_external_hit_rate") is not None:  # a KV connector's tier, of the local misses
+        line += f", external tier hits {100 * row.beside('prefix_cache_external_hit_rate'):.0f} % of the misses"
     return line
 
 
 def load_table(rows, slo_ms) -> tuple[list, list[list]]:
     """The load levels as a table: the columns tui.cells.load_columns shows for these rows (the Load screen's
     too): vLLM's headline figures first (duration, token totals, throughputs), then mean/median/p99 TTFT, TPOT
-    and ITL, the speeds, goodput, energy and the stored run. A level with failures is flagged with "!"."""
+    and ITL, the speeds, goodput, energy and the stored run. A level with failures is flagged with "!".
+    rows: data.jobs.load.LevelRow, or the rows' JSON (LevelRow.to_dict's keys)."""
+    from data.jobs.load import LevelRow
     from tui.cells import load_cell, load_columns
     from tui.tables import Col
 
+    rows = [r.to_dict(beside=False) if isinstance(r, LevelRow) else r for r in rows]
     columns = load_columns(rows, slo_ms)
     cols = [Col(c.header, c.align, wrap=True, min_width=10) if c.field == "label" else Col(c.header, c.align)
             for c in columns]
@@ -245,36 +254,37 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
         "total token throughput); b1 TPS = output tokens / E2EL at concurrency 1 (the article's batch-1 TPS); "
         "user tok/s = the same with other requests beside it (per-user speed); stopped = requests cut short "
         "by a stop (requests never sent are not counted)", "dim")
-    for r in rows:  # a level with failures is flagged, with how its requests failed
-        note = failure_note(r)
+    levels = [r.summary for r in rows if r.summary is not None]  # the levels that stored figures
+    for s in levels:  # a level with failures is flagged, with how its requests failed
+        note = failure_note(s)
         if note:
-            say(f"! {r.get('label')}: {note}")
-    for r in rows:
-        if r.get("stopped_early"):
-            say(f"! {r.get('label')}: {r['stopped_early']} request(s) stopped early (fewer tokens than enforced)")
-    s2f = [r for r in rows if r.get("p99_schedule_to_finish_ms") is not None]
+            say(f"! {s.label}: {note}")
+    for s in levels:
+        if s.stopped_early:
+            say(f"! {s.label}: {s.stopped_early} request(s) stopped early (fewer tokens than enforced)")
+    s2f = [s for s in levels if s.schedule_to_finish is not None and s.schedule_to_finish.percentile_ms(99.0)
+           is not None]
     if s2f:
         say("schedule-to-finish (scheduled send to last token, the client's queue included):")
-        for r in s2f:
-            say(f"  {r.get('label')}: p50 {_f(r.get('p50_schedule_to_finish_ms'), '{:.0f}')} / p90 "
-                f"{_f(r.get('p90_schedule_to_finish_ms'), '{:.0f}')} / p99 "
-                f"{_f(r.get('p99_schedule_to_finish_ms'), '{:.0f}')} ms (E2EL p99 "
-                f"{_f(r.get('p99_e2el_ms'), '{:.0f}')} ms)")
-    steady = [r for r in rows if steady_state_lines(r)]
+        for s in s2f:
+            p = s.schedule_to_finish.percentile_ms  # type: ignore[union-attr]  # s2f: set
+            say(f"  {s.label}: p50 {_f(p(50.0), '{:.0f}')} / p90 {_f(p(90.0), '{:.0f}')} / p99 "
+                f"{_f(p(99.0), '{:.0f}')} ms (E2EL p99 {_f(s.e2el.percentile_ms(99.0), '{:.0f}')} ms)")
+    steady = [s for s in levels if steady_state_lines(s)]
     if steady:  # the plateau's figures beside the table's whole-run ones (engine.measure.metrics.steady_state)
         say("steady state (>= 95 % of the level's concurrency in flight, as vllm-bench):")
-        for r in steady:
-            say(f"  {r.get('label')}:")
-            for text in steady_state_lines(r):
+        for s in steady:
+            say(f"  {s.label}:")
+            for text in steady_state_lines(s):
                 say(f"    {text}")
-    for r in rows:
-        line = token_source_line(r)
+    for s in levels:
+        line = token_source_line({"token_count_sources": s.token_count_sources})
         if line:
-            say(f"{r.get('label')}: {line}")
+            say(f"{s.label}: {line}")
     say(f"sweep: {outcome.stop_reason}")
-    for line in workload_lines(rows, spec):
+    for line in workload_lines(levels, spec):
         say(line)
-    split = [line for r in rows for line in split_lines(r)]  # the server's own timing, where it sent it
+    split = [line for s in levels for line in split_lines(s)]  # the server's own timing, where it sent it
     if split:
         say(SPLIT_NOTE, "dim")
         for line in split:
@@ -284,10 +294,11 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
             + ")")
     if outcome.gpu_note:
         say(outcome.gpu_note)
-    first = rows[0] if rows else {}
-    if roof and first.get("max_concurrency") == 1 and first.get("mean_decode_rate"):
+    first = rows[0].summary if rows else None
+    if (roof and first is not None and first.level is not None and first.level.max_concurrency == 1
+            and first.mean_decode_rate):
         roof = {**roof, "decode_pct_of_ceiling": {
-            "concurrency 1": 100 * first["mean_decode_rate"] / roof["ceiling_tok_s"]}}
+            "concurrency 1": 100 * first.mean_decode_rate / roof["ceiling_tok_s"]}}
     if roof or roof_note:
         lines = roofline_text(roof, why=roof_note)
         say("roofline: " + lines[0])
@@ -295,34 +306,35 @@ def _print_table(rows, spec, outcome, roof, out, roof_note: str | None = None) -
             say("  " + line)
 
 
-def workload_lines(rows, spec) -> list[str]:
+def workload_lines(levels, spec) -> list[str]:
     """What the table leaves out about the workload: warm-ups, the cache reset, prompt lengths against their
-    targets, a trace's schedule lag, TTFT per turn of conversations, and what sampling skipped."""
+    targets, a trace's schedule lag, TTFT per turn of conversations, and what sampling skipped.
+    levels: the levels' figures (engine.load.results.LevelSummary), in order."""
     lines = []
-    first = rows[0] if rows else {}
+    first = levels[0] if levels else None
     if spec.num_warmups:
-        failed = sum(int(r.get("warmups_failed") or 0) for r in rows)
+        failed = sum(int(s.warmups_failed or 0) for s in levels)
         lines.append(f"warm-up: {spec.num_warmups} request(s) before every level, not measured"
                      + (f" ({failed} failed)" if failed else ""))
-    if first.get("prefix_cache_reset") is not None:
-        not_reset = [r for r in rows if r.get("prefix_cache_reset") is False]
+    if first is not None and first.prefix_cache_reset is not None:
+        not_reset = [s for s in levels if s.prefix_cache_reset is False]
         lines.append("prefix cache reset before every level" if not not_reset else
                      f"prefix cache NOT reset before {len(not_reset)} level(s): "
-                     f"{not_reset[0].get('prefix_cache_reset_note')}")
-    for r in rows:
-        if r.get("input_len_checked"):
-            bad = r.get("input_len_mismatches") or 0
-            lines.append(f"{r.get('label')}: prompt tokens {r.get('total_input_tokens')} "
-                         f"(target {r.get('total_target_input_tokens')}): "
+                     f"{not_reset[0].prefix_cache_reset_note}")
+    for s in levels:
+        if s.input_len_checked:
+            bad = s.input_len_mismatches or 0
+            lines.append(f"{s.label}: prompt tokens {s.total_input} "
+                         f"(target {s.total_target_input_tokens}): "
                          + ("every prompt exact" if not bad else
-                            f"{bad} of {r['input_len_checked']} differ, by up to {r.get('max_input_len_error')}"))
-        if r.get("mean_schedule_lag_ms") is not None and spec.pattern == "trace":
-            lines.append(f"{r.get('label')}: schedule lag (actual - scheduled send) mean "
-                         f"{r['mean_schedule_lag_ms']:.1f} ms, p99 {r['p99_schedule_lag_ms']:.1f} ms, "
-                         f"max {r['max_schedule_lag_ms']:.1f} ms")
-        turns = r.get("ttft_by_turn") or {}
+                            f"{bad} of {s.input_len_checked} differ, by up to {s.max_input_len_error}"))
+        if s.mean_schedule_lag_ms is not None and spec.pattern == "trace":
+            lines.append(f"{s.label}: schedule lag (actual - scheduled send) mean "
+                         f"{s.mean_schedule_lag_ms:.1f} ms, p99 {s.p99_schedule_lag_ms:.1f} ms, "
+                         f"max {s.max_schedule_lag_ms:.1f} ms")
+        turns = s.ttft_by_turn or {}
         if turns:
-            lines.append(f"{r.get('label')}: TTFT by turn (p50 ms, mean prompt tokens): " + ", ".join(
+            lines.append(f"{s.label}: TTFT by turn (p50 ms, mean prompt tokens): " + ", ".join(
                 f"{int(t) + 1}: {v['p50_ms']:.0f} ({v['mean_input_tokens'] or 0:.0f} tok)" for t, v in turns.items()))
     lines.extend(spec.prompts.notes)
     return lines
