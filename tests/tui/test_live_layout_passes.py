@@ -148,3 +148,39 @@ def test_gauge_rows_draw_what_the_table_drew():
         options = console.options.update_width(rnd.randint(8, 40))
         assert list(console.render_lines(_Rows(rows), options, pad=True)) == \
             list(console.render_lines(_grid(rows), options, pad=True))
+
+
+def test_a_streamed_paragraph_is_wrapped_once_a_frame():
+    """A paragraph of a few hundred characters growing by a word is wrapped once for the frame: the
+    height check and the drawing share one wrap, and paragraphs above it are not wrapped again
+    (before: twice a frame for any line under 2,000 characters)."""
+    import rich._wrap
+
+    class Host(App):
+        def compose(self):
+            yield StreamView(id="out")
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(80, 24)) as pilot:
+            view = app.query_one(StreamView)
+            view.append("first paragraph " * 20 + "\n\n" + "ab " * 400)
+            await pilot.pause()
+            wraps = 0
+            words = rich._wrap.words
+
+            def counted(text):  # one call per wrap of a line (the blank line between paragraphs aside)
+                nonlocal wraps
+                wraps += bool(text)
+                return words(text)
+
+            rich._wrap.words = counted
+            try:
+                view.append("cd ")
+                await pilot.pause()
+            finally:
+                rich._wrap.words = words
+            assert wraps == 1
+            assert str(view.query_one(".stream-text", Static).render()).rstrip().endswith("ab cd")
+
+    asyncio.run(go())

@@ -13,8 +13,10 @@ def _share_line_breaks() -> None:
     """Textual wraps a Static's text twice per frame: once for its height (Content.get_height) and
     once to draw it (Content.render_strips), each time through rich's `divide_line(text, width,
     fold)` — a pure function, and for this pane (up to `max_chars` on one line) most of a frame's
-    cost. Remember its last answers for long lines, so the second wrap of a frame reuses the first's
-    (the same offsets: what is drawn does not change). Skipped if Textual stops using it."""
+    cost. Remember its last answers for lines of 200+ characters, so the second wrap of a frame reuses
+    the first's and a paragraph that did not change is not wrapped again on the next frame (the same
+    offsets: what is drawn does not change). 128 answers: every paragraph of a full pane (20,000
+    characters) and the last paragraph's previous versions. Skipped if Textual stops using it."""
     import functools
 
     import textual.content as content
@@ -22,10 +24,10 @@ def _share_line_breaks() -> None:
     divide = getattr(content, "divide_line", None)
     if divide is None or getattr(divide, "_tokentop_shared", False):
         return
-    remembered = functools.lru_cache(maxsize=16)(divide)
+    remembered = functools.lru_cache(maxsize=128)(divide)
 
     def divide_line(text: str, width: int, fold: bool = True) -> list[int]:
-        if len(text) < 2_000:  # short lines: the lookup would cost about what it saves
+        if len(text) < 200:  # short lines: the lookup would cost about what it saves
             return divide(text, width, fold=fold)
         return list(remembered(text, width, fold))  # a copy: the remembered list is never handed out
 
@@ -91,5 +93,5 @@ class StreamView(VerticalScroll, can_focus=True):
         # The height is the wrap the frame draws anyway (divide_line above remembers it).
         if not width or static.get_content_height(self.size, self.size, width) != height:
             static.refresh(layout=True)
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+            if follow:  # the same height keeps the end where it is: nothing to scroll
+                self.call_after_refresh(self.scroll_end, animate=False)
