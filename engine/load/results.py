@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from engine.load.patterns import LoadLevel
-from engine.measure.metrics import BenchmarkMetrics
+from engine.measure.metrics import BenchmarkMetrics, SteadyState
 
 # What a level adds to vLLM's figures (summary.level_extras), in the order the stored summary lists them:
 # the workload's label, warm-ups, the prefix-cache reset, schedule lag, prompt lengths against their targets
@@ -46,18 +46,19 @@ class LevelSummary(BenchmarkMetrics):
     ttft.percentiles_ms, …; ms, tokens, req/s, tok/s), then what a level adds. A figure the level did not
     produce is None (and absent from `to_dict()`, as it was from the stored dict).
 
-    steady_state: engine.measure.metrics.steady_state()'s dict, or None with steady_state_note saying why
-    (both None: a summary stored before steady state). good_requests, good_fraction (0..1), slo_ms
-    ({"ttft"|"tpot"|"e2el": ms}): only under SLOs (vLLM's --goodput). level: the LoadLevel it ran (stored as
-    its to_json() keys), label its name. workload … request_prefix_hit_rate: summary.level_extras's (label,
-    warm-ups, cache reset, schedule lag ms, prompt tokens against their targets, cached prompt tokens and
-    their share, 0..1). server_timing: engine.measure.server_timing.level_split's figures (ms; {} without
-    the server's timing). ttft_by_turn ({turn: {"n", "p50_ms", …}}), conversations: multi-turn workloads.
-    aborted: requests a stop cut short (not in `failed`); not_sent: requests the stop kept from going out.
+    steady_state: engine.measure.metrics.SteadyState (steady_state()'s figures), or None with
+    steady_state_note saying why (both None: a summary stored before steady state). good_requests,
+    good_fraction (0..1), slo_ms ({"ttft"|"tpot"|"e2el": ms}): only under SLOs (vLLM's --goodput). level: the
+    LoadLevel it ran (stored as its to_json() keys), label its name. workload … request_prefix_hit_rate:
+    summary.level_extras's (label, warm-ups, cache reset, schedule lag ms, prompt tokens against their
+    targets, cached prompt tokens and their share, 0..1). server_timing:
+    engine.measure.server_timing.level_split's figures (ms; {} without the server's timing). ttft_by_turn
+    ({turn: {"n", "p50_ms", …}}), conversations: multi-turn workloads. aborted: requests a stop cut short (not
+    in `failed`); not_sent: requests the stop kept from going out.
     extra (BenchmarkMetrics'): keys added after the level (J/token, the server's prefix-cache hit rates)
     or unknown to this version, written back last."""
 
-    steady_state: Mapping[str, Any] | None = None
+    steady_state: SteadyState | None = None
     steady_state_note: str | None = None
     good_requests: int | None = None
     good_fraction: float | None = None
@@ -104,7 +105,7 @@ class LevelSummary(BenchmarkMetrics):
         settings and label, its details, then `extra`; a new dict each call."""
         out = BenchmarkMetrics.to_dict(dataclasses.replace(self, extra={}))
         if self.steady_state is not None or self.steady_state_note is not None:
-            out["steady_state"] = _plain(self.steady_state)
+            out["steady_state"] = self.steady_state.to_dict() if self.steady_state is not None else None
             out["steady_state_note"] = self.steady_state_note
         if self.slo_ms is not None:
             out["good_requests"] = self.good_requests
@@ -138,6 +139,8 @@ class LevelSummary(BenchmarkMetrics):
                     *_DETAILS, *_TURNS, *_STOP):
             if key in rest:
                 own[key] = rest.pop(key)
+        if isinstance(own.get("steady_state"), Mapping):
+            own["steady_state"] = SteadyState.from_dict(own["steady_state"])
         if all(key in rest for key in ("request_rate", "num_prompts")):
             values = {key: rest.pop(key) for key in _LEVEL if key in rest}
             if values["request_rate"] == "inf":

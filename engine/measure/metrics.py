@@ -36,7 +36,7 @@ token counts came from (engine.measure.token_counts).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -532,6 +532,59 @@ def peak_concurrency(metrics: Sequence[RequestMetrics]) -> int:
 STEADY_STATE_THRESHOLD = 0.95  # vllm-bench --steady-state-threshold's default
 
 
+@dataclass(frozen=True)
+class SteadyStateWindow:
+    """The plateau steady_state() found (vllm-bench src/metrics/steady_state.rs detect_window's names):
+    start_s, end_s (s from the level's first successful send), duration_s, target_concurrency (N),
+    threshold (0..1) and threshold_abs (requests in flight), observed_peak, requests started in it,
+    completed in it and in all; warning: vllm-bench's line when the window is short, or None."""
+
+    start_s: float
+    end_s: float
+    duration_s: float
+    target_concurrency: int
+    threshold: float
+    threshold_abs: int
+    observed_peak: int
+    requests_started_in_window: int
+    requests_completed_in_window: int
+    requests_total: int
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """A level's figures over its plateau, typed: steady_state()'s dict (vllm-bench's names; duration s,
+    throughputs req/s and tok/s, latencies ms, None over no values). `to_dict()` writes that dict, keys in
+    its order (the stored shape); `from_dict()` reads a stored one back (KeyError when a key is missing)."""
+
+    window: SteadyStateWindow
+    duration: float
+    request_throughput: float
+    input_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    mean_ttft_ms: float | None
+    median_ttft_ms: float | None
+    p99_ttft_ms: float | None
+    mean_tpot_ms: float | None
+    median_tpot_ms: float | None
+    p90_tpot_ms: float | None
+    p99_tpot_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """steady_state()'s dict, as stored: a new dict each call."""
+        out: dict[str, Any] = {"window": {f.name: getattr(self.window, f.name) for f in fields(SteadyStateWindow)}}
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "window"})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SteadyState":
+        """A stored steady state (to_dict's keys; KeyError when one is missing)."""
+        window = SteadyStateWindow(**{f.name: d["window"][f.name] for f in fields(SteadyStateWindow)})
+        return cls(window, **{f.name: d[f.name] for f in fields(cls) if f.name != "window"})
+
+
 def steady_state(
     metrics: Sequence[RequestMetrics],
     target_concurrency: int | None,
@@ -628,8 +681,9 @@ def steady_state(
 
 def steady_state_fields(metrics: Sequence[RequestMetrics], target_concurrency: int | None,
                         duration_s: float) -> dict[str, Any]:
-    """What a load level's summary stores beside its whole-run figures: {"steady_state": steady_state()
-    or None, "steady_state_note": None, or why there is no plateau (one line)}."""
+    """What a load level's summary holds beside its whole-run figures (engine.load.results.LevelSummary's
+    fields): {"steady_state": steady_state() as a SteadyState, or None; "steady_state_note": None, or why
+    there is no plateau (one line)}."""
     result = steady_state(metrics, target_concurrency, duration_s)
     note = None
     if result is None:
@@ -641,7 +695,7 @@ def steady_state_fields(metrics: Sequence[RequestMetrics], target_concurrency: i
             need = max(1, math.ceil(STEADY_STATE_THRESHOLD * target_concurrency))
             note = (f"no plateau: never {need} requests in flight "
                     f"({STEADY_STATE_THRESHOLD:.0%} of {target_concurrency}; peak {peak_concurrency(metrics)})")
-    return {"steady_state": result, "steady_state_note": note}
+    return {"steady_state": SteadyState.from_dict(result) if result is not None else None, "steady_state_note": note}
 
 
 class SteadyStateFigures(Protocol):
@@ -652,7 +706,7 @@ class SteadyStateFigures(Protocol):
     def duration(self) -> float: ...
 
     @property
-    def steady_state(self) -> Mapping[str, Any] | None: ...
+    def steady_state(self) -> SteadyState | None: ...
 
     @property
     def steady_state_note(self) -> str | None: ...
@@ -667,26 +721,27 @@ def steady_state_lines(res: SteadyStateFigures | Mapping[str, Any]) -> list[str]
         if "steady_state" not in res:
             return []
         ss, note, whole_s = res.get("steady_state"), res.get("steady_state_note"), res.get("duration")
+        if isinstance(ss, Mapping):  # as stored
+            ss = SteadyState.from_dict(ss)
     else:
         ss, note, whole_s = res.steady_state, res.steady_state_note, res.duration
         if ss is None and note is None:
             return []
-    if not isinstance(ss, Mapping):
+    if not isinstance(ss, SteadyState):
         return [str(note or "no plateau")]
 
     def f(value: Any, fmt: str) -> str:
         return fmt.format(value) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
-    w = ss.get("window") or {}
-    whole = f(whole_s, "{:.1f}")
-    first = (f"steady {f(ss.get('duration'), '{:.1f}')} of {whole} s, >= {w.get('threshold_abs')} in flight: "
-             f"{f(ss.get('request_throughput'), '{:.2f}')} req/s, {f(ss.get('output_throughput'), '{:.1f}')} tok/s")
-    second = (f"  TTFT mean/med/p99 {f(ss.get('mean_ttft_ms'), '{:.0f}')}/{f(ss.get('median_ttft_ms'), '{:.0f}')}/"
-              f"{f(ss.get('p99_ttft_ms'), '{:.0f}')} ms, TPOT {f(ss.get('mean_tpot_ms'), '{:.1f}')}/"
-              f"{f(ss.get('median_tpot_ms'), '{:.1f}')}/{f(ss.get('p99_tpot_ms'), '{:.1f}')} ms")
+    w = ss.window
+    first = (f"steady {f(ss.duration, '{:.1f}')} of {f(whole_s, '{:.1f}')} s, >= {w.threshold_abs} in flight: "
+             f"{f(ss.request_throughput, '{:.2f}')} req/s, {f(ss.output_throughput, '{:.1f}')} tok/s")
+    second = (f"  TTFT mean/med/p99 {f(ss.mean_ttft_ms, '{:.0f}')}/{f(ss.median_ttft_ms, '{:.0f}')}/"
+              f"{f(ss.p99_ttft_ms, '{:.0f}')} ms, TPOT {f(ss.mean_tpot_ms, '{:.1f}')}/"
+              f"{f(ss.median_tpot_ms, '{:.1f}')}/{f(ss.p99_tpot_ms, '{:.1f}')} ms")
     lines = [first, second]
-    if w.get("warning"):
-        lines.append(f"  ! {w['warning']}")
+    if w.warning:
+        lines.append(f"  ! {w.warning}")
     return lines
 
 

@@ -107,3 +107,30 @@ def test_the_load_commands_table_is_the_declared_columns_in_their_order():
     assert line["peak tok/s"] == "16" and line["TPOT p99"] == "21.50" and line["J/tok"] == "0.250"
     cols, _table = load_table([{**row, "request_goodput": None}], None)  # no SLO: no goodput column
     assert "goodput" not in [c.header for c in cols] and "ext hit %" not in [c.header for c in cols]
+
+
+def test_a_stored_plateau_reads_back_typed_and_writes_the_same_bytes():
+    """The steady state inside a stored level (engine.measure.metrics.steady_state's dict, vllm-bench's names)
+    reads back as a frozen SteadyState and is written back byte for byte, key order included."""
+    from engine.measure.metrics import SteadyState
+
+    window = {"start_s": 0.5, "end_s": 3.5, "duration_s": 3.0, "target_concurrency": 2, "threshold": 0.95,
+              "threshold_abs": 2, "observed_peak": 2, "requests_started_in_window": 2,
+              "requests_completed_in_window": 2, "requests_total": 3, "warning": None}
+    plateau = {"window": window, "duration": 3.0, "request_throughput": 0.66, "input_throughput": 20.0,
+               "output_throughput": 11.0, "total_token_throughput": 31.0, "mean_ttft_ms": 100.0,
+               "median_ttft_ms": 100.0, "p99_ttft_ms": 101.0, "mean_tpot_ms": None, "median_tpot_ms": None,
+               "p90_tpot_ms": None, "p99_tpot_ms": None}
+    stored = json.loads(json.dumps({**STORED, "steady_state": plateau, "steady_state_note": None}))
+    summary = LevelSummary.from_dict(stored)
+    assert isinstance(summary.steady_state, SteadyState)
+    assert (summary.steady_state.window.threshold_abs, summary.steady_state.output_throughput) == (2, 11.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.steady_state.duration = 1.0  # type: ignore[misc]
+    assert json.dumps(summary.to_dict()) == json.dumps(stored)
+    # ... and a level measured today stores the same shape (steady_state()'s dict) as it did.
+    ms = [_metrics(0.0, 100, 8), _metrics(0.0, 100, 8), _metrics(0.5, 100, 8)]
+    level = summarise_level(LoadLevel(max_concurrency=2, num_prompts=3), ms, 1.0, None)
+    from engine.measure.metrics import steady_state
+
+    assert level.to_dict()["steady_state"] == steady_state(ms, 2, 1.0) is not None
