@@ -18,6 +18,8 @@ from data.analysis.run_figures import BATCH1_HEADER, PER_USER_HEADER, speed_head
 from data.analysis.workload_labels import label_runs
 from engine.terminal_text import one_line, safe_display
 from tui.cells import case_rows, fmt_date, model_name, plain_value, workload_name
+from tui.matrix_format import short_level
+from tui.row_table import RowTable
 from tui.widgets.bar_chart import Bar, BarChart
 from tui.widgets.status_bar import StatusBar
 from tui.workers import SaysWorkerFailures
@@ -63,6 +65,28 @@ SETTINGS: list[tuple[str, Callable[[dict], Any]]] = [
 ]
 RUN_COLUMN_WIDTH = 22
 ALWAYS_DIFFERENT = {"started"}  # dates always differ; not worth a highlight
+LEVEL_ROW = "level"  # the one case every load level has, when the levels differ (see match_cases)
+
+
+def load_level(run: dict) -> str | None:
+    """A stored load level's label ("concurrency 2", data.jobs.load.level_settings' "label"), else its one
+    case's name; None for a run that is not a load level."""
+    if run.get("kind") != "load":
+        return None
+    label = (run.get("suite_json") or {}).get("label")
+    return label or next(iter((run.get("summary") or {}).get("cases") or {}), None)
+
+
+def match_cases(runs: list[dict], per_run: list[dict[str, dict]]) -> list[dict[str, dict]]:
+    """Which figures share a row: the same case name (a suite's cases, the same load level). Load levels
+    are the exception: each is one case named after its level, so `concurrency 1` beside `concurrency 2`
+    would share no row; when every run is a load level and their levels differ, each run's one case
+    becomes the row LEVEL_ROW ("level"), and which level each run ran is in its column's header and in
+    the `level` settings row. Returns per_run, renamed where that applies ({case: figures} per run)."""
+    levels = [load_level(r) for r in runs]
+    if len(runs) > 1 and all(levels) and all(len(rows) == 1 for rows in per_run) and len(set(levels)) > 1:
+        return [{LEVEL_ROW: next(iter(rows.values()))} for rows in per_run]
+    return per_run
 
 
 def numeric_cells(values: list[float | None], pattern: str, higher_better: bool | None) -> tuple[list[Text], bool]:
@@ -92,6 +116,7 @@ def numeric_cells(values: list[float | None], pattern: str, higher_better: bool 
 
 class SideBySideScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "Side by side"  # Help's title for this screen
+    HELP_SCROLL = "move through the rows: Home the first row, End the last (↑ ↓ PgUp PgDn one row, a page)"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="sidebyside.back"),
         Binding("c", "costs", "Costs", id="sidebyside.costs"),
@@ -111,7 +136,7 @@ class SideBySideScreen(SaysWorkerFailures, Screen):
     def compose(self) -> ComposeResult:
         yield StatusBar()
         yield Static("", id="sbs-title")
-        yield DataTable(id="sbs-table", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="sbs-table", cursor_type="row", zebra_stripes=True)
         yield BarChart(id="sbs-chart")
         yield Footer(compact=True)
 
@@ -139,21 +164,22 @@ class SideBySideScreen(SaysWorkerFailures, Screen):
         self.runs = message.runs
         table = self.query_one(DataTable)
         table.add_column("", key="label")
+        levels = [load_level(r) for r in self.runs]
         for i, run in enumerate(self.runs):
             # A fixed width: figures (with their Δ%) fit; long settings wrap onto more lines, never cut.
-            table.add_column(f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:], key=run["run_id"],
-                             width=RUN_COLUMN_WIDTH)
+            header = f"{chr(65 + i)} {run['run_id'][-6:]}" if i < 26 else run["run_id"][-6:]
+            if levels[i]:  # a load level says which: "A 9647f1 c=2"
+                header += " " + short_level(levels[i])[:RUN_COLUMN_WIDTH - len(header) - 1]
+            table.add_column(header, key=run["run_id"], width=RUN_COLUMN_WIDTH)
         title = Text()  # wraps between words at 80 columns
         title.append("side by side: ", style="bold")
         title.append("  ".join(f"{chr(65 + i)}={r['run_id']}" for i, r in enumerate(self.runs)))
         title.append("   ≠ differs · green best · red worst · Δ% vs A", style="dim")
         self.query_one("#sbs-title", Static).update(title)
 
+        per_run = match_cases(self.runs, [dict(case_rows(run)) for run in self.runs])
         cases: list[str] = []
-        per_run: list[dict[str, dict]] = []
-        for run in self.runs:
-            rows = dict(case_rows(run))
-            per_run.append(rows)
+        for rows in per_run:
             cases += [c for c in rows if c not in cases]
         for case in cases:
             for label, key, pattern, higher in CASE_FIGURES:
@@ -168,7 +194,8 @@ class SideBySideScreen(SaysWorkerFailures, Screen):
                 if differs:
                     self.differences.append(name)
                 table.add_row(self._label(name, differs), *cells)
-        for label, get in SETTINGS:
+        settings = SETTINGS[:3] + ([("level", load_level)] if any(levels) else []) + SETTINGS[3:]  # after kind
+        for label, get in settings:
             full = ["" if get(r) is None else str(get(r)) for r in self.runs]
             differs = len(set(full)) > 1 and label not in ALWAYS_DIFFERENT
             if differs:
