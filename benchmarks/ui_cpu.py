@@ -6,15 +6,18 @@ millisecond the app's process spends per second of streaming is taken from decod
 part (a)). This measures that millisecond without vLLM: the real app (App.run_test, headless, at each
 --sizes) on the Live screen, fed by benchmarks/overhead_fake.py's SyntheticOverheadEngine at --rate
 tok/s (one token per chunk, paced chunk by chunk, like a decoding model) for --seconds, through the
-app's own path (orchestrator, run watcher, LiveMeter, the screen's 10 Hz tick).
+app's own path (orchestrator, run watcher, LiveMeter, the screen's 10 Hz tick). The script waits
+with asyncio.sleep inside the windows, never Pilot.pause (which visits every widget and forces a
+frame each call: the harness's work, not the app's).
 
 Per size, three windows of the same length:
 - headless: the same stream through EngineHost.submit, no app (what the source itself costs);
 - idle: the app on the Live screen, nothing streaming;
 - live: the app on the Live screen while the request streams.
 For each: the process's CPU seconds per wall second (time.process_time) and per thread (the kernel's
-utime + stime of each thread, /proc/self/task, 10 ms resolution). Then a fourth window, the live
-stream again under cProfile on the app's thread (the event loop, where Textual and the tick run):
+utime + stime of each thread, /proc/self/task, 10 ms resolution), and the garbage collector's passes
+and time (gc.callbacks). Then a fourth window, the live stream again under cProfile on the app's
+thread (the event loop, where Textual and the tick run):
 function calls per second of stream (cProfile's count: deterministic, not load-dependent) and the top
 functions by own time.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import shutil
@@ -66,13 +70,25 @@ def thread_cpu() -> dict[str, float]:
 
 
 class Window:
-    """process_time and per-thread CPU over a stretch of wall clock."""
+    """process_time, per-thread CPU and the garbage collector's passes over a stretch of wall clock."""
 
     def __enter__(self) -> Window:
+        self.gc = [0, 0, 0]
+        self.gc_s = 0.0
+        self._gc_t = 0.0
+        gc.callbacks.append(self._on_gc)
         self.wall0, self.cpu0, self.threads0 = time.perf_counter(), time.process_time(), thread_cpu()
         return self
 
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t = time.perf_counter()
+        else:
+            self.gc[info["generation"]] += 1
+            self.gc_s += time.perf_counter() - self._gc_t
+
     def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._on_gc)
         self.wall = time.perf_counter() - self.wall0
         self.cpu = time.process_time() - self.cpu0
         after = thread_cpu()
@@ -80,6 +96,7 @@ class Window:
 
     def row(self) -> dict:
         return {"wall_s": self.wall, "cpu_per_s": self.cpu / self.wall,
+                "gc": self.gc, "gc_ms_per_s": self.gc_s / self.wall * 1000,
                 "threads_per_s": {k: v / self.wall for k, v in sorted(self.threads.items(), key=lambda kv: -kv[1])
                                   if v > 0}}
 
@@ -114,13 +131,13 @@ async def measure(size: tuple[int, int], rate: float, seconds: float, top: int, 
             async def stream(tokens: int) -> None:
                 job = app.runs.start_interactive(GenerationRequest("x", max_tokens=tokens))
                 live.ticker.resume()
-                while job.running:
-                    await pilot.pause(0.05)
+                while job.running:  # asyncio.sleep, not pilot.pause: a pause waits on every widget
+                    await asyncio.sleep(0.05)  # and forces a frame, work the real app does not do
 
             await stream(int(rate))  # warm-up: the first request's imports and first draws
             await pilot.pause(1.0)  # its tok/s now decays to 0 and the tick pauses
             with Window() as w:
-                await pilot.pause(seconds)
+                await asyncio.sleep(seconds)
             out["idle"] = w.row()
             with Window() as w:
                 await stream(n)
@@ -160,7 +177,8 @@ def report(r: dict) -> None:
     for key in ("headless", "idle", "live"):
         w = r[key]
         threads = ", ".join(f"{k} {v * 1000:.0f}" for k, v in list(w["threads_per_s"].items())[:5])
-        print(f"  {key:<9} CPU {w['cpu_per_s'] * 1000:6.1f} ms/s over {w['wall_s']:.1f} s  (threads, ms/s: {threads})")
+        print(f"  {key:<9} CPU {w['cpu_per_s'] * 1000:6.1f} ms/s over {w['wall_s']:.1f} s  (threads, ms/s: {threads})"
+              f"  gc passes {'/'.join(map(str, w['gc']))} (gen 0/1/2), {w['gc_ms_per_s']:.1f} ms/s")
     p = r["profile"]
     print(f"  profiled live stream (app thread): {p['calls_per_s']:,.0f} function calls/s, "
           f"{p['cpu_ms_per_s']:.0f} ms/s own time under cProfile")
