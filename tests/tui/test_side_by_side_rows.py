@@ -83,3 +83,19 @@ async def test_the_same_level_of_two_sweeps_keeps_its_name(store):
         rows = rows_of(table)
         assert rows["concurrency 8 TTFT mean ms"][1].startswith("3000.0")
         assert rows["level"] == ["concurrency 8", "concurrency 8"]
+
+
+async def test_history_home_and_end_go_to_the_first_and_last_run(store):
+    """History's table (tui.widgets.paged_table.PagedTable) had DataTable's Home/End: sideways only."""
+    from tui.widgets.paged_table import PagedTable
+
+    app = TokentopApp(store=store, autostart=False, db_label="sbs.duckdb", mode="history")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one(PagedTable)
+        await wait_for(pilot, lambda: table.row_count > 1, 10, "the runs")
+        table.focus()
+        await pilot.press("end")
+        await wait_for(pilot, lambda: table.cursor_row == table.row_count - 1, 5, "the last run")
+        await pilot.press("home")
+        await wait_for(pilot, lambda: table.cursor_row == 0, 5, "the first run")

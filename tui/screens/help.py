@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 # (title, [(keys, what it does)])
 SCROLL_KEYS = "↑ / ↓ / PgUp / PgDn / Home / End"
+KEYS_MAX_WIDTH = 12  # a screen's own keys column: SCROLL_KEYS folds onto lines this wide
 Section = tuple[str, list[tuple[str, str]]]
 
 
@@ -90,8 +91,10 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(f"Help — {self.title_text}"), id="help-title")
             with VerticalScroll(id="help-scroll"):
                 with Horizontal(id="help-columns"):
-                    for title, rows in self.sections:
-                        yield Static(self._table(title, rows), classes="help-section")
+                    for n, (title, rows) in enumerate(self.sections):
+                        # The screen's own keys: the scroll keys' long list folds at its spaces
+                        # instead of taking the descriptions' width (80x24).
+                        yield Static(self._table(title, rows, fold_keys=n == 0), classes="help-section")
             yield Static(
                 Text("↑↓ PgUp PgDn scroll · Esc closes · F1 opens this anywhere (? too, outside a text field)"),
                 id="help-hint")
@@ -108,10 +111,13 @@ class HelpScreen(ModalScreen[None]):
         self.query_one("#help-scroll", VerticalScroll).styles.max_height = max(3, self.app.size.height - 6)
 
     @staticmethod
-    def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    def _table(title: str, rows: list[tuple[str, str]], fold_keys: bool = False) -> Table:
         table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
                       padding=(0, 1, 0, 0), expand=True)
-        table.add_column(style="bold", no_wrap=True)
+        if fold_keys:
+            table.add_column(style="bold", max_width=KEYS_MAX_WIDTH)
+        else:
+            table.add_column(style="bold", no_wrap=True)
         table.add_column(ratio=1, overflow="fold")
         for keys, text in rows:
             table.add_row(Text(keys), Text(text))

@@ -75,6 +75,7 @@ STATUS_STYLE = {"completed": "green", "aborted": "yellow", "failed": "red", "run
 
 class HistoryScreen(SaysWorkerFailures, Screen):
     HELP_TITLE = "History"  # Help's title for this screen
+    HELP_SCROLL = "move through the runs: Home the first, End the last (↑ ↓ PgUp PgDn one run, a page)"
     AUTO_FOCUS = "#history-table"
     HOME_FOCUS = "#history-table"
     BINDINGS = [

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tui.row_table import ROW_HOME_END
 from tui.tables import column_pages
 
 
@@ -19,7 +20,10 @@ def cell_width(value: Any) -> int:
 
 
 class PagedTable(DataTable):
-    """Screens bind a key (v) to next_page, so Help lists it with the screen's keys."""
+    """Screens bind a key (v) to next_page, so Help lists it with the screen's keys. Home and End go to
+    the first and last row (tui.row_table: DataTable's own only scroll sideways with a row cursor)."""
+
+    BINDINGS = ROW_HOME_END
 
     def __init__(self, *, fixed: int = 1, **kwargs) -> None:
         super().__init__(**kwargs)
