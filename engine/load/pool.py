@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from engine.load.driver import LevelOutcome, LiveLoad, drive
-from engine.load.gc_heap import heap_frozen
+from engine.measure.gc_heap import heap_frozen
 from engine.terminal_text import one_line
 from engine.types import BadRequestError, EngineError, RequestRecord
 

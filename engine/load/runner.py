@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from engine.engines.host import EngineHost
 from engine.errors import TokentopError
 from engine.load.driver import DRAIN_S, LevelOutcome, LiveLoad, drive
-from engine.load.gc_heap import heap_frozen
 from engine.load.patterns import LoadLevel, send_offsets
 from engine.load.results import LevelSummary
 from engine.load.summary import level_extras, summarise_level
 from engine.measure.client_health import assess
+from engine.measure.gc_heap import heap_frozen
 from engine.measure.metrics import RequestMetrics, request_metrics
 from engine.terminal_text import one_line
 from engine.types import BadRequestError, GenerationRequest, RequestRecord

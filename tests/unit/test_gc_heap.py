@@ -1,6 +1,7 @@
-"""A level's clock never contains a full garbage-collection pass over the app's heap
-(engine.load.gc_heap, the rule of `vllm bench serve`'s freeze_gc_heap): the objects alive when the
-level starts are frozen, so a full pass during the level skips them, and the heap is unfrozen after."""
+"""No full garbage-collection pass walks the app's long-lived heap while tokens are timestamped
+(engine.measure.gc_heap, the rule of vLLM's freeze_gc_heap): what an engine's start left is frozen
+once it has started (as vLLM's server does), and the objects alive when a load level starts are frozen
+for the level (as `vllm bench serve` does), unfrozen after it unless the heap was frozen before."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from engine.engines.base import Engine
 from engine.engines.host import EngineHost
 from engine.load import LoadLevel, LoadRunner
-from engine.load.gc_heap import heap_frozen
+from engine.measure.gc_heap import heap_frozen
 from engine.types import Chunk
 from tests.support.prompts import PromptSource
 
@@ -54,8 +55,23 @@ def watched_host():
     engine = FreezeWatchingEngine()
     host = EngineHost(engine)
     host.start().result(5)
+    gc.unfreeze()  # the start's own freeze (its test is below): each test here starts from a heap not frozen
     yield host, engine
     host.shutdown()
+    gc.unfreeze()
+
+
+def test_what_an_engines_start_left_is_frozen_once_it_has_started():
+    gc.unfreeze()
+    start_up = [[i] for i in range(100_000)]  # an engine's imports and state (vLLM's, in the app)
+    host = EngineHost(FreezeWatchingEngine())
+    try:
+        assert gc.get_freeze_count() == 0
+        host.start().result(5)
+        assert gc.get_freeze_count() >= len(start_up)
+    finally:
+        host.shutdown()
+        gc.unfreeze()
 
 
 def test_the_heap_alive_at_a_levels_start_is_skipped_by_gc_inside_the_level_and_collected_after(watched_host):

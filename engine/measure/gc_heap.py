@@ -10,10 +10,12 @@ during the pause are stamped together when it ends.
 `vllm bench serve` calls vllm.utils.gc_utils.freeze_gc_heap() right before its benchmark ("Avoid GC
 processing 'static' data - reduce pause times"): gc.collect() of generations 0, 1 and 2, then
 gc.freeze(), which moves every object alive into a permanent generation that later collections skip.
-tokentop does the same before each level's clock starts, in every process that timestamps tokens
-(the parent and each client process of engine.load.pool). When the level ends the heap is unfrozen
-again, unless something else (vLLM's engine core does, in its own process) had frozen it before: an
-app that runs many levels keeps collecting what the levels left behind.
+vLLM's own server calls it once its engine has started. tokentop does both: once an engine has
+started (engine.engines.host.EngineHost.start: the app's Live and Suite runs, `tokentop bench`), and
+before each load level's clock starts, in every process that timestamps tokens (the parent and each
+client process of engine.load.pool). A level unfreezes the heap when it ends only if it was not
+frozen before it (a bare LoadRunner, as in tests): what a level leaves behind stays collectable.
+Frozen objects are still freed by reference counting; only cycles among them wait.
 """
 
 from __future__ import annotations
