@@ -15,25 +15,12 @@ from data.store.database import Store
 from tests.support.apps import LoadHost
 from tests.support.first_hour_support import screen_text
 from tests.support.matrix_support import build_box
+from tests.support.tui_support import FakeSession
 from tests.support.wait import wait_for
 from tui.widgets.bar_chart import Bar, bar_lines
 
 BRAILLE = re.compile("[\u2800-\u28ff]")
 PARTS = "▏▎▍▌▋▊▉"  # a cell's left 1/8 … 7/8
-
-
-class FakeSession:
-    device = "CPU"
-    gpu = None
-
-    def __init__(self, store):
-        self.store = store
-
-    def describe(self):
-        return {"engine": "vllm", "model_label": "SmolLM2-135M-Instruct"}
-
-    def shutdown(self):
-        pass
 
 
 @pytest.fixture(scope="module")
