@@ -16,6 +16,20 @@ from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream_view import StreamView
 
 
+class StreamHost(App):
+    """The Live screen's text pane alone."""
+
+    def compose(self):
+        yield StreamView(id="out")
+
+
+class GaugeHost(App):
+    """The Live screen's gauge panel alone."""
+
+    def compose(self):
+        yield GaugePanel()
+
+
 def count_layouts(widget) -> list[bool]:
     """Record, for each refresh of `widget`, whether it asked for a layout pass."""
     asked: list[bool] = []
@@ -64,12 +78,8 @@ def test_stream_words_on_the_last_line_repaint_the_pane_alone():
     one per tick of a stream); text that wraps onto a new line still lays the screen out, and the
     pane shows all of it."""
 
-    class Host(App):
-        def compose(self):
-            yield StreamView(id="out")
-
     async def go():
-        app = Host()
+        app = StreamHost()
         async with app.run_test(size=(80, 24)) as pilot:
             view = app.query_one(StreamView)
             static = view.query_one(".stream-text", Static)
@@ -94,12 +104,8 @@ def test_gauge_table_with_the_same_rows_is_repainted_alone():
     """The stats table is one line per row: new figures in the same rows repaint it without a
     layout pass; a row more (stopped early) lays it out."""
 
-    class Host(App):
-        def compose(self):
-            yield GaugePanel()
-
     async def go():
-        app = Host()
+        app = GaugeHost()
         async with app.run_test(size=(80, 24)) as pilot:
             panel = app.query_one(GaugePanel)
             stats = panel.query_one(".gauge-stats", Static)
@@ -156,12 +162,8 @@ def test_a_streamed_paragraph_is_wrapped_once_a_frame():
     (before: twice a frame for any line under 2,000 characters)."""
     import rich._wrap
 
-    class Host(App):
-        def compose(self):
-            yield StreamView(id="out")
-
     async def go():
-        app = Host()
+        app = StreamHost()
         async with app.run_test(size=(80, 24)) as pilot:
             view = app.query_one(StreamView)
             view.append("first paragraph " * 20 + "\n\n" + "ab " * 400)
