@@ -371,7 +371,7 @@ def summarise(
     e2els = [m.e2el_s for m in ok]
     tpots = [m.tpot_s for m in ok if m.tpot_s is not None]
     all_tpots = [m.tpot_s or 0.0 for m in ok]  # vLLM: TPOT of a 1-token request counts as 0 for goodput
-    itls = [x for m in ok for x in m.itl_s]
+    itls = ok[0].itl_s if len(ok) == 1 else [x for m in ok for x in m.itl_s]  # one request: its own tuple
     total_output = sum(m.output_tokens for m in ok)
     total_input = sum(m.input_tokens or 0 for m in ok)
     dur = duration_s if duration_s > 0 else float("nan")
@@ -485,7 +485,7 @@ def _peak_rates(ok: Sequence[RequestMetrics]) -> tuple[float, float, int]:
     for m in ok:
         # _chunk_times(m) in numpy, a request's chunks at once (cumsum adds the gaps one after another as
         # _chunk_times does: the same floats); each chunk's bucket is int(time - t0), kept in range.
-        times = np.cumsum(np.array([m.start_s + (m.ttft_s or 0), *m.itl_s], dtype=float))
+        times = np.cumsum(np.concatenate(([m.start_s + (m.ttft_s or 0)], np.asarray(m.itl_s, dtype=float))))
         n = len(times)
         counts = m.chunk_tokens if len(m.chunk_tokens) == n else _even_counts(m.output_tokens, n)
         b = np.trunc(times - t0)
