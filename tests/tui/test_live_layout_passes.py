@@ -168,6 +168,8 @@ def test_a_streamed_paragraph_is_wrapped_once_a_frame():
     and drawing does not wrap again (before: the whole body wrapped for the height and the frame)."""
     import rich._wrap
 
+    import tui.widgets.stream_view as stream_view
+
     async def go():
         app = StreamHost()
         async with app.run_test(size=(80, 24)) as pilot:
@@ -175,19 +177,24 @@ def test_a_streamed_paragraph_is_wrapped_once_a_frame():
             view.append("first paragraph " * 20 + "\n\n" + "ab " * 400)
             await pilot.pause()
             wrapped: list[str] = []
-            words = rich._wrap.words
+            words, divide = rich._wrap.words, stream_view.divide_plain
 
-            def counted(text):  # one call per wrap of a line (the blank line between paragraphs aside)
+            def counted_words(text):  # Textual's own wrap, a word at a time
                 if text:
                     wrapped.append(text)
                 return words(text)
 
-            rich._wrap.words = counted
+            def counted_divide(text, width):  # the pane's wrap of a paragraph
+                if text:
+                    wrapped.append(text)
+                return divide(text, width)
+
+            rich._wrap.words, stream_view.divide_plain = counted_words, counted_divide
             try:
                 view.append("cd ")
                 await pilot.pause()
             finally:
-                rich._wrap.words = words
+                rich._wrap.words, stream_view.divide_plain = words, divide
             assert len(wrapped) == 1 and len(wrapped[0]) <= 80
             assert _shown(view).rstrip().endswith("ab cd")
 

@@ -147,3 +147,21 @@ async def test_placeholder_head_and_dropped_text():
         view.clear()
         await pilot.pause()
         assert view.lines == ["The answer streams here."]
+
+
+def test_plain_text_is_divided_where_rich_divides_it():
+    """The pane divides printable ASCII a line at a time (a 100,000 tok/s stream brings ~10,000
+    words a tick): the offsets of rich's divide_line, a word at a time, for words, runs of spaces
+    wider than the line, words longer than it, a paragraph opening with spaces, and other text."""
+    from rich._wrap import divide_line
+
+    from tui.widgets.stream_view import divide_plain
+
+    rnd = random.Random(22)
+    parts = ["a", "bc", " ", "  ", "word", "-", "x" * 37, " " * 23, "é", "漢"]
+    for _ in range(5_000):
+        width = rnd.randint(1, 40)
+        text = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 80)))
+        if rnd.random() < 0.7:
+            text = text.replace("é", "e").replace("漢", "k")
+        assert divide_plain(text, width) == divide_line(text, width, fold=True), (width, text)
