@@ -149,17 +149,21 @@ class LiveMeter:
         asked = getattr(request, "max_tokens", None) if getattr(request, "enforce_length", False) else None
         if record.success and asked is not None and record.output_tokens < asked:
             self.stopped_early = (asked, record.output_tokens)
-        counts = list(record.chunk_tokens)
+        counts = record.chunk_tokens
         if len(counts) != len(t.times):
             return
+        cum = list(accumulate(counts))
+        same = cum == t.cum  # the live counts were the record's (exact counts: the usual stream)
         t.provisional = False
         t.tokens = record.output_tokens  # what TPOT and TPS are stored with
         if record.reasoning_tokens is not None:
             t.reasoning_tokens = record.reasoning_tokens
+        if same:  # the sparkline's buckets and the 1 s window already hold these counts
+            return
         t.buckets = []
-        t.cum = list(accumulate(counts))
+        t.cum = cum
         t.window_lo = 0
-        self._add_to_buckets(t.times, counts, 0)
+        self._add_to_buckets(t.times, list(counts), 0)
 
     def _drain(self) -> None:
         record = self._record
