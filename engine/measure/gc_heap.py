@@ -1,8 +1,9 @@
 """Keep the garbage collector's full passes out of a level's timestamps.
 
 A full collection (generation 2) walks every object the collector tracks while it holds the GIL. With
-vLLM and its imports in the process (the embedded engine, or `vllm bench serve` run beside tokentop in
-benchmarks/harness_vs_vllm_bench.py) that is about 675,000 objects and 0.4–0.7 s on a 2-core box
+vLLM and its imports in the process (the embedded engine, or vLLM's benchmark modules, which
+benchmarks/harness_vs_vllm_bench.py ran in tokentop's process until it gave them a worker process of
+their own) that is about 675,000 objects and 0.4–0.7 s on a 2-core box
 (measured: 0.9 ms bare, 23 ms with tokentop's load path imported, 724 ms with vLLM's benchmark
 modules too). While it runs, the loop that timestamps tokens stands still, so chunks that arrived
 during the pause are stamped together when it ends.
