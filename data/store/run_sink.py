@@ -54,10 +54,11 @@ class RecorderSink:
             elif isinstance(event, RequestFinished):
                 if event.run_id not in self._recorders:
                     return  # an interactive request: stored with its run, at RunFinished
+                now = time.monotonic()
                 with self._lock:
-                    since, held = self._held.setdefault(event.run_id, (time.monotonic(), []))
+                    since, held = self._held.setdefault(event.run_id, (now, []))
                     held.append(event)
-                    due = time.monotonic() - since >= HOLD_MAX_S
+                    due = now - since >= HOLD_MAX_S
                 if due:
                     self._write_held(event.run_id)
             elif isinstance(event, RunFinished):

@@ -42,6 +42,18 @@ def stream_text(rnd: random.Random, size: int) -> str:
     return text
 
 
+def append_in_pieces(view: StreamView, text: str, rnd: random.Random, longest: int, after_each=None) -> None:
+    """`text` appended in pieces of 1 to `longest` characters; `after_each(sent)` after every piece,
+    with the length sent so far."""
+    at = 0
+    while at < len(text):
+        step = rnd.randint(1, longest)
+        view.append(text[at:at + step])
+        at += step
+        if after_each is not None:
+            after_each(min(at, len(text)))
+
+
 async def test_a_stream_in_pieces_draws_the_lines_of_the_whole_text():
     """A long one-line stream appended in pieces of 1 to 40 characters: after every piece, the pane's
     lines are those of the whole text wrapped at once, and its last rows are on screen."""
@@ -51,13 +63,11 @@ async def test_a_stream_in_pieces_draws_the_lines_of_the_whole_text():
     async with app.run_test(size=(80, 24)) as pilot:
         view = app.query_one(StreamView)
         await pilot.pause()
-        at = 0
-        while at < len(text):
-            step = rnd.randint(1, 40)
-            view.append(text[at:at + step])
-            at += step
-            width = view.scrollable_content_region.width
-            assert view.lines == wrapped(text[:at], width), at
+
+        def lines_are_the_whole_text_s(sent: int) -> None:
+            assert view.lines == wrapped(text[:sent], view.scrollable_content_region.width), sent
+
+        append_in_pieces(view, text, rnd, 40, lines_are_the_whole_text_s)
         await pilot.pause()
         assert view.text == text
         assert view.virtual_size.height == len(view.lines)
@@ -73,11 +83,7 @@ async def test_paragraphs_in_pieces_draw_the_lines_of_the_whole_text():
     async with app.run_test(size=(60, 20)) as pilot:
         view = app.query_one(StreamView)
         await pilot.pause()
-        at = 0
-        while at < len(text):
-            step = rnd.randint(1, 90)
-            view.append(text[at:at + step])
-            at += step
+        append_in_pieces(view, text, rnd, 90)
         assert view.lines == wrapped(text, view.scrollable_content_region.width)
 
 
